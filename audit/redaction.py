@@ -1,0 +1,48 @@
+"""One redaction function for audit data and log lines.
+
+Values under sensitive keys are replaced; strings are scrubbed of API keys
+(ours and upstream ``sk-`` styles), JWTs, bearer credentials and e-mail addresses.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+REDACTED = "[REDACTED]"
+
+_SENSITIVE_KEY = re.compile(
+    r"(pass(word)?|secret|token|api[_-]?key|authorization|otp|recovery|seed|cookie|credential)",
+    re.IGNORECASE,
+)
+_PATTERNS = [
+    re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),  # JWT
+    re.compile(r"\bifr_[A-Za-z0-9_]{8,}"),  # Inferia API keys
+    re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"),  # upstream keys
+    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"),  # e-mail
+]
+
+
+def redact_text(text: str) -> str:
+    for pattern in _PATTERNS:
+        text = pattern.sub(REDACTED, text)
+    return text
+
+
+def redact(value: Any, *, _depth: int = 0) -> Any:
+    """Return a copy of ``value`` with secrets, credentials and e-mails removed."""
+    if _depth > 20:
+        return REDACTED
+    if isinstance(value, dict):
+        return {
+            key: REDACTED
+            if isinstance(key, str) and _SENSITIVE_KEY.search(key)
+            else redact(item, _depth=_depth + 1)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(item, _depth=_depth + 1) for item in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value

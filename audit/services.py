@@ -1,0 +1,66 @@
+"""The only writer of audit records."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from audit.models import AuditRecord, Outcome
+from audit.redaction import redact, redact_text
+
+if TYPE_CHECKING:
+    from orgs.models import Organization, User
+
+
+def client_ip(request: HttpRequest | None) -> str | None:
+    """The client address; X-Forwarded-For is honoured only from trusted proxies."""
+    if request is None:
+        return None
+    remote = request.META.get("REMOTE_ADDR") or None
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if forwarded and remote in settings.INFERIA_TRUSTED_PROXIES:
+        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        for hop in reversed(hops):
+            if hop not in settings.INFERIA_TRUSTED_PROXIES:
+                return hop
+    return remote
+
+
+def record(
+    *,
+    action: str,
+    outcome: str,
+    org: Organization | None = None,
+    actor: User | None = None,
+    actor_label: str = "",
+    target: Any = None,
+    target_type: str = "",
+    target_id: str = "",
+    status_code: int | None = None,
+    request: HttpRequest | None = None,
+    data: dict[str, Any] | None = None,
+) -> AuditRecord:
+    """Append one audit record (inside the caller's transaction, if any)."""
+    if outcome not in Outcome.values:
+        raise ValueError(f"unknown outcome {outcome}")
+    if target is not None:
+        target_type = target_type or target._meta.label_lower
+        target_id = target_id or str(target.pk)
+    if actor is not None and not actor_label:
+        actor_label = actor.username
+    return AuditRecord.objects.create(
+        org=org,
+        actor_user=actor if actor is not None and actor.pk else None,
+        actor_label=redact_text(actor_label)[:200],
+        action=action,
+        outcome=outcome,
+        status_code=status_code,
+        target_type=target_type,
+        target_id=target_id,
+        client_ip=client_ip(request),
+        user_agent=redact_text(request.headers.get("User-Agent", ""))[:300] if request else "",
+        request_id=getattr(request, "request_id", "") if request else "",
+        data=redact(data or {}),
+    )

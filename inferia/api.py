@@ -1,0 +1,117 @@
+"""Shared REST plumbing: bearer authentication, pagination and the org-scoped base view.
+
+``OrgAPIView`` resolves ``{org}`` and the caller's membership, builds the one
+``Access`` of the request, enforces the org's 2FA policy, checks the declared
+``required_permissions`` and activates the tenant scope. It owns
+``get_queryset``/``get_object``; endpoints implement ``get_scoped_queryset``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest
+from rest_framework import generics
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.request import Request
+
+from audit import services as audit
+from inferia.errors import AuthenticationFailed, NotFound, PermissionDenied, TwoFactorRequired
+from orgs.access import Access, access_for_user
+from orgs.scoping import activate, deactivate
+
+# Re-exported: the DRF settings name them here.
+from inferia.authentication import BearerAuthentication, Pagination  # noqa: E402,F401
+
+# Any member of the org may call it; the service applies finer rules (e.g. "own").
+ANY_MEMBER = "*member"
+
+
+class RequiredPermission(BasePermission):
+    """Enforce ``view.required_permissions[method]``; no declaration means refusal."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        method = "GET" if request.method in ("HEAD", "OPTIONS") else request.method
+        if not hasattr(view, method.lower()):
+            return True  # let DRF answer 405
+        permission = view.required_permissions.get(method)
+        access: Access = request.access
+        if permission is None:
+            raise PermissionDenied(f"{method} is not allowed here")
+        if permission == ANY_MEMBER:
+            return True
+        if not access.can(permission):
+            audit.record(
+                action=permission,
+                outcome="denied",
+                org=access.org,
+                actor=access.user,
+                status_code=403,
+                request=request._request,
+                data={"path": request.path, "method": request.method},
+            )
+            raise PermissionDenied(f"Missing permission {permission}")
+        return True
+
+
+class UserAPIView(generics.GenericAPIView):
+    """An endpoint for any authenticated user, outside an organization."""
+
+    permission_classes = [IsAuthenticated]
+
+
+class OrgAPIView(generics.GenericAPIView):
+    """Base of every ``/api/v1/orgs/{org}/...`` endpoint."""
+
+    required_permissions: ClassVar[dict[str, str]] = {}
+    permission_classes = [IsAuthenticated, RequiredPermission]
+    lookup_field = "pk"
+    lookup_url_kwarg = "id"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for owned in ("get_queryset", "get_object", "initial", "dispatch"):
+            if owned in cls.__dict__:
+                raise TypeError(
+                    f"{cls.__name__} overrides {owned}; implement get_scoped_queryset instead"
+                )
+
+    def get_scoped_queryset(self):
+        raise ImproperlyConfigured(f"{type(self).__name__} must implement get_scoped_queryset")
+
+    def get_queryset(self):
+        return self.get_scoped_queryset()
+
+    def get_object(self):
+        queryset = self.filter_queryset(self.get_queryset())
+        obj = queryset.filter(pk=self.kwargs[self.lookup_url_kwarg]).first()
+        if obj is None:
+            raise NotFound()
+        return obj
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any):
+        self._scope_token = None
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        finally:
+            if self._scope_token is not None:
+                deactivate(self._scope_token)
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        from orgs.models import Organization
+
+        self.perform_authentication(request)
+        if request.user is None:
+            raise AuthenticationFailed("Authentication credentials were not provided")
+        org = Organization.objects.filter(slug=kwargs.get("org", "")).first()
+        # Unknown org and "not a member" answer the same 404.
+        access = access_for_user(org, request.user) if org is not None else None
+        if access is None:
+            raise NotFound("Organization not found")
+        if org.require_2fa and not request.user.has_confirmed_totp:
+            raise TwoFactorRequired()
+        request.access = access
+        request._request.access = access
+        self._scope_token = activate(org)
+        super().initial(request, *args, **kwargs)

@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class InferiaConfig(AppConfig):
+    name = "inferia"
+    verbose_name = "Inferia platform"
+
+    def ready(self) -> None:
+        from inferia import checks  # noqa: F401  (registers system checks)

@@ -1,0 +1,55 @@
+"""Bearer authentication and pagination (imported by DRF settings: keep DRF views out)."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import AccessToken
+
+from inferia.errors import AuthenticationFailed
+
+
+def bearer_credential(request: HttpRequest) -> str | None:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() == "bearer" and credential.strip():
+        return credential.strip()
+    api_key = request.META.get("HTTP_X_API_KEY", "").strip()
+    return api_key or None
+
+
+class BearerAuthentication(BaseAuthentication):
+    """``Authorization: Bearer <access JWT>``; API keys join in issue #3.
+
+    The token's signature, expiry, issuer, audience and type (``access``) are
+    checked, then its ``ver`` claim against the user's current auth version, so
+    deactivation and password changes kill every token at once.
+    """
+
+    def authenticate(self, request: Request):
+        from orgs.models import User
+        from orgs.services.auth import VERSION_CLAIM
+
+        raw = bearer_credential(request._request)
+        if raw is None:
+            return None
+        try:
+            token = AccessToken(raw)
+        except TokenError as exc:
+            raise AuthenticationFailed("Access token is invalid or expired") from exc
+        user = User.objects.filter(pk=token.get("sub")).first()
+        if user is None or not user.is_active or token.get(VERSION_CLAIM) != user.auth_version:
+            raise AuthenticationFailed("Access token is invalid or expired")
+        return user, token
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class Pagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200

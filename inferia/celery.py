@@ -1,0 +1,31 @@
+"""The Celery app, the org-scoped task base and the whole beat schedule."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery, Task
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inferia.settings")
+
+app = Celery("inferia")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["orgs", "keys", "gateway", "audit", "inferia"])
+
+app.conf.beat_schedule = {
+    "counters-prune": {"task": "inferia.tasks.counters_prune", "schedule": 300.0},
+}
+
+
+class OrgTask(Task):
+    """A task whose first argument is an org id: runs inside that org's scope."""
+
+    def __call__(self, org_id: str, *args, **kwargs):
+        from orgs.models import Organization
+        from orgs.scoping import org_scope
+
+        org = Organization.objects.filter(pk=org_id).first()
+        if org is None:
+            return None  # the org is gone: nothing to do
+        with org_scope(org):
+            return super().__call__(org_id, *args, **kwargs)

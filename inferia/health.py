@@ -1,0 +1,63 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+logger = logging.getLogger(__name__)
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+def _check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _check_cache() -> None:
+    probe = uuid.uuid4().hex
+    cache.set("readyz-probe", probe, 10)
+    if cache.get("readyz-probe") != probe:
+        raise RuntimeError("cache did not return what was written")
+
+
+def _check_broker() -> None:
+    from inferia.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+
+
+@never_cache
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    checks = {"database": _check_database, "cache": _check_cache, "broker": _check_broker}
+    results: dict[str, str] = {}
+    for name, check in checks.items():
+        try:
+            check()
+            results[name] = "ok"
+        except Exception as exc:  # any failure means not ready; logged without detail leaks
+            logger.warning("readyz %s failed: %s", name, type(exc).__name__)
+            results[name] = "unavailable"
+    ready = all(value == "ok" for value in results.values())
+    body = {"status": "ok" if ready else "unavailable", "checks": results, "broker": settings.BROKER_DESCRIPTION.split(" ")[0]}
+    if not ready:
+        body["error"] = {
+            "code": "SERVICE_UNAVAILABLE",
+            "message": "A dependency is unreachable",
+            "details": results,
+        }
+    return JsonResponse(body, status=200 if ready else 503)

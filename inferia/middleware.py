@@ -1,0 +1,74 @@
+"""Request id, body size limit, and the error envelope for Django's own failures."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
+
+from inferia.errors import ErrorCode, error_response
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def _wants_envelope(request: HttpRequest) -> bool:
+    return not request.path.startswith(("/admin/", "/static/"))
+
+
+class RequestIdMiddleware:
+    """Echo a sane client ``X-Request-ID`` or mint one; put it on every response.
+
+    Also turns Django's bare 405 responses (outside DRF) into the error envelope.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.headers.get("X-Request-ID", "")
+        request.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        response = self.get_response(request)
+        if (
+            response.status_code == 405
+            and _wants_envelope(request)
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            allow = response.get("Allow")
+            response = error_response(
+                ErrorCode.METHOD_NOT_ALLOWED, f"Method {request.method} not allowed", 405
+            )
+            if allow:
+                response["Allow"] = allow
+        response["X-Request-ID"] = request.request_id
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, RequestDataTooBig):
+            return error_response(ErrorCode.PAYLOAD_TOO_LARGE, "Request body is too large", 413)
+        return None
+
+
+class BodySizeLimitMiddleware:
+    """Refuse a declared body over ``INFERIA_MAX_BODY_BYTES`` before reading it."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.limit = settings.INFERIA_MAX_BODY_BYTES
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        declared = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            length = int(declared)
+        except ValueError:
+            return error_response(ErrorCode.VALIDATION_ERROR, "Invalid Content-Length", 400)
+        if length > self.limit:
+            return error_response(
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"Request body is larger than {self.limit} bytes",
+                413,
+            )
+        return self.get_response(request)

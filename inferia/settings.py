@@ -1,0 +1,347 @@
+"""Inferia settings: read top to bottom; the only module that reads the environment.
+
+With nothing set, the project runs on embedded defaults (SQLite and a
+filesystem broker under ``var/``) and generates its keys once into ``var/``
+with mode 0600. ``INFERIA_ENV=production`` (or ``DATABASE_URL`` set with debug
+off) refuses to start without explicit secrets and allowed hosts.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+
+def _env_secret(name: str) -> str | None:
+    """A secret from NAME, or from the file named by NAME_FILE."""
+    value = env.str(name, default="")
+    if value:
+        return value
+    path = env.str(f"{name}_FILE", default="")
+    if path:
+        return Path(path).read_text().strip()
+    return None
+
+
+VAR_DIR = Path(env.str("INFERIA_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+INFERIA_ENV = env.str("INFERIA_ENV", default="development")
+if INFERIA_ENV not in ("development", "production"):
+    raise ImproperlyConfigured("INFERIA_ENV must be 'development' or 'production'")
+PRODUCTION = INFERIA_ENV == "production"
+DEBUG = env.bool("INFERIA_DEBUG", default=False)
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("INFERIA_DEBUG cannot be on with INFERIA_ENV=production")
+
+DATABASE_URL = env.str("DATABASE_URL", default="")
+REDIS_URL = env.str("REDIS_URL", default="")
+# A deployment: production profile, or an external database without debug.
+DEPLOYMENT = PRODUCTION or (bool(DATABASE_URL) and not DEBUG)
+
+
+def _generated_secret(name: str, filename: str, make) -> str:
+    """Embedded and debug runs keep generated secrets in var/ (mode 0600)."""
+    value = _env_secret(name)
+    if value:
+        return value
+    if DEPLOYMENT:
+        raise ImproperlyConfigured(f"{name} (or {name}_FILE) must be set in a deployment")
+    path = VAR_DIR / filename
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(make())
+    return path.read_text().strip()
+
+
+SECRET_KEY = _generated_secret(
+    "INFERIA_SECRET_KEY", "secret_key", lambda: secrets.token_urlsafe(50)
+)
+# One key, one job: JWTs are signed with their own key, never SECRET_KEY.
+INFERIA_JWT_SIGNING_KEY = _generated_secret(
+    "INFERIA_JWT_SIGNING_KEY", "jwt_signing_key", lambda: secrets.token_urlsafe(64)
+)
+# Key ring "id:base64key,id:base64key": the first wraps, all unwrap.
+INFERIA_MASTER_KEYS = _generated_secret(
+    "INFERIA_MASTER_KEYS",
+    "master_keys",
+    lambda: "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+)
+if SECRET_KEY == INFERIA_JWT_SIGNING_KEY:
+    raise ImproperlyConfigured("INFERIA_JWT_SIGNING_KEY must differ from INFERIA_SECRET_KEY")
+
+_default_hosts = [] if DEPLOYMENT else ["127.0.0.1", "localhost", "[::1]", "testserver"]
+ALLOWED_HOSTS = env.list("INFERIA_ALLOWED_HOSTS", default=_default_hosts)
+if DEPLOYMENT and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("INFERIA_ALLOWED_HOSTS must be set in a deployment")
+CSRF_TRUSTED_ORIGINS = env.list("INFERIA_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_filters",
+    "django_otp",
+    "guardian",
+    "inferia",
+    "orgs",
+    "keys",
+    "gateway",
+    "audit",
+]
+
+MIDDLEWARE = [
+    "inferia.middleware.RequestIdMiddleware",
+    "inferia.middleware.BodySizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "inferia.urls"
+WSGI_APPLICATION = "inferia.wsgi.application"
+ASGI_APPLICATION = "inferia.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------
+if DATABASE_URL:
+    DATABASES = {"default": env.db_url("DATABASE_URL")}
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("INFERIA_DB_CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "inferia.sqlite3",
+            # A file, not memory, so a worker process sees what the tests write.
+            "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache, broker ----------------------------------------------------------------
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "inferia",
+        }
+    }
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+    CACHE_DESCRIPTION = "redis"
+    BROKER_DESCRIPTION = "redis"
+else:
+    # Shared by every process (unlike locmem), so limits and throttles hold.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "inferia_cache",
+        }
+    }
+    BROKER_DIR = VAR_DIR / "broker"
+    for _sub in ("queue", "processed"):
+        (BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+    CACHE_DESCRIPTION = "database"
+    BROKER_DESCRIPTION = f"filesystem ({BROKER_DIR})"
+
+CELERY_BROKER_TRANSPORT_OPTIONS = CELERY_BROKER_TRANSPORT_OPTIONS | env.json(
+    "INFERIA_BROKER_TRANSPORT_OPTIONS", default={}
+)
+CELERY_TASK_ALWAYS_EAGER = env.bool("INFERIA_CELERY_EAGER", default=False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_TIMEZONE = "UTC"
+
+# --- Auth ---------------------------------------------------------------------
+AUTH_USER_MODEL = "orgs.User"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 10},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+ANONYMOUS_USER_NAME = None  # guardian: no anonymous user row
+LOGIN_URL = "/admin/login/"
+
+INFERIA_ACCESS_TOKEN_SECONDS = env.int("INFERIA_ACCESS_TOKEN_SECONDS", default=15 * 60)
+INFERIA_REFRESH_TOKEN_SECONDS = env.int("INFERIA_REFRESH_TOKEN_SECONDS", default=7 * 24 * 3600)
+INFERIA_JWT_ISSUER = env.str("INFERIA_JWT_ISSUER", default="inferia")
+INFERIA_JWT_AUDIENCE = env.str("INFERIA_JWT_AUDIENCE", default="inferia-api")
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=INFERIA_ACCESS_TOKEN_SECONDS),
+    "REFRESH_TOKEN_LIFETIME": timedelta(seconds=INFERIA_REFRESH_TOKEN_SECONDS),
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": INFERIA_JWT_SIGNING_KEY,
+    "ISSUER": INFERIA_JWT_ISSUER,
+    "AUDIENCE": INFERIA_JWT_AUDIENCE,
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "sub",
+    "TOKEN_TYPE_CLAIM": "typ",
+    "JTI_CLAIM": "jti",
+    "UPDATE_LAST_LOGIN": False,
+    "LEEWAY": 0,
+}
+
+# Login throttle: failed attempts per window, per username and per client IP.
+INFERIA_LOGIN_WINDOW_SECONDS = env.int("INFERIA_LOGIN_WINDOW_SECONDS", default=15 * 60)
+INFERIA_LOGIN_MAX_FAILURES_PER_USER = env.int("INFERIA_LOGIN_MAX_FAILURES_PER_USER", default=5)
+INFERIA_LOGIN_MAX_FAILURES_PER_IP = env.int("INFERIA_LOGIN_MAX_FAILURES_PER_IP", default=30)
+# 2FA: wrong codes in a row before the device locks for INFERIA_OTP_LOCKOUT_SECONDS.
+INFERIA_OTP_MAX_FAILURES = env.int("INFERIA_OTP_MAX_FAILURES", default=5)
+INFERIA_OTP_LOCKOUT_SECONDS = env.int("INFERIA_OTP_LOCKOUT_SECONDS", default=300)
+INFERIA_OTP_ISSUER = env.str("INFERIA_OTP_ISSUER", default="Inferia")
+INFERIA_INVITATION_DAYS = env.int("INFERIA_INVITATION_DAYS", default=7)
+INFERIA_PUBLIC_URL = env.str("INFERIA_PUBLIC_URL", default="http://127.0.0.1:8000")
+INFERIA_TRUSTED_PROXIES = env.list("INFERIA_TRUSTED_PROXIES", default=[])
+INFERIA_MAX_BODY_BYTES = env.int("INFERIA_MAX_BODY_BYTES", default=10 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = INFERIA_MAX_BODY_BYTES
+
+# --- E-mail ---------------------------------------------------------------------
+EMAIL_URL = env.str("INFERIA_EMAIL_URL", default="")
+if EMAIL_URL:
+    vars().update(env.email_url("INFERIA_EMAIL_URL"))
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = str(VAR_DIR / "mail")
+DEFAULT_FROM_EMAIL = env.str("INFERIA_DEFAULT_FROM_EMAIL", default="inferia@localhost")
+
+# --- DRF, OpenAPI --------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["inferia.authentication.BearerAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "inferia.authentication.Pagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "inferia.errors.drf_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Inferia API",
+    "DESCRIPTION": "Organizations, members, roles, 2FA and API keys for safe LLM access.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Served from our own static files: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Static, i18n ------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Security ----------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = env.bool("INFERIA_SSL_REDIRECT", default=True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("INFERIA_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_REFERRER_POLICY = "same-origin"
+    INFERIA_ADMIN_REQUIRES_OTP = True
+else:
+    INFERIA_ADMIN_REQUIRES_OTP = env.bool("INFERIA_ADMIN_REQUIRES_OTP", default=False)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("INFERIA_LOG_LEVEL", default="INFO")},
+    "loggers": {"django.server": {"level": "WARNING"}},
+}
+
+CONFIG_SUMMARY = (
+    f"inferia: env={INFERIA_ENV} "
+    f"database={DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]} "
+    f"cache={CACHE_DESCRIPTION} broker={BROKER_DESCRIPTION}"
+)
+if env.bool("INFERIA_PRINT_CONFIG", default=True) and "pytest" not in sys.modules:
+    print(CONFIG_SUMMARY, file=sys.stderr)

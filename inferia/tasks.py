@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from celery import shared_task
+
+from inferia import counters
+
+
+@shared_task(name="inferia.tasks.counters_prune")
+def counters_prune() -> int:
+    return counters.prune()

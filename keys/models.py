@@ -1,0 +1,1 @@
+"""API keys, service accounts, provider accounts and access rules (issue #3)."""

@@ -1,0 +1,169 @@
+"""The permission vocabulary, the built-in roles, and the one ``Access`` object.
+
+Every question "may this principal do X in this org" is answered by an
+``Access`` built in ``access_for_user``: the API permission class, the pages
+and admin all ask ``access.can(...)``/``access.require(...)``, never a role name.
+Default deny: a name not in the effective set is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from inferia.errors import PermissionDenied, ValidationError
+
+if TYPE_CHECKING:
+    from orgs.models import Membership, Organization, User
+
+PERMISSIONS: tuple[str, ...] = (
+    "org:view",
+    "org:update",
+    "org:delete",
+    "billing:manage",
+    "policy:manage",
+    "member:view",
+    "member:invite",
+    "member:update",
+    "member:delete",
+    "team:manage",
+    "service_account:manage",
+    "api_key:create",
+    "api_key:revoke",
+    "api_key:view",
+    "provider_account:view",
+    "provider_account:manage",
+    "model:read",
+    "model:write",
+    "model:delete",
+    "deployment:view",
+    "deployment:create",
+    "deployment:delete",
+    "knowledge_base:view",
+    "knowledge_base:add_data",
+    "knowledge_base:delete",
+    "inference:run",
+    "inference:stream",
+    "usage:view",
+    "audit_log:view",
+)
+PERMISSION_SET: frozenset[str] = frozenset(PERMISSIONS)
+
+# Names used by older API-key clients.
+ALIASES: dict[str, str] = {
+    "read_models": "model:read",
+    "write_models": "model:write",
+    "delete_models": "model:delete",
+    "run_inference": "inference:run",
+    "use_streaming": "inference:stream",
+    "read_metrics": "usage:view",
+    "view_audit_logs": "audit_log:view",
+    "manage_users": "member:update",
+}
+
+_READ = frozenset(p for p in PERMISSIONS if p.endswith((":view", ":read")))
+
+OWNER, ADMIN, MEMBER, VIEWER = "owner", "admin", "member", "viewer"
+BUILTIN_ROLES: dict[str, tuple[str, frozenset[str]]] = {
+    OWNER: ("Owner", PERMISSION_SET),
+    ADMIN: ("Admin", PERMISSION_SET - {"org:delete", "billing:manage"}),
+    MEMBER: ("Member", _READ | {"inference:run", "inference:stream", "api_key:create"}),
+    VIEWER: ("Viewer", _READ),
+}
+
+
+def normalize_permissions(names: Iterable[str], *, field_name: str = "permissions") -> frozenset[str]:
+    """Map aliases to vocabulary names; unknown names raise VALIDATION_ERROR."""
+    result: set[str] = set()
+    unknown: list[str] = []
+    for name in names:
+        canonical = ALIASES.get(name, name)
+        if canonical in PERMISSION_SET:
+            result.add(canonical)
+        else:
+            unknown.append(str(name))
+    if unknown:
+        raise ValidationError(
+            "Unknown permission name",
+            details={field_name: [f"Unknown permission: {name}" for name in unknown]},
+        )
+    return frozenset(result)
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one principal may do in one organization, frozen for a request."""
+
+    org: Organization
+    user: User | None
+    membership: Membership | None
+    permissions: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def is_owner(self) -> bool:
+        return self.membership is not None and self.membership.role.slug == OWNER
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
+
+    def require(self, permission: str) -> None:
+        """Raise PERMISSION_DENIED unless ``permission`` is held."""
+        if permission not in PERMISSION_SET:
+            raise PermissionDenied(f"Unknown permission {permission}")
+        if permission not in self.permissions:
+            raise PermissionDenied(f"Missing permission {permission}")
+
+    def require_all(self, permissions: Iterable[str], *, what: str = "grant") -> None:
+        """Bounded delegation: nobody grants a permission they do not hold."""
+        missing = sorted(set(permissions) - self.permissions)
+        if missing:
+            raise PermissionDenied(
+                f"Cannot {what} permissions you do not hold: {', '.join(missing)}",
+                details={"missing_permissions": missing},
+            )
+
+
+def membership_permissions(membership: Membership) -> frozenset[str]:
+    """Effective permissions of a membership.
+
+    The role's permissions, bounded again at every use by the current role of
+    the member who granted it (bounded delegation: the grantor may have lost a
+    permission since). Owners and self-created memberships are unbounded.
+    """
+    granted = frozenset(membership.role.permissions) & PERMISSION_SET
+    grantor = membership.granted_by_membership
+    if grantor is None or grantor.pk == membership.pk:
+        return granted
+    return granted & frozenset(grantor.role.permissions)
+
+
+def access_for_user(org: Organization, user: User | None) -> Access | None:
+    """The Access of ``user`` in ``org``, or None when they are not an active member."""
+    from orgs.models import Membership
+
+    if user is None or not user.is_active:
+        return None
+    membership = (
+        Membership.all_orgs.select_related(
+            "role", "user", "granted_by_membership__role"
+        )
+        .filter(org=org, user=user)
+        .first()
+    )
+    if membership is None:
+        return None
+    return Access(
+        org=org,
+        user=user,
+        membership=membership,
+        permissions=membership_permissions(membership),
+    )
+
+
+def sync_builtin_roles(role_model) -> None:
+    """Make the built-in role rows match ``BUILTIN_ROLES`` (migration and post_migrate)."""
+    for slug, (name, permissions) in BUILTIN_ROLES.items():
+        role_model.objects.update_or_create(
+            org=None, slug=slug, defaults={"name": name, "permissions": sorted(permissions)}
+        )

@@ -1,0 +1,230 @@
+"""Input and output serializers of the orgs API (inputs and outputs kept apart)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from orgs import access as acl
+from orgs.models import Invitation, Membership, Organization, Role, Team, TeamMember, User, slug_validator
+
+# --- auth -----------------------------------------------------------------------
+
+
+class LoginInput(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=4096, trim_whitespace=False)
+    otp_code = serializers.CharField(max_length=64, required=False, allow_blank=True)
+
+
+class RefreshInput(serializers.Serializer):
+    refresh_token = serializers.CharField(max_length=4096)
+
+
+class PasswordChangeInput(serializers.Serializer):
+    current_password = serializers.CharField(max_length=4096, trim_whitespace=False)
+    new_password = serializers.CharField(max_length=4096, trim_whitespace=False)
+
+
+class OtpCodeInput(serializers.Serializer):
+    otp_code = serializers.CharField(max_length=64)
+
+
+class UserOutput(serializers.ModelSerializer):
+    two_factor_enabled = serializers.SerializerMethodField()
+
+    class Meta:
+        model = User
+        fields = ["id", "username", "email", "first_name", "last_name", "two_factor_enabled", "date_joined"]
+
+    def get_two_factor_enabled(self, user: User) -> bool:
+        return user.has_confirmed_totp
+
+
+class TokenPairOutput(serializers.Serializer):
+    access_token = serializers.CharField()
+    refresh_token = serializers.CharField()
+    token_type = serializers.CharField(default="Bearer")
+    expires_at = serializers.DateTimeField()
+    user = UserOutput()
+
+
+class TotpSetupOutput(serializers.Serializer):
+    otpauth_uri = serializers.CharField()
+    qr_svg = serializers.CharField()
+
+
+class RecoveryCodesOutput(serializers.Serializer):
+    recovery_codes = serializers.ListField(child=serializers.CharField())
+
+
+# --- orgs ---------------------------------------------------------------------------
+
+
+class OrgSettingsInput(serializers.Serializer):
+    """Policy knobs kept in ``Organization.settings`` (read by later parts)."""
+
+    max_key_lifetime_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
+    allowed_private_hosts = serializers.ListField(
+        child=serializers.CharField(max_length=255), required=False, max_length=100
+    )
+    audit_retention_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
+    requests_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    tokens_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+
+
+class OrganizationCreateInput(serializers.Serializer):
+    slug = serializers.CharField(max_length=50, validators=[slug_validator])
+    name = serializers.CharField(max_length=200)
+
+
+class OrganizationUpdateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    require_2fa = serializers.BooleanField(required=False)
+    settings = OrgSettingsInput(required=False)
+
+
+class SensitiveActionInput(serializers.Serializer):
+    otp_code = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    password = serializers.CharField(max_length=4096, required=False, allow_blank=True, trim_whitespace=False)
+
+
+class TransferOwnershipInput(SensitiveActionInput):
+    member_id = serializers.UUIDField()
+
+
+class OrganizationOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Organization
+        fields = ["id", "slug", "name", "require_2fa", "settings", "created_at", "updated_at"]
+
+
+class RoleBriefOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Role
+        fields = ["id", "slug", "name"]
+
+
+class MembershipOutput(serializers.ModelSerializer):
+    user = serializers.SerializerMethodField()
+    role = RoleBriefOutput()
+
+    class Meta:
+        model = Membership
+        fields = ["id", "user", "role", "created_at", "updated_at"]
+
+    def get_user(self, membership: Membership) -> dict:
+        user = membership.user
+        return {"id": str(user.pk), "username": user.username, "email": user.email}
+
+
+class MyMembershipOutput(serializers.Serializer):
+    org = OrganizationOutput(source="membership.org")
+    role = RoleBriefOutput(source="membership.role")
+    permissions = serializers.ListField(child=serializers.CharField())
+
+
+class MeOutput(serializers.Serializer):
+    user = UserOutput()
+    memberships = MyMembershipOutput(many=True)
+
+
+class MemberUpdateInput(serializers.Serializer):
+    role = serializers.CharField(help_text="Role id or slug", max_length=64)
+
+
+# --- roles ---------------------------------------------------------------------------
+
+
+class PermissionListField(serializers.ListField):
+    child = serializers.CharField(max_length=64)
+
+    def to_internal_value(self, data):
+        names = super().to_internal_value(data)
+        return sorted(acl.normalize_permissions(names))
+
+
+class RoleCreateInput(serializers.Serializer):
+    slug = serializers.CharField(max_length=50, validators=[slug_validator])
+    name = serializers.CharField(max_length=100)
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    permissions = PermissionListField(allow_empty=True)
+
+
+class RoleUpdateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=100, required=False)
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    permissions = PermissionListField(required=False, allow_empty=True)
+
+
+class RoleOutput(serializers.ModelSerializer):
+    is_builtin = serializers.BooleanField(read_only=True)
+    member_count = serializers.IntegerField(read_only=True, default=None)
+
+    class Meta:
+        model = Role
+        fields = ["id", "slug", "name", "description", "permissions", "is_builtin", "member_count", "created_at"]
+
+
+# --- teams ---------------------------------------------------------------------------
+
+
+class TeamCreateInput(serializers.Serializer):
+    slug = serializers.CharField(max_length=50, validators=[slug_validator])
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class TeamUpdateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+
+
+class TeamOutput(serializers.ModelSerializer):
+    member_count = serializers.IntegerField(read_only=True, default=None)
+
+    class Meta:
+        model = Team
+        fields = ["id", "slug", "name", "description", "member_count", "created_at"]
+
+
+class TeamMemberInput(serializers.Serializer):
+    user_id = serializers.UUIDField()
+
+
+class TeamMemberOutput(serializers.ModelSerializer):
+    user_id = serializers.UUIDField(source="user.pk")
+    username = serializers.CharField(source="user.username")
+
+    class Meta:
+        model = TeamMember
+        fields = ["user_id", "username", "created_at"]
+
+
+# --- invitations ---------------------------------------------------------------------
+
+
+class InvitationCreateInput(serializers.Serializer):
+    email = serializers.EmailField()
+    role = serializers.CharField(max_length=64, help_text="Role id or slug")
+
+
+class InvitationOutput(serializers.ModelSerializer):
+    role = RoleBriefOutput()
+    status = serializers.CharField()
+    invited_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Invitation
+        fields = [
+            "id", "email", "role", "status", "invited_by", "created_at", "expires_at",
+            "sent_at", "send_count", "accepted_at", "revoked_at",
+        ]
+
+    def get_invited_by(self, invitation: Invitation) -> str | None:
+        inviter = invitation.invited_by
+        return inviter.user.username if inviter else None
+
+
+class InvitationAcceptInput(serializers.Serializer):
+    username = serializers.CharField(max_length=150, required=False)
+    password = serializers.CharField(max_length=4096, required=False, trim_whitespace=False)

@@ -1,0 +1,476 @@
+"""REST endpoints of orgs/: thin views over selectors and services."""
+
+from __future__ import annotations
+
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+from inferia.api import ANY_MEMBER, OrgAPIView, UserAPIView
+from inferia.errors import NotFound, ValidationError
+from orgs import selectors
+from orgs.access import membership_permissions
+from orgs.api import serializers as s
+from orgs.services import auth, tenancy, two_factor
+
+
+def _valid(serializer_class, request, **kwargs):
+    serializer = serializer_class(data=request.data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _pair_response(pair: auth.TokenPair, status_code: int = 200) -> Response:
+    data = s.TokenPairOutput(
+        {
+            "access_token": pair.access_token,
+            "refresh_token": pair.refresh_token,
+            "token_type": "Bearer",
+            "expires_at": pair.expires_at,
+            "user": pair.user,
+        }
+    ).data
+    return Response(data, status=status_code, headers={"Cache-Control": "no-store"})
+
+
+# --- auth -----------------------------------------------------------------------------
+
+
+@method_decorator(never_cache, name="dispatch")
+class LoginView(UserAPIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=s.LoginInput, responses={200: s.TokenPairOutput}, auth=[])
+    def post(self, request):
+        data = _valid(s.LoginInput, request)
+        pair = auth.login(
+            request=request._request,
+            username=data["username"],
+            password=data["password"],
+            otp_code=data.get("otp_code") or None,
+        )
+        return _pair_response(pair)
+
+
+class RefreshView(UserAPIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=s.RefreshInput, responses={200: s.TokenPairOutput}, auth=[])
+    def post(self, request):
+        data = _valid(s.RefreshInput, request)
+        return _pair_response(auth.token_refresh(request=request._request, refresh_token=data["refresh_token"]))
+
+
+class LogoutView(UserAPIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=s.RefreshInput, responses={204: None}, auth=[])
+    def post(self, request):
+        data = _valid(s.RefreshInput, request)
+        auth.logout(request=request._request, refresh_token=data["refresh_token"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeView(UserAPIView):
+    @extend_schema(responses={200: s.MeOutput})
+    def get(self, request):
+        memberships = [
+            {"membership": m, "permissions": sorted(membership_permissions(m))}
+            for m in selectors.membership_list_for_user(request.user)
+        ]
+        return Response(s.MeOutput({"user": request.user, "memberships": memberships}).data)
+
+
+class PasswordChangeView(UserAPIView):
+    @extend_schema(request=s.PasswordChangeInput, responses={200: s.TokenPairOutput})
+    def post(self, request):
+        data = _valid(s.PasswordChangeInput, request)
+        pair = auth.password_change(
+            user=request.user,
+            current_password=data["current_password"],
+            new_password=data["new_password"],
+            request=request._request,
+        )
+        return _pair_response(pair)
+
+
+class TwoFactorSetupView(UserAPIView):
+    @extend_schema(request=None, responses={200: s.TotpSetupOutput})
+    def post(self, request):
+        setup = two_factor.totp_setup(user=request.user, request=request._request)
+        return Response(
+            s.TotpSetupOutput({"otpauth_uri": setup.otpauth_uri, "qr_svg": setup.qr_svg}).data,
+            headers={"Cache-Control": "no-store"},
+        )
+
+
+class TwoFactorConfirmView(UserAPIView):
+    @extend_schema(request=s.OtpCodeInput, responses={200: s.RecoveryCodesOutput})
+    def post(self, request):
+        data = _valid(s.OtpCodeInput, request)
+        codes = two_factor.totp_confirm(user=request.user, otp_code=data["otp_code"], request=request._request)
+        return Response({"recovery_codes": codes}, headers={"Cache-Control": "no-store"})
+
+
+class TwoFactorDisableView(UserAPIView):
+    @extend_schema(request=s.OtpCodeInput, responses={204: None})
+    def post(self, request):
+        data = _valid(s.OtpCodeInput, request)
+        two_factor.totp_disable(user=request.user, otp_code=data["otp_code"], request=request._request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RecoveryCodesView(UserAPIView):
+    @extend_schema(request=s.OtpCodeInput, responses={200: s.RecoveryCodesOutput})
+    def post(self, request):
+        data = _valid(s.OtpCodeInput, request)
+        codes = two_factor.recovery_codes_regenerate(
+            user=request.user, otp_code=data["otp_code"], request=request._request
+        )
+        return Response({"recovery_codes": codes}, headers={"Cache-Control": "no-store"})
+
+
+# --- organizations -------------------------------------------------------------------
+
+
+class OrgListView(UserAPIView):
+    serializer_class = s.OrganizationOutput
+
+    def get_queryset(self):
+        return selectors.organization_list_for_user(self.request.user)
+
+    @extend_schema(responses={200: s.OrganizationOutput(many=True)})
+    def get(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(s.OrganizationOutput(page, many=True).data)
+
+    @extend_schema(request=s.OrganizationCreateInput, responses={201: s.OrganizationOutput})
+    def post(self, request):
+        data = _valid(s.OrganizationCreateInput, request)
+        org = tenancy.organization_create(
+            user=request.user, slug=data["slug"], name=data["name"], request=request._request
+        )
+        return Response(s.OrganizationOutput(org).data, status=status.HTTP_201_CREATED)
+
+
+class OrgDetailView(OrgAPIView):
+    required_permissions = {"GET": "org:view", "PATCH": "org:update", "DELETE": "org:delete"}
+    serializer_class = s.OrganizationOutput
+
+    def get_scoped_queryset(self):
+        return selectors.organization_list_for_user(self.request.user)
+
+    @extend_schema(responses={200: s.OrganizationOutput})
+    def get(self, request, org):
+        return Response(s.OrganizationOutput(request.access.org).data)
+
+    @extend_schema(request=s.OrganizationUpdateInput, responses={200: s.OrganizationOutput})
+    def patch(self, request, org):
+        data = _valid(s.OrganizationUpdateInput, request)
+        updated = tenancy.organization_update(access=request.access, changes=data, request=request._request)
+        return Response(s.OrganizationOutput(updated).data)
+
+    @extend_schema(request=s.SensitiveActionInput, responses={204: None})
+    def delete(self, request, org):
+        data = _valid(s.SensitiveActionInput, request)
+        tenancy.organization_delete(
+            access=request.access,
+            otp_code=data.get("otp_code") or None,
+            password=data.get("password") or None,
+            request=request._request,
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class OrgTransferOwnershipView(OrgAPIView):
+    # Owner-only: the service checks the role (no permission name means "owner").
+    required_permissions = {"POST": ANY_MEMBER}
+
+    def get_scoped_queryset(self):
+        return selectors.member_list()
+
+    @extend_schema(request=s.TransferOwnershipInput, responses={200: s.MembershipOutput})
+    def post(self, request, org):
+        data = _valid(s.TransferOwnershipInput, request)
+        target = selectors.member_get(data["member_id"])
+        if target is None:
+            raise NotFound("Member not found")
+        membership = tenancy.ownership_transfer(
+            access=request.access,
+            target=target,
+            otp_code=data.get("otp_code") or None,
+            password=data.get("password") or None,
+            request=request._request,
+        )
+        return Response(s.MembershipOutput(membership).data)
+
+
+# --- members -----------------------------------------------------------------------------
+
+
+class MemberListView(OrgAPIView):
+    required_permissions = {"GET": "member:view"}
+    serializer_class = s.MembershipOutput
+
+    def get_scoped_queryset(self):
+        return selectors.member_list()
+
+    @extend_schema(responses={200: s.MembershipOutput(many=True)})
+    def get(self, request, org):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(s.MembershipOutput(page, many=True).data)
+
+
+def _role_or_400(ref: str, field: str = "role"):
+    role = selectors.role_get_by_ref(ref)
+    if role is None:
+        raise ValidationError("Unknown role", details={field: ["No such role in this organization."]})
+    return role
+
+
+class MemberDetailView(OrgAPIView):
+    # DELETE: anyone may leave; removing others needs member:delete (service).
+    required_permissions = {"GET": "member:view", "PATCH": "member:update", "DELETE": ANY_MEMBER}
+    serializer_class = s.MembershipOutput
+
+    def get_scoped_queryset(self):
+        return selectors.member_list()
+
+    @extend_schema(responses={200: s.MembershipOutput})
+    def get(self, request, org, id):
+        return Response(s.MembershipOutput(self.get_object()).data)
+
+    @extend_schema(request=s.MemberUpdateInput, responses={200: s.MembershipOutput})
+    def patch(self, request, org, id):
+        membership = self.get_object()
+        data = _valid(s.MemberUpdateInput, request)
+        updated = tenancy.member_change_role(
+            access=request.access, membership=membership, role=_role_or_400(data["role"]), request=request._request
+        )
+        return Response(s.MembershipOutput(updated).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, org, id):
+        tenancy.member_remove(access=request.access, membership=self.get_object(), request=request._request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- roles --------------------------------------------------------------------------------
+
+
+class RoleListView(OrgAPIView):
+    required_permissions = {"GET": "member:view", "POST": "policy:manage"}
+    serializer_class = s.RoleOutput
+
+    def get_scoped_queryset(self):
+        return selectors.role_list()
+
+    @extend_schema(responses={200: s.RoleOutput(many=True)})
+    def get(self, request, org):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(s.RoleOutput(page, many=True).data)
+
+    @extend_schema(request=s.RoleCreateInput, responses={201: s.RoleOutput})
+    def post(self, request, org):
+        data = _valid(s.RoleCreateInput, request)
+        role = tenancy.role_create(access=request.access, request=request._request, **data)
+        return Response(s.RoleOutput(role).data, status=status.HTTP_201_CREATED)
+
+
+class RoleDetailView(OrgAPIView):
+    required_permissions = {"GET": "member:view", "PATCH": "policy:manage", "DELETE": "policy:manage"}
+    serializer_class = s.RoleOutput
+
+    def get_scoped_queryset(self):
+        return selectors.role_list()
+
+    @extend_schema(responses={200: s.RoleOutput})
+    def get(self, request, org, id):
+        return Response(s.RoleOutput(self.get_object()).data)
+
+    @extend_schema(request=s.RoleUpdateInput, responses={200: s.RoleOutput})
+    def patch(self, request, org, id):
+        role = self.get_object()
+        data = _valid(s.RoleUpdateInput, request)
+        role = tenancy.role_update(access=request.access, role=role, changes=data, request=request._request)
+        return Response(s.RoleOutput(role).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, org, id):
+        tenancy.role_delete(access=request.access, role=self.get_object(), request=request._request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- teams -------------------------------------------------------------------------------
+
+
+class TeamListView(OrgAPIView):
+    required_permissions = {"GET": "member:view", "POST": "team:manage"}
+    serializer_class = s.TeamOutput
+
+    def get_scoped_queryset(self):
+        return selectors.team_list()
+
+    @extend_schema(responses={200: s.TeamOutput(many=True)})
+    def get(self, request, org):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(s.TeamOutput(page, many=True).data)
+
+    @extend_schema(request=s.TeamCreateInput, responses={201: s.TeamOutput})
+    def post(self, request, org):
+        data = _valid(s.TeamCreateInput, request)
+        team = tenancy.team_create(access=request.access, request=request._request, **data)
+        return Response(s.TeamOutput(team).data, status=status.HTTP_201_CREATED)
+
+
+class TeamDetailView(OrgAPIView):
+    required_permissions = {"GET": "member:view", "PATCH": "team:manage", "DELETE": "team:manage"}
+    serializer_class = s.TeamOutput
+
+    def get_scoped_queryset(self):
+        return selectors.team_list()
+
+    @extend_schema(responses={200: s.TeamOutput})
+    def get(self, request, org, id):
+        return Response(s.TeamOutput(self.get_object()).data)
+
+    @extend_schema(request=s.TeamUpdateInput, responses={200: s.TeamOutput})
+    def patch(self, request, org, id):
+        team = self.get_object()
+        data = _valid(s.TeamUpdateInput, request)
+        team = tenancy.team_update(access=request.access, team=team, changes=data, request=request._request)
+        return Response(s.TeamOutput(team).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, org, id):
+        tenancy.team_delete(access=request.access, team=self.get_object(), request=request._request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _member_by_user_or_404(user_id):
+    membership = selectors.member_get_by_user(user_id)
+    if membership is None:
+        raise NotFound("Member not found")
+    return membership
+
+
+class TeamMemberListView(OrgAPIView):
+    required_permissions = {"GET": "member:view", "POST": "team:manage"}
+    serializer_class = s.TeamMemberOutput
+
+    def get_scoped_queryset(self):
+        return selectors.team_list()
+
+    @extend_schema(responses={200: s.TeamMemberOutput(many=True)})
+    def get(self, request, org, id):
+        team = self.get_object()
+        page = self.paginate_queryset(selectors.team_member_list(team))
+        return self.get_paginated_response(s.TeamMemberOutput(page, many=True).data)
+
+    @extend_schema(request=s.TeamMemberInput, responses={201: s.TeamMemberOutput})
+    def post(self, request, org, id):
+        team = self.get_object()
+        data = _valid(s.TeamMemberInput, request)
+        member = tenancy.team_member_add(
+            access=request.access, team=team, membership=_member_by_user_or_404(data["user_id"]),
+            request=request._request,
+        )
+        return Response(s.TeamMemberOutput(member).data, status=status.HTTP_201_CREATED)
+
+
+class TeamMemberDetailView(OrgAPIView):
+    required_permissions = {"DELETE": "team:manage"}
+
+    def get_scoped_queryset(self):
+        return selectors.team_list()
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, org, id, user_id):
+        team = self.get_object()
+        tenancy.team_member_remove(
+            access=request.access, team=team, membership=_member_by_user_or_404(user_id),
+            request=request._request,
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- invitations ---------------------------------------------------------------------
+
+
+class InvitationListView(OrgAPIView):
+    required_permissions = {"GET": "member:view", "POST": "member:invite"}
+    serializer_class = s.InvitationOutput
+
+    def get_scoped_queryset(self):
+        return selectors.invitation_list()
+
+    @extend_schema(responses={200: s.InvitationOutput(many=True)})
+    def get(self, request, org):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(s.InvitationOutput(page, many=True).data)
+
+    @extend_schema(request=s.InvitationCreateInput, responses={201: s.InvitationOutput})
+    def post(self, request, org):
+        data = _valid(s.InvitationCreateInput, request)
+        invitation = tenancy.invitation_create(
+            access=request.access, email=data["email"], role=_role_or_400(data["role"]), request=request._request
+        )
+        return Response(s.InvitationOutput(invitation).data, status=status.HTTP_201_CREATED)
+
+
+class InvitationDetailView(OrgAPIView):
+    required_permissions = {"GET": "member:view", "DELETE": "member:invite"}
+    serializer_class = s.InvitationOutput
+
+    def get_scoped_queryset(self):
+        return selectors.invitation_list()
+
+    @extend_schema(responses={200: s.InvitationOutput})
+    def get(self, request, org, id):
+        return Response(s.InvitationOutput(self.get_object()).data)
+
+    @extend_schema(responses={200: s.InvitationOutput})
+    def delete(self, request, org, id):
+        invitation = tenancy.invitation_revoke(
+            access=request.access, invitation=self.get_object(), request=request._request
+        )
+        return Response(s.InvitationOutput(invitation).data)
+
+
+class InvitationResendView(OrgAPIView):
+    required_permissions = {"POST": "member:invite"}
+    serializer_class = s.InvitationOutput
+
+    def get_scoped_queryset(self):
+        return selectors.invitation_list()
+
+    @extend_schema(request=None, responses={200: s.InvitationOutput})
+    def post(self, request, org, id):
+        invitation = tenancy.invitation_resend(
+            access=request.access, invitation=self.get_object(), request=request._request
+        )
+        return Response(s.InvitationOutput(invitation).data)
+
+
+class InvitationAcceptView(UserAPIView):
+    """Accept with a logged-in account, or create one with username and password."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=s.InvitationAcceptInput, responses={201: s.MembershipOutput})
+    def post(self, request, token):
+        data = _valid(s.InvitationAcceptInput, request)
+        membership = tenancy.invitation_accept(
+            token=token,
+            user=request.user,
+            username=data.get("username"),
+            password=data.get("password"),
+            request=request._request,
+        )
+        return Response(s.MembershipOutput(membership).data, status=status.HTTP_201_CREATED)

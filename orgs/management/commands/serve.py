@@ -1,0 +1,75 @@
+"""Run the ASGI server, a Celery worker and Celery beat together; Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Serve on 127.0.0.1:$PORT with uvicorn, plus a Celery worker and beat."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--no-worker", action="store_true", help="Serve only the web app.")
+
+    def handle(self, *args, **options) -> None:
+        python = sys.executable
+        commands = {
+            "web": [
+                python, "-m", "uvicorn", "inferia.asgi:application",
+                "--host", options["host"], "--port", str(options["port"]),
+                "--no-access-log", "--lifespan", "off",
+            ],
+        }
+        if not options["no_worker"]:
+            commands["worker"] = [
+                python, "-m", "celery", "-A", "inferia", "worker", "-l", "info",
+                "--concurrency", "2", "--without-mingle", "--without-gossip",
+            ]
+            commands["beat"] = [
+                python, "-m", "celery", "-A", "inferia", "beat", "-l", "info",
+                "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME,
+            ]
+        env = {**os.environ, "INFERIA_PRINT_CONFIG": "0"}
+        children = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}  # noqa: S603
+        self.stdout.write(
+            f"{settings.CONFIG_SUMMARY}\nserving on http://{options['host']}:{options['port']} "
+            f"({', '.join(children)}); Ctrl-C stops all\n"
+        )
+        stopping = False
+
+        def stop(signum, frame) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        exit_code = 0
+        try:
+            while not stopping:
+                for name, child in children.items():
+                    if child.poll() is not None:
+                        self.stderr.write(f"{name} exited with {child.returncode}; stopping the rest\n")
+                        exit_code = child.returncode or 1
+                        stopping = True
+                        break
+                time.sleep(0.5)
+        finally:
+            for child in children.values():
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            for child in children.values():
+                try:
+                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    child.kill()
+        sys.exit(exit_code)

@@ -1,0 +1,90 @@
+"""Tenant scope: the organization active in the current context.
+
+Org-owned models inherit ``OrgOwnedModel``. Their default manager ``objects``
+returns only rows of the active organization and raises ``OrgScopeError``
+when none is active, so a forgotten filter fails loudly instead of leaking.
+``all_orgs`` is the explicit cross-org manager (admin, migrations, rollups).
+The scope is a context variable, so it works in sync, async and worker code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING
+
+from django.db import models
+
+if TYPE_CHECKING:
+    from orgs.models import Organization
+
+
+class OrgScopeError(RuntimeError):
+    """An org-scoped query or write ran with no (or another) organization active."""
+
+
+_current_org: ContextVar[Organization | None] = ContextVar("inferia_current_org", default=None)
+
+
+def current_org() -> Organization:
+    """The active organization; raises OrgScopeError when none is active."""
+    org = _current_org.get()
+    if org is None:
+        raise OrgScopeError("no organization scope is active")
+    return org
+
+
+def current_org_or_none() -> Organization | None:
+    return _current_org.get()
+
+
+@contextmanager
+def org_scope(org: Organization) -> Iterator[Organization]:
+    """Activate ``org`` for the block (nesting restores the outer scope)."""
+    token = _current_org.set(org)
+    try:
+        yield org
+    finally:
+        _current_org.reset(token)
+
+
+def activate(org: Organization):
+    """Activate ``org`` until ``deactivate(token)``; for request lifecycles."""
+    return _current_org.set(org)
+
+
+def deactivate(token) -> None:
+    _current_org.reset(token)
+
+
+class OrgScopedQuerySet(models.QuerySet):
+    pass
+
+
+class OrgScopedManager(models.Manager.from_queryset(OrgScopedQuerySet)):  # type: ignore[misc]
+    def get_queryset(self) -> models.QuerySet:
+        org = current_org()
+        return super().get_queryset().filter(org_id=org.pk)
+
+
+class OrgOwnedModel(models.Model):
+    """Abstract base for every row that belongs to exactly one organization."""
+
+    org = models.ForeignKey(
+        "orgs.Organization", on_delete=models.CASCADE, db_index=True, related_name="+"
+    )
+
+    objects = OrgScopedManager()
+    all_orgs = models.Manager()
+
+    class Meta:
+        abstract = True
+        # Related-object access and cascades must not depend on the active scope.
+        base_manager_name = "all_orgs"
+
+    def save(self, *args, **kwargs) -> None:
+        active = current_org_or_none()
+        if active is not None and self.org_id != active.pk:
+            raise OrgScopeError("refusing to save a row of another organization in this scope")
+        super().save(*args, **kwargs)

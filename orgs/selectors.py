@@ -1,0 +1,67 @@
+"""Named tenant-scoped reads of orgs/ (they run inside the active org scope)."""
+
+from __future__ import annotations
+
+from django.db.models import Count, QuerySet
+
+from orgs.models import Invitation, Membership, Organization, Role, Team, TeamMember, User
+from orgs.scoping import current_org
+
+
+def organization_list_for_user(user: User) -> QuerySet[Organization]:
+    return Organization.objects.filter(
+        pk__in=Membership.all_orgs.filter(user=user).values("org_id")
+    ).order_by("slug")
+
+
+def membership_list_for_user(user: User) -> QuerySet[Membership]:
+    """The user's memberships across orgs (their own data, for /auth/me)."""
+    return (
+        Membership.all_orgs.filter(user=user)
+        .select_related("org", "role", "granted_by_membership__role")
+        .order_by("org__slug")
+    )
+
+
+def member_list() -> QuerySet[Membership]:
+    return Membership.objects.select_related("user", "role").order_by("created_at")
+
+
+def member_get(membership_id) -> Membership | None:
+    return member_list().filter(pk=membership_id).first()
+
+
+def member_get_by_user(user_id) -> Membership | None:
+    return member_list().filter(user_id=user_id).first()
+
+
+def role_list() -> QuerySet[Role]:
+    return Role.objects.for_org(current_org()).annotate(member_count=Count("memberships")).order_by(
+        "org_id", "slug"
+    )
+
+
+def role_get(role_id) -> Role | None:
+    return Role.objects.for_org(current_org()).filter(pk=role_id).first()
+
+
+def team_list() -> QuerySet[Team]:
+    return Team.objects.annotate(member_count=Count("team_members")).order_by("slug")
+
+
+def team_member_list(team: Team) -> QuerySet[TeamMember]:
+    return TeamMember.objects.filter(team=team).select_related("user").order_by("created_at")
+
+
+def invitation_list() -> QuerySet[Invitation]:
+    return Invitation.objects.select_related("role", "invited_by__user").order_by("-created_at")
+
+
+def role_get_by_ref(ref: str) -> Role | None:
+    """A role of the active org (or built-in) by id or by slug."""
+    import uuid
+
+    try:
+        return role_get(uuid.UUID(str(ref)))
+    except ValueError:
+        return Role.objects.for_org(current_org()).filter(slug=ref).order_by("org_id").first()

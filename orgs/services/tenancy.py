@@ -1,0 +1,591 @@
+"""Organizations, members, roles, teams and invitations.
+
+Rules about who acts live here: nobody grants a permission they lack, an
+Admin cannot create, change or remove an Owner, and the last Owner stays.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from audit import services as audit
+from inferia.errors import (
+    AuthenticationFailed,
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
+from orgs import access as acl
+from orgs.access import Access
+from orgs.models import (
+    Invitation,
+    Membership,
+    Organization,
+    Role,
+    Team,
+    TeamMember,
+    User,
+    token_digest,
+)
+from orgs.scoping import org_scope
+from orgs.services import two_factor
+
+# --- organizations -------------------------------------------------------------------
+
+
+def _builtin(slug: str) -> Role:
+    return Role.objects.get(org__isnull=True, slug=slug)
+
+
+def organization_create(
+    *, user: User, slug: str, name: str, request: HttpRequest | None = None
+) -> Organization:
+    """Create an org; its creator becomes its first Owner. CONFLICT if the slug is taken."""
+    try:
+        with transaction.atomic():
+            org = Organization.objects.create(slug=slug, name=name)
+            with org_scope(org):
+                Membership.objects.create(org=org, user=user, role=_builtin(acl.OWNER))
+            audit.record(
+                action="org:create", outcome="success", org=org, actor=user, target=org, request=request
+            )
+    except IntegrityError as exc:
+        raise Conflict(
+            "An organization with this slug already exists", details={"slug": ["Already taken."]}
+        ) from exc
+    return org
+
+
+def organization_update(
+    *, access: Access, changes: dict[str, Any], request: HttpRequest | None = None
+) -> Organization:
+    """Update name, ``require_2fa`` and policy settings (merged into ``org.settings``)."""
+    org = access.org
+    fields: list[str] = []
+    before = {"name": org.name, "require_2fa": org.require_2fa, "settings": dict(org.settings)}
+    if "name" in changes:
+        org.name = changes["name"]
+        fields.append("name")
+    if "require_2fa" in changes:
+        org.require_2fa = changes["require_2fa"]
+        fields.append("require_2fa")
+    if "settings" in changes:
+        org.settings = {**org.settings, **changes["settings"]}
+        fields.append("settings")
+    if not fields:
+        return org
+    with transaction.atomic():
+        org.save(update_fields=[*fields, "updated_at"])
+        audit.record(
+            action="org:update",
+            outcome="success",
+            org=org,
+            actor=access.user,
+            target=org,
+            request=request,
+            data={"changed": fields, "before": before},
+        )
+    return org
+
+
+def organization_delete(
+    *,
+    access: Access,
+    otp_code: str | None,
+    password: str | None,
+    request: HttpRequest | None = None,
+) -> None:
+    """Delete the org and everything it owns; needs ``org:delete`` and a fresh code."""
+    access.require("org:delete")
+    two_factor.verify_fresh(user=access.user, otp_code=otp_code, password=password, request=request)
+    org = access.org
+    with transaction.atomic():
+        audit.record(
+            action="org:delete",
+            outcome="success",
+            actor=access.user,
+            target=org,
+            request=request,
+            data={"slug": org.slug},
+        )
+        org.delete()
+
+
+def ownership_transfer(
+    *,
+    access: Access,
+    target: Membership,
+    otp_code: str | None,
+    password: str | None,
+    request: HttpRequest | None = None,
+) -> Membership:
+    """Make ``target`` an Owner and the acting Owner an Admin; needs a fresh code."""
+    if not access.is_owner:
+        raise PermissionDenied("Only an Owner can transfer ownership")
+    if target.pk == access.membership.pk:
+        raise ValidationError("You already own this organization", details={"member_id": ["Is you."]})
+    two_factor.verify_fresh(user=access.user, otp_code=otp_code, password=password, request=request)
+    with transaction.atomic():
+        target.role = _builtin(acl.OWNER)
+        target.granted_by_membership = None
+        target.save(update_fields=["role", "granted_by_membership", "updated_at"])
+        own = access.membership
+        own.role = _builtin(acl.ADMIN)
+        own.granted_by_membership = target
+        own.save(update_fields=["role", "granted_by_membership", "updated_at"])
+        audit.record(
+            action="org:transfer_ownership",
+            outcome="success",
+            org=access.org,
+            actor=access.user,
+            target=target,
+            request=request,
+        )
+    return target
+
+
+# --- members -------------------------------------------------------------------------
+
+
+def _owner_count() -> int:
+    return Membership.objects.filter(role__org__isnull=True, role__slug=acl.OWNER).count()
+
+
+def _guard_owner_change(access: Access, membership: Membership, new_role: Role | None) -> None:
+    touches_owner = membership.role.slug == acl.OWNER and membership.role.is_builtin
+    makes_owner = new_role is not None and new_role.is_builtin and new_role.slug == acl.OWNER
+    if (touches_owner or makes_owner) and not access.is_owner:
+        raise PermissionDenied("Only an Owner can create, change or remove an Owner")
+    if touches_owner and not makes_owner and _owner_count() <= 1:
+        raise Conflict("An organization must keep at least one Owner")
+
+
+def member_change_role(
+    *, access: Access, membership: Membership, role: Role, request: HttpRequest | None = None
+) -> Membership:
+    """Give ``membership`` another role; the actor must hold every permission of it."""
+    access.require("member:update")
+    if role.org_id not in (None, access.org.pk):
+        raise NotFound("Role not found")
+    access.require_all(role.permissions, what="grant a role with")
+    with transaction.atomic():
+        membership = Membership.objects.select_for_update().select_related("role").get(
+            pk=membership.pk
+        )
+        # Lock the owners so two demotions in parallel cannot both pass the check.
+        list(Membership.objects.select_for_update().filter(role__slug=acl.OWNER, role__org__isnull=True))
+        _guard_owner_change(access, membership, role)
+        before = membership.role.slug
+        membership.role = role
+        membership.granted_by_membership = None if role.slug == acl.OWNER else access.membership
+        membership.save(update_fields=["role", "granted_by_membership", "updated_at"])
+        audit.record(
+            action="member:update",
+            outcome="success",
+            org=access.org,
+            actor=access.user,
+            target=membership,
+            request=request,
+            data={"role_before": before, "role_after": role.slug, "user": membership.user.username},
+        )
+    return membership
+
+
+def member_remove(
+    *, access: Access, membership: Membership, request: HttpRequest | None = None
+) -> None:
+    """Remove a member (anyone may leave; removing others needs ``member:delete``)."""
+    leaving = membership.pk == access.membership.pk
+    if not leaving:
+        access.require("member:delete")
+    with transaction.atomic():
+        membership = Membership.objects.select_for_update().select_related("role", "user").get(
+            pk=membership.pk
+        )
+        list(Membership.objects.select_for_update().filter(role__slug=acl.OWNER, role__org__isnull=True))
+        if not leaving:
+            _guard_owner_change(access, membership, None)
+        elif membership.role.slug == acl.OWNER and membership.role.is_builtin and _owner_count() <= 1:
+            raise Conflict("An organization must keep at least one Owner")
+        # Grants this member made stay bounded by someone still in the org.
+        Membership.objects.filter(granted_by_membership=membership).update(
+            granted_by_membership=None if leaving else access.membership
+        )
+        TeamMember.objects.filter(user=membership.user).delete()
+        username = membership.user.username
+        membership.delete()
+        audit.record(
+            action="member:delete",
+            outcome="success",
+            org=access.org,
+            actor=access.user,
+            target_type="orgs.membership",
+            target_id=str(membership.pk),
+            request=request,
+            data={"user": username, "left": leaving},
+        )
+
+
+# --- roles ---------------------------------------------------------------------------
+
+
+def role_create(
+    *,
+    access: Access,
+    slug: str,
+    name: str,
+    permissions: list[str],
+    description: str = "",
+    request: HttpRequest | None = None,
+) -> Role:
+    """A custom role; its permissions must all be held by the actor."""
+    access.require("policy:manage")
+    perms = acl.normalize_permissions(permissions)
+    access.require_all(perms, what="create a role with")
+    if slug in acl.BUILTIN_ROLES:
+        raise Conflict("This slug belongs to a built-in role", details={"slug": ["Reserved."]})
+    try:
+        with transaction.atomic():
+            role = Role.objects.create(
+                org=access.org, slug=slug, name=name, description=description, permissions=sorted(perms)
+            )
+            audit.record(
+                action="policy:manage",
+                outcome="success",
+                org=access.org,
+                actor=access.user,
+                target=role,
+                request=request,
+                data={"op": "role_create", "permissions": sorted(perms)},
+            )
+    except IntegrityError as exc:
+        raise Conflict("A role with this slug already exists", details={"slug": ["Already taken."]}) from exc
+    return role
+
+
+def role_update(
+    *, access: Access, role: Role, changes: dict[str, Any], request: HttpRequest | None = None
+) -> Role:
+    access.require("policy:manage")
+    if role.is_builtin:
+        raise Conflict("Built-in roles cannot be changed")
+    # Editing a role needs every permission it holds now and will hold after.
+    access.require_all(role.permissions, what="change a role with")
+    fields = []
+    if "permissions" in changes:
+        perms = acl.normalize_permissions(changes["permissions"])
+        access.require_all(perms, what="grant")
+        role.permissions = sorted(perms)
+        fields.append("permissions")
+    for name in ("name", "description"):
+        if name in changes:
+            setattr(role, name, changes[name])
+            fields.append(name)
+    if fields:
+        with transaction.atomic():
+            role.save(update_fields=fields)
+            audit.record(
+                action="policy:manage",
+                outcome="success",
+                org=access.org,
+                actor=access.user,
+                target=role,
+                request=request,
+                data={"op": "role_update", "changed": fields, "permissions": role.permissions},
+            )
+    return role
+
+
+def role_delete(*, access: Access, role: Role, request: HttpRequest | None = None) -> None:
+    access.require("policy:manage")
+    if role.is_builtin:
+        raise Conflict("Built-in roles cannot be deleted")
+    access.require_all(role.permissions, what="delete a role with")
+    with transaction.atomic():
+        if Membership.objects.filter(role=role).exists() or Invitation.objects.filter(
+            role=role, accepted_at__isnull=True, revoked_at__isnull=True
+        ).exists():
+            raise Conflict("This role is still assigned; give its members another role first")
+        audit.record(
+            action="policy:manage",
+            outcome="success",
+            org=access.org,
+            actor=access.user,
+            target=role,
+            request=request,
+            data={"op": "role_delete", "slug": role.slug},
+        )
+        role.delete()
+
+
+# --- teams ---------------------------------------------------------------------------
+
+
+def team_create(
+    *, access: Access, slug: str, name: str, description: str = "", request: HttpRequest | None = None
+) -> Team:
+    access.require("team:manage")
+    try:
+        with transaction.atomic():
+            team = Team.objects.create(org=access.org, slug=slug, name=name, description=description)
+            audit.record(
+                action="team:manage", outcome="success", org=access.org, actor=access.user,
+                target=team, request=request, data={"op": "create", "slug": slug},
+            )
+    except IntegrityError as exc:
+        raise Conflict("A team with this slug already exists", details={"slug": ["Already taken."]}) from exc
+    return team
+
+
+def team_update(
+    *, access: Access, team: Team, changes: dict[str, Any], request: HttpRequest | None = None
+) -> Team:
+    access.require("team:manage")
+    fields = [name for name in ("name", "description") if name in changes]
+    for name in fields:
+        setattr(team, name, changes[name])
+    if fields:
+        with transaction.atomic():
+            team.save(update_fields=fields)
+            audit.record(
+                action="team:manage", outcome="success", org=access.org, actor=access.user,
+                target=team, request=request, data={"op": "update", "changed": fields},
+            )
+    return team
+
+
+def team_delete(*, access: Access, team: Team, request: HttpRequest | None = None) -> None:
+    access.require("team:manage")
+    with transaction.atomic():
+        audit.record(
+            action="team:manage", outcome="success", org=access.org, actor=access.user,
+            target=team, request=request, data={"op": "delete", "slug": team.slug},
+        )
+        team.delete()
+
+
+def team_member_add(
+    *, access: Access, team: Team, membership: Membership, request: HttpRequest | None = None
+) -> TeamMember:
+    access.require("team:manage")
+    try:
+        with transaction.atomic():
+            member = TeamMember.objects.create(org=access.org, team=team, user=membership.user)
+            audit.record(
+                action="team:manage", outcome="success", org=access.org, actor=access.user,
+                target=team, request=request,
+                data={"op": "member_add", "user": membership.user.username},
+            )
+    except IntegrityError as exc:
+        raise Conflict("Already a member of this team") from exc
+    return member
+
+
+def team_member_remove(
+    *, access: Access, team: Team, membership: Membership, request: HttpRequest | None = None
+) -> None:
+    access.require("team:manage")
+    with transaction.atomic():
+        deleted, _ = TeamMember.objects.filter(team=team, user=membership.user).delete()
+        if not deleted:
+            raise NotFound("Not a member of this team")
+        audit.record(
+            action="team:manage", outcome="success", org=access.org, actor=access.user,
+            target=team, request=request,
+            data={"op": "member_remove", "user": membership.user.username},
+        )
+
+
+# --- invitations -------------------------------------------------------------------
+
+
+def _enqueue_send(invitation: Invitation) -> None:
+    from orgs import tasks
+
+    send_number = invitation.send_count + 1
+    transaction.on_commit(
+        lambda: tasks.invitation_send.delay(str(invitation.org_id), str(invitation.pk), send_number)
+    )
+
+
+def invitation_create(
+    *, access: Access, email: str, role: Role, request: HttpRequest | None = None
+) -> Invitation:
+    """Invite ``email`` with ``role``; the e-mail carrying the link is sent by a worker."""
+    access.require("member:invite")
+    if role.org_id not in (None, access.org.pk):
+        raise NotFound("Role not found")
+    if role.is_builtin and role.slug == acl.OWNER and not access.is_owner:
+        raise PermissionDenied("Only an Owner can invite an Owner")
+    access.require_all(role.permissions, what="invite with a role holding")
+    email = email.strip()
+    with transaction.atomic():
+        if Membership.objects.filter(user__email__iexact=email).exists():
+            raise Conflict("This person is already a member", details={"email": ["Already a member."]})
+        if Invitation.objects.pending().filter(email__iexact=email).exists():
+            raise Conflict(
+                "A pending invitation for this e-mail exists; resend it instead",
+                details={"email": ["Already invited."]},
+            )
+        invitation = Invitation.objects.create(
+            org=access.org,
+            email=email,
+            role=role,
+            invited_by=access.membership,
+            # Placeholder: the worker mints the real token when it sends the mail.
+            token_digest=token_digest(secrets.token_urlsafe(32)),
+            expires_at=timezone.now() + timedelta(days=settings.INFERIA_INVITATION_DAYS),
+        )
+        audit.record(
+            action="member:invite", outcome="success", org=access.org, actor=access.user,
+            target=invitation, request=request, data={"role": role.slug, "email": email},
+        )
+        _enqueue_send(invitation)
+    return invitation
+
+
+def invitation_revoke(
+    *, access: Access, invitation: Invitation, request: HttpRequest | None = None
+) -> Invitation:
+    access.require("member:invite")
+    with transaction.atomic():
+        invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+        if invitation.status != "pending":
+            raise Conflict(f"The invitation is {invitation.status}")
+        invitation.revoked_at = timezone.now()
+        invitation.save(update_fields=["revoked_at"])
+        audit.record(
+            action="member:invite", outcome="success", org=access.org, actor=access.user,
+            target=invitation, request=request, data={"op": "revoke"},
+        )
+    return invitation
+
+
+def invitation_resend(
+    *, access: Access, invitation: Invitation, request: HttpRequest | None = None
+) -> Invitation:
+    """Send a new link (the previous one stops working) and extend the expiry."""
+    access.require("member:invite")
+    with transaction.atomic():
+        invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+        if invitation.accepted_at or invitation.revoked_at:
+            raise Conflict(f"The invitation is {invitation.status}")
+        invitation.expires_at = timezone.now() + timedelta(days=settings.INFERIA_INVITATION_DAYS)
+        invitation.save(update_fields=["expires_at"])
+        audit.record(
+            action="member:invite", outcome="success", org=access.org, actor=access.user,
+            target=invitation, request=request, data={"op": "resend"},
+        )
+        _enqueue_send(invitation)
+    return invitation
+
+
+def invitation_deliver(*, invitation_id: str, send_number: int) -> bool:
+    """Mint a fresh token, store its digest and e-mail the link (idempotent per send).
+
+    Returns False when this send already happened or the invitation is no
+    longer pending. The token exists only in the e-mail, never in the broker.
+    """
+    from django.core.mail import send_mail
+
+    with transaction.atomic():
+        invitation = (
+            Invitation.objects.select_for_update()
+            .select_related("org", "role")
+            .filter(pk=invitation_id)
+            .first()
+        )
+        if invitation is None or invitation.send_count >= send_number:
+            return False
+        if invitation.status != "pending":
+            return False
+        token_plaintext = secrets.token_urlsafe(32)
+        invitation.token_digest = token_digest(token_plaintext)
+        invitation.send_count = send_number
+        invitation.sent_at = timezone.now()
+        invitation.save(update_fields=["token_digest", "send_count", "sent_at"])
+        link = f"{settings.INFERIA_PUBLIC_URL.rstrip('/')}/api/v1/invitations/{token_plaintext}/accept"
+        send_mail(
+            subject=f"You are invited to {invitation.org.name} on Inferia",
+            message=(
+                f"You have been invited to join {invitation.org.name} as {invitation.role.name}.\n\n"
+                f"Accept by POSTing to this link (logged in with this e-mail address, or with a new "
+                f"username and password):\n{link}\n\n"
+                f"The invitation expires on {invitation.expires_at:%Y-%m-%d %H:%M} UTC.\n"
+            ),
+            from_email=None,
+            recipient_list=[invitation.email],
+        )
+    return True
+
+
+def invitation_accept(
+    *,
+    token: str,
+    user: User | None,
+    username: str | None = None,
+    password: str | None = None,
+    request: HttpRequest | None = None,
+) -> Membership:
+    """Accept once. A logged-in user must own the invited e-mail; otherwise a new
+    account is created from ``username``/``password``. The inviter must still be
+    allowed to grant the role (bounded delegation at use)."""
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.exceptions import ValidationError as DjangoValidationError
+
+    if user is None and not (username and password):
+        raise AuthenticationFailed("Log in, or give a username and password for a new account")
+    with transaction.atomic():
+        # Cross-org by design: the token alone identifies its organization.
+        invitation = (
+            Invitation.all_orgs.select_for_update()
+            .select_related("org", "role", "invited_by__role")
+            .filter(token_digest=token_digest(token))
+            .first()
+        )
+        if invitation is None:
+            raise NotFound("Invitation not found")
+        if invitation.status != "pending":
+            raise Conflict(f"This invitation is {invitation.status}")
+        with org_scope(invitation.org):
+            inviter = invitation.invited_by
+            inviter_perms = acl.membership_permissions(inviter) if inviter else frozenset()
+            if "member:invite" not in inviter_perms or not set(invitation.role.permissions) <= inviter_perms:
+                raise Conflict("This invitation is no longer valid; ask for a new one")
+            if user is None:
+                if User.objects.filter(username=username).exists():
+                    raise Conflict("This username is taken", details={"username": ["Already taken."]})
+                candidate = User(username=username, email=invitation.email)
+                try:
+                    validate_password(password, candidate)
+                except DjangoValidationError as exc:
+                    raise ValidationError("Password is too weak", details={"password": exc.messages}) from exc
+                candidate.set_password(password)
+                candidate.save()
+                user = candidate
+            elif user.email.lower() != invitation.email.lower():
+                raise PermissionDenied("This invitation was sent to another e-mail address")
+            if Membership.objects.filter(user=user).exists():
+                raise Conflict("You are already a member of this organization")
+            membership = Membership.objects.create(
+                org=invitation.org,
+                user=user,
+                role=invitation.role,
+                granted_by_membership=None if invitation.role.slug == acl.OWNER else inviter,
+            )
+            invitation.accepted_at = timezone.now()
+            invitation.accepted_by = user
+            invitation.save(update_fields=["accepted_at", "accepted_by"])
+            audit.record(
+                action="auth:invitation_accept", outcome="success", org=invitation.org,
+                actor=user, target=membership, request=request, data={"role": invitation.role.slug},
+            )
+    return membership

@@ -1,0 +1,23 @@
+"""Celery entry points of orgs/: load by id, call a service, safe to run twice."""
+
+from __future__ import annotations
+
+import logging
+
+from inferia.celery import OrgTask, app
+from orgs.services import tenancy
+
+logger = logging.getLogger(__name__)
+
+
+@app.task(
+    base=OrgTask,
+    name="orgs.tasks.invitation_send",
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def invitation_send(org_id: str, invitation_id: str, send_number: int) -> bool:
+    sent = tenancy.invitation_deliver(invitation_id=invitation_id, send_number=send_number)
+    logger.info("invitation_send id=%s send=%s sent=%s", invitation_id, send_number, sent)
+    return sent
