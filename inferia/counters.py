@@ -7,7 +7,6 @@ username or credential reaches the store in clear.
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -15,6 +14,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
+from inferia import clock
 from inferia.models import WindowCounter
 
 
@@ -48,7 +48,7 @@ def _window_start(window_seconds: int, now: float) -> int:
 
 def hit(key: str, *, window_seconds: int, now: float | None = None) -> Window:
     """Add one to ``key`` in the current window and return the new count."""
-    now = time.time() if now is None else now
+    now = clock.time() if now is None else now
     start = _window_start(window_seconds, now)
     reset_in = start + window_seconds - int(now)
     if settings.REDIS_URL:
@@ -78,7 +78,7 @@ def hit(key: str, *, window_seconds: int, now: float | None = None) -> Window:
 
 def peek(key: str, *, window_seconds: int, now: float | None = None) -> Window:
     """The current window's count without changing it."""
-    now = time.time() if now is None else now
+    now = clock.time() if now is None else now
     start = _window_start(window_seconds, now)
     reset_in = start + window_seconds - int(now)
     if settings.REDIS_URL:
@@ -93,7 +93,7 @@ def peek(key: str, *, window_seconds: int, now: float | None = None) -> Window:
 
 
 def reset(key: str, *, window_seconds: int, now: float | None = None) -> None:
-    now = time.time() if now is None else now
+    now = clock.time() if now is None else now
     start = _window_start(window_seconds, now)
     if settings.REDIS_URL:
         _redis().delete(f"{_hashed(key)}:{start}")
@@ -103,6 +103,6 @@ def reset(key: str, *, window_seconds: int, now: float | None = None) -> None:
 
 def prune(now: float | None = None) -> int:
     """Delete expired database windows (Redis expires its own)."""
-    now = time.time() if now is None else now
+    now = clock.time() if now is None else now
     deleted, _ = WindowCounter.objects.filter(expires_at__lt=int(now)).delete()
     return deleted

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django_otp.models import Device, ThrottlingMixin
 from django_otp.oath import TOTP
 
-from inferia import crypto
+from inferia import clock, crypto
 from orgs.scoping import OrgOwnedModel, OrgScopedManager
 
 slug_validator = RegexValidator(
@@ -153,7 +153,7 @@ def token_digest(token: str) -> str:
 class InvitationQuerySet(models.QuerySet):
     def pending(self) -> InvitationQuerySet:
         return self.filter(
-            accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
+            accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=clock.now()
         )
 
 
@@ -192,7 +192,7 @@ class Invitation(OrgOwnedModel):
             return "accepted"
         if self.revoked_at:
             return "revoked"
-        if self.expires_at <= timezone.now():
+        if self.expires_at <= clock.now():
             return "expired"
         return "pending"
 
@@ -241,7 +241,7 @@ class TOTPDevice(ThrottlingMixin, Device):
             self.throttle_increment()
             return False
         totp = TOTP(self.seed_plaintext(), step=self.STEP, digits=self.DIGITS)
-        totp.time = timezone.now().timestamp()
+        totp.time = clock.time()
         for drift in range(-self.TOLERANCE, self.TOLERANCE + 1):
             totp.drift = drift
             if totp.t() > self.last_t and hmac.compare_digest(
@@ -258,7 +258,7 @@ class TOTPDevice(ThrottlingMixin, Device):
         return False
 
     def throttle_increment(self, commit: bool = True) -> None:
-        self.throttling_failure_timestamp = timezone.now()
+        self.throttling_failure_timestamp = clock.now()
         self.throttling_failure_count += 1
         if commit:
             self.save(update_fields=["throttling_failure_timestamp", "throttling_failure_count"])
@@ -272,7 +272,7 @@ class TOTPDevice(ThrottlingMixin, Device):
             locked_until = self.throttling_failure_timestamp + timezone.timedelta(
                 seconds=settings.INFERIA_OTP_LOCKOUT_SECONDS
             )
-            if timezone.now() < locked_until:
+            if clock.now() < locked_until:
                 return False, {"reason": "locked", "locked_until": locked_until}
         return True, None
 
@@ -280,7 +280,7 @@ class TOTPDevice(ThrottlingMixin, Device):
         allowed, info = self.verify_is_allowed()
         if allowed:
             return 0
-        return max(1, int((info["locked_until"] - timezone.now()).total_seconds()))
+        return max(1, int((info["locked_until"] - clock.now()).total_seconds()))
 
 
 class RecoveryCode(models.Model):

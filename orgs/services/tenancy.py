@@ -16,6 +16,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from audit import services as audit
+from inferia import clock
 from inferia.errors import (
     AuthenticationFailed,
     Conflict,
@@ -442,7 +443,7 @@ def invitation_create(
             invited_by=access.membership,
             # Placeholder: the worker mints the real token when it sends the mail.
             token_digest=token_digest(secrets.token_urlsafe(32)),
-            expires_at=timezone.now() + timedelta(days=settings.INFERIA_INVITATION_DAYS),
+            expires_at=clock.now() + timedelta(days=settings.INFERIA_INVITATION_DAYS),
         )
         audit.record(
             action="member:invite", outcome="success", org=access.org, actor=access.user,
@@ -460,7 +461,7 @@ def invitation_revoke(
         invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
         if invitation.status != "pending":
             raise Conflict(f"The invitation is {invitation.status}")
-        invitation.revoked_at = timezone.now()
+        invitation.revoked_at = clock.now()
         invitation.save(update_fields=["revoked_at"])
         audit.record(
             action="member:invite", outcome="success", org=access.org, actor=access.user,
@@ -478,7 +479,7 @@ def invitation_resend(
         invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
         if invitation.accepted_at or invitation.revoked_at:
             raise Conflict(f"The invitation is {invitation.status}")
-        invitation.expires_at = timezone.now() + timedelta(days=settings.INFERIA_INVITATION_DAYS)
+        invitation.expires_at = clock.now() + timedelta(days=settings.INFERIA_INVITATION_DAYS)
         invitation.save(update_fields=["expires_at"])
         audit.record(
             action="member:invite", outcome="success", org=access.org, actor=access.user,
@@ -510,7 +511,7 @@ def invitation_deliver(*, invitation_id: str, send_number: int) -> bool:
         token_plaintext = secrets.token_urlsafe(32)
         invitation.token_digest = token_digest(token_plaintext)
         invitation.send_count = send_number
-        invitation.sent_at = timezone.now()
+        invitation.sent_at = clock.now()
         invitation.save(update_fields=["token_digest", "send_count", "sent_at"])
         link = f"{settings.INFERIA_PUBLIC_URL.rstrip('/')}/api/v1/invitations/{token_plaintext}/accept"
         send_mail(
@@ -581,7 +582,7 @@ def invitation_accept(
                 role=invitation.role,
                 granted_by_membership=None if invitation.role.slug == acl.OWNER else inviter,
             )
-            invitation.accepted_at = timezone.now()
+            invitation.accepted_at = clock.now()
             invitation.accepted_by = user
             invitation.save(update_fields=["accepted_at", "accepted_by"])
             audit.record(

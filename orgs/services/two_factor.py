@@ -35,7 +35,7 @@ def _digest(code: str) -> str:
 def _otpauth_uri(user: User, seed_plaintext: bytes) -> str:
     secret_b32 = base64.b32encode(seed_plaintext).decode().rstrip("=")
     issuer = settings.INFERIA_OTP_ISSUER
-    label = quote(f"{issuer}:{user.username}")
+    label = quote(f"{issuer}:{user.username}", safe=":")
     query = urlencode(
         {"secret": secret_b32, "issuer": issuer, "algorithm": "SHA1", "digits": 6, "period": 30}
     )

@@ -1,0 +1,149 @@
+"""The fixed cast: alice (owner of Acme), bob (member), vera (viewer),
+dave (admin of Acme), charlie (owner of Globex); an API client for each.
+
+Tests that need PostgreSQL, Redis or a browser skip with a reason locally and
+fail in CI (``INFERIA_REQUIRE_ALL=1``), see ``require_or_skip``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import pytest
+from rest_framework.test import APIClient
+
+from inferia import clock
+from orgs.models import Membership, Organization, Role, TOTPDevice, User
+from orgs.scoping import org_scope
+from orgs.services import auth, tenancy
+
+PASSWORD = "correct-horse-battery-staple"
+REQUIRE_ALL = os.environ.get("INFERIA_REQUIRE_ALL") == "1"
+
+
+def require_or_skip(reason: str) -> None:
+    """Skip locally; in CI (INFERIA_REQUIRE_ALL=1) a missing dependency fails."""
+    if REQUIRE_ALL:
+        pytest.fail(f"required in CI but unavailable: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _reset_clock():
+    clock.reset()
+    yield
+    clock.reset()
+
+
+@pytest.fixture
+def clock_shift():
+    """Move the platform clock forward: ``clock_shift(31)``."""
+    return clock.advance
+
+
+def make_user(username: str, *, email: str | None = None, password: str = PASSWORD) -> User:
+    user = User(username=username, email=email or f"{username}@example.com")
+    user.set_password(password)
+    user.save()
+    return user
+
+
+def builtin_role(slug: str) -> Role:
+    return Role.objects.get(org__isnull=True, slug=slug)
+
+
+def add_member(org: Organization, user: User, role_slug: str) -> Membership:
+    with org_scope(org):
+        return Membership.objects.create(org=org, user=user, role=builtin_role(role_slug))
+
+
+def client_for(user: User) -> APIClient:
+    client = APIClient()
+    pair = auth.token_pair_issue(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {pair.access_token}")
+    return client
+
+
+def code_now(device: TOTPDevice) -> str:
+    from django_otp.oath import TOTP
+
+    generator = TOTP(device.seed_plaintext(), step=30, digits=6)
+    generator.time = clock.time()
+    return str(generator.token()).zfill(6)
+
+
+@dataclass
+class Cast:
+    acme: Organization
+    globex: Organization
+    alice: User
+    bob: User
+    vera: User
+    dave: User
+    charlie: User
+
+
+@pytest.fixture
+def cast(db) -> Cast:
+    alice, bob, vera, dave, charlie = (
+        make_user(name) for name in ("alice", "bob", "vera", "dave", "charlie")
+    )
+    acme = tenancy.organization_create(user=alice, slug="acme", name="Acme")
+    globex = tenancy.organization_create(user=charlie, slug="globex", name="Globex")
+    add_member(acme, bob, "member")
+    add_member(acme, vera, "viewer")
+    add_member(acme, dave, "admin")
+    return Cast(acme=acme, globex=globex, alice=alice, bob=bob, vera=vera, dave=dave, charlie=charlie)
+
+
+@pytest.fixture
+def alice_client(cast) -> APIClient:
+    return client_for(cast.alice)
+
+
+@pytest.fixture
+def bob_client(cast) -> APIClient:
+    return client_for(cast.bob)
+
+
+@pytest.fixture
+def vera_client(cast) -> APIClient:
+    return client_for(cast.vera)
+
+
+@pytest.fixture
+def dave_client(cast) -> APIClient:
+    return client_for(cast.dave)
+
+
+@pytest.fixture
+def charlie_client(cast) -> APIClient:
+    return client_for(cast.charlie)
+
+
+@pytest.fixture
+def anon_client() -> APIClient:
+    return APIClient()
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    """Assert the contract's error envelope; returns the error object."""
+    assert response.status_code == status, (response.status_code, response.content[:500])
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert body["error"]["code"] == code, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert "details" in body["error"]
+    return body["error"]
+
+
+def enable_totp(client: APIClient, user: User) -> tuple[TOTPDevice, list[str]]:
+    """Enrol a TOTP device through the API, as a user with an app would."""
+    response = client.post("/api/v1/auth/2fa/setup")
+    assert response.status_code == 200, response.content
+    device = TOTPDevice.objects.get(user=user, confirmed=False)
+    response = client.post("/api/v1/auth/2fa/confirm", {"otp_code": code_now(device)}, format="json")
+    assert response.status_code == 200, response.content
+    device.refresh_from_db()
+    return device, response.json()["recovery_codes"]
