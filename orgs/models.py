@@ -99,7 +99,7 @@ class Membership(OrgOwnedModel):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
     )
-    role = models.ForeignKey(Role, on_delete=models.PROTECT, related_name="memberships")
+    role = models.ForeignKey(Role, on_delete=models.RESTRICT, related_name="memberships")
     # Who granted the current role: its permissions bound this member's at every use.
     granted_by_membership = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="granted"
@@ -162,7 +162,7 @@ class Invitation(OrgOwnedModel):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     email = models.EmailField()
-    role = models.ForeignKey(Role, on_delete=models.PROTECT, related_name="+")
+    role = models.ForeignKey(Role, on_delete=models.RESTRICT, related_name="+")
     invited_by = models.ForeignKey(
         Membership, null=True, on_delete=models.SET_NULL, related_name="+"
     )
