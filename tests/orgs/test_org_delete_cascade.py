@@ -10,7 +10,8 @@ from tests.conftest import PASSWORD, add_member, make_user
 
 
 def test_deleting_an_org_removes_its_custom_roles_members_and_invitations(db, django_capture_on_commit_callbacks):
-    alice = make_user("alice"); bob = make_user("bob")
+    alice = make_user("alice")
+    bob = make_user("bob")
     org = tenancy.organization_create(user=alice, slug="acme", name="Acme")
     with org_scope(org):
         access = access_for_user(org, alice)
