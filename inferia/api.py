@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 from rest_framework import generics
-from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from audit import services as audit
@@ -55,17 +55,37 @@ class RequiredPermission(BasePermission):
         return True
 
 
-class UserAPIView(generics.GenericAPIView):
-    """An endpoint for any authenticated user, outside an organization."""
+class SignedInUser(BasePermission):
+    """A user with an access token; API keys are for org endpoints only."""
 
-    permission_classes = [IsAuthenticated]
+    def has_permission(self, request: Request, view: Any) -> bool:
+        from keys.models import ApiKey
+
+        if isinstance(request.auth, ApiKey):
+            raise PermissionDenied("API keys cannot be used here; sign in as a user")
+        if request.user is None:
+            raise AuthenticationFailed("Authentication credentials were not provided")
+        return True
+
+
+class HasPrincipal(BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if request.auth is None:
+            raise AuthenticationFailed("Authentication credentials were not provided")
+        return True
+
+
+class UserAPIView(generics.GenericAPIView):
+    """An endpoint for a signed-in user, outside an organization."""
+
+    permission_classes = [SignedInUser]
 
 
 class OrgAPIView(generics.GenericAPIView):
     """Base of every ``/api/v1/orgs/{org}/...`` endpoint."""
 
     required_permissions: ClassVar[dict[str, str]] = {}
-    permission_classes = [IsAuthenticated, RequiredPermission]
+    permission_classes = [HasPrincipal, RequiredPermission]
     lookup_field = "pk"
     lookup_url_kwarg = "id"
 
@@ -101,15 +121,23 @@ class OrgAPIView(generics.GenericAPIView):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         from orgs.models import Organization
 
+        from keys.models import ApiKey
+        from keys.principals import access_for_key
+
         self.perform_authentication(request)
-        if request.user is None:
+        if request.auth is None:
             raise AuthenticationFailed("Authentication credentials were not provided")
         org = Organization.objects.filter(slug=kwargs.get("org", "")).first()
-        # Unknown org and "not a member" answer the same 404.
-        access = access_for_user(org, request.user) if org is not None else None
+        # Unknown org, "not a member" and "key of another org" answer the same 404.
+        access = None
+        if org is not None:
+            if isinstance(request.auth, ApiKey):
+                access = access_for_key(request.auth, org)
+            else:
+                access = access_for_user(org, request.user)
         if access is None:
             raise NotFound("Organization not found")
-        if org.require_2fa and not request.user.has_confirmed_totp:
+        if org.require_2fa and access.user is not None and not access.user.has_confirmed_totp:
             raise TwoFactorRequired()
         request.access = access
         request._request.access = access

@@ -22,20 +22,28 @@ def bearer_credential(request: HttpRequest) -> str | None:
 
 
 class BearerAuthentication(BaseAuthentication):
-    """``Authorization: Bearer <access JWT>``; API keys join in issue #3.
+    """An access JWT or an API key, in ``Authorization: Bearer`` or ``X-API-Key``.
 
-    The token's signature, expiry, issuer, audience and type (``access``) are
-    checked, then its ``ver`` claim against the user's current auth version, so
-    deactivation and password changes kill every token at once.
+    Told apart by format (keys start with ``ifr_``). For a JWT the signature,
+    expiry, issuer, audience and type (``access``) are checked, then its
+    ``ver`` claim against the user's current auth version, so deactivation and
+    password changes kill every token at once. For a key, ``request.auth`` is
+    the ApiKey and ``request.user`` its owner (None for a service account).
     """
 
     def authenticate(self, request: Request):
+        from audit.services import client_ip
+        from keys import apikeys, principals
         from orgs.models import User
         from orgs.services.auth import VERSION_CLAIM
 
         raw = bearer_credential(request._request)
         if raw is None:
             return None
+        if apikeys.looks_like_key(raw):
+            key = principals.authenticate_key(raw)
+            principals.note_key_use(key, client_ip(request._request))
+            return key.owner_user, key
         try:
             token = AccessToken(raw)
         except TokenError as exc:

@@ -259,6 +259,8 @@ INFERIA_OTP_ISSUER = env.str("INFERIA_OTP_ISSUER", default="Inferia")
 INFERIA_INVITATION_DAYS = env.int("INFERIA_INVITATION_DAYS", default=7)
 INFERIA_PUBLIC_URL = env.str("INFERIA_PUBLIC_URL", default="http://127.0.0.1:8000")
 INFERIA_TRUSTED_PROXIES = env.list("INFERIA_TRUSTED_PROXIES", default=[])
+# Secret references (env:NAME, file:/path) resolve only under these prefixes.
+INFERIA_SECRET_REF_ALLOWLIST = env.list("INFERIA_SECRET_REF_ALLOWLIST", default=[])
 INFERIA_MAX_BODY_BYTES = env.int("INFERIA_MAX_BODY_BYTES", default=10 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INFERIA_MAX_BODY_BYTES
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from inferia.errors import PermissionDenied, ValidationError
 
@@ -99,6 +99,19 @@ class Access:
     user: User | None
     membership: Membership | None
     permissions: frozenset[str] = field(default_factory=frozenset)
+    # Set when the principal is a service account and/or the request used an API key.
+    service_account: Any = None
+    api_key: Any = None
+
+    @property
+    def actor_label(self) -> str:
+        who = self.user.username if self.user is not None else f"sa:{self.service_account.slug}"
+        return f"{who} via {self.api_key.prefix}" if self.api_key is not None else who
+
+    def require_human(self) -> None:
+        """Grants of roles and ownership need a user acting as themselves, not a key."""
+        if self.user is None or self.membership is None or self.api_key is not None:
+            raise PermissionDenied("This action needs a signed-in user, not an API key")
 
     @property
     def is_owner(self) -> bool:
@@ -131,9 +144,13 @@ def membership_permissions(membership: Membership) -> frozenset[str]:
     the member who granted it (bounded delegation: the grantor may have lost a
     permission since). Owners and self-created memberships are unbounded.
     """
-    granted = frozenset(membership.role.permissions) & PERMISSION_SET
-    grantor = membership.granted_by_membership
-    if grantor is None or grantor.pk == membership.pk:
+    return bounded_role_permissions(membership.role, membership.granted_by_membership, membership)
+
+
+def bounded_role_permissions(role, grantor: Membership | None, holder=None) -> frozenset[str]:
+    """A role's permissions capped by the grantor's current role (if any)."""
+    granted = frozenset(role.permissions) & PERMISSION_SET
+    if grantor is None or (holder is not None and grantor.pk == holder.pk):
         return granted
     return granted & frozenset(grantor.role.permissions)
 

@@ -1,0 +1,292 @@
+"""Model access rules: which principals may use which models. Default deny.
+
+A rule grants model patterns (``account/model``, ``account/*``, ``*`` or a
+tag selector ``env=staging``) to users, teams, roles and service accounts.
+A user matches through their username, their teams and their role; a
+service account through itself and its role; an API key through its owner,
+then narrowed by the key's own model restriction.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from django.db import transaction
+from django.http import HttpRequest
+
+from audit import services as audit
+from inferia.errors import ValidationError
+from keys.models import AccessRule, ApiKey, ProviderAccount, ServiceAccount
+from orgs.access import Access
+from orgs.models import Membership, Role, Team, TeamMember, User
+
+TAG_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}=[A-Za-z0-9_.:/-]{1,128}$")
+FQN_RE = re.compile(r"^(\*|[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?/(\*|[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}))$")
+SUBJECT_FIELDS = ("users", "teams", "roles", "service_accounts")
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Every enabled model of the org: FQN -> the account's tags."""
+
+    models: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls) -> Catalog:
+        models: dict[str, dict[str, str]] = {}
+        for account in ProviderAccount.objects.all():
+            for name in account.model_names:
+                models[f"{account.name}/{name}"] = {str(k): str(v) for k, v in account.tags.items()}
+        return cls(models)
+
+
+def pattern_matches(pattern: str, fqn: str, tags: dict[str, str]) -> bool:
+    if "=" in pattern and "/" not in pattern:
+        key, value = pattern.split("=", 1)
+        return tags.get(key) == value
+    if pattern == "*":
+        return True
+    account, _, model = pattern.partition("/")
+    fqn_account, _, fqn_model = fqn.partition("/")
+    return account == fqn_account and (model == "*" or model == fqn_model)
+
+
+def _patterns_allow(patterns: list[str], fqn: str, tags: dict[str, str]) -> bool:
+    return any(pattern_matches(p, fqn, tags) for p in patterns)
+
+
+@dataclass(frozen=True)
+class Subject:
+    user: User | None = None
+    service_account: ServiceAccount | None = None
+    role_id: Any = None
+    team_ids: frozenset = frozenset()
+
+
+def subject_for_user(user: User) -> Subject | None:
+    membership = Membership.objects.filter(user=user).first()
+    if membership is None:
+        return None
+    teams = frozenset(TeamMember.objects.filter(user=user).values_list("team_id", flat=True))
+    return Subject(user=user, role_id=membership.role_id, team_ids=teams)
+
+
+def subject_for_service_account(account: ServiceAccount) -> Subject:
+    return Subject(service_account=account, role_id=account.role_id)
+
+
+def _rules_for(subject: Subject) -> list[AccessRule]:
+    rules = AccessRule.objects.prefetch_related("users", "teams", "roles", "service_accounts")
+    matched = []
+    for rule in rules:
+        if subject.user is not None and any(u.pk == subject.user.pk for u in rule.users.all()):
+            matched.append(rule)
+        elif subject.service_account is not None and any(
+            s.pk == subject.service_account.pk for s in rule.service_accounts.all()
+        ):
+            matched.append(rule)
+        elif any(r.pk == subject.role_id for r in rule.roles.all()):
+            matched.append(rule)
+        elif any(t.pk in subject.team_ids for t in rule.teams.all()):
+            matched.append(rule)
+    return matched
+
+
+def allowed_models(subject: Subject | None, *, key: ApiKey | None = None, catalog: Catalog | None = None) -> list[str]:
+    """FQNs the subject may use (narrowed by the key's model restriction, if any)."""
+    if subject is None:
+        return []
+    catalog = catalog or Catalog.load()
+    patterns = [p for rule in _rules_for(subject) for p in rule.model_patterns]
+    allowed = [fqn for fqn, tags in catalog.models.items() if _patterns_allow(patterns, fqn, tags)]
+    if key is not None and key.model_patterns:
+        allowed = [fqn for fqn in allowed if _patterns_allow(key.model_patterns, fqn, catalog.models[fqn])]
+    return sorted(allowed)
+
+
+def subject_for_access(access: Access) -> Subject | None:
+    if access.service_account is not None:
+        return subject_for_service_account(access.service_account)
+    return subject_for_user(access.user) if access.user is not None else None
+
+
+def may_use_model(access: Access, fqn: str) -> bool:
+    return fqn in allowed_models(subject_for_access(access), key=access.api_key)
+
+
+def who_may_use(fqn: str) -> dict[str, list[str]]:
+    """Usernames and service-account slugs allowed to use ``fqn``."""
+    catalog = Catalog.load()
+    if fqn not in catalog.models:
+        return {"users": [], "service_accounts": []}
+    users = [
+        m.user.username
+        for m in Membership.objects.select_related("user")
+        if fqn in allowed_models(subject_for_user(m.user), catalog=catalog)
+    ]
+    accounts = [
+        sa.slug
+        for sa in ServiceAccount.objects.filter(disabled_at__isnull=True)
+        if fqn in allowed_models(subject_for_service_account(sa), catalog=catalog)
+    ]
+    return {"users": sorted(users), "service_accounts": sorted(accounts)}
+
+
+# --- YAML import / export ---------------------------------------------------------------
+
+
+def export_rules() -> list[dict[str, Any]]:
+    out = []
+    for rule in AccessRule.objects.prefetch_related("users", "teams", "roles", "service_accounts"):
+        entry: dict[str, Any] = {"models": list(rule.model_patterns)}
+        if rule.description:
+            entry["description"] = rule.description
+        subjects = {
+            "users": sorted(u.username for u in rule.users.all()),
+            "teams": sorted(t.slug for t in rule.teams.all()),
+            "roles": sorted(r.slug for r in rule.roles.all()),
+            "service_accounts": sorted(s.slug for s in rule.service_accounts.all()),
+        }
+        entry.update({k: v for k, v in subjects.items() if v})
+        out.append(entry)
+    return out
+
+
+def export_yaml() -> str:
+    return yaml.safe_dump({"authz_rules": export_rules()}, sort_keys=False)
+
+
+@dataclass
+class ParsedRule:
+    description: str
+    models: list[str]
+    users: list[User]
+    teams: list[Team]
+    roles: list[Role]
+    service_accounts: list[ServiceAccount]
+
+
+def parse_rules(document: Any, org) -> list[ParsedRule]:
+    """Validate every rule; errors name the rule and field (``authz_rules[2].teams``)."""
+    errors: dict[str, list[str]] = {}
+    if not isinstance(document, dict) or not isinstance(document.get("authz_rules"), list):
+        raise ValidationError("Expected a mapping with an 'authz_rules' list", details={"authz_rules": ["Required list."]})
+    users = {u.username: u for u in User.objects.filter(memberships__org=org)}
+    teams = {t.slug: t for t in Team.objects.all()}
+    roles = {r.slug: r for r in Role.objects.for_org(org)}
+    accounts = {s.slug: s for s in ServiceAccount.objects.all()}
+    lookups = {"users": users, "teams": teams, "roles": roles, "service_accounts": accounts}
+    parsed = []
+    for index, raw in enumerate(document["authz_rules"]):
+        where = f"authz_rules[{index}]"
+        if not isinstance(raw, dict):
+            errors[where] = ["Each rule must be a mapping."]
+            continue
+        unknown = set(raw) - {"models", "description", *SUBJECT_FIELDS}
+        if unknown:
+            errors[where] = [f"Unknown field(s): {', '.join(sorted(map(str, unknown)))}"]
+        models = raw.get("models")
+        if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
+            errors[f"{where}.models"] = ["A non-empty list of model names is required."]
+            models = []
+        bad = [m for m in models if not (FQN_RE.match(m) or TAG_RE.match(m))]
+        if bad:
+            errors[f"{where}.models"] = [f"Not 'account/model', 'account/*' or 'tag=value': {m!r}" for m in bad]
+        resolved: dict[str, list] = {}
+        for name in SUBJECT_FIELDS:
+            values = raw.get(name, [])
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                errors[f"{where}.{name}"] = ["Must be a list of names."]
+                continue
+            missing = [v for v in values if v not in lookups[name]]
+            if missing:
+                errors[f"{where}.{name}"] = [f"Unknown {name[:-1].replace('_', ' ')}: {v}" for v in missing]
+            resolved[name] = [lookups[name][v] for v in values if v in lookups[name]]
+        if not any(resolved.get(name) for name in SUBJECT_FIELDS) and f"{where}.users" not in errors:
+            errors.setdefault(where, []).append("A rule needs at least one user, team, role or service account.")
+        parsed.append(
+            ParsedRule(
+                description=str(raw.get("description", ""))[:500],
+                models=models,
+                users=resolved.get("users", []),
+                teams=resolved.get("teams", []),
+                roles=resolved.get("roles", []),
+                service_accounts=resolved.get("service_accounts", []),
+            )
+        )
+    if errors:
+        raise ValidationError("The access rules are invalid; nothing was changed", details=errors)
+    return parsed
+
+
+def load_yaml(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ValidationError(f"Malformed YAML{where}", details={"yaml": [str(getattr(exc, 'problem', exc))]}) from exc
+
+
+def access_rules_replace(
+    *, access: Access, document: Any, request: HttpRequest | None = None, source: str = "api"
+) -> list[AccessRule]:
+    """Replace every rule of the org with ``document``: all or nothing."""
+    access.require("policy:manage")
+    parsed = parse_rules(document, access.org)
+    with transaction.atomic():
+        before = export_rules()
+        AccessRule.objects.all().delete()
+        created = [_create_rule(access, position, item) for position, item in enumerate(parsed)]
+        audit.record(
+            action="policy:manage",
+            outcome="success",
+            org=access.org,
+            actor=access.user,
+            actor_label=access.actor_label,
+            target_type="keys.accessrule",
+            request=request,
+            data={"op": "access_rules_replace", "source": source, "count": len(created),
+                  "before": before, "after": export_rules()},
+        )
+    return created
+
+
+def _create_rule(access: Access, position: int, item: ParsedRule) -> AccessRule:
+    rule = AccessRule.objects.create(
+        org=access.org, position=position, description=item.description, model_patterns=item.models
+    )
+    rule.users.set(item.users)
+    rule.teams.set(item.teams)
+    rule.roles.set(item.roles)
+    rule.service_accounts.set(item.service_accounts)
+    return rule
+
+
+def access_rule_create(*, access: Access, rule: dict[str, Any], request: HttpRequest | None = None) -> AccessRule:
+    """Append one rule (validated like an import of one rule)."""
+    access.require("policy:manage")
+    (item,) = parse_rules({"authz_rules": [rule]}, access.org)
+    with transaction.atomic():
+        last = AccessRule.objects.order_by("-position").values_list("position", flat=True).first()
+        created = _create_rule(access, 0 if last is None else last + 1, item)
+        audit.record(
+            action="policy:manage", outcome="success", org=access.org, actor=access.user,
+            actor_label=access.actor_label, target=created, request=request,
+            data={"op": "access_rule_create", "models": item.models},
+        )
+    return created
+
+
+def access_rule_delete(*, access: Access, rule: AccessRule, request: HttpRequest | None = None) -> None:
+    access.require("policy:manage")
+    with transaction.atomic():
+        audit.record(
+            action="policy:manage", outcome="success", org=access.org, actor=access.user,
+            actor_label=access.actor_label, target=rule, request=request,
+            data={"op": "access_rule_delete", "models": rule.model_patterns},
+        )
+        rule.delete()

@@ -1,0 +1,329 @@
+"""REST endpoints of keys/: service accounts, API keys, provider accounts, access rules."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.parsers import BaseParser, JSONParser
+from rest_framework.response import Response
+
+from inferia.api import ANY_MEMBER, OrgAPIView
+from inferia.errors import NotFound, ValidationError
+from keys import access_rules, selectors, services
+from keys.api import serializers as s
+from orgs import selectors as org_selectors
+from orgs.models import User
+
+
+def _valid(serializer_class, request):
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _role_or_400(ref: str):
+    role = org_selectors.role_get_by_ref(ref)
+    if role is None:
+        raise ValidationError("Unknown role", details={"role": ["No such role in this organization."]})
+    return role
+
+
+# --- service accounts -------------------------------------------------------------------
+
+
+class ServiceAccountListView(OrgAPIView):
+    required_permissions = {"GET": "member:view", "POST": "service_account:manage"}
+    serializer_class = s.ServiceAccountOutput
+
+    def get_scoped_queryset(self):
+        return selectors.service_account_list()
+
+    @extend_schema(responses={200: s.ServiceAccountOutput(many=True)})
+    def get(self, request, org):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(s.ServiceAccountOutput(page, many=True).data)
+
+    @extend_schema(request=s.ServiceAccountCreateInput, responses={201: s.ServiceAccountOutput})
+    def post(self, request, org):
+        data = _valid(s.ServiceAccountCreateInput, request)
+        account = services.service_account_create(
+            access=request.access, slug=data["slug"], name=data["name"], description=data["description"],
+            role=_role_or_400(data["role"]), request=request._request,
+        )
+        return Response(s.ServiceAccountOutput(account).data, status=status.HTTP_201_CREATED)
+
+
+class ServiceAccountDetailView(OrgAPIView):
+    required_permissions = {
+        "GET": "member:view", "PATCH": "service_account:manage", "DELETE": "service_account:manage",
+    }
+    serializer_class = s.ServiceAccountOutput
+
+    def get_scoped_queryset(self):
+        return selectors.service_account_list()
+
+    @extend_schema(responses={200: s.ServiceAccountOutput})
+    def get(self, request, org, id):
+        return Response(s.ServiceAccountOutput(self.get_object()).data)
+
+    @extend_schema(request=s.ServiceAccountUpdateInput, responses={200: s.ServiceAccountOutput})
+    def patch(self, request, org, id):
+        account = self.get_object()
+        data = dict(_valid(s.ServiceAccountUpdateInput, request))
+        if "role" in data:
+            data["role"] = _role_or_400(data["role"])
+        account = services.service_account_update(
+            access=request.access, account=account, changes=data, request=request._request
+        )
+        return Response(s.ServiceAccountOutput(account).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, org, id):
+        services.service_account_delete(access=request.access, account=self.get_object(), request=request._request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- API keys ---------------------------------------------------------------------------
+
+
+class ApiKeyListView(OrgAPIView):
+    # GET: everyone sees their own keys; api_key:view shows all (selector).
+    required_permissions = {"GET": ANY_MEMBER, "POST": "api_key:create"}
+    serializer_class = s.ApiKeyOutput
+
+    def get_scoped_queryset(self):
+        return selectors.api_key_list_for(self.request.access)
+
+    @extend_schema(responses={200: s.ApiKeyOutput(many=True)})
+    def get(self, request, org):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(s.ApiKeyOutput(page, many=True).data)
+
+    @extend_schema(request=s.ApiKeyCreateInput, responses={201: s.ApiKeyCreatedOutput})
+    def post(self, request, org):
+        data = _valid(s.ApiKeyCreateInput, request)
+        service_account = None
+        if data.get("service_account"):
+            service_account = selectors.service_account_get_by_ref(data["service_account"])
+            if service_account is None:
+                raise ValidationError(
+                    "Unknown service account", details={"service_account": ["No such service account."]}
+                )
+        key, plaintext = services.api_key_create(
+            access=request.access, name=data["name"], permissions=data["permissions"],
+            expires_in_days=data.get("expires_in_days"), service_account=service_account,
+            models=data.get("models"), request=request._request,
+        )
+        body = s.ApiKeyOutput(key).data | {"key": plaintext}
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
+
+
+class ApiKeyDetailView(OrgAPIView):
+    # Own keys for everyone; others' with api_key:view / api_key:revoke (service).
+    required_permissions = {"GET": ANY_MEMBER, "DELETE": ANY_MEMBER}
+    serializer_class = s.ApiKeyOutput
+
+    def get_scoped_queryset(self):
+        return selectors.api_key_list_for(self.request.access)
+
+    @extend_schema(responses={200: s.ApiKeyOutput})
+    def get(self, request, org, id):
+        return Response(s.ApiKeyOutput(self.get_object()).data)
+
+    @extend_schema(responses={200: s.ApiKeyOutput})
+    def delete(self, request, org, id):
+        key = services.api_key_revoke(access=request.access, key=self.get_object(), request=request._request)
+        return Response(s.ApiKeyOutput(key).data)
+
+
+class ApiKeyRotateView(OrgAPIView):
+    required_permissions = {"POST": ANY_MEMBER}
+    serializer_class = s.ApiKeyCreatedOutput
+
+    def get_scoped_queryset(self):
+        return selectors.api_key_list_for(self.request.access)
+
+    @extend_schema(request=s.ApiKeyRotateInput, responses={201: s.ApiKeyCreatedOutput})
+    def post(self, request, org, id):
+        data = _valid(s.ApiKeyRotateInput, request)
+        key, plaintext = services.api_key_rotate(
+            access=request.access, key=self.get_object(), grace_seconds=data["grace_seconds"],
+            request=request._request,
+        )
+        body = s.ApiKeyOutput(key).data | {"key": plaintext}
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
+
+
+# --- provider accounts ------------------------------------------------------------------
+
+
+class ProviderAccountListView(OrgAPIView):
+    required_permissions = {"GET": "provider_account:view", "POST": "provider_account:manage"}
+    serializer_class = s.ProviderAccountOutput
+
+    def get_scoped_queryset(self):
+        return selectors.provider_account_list()
+
+    @extend_schema(responses={200: s.ProviderAccountOutput(many=True)})
+    def get(self, request, org):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(s.ProviderAccountOutput(page, many=True).data)
+
+    @extend_schema(request=s.ProviderAccountCreateInput, responses={201: s.ProviderAccountOutput})
+    def post(self, request, org):
+        data = _valid(s.ProviderAccountCreateInput, request)
+        account = services.provider_account_create(access=request.access, request=request._request, **data)
+        return Response(s.ProviderAccountOutput(account).data, status=status.HTTP_201_CREATED)
+
+
+class ProviderAccountDetailView(OrgAPIView):
+    required_permissions = {
+        "GET": "provider_account:view", "PATCH": "provider_account:manage", "DELETE": "provider_account:manage",
+    }
+    serializer_class = s.ProviderAccountOutput
+
+    def get_scoped_queryset(self):
+        return selectors.provider_account_list()
+
+    @extend_schema(responses={200: s.ProviderAccountOutput})
+    def get(self, request, org, id):
+        return Response(s.ProviderAccountOutput(self.get_object()).data)
+
+    @extend_schema(request=s.ProviderAccountUpdateInput, responses={200: s.ProviderAccountOutput})
+    def patch(self, request, org, id):
+        account = self.get_object()
+        data = _valid(s.ProviderAccountUpdateInput, request)
+        account = services.provider_account_update(
+            access=request.access, account=account, changes=data, request=request._request
+        )
+        return Response(s.ProviderAccountOutput(account).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, org, id):
+        services.provider_account_delete(access=request.access, account=self.get_object(), request=request._request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ProviderSecretView(OrgAPIView):
+    required_permissions = {"PUT": "provider_account:manage"}
+    serializer_class = s.ProviderAccountOutput
+
+    def get_scoped_queryset(self):
+        return selectors.provider_account_list()
+
+    @extend_schema(request=s.ProviderSecretInput, responses={200: s.ProviderAccountOutput})
+    def put(self, request, org, id):
+        account = self.get_object()
+        data = _valid(s.ProviderSecretInput, request)
+        account = services.provider_account_set_secret(
+            access=request.access, account=account, secret=data.get("secret"), secret_ref=data.get("secret_ref"),
+            otp_code=data.get("otp_code") or None, request=request._request,
+        )
+        return Response(s.ProviderAccountOutput(account).data)
+
+
+# --- access rules -----------------------------------------------------------------------
+
+
+class YamlTextParser(BaseParser):
+    media_type = "application/yaml"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return stream.read().decode("utf-8", errors="replace")
+
+
+class YamlAliasParser(YamlTextParser):
+    media_type = "text/yaml"
+
+
+class AccessRuleListView(OrgAPIView):
+    required_permissions = {"GET": "model:read", "POST": "policy:manage"}
+    serializer_class = s.AccessRuleOutput
+
+    def get_scoped_queryset(self):
+        return selectors.access_rule_list()
+
+    @extend_schema(responses={200: s.AccessRuleOutput(many=True)})
+    def get(self, request, org):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(s.AccessRuleOutput(page, many=True).data)
+
+    @extend_schema(request=s.AccessRuleInput, responses={201: s.AccessRuleOutput})
+    def post(self, request, org):
+        if not isinstance(request.data, dict):
+            raise ValidationError("Expected a JSON object")
+        rule = access_rules.access_rule_create(access=request.access, rule=request.data, request=request._request)
+        return Response(s.AccessRuleOutput(rule).data, status=status.HTTP_201_CREATED)
+
+
+class AccessRuleDetailView(OrgAPIView):
+    required_permissions = {"GET": "model:read", "DELETE": "policy:manage"}
+    serializer_class = s.AccessRuleOutput
+
+    def get_scoped_queryset(self):
+        return selectors.access_rule_list()
+
+    @extend_schema(responses={200: s.AccessRuleOutput})
+    def get(self, request, org, id):
+        return Response(s.AccessRuleOutput(self.get_object()).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, org, id):
+        access_rules.access_rule_delete(access=request.access, rule=self.get_object(), request=request._request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AccessRulesYamlView(OrgAPIView):
+    """The whole rule set as YAML (``authz_rules:``); PUT replaces it atomically."""
+
+    required_permissions = {"GET": "model:read", "PUT": "policy:manage"}
+    parser_classes = [YamlTextParser, YamlAliasParser, JSONParser]
+
+    def get_scoped_queryset(self):
+        return selectors.access_rule_list()
+
+    @extend_schema(responses={(200, "application/yaml"): str})
+    def get(self, request, org):
+        return HttpResponse(access_rules.export_yaml(), content_type="application/yaml; charset=utf-8")
+
+    @extend_schema(request={"application/yaml": str}, responses={200: s.AccessRuleOutput(many=True)})
+    def put(self, request, org):
+        data = request.data
+        document = access_rules.load_yaml(data) if isinstance(data, str) else data
+        rules = access_rules.access_rules_replace(access=request.access, document=document, request=request._request)
+        return Response({"count": len(rules), "results": s.AccessRuleOutput(rules, many=True).data})
+
+
+class EffectiveAccessView(OrgAPIView):
+    """``?user=`` / ``?service_account=`` -> models; ``?model=`` -> who may use it."""
+
+    required_permissions = {"GET": "model:read"}
+
+    def get_scoped_queryset(self):
+        return selectors.access_rule_list()
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("user", str), OpenApiParameter("service_account", str), OpenApiParameter("model", str),
+        ],
+        responses={200: dict},
+    )
+    def get(self, request, org):
+        params = request.query_params
+        if "model" in params:
+            return Response({"model": params["model"], **access_rules.who_may_use(params["model"])})
+        if "service_account" in params:
+            account = selectors.service_account_get_by_ref(params["service_account"])
+            if account is None:
+                raise NotFound("Service account not found")
+            subject = access_rules.subject_for_service_account(account)
+            return Response({"service_account": account.slug, "models": access_rules.allowed_models(subject)})
+        if "user" in params:
+            user = User.objects.filter(username=params["user"]).first()
+            subject = access_rules.subject_for_user(user) if user else None
+            if subject is None:
+                raise NotFound("Member not found")
+            return Response({"user": user.username, "models": access_rules.allowed_models(subject)})
+        subject = access_rules.subject_for_access(request.access)
+        return Response({"models": access_rules.allowed_models(subject, key=request.access.api_key)})
