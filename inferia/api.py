@@ -47,6 +47,7 @@ class RequiredPermission(BasePermission):
                 outcome="denied",
                 org=access.org,
                 actor=access.user,
+                actor_label=access.actor_label,
                 status_code=403,
                 request=request._request,
                 data={"path": request.path, "method": request.method},

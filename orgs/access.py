@@ -105,7 +105,12 @@ class Access:
 
     @property
     def actor_label(self) -> str:
-        who = self.user.username if self.user is not None else f"sa:{self.service_account.slug}"
+        if self.user is not None:
+            who = self.user.username
+        elif self.service_account is not None:
+            who = f"sa:{self.service_account.slug}"
+        else:
+            who = "operator"
         return f"{who} via {self.api_key.prefix}" if self.api_key is not None else who
 
     def require_human(self) -> None:
