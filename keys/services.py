@@ -327,7 +327,7 @@ def provider_account_create(
 def provider_account_update(
     *, access: Access, account: ProviderAccount, changes: dict[str, Any], request: HttpRequest | None = None
 ) -> ProviderAccount:
-    access.require("provider_account:manage")
+    access.require_on("provider_account:manage", account)
     fields = []
     if "base_url" in changes:
         account.base_url = ssrf.check_base_url(
@@ -353,7 +353,7 @@ def provider_account_set_secret(
     otp_code: str | None = None, request: HttpRequest | None = None,
 ) -> ProviderAccount:
     """Set or replace the upstream secret. Replacing one asks a user with 2FA for a fresh code."""
-    access.require("provider_account:manage")
+    access.require_on("provider_account:manage", account)
     if not (secret or secret_ref):
         raise ValidationError("Give a secret or a secret reference", details={"secret": ["Required."]})
     if account.has_secret:
@@ -371,7 +371,7 @@ def provider_account_set_secret(
 
 
 def provider_account_delete(*, access: Access, account: ProviderAccount, request: HttpRequest | None = None) -> None:
-    access.require("provider_account:manage")
+    access.require_on("provider_account:manage", account)
     with transaction.atomic():
         _record(access, "provider_account:manage", account, request, op="delete", name=account.name)
         account.delete()

@@ -62,6 +62,9 @@ ALIASES: dict[str, str] = {
     "manage_users": "member:update",
 }
 
+# Vocabulary permissions that may also be granted on a single object (guardian codenames).
+OBJECT_GRANTS: dict[str, str] = {"provider_account:manage": "manage_provideraccount"}
+
 _READ = frozenset(p for p in PERMISSIONS if p.endswith((":view", ":read")))
 
 OWNER, ADMIN, MEMBER, VIEWER = "owner", "admin", "member", "viewer"
@@ -130,6 +133,24 @@ class Access:
         if permission not in PERMISSION_SET:
             raise PermissionDenied(f"Unknown permission {permission}")
         if permission not in self.permissions:
+            raise PermissionDenied(f"Missing permission {permission}")
+
+    def can_on(self, permission: str, obj: Any) -> bool:
+        """``permission`` from the role, or granted on this one object (django-guardian).
+
+        Object grants apply to users acting as themselves, never through a key.
+        """
+        if self.can(permission):
+            return True
+        codename = OBJECT_GRANTS.get(permission)
+        if codename is None or self.user is None or self.api_key is not None:
+            return False
+        from guardian.core import ObjectPermissionChecker
+
+        return ObjectPermissionChecker(self.user).has_perm(codename, obj)
+
+    def require_on(self, permission: str, obj: Any) -> None:
+        if not self.can_on(permission, obj):
             raise PermissionDenied(f"Missing permission {permission}")
 
     def require_all(self, permissions: Iterable[str], *, what: str = "grant") -> None:

@@ -130,6 +130,16 @@ class ProviderAccountOutput(serializers.ModelSerializer):
         return "encrypted" if account.encrypted_secret else None
 
 
+class ProviderGrantInput(serializers.Serializer):
+    team = serializers.CharField(max_length=50, required=False)
+    user = serializers.CharField(max_length=150, required=False)
+
+
+class ProviderGrantsOutput(serializers.Serializer):
+    teams = serializers.ListField(child=serializers.CharField())
+    users = serializers.ListField(child=serializers.CharField())
+
+
 class AccessRuleInput(serializers.Serializer):
     models = serializers.ListField(child=serializers.CharField(max_length=260), allow_empty=False)
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)

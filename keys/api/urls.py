@@ -27,6 +27,11 @@ urlpatterns = [
         views.ProviderSecretView.as_view(),
         name="provider-account-secret",
     ),
+    path(
+        "orgs/<slug:org>/provider-accounts/<uuid:id>/grants",
+        views.ProviderGrantView.as_view(),
+        name="provider-account-grants",
+    ),
     path("orgs/<slug:org>/access-rules", views.AccessRuleListView.as_view(), name="access-rule-list"),
     path("orgs/<slug:org>/access-rules.yaml", views.AccessRulesYamlView.as_view(), name="access-rules-yaml"),
     path("orgs/<slug:org>/access-rules/effective", views.EffectiveAccessView.as_view(), name="effective-access"),

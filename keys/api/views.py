@@ -10,7 +10,7 @@ from rest_framework.response import Response
 
 from inferia.api import ANY_MEMBER, OrgAPIView
 from inferia.errors import NotFound, ValidationError
-from keys import access_rules, selectors, services
+from keys import access_rules, grants, selectors, services
 from keys.api import serializers as s
 from orgs import selectors as org_selectors
 from orgs.models import User
@@ -178,9 +178,8 @@ class ProviderAccountListView(OrgAPIView):
 
 
 class ProviderAccountDetailView(OrgAPIView):
-    required_permissions = {
-        "GET": "provider_account:view", "PATCH": "provider_account:manage", "DELETE": "provider_account:manage",
-    }
+    # PATCH/DELETE: provider_account:manage from the role or granted on this account (service).
+    required_permissions = {"GET": "provider_account:view", "PATCH": ANY_MEMBER, "DELETE": ANY_MEMBER}
     serializer_class = s.ProviderAccountOutput
 
     def get_scoped_queryset(self):
@@ -206,7 +205,7 @@ class ProviderAccountDetailView(OrgAPIView):
 
 
 class ProviderSecretView(OrgAPIView):
-    required_permissions = {"PUT": "provider_account:manage"}
+    required_permissions = {"PUT": ANY_MEMBER}  # role or object grant (service)
     serializer_class = s.ProviderAccountOutput
 
     def get_scoped_queryset(self):
@@ -221,6 +220,51 @@ class ProviderSecretView(OrgAPIView):
             otp_code=data.get("otp_code") or None, request=request._request,
         )
         return Response(s.ProviderAccountOutput(account).data)
+
+
+class ProviderGrantView(OrgAPIView):
+    """Who may manage this one account besides role holders: POST grants, DELETE revokes."""
+
+    required_permissions = {"GET": "provider_account:view", "POST": "provider_account:manage",
+                            "DELETE": "provider_account:manage"}
+
+    def get_scoped_queryset(self):
+        return selectors.provider_account_list()
+
+    def _holder(self, request):
+        data = _valid(s.ProviderGrantInput, request)
+        if bool(data.get("team")) == bool(data.get("user")):
+            raise ValidationError("Give a team or a user", details={"team": ["Give exactly one of team, user."]})
+        if data.get("team"):
+            team = org_selectors.team_list().filter(slug=data["team"]).first()
+            if team is None:
+                raise ValidationError("Unknown team", details={"team": ["No such team."]})
+            return {"team": team}
+        member = org_selectors.member_list().filter(user__username=data["user"]).first()
+        if member is None:
+            raise ValidationError("Unknown member", details={"user": ["No such member."]})
+        return {"user": member.user}
+
+    @extend_schema(responses={200: s.ProviderGrantsOutput})
+    def get(self, request, org, id):
+        return Response(grants.provider_account_grants(self.get_object()))
+
+    @extend_schema(request=s.ProviderGrantInput, responses={200: s.ProviderGrantsOutput})
+    def post(self, request, org, id):
+        account = self.get_object()
+        result = grants.provider_account_grant(
+            access=request.access, account=account, request=request._request, **self._holder(request)
+        )
+        return Response(result)
+
+    @extend_schema(request=s.ProviderGrantInput, responses={200: s.ProviderGrantsOutput})
+    def delete(self, request, org, id):
+        account = self.get_object()
+        result = grants.provider_account_grant(
+            access=request.access, account=account, revoke=True, request=request._request,
+            **self._holder(request),
+        )
+        return Response(result)
 
 
 # --- access rules -----------------------------------------------------------------------

@@ -1,0 +1,85 @@
+"""Per-object grants (django-guardian): let a team or a user manage one provider account.
+
+A team is mirrored by a Django group (``inferia-team:<id>``) whose members
+follow the team's; guardian stores the grant against the group or the user.
+Checked only through ``Access.can_on``.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+from django.http import HttpRequest
+from guardian.shortcuts import assign_perm, get_groups_with_perms, get_users_with_perms, remove_perm
+
+from audit import services as audit
+from keys.models import ProviderAccount
+from orgs.access import OBJECT_GRANTS, Access
+from orgs.models import Team, TeamMember, User
+
+CODENAME = "keys." + OBJECT_GRANTS["provider_account:manage"]
+
+
+def _group_name(team_id) -> str:
+    return f"inferia-team:{team_id}"
+
+
+def team_group(team: Team) -> Group:
+    """The team's mirror group, created and filled on first use."""
+    group, created = Group.objects.get_or_create(name=_group_name(team.pk))
+    if created:
+        group.user_set.set(User.objects.filter(team_memberships__team=team))
+    return group
+
+
+@receiver(post_save, sender=TeamMember, dispatch_uid="keys-team-group-add")
+def _team_member_added(sender, instance: TeamMember, created: bool, **kwargs) -> None:
+    group = Group.objects.filter(name=_group_name(instance.team_id)).first()
+    if created and group is not None:
+        group.user_set.add(instance.user_id)
+
+
+@receiver(post_delete, sender=TeamMember, dispatch_uid="keys-team-group-remove")
+def _team_member_removed(sender, instance: TeamMember, **kwargs) -> None:
+    group = Group.objects.filter(name=_group_name(instance.team_id)).first()
+    if group is not None:
+        group.user_set.remove(instance.user_id)
+
+
+@receiver(post_delete, sender=Team, dispatch_uid="keys-team-group-delete")
+def _team_deleted(sender, instance: Team, **kwargs) -> None:
+    Group.objects.filter(name=_group_name(instance.pk)).delete()
+
+
+def provider_account_grants(account: ProviderAccount) -> dict[str, list[str]]:
+    groups = get_groups_with_perms(account, attach_perms=True)
+    team_ids = [g.name.split(":", 1)[1] for g in groups if g.name.startswith("inferia-team:")]
+    users = get_users_with_perms(account, attach_perms=True, with_group_users=False)
+    return {
+        "teams": sorted(Team.objects.filter(pk__in=team_ids).values_list("slug", flat=True)),
+        "users": sorted(u.username for u in users),
+    }
+
+
+def provider_account_grant(
+    *, access: Access, account: ProviderAccount, team: Team | None = None, user: User | None = None,
+    revoke: bool = False, request: HttpRequest | None = None,
+) -> dict[str, list[str]]:
+    """Grant (or revoke) ``provider_account:manage`` on one account to a team or a member."""
+    access.require("provider_account:manage")
+    access.require_human()
+    with transaction.atomic():
+        holder = team_group(team) if team is not None else user
+        if revoke:
+            remove_perm(CODENAME, holder, account)
+        else:
+            assign_perm(CODENAME, holder, account)
+        audit.record(
+            action="provider_account:manage", outcome="success", org=access.org, actor=access.user,
+            target=account, request=request,
+            data={"op": "revoke_grant" if revoke else "grant",
+                  "team": team.slug if team else None, "user": user.username if user else None},
+        )
+    return provider_account_grants(account)
