@@ -1,0 +1,113 @@
+"""Operator console for keys/: every model across orgs; secrets are write-only.
+
+"Revoke selected keys" calls the same audited service as the API.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
+
+from audit import services as audit
+from inferia import clock, crypto
+from inferia.errors import ValidationError as InferiaValidationError
+from keys import ssrf
+from keys.models import AccessRule, ApiKey, ProviderAccount, ServiceAccount
+from orgs.admin import AllOrgsAdmin
+
+
+@admin.register(ServiceAccount)
+class ServiceAccountAdmin(AllOrgsAdmin):
+    list_display = ("slug", "name", "org", "role", "created_at", "disabled_at")
+    list_filter = ("org", "role")
+    search_fields = ("slug", "name", "org__slug")
+    raw_id_fields = ("granted_by_membership", "created_by")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(AllOrgsAdmin):
+    list_display = ("prefix", "name", "org", "owner_user", "service_account", "created_at", "expires_at",
+                    "revoked_at", "last_used_at")
+    list_filter = ("org", "revoked_at")
+    search_fields = ("public_id", "name", "owner_user__username", "service_account__slug", "org__slug")
+    exclude = ("secret_digest",)
+    readonly_fields = ("public_id", "last_four", "created_at", "last_used_at", "last_used_ip", "replaced_by",
+                       "revoked_at", "owner_user", "service_account", "created_by", "org", "permissions",
+                       "model_patterns")
+    actions = ["revoke_selected"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # keys are minted through the API, where the secret is shown once
+
+    @admin.action(description="Revoke selected keys (emergency)")
+    def revoke_selected(self, request, queryset) -> None:
+        now = clock.now()
+        count = 0
+        with transaction.atomic():
+            for key in queryset.select_for_update().filter(revoked_at__isnull=True):
+                ApiKey.all_orgs.filter(pk=key.pk).update(revoked_at=now)
+                audit.record(
+                    action="api_key:revoke", outcome="success", org=key.org, actor=request.user,
+                    actor_label=f"admin:{request.user.username}", target=key, request=request,
+                    data={"prefix": key.prefix, "via": "admin"},
+                )
+                count += 1
+        self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
+
+
+class ProviderAccountForm(forms.ModelForm):
+    new_secret = forms.CharField(
+        required=False, widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only: set or replace the upstream secret. It is never shown.",
+    )
+
+    class Meta:
+        model = ProviderAccount
+        exclude = ("encrypted_secret",)
+
+    def clean(self):
+        cleaned = super().clean()
+        org, base_url = cleaned.get("org"), cleaned.get("base_url")
+        if org is not None and base_url:
+            try:
+                cleaned["base_url"] = ssrf.check_base_url(
+                    base_url, allowed_private_hosts=org.settings.get("allowed_private_hosts", [])
+                )
+            except InferiaValidationError as exc:
+                self.add_error("base_url", "; ".join((exc.details or {}).get("base_url", [exc.message])))
+        return cleaned
+
+
+@admin.register(ProviderAccount)
+class ProviderAccountAdmin(AllOrgsAdmin):
+    form = ProviderAccountForm
+    list_display = ("name", "org", "provider_type", "base_url", "has_secret", "secret_updated_at")
+    list_filter = ("org", "provider_type")
+    search_fields = ("name", "base_url", "org__slug")
+    readonly_fields = ("secret_updated_at", "created_at", "updated_at")
+
+    @admin.display(boolean=True)
+    def has_secret(self, obj: ProviderAccount) -> bool:
+        return obj.has_secret
+
+    def save_model(self, request, obj: ProviderAccount, form, change) -> None:
+        secret_plaintext = form.cleaned_data.get("new_secret")
+        with transaction.atomic():
+            if secret_plaintext:
+                obj.encrypted_secret = crypto.encrypt(secret_plaintext.encode(), context=obj.secret_context())
+                obj.secret_ref = ""
+                obj.secret_updated_at = clock.now()
+            super().save_model(request, obj, form, change)
+            audit.record(
+                action="provider_account:manage", outcome="success", org=obj.org, actor=request.user,
+                actor_label=f"admin:{request.user.username}", target=obj, request=request,
+                data={"op": "admin_change" if change else "admin_create", "secret_set": bool(secret_plaintext)},
+            )
+
+
+@admin.register(AccessRule)
+class AccessRuleAdmin(AllOrgsAdmin):
+    list_display = ("__str__", "org", "position", "created_at")
+    search_fields = ("description", "org__slug")
+    filter_horizontal = ("users", "teams", "roles", "service_accounts")
