@@ -73,6 +73,22 @@ def code_now(device: TOTPDevice) -> str:
     return str(generator.token()).zfill(6)
 
 
+def wrong_code(device: TOTPDevice) -> str:
+    """A 6-digit code that matches none of the steps the server could accept now."""
+    from django_otp.oath import TOTP
+
+    generator = TOTP(device.seed_plaintext(), step=30, digits=6)
+    generator.time = clock.time()
+    near = set()
+    for drift in range(-3, 4):
+        generator.drift = drift
+        near.add(str(generator.token()).zfill(6))
+    candidate = 0
+    while f"{candidate:06d}" in near:
+        candidate += 1
+    return f"{candidate:06d}"
+
+
 @dataclass
 class Cast:
     acme: Organization
