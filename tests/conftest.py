@@ -89,6 +89,12 @@ def wrong_code(device: TOTPDevice) -> str:
     return f"{candidate:06d}"
 
 
+def to_step_start() -> None:
+    """Move the clock just past the start of the next 30 s TOTP step, so that a
+    test relying on "still the same step" has the whole step ahead of it."""
+    clock.advance(30 - clock.time() % 30 + 0.01)
+
+
 @dataclass
 class Cast:
     acme: Organization
