@@ -110,6 +110,15 @@ class OrgAPIView(generics.GenericAPIView):
         if access is None:
             raise NotFound("Organization not found")
         if org.require_2fa and not request.user.has_confirmed_totp:
+            audit.record(
+                action="auth:2fa_required",
+                outcome="denied",
+                org=org,
+                actor=request.user,
+                status_code=403,
+                request=request._request,
+                data={"path": request.path, "method": request.method},
+            )
             raise TwoFactorRequired()
         request.access = access
         request._request.access = access
