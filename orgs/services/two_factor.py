@@ -155,7 +155,9 @@ def verify_fresh(
             details={"password": ["This field is required to confirm this action."]},
         )
     else:
-        ok = user.check_password(password)
+        from orgs.services.auth import password_verify  # auth imports this module
+
+        ok = password_verify(user=user, password=password, request=request, action="auth:reverify")
     if not ok:
         audit.record(action="auth:reverify", outcome="failure", actor=user, request=request)
         raise AuthenticationFailed("The confirmation code or password is wrong")
