@@ -104,3 +104,22 @@ def test_missing_fields_and_anonymous_callers(cast, bob_client):
     assert_error(change(APIClient(), PASSWORD, NEW_PASSWORD), 401, "AUTHENTICATION_FAILED")
     cast.bob.refresh_from_db()
     assert cast.bob.check_password(PASSWORD)
+
+
+def test_current_password_guesses_are_throttled_like_login(cast, bob_client, settings, clock_shift):
+    # A stolen access token must not give an unthrottled password oracle.
+    settings.INFERIA_LOGIN_MAX_FAILURES_PER_USER = 3
+    for _ in range(3):
+        assert_error(change(bob_client, "guess", NEW_PASSWORD), 401, "AUTHENTICATION_FAILED")
+
+    response = change(bob_client, PASSWORD, NEW_PASSWORD)
+
+    assert_error(response, 429, "RATE_LIMITED")
+    cast.bob.refresh_from_db()
+    assert cast.bob.check_password(PASSWORD)
+    assert_error(login("bob"), 429, "RATE_LIMITED")
+    denied = AuditRecord.objects.get(action="auth:password_change", outcome="denied")
+    assert denied.actor_user == cast.bob and denied.status_code == 429
+
+    clock_shift(int(response["Retry-After"]))
+    assert change(bob_client, PASSWORD, NEW_PASSWORD).status_code == 200
