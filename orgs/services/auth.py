@@ -19,7 +19,7 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from audit import services as audit
 from inferia import counters
-from inferia.errors import AuthenticationFailed, OtpRequired, RateLimited, ValidationError
+from inferia.errors import AuthenticationFailed, RateLimited, ValidationError
 from orgs.models import RefreshTokenRecord, User
 from orgs.services import two_factor
 
@@ -149,19 +149,9 @@ def login(
     user = authenticate(request, username=username, password=password)
     if user is None:
         fail("bad_credentials", AuthenticationFailed("Invalid username or password"))
-    try:
-        second_factor_ok = two_factor.verify_second_factor(user, otp_code)
-    except (OtpRequired, RateLimited) as exc:
-        # Not a failed guess (nothing counted), but still a decision to audit.
-        audit.record(
-            action="auth:login",
-            outcome="denied",
-            actor=user,
-            status_code=exc.status,
-            request=request,
-            data={"reason": "otp_required" if isinstance(exc, OtpRequired) else "otp_locked"},
-        )
-        raise
+    second_factor_ok = two_factor.second_factor_verify(
+        user=user, otp_code=otp_code, request=request, action="auth:login"
+    )
     if not second_factor_ok:
         fail("bad_otp", AuthenticationFailed("Invalid one-time code"))
     with transaction.atomic():
