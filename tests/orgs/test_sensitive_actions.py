@@ -56,6 +56,8 @@ def test_delete_with_2fa_needs_a_fresh_code(cast, alice_client, bob_client, cloc
     assert acme_exists()
     failures = AuditRecord.objects.filter(action="auth:reverify", outcome="failure", actor_user=cast.alice)
     assert failures.count() == 3
+    missing = AuditRecord.objects.filter(action="auth:reverify", outcome="denied", actor_user=cast.alice)
+    assert [r.data["reason"] for r in missing] == ["otp_required", "otp_required"]
     assert not AuditRecord.objects.filter(action="org:delete").exists()
 
     clock_shift(30)
@@ -217,4 +219,30 @@ def test_the_actors_2fa_decides_not_the_targets(cast, alice_client, bob_client):
     bob = membership(cast.acme, cast.bob)
     response = transfer(alice_client, bob.pk, password=PASSWORD)
     assert response.status_code == 200, response.content
+    assert membership(cast.acme, cast.bob).role.slug == "owner"
+
+
+def test_a_locked_device_refuses_sensitive_actions_even_with_the_right_code(
+    cast, alice_client, settings, clock_shift
+):
+    settings.INFERIA_OTP_MAX_FAILURES = 2
+    settings.INFERIA_OTP_LOCKOUT_SECONDS = 90
+    to_step_start()
+    device, _codes = enable_totp(alice_client, cast.alice)
+    for _ in range(2):
+        assert_error(delete_org(alice_client, otp_code=wrong_code(device)), 401, "AUTHENTICATION_FAILED")
+    clock_shift(30)
+
+    response = delete_org(alice_client, otp_code=code_now(device))
+
+    assert_error(response, 429, "RATE_LIMITED")
+    bob = membership(cast.acme, cast.bob)
+    assert_error(transfer(alice_client, bob.pk, otp_code=code_now(device)), 429, "RATE_LIMITED")
+    assert acme_exists()
+    assert membership(cast.acme, cast.alice).role.slug == "owner"
+    locked = AuditRecord.objects.filter(action="auth:reverify", outcome="denied", status_code=429)
+    assert [r.data["reason"] for r in locked.filter(actor_user=cast.alice)] == ["otp_locked", "otp_locked"]
+
+    clock_shift(int(response["Retry-After"]))
+    assert transfer(alice_client, bob.pk, otp_code=code_now(device)).status_code == 200
     assert membership(cast.acme, cast.bob).role.slug == "owner"

@@ -369,6 +369,9 @@ def test_default_lockout_is_five_wrong_codes_for_five_minutes(cast, bob_client, 
     assert_error(response, 429, "RATE_LIMITED")
     assert 240 <= int(response["Retry-After"]) <= 300
     assert TOTPDevice.objects.filter(user=cast.bob, confirmed=True).exists()
+    locked = AuditRecord.objects.get(action="auth:2fa_disable", outcome="denied")
+    assert locked.actor_user == cast.bob and locked.status_code == 429
+    assert AuditRecord.objects.filter(action="auth:2fa_disable", outcome="failure").count() == 5
     clock_shift(300)
     assert bob_client.post(DISABLE, {"otp_code": code_now(device)}, format="json").status_code == 204
 
