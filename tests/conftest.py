@@ -89,10 +89,11 @@ def wrong_code(device: TOTPDevice) -> str:
     return f"{candidate:06d}"
 
 
-def to_step_start() -> None:
-    """Move the clock just past the start of the next 30 s TOTP step, so that a
-    test relying on "still the same step" has the whole step ahead of it."""
-    clock.advance(30 - clock.time() % 30 + 0.01)
+def to_step_start(seconds: int = 30) -> None:
+    """Move the clock just past the start of the next ``seconds``-long period (a
+    30 s TOTP step, or a throttle window), so that a test relying on "still the
+    same step/window" has all of it ahead instead of a boundary at a random point."""
+    clock.advance(seconds - clock.time() % seconds + 0.01)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from audit.models import AuditRecord
 from orgs.models import RefreshTokenRecord, User
-from tests.conftest import PASSWORD, assert_error, make_user
+from tests.conftest import PASSWORD, assert_error, make_user, to_step_start
 
 LOGIN = "/api/v1/auth/login"
 
@@ -189,6 +189,7 @@ def test_login_only_accepts_post(cast, anon_client):
 
 
 def test_failures_below_the_per_username_limit_do_not_lock_out(cast, anon_client, settings):
+    to_step_start(settings.INFERIA_LOGIN_WINDOW_SECONDS)  # a whole window ahead
     limit = settings.INFERIA_LOGIN_MAX_FAILURES_PER_USER
     for _ in range(limit - 1):
         assert_error(login(anon_client, "alice", "wrong-password"), 401, "AUTHENTICATION_FAILED")
@@ -198,6 +199,7 @@ def test_failures_below_the_per_username_limit_do_not_lock_out(cast, anon_client
 def test_per_username_throttle_refuses_even_the_right_password_until_the_window_ends(
     cast, anon_client, settings, clock_shift
 ):
+    to_step_start(settings.INFERIA_LOGIN_WINDOW_SECONDS)  # a whole window ahead
     assert settings.INFERIA_LOGIN_MAX_FAILURES_PER_USER == 5  # the documented default
     for _ in range(5):
         assert_error(login(anon_client, "alice", "wrong-password"), 401, "AUTHENTICATION_FAILED")
@@ -224,6 +226,7 @@ def test_per_username_throttle_refuses_even_the_right_password_until_the_window_
 
 
 def test_per_ip_throttle_counts_failures_across_usernames(cast, settings, clock_shift):
+    to_step_start(settings.INFERIA_LOGIN_WINDOW_SECONDS)  # a whole window ahead
     settings.INFERIA_LOGIN_MAX_FAILURES_PER_IP = 3
     attacker = APIClient(REMOTE_ADDR="203.0.113.7")
     for username in ("alice", "bob", "nobody"):
