@@ -139,6 +139,16 @@ class OrgAPIView(generics.GenericAPIView):
         if access is None:
             raise NotFound("Organization not found")
         if org.require_2fa and access.user is not None and not access.user.has_confirmed_totp:
+            audit.record(
+                action="auth:2fa_required",
+                outcome="denied",
+                org=org,
+                actor=access.user,
+                actor_label=access.actor_label,
+                status_code=403,
+                request=request._request,
+                data={"path": request.path, "method": request.method},
+            )
             raise TwoFactorRequired()
         request.access = access
         request._request.access = access

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import uuid
 
 from django.conf import settings
@@ -280,7 +281,8 @@ class TOTPDevice(ThrottlingMixin, Device):
         allowed, info = self.verify_is_allowed()
         if allowed:
             return 0
-        return max(1, int((info["locked_until"] - clock.now()).total_seconds()))
+        # Rounded up: a client that waits Retry-After seconds must get through.
+        return max(1, math.ceil((info["locked_until"] - clock.now()).total_seconds()))
 
 
 class RecoveryCode(models.Model):

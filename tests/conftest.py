@@ -73,6 +73,29 @@ def code_now(device: TOTPDevice) -> str:
     return str(generator.token()).zfill(6)
 
 
+def wrong_code(device: TOTPDevice) -> str:
+    """A 6-digit code that matches none of the steps the server could accept now."""
+    from django_otp.oath import TOTP
+
+    generator = TOTP(device.seed_plaintext(), step=30, digits=6)
+    generator.time = clock.time()
+    near = set()
+    for drift in range(-3, 4):
+        generator.drift = drift
+        near.add(str(generator.token()).zfill(6))
+    candidate = 0
+    while f"{candidate:06d}" in near:
+        candidate += 1
+    return f"{candidate:06d}"
+
+
+def to_step_start(seconds: int = 30) -> None:
+    """Move the clock just past the start of the next ``seconds``-long period (a
+    30 s TOTP step, or a throttle window), so that a test relying on "still the
+    same step/window" has all of it ahead instead of a boundary at a random point."""
+    clock.advance(seconds - clock.time() % seconds + 0.01)
+
+
 @dataclass
 class Cast:
     acme: Organization

@@ -69,6 +69,53 @@ def _throttle_keys(username: str, ip: str | None) -> list[tuple[str, int]]:
     return keys
 
 
+def _refuse_if_throttled(
+    keys: list[tuple[str, int]],
+    *,
+    action: str,
+    request: HttpRequest | None,
+    actor: User | None = None,
+    actor_label: str = "",
+    message: str = "Too many failed password attempts; try again later",
+) -> None:
+    window = settings.INFERIA_LOGIN_WINDOW_SECONDS
+    for key, limit in keys:
+        state = counters.peek(key, window_seconds=window)
+        if state.count >= limit:
+            audit.record(
+                action=action,
+                outcome="denied",
+                actor=actor,
+                actor_label=actor_label,
+                status_code=429,
+                request=request,
+                data={"reason": "throttled"},
+            )
+            raise RateLimited(message, retry_after=state.reset_in_seconds)
+
+
+def _count_failure(keys: list[tuple[str, int]]) -> None:
+    for key, _limit in keys:
+        counters.hit(key, window_seconds=settings.INFERIA_LOGIN_WINDOW_SECONDS)
+
+
+def password_verify(
+    *, user: User, password: str, request: HttpRequest | None, action: str
+) -> bool:
+    """Check a logged-in user's password (sudo confirmation, password change).
+
+    Wrong passwords count against the same per-username and per-IP limits as
+    login, so a stolen access token is no unthrottled password oracle.
+    Raises RATE_LIMITED past the limit, even for the right password.
+    """
+    keys = _throttle_keys(user.username, audit.client_ip(request))
+    _refuse_if_throttled(keys, action=action, request=request, actor=user)
+    if user.check_password(password):
+        return True
+    _count_failure(keys)
+    return False
+
+
 def login(
     *, request: HttpRequest | None, username: str, password: str, otp_code: str | None = None
 ) -> TokenPair:
@@ -77,28 +124,17 @@ def login(
     One message for unknown user, inactive user and wrong password; failures
     are counted per username and per client IP (RATE_LIMITED past the limit).
     """
-    ip = audit.client_ip(request)
-    window = settings.INFERIA_LOGIN_WINDOW_SECONDS
-    keys = _throttle_keys(username, ip)
-    for key, limit in keys:
-        state = counters.peek(key, window_seconds=window)
-        if state.count >= limit:
-            audit.record(
-                action="auth:login",
-                outcome="denied",
-                actor_label=username,
-                status_code=429,
-                request=request,
-                data={"reason": "throttled"},
-            )
-            raise RateLimited(
-                "Too many failed login attempts; try again later",
-                retry_after=state.reset_in_seconds,
-            )
+    keys = _throttle_keys(username, audit.client_ip(request))
+    _refuse_if_throttled(
+        keys,
+        action="auth:login",
+        request=request,
+        actor_label=username,
+        message="Too many failed login attempts; try again later",
+    )
 
     def fail(reason: str, error: Exception) -> None:
-        for key, _limit in keys:
-            counters.hit(key, window_seconds=window)
+        _count_failure(keys)
         audit.record(
             action="auth:login",
             outcome="failure",
@@ -113,7 +149,10 @@ def login(
     user = authenticate(request, username=username, password=password)
     if user is None:
         fail("bad_credentials", AuthenticationFailed("Invalid username or password"))
-    if not two_factor.verify_second_factor(user, otp_code):
+    second_factor_ok = two_factor.second_factor_verify(
+        user=user, otp_code=otp_code, request=request, action="auth:login"
+    )
+    if not second_factor_ok:
         fail("bad_otp", AuthenticationFailed("Invalid one-time code"))
     with transaction.atomic():
         pair = token_pair_issue(user=user)
@@ -191,7 +230,9 @@ def password_change(
     *, user: User, current_password: str, new_password: str, request: HttpRequest | None = None
 ) -> TokenPair:
     """Change the password; kills every token of the user and returns a fresh pair."""
-    if not user.check_password(current_password):
+    if not password_verify(
+        user=user, password=current_password, request=request, action="auth:password_change"
+    ):
         audit.record(action="auth:password_change", outcome="failure", actor=user, request=request)
         raise AuthenticationFailed("Current password is wrong")
     try:

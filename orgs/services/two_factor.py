@@ -143,19 +143,47 @@ def verify_second_factor(
         return False
 
 
+def second_factor_verify(
+    *,
+    user: User,
+    otp_code: str | None,
+    request: HttpRequest | None,
+    action: str,
+    allow_recovery: bool = True,
+) -> bool:
+    """``verify_second_factor`` for a request: a refusal for a missing code or a
+    locked device is audited as ``action`` denied before it propagates."""
+    try:
+        return verify_second_factor(user, otp_code, allow_recovery=allow_recovery)
+    except (OtpRequired, RateLimited) as exc:
+        audit.record(
+            action=action,
+            outcome="denied",
+            actor=user,
+            status_code=exc.status,
+            request=request,
+            data={"reason": "otp_required" if isinstance(exc, OtpRequired) else "otp_locked"},
+        )
+        raise
+
+
 def verify_fresh(
     *, user: User, otp_code: str | None, password: str | None, request: HttpRequest | None
 ) -> None:
     """Sudo check for sensitive actions: a fresh TOTP code if 2FA is on, else the password."""
     if confirmed_device(user) is not None:
-        ok = verify_second_factor(user, otp_code, allow_recovery=False)
+        ok = second_factor_verify(
+            user=user, otp_code=otp_code, request=request, action="auth:reverify", allow_recovery=False
+        )
     elif not password:
         raise ValidationError(
             "Confirm this action with your password",
             details={"password": ["This field is required to confirm this action."]},
         )
     else:
-        ok = user.check_password(password)
+        from orgs.services.auth import password_verify  # auth imports this module
+
+        ok = password_verify(user=user, password=password, request=request, action="auth:reverify")
     if not ok:
         audit.record(action="auth:reverify", outcome="failure", actor=user, request=request)
         raise AuthenticationFailed("The confirmation code or password is wrong")
@@ -165,7 +193,9 @@ def _require_current_code(user: User, otp_code: str | None, request, action: str
     # Runs outside the caller's transaction so a failure count is never rolled back.
     if confirmed_device(user) is None:
         raise Conflict("Two-factor authentication is not enabled")
-    if not verify_second_factor(user, otp_code, allow_recovery=False):
+    if not second_factor_verify(
+        user=user, otp_code=otp_code, request=request, action=action, allow_recovery=False
+    ):
         audit.record(action=action, outcome="failure", actor=user, request=request)
         raise AuthenticationFailed("The code is wrong or was already used")
 
