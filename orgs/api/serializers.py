@@ -71,6 +71,14 @@ class OrgSettingsInput(serializers.Serializer):
     requests_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     tokens_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
 
+    def to_internal_value(self, data):
+        # A misspelt knob (say ``alowed_private_hosts``) must not be accepted and dropped.
+        if isinstance(data, dict):
+            unknown = sorted(str(key) for key in data if key not in self.fields)
+            if unknown:
+                raise serializers.ValidationError({key: ["Unknown setting."] for key in unknown})
+        return super().to_internal_value(data)
+
 
 class OrganizationCreateInput(serializers.Serializer):
     slug = serializers.CharField(max_length=50, validators=[slug_validator])
