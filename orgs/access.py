@@ -128,14 +128,19 @@ def membership_permissions(membership: Membership) -> frozenset[str]:
     """Effective permissions of a membership.
 
     The role's permissions, bounded again at every use by the current role of
-    the member who granted it (bounded delegation: the grantor may have lost a
-    permission since). Owners and self-created memberships are unbounded.
+    the member who granted it, and of whoever granted theirs, up the chain
+    (bounded delegation: a grantor may have lost a permission since, directly
+    or through their own grantor). Owners and self-created memberships are
+    unbounded; a cycle of grants is bounded by every role in it.
     """
-    granted = frozenset(membership.role.permissions) & PERMISSION_SET
+    permissions = frozenset(membership.role.permissions) & PERMISSION_SET
+    seen = {membership.pk}
     grantor = membership.granted_by_membership
-    if grantor is None or grantor.pk == membership.pk:
-        return granted
-    return granted & frozenset(grantor.role.permissions)
+    while grantor is not None and grantor.pk not in seen:
+        seen.add(grantor.pk)
+        permissions &= frozenset(grantor.role.permissions)
+        grantor = grantor.granted_by_membership
+    return permissions
 
 
 def access_for_user(org: Organization, user: User | None) -> Access | None:

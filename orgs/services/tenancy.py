@@ -216,12 +216,15 @@ def member_remove(
             _guard_owner_change(access, membership, None)
         elif membership.role.slug == acl.OWNER and membership.role.is_builtin and _owner_count() <= 1:
             raise Conflict("An organization must keep at least one Owner")
-        # Grants this member made stay bounded by someone still in the org.
+        # Grants this member made stay bounded by someone still in the org: the
+        # remover, or when leaving, whoever bounded the leaver (None only if
+        # the leaver was unbounded themself).
         Membership.objects.filter(granted_by_membership=membership).update(
-            granted_by_membership=None if leaving else access.membership
+            granted_by_membership=membership.granted_by_membership if leaving else access.membership
         )
         TeamMember.objects.filter(user=membership.user).delete()
         username = membership.user.username
+        membership_id = membership.pk  # delete() clears pk
         membership.delete()
         audit.record(
             action="member:delete",
@@ -229,7 +232,7 @@ def member_remove(
             org=access.org,
             actor=access.user,
             target_type="orgs.membership",
-            target_id=str(membership.pk),
+            target_id=str(membership_id),
             request=request,
             data={"user": username, "left": leaving},
         )
