@@ -318,6 +318,9 @@ def role_delete(*, access: Access, role: Role, request: HttpRequest | None = Non
             role=role, accepted_at__isnull=True, revoked_at__isnull=True
         ).exists():
             raise Conflict("This role is still assigned; give its members another role first")
+        # Accepted and revoked invitations still point at the role (PROTECT):
+        # they are spent, so they go with it instead of blocking it forever.
+        spent_invitations, _ = Invitation.objects.filter(role=role).delete()
         audit.record(
             action="policy:manage",
             outcome="success",
@@ -325,7 +328,7 @@ def role_delete(*, access: Access, role: Role, request: HttpRequest | None = Non
             actor=access.user,
             target=role,
             request=request,
-            data={"op": "role_delete", "slug": role.slug},
+            data={"op": "role_delete", "slug": role.slug, "spent_invitations_removed": spent_invitations},
         )
         role.delete()
 
