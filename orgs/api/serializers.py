@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.validators import UnicodeUsernameValidator
 from rest_framework import serializers
 
 from orgs import access as acl
@@ -234,5 +235,6 @@ class InvitationOutput(serializers.ModelSerializer):
 
 
 class InvitationAcceptInput(serializers.Serializer):
-    username = serializers.CharField(max_length=150, required=False)
+    # The account is created without full_clean(): validate the name like Django's User does.
+    username = serializers.CharField(max_length=150, required=False, validators=[UnicodeUsernameValidator()])
     password = serializers.CharField(max_length=4096, required=False, trim_whitespace=False)

@@ -427,3 +427,12 @@ def test_the_send_task_is_safe_to_run_twice(cast, alice_client, invite):
     invitation.refresh_from_db()
     assert invitation.token_digest == hashlib.sha256(token.encode()).hexdigest()
     assert accept_new(token).status_code == 201
+
+
+@pytest.mark.parametrize("username", ["has space", "slash/name", "semi;colon", "x" * 151])
+def test_accept_with_an_invalid_username_is_400(cast, alice_client, invite, username):
+    _, token = invite(alice_client)
+    error = assert_error(accept(token, username=username, password=NEW_PASSWORD), 400, "VALIDATION_ERROR")
+    assert "username" in error["details"]
+    assert not User.objects.filter(username=username).exists()
+    assert Invitation.all_orgs.get().status == "pending"

@@ -347,3 +347,17 @@ def test_admin_cannot_transfer_ownership(cast, dave_client):
     assert_error(response, 403, "PERMISSION_DENIED")
     assert Membership.all_orgs.get(pk=bob_membership.pk).role.slug == "member"
     assert not AuditRecord.objects.filter(action="org:transfer_ownership").exists()
+
+
+def test_unsupported_method_is_405_with_the_envelope(cast, alice_client):
+    assert_error(alice_client.put("/api/v1/orgs/acme", {"name": "X"}, format="json"), 405, "METHOD_NOT_ALLOWED")
+    assert_error(alice_client.delete("/api/v1/orgs"), 405, "METHOD_NOT_ALLOWED")
+    cast.acme.refresh_from_db()
+    assert cast.acme.name == "Acme"
+
+
+def test_patch_with_malformed_json_is_400(cast, alice_client):
+    response = alice_client.patch("/api/v1/orgs/acme", "{oops", content_type="application/json")
+    assert_error(response, 400, "VALIDATION_ERROR")
+    cast.acme.refresh_from_db()
+    assert cast.acme.name == "Acme"
