@@ -87,6 +87,11 @@ def test_admin_invites_and_the_mail_carries_the_only_copy_of_the_token(cast, dav
         cursor.execute(f"SELECT * FROM {Invitation._meta.db_table}")  # noqa: S608 - fixed table name
         rows = cursor.fetchall()
     assert len(rows) == 1 and token not in repr(rows)
+    # Neither the token nor its digest is ever shown by the API.
+    listing = dave_client.get("/api/v1/orgs/acme/invitations").content.decode()
+    detail = dave_client.get(f"/api/v1/orgs/acme/invitations/{invitation.pk}").content.decode()
+    for text in (response.content.decode(), listing, detail):
+        assert token not in text and invitation.token_digest not in text
     assert not any(token in repr(r.data) for r in AuditRecord.objects.all())
 
     record = AuditRecord.objects.get(action="member:invite", org=cast.acme)

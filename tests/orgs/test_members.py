@@ -427,3 +427,14 @@ def test_me_reflects_a_custom_roles_edit_at_once(cast, alice_client):
         f"/api/v1/orgs/acme/roles/{ops.pk}", {"permissions": ["member:view", "team:manage"]}, format="json"
     ).status_code == 200
     assert perms_in_me(bob_client) == {"member:view", "team:manage"}
+
+
+def test_an_owner_may_leave_when_another_owner_stays(cast, alice_client):
+    olga = make_user("olga")
+    add_member(cast.acme, olga, "owner")
+    alice = membership(cast, "alice")
+    assert alice_client.delete(member_url(alice)).status_code == 204
+    assert not Membership.all_orgs.filter(pk=alice.pk).exists()
+    assert AuditRecord.objects.get(action="member:delete").data == {"user": "alice", "left": True}
+    # olga is now the last owner and cannot leave.
+    assert_error(client_for(olga).delete(member_url(membership(cast, "olga"))), 409, "CONFLICT")
