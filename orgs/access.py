@@ -167,18 +167,23 @@ def membership_permissions(membership: Membership) -> frozenset[str]:
     """Effective permissions of a membership.
 
     The role's permissions, bounded again at every use by the current role of
-    the member who granted it (bounded delegation: the grantor may have lost a
-    permission since). Owners and self-created memberships are unbounded.
+    the member who granted it, and of whoever granted theirs, up the chain
+    (bounded delegation: a grantor may have lost a permission since, directly
+    or through their own grantor). Owners and self-created memberships are
+    unbounded; a cycle of grants is bounded by every role in it.
     """
-    return bounded_role_permissions(membership.role, membership.granted_by_membership, membership)
+return bounded_role_permissions(membership.role, membership.granted_by_membership, membership)
 
 
 def bounded_role_permissions(role, grantor: Membership | None, holder=None) -> frozenset[str]:
-    """A role's permissions capped by the grantor's current role (if any)."""
-    granted = frozenset(role.permissions) & PERMISSION_SET
-    if grantor is None or (holder is not None and grantor.pk == holder.pk):
-        return granted
-    return granted & frozenset(grantor.role.permissions)
+    """A role's permissions capped by the grantor's current role, and theirs, up the chain."""
+    permissions = frozenset(role.permissions) & PERMISSION_SET
+    seen = {holder.pk} if holder is not None else set()
+    while grantor is not None and grantor.pk not in seen:
+        seen.add(grantor.pk)
+        permissions &= frozenset(grantor.role.permissions)
+        grantor = grantor.granted_by_membership
+    return permissions
 
 
 def access_for_user(org: Organization, user: User | None) -> Access | None:

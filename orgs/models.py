@@ -17,7 +17,7 @@ from django_otp.models import Device, ThrottlingMixin
 from django_otp.oath import TOTP
 
 from inferia import clock, crypto
-from orgs.scoping import OrgOwnedModel, OrgScopedManager
+from orgs.scoping import OrgOwnedModel, OrgScopedManager, OrgScopedQuerySet
 
 slug_validator = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$",
@@ -151,7 +151,7 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class InvitationQuerySet(models.QuerySet):
+class InvitationQuerySet(OrgScopedQuerySet):
     def pending(self) -> InvitationQuerySet:
         return self.filter(
             accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=clock.now()

@@ -58,8 +58,28 @@ def deactivate(token) -> None:
     _current_org.reset(token)
 
 
+def _refuse_foreign_org(org_id) -> None:
+    active = current_org_or_none()
+    if active is not None and org_id != active.pk:
+        raise OrgScopeError("refusing to write a row of another organization in this scope")
+
+
 class OrgScopedQuerySet(models.QuerySet):
-    pass
+    """Bulk writes bypass ``save()``: they get the same foreign-org refusal."""
+
+    def bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        for obj in objs:
+            _refuse_foreign_org(obj.org_id)
+        return super().bulk_create(objs, *args, **kwargs)
+
+    def update(self, **kwargs):
+        # Moving rows to another org is a cross-tenant write.
+        if "org" in kwargs:
+            _refuse_foreign_org(getattr(kwargs["org"], "pk", kwargs["org"]))
+        if "org_id" in kwargs:
+            _refuse_foreign_org(kwargs["org_id"])
+        return super().update(**kwargs)
 
 
 class OrgScopedManager(models.Manager.from_queryset(OrgScopedQuerySet)):  # type: ignore[misc]
@@ -76,7 +96,8 @@ class OrgOwnedModel(models.Model):
     )
 
     objects = OrgScopedManager()
-    all_orgs = models.Manager()
+    # Reads every org; writes of foreign rows are still refused while a scope is active.
+    all_orgs = OrgScopedQuerySet.as_manager()
 
     class Meta:
         abstract = True
@@ -84,7 +105,5 @@ class OrgOwnedModel(models.Model):
         base_manager_name = "all_orgs"
 
     def save(self, *args, **kwargs) -> None:
-        active = current_org_or_none()
-        if active is not None and self.org_id != active.pk:
-            raise OrgScopeError("refusing to save a row of another organization in this scope")
+        _refuse_foreign_org(self.org_id)
         super().save(*args, **kwargs)

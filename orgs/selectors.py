@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from orgs.models import Invitation, Membership, Organization, Role, Team, TeamMember, User
 from orgs.scoping import current_org
@@ -36,8 +36,12 @@ def member_get_by_user(user_id) -> Membership | None:
 
 
 def role_list() -> QuerySet[Role]:
-    return Role.objects.for_org(current_org()).annotate(member_count=Count("memberships")).order_by(
-        "org_id", "slug"
+    org = current_org()
+    # Built-in roles are shared by every org: count only this org's members.
+    return (
+        Role.objects.for_org(org)
+        .annotate(member_count=Count("memberships", filter=Q(memberships__org=org)))
+        .order_by("org_id", "slug")
     )
 
 

@@ -170,3 +170,12 @@ def enable_totp(client: APIClient, user: User) -> tuple[TOTPDevice, list[str]]:
     assert response.status_code == 200, response.content
     device.refresh_from_db()
     return device, response.json()["recovery_codes"]
+
+
+def invitation_token(message) -> str:
+    """The invitation token carried by the link in an invitation e-mail."""
+    import re
+
+    match = re.search(r"/api/v1/invitations/([^/\s]+)/accept", message.body)
+    assert match, message.body
+    return match.group(1)

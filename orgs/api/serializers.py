@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.validators import UnicodeUsernameValidator
 from rest_framework import serializers
 
 from orgs import access as acl
@@ -70,6 +71,14 @@ class OrgSettingsInput(serializers.Serializer):
     audit_retention_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
     requests_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     tokens_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+
+    def to_internal_value(self, data):
+        # A misspelt knob (say ``alowed_private_hosts``) must not be accepted and dropped.
+        if isinstance(data, dict):
+            unknown = sorted(str(key) for key in data if key not in self.fields)
+            if unknown:
+                raise serializers.ValidationError({key: ["Unknown setting."] for key in unknown})
+        return super().to_internal_value(data)
 
 
 class OrganizationCreateInput(serializers.Serializer):
@@ -226,5 +235,6 @@ class InvitationOutput(serializers.ModelSerializer):
 
 
 class InvitationAcceptInput(serializers.Serializer):
-    username = serializers.CharField(max_length=150, required=False)
+    # The account is created without full_clean(): validate the name like Django's User does.
+    username = serializers.CharField(max_length=150, required=False, validators=[UnicodeUsernameValidator()])
     password = serializers.CharField(max_length=4096, required=False, trim_whitespace=False)

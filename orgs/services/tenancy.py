@@ -216,12 +216,15 @@ def member_remove(
             _guard_owner_change(access, membership, None)
         elif membership.role.slug == acl.OWNER and membership.role.is_builtin and _owner_count() <= 1:
             raise Conflict("An organization must keep at least one Owner")
-        # Grants this member made stay bounded by someone still in the org.
+        # Grants this member made stay bounded by someone still in the org: the
+        # remover, or when leaving, whoever bounded the leaver (None only if
+        # the leaver was unbounded themself).
         Membership.objects.filter(granted_by_membership=membership).update(
-            granted_by_membership=None if leaving else access.membership
+            granted_by_membership=membership.granted_by_membership if leaving else access.membership
         )
         TeamMember.objects.filter(user=membership.user).delete()
         username = membership.user.username
+        membership_id = membership.pk  # delete() clears pk
         membership.delete()
         audit.record(
             action="member:delete",
@@ -229,7 +232,7 @@ def member_remove(
             org=access.org,
             actor=access.user,
             target_type="orgs.membership",
-            target_id=str(membership.pk),
+            target_id=str(membership_id),
             request=request,
             data={"user": username, "left": leaving},
         )
@@ -315,6 +318,9 @@ def role_delete(*, access: Access, role: Role, request: HttpRequest | None = Non
             role=role, accepted_at__isnull=True, revoked_at__isnull=True
         ).exists():
             raise Conflict("This role is still assigned; give its members another role first")
+        # Accepted and revoked invitations still point at the role (PROTECT):
+        # they are spent, so they go with it instead of blocking it forever.
+        spent_invitations, _ = Invitation.objects.filter(role=role).delete()
         audit.record(
             action="policy:manage",
             outcome="success",
@@ -322,7 +328,7 @@ def role_delete(*, access: Access, role: Role, request: HttpRequest | None = Non
             actor=access.user,
             target=role,
             request=request,
-            data={"op": "role_delete", "slug": role.slug},
+            data={"op": "role_delete", "slug": role.slug, "spent_invitations_removed": spent_invitations},
         )
         role.delete()
 
