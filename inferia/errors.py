@@ -165,6 +165,8 @@ def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, InferiaError):
         if exc.retry_after is not None:
             headers["Retry-After"] = str(max(1, int(exc.retry_after)))
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="api"'
         return Response(
             error_body(exc.code, exc.message, exc.details), status=exc.status, headers=headers
         )

@@ -172,7 +172,7 @@ def membership_permissions(membership: Membership) -> frozenset[str]:
     or through their own grantor). Owners and self-created memberships are
     unbounded; a cycle of grants is bounded by every role in it.
     """
-return bounded_role_permissions(membership.role, membership.granted_by_membership, membership)
+    return bounded_role_permissions(membership.role, membership.granted_by_membership, membership)
 
 
 def bounded_role_permissions(role, grantor: Membership | None, holder=None) -> frozenset[str]:
