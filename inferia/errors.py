@@ -13,6 +13,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -184,6 +185,14 @@ def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         return Response(error_body(ErrorCode.NOT_FOUND, "Not found"), status=404)
     if isinstance(exc, DjangoPermissionDenied):
         return Response(error_body(ErrorCode.PERMISSION_DENIED, "Permission denied"), status=403)
+    if isinstance(exc, DatabaseError):
+        # Fail closed: nothing is allowed when the database cannot answer.
+        logger.error("database unavailable: %s", type(exc).__name__)
+        return Response(
+            error_body(ErrorCode.SERVICE_UNAVAILABLE, "Service temporarily unavailable"),
+            status=503,
+            headers={"Retry-After": "5"},
+        )
     if isinstance(exc, RequestDataTooBig):
         return Response(error_body(ErrorCode.PAYLOAD_TOO_LARGE, "Request body is too large"), status=413)
     for exc_type, code, status in _DRF_MAP:
