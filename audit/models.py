@@ -54,3 +54,48 @@ class AuditRecord(models.Model):
 
     def delete(self, *args, **kwargs):
         raise AuditRecordError("audit records cannot be deleted")
+
+
+class UsageRecord(models.Model):
+    """One gateway call: who, which model, tokens, cost, latency, outcome.
+
+    Written by the gateway's durable writer (a Redis stream drained by a worker,
+    or the database directly when embedded); append-only like audit records.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_at = models.DateTimeField(db_index=True)
+    org = models.ForeignKey(
+        "orgs.Organization", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    request_id = models.CharField(max_length=128, unique=True)
+    user_id = models.UUIDField(null=True, blank=True)
+    service_account_id = models.UUIDField(null=True, blank=True)
+    key_prefix = models.CharField(max_length=32, blank=True)
+    endpoint = models.CharField(max_length=32)
+    model = models.CharField(max_length=260, blank=True)
+    provider_account = models.CharField(max_length=50, blank=True)
+    status_code = models.PositiveSmallIntegerField()
+    error_code = models.CharField(max_length=32, blank=True)
+    streamed = models.BooleanField(default=False)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cost = models.FloatField(default=0.0)
+    latency_ms = models.FloatField(default=0.0)
+    upstream_latency_ms = models.FloatField(default=0.0)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["org", "-created_at"]), models.Index(fields=["org", "model"])]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.model} {self.status_code}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise AuditRecordError("usage records cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AuditRecordError("usage records cannot be deleted")

@@ -81,6 +81,11 @@ class ApiKey(OrgOwnedModel):
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     last_used_ip = models.GenericIPAddressField(null=True, blank=True)
+    # Per-key limits (null: the org's key defaults apply).
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    monthly_token_quota = models.PositiveBigIntegerField(null=True, blank=True)
+    monthly_cost_quota = models.FloatField(null=True, blank=True)
     # Set on the old key by a rotation with a grace period.
     replaced_by = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -69,8 +69,21 @@ class OrgSettingsInput(serializers.Serializer):
         child=serializers.CharField(max_length=255), required=False, max_length=100
     )
     audit_retention_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
+    # Gateway limits (null: unlimited). Org-wide, per principal and per key defaults.
     requests_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     tokens_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    principal_requests_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    principal_tokens_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    key_requests_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    key_tokens_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    monthly_token_quota = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    monthly_cost_quota = serializers.DecimalField(
+        max_digits=14, decimal_places=4, min_value=0, required=False, allow_null=True, coerce_to_string=False
+    )
+    rate_limit_on_backend_error = serializers.ChoiceField(choices=["allow", "deny"], required=False)
+    default_max_tokens = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
+    max_prompt_chars = serializers.IntegerField(min_value=1, max_value=10_000_000, required=False)
+    max_body_bytes = serializers.IntegerField(min_value=1024, required=False)
 
     def to_internal_value(self, data):
         # A misspelt knob (say ``alowed_private_hosts``) must not be accepted and dropped.
@@ -78,7 +91,10 @@ class OrgSettingsInput(serializers.Serializer):
             unknown = sorted(str(key) for key in data if key not in self.fields)
             if unknown:
                 raise serializers.ValidationError({key: ["Unknown setting."] for key in unknown})
-        return super().to_internal_value(data)
+        value = super().to_internal_value(data)
+        if value.get("monthly_cost_quota") is not None:
+            value["monthly_cost_quota"] = float(value["monthly_cost_quota"])
+        return value
 
 
 class OrganizationCreateInput(serializers.Serializer):

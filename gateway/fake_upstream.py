@@ -1,0 +1,275 @@
+"""A fake LLM provider speaking the OpenAI wire format over real HTTP (tests, benchmarks).
+
+Run: ``python -m gateway.fake_upstream --port 9000``. Plain ASGI (served by
+uvicorn), no Django. Behaviour is chosen by the model name, so a test drives
+it through the gateway exactly as a client would:
+
+- ``fake-error-<status>``: answers that HTTP status with an OpenAI-style error
+  (the body echoes the Authorization header it got, to prove the gateway
+  sanitises upstream messages);
+- ``fake-slow-<ms>``: waits that long before answering;
+- ``fake-reset``: closes the connection without an answer;
+- ``fake-redirect``: answers 307 to another host (must not be followed);
+- ``fake-stream-slow-<ms>``: streams chunks that far apart;
+- anything else: a normal answer.
+
+Anthropic's Messages API is served at ``/v1/messages`` (JSON and SSE), and
+Azure deployments at ``/openai/deployments/<name>/chat/completions``.
+Every request is recorded (method, path, headers, body) and can be read at
+``GET /_requests`` and cleared with ``DELETE /_requests``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import time
+from typing import Any
+
+RECORDED: list[dict[str, Any]] = []
+WORDS = ["Hello", " from", " the", " fake", " upstream", "."]
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def _prompt_tokens(body: dict[str, Any]) -> int:
+    text = ""
+    for message in body.get("messages", []) or []:
+        content = message.get("content")
+        text += content if isinstance(content, str) else json.dumps(content)
+    prompt = body.get("prompt") or body.get("input") or ""
+    text += prompt if isinstance(prompt, str) else json.dumps(prompt)
+    return max(1, len(text.split()))
+
+
+async def _send_json(send, status: int, payload: Any, headers: list | None = None) -> None:
+    data = json.dumps(payload).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+            + (headers or []),
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+async def _read_body(receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _chat_completion(model: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "".join(WORDS)}, "finish_reason": "stop"}
+        ],
+        "usage": _usage(_prompt_tokens(body), len(WORDS)),
+    }
+
+
+async def _stream_chat(send, model: str, body: dict[str, Any], delay_seconds: float) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")],
+        }
+    )
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    for index, word in enumerate(WORDS):
+        chunk = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": ({"role": "assistant"} if index == 0 else {}) | {"content": word},
+                    "finish_reason": None,
+                }
+            ],
+        }
+        await send({"type": "http.response.body", "body": f"data: {json.dumps(chunk)}\n\n".encode(), "more_body": True})
+        if delay_seconds:
+            await asyncio.sleep(delay_seconds)
+    final = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+    }
+    await send({"type": "http.response.body", "body": f"data: {json.dumps(final)}\n\n".encode(), "more_body": True})
+    if include_usage:
+        usage = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [],
+            "usage": _usage(_prompt_tokens(body), len(WORDS)),
+        }
+        await send({"type": "http.response.body", "body": f"data: {json.dumps(usage)}\n\n".encode(), "more_body": True})
+    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+
+async def _anthropic(send, body: dict[str, Any]) -> None:
+    model = body.get("model", "")
+    prompt_tokens = _prompt_tokens(body) + (len(str(body.get("system", "")).split()) if body.get("system") else 0)
+    if not body.get("stream"):
+        await _send_json(
+            send,
+            200,
+            {
+                "id": "msg_fake",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": "".join(WORDS)}],
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": prompt_tokens, "output_tokens": len(WORDS)},
+            },
+        )
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+
+    async def event(name: str, data: dict[str, Any], more: bool = True) -> None:
+        payload = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+        await send({"type": "http.response.body", "body": payload, "more_body": more})
+
+    await event(
+        "message_start",
+        {"type": "message_start", "message": {"id": "msg_fake", "model": model, "usage": {"input_tokens": prompt_tokens, "output_tokens": 0}}},
+    )
+    await event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+    for word in WORDS:
+        await event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}})
+    await event("content_block_stop", {"type": "content_block_stop", "index": 0})
+    await event(
+        "message_delta",
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": len(WORDS)}},
+    )
+    await event("message_stop", {"type": "message_stop"}, more=False)
+
+
+async def app(scope, receive, send) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    path, method = scope["path"], scope["method"]
+    raw = await _read_body(receive)
+    headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+    if path == "/_requests":
+        if method == "DELETE":
+            RECORDED.clear()
+            await _send_json(send, 200, {"cleared": True})
+        else:
+            await _send_json(send, 200, RECORDED)
+        return
+    try:
+        body = json.loads(raw) if raw else {}
+    except ValueError:
+        await _send_json(send, 400, {"error": {"message": "bad json", "type": "invalid_request_error"}})
+        return
+    RECORDED.append({"method": method, "path": path, "query": scope.get("query_string", b"").decode(),
+                     "headers": headers, "body": body})
+    if method == "GET" and path.endswith("/models"):
+        await _send_json(send, 200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+        return
+    if path.endswith("/messages"):
+        await _anthropic(send, body)
+        return
+    model = str(body.get("model", ""))
+    azure = re.match(r"^/openai/deployments/([^/]+)/", path)
+    if azure:
+        model = azure.group(1)
+    if match := re.match(r"^fake-error-(\d{3})$", model):
+        status = int(match.group(1))
+        await _send_json(
+            send,
+            status,
+            {"error": {"message": f"upstream failure, key was {headers.get('authorization', '')}", "type": "server_error"}},
+        )
+        return
+    if match := re.match(r"^fake-slow-(\d+)$", model):
+        await asyncio.sleep(int(match.group(1)) / 1000)
+    if model == "fake-reset":
+        raise ConnectionResetError("fake reset")  # uvicorn drops the connection
+    if model == "fake-redirect":
+        await send({"type": "http.response.start", "status": 307,
+                    "headers": [(b"location", b"http://169.254.169.254/latest/meta-data/")]})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path.endswith("/embeddings"):
+        inputs = body.get("input")
+        items = inputs if isinstance(inputs, list) else [inputs]
+        await _send_json(
+            send,
+            200,
+            {
+                "object": "list",
+                "model": model,
+                "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(items))],
+                "usage": {"prompt_tokens": _prompt_tokens(body), "total_tokens": _prompt_tokens(body)},
+            },
+        )
+        return
+    if path.endswith("/completions") and not path.endswith("/chat/completions"):
+        await _send_json(
+            send,
+            200,
+            {
+                "id": "cmpl-fake",
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "text": "".join(WORDS), "finish_reason": "stop", "logprobs": None}],
+                "usage": _usage(_prompt_tokens(body), len(WORDS)),
+            },
+        )
+        return
+    if body.get("stream"):
+        delay = 0.0
+        if match := re.match(r"^fake-stream-slow-(\d+)$", model):
+            delay = int(match.group(1)) / 1000
+        await _stream_chat(send, model, body, delay)
+        return
+    await _send_json(send, 200, _chat_completion(model, body))
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000)
+    args = parser.parse_args()
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()
