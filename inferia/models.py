@@ -10,7 +10,7 @@ class WindowCounter(models.Model):
 
     key = models.CharField(max_length=128)
     window_start = models.BigIntegerField()
-    count = models.PositiveIntegerField(default=0)
+    count = models.BigIntegerField(default=0)
     expires_at = models.BigIntegerField(db_index=True)
 
     class Meta:

@@ -46,7 +46,8 @@ class ApiKeyAdmin(AllOrgsAdmin):
         count = 0
         with transaction.atomic():
             for key in queryset.select_for_update().filter(revoked_at__isnull=True):
-                ApiKey.all_orgs.filter(pk=key.pk).update(revoked_at=now)
+                key.revoked_at = now
+                key.save(update_fields=["revoked_at"])
                 audit.record(
                     action="api_key:revoke", outcome="success", org=key.org, actor=request.user,
                     actor_label=f"admin:{request.user.username}", target=key, request=request,

@@ -21,6 +21,7 @@ from audit import services as audit
 from inferia import counters
 from inferia.errors import AuthenticationFailed, RateLimited, ValidationError
 from orgs.models import RefreshTokenRecord, User
+from orgs.signals import access_changed, user_org_ids
 from orgs.services import two_factor
 
 VERSION_CLAIM = "ver"
@@ -224,6 +225,7 @@ def user_invalidate_tokens(*, user: User) -> None:
     RefreshTokenRecord.objects.filter(user=user, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
+    access_changed.send(sender=User, org_ids=user_org_ids(user))
 
 
 def password_change(

@@ -1,0 +1,246 @@
+"""Who is calling the gateway, cached in-process and checked against the org epoch.
+
+A ``Principal`` snapshot holds what one credential may do in one org: its
+effective permissions, the models it may use with their routes, and its limits.
+Snapshots are keyed by a SHA-256 of the credential (never the credential), live
+at most ``INFERIA_GATEWAY_CACHE_SECONDS``, and are dropped as soon as the org's
+epoch moves (checked on every request), so a revoke takes effect at once.
+The epoch is read *before* the rows, so a change racing a rebuild is caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import AccessToken
+
+from gateway import epochs
+from inferia import clock, crypto
+from inferia.errors import AuthenticationFailed, NotFound, ServiceUnavailable, TwoFactorRequired
+from keys import access_rules, apikeys, principals, secret_refs
+from keys.models import ApiKey, ProviderAccount
+from orgs.access import access_for_user
+from orgs.models import Membership, Organization, User
+from orgs.scoping import org_scope
+from orgs.services.auth import VERSION_CLAIM
+
+
+@dataclass(frozen=True)
+class Route:
+    fqn: str
+    account_id: Any
+    account_name: str
+    provider_type: str
+    base_url: str
+    api_version: str
+    deployments: dict
+    upstream_model: str
+    input_price_per_million: float
+    output_price_per_million: float
+    secret_version: str  # changes when the secret does
+
+    def cost_micros(self, prompt_tokens: int, completion_tokens: int) -> int:
+        return int(prompt_tokens * self.input_price_per_million + completion_tokens * self.output_price_per_million)
+
+
+@dataclass(frozen=True)
+class Principal:
+    org_id: Any
+    org_slug: str
+    org_settings: dict
+    epoch: int
+    permissions: frozenset[str]
+    label: str
+    user_id: Any = None
+    service_account_id: Any = None
+    key_id: Any = None
+    key_prefix: str = ""
+    key_expires_at: datetime | None = None
+    key_limits: dict = field(default_factory=dict)
+    routes: dict[str, Route] = field(default_factory=dict)
+    catalog: frozenset[str] = frozenset()
+    built_at: float = 0.0
+
+    @property
+    def principal_subject(self) -> str:
+        return f"sa-{self.service_account_id}" if self.service_account_id else f"user-{self.user_id}"
+
+
+_CACHE: OrderedDict[str, Principal] = OrderedDict()
+_LOCK = threading.Lock()
+_SECRETS: dict[tuple, tuple[str, float]] = {}
+
+
+def _cache_key(raw: str, org_hint: str) -> str:
+    return hashlib.sha256(f"{raw}\x00{org_hint}".encode()).hexdigest()
+
+
+def cached(raw: str, org_hint: str) -> Principal | None:
+    key = _cache_key(raw, org_hint)
+    with _LOCK:
+        entry = _CACHE.get(key)
+        if entry is None:
+            return None
+        if time.monotonic() - entry.built_at > settings.INFERIA_GATEWAY_CACHE_SECONDS:
+            _CACHE.pop(key, None)
+            return None
+        _CACHE.move_to_end(key)
+        return entry
+
+
+def remember(raw: str, org_hint: str, principal: Principal) -> None:
+    key = _cache_key(raw, org_hint)
+    with _LOCK:
+        _CACHE[key] = principal
+        _CACHE.move_to_end(key)
+        while len(_CACHE) > settings.INFERIA_GATEWAY_CACHE_SIZE:
+            _CACHE.popitem(last=False)
+
+
+def forget(raw: str, org_hint: str) -> None:
+    with _LOCK:
+        _CACHE.pop(_cache_key(raw, org_hint), None)
+
+
+def clear() -> None:
+    with _LOCK:
+        _CACHE.clear()
+        _SECRETS.clear()
+
+
+def _routes(org: Organization, allowed: list[str]) -> tuple[dict[str, Route], frozenset[str]]:
+    routes: dict[str, Route] = {}
+    catalog: set[str] = set()
+    wanted = set(allowed)
+    for account in ProviderAccount.objects.all():
+        for entry in account.enabled_models:
+            fqn = f"{account.name}/{entry['name']}"
+            catalog.add(fqn)
+            if fqn not in wanted:
+                continue
+            routes[fqn] = Route(
+                fqn=fqn,
+                account_id=account.pk,
+                account_name=account.name,
+                provider_type=account.provider_type,
+                base_url=account.base_url,
+                api_version=account.api_version,
+                deployments=dict(account.deployments),
+                upstream_model=entry["name"],
+                input_price_per_million=float(entry.get("input_price_per_million") or 0),
+                output_price_per_million=float(entry.get("output_price_per_million") or 0),
+                secret_version=f"{account.secret_updated_at}:{account.secret_ref}",
+            )
+    return routes, frozenset(catalog)
+
+
+def _key_limits(key: ApiKey) -> dict:
+    return {
+        "requests_per_minute": key.requests_per_minute,
+        "tokens_per_minute": key.tokens_per_minute,
+        "monthly_token_quota": key.monthly_token_quota,
+        "monthly_cost_quota": key.monthly_cost_quota,
+    }
+
+
+def _build_for_key(raw: str) -> Principal:
+    public_id = apikeys.parse_public_id(raw)
+    if public_id is None:
+        raise AuthenticationFailed("API key is malformed")
+    # Cross-org by design: the key names its org. Epoch first, then the rows.
+    org_id = ApiKey.all_orgs.filter(public_id=public_id).values_list("org_id", flat=True).first()
+    if org_id is None:
+        raise AuthenticationFailed(f"API key {apikeys.PREFIX}_{public_id} is not valid")
+    epoch = epochs.current(org_id)
+    key = principals.authenticate_key(raw)
+    org = key.org
+    with org_scope(org):
+        access = principals.access_for_key(key, org)
+        allowed = access_rules.allowed_models(access_rules.subject_for_access(access), key=key)
+        routes, catalog = _routes(org, allowed)
+    return Principal(
+        org_id=org.pk, org_slug=org.slug, org_settings=dict(org.settings), epoch=epoch,
+        permissions=access.permissions, label=access.actor_label,
+        user_id=access.user.pk if access.user else None,
+        service_account_id=key.service_account_id, key_id=key.pk, key_prefix=key.prefix,
+        key_expires_at=key.expires_at, key_limits=_key_limits(key), routes=routes, catalog=catalog,
+        built_at=time.monotonic(),
+    )
+
+
+def _build_for_jwt(raw: str, org_hint: str) -> Principal:
+    try:
+        token = AccessToken(raw)
+    except TokenError as exc:
+        raise AuthenticationFailed("Access token is invalid or expired") from exc
+    user = User.objects.filter(pk=token.get("sub")).first()
+    if user is None or not user.is_active or token.get(VERSION_CLAIM) != user.auth_version:
+        raise AuthenticationFailed("Access token is invalid or expired")
+    memberships = Membership.all_orgs.filter(user=user).select_related("org")
+    if org_hint:
+        memberships = memberships.filter(org__slug=org_hint)
+    found = list(memberships[:2])
+    if len(found) != 1:
+        raise NotFound("Organization not found; send its slug in the OpenAI-Organization header")
+    org = found[0].org
+    epoch = epochs.current(org.pk)
+    access = access_for_user(org, user)
+    if access is None:
+        raise NotFound("Organization not found")
+    if org.require_2fa and not user.has_confirmed_totp:
+        raise TwoFactorRequired()
+    with org_scope(org):
+        allowed = access_rules.allowed_models(access_rules.subject_for_access(access))
+        routes, catalog = _routes(org, allowed)
+    return Principal(
+        org_id=org.pk, org_slug=org.slug, org_settings=dict(org.settings), epoch=epoch,
+        permissions=access.permissions, label=user.username, user_id=user.pk,
+        routes=routes, catalog=catalog, built_at=time.monotonic(),
+    )
+
+
+def build(raw: str, org_hint: str) -> Principal:
+    """Load a principal from the database (sync). Fails closed: a DB error is 503."""
+    try:
+        if apikeys.looks_like_key(raw):
+            return _build_for_key(raw)
+        return _build_for_jwt(raw, org_hint)
+    except DatabaseError as exc:
+        raise ServiceUnavailable("Cannot verify credentials right now") from exc
+
+
+def key_expired(principal: Principal) -> bool:
+    return principal.key_expires_at is not None and principal.key_expires_at <= clock.now()
+
+
+def secret_for(route: Route) -> str | None:
+    """The decrypted upstream secret, from a short-lived in-process cache (sync)."""
+    cache_key = (route.account_id, route.secret_version)
+    hit = _SECRETS.get(cache_key)
+    if hit is not None and time.monotonic() < hit[1]:
+        return hit[0]
+    account = ProviderAccount.all_orgs.filter(pk=route.account_id).first()
+    if account is None or not account.has_secret:
+        return None
+    if account.secret_ref:
+        secret_plaintext = secret_refs.resolve_ref(account.secret_ref)
+    else:
+        secret_plaintext = crypto.decrypt(account.encrypted_secret, context=account.secret_context()).decode()
+    _SECRETS[cache_key] = (secret_plaintext, time.monotonic() + settings.INFERIA_GATEWAY_SECRET_CACHE_SECONDS)
+    return secret_plaintext
+
+
+def secret_cached(route: Route) -> tuple[bool, str | None]:
+    hit = _SECRETS.get((route.account_id, route.secret_version))
+    if hit is not None and time.monotonic() < hit[1]:
+        return True, hit[0]
+    return False, None

@@ -1,0 +1,214 @@
+"""Shared, atomic rate limits and quotas for the gateway.
+
+Every limit of a request (per key, per principal, per org; requests and tokens
+per minute; monthly token and cost quotas) is checked and counted in one step
+that parallel requests cannot interleave: one Lua script in Redis (which also
+checks the org's access epoch, so a revoke is seen in the same round trip), or
+one database transaction when embedded. Tokens and cost are reserved before
+the upstream call (the request's worst case) and settled to the real usage
+after. Cost is counted in micro-units (1e-6 of the price currency).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from gateway import epochs, redis_client
+from inferia import clock
+from inferia.models import WindowCounter
+
+REQUESTS, TOKENS, QUOTA_TOKENS, QUOTA_COST = "requests", "tokens", "quota_tokens", "quota_cost"
+MINUTE = 60
+
+
+class StaleEpoch(Exception):
+    """The cached principal was built before the org's latest access change."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__(epoch)
+        self.epoch = epoch
+
+
+class BackendUnavailable(Exception):
+    """Neither Redis nor the database could count this request."""
+
+
+@dataclass(frozen=True)
+class Limit:
+    scope: str  # "key", "principal" or "org"
+    kind: str
+    subject: str  # ids, never credentials
+    limit: int
+
+    def window(self, now: float) -> tuple[str, int, int]:
+        """(window suffix, start epoch seconds, seconds until reset)."""
+        if self.kind in (REQUESTS, TOKENS):
+            start = int(now) - int(now) % MINUTE
+            return str(start), start, start + MINUTE - int(now)
+        moment = datetime.fromtimestamp(now, tz=UTC)
+        start_dt = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        next_month = (start_dt.replace(day=28).timestamp() + 4 * 86400)
+        end_dt = datetime.fromtimestamp(next_month, tz=UTC).replace(day=1, hour=0, minute=0, second=0)
+        return start_dt.strftime("%Y%m"), int(start_dt.timestamp()), int(end_dt.timestamp() - now)
+
+    def counter_key(self, now: float) -> str:
+        suffix, _start, _reset = self.window(now)
+        return f"inferia:rl:{self.scope}:{self.subject}:{self.kind}:{suffix}"
+
+
+@dataclass
+class Decision:
+    allowed: bool
+    denied: Limit | None = None
+    retry_after: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    reserved: list[tuple[str, str, int]] = field(default_factory=list)  # (counter key, kind, amount)
+    degraded: bool = False
+
+
+def _amount(limit: Limit, reserve_tokens: int, reserve_cost: int) -> int:
+    return {REQUESTS: 1, TOKENS: reserve_tokens, QUOTA_TOKENS: reserve_tokens, QUOTA_COST: reserve_cost}[limit.kind]
+
+
+def _headers(limits: list[Limit], values: list[tuple[int, int]], now: float) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for kind, prefix in ((REQUESTS, ""), (TOKENS, "-Tokens")):
+        tightest = None
+        for limit, (count, reset_in) in zip(limits, values, strict=True):
+            if limit.kind != kind:
+                continue
+            remaining = max(0, limit.limit - count)
+            if tightest is None or remaining < tightest[1]:
+                tightest = (limit.limit, remaining, reset_in)
+        if tightest is not None:
+            headers[f"X-RateLimit-Limit{prefix}"] = str(tightest[0])
+            headers[f"X-RateLimit-Remaining{prefix}"] = str(tightest[1])
+            if kind == REQUESTS:
+                headers["X-RateLimit-Reset"] = str(int(now) + max(0, tightest[2]))
+            else:
+                headers["X-RateLimit-Reset-Tokens"] = str(int(now) + max(0, tightest[2]))
+    return headers
+
+
+# Check every limit, then count every limit; or count nothing. Also returns the
+# org epoch and refuses (without counting) when the caller's cache is stale.
+_LUA = """
+local epoch = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) >= 0 and tonumber(ARGV[1]) ~= epoch then
+  return {0, epoch}
+end
+local n = tonumber(ARGV[2])
+for i = 1, n do
+  local base = 3 + (i - 1) * 3
+  local limit = tonumber(ARGV[base])
+  local amount = tonumber(ARGV[base + 1])
+  local current = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
+  if current + amount > limit then
+    local ttl = redis.call('PTTL', KEYS[i + 1])
+    return {2, epoch, i, ttl}
+  end
+end
+local out = {1, epoch}
+for i = 1, n do
+  local base = 3 + (i - 1) * 3
+  local value = redis.call('INCRBY', KEYS[i + 1], tonumber(ARGV[base + 1]))
+  local ttl = redis.call('PTTL', KEYS[i + 1])
+  if ttl < 0 then
+    redis.call('PEXPIRE', KEYS[i + 1], tonumber(ARGV[base + 2]))
+    ttl = tonumber(ARGV[base + 2])
+  end
+  out[#out + 1] = value
+  out[#out + 1] = ttl
+end
+return out
+"""
+
+
+class _Script:
+    script = None
+
+    @classmethod
+    def get(cls):
+        if cls.script is None:
+            cls.script = redis_client.client().register_script(_LUA)
+        return cls.script
+
+
+def check_redis(
+    *, org_id, expected_epoch: int, limits: list[Limit], reserve_tokens: int, reserve_cost: int
+) -> Decision:
+    """One round trip: epoch check plus every limit. Raises StaleEpoch or BackendUnavailable."""
+    import redis
+
+    now = clock.time()
+    keys = [epochs.key_for(org_id)]
+    args: list[int] = [expected_epoch, len(limits)]
+    for limit in limits:
+        _suffix, start, reset_in = limit.window(now)
+        keys.append(limit.counter_key(now))
+        args += [limit.limit, _amount(limit, reserve_tokens, reserve_cost), (reset_in + 5) * 1000]
+    try:
+        result = _Script.get()(keys=keys, args=args)
+    except redis.RedisError as exc:
+        raise BackendUnavailable(str(type(exc).__name__)) from exc
+    status, epoch = int(result[0]), int(result[1])
+    if status == 0:
+        raise StaleEpoch(epoch)
+    if status == 2:
+        denied = limits[int(result[2]) - 1]
+        retry_after = max(1, int(result[3]) // 1000) if int(result[3]) > 0 else 1
+        return Decision(allowed=False, denied=denied, retry_after=retry_after)
+    values = [(int(result[2 + 2 * i]), int(result[3 + 2 * i]) // 1000) for i in range(len(limits))]
+    reserved = [
+        (keys[i + 1], limit.kind, _amount(limit, reserve_tokens, reserve_cost))
+        for i, limit in enumerate(limits)
+        if limit.kind != REQUESTS
+    ]
+    return Decision(allowed=True, headers=_headers(limits, values, now), reserved=reserved)
+
+
+def check_db(*, limits: list[Limit], reserve_tokens: int, reserve_cost: int) -> Decision:
+    """The embedded store: one transaction over locked counter rows."""
+    now = clock.time()
+    planned = []
+    for limit in limits:
+        _suffix, start, reset_in = limit.window(now)
+        planned.append((limit, limit.counter_key(now), start, reset_in, _amount(limit, reserve_tokens, reserve_cost)))
+    for _attempt in range(3):
+        try:
+            with transaction.atomic():
+                rows = []
+                for limit, key, start, reset_in, amount in planned:
+                    row, _created = WindowCounter.objects.select_for_update().get_or_create(
+                        key=key, window_start=start, defaults={"count": 0, "expires_at": int(now) + reset_in + 5}
+                    )
+                    if row.count + amount > limit.limit:
+                        return Decision(allowed=False, denied=limit, retry_after=max(1, reset_in))
+                    rows.append((row, amount, reset_in))
+                values = []
+                for row, amount, reset_in in rows:
+                    WindowCounter.objects.filter(pk=row.pk).update(count=F("count") + amount)
+                    values.append((row.count + amount, reset_in))
+        except IntegrityError:
+            continue  # a parallel request created the row first
+        reserved = [(key, limit.kind, amount) for limit, key, _s, _r, amount in planned if limit.kind != REQUESTS]
+        return Decision(allowed=True, headers=_headers(limits, values, now), reserved=reserved)
+    raise BackendUnavailable("counter contention")
+
+
+def settle_db(adjustments: list[tuple[str, int]]) -> None:
+    """Add (actual - reserved) to each reserved counter (its key names its window)."""
+    for key, delta in adjustments:
+        if delta:
+            WindowCounter.objects.filter(key=key).update(count=F("count") + delta)
+
+
+def settle_redis_pipeline(pipe, adjustments: list[tuple[str, int]]) -> None:
+    for key, delta in adjustments:
+        if delta:
+            pipe.incrby(key, delta)
+

@@ -1,0 +1,111 @@
+"""Durable usage records: once a response is sent, its record survives a crash.
+
+With Redis the record is appended to a stream in the same pipeline that
+settles the reserved tokens, and the ``usage_ingest`` task moves batches into
+the database (a consumer group with acknowledgements: nothing is lost when a
+worker dies mid-batch). Embedded, the row is written to the database directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from audit.models import AuditRecord, UsageRecord
+from gateway import ratelimit, redis_client
+
+logger = logging.getLogger(__name__)
+STREAM = "inferia:usage"
+GROUP = "ingest"
+FIELDS = {f.name for f in UsageRecord._meta.get_fields()} - {"id", "org"} | {"org_id"}
+
+
+def write(entry: dict[str, Any], adjustments: list[tuple[str, int]]) -> None:
+    """Settle reservations and persist the usage entry (sync; one Redis round trip)."""
+    if redis_client.enabled():
+        pipe = redis_client.client().pipeline(transaction=False)
+        ratelimit.settle_redis_pipeline(pipe, adjustments)
+        pipe.xadd(STREAM, {"entry": json.dumps(entry, default=str)})
+        pipe.execute()
+        return
+    ratelimit.settle_db(adjustments)
+    _persist([entry])
+
+
+def _audit_for(entry: dict[str, Any]) -> AuditRecord:
+    return AuditRecord(
+        org_id=entry.get("org_id"),
+        actor_user_id=entry.get("user_id"),
+        actor_label=entry.get("actor_label", "")[:200],
+        action="inference:stream" if entry.get("streamed") else "inference:run",
+        outcome="success" if int(entry["status_code"]) < 400 else "denied"
+        if int(entry["status_code"]) in (401, 403, 404, 429) else "failure",
+        status_code=entry["status_code"],
+        target_type="model",
+        target_id=entry.get("model", "")[:100],
+        client_ip=entry.get("client_ip"),
+        request_id=entry["request_id"],
+        data={
+            "endpoint": entry.get("endpoint"),
+            "key_prefix": entry.get("key_prefix"),
+            "provider_account": entry.get("provider_account"),
+            "prompt_tokens": entry.get("prompt_tokens", 0),
+            "completion_tokens": entry.get("completion_tokens", 0),
+            "latency_ms": entry.get("latency_ms"),
+            "error_code": entry.get("error_code", ""),
+        },
+    )
+
+
+def _persist(entries: list[dict[str, Any]]) -> int:
+    rows = []
+    for entry in entries:
+        values = {k: v for k, v in entry.items() if k in FIELDS}
+        values["created_at"] = datetime.fromtimestamp(float(entry["created_at"]), tz=UTC)
+        rows.append(UsageRecord(**values))
+    with transaction.atomic():
+        existing = set(
+            UsageRecord.objects.filter(request_id__in=[r.request_id for r in rows]).values_list("request_id", flat=True)
+        )
+        fresh = [row for row in rows if row.request_id not in existing]
+        UsageRecord.objects.bulk_create(fresh)
+        AuditRecord.objects.bulk_create(
+            [_audit_for(entry) for entry in entries if entry["request_id"] not in existing]
+        )
+    return len(fresh)
+
+
+def ingest(*, consumer: str = "worker", batch: int = 500, block_ms: int = 0) -> int:
+    """Move stream entries into the database; idempotent (request ids are unique)."""
+    import redis
+
+    if not redis_client.enabled():
+        return 0
+    r = redis_client.client()
+    try:
+        r.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    except redis.ResponseError:
+        pass  # the group exists
+    moved = 0
+    # First entries another consumer read but never acknowledged (it died), then new ones.
+    _next, claimed, *_ = r.xautoclaim(STREAM, GROUP, consumer, min_idle_time=30_000, start_id="0-0", count=batch)
+    for messages in (claimed, None):
+        if messages is None:
+            response = r.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=batch, block=block_ms or None)
+            messages = response[0][1] if response else []
+        if not messages:
+            continue
+        ids = [message_id for message_id, _fields in messages]
+        entries = [json.loads(fields[b"entry"]) for _id, fields in messages if fields]
+        try:
+            moved += _persist(entries)
+        except IntegrityError:
+            logger.exception("usage ingest batch failed; it stays pending")
+            continue
+        r.xack(STREAM, GROUP, *ids)
+        r.xdel(STREAM, *ids)
+    return moved
