@@ -79,6 +79,13 @@ def upstream_requests(fake_upstream):
 UPSTREAM_SECRET = "sk-fake-upstream-" + "Q" * 32
 
 
+def flush_usage() -> None:
+    """Move usage records from the Redis stream into the database, as the worker does."""
+    from gateway import usage
+
+    usage.ingest(consumer="tests")
+
+
 @pytest.fixture
 def llm(transactional_db, cast, fake_upstream, gateway_server):
     """Acme with 'openai-main' (gpt-4o, gpt-4o-mini, fake-* models) on the fake upstream,

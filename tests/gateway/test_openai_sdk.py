@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from audit.models import UsageRecord
-from tests.gateway.conftest import UPSTREAM_SECRET
+from tests.gateway.conftest import UPSTREAM_SECRET, flush_usage
 
 
 def test_chat_completion_with_the_sdk(llm, upstream_requests):
@@ -27,6 +27,7 @@ def test_chat_completion_with_the_sdk(llm, upstream_requests):
     assert sent["path"] == "/v1/chat/completions"
     assert sent["body"]["model"] == "gpt-4o"
     assert sent["headers"]["authorization"] == f"Bearer {UPSTREAM_SECRET}"
+    flush_usage()
     record = UsageRecord.objects.get(request_id=raw.headers["X-Request-ID"])
     assert (record.model, record.status_code, record.prompt_tokens, record.completion_tokens) == (
         "openai-main/gpt-4o", 200, 2, 6
@@ -41,6 +42,7 @@ def test_streaming_with_the_sdk(llm):
     )
     pieces = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
     assert "".join(pieces) == "Hello from the fake upstream."
+    flush_usage()
     record = UsageRecord.objects.get(streamed=True)
     assert record.completion_tokens == 6 and record.status_code == 200
 
