@@ -23,11 +23,15 @@ class AuditRecord(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     # Not OrgOwnedModel: login failures and other pre-tenant events have no org.
+    # No database constraint: records outlive their org and actor unchanged
+    # (their ids are part of the hashed content).
     org = models.ForeignKey(
-        "orgs.Organization", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "orgs.Organization", null=True, blank=True, on_delete=models.DO_NOTHING,
+        db_constraint=False, related_name="+",
     )
     actor_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING,
+        db_constraint=False, related_name="+",
     )
     actor_label = models.CharField(max_length=200, blank=True)
     action = models.CharField(max_length=100, db_index=True)
@@ -38,11 +42,26 @@ class AuditRecord(models.Model):
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
     request_id = models.CharField(max_length=128, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    # Inference calls: what was used and how much.
+    model = models.CharField(max_length=260, blank=True, db_index=True)
+    provider_account = models.CharField(max_length=50, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     data = models.JSONField(default=dict, blank=True)
+    # Tamper evidence: each record's hash covers its content and the previous
+    # record's hash in the same chain (one chain per org, one for org-less events).
+    seq = models.PositiveBigIntegerField(default=0)
+    prev_hash = models.CharField(max_length=64, blank=True)
+    hash = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["org", "-created_at"])]
+        indexes = [
+            models.Index(fields=["org", "-created_at"]),
+            models.Index(fields=["org", "seq"]),
+            models.Index(fields=["org", "action"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action} {self.outcome}"
@@ -56,6 +75,17 @@ class AuditRecord(models.Model):
         raise AuditRecordError("audit records cannot be deleted")
 
 
+class AuditChainHead(models.Model):
+    """The last link of one audit chain; locked while a record is appended."""
+
+    chain = models.CharField(max_length=64, primary_key=True)  # org id, or "global"
+    seq = models.PositiveBigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.chain}@{self.seq}"
+
+
 class UsageRecord(models.Model):
     """One gateway call: who, which model, tokens, cost, latency, outcome.
 
@@ -66,7 +96,8 @@ class UsageRecord(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     created_at = models.DateTimeField(db_index=True)
     org = models.ForeignKey(
-        "orgs.Organization", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "orgs.Organization", null=True, blank=True, on_delete=models.DO_NOTHING,
+        db_constraint=False, related_name="+",
     )
     request_id = models.CharField(max_length=128, unique=True)
     user_id = models.UUIDField(null=True, blank=True)

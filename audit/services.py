@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.http import HttpRequest
 
+from audit import chain
 from audit.models import AuditRecord, Outcome
 from audit.redaction import redact, redact_text
 
@@ -28,6 +30,22 @@ def client_ip(request: HttpRequest | None) -> str | None:
     return remote
 
 
+_recorded: ContextVar[int] = ContextVar("inferia_audit_recorded", default=0)
+
+
+def _mark_recorded() -> None:
+    _recorded.set(_recorded.get() + 1)
+
+
+def recorded_count() -> int:
+    """Records written in this context (the request audit skips requests already recorded)."""
+    return _recorded.get()
+
+
+def reset_recorded():
+    return _recorded.set(0)
+
+
 def record(
     *,
     action: str,
@@ -41,6 +59,7 @@ def record(
     status_code: int | None = None,
     request: HttpRequest | None = None,
     data: dict[str, Any] | None = None,
+    **columns: Any,
 ) -> AuditRecord:
     """Append one audit record (inside the caller's transaction, if any)."""
     if outcome not in Outcome.values:
@@ -50,7 +69,7 @@ def record(
         target_id = target_id or str(target.pk)
     if actor is not None and not actor_label:
         actor_label = actor.username
-    return AuditRecord.objects.create(
+    (created,) = chain.append([AuditRecord(
         org=org,
         actor_user=actor if actor is not None and actor.pk else None,
         actor_label=redact_text(actor_label)[:200],
@@ -63,4 +82,7 @@ def record(
         user_agent=redact_text(request.headers.get("User-Agent", ""))[:300] if request else "",
         request_id=getattr(request, "request_id", "") if request else "",
         data=redact(data or {}),
-    )
+        **columns,
+    )])
+    _mark_recorded()
+    return created

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
+from audit import chain
 from audit.models import AuditRecord, UsageRecord
 from gateway import ratelimit, redis_client
 
@@ -38,6 +39,12 @@ def write(entry: dict[str, Any], adjustments: list[tuple[str, int]]) -> None:
 
 def _audit_for(entry: dict[str, Any]) -> AuditRecord:
     return AuditRecord(
+        created_at=datetime.fromtimestamp(float(entry["created_at"]), tz=UTC),
+        latency_ms=entry.get("latency_ms"),
+        model=entry.get("model", "")[:260],
+        provider_account=entry.get("provider_account", ""),
+        prompt_tokens=entry.get("prompt_tokens", 0),
+        completion_tokens=entry.get("completion_tokens", 0),
         org_id=entry.get("org_id"),
         actor_user_id=entry.get("user_id"),
         actor_label=entry.get("actor_label", "")[:200],
@@ -73,9 +80,7 @@ def _persist(entries: list[dict[str, Any]]) -> int:
         )
         fresh = [row for row in rows if row.request_id not in existing]
         UsageRecord.objects.bulk_create(fresh)
-        AuditRecord.objects.bulk_create(
-            [_audit_for(entry) for entry in entries if entry["request_id"] not in existing]
-        )
+        chain.append([_audit_for(entry) for entry in entries if entry["request_id"] not in existing])
     return len(fresh)
 
 
