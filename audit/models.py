@@ -130,3 +130,37 @@ class UsageRecord(models.Model):
 
     def delete(self, *args, **kwargs):
         raise AuditRecordError("usage records cannot be deleted")
+
+
+class UsageRollup(models.Model):
+    """Usage of one period (hour or day) per org, model, key and principal.
+
+    Rebuilt idempotently from usage records; the usage API groups these rows
+    by model, key, user or team.
+    """
+
+    class Period(models.TextChoices):
+        HOUR = "hour"
+        DAY = "day"
+
+    org_id = models.UUIDField(db_index=True)
+    period = models.CharField(max_length=8, choices=Period.choices)
+    period_start = models.DateTimeField()
+    model = models.CharField(max_length=260, blank=True)
+    key_prefix = models.CharField(max_length=32, blank=True)
+    user_id = models.UUIDField(null=True, blank=True)
+    service_account_id = models.UUIDField(null=True, blank=True)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    denied = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.FloatField(default=0.0)
+    latency_p50_ms = models.FloatField(default=0.0)
+    latency_p95_ms = models.FloatField(default=0.0)
+
+    class Meta:
+        indexes = [models.Index(fields=["org_id", "period", "period_start"])]
+
+    def __str__(self) -> str:
+        return f"{self.period} {self.period_start:%Y-%m-%d %H:00} {self.model}"

@@ -15,6 +15,7 @@ app.autodiscover_tasks(["orgs", "keys", "gateway", "audit", "inferia"])
 app.conf.beat_schedule = {
     "counters-prune": {"task": "inferia.tasks.counters_prune", "schedule": 300.0},
     "usage-ingest": {"task": "gateway.tasks.usage_ingest", "schedule": 2.0},
+    "usage-rollup": {"task": "audit.tasks.usage_rollup", "schedule": 300.0},
 }
 
 

@@ -295,6 +295,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "inferia.errors.drf_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    "URL_FORMAT_OVERRIDE": None,  # ?format= is ours (audit log CSV / JSON Lines)
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Inferia API",

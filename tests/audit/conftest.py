@@ -1,0 +1,8 @@
+# The gateway's live servers and the `llm` fixture, for usage and audit tests.
+from tests.gateway.conftest import (  # noqa: F401
+    _fresh_gateway_state,
+    fake_upstream,
+    gateway_server,
+    llm,
+    upstream_requests,
+)
