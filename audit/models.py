@@ -6,6 +6,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class AuditRecordError(RuntimeError):
@@ -21,7 +22,8 @@ class Outcome(models.TextChoices):
 
 class AuditRecord(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Set before hashing (never auto_now_add, which would overwrite the hashed value).
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
     # Not OrgOwnedModel: login failures and other pre-tenant events have no org.
     # No database constraint: records outlive their org and actor unchanged
     # (their ids are part of the hashed content).
