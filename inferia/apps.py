@@ -9,3 +9,4 @@ class InferiaConfig(AppConfig):
 
     def ready(self) -> None:
         from inferia import checks  # noqa: F401  (registers system checks)
+        from inferia import schema  # noqa: F401  (registers OpenAPI extensions)
