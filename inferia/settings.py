@@ -89,7 +89,8 @@ if DEPLOYMENT and not ALLOWED_HOSTS:
 CSRF_TRUSTED_ORIGINS = env.list("INFERIA_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, with an OTP-only site when INFERIA_ADMIN_REQUIRES_OTP.
+    "inferia.admin_config.InferiaAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
