@@ -40,6 +40,30 @@ def _reset_clock():
     clock.reset()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_redis_state():
+    """Counters (login throttles, limits) and cache entries kept in Redis outlive
+    a test's database rollback, and earlier runs: each test starts without them."""
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        yield
+        return
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
+    try:
+        for pattern in ("ctr:*", f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:*"):
+            stale = list(client.scan_iter(match=pattern, count=1000))
+            if stale:
+                client.delete(*stale)
+    except redis.RedisError:
+        pass  # an unreachable Redis shows up in the tests that use it
+    finally:
+        client.close()
+    yield
+
+
 @pytest.fixture
 def clock_shift():
     """Move the platform clock forward: ``clock_shift(31)``."""
