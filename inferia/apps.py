@@ -8,5 +8,5 @@ class InferiaConfig(AppConfig):
     verbose_name = "Inferia platform"
 
     def ready(self) -> None:
-        from inferia import checks  # noqa: F401  (registers system checks)
-        from inferia import schema  # noqa: F401  (registers OpenAPI extensions)
+        # Registers the system checks and the OpenAPI extensions.
+        from inferia import checks, schema  # noqa: F401

@@ -38,11 +38,28 @@ def _run_sample(tmp_path, require_all: bool) -> subprocess.CompletedProcess:
     env["PYTHONPATH"] = str(settings.BASE_DIR)
     return subprocess.run(
         [
-            sys.executable, "-m", "pytest", "-p", "tests.require_all", "-p", "no:django",
-            "-p", "no:cacheprovider", "-q", "-rA", "--rootdir", str(tmp_path), "-c", os.devnull,
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "tests.require_all",
+            "-p",
+            "no:django",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-rA",
+            "--rootdir",
+            str(tmp_path),
+            "-c",
+            os.devnull,
             str(tmp_path / "test_sample.py"),
         ],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

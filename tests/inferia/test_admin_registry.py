@@ -27,13 +27,17 @@ def admin_data(cast, django_capture_on_commit_callbacks, settings):
     enable_totp(alice, cast.alice)  # a TOTP device and recovery codes
     with django_capture_on_commit_callbacks(execute=True):
         response = alice.post(
-            "/api/v1/orgs/acme/invitations", {"email": "frank@example.com", "role": "member"}, format="json"
+            "/api/v1/orgs/acme/invitations",
+            {"email": "frank@example.com", "role": "member"},
+            format="json",
         )
     assert response.status_code == 201, response.content
     response = alice.post("/api/v1/orgs/acme/teams", {"slug": "ml", "name": "ML"}, format="json")
     assert response.status_code == 201, response.content
     team_id = response.json()["id"]
-    response = alice.post(f"/api/v1/orgs/acme/teams/{team_id}/members", {"user_id": str(cast.bob.pk)}, format="json")
+    response = alice.post(
+        f"/api/v1/orgs/acme/teams/{team_id}/members", {"user_id": str(cast.bob.pk)}, format="json"
+    )
     assert response.status_code == 201, response.content
     settings.REDIS_URL = ""  # the database counter store, whatever this run uses
     counters.hit("admin-test", window_seconds=60)
@@ -82,10 +86,14 @@ def test_admin_pages_render_for_a_superuser(model, admin_client, admin_data):
 
 def test_admin_never_shows_secrets(admin_client, admin_data):
     invitation = Invitation.all_orgs.get()
-    page = admin_client.get(reverse("admin:orgs_invitation_change", args=[invitation.pk])).content.decode()
+    page = admin_client.get(
+        reverse("admin:orgs_invitation_change", args=[invitation.pk])
+    ).content.decode()
     assert invitation.token_digest not in page
     device = admin_data.alice.totpdevice_set.get()
-    page = admin_client.get(reverse("admin:orgs_totpdevice_change", args=[device.pk])).content.decode()
+    page = admin_client.get(
+        reverse("admin:orgs_totpdevice_change", args=[device.pk])
+    ).content.decode()
     assert device.encrypted_seed not in page and "encrypted_seed" not in page
     assert device.seed_plaintext().hex() not in page
 

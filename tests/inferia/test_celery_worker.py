@@ -177,7 +177,8 @@ def worker(transactional_db, broker, tmp_path):
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("INFERIA_", "DJANGO_", "CELERY_")) and key not in ("DATABASE_URL", "REDIS_URL")
+        if not key.startswith(("INFERIA_", "DJANGO_", "CELERY_"))
+        and key not in ("DATABASE_URL", "REDIS_URL")
     }
     env.update(
         DJANGO_SETTINGS_MODULE="inferia.settings",
@@ -195,10 +196,23 @@ def worker(transactional_db, broker, tmp_path):
     )
     log_path = tmp_path / "worker.log"
     command = [
-        sys.executable, "-m", "celery", "-A", "inferia", "worker",
-        "--pool", "solo", "--loglevel", "INFO",
-        "--without-mingle", "--without-gossip", "--without-heartbeat",
-        "--queues", queue, "--hostname", f"{queue}@%h",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "inferia",
+        "worker",
+        "--pool",
+        "solo",
+        "--loglevel",
+        "INFO",
+        "--without-mingle",
+        "--without-gossip",
+        "--without-heartbeat",
+        "--queues",
+        queue,
+        "--hostname",
+        f"{queue}@%h",
     ]
     with _publishing_to(broker, queue), open(log_path, "wb") as log:
         process = subprocess.Popen(

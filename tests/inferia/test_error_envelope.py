@@ -25,7 +25,9 @@ handler404 = inferia.urls.handler404
 handler500 = inferia.urls.handler500
 
 
-@pytest.mark.parametrize("url", ["/no-such-page", "/api/v1/no-such-endpoint", "/api/v1/orgs/acme/nothing"])
+@pytest.mark.parametrize(
+    "url", ["/no-such-page", "/api/v1/no-such-endpoint", "/api/v1/orgs/acme/nothing"]
+)
 def test_unknown_url_is_404_envelope(db, url):
     response = Client().get(url)
     assert_error(response, 404, "NOT_FOUND")
@@ -102,7 +104,9 @@ def test_unexpected_error_in_drf_view_is_500_without_traceback(alice_client, mon
 
     monkeypatch.setattr(tenancy, "organization_create", explode)
     alice_client.raise_request_exception = False
-    response = alice_client.post("/api/v1/orgs", {"slug": "initech", "name": "Initech"}, format="json")
+    response = alice_client.post(
+        "/api/v1/orgs", {"slug": "initech", "name": "Initech"}, format="json"
+    )
     error = assert_error(response, 500, "INTERNAL_ERROR")
     text = response.content.decode()
     assert "secret-sauce" not in text and "hunter2" not in text

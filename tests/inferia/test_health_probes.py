@@ -36,12 +36,17 @@ def test_readyz_is_200_when_every_dependency_answers(db, settings):
 
 def test_readyz_is_503_envelope_when_the_cache_is_unreachable(db, settings):
     settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": UNREACHABLE_REDIS}
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": UNREACHABLE_REDIS,
+        }
     }
     response = Client().get("/readyz")
     error = assert_error(response, 503, "SERVICE_UNAVAILABLE")
     assert error["details"] == {"database": "ok", "cache": "unavailable", "broker": "ok"}
-    assert "6379" not in response.content.decode() and "127.0.0.1:1" not in response.content.decode()
+    assert (
+        "6379" not in response.content.decode() and "127.0.0.1:1" not in response.content.decode()
+    )
 
 
 @pytest.fixture

@@ -59,7 +59,9 @@ def test_schema_is_served_as_yaml_by_default(db):
 
 def test_schema_generates_without_warnings_and_validates(db, tmp_path):
     # --fail-on-warn turns every drf-spectacular warning or error into a failure.
-    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
+    call_command(
+        "spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml")
+    )
     assert (tmp_path / "schema.yaml").read_text().startswith("openapi: 3.")
 
 

@@ -52,7 +52,9 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def test_check_deploy_reports_nothing(tmp_path):
-    result = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], production_env(tmp_path))
+    result = run(
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"], production_env(tmp_path)
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "System check identified no issues" in result.stdout, output
@@ -70,7 +72,12 @@ def test_check_deploy_would_catch_a_weak_setting(tmp_path):
 
 @pytest.mark.parametrize(
     "missing",
-    ["INFERIA_SECRET_KEY", "INFERIA_JWT_SIGNING_KEY", "INFERIA_MASTER_KEYS", "INFERIA_ALLOWED_HOSTS"],
+    [
+        "INFERIA_SECRET_KEY",
+        "INFERIA_JWT_SIGNING_KEY",
+        "INFERIA_MASTER_KEYS",
+        "INFERIA_ALLOWED_HOSTS",
+    ],
 )
 def test_production_without_a_required_setting_stops(tmp_path, missing):
     result = run(["manage.py", "check"], production_env(tmp_path, **{missing: None}))

@@ -13,4 +13,3 @@ def test_device_round_trips_through_its_persistent_id(cast):
     found = Device.from_persistent_id(device.persistent_id)
     assert found == device
     assert found.user_id == cast.alice.pk
-
