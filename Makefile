@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8000
+# Extra pytest arguments: make test PYTEST_ARGS="-k invitation -x"
+PYTEST_ARGS ?=
 
 .PHONY: run test worker beat migrate lint format demo clean
 
@@ -30,7 +32,9 @@ beat: $(STAMP)
 	$(PY) -m celery -A inferia beat -l info
 
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo 'make test: pytest collected no tests (exit 5): failing' >&2; fi; \
+	exit $$rc
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -8,4 +8,5 @@ class InferiaConfig(AppConfig):
     verbose_name = "Inferia platform"
 
     def ready(self) -> None:
-        from inferia import checks  # noqa: F401  (registers system checks)
+        # Registers the system checks and the OpenAPI extensions.
+        from inferia import checks, schema  # noqa: F401

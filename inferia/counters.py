@@ -35,10 +35,13 @@ def _redis():
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
 
 
+# The key names its window's start, so the window ends at start + window
+# whatever the key's TTL says; the TTL (one window from the first hit) only
+# cleans up.
 _INCR_SCRIPT = """
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return {n, redis.call('TTL', KEYS[1])}
+return n
 """
 
 
@@ -52,8 +55,8 @@ def hit(key: str, *, window_seconds: int, now: float | None = None) -> Window:
     start = _window_start(window_seconds, now)
     reset_in = start + window_seconds - int(now)
     if settings.REDIS_URL:
-        count, ttl = _redis().eval(_INCR_SCRIPT, 1, f"{_hashed(key)}:{start}", window_seconds)
-        return Window(int(count), max(1, int(ttl)))
+        count = _redis().eval(_INCR_SCRIPT, 1, f"{_hashed(key)}:{start}", window_seconds)
+        return Window(int(count), max(1, reset_in))
     hashed = _hashed(key)
     for _attempt in range(3):
         with transaction.atomic():
@@ -82,12 +85,8 @@ def peek(key: str, *, window_seconds: int, now: float | None = None) -> Window:
     start = _window_start(window_seconds, now)
     reset_in = start + window_seconds - int(now)
     if settings.REDIS_URL:
-        pipe = _redis().pipeline()
-        name = f"{_hashed(key)}:{start}"
-        pipe.get(name)
-        pipe.ttl(name)
-        value, ttl = pipe.execute()
-        return Window(int(value or 0), max(1, int(ttl)) if ttl and ttl > 0 else reset_in)
+        value = _redis().get(f"{_hashed(key)}:{start}")
+        return Window(int(value or 0), max(1, reset_in))
     row = WindowCounter.objects.filter(key=_hashed(key), window_start=start).first()
     return Window(row.count if row else 0, max(1, reset_in))
 

@@ -12,6 +12,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from inferia.errors import ErrorCode, error_response
+
 logger = logging.getLogger(__name__)
 
 
@@ -52,12 +54,15 @@ def readyz(request: HttpRequest) -> JsonResponse:
         except Exception as exc:  # any failure means not ready; logged without detail leaks
             logger.warning("readyz %s failed: %s", name, type(exc).__name__)
             results[name] = "unavailable"
-    ready = all(value == "ok" for value in results.values())
-    body = {"status": "ok" if ready else "unavailable", "checks": results, "broker": settings.BROKER_DESCRIPTION.split(" ")[0]}
-    if not ready:
-        body["error"] = {
-            "code": "SERVICE_UNAVAILABLE",
-            "message": "A dependency is unreachable",
-            "details": results,
+    if any(value != "ok" for value in results.values()):
+        # The contract's one error shape; details say which dependency failed.
+        return error_response(
+            ErrorCode.SERVICE_UNAVAILABLE, "A dependency is unreachable", 503, details=results
+        )
+    return JsonResponse(
+        {
+            "status": "ok",
+            "checks": results,
+            "broker": settings.BROKER_DESCRIPTION.split(" ")[0],
         }
-    return JsonResponse(body, status=200 if ready else 503)
+    )

@@ -57,18 +57,20 @@ class BodySizeLimitMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self.limit = settings.INFERIA_MAX_BODY_BYTES
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = settings.INFERIA_MAX_BODY_BYTES  # per request: settings may change at run time
         declared = request.META.get("CONTENT_LENGTH") or "0"
         try:
             length = int(declared)
         except ValueError:
             return error_response(ErrorCode.VALIDATION_ERROR, "Invalid Content-Length", 400)
-        if length > self.limit:
+        if length < 0:
+            return error_response(ErrorCode.VALIDATION_ERROR, "Invalid Content-Length", 400)
+        if length > limit:
             return error_response(
                 ErrorCode.PAYLOAD_TOO_LARGE,
-                f"Request body is larger than {self.limit} bytes",
+                f"Request body is larger than {limit} bytes",
                 413,
             )
         return self.get_response(request)

@@ -89,7 +89,8 @@ if DEPLOYMENT and not ALLOWED_HOSTS:
 CSRF_TRUSTED_ORIGINS = env.list("INFERIA_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, with an OTP-only site when INFERIA_ADMIN_REQUIRES_OTP.
+    "inferia.admin_config.InferiaAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -143,10 +144,20 @@ TEMPLATES = [
 ]
 
 # --- Database -----------------------------------------------------------------
+# SQLite is shared by the web process and the worker: WAL lets readers and one
+# writer work at once, IMMEDIATE takes the write lock up front, and the timeout
+# waits for it instead of failing with "database is locked".
+_SQLITE_OPTIONS = {
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+}
 if DATABASE_URL:
     DATABASES = {"default": env.db_url("DATABASE_URL")}
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("INFERIA_DB_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        DATABASES["default"]["OPTIONS"] = _SQLITE_OPTIONS | DATABASES["default"].get("OPTIONS", {})
 else:
     DATABASES = {
         "default": {
@@ -154,11 +165,7 @@ else:
             "NAME": VAR_DIR / "inferia.sqlite3",
             # A file, not memory, so a worker process sees what the tests write.
             "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
-            "OPTIONS": {
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-            },
+            "OPTIONS": dict(_SQLITE_OPTIONS),
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -185,13 +192,15 @@ else:
         }
     }
     BROKER_DIR = VAR_DIR / "broker"
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        # Exchange bindings (fanout, remote control); kombu's default is ./control.
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
     CACHE_DESCRIPTION = "database"

@@ -1,17 +1,12 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from inferia import health
 
-if settings.INFERIA_ADMIN_REQUIRES_OTP:
-    from django_otp.admin import OTPAdminSite
-
-    admin.site.__class__ = OTPAdminSite
-
+# admin.site is an OTPAdminSite when INFERIA_ADMIN_REQUIRES_OTP (inferia.admin_config).
 admin.site.site_header = "Inferia operations"
 admin.site.site_title = "Inferia admin"
 

@@ -24,12 +24,26 @@ from orgs.models import (
 
 
 class AllOrgsAdmin(admin.ModelAdmin):
-    """Admin for OrgOwnedModel rows: operators see every organization."""
+    """Admin for OrgOwnedModel rows: operators see every organization.
+
+    Admin runs with no organization scope. A form field for a foreign key to
+    another org-owned row would list its choices through the org-scoped
+    manager (and fail), and changing such a link here would bypass the
+    services' rules; so those links are shown read-only.
+    """
 
     list_filter: tuple = ("org",)
 
     def get_queryset(self, request):
         return self.model.all_orgs.get_queryset()
+
+    def get_readonly_fields(self, request, obj=None):
+        org_owned_links = [
+            field.name
+            for field in self.model._meta.get_fields()
+            if field.many_to_one and field.concrete and hasattr(field.related_model, "all_orgs")
+        ]
+        return (*super().get_readonly_fields(request, obj), *org_owned_links)
 
 
 @admin.register(User)
@@ -58,7 +72,7 @@ class MembershipAdmin(AllOrgsAdmin):
     list_display = ("user", "org", "role", "created_at")
     list_filter = ("org", "role")
     search_fields = ("user__username", "user__email", "org__slug")
-    raw_id_fields = ("user", "granted_by_membership")
+    raw_id_fields = ("user",)
 
 
 @admin.register(Team)
@@ -72,6 +86,9 @@ class TeamMemberAdmin(AllOrgsAdmin):
     list_display = ("team", "user", "org", "created_at")
     search_fields = ("team__slug", "user__username")
 
+    def has_add_permission(self, request) -> bool:
+        return False  # through the API: the team and the user must share the org
+
 
 @admin.register(Invitation)
 class InvitationAdmin(AllOrgsAdmin):
@@ -79,6 +96,9 @@ class InvitationAdmin(AllOrgsAdmin):
     search_fields = ("email", "org__slug")
     exclude = ("token_digest",)
     readonly_fields = ("sent_at", "send_count", "accepted_at", "accepted_by", "revoked_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False  # through the API: it mints the token and sends the e-mail
 
 
 @admin.register(TOTPDevice)
@@ -96,6 +116,7 @@ class TOTPDeviceAdmin(admin.ModelAdmin):
 @admin.register(RecoveryCode)
 class RecoveryCodeAdmin(admin.ModelAdmin):
     list_display = ("user", "used_at", "created_at")
+    list_filter = (("used_at", admin.EmptyFieldListFilter),)
     search_fields = ("user__username",)
     exclude = ("code_digest",)
 

@@ -223,6 +223,13 @@ class TOTPDevice(ThrottlingMixin, Device):
     def _context(self) -> str:
         return f"orgs.totpdevice:{self.pk}:{self.user_id}"
 
+    @property
+    def persistent_id(self) -> str:
+        # django_otp parses the id after "/" with int() (admin OTP login form,
+        # OTPMiddleware); a UUID in hex would never be found again. Django's
+        # UUIDField accepts the integer form in lookups.
+        return f"{self.model_label()}/{self.id.int}"
+
     def set_seed(self, seed_plaintext: bytes) -> None:
         self.encrypted_seed = crypto.encrypt(seed_plaintext, context=self._context())
 

@@ -17,6 +17,10 @@ from inferia import clock
 from orgs.models import Membership, Organization, Role, TOTPDevice, User
 from orgs.scoping import org_scope
 from orgs.services import auth, tenancy
+from tests.require_all import (  # noqa: F401  (hooks: in CI every skip fails)
+    pytest_make_collect_report,
+    pytest_runtest_makereport,
+)
 
 PASSWORD = "correct-horse-battery-staple"
 REQUIRE_ALL = os.environ.get("INFERIA_REQUIRE_ALL") == "1"
@@ -34,6 +38,30 @@ def _reset_clock():
     clock.reset()
     yield
     clock.reset()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_redis_state():
+    """Counters (login throttles, limits) and cache entries kept in Redis outlive
+    a test's database rollback, and earlier runs: each test starts without them."""
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        yield
+        return
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
+    try:
+        for pattern in ("ctr:*", f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:*"):
+            stale = list(client.scan_iter(match=pattern, count=1000))
+            if stale:
+                client.delete(*stale)
+    except redis.RedisError:
+        pass  # an unreachable Redis shows up in the tests that use it
+    finally:
+        client.close()
+    yield
 
 
 @pytest.fixture

@@ -553,7 +553,7 @@ def invitation_accept(
     with transaction.atomic():
         # Cross-org by design: the token alone identifies its organization.
         invitation = (
-            Invitation.all_orgs.select_for_update()
+            Invitation.all_orgs.select_for_update(of=("self",))
             .select_related("org", "role", "invited_by__role")
             .filter(token_digest=token_digest(token))
             .first()

@@ -1,0 +1,144 @@
+"""Fixed-window counters: atomic under concurrency, windows that follow the clock.
+
+Each test runs on the database store (no REDIS_URL) and, when REDIS_URL is
+set, on Redis.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connections
+
+from inferia import clock, counters
+from inferia.models import WindowCounter
+from tests.conftest import require_or_skip
+
+WINDOW = 60
+
+
+@pytest.fixture(params=["database", "redis"])
+def store(request, settings):
+    if request.param == "redis":
+        if not django_settings.REDIS_URL:
+            require_or_skip("REDIS_URL is not set: no Redis counter store to test")
+        counters._redis.cache_clear()
+    else:
+        settings.REDIS_URL = ""
+    yield request.param
+    counters._redis.cache_clear()
+
+
+@pytest.fixture
+def key() -> str:
+    return f"test:{uuid.uuid4().hex}"
+
+
+def _aligned_now() -> float:
+    """A time 1 second into a fresh window, so a test never straddles a boundary."""
+    now = clock.time()
+    start = int(now) - int(now) % WINDOW
+    clock.advance(start + WINDOW + 1 - now)
+    return clock.time()
+
+
+def test_hits_count_up_within_a_window(db, store, key):
+    _aligned_now()
+    assert counters.peek(key, window_seconds=WINDOW).count == 0
+    assert [counters.hit(key, window_seconds=WINDOW).count for _ in range(3)] == [1, 2, 3]
+    window = counters.peek(key, window_seconds=WINDOW)
+    assert window.count == 3
+    assert 1 <= window.reset_in_seconds <= WINDOW
+
+
+def test_keys_are_counted_separately(db, store, key):
+    _aligned_now()
+    counters.hit(key, window_seconds=WINDOW)
+    counters.hit(key, window_seconds=WINDOW)
+    assert counters.hit(key + ":other", window_seconds=WINDOW).count == 1
+
+
+def test_window_resets_when_the_clock_moves(db, store, key, clock_shift):
+    _aligned_now()
+    for _ in range(3):
+        counters.hit(key, window_seconds=WINDOW)
+    clock_shift(WINDOW - 2)  # still the same window
+    assert counters.hit(key, window_seconds=WINDOW).count == 4
+    clock_shift(2)  # the next window
+    assert counters.peek(key, window_seconds=WINDOW).count == 0
+    fresh = counters.hit(key, window_seconds=WINDOW)
+    assert fresh.count == 1
+    assert fresh.reset_in_seconds == WINDOW - 1
+
+
+def test_reset_in_seconds_follows_the_clock(db, store, key, clock_shift):
+    now = _aligned_now()
+    assert counters.hit(key, window_seconds=WINDOW, now=now).reset_in_seconds == WINDOW - 1
+    clock_shift(30)
+    assert counters.peek(key, window_seconds=WINDOW).reset_in_seconds <= WINDOW - 30
+
+
+def test_reset_clears_the_current_window(db, store, key):
+    _aligned_now()
+    counters.hit(key, window_seconds=WINDOW)
+    counters.reset(key, window_seconds=WINDOW)
+    assert counters.peek(key, window_seconds=WINDOW).count == 0
+    assert counters.hit(key, window_seconds=WINDOW).count == 1
+
+
+def test_keys_are_stored_hashed(db, settings):
+    settings.REDIS_URL = ""
+    counters.hit("login:alice@example.com", window_seconds=WINDOW)
+    stored = WindowCounter.objects.get()
+    assert "alice" not in stored.key and stored.key.startswith("ctr:")
+
+
+def test_prune_deletes_only_expired_database_windows(db, settings, key, clock_shift):
+    settings.REDIS_URL = ""
+    _aligned_now()
+    counters.hit(key, window_seconds=WINDOW)
+    clock_shift(WINDOW)
+    counters.hit(key, window_seconds=WINDOW)
+    assert WindowCounter.objects.count() == 2
+    clock_shift(1)
+    assert counters.prune() == 1  # the first window ended; the current one stays
+    assert counters.peek(key, window_seconds=WINDOW).count == 1
+
+
+THREADS, HITS_PER_THREAD = 8, 25
+
+
+def test_hits_are_atomic_across_threads(transactional_db, store, key):
+    # On the database store this runs on SQLite (file, WAL, IMMEDIATE) and,
+    # with DATABASE_URL, on PostgreSQL; each thread has its own connection.
+    now = _aligned_now()  # every thread hits the same window
+    seen: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    start = threading.Barrier(THREADS)
+
+    def worker() -> None:
+        try:
+            start.wait()
+            for _ in range(HITS_PER_THREAD):
+                count = counters.hit(key, window_seconds=WINDOW, now=now).count
+                with lock:
+                    seen.append(count)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    total = THREADS * HITS_PER_THREAD
+    # Every hit saw a distinct count: no increment was lost or doubled.
+    assert sorted(seen) == list(range(1, total + 1))
+    assert counters.peek(key, window_seconds=WINDOW, now=now).count == total
