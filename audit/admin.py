@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from audit.models import AuditRecord
+from audit.models import AuditChainHead, AuditRecord, UsageRecord, UsageRollup
 
 
 @admin.register(AuditRecord)
@@ -20,3 +20,38 @@ class AuditRecordAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(AuditChainHead)
+class AuditChainHeadAdmin(ReadOnlyAdmin):
+    list_display = ("chain", "seq", "last_hash")
+    list_filter = ("seq",)
+    search_fields = ("chain",)
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "org", "key_prefix", "model", "status_code", "prompt_tokens",
+                    "completion_tokens", "cost", "latency_ms")
+    list_filter = ("status_code", "streamed", "org")
+    search_fields = ("model", "key_prefix", "request_id", "provider_account")
+    date_hierarchy = "created_at"
+
+
+@admin.register(UsageRollup)
+class UsageRollupAdmin(ReadOnlyAdmin):
+    list_display = ("period", "period_start", "org_id", "model", "key_prefix", "requests", "errors", "denied",
+                    "prompt_tokens", "completion_tokens", "cost")
+    list_filter = ("period",)
+    search_fields = ("model", "key_prefix")

@@ -304,7 +304,6 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "inferia.errors.drf_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
-    "URL_FORMAT_OVERRIDE": None,  # ?format= is ours (audit log CSV / JSON Lines)
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Inferia API",

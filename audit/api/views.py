@@ -11,6 +11,7 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.pagination import CursorPagination
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 
 from audit import selectors
@@ -23,6 +24,21 @@ CSV_COLUMNS = [
     "target_type", "target_id", "model", "provider_account", "prompt_tokens", "completion_tokens",
     "latency_ms", "request_id", "seq", "hash", "data",
 ]
+
+
+class _StreamRenderer(BaseRenderer):
+    """Lets ``?format=csv|jsonl`` through content negotiation; the view streams the body."""
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return json.dumps(data, default=str).encode()
+
+
+class CsvRenderer(_StreamRenderer):
+    media_type, format = "text/csv", "csv"
+
+
+class JsonLinesRenderer(_StreamRenderer):
+    media_type, format = "application/x-ndjson", "jsonl"
 
 
 class AuditCursorPagination(CursorPagination):
@@ -56,6 +72,7 @@ class AuditLogListView(OrgAPIView):
     ``?format=csv`` and ``?format=jsonl`` stream every matching record."""
 
     required_permissions = {"GET": "audit_log:view"}
+    renderer_classes = [JSONRenderer, CsvRenderer, JsonLinesRenderer]
     pagination_class = AuditCursorPagination
     serializer_class = s.AuditRecordOutput
 

@@ -41,6 +41,19 @@ def admin_data(cast, django_capture_on_commit_callbacks, settings):
     assert response.status_code == 201, response.content
     settings.REDIS_URL = ""  # the database counter store, whatever this run uses
     counters.hit("admin-test", window_seconds=60)
+    # A gateway call's usage row, written as the embedded writer does, and its rollup.
+    from django.utils import timezone
+
+    from audit import rollups
+    from gateway import usage
+
+    usage.write(
+        {"created_at": timezone.now().timestamp(), "org_id": str(cast.acme.pk), "request_id": "admin-test",
+         "endpoint": "chat", "model": "openai-main/gpt-4o", "status_code": 200, "prompt_tokens": 3,
+         "completion_tokens": 5},
+        [],
+    )
+    rollups.usage_rollup(period="hour", moment=timezone.now())
     return cast
 
 
