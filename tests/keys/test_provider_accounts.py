@@ -61,6 +61,7 @@ def test_create_openai_account_with_priced_models_tags_and_secret(cast, dave_cli
     audit = AuditRecord.objects.get(action="provider_account:manage", data__op="create")
     assert audit.org_id == cast.acme.pk and audit.actor_user_id == cast.dave.pk
     assert audit.target_id == body["id"] and audit.outcome == "success"
+    assert audit.data["has_secret"] is True and audit.data["base_url"] == PUBLIC_URL
 
 
 def test_create_azure_account_keeps_api_version_and_deployments(cast, alice_client):
