@@ -71,6 +71,9 @@ FAKE_DNS = {
     "internal-v6.test": ["fe80::1"],
     "metadata-alias.test": ["169.254.169.254"],
     "vllm.internal": ["10.0.0.5"],
+    # Even if a resolver answered with a public address, the name itself is refused.
+    "metadata.google.internal": ["8.8.8.8"],
+    "metadata": ["8.8.8.8"],
 }
 
 
@@ -138,6 +141,13 @@ def test_public_host_name_is_accepted(cast, alice_client, fake_dns):
     response = _create(alice_client, "https://api.public.test/v1")
     assert response.status_code == 201, response.content
     assert fake_dns == ["api.public.test"]  # it was resolved and checked
+
+
+@pytest.mark.parametrize("url", ["http://metadata.google.internal", "http://METADATA.google.internal./x", "http://metadata"])
+def test_metadata_host_names_are_refused_by_name(cast, alice_client, url):
+    error = assert_error(_create(alice_client, url), 400, "VALIDATION_ERROR")
+    assert any("metadata" in message for message in error["details"]["base_url"]), error
+    assert not ProviderAccount.all_orgs.exists()
 
 
 @pytest.mark.parametrize(
