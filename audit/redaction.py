@@ -35,9 +35,10 @@ def redact(value: Any, *, _depth: int = 0) -> Any:
     if _depth > 20:
         return REDACTED
     if isinstance(value, dict):
+        # A flag under a sensitive name (has_secret, secret_set) carries no secret: kept.
         return {
             key: REDACTED
-            if isinstance(key, str) and _SENSITIVE_KEY.search(key)
+            if isinstance(key, str) and _SENSITIVE_KEY.search(key) and not isinstance(item, bool | None)
             else redact(item, _depth=_depth + 1)
             for key, item in value.items()
         }

@@ -94,14 +94,20 @@ def encrypt(plaintext: bytes, *, context: str) -> str:
     return json.dumps(envelope, separators=(",", ":"))
 
 
+_FIELDS = ("kid", "wn", "wk", "n", "ct")
+
+
 def _load(token: str) -> dict:
     try:
         envelope = json.loads(token)
         if envelope.get("v") != _VERSION:
             raise DecryptionError("unknown envelope version")
-        return envelope
     except (ValueError, AttributeError) as exc:
         raise DecryptionError("malformed envelope") from exc
+    # A field of another type (a list, a number, null) is damage too, not a TypeError.
+    if not all(isinstance(envelope.get(field), str) for field in _FIELDS):
+        raise DecryptionError("malformed envelope")
+    return envelope
 
 
 def _unwrap(envelope: dict, context: str) -> bytes:

@@ -69,6 +69,10 @@ class ProviderAccountForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        # An emptied JSON box means "none": the columns are NOT NULL (else a 500 on save).
+        for name, empty in (("deployments", dict), ("enabled_models", list), ("tags", dict)):
+            if name in cleaned and cleaned[name] is None:
+                cleaned[name] = empty()
         org, base_url = cleaned.get("org"), cleaned.get("base_url")
         if org is not None and base_url:
             try:

@@ -24,8 +24,9 @@ def _error(message: str) -> ValidationError:
 
 def _is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        # IPv4 carried in IPv6 (::ffff:a.b.c.d, 6to4 2002:aabb:ccdd::) is judged as that IPv4.
+        ip = ip.ipv4_mapped or ip.sixtofour or ip
     return ip.is_global and not (ip.is_multicast or ip.is_reserved)
 
 

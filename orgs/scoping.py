@@ -107,3 +107,13 @@ class OrgOwnedModel(models.Model):
     def save(self, *args, **kwargs) -> None:
         _refuse_foreign_org(self.org_id)
         super().save(*args, **kwargs)
+
+    def validate_constraints(self, exclude=None) -> None:
+        """Model forms (the admin runs with no scope) check unique constraints through
+        the default, org-scoped manager: check them in this row's own organization.
+        Every unique constraint of an org-owned row holds within one org."""
+        if self.org_id is None:
+            super().validate_constraints(exclude=exclude)
+            return
+        with org_scope(self.org):
+            super().validate_constraints(exclude=exclude)
