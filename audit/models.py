@@ -166,3 +166,30 @@ class UsageRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.period} {self.period_start:%Y-%m-%d %H:00} {self.model}"
+
+
+class Alert(models.Model):
+    """Something an owner should look at: a usage spike, a burst of failures, a new IP range."""
+
+    class Kind(models.TextChoices):
+        TOKEN_SPIKE = "token_spike"
+        FAILED_LOGINS = "failed_logins"
+        DENIALS = "denials"
+        NEW_IP_RANGE = "new_ip_range"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    org = models.ForeignKey(
+        "orgs.Organization", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    message = models.CharField(max_length=500)
+    data = models.JSONField(default=dict, blank=True)
+    # One alert per condition and period: reruns of the check do not repeat it.
+    dedupe_key = models.CharField(max_length=200, unique=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}"

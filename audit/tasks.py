@@ -19,3 +19,17 @@ def usage_rollup() -> int:
         for moment in (now - step, now):
             written += rollups.usage_rollup(period=period, moment=moment)
     return written
+
+
+@app.task(name="audit.tasks.audit_retention")
+def audit_retention() -> int:
+    from audit import jobs
+
+    return jobs.audit_retention()
+
+
+@app.task(name="audit.tasks.alerts_check")
+def alerts_check() -> int:
+    from audit import jobs
+
+    return len(jobs.alerts_check())

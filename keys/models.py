@@ -86,6 +86,11 @@ class ApiKey(OrgOwnedModel):
     tokens_per_minute = models.PositiveIntegerField(null=True, blank=True)
     monthly_token_quota = models.PositiveBigIntegerField(null=True, blank=True)
     monthly_cost_quota = models.FloatField(null=True, blank=True)
+    # Background jobs: notices sent and expiry recorded (each once).
+    expiry_notice_7d_at = models.DateTimeField(null=True, blank=True)
+    expiry_notice_1d_at = models.DateTimeField(null=True, blank=True)
+    expired_recorded_at = models.DateTimeField(null=True, blank=True)
+    unused_notice_at = models.DateTimeField(null=True, blank=True)
     # Set on the old key by a rotation with a grace period.
     replaced_by = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

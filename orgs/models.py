@@ -177,6 +177,7 @@ class Invitation(OrgOwnedModel):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     revoked_at = models.DateTimeField(null=True, blank=True)
+    expired_recorded_at = models.DateTimeField(null=True, blank=True)
 
     objects = OrgScopedManager.from_queryset(InvitationQuerySet)()
     all_orgs = InvitationQuerySet.as_manager()

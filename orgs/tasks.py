@@ -21,3 +21,8 @@ def invitation_send(org_id: str, invitation_id: str, send_number: int) -> bool:
     sent = tenancy.invitation_deliver(invitation_id=invitation_id, send_number=send_number)
     logger.info("invitation_send id=%s send=%s sent=%s", invitation_id, send_number, sent)
     return sent
+
+
+@app.task(name="orgs.tasks.invitation_expire_due")
+def invitation_expire_due() -> int:
+    return tenancy.invitation_expire_due()

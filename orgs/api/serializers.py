@@ -84,6 +84,12 @@ class OrgSettingsInput(serializers.Serializer):
     default_max_tokens = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
     max_prompt_chars = serializers.IntegerField(min_value=1, max_value=10_000_000, required=False)
     max_body_bytes = serializers.IntegerField(min_value=1024, required=False)
+    # Background jobs and alerts.
+    unused_key_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
+    alert_failed_logins = serializers.IntegerField(min_value=1, required=False)
+    alert_denials = serializers.IntegerField(min_value=1, required=False)
+    alert_token_spike_factor = serializers.FloatField(min_value=1.0, required=False)
+    alert_token_spike_min = serializers.IntegerField(min_value=1, required=False)
 
     def to_internal_value(self, data):
         # A misspelt knob (say ``alowed_private_hosts``) must not be accepted and dropped.

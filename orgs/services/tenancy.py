@@ -596,3 +596,24 @@ def invitation_accept(
                 actor=user, target=membership, request=request, data={"role": invitation.role.slug},
             )
     return membership
+
+
+def invitation_expire_due() -> int:
+    """Record each invitation's expiry once (accepting it is already refused by date)."""
+    now = clock.now()
+    recorded = 0
+    # Cross-org by design: a platform job over every tenant.
+    due = Invitation.all_orgs.filter(
+        accepted_at__isnull=True, revoked_at__isnull=True, expires_at__lte=now, expired_recorded_at__isnull=True
+    ).values_list("pk", flat=True)
+    for pk in due:
+        with transaction.atomic():
+            invitation = Invitation.all_orgs.select_for_update(of=("self",)).select_related("org").get(pk=pk)
+            if invitation.expired_recorded_at is not None:
+                continue
+            invitation.expired_recorded_at = now
+            invitation.save(update_fields=["expired_recorded_at"])
+            audit.record(action="member:invite", outcome="success", org=invitation.org, actor_label="system",
+                         target=invitation, data={"op": "expire"})
+            recorded += 1
+    return recorded

@@ -6,3 +6,4 @@ from tests.gateway.conftest import (  # noqa: F401
     llm,
     upstream_requests,
 )
+from tests.keys.conftest import service_account  # noqa: F401,E402
