@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from audit.models import AuditChainHead, AuditRecord, UsageRecord, UsageRollup
+from audit.models import Alert, AuditChainHead, AuditRecord, UsageRecord, UsageRollup
 
 
 @admin.register(AuditRecord)
@@ -55,3 +55,10 @@ class UsageRollupAdmin(ReadOnlyAdmin):
                     "prompt_tokens", "completion_tokens", "cost")
     list_filter = ("period",)
     search_fields = ("model", "key_prefix")
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "org", "kind", "message")
+    list_filter = ("kind", "org")
+    search_fields = ("message", "dedupe_key")

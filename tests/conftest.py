@@ -7,7 +7,9 @@ fail in CI (``INFERIA_REQUIRE_ALL=1``), see ``require_or_skip``.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -207,3 +209,65 @@ def invitation_token(message) -> str:
     match = re.search(r"/api/v1/invitations/([^/\s]+)/accept", message.body)
     assert match, message.body
     return match.group(1)
+
+
+# --- the whole run never writes a credential into an audit row or a log line ---------
+
+LEAK_PATTERNS = [
+    re.compile(r"ifr_[A-Za-z0-9]{12}_[A-Za-z0-9]{20,}"),  # a whole Inferia API key
+    re.compile(r"sk-[A-Za-z0-9_-]{16,}"),  # upstream secrets used by the tests
+    re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\."),  # JWTs
+    re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"),  # e-mail addresses
+    re.compile(re.escape(PASSWORD)),
+]
+LEAKS: list[str] = []
+
+
+def _scan(where: str, text: str) -> None:
+    for pattern in LEAK_PATTERNS:
+        match = pattern.search(text)
+        if match:
+            LEAKS.append(f"{where}: {match.group(0)[:12]}... in {text[:160]!r}")
+
+
+class _LeakScanHandler(logging.Handler):
+    """Formats every log record as the console would (redacted JSON) and scans it."""
+
+    def __init__(self) -> None:
+        from audit.logging import JsonFormatter, RedactingFilter
+
+        super().__init__(level=logging.DEBUG)
+        self.addFilter(RedactingFilter())
+        self.setFormatter(JsonFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            _scan(f"log {record.name}", self.format(record))
+        except Exception:  # a broken record must not break the scan of the rest
+            LEAKS.append(f"log {record.name}: could not be formatted")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_credentials_in_audit_or_logs():
+    """Every audit row written (through the one writer) and every log line of the run."""
+    import json as _json
+
+    from audit import chain
+
+    original = chain.append
+
+    def scanning_append(records):
+        records = list(records)
+        for record in records:
+            fields = {name: getattr(record, name) for name in chain.HASHED_FIELDS if name not in ("id", "prev_hash")}
+            _scan(f"audit {record.action}", _json.dumps(fields, default=str))
+        return original(records)
+
+    chain.append = scanning_append
+    handler = _LeakScanHandler()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    yield
+    root.removeHandler(handler)
+    chain.append = original
+    assert not LEAKS, "credentials reached audit rows or log lines:\n" + "\n".join(LEAKS[:20])

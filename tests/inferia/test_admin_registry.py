@@ -54,6 +54,9 @@ def admin_data(cast, django_capture_on_commit_callbacks, settings):
         [],
     )
     rollups.usage_rollup(period="hour", moment=timezone.now())
+    from audit.models import Alert
+
+    Alert.objects.create(org=cast.acme, kind="denials", message="test", dedupe_key="admin-test")
     return cast
 
 
