@@ -23,7 +23,7 @@ from inferia.errors import InferiaError
 from keys import access_rules, forms, selectors, services
 from keys.models import ApiKey
 from orgs import selectors as org_selectors
-from orgs.pages import apply_error, error_page, org_page, page_context
+from orgs.pages import apply_error, error_page, org_page, page_context, post_refused
 
 EXPIRING_SOON_DAYS = 14
 
@@ -134,6 +134,8 @@ def api_key_action(request: HttpRequest, org, key_id, action: str) -> HttpRespon
 
 @org_page("member:view")
 def service_account_list(request: HttpRequest, org) -> HttpResponse:
+    if refused := post_refused(request, "service_account:manage"):
+        return refused
     roles = [r for r in org_selectors.role_list() if r.slug != "owner"]
     form = forms.ServiceAccountForm(request.POST or None, roles=roles)
     if request.method == "POST" and form.is_valid():
@@ -271,6 +273,8 @@ def _rule_errors(details) -> dict[int, list[str]]:
 @org_page("model:read")
 def access_rule_list(request: HttpRequest, org) -> HttpResponse:
     """The rules, the effective access (who may use which model), and the YAML import."""
+    if refused := post_refused(request, "policy:manage"):
+        return refused
     current_yaml = access_rules.export_yaml()
     form = forms.AccessRulesImportForm(request.POST or None, initial={"document": current_yaml})
     rule_errors: dict[int, list[str]] = {}

@@ -98,5 +98,17 @@ def apply_error(form: forms.Form | None, request: HttpRequest, exc: InferiaError
         messages.error(request, exc.message)
 
 
+def post_refused(request: HttpRequest, permission: str) -> HttpResponse | None:
+    """A POST to a page that also shows read-only content: 403 unless ``permission`` is held
+    (the service would refuse too; this answers before a form is even read)."""
+    if request.method == "POST" and not request.access.can(permission):
+        audit.record(
+            action=permission, outcome="denied", org=request.access.org, actor=request.user,
+            status_code=403, request=request, data={"path": request.path, "page": True},
+        )
+        return error_page(request, 403, f"Your role does not include {permission}.")
+    return None
+
+
 def page_context(request: HttpRequest, **extra) -> dict:
     return {"org": getattr(request, "org", None), "access": getattr(request, "access", None), **extra}

@@ -23,7 +23,7 @@ from audit import services as audit
 from inferia.errors import InferiaError, OtpRequired
 from orgs import forms, selectors
 from orgs.models import User
-from orgs.pages import apply_error, error_page, login_redirect, org_page, page_context
+from orgs.pages import apply_error, error_page, login_redirect, org_page, page_context, post_refused
 from orgs.services import auth, tenancy, two_factor
 
 __all__ = ["org_page"]
@@ -156,6 +156,9 @@ def org_list(request: HttpRequest) -> HttpResponse:
     """The org switcher and the form to create an organization."""
     if not request.user.is_authenticated:
         return login_redirect(request)
+    go = request.GET.get("go", "")
+    if go.startswith("/orgs/"):
+        return redirect(go)
     form = forms.OrganizationCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -197,6 +200,8 @@ def org_settings(request: HttpRequest, org) -> HttpResponse:
 
 @org_page("member:view")
 def member_list(request: HttpRequest, org) -> HttpResponse:
+    if refused := post_refused(request, "member:invite"):
+        return refused
     roles = list(selectors.role_list())
     invite_form = forms.InvitationForm(request.POST or None, roles=roles, prefix="invite")
     if request.method == "POST":
@@ -265,6 +270,8 @@ def invitation_update(request: HttpRequest, org, invitation_id) -> HttpResponse:
 
 @org_page("member:view")
 def team_list(request: HttpRequest, org) -> HttpResponse:
+    if refused := post_refused(request, "team:manage"):
+        return refused
     form = forms.TeamForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -314,6 +321,8 @@ def team_update(request: HttpRequest, org, team_id) -> HttpResponse:
 
 @org_page("member:view")
 def role_list(request: HttpRequest, org) -> HttpResponse:
+    if refused := post_refused(request, "policy:manage"):
+        return refused
     form = forms.RoleForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -330,6 +339,8 @@ def role_list(request: HttpRequest, org) -> HttpResponse:
 
 @org_page("member:view")
 def role_update(request: HttpRequest, org, role_id) -> HttpResponse:
+    if refused := post_refused(request, "policy:manage"):
+        return refused
     role = selectors.role_get(role_id)
     if role is None or role.is_builtin:
         return error_page(request, 404)
