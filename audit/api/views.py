@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.http import StreamingHttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
@@ -18,6 +18,7 @@ from audit.api import serializers as s
 from audit.export import csv_rows, jsonl_rows
 from inferia.api import OrgAPIView
 from orgs.models import TeamMember, User
+
 
 class _StreamRenderer(BaseRenderer):
     """Lets ``?format=csv|jsonl`` through content negotiation; the view streams the body."""

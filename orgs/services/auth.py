@@ -21,8 +21,8 @@ from audit import services as audit
 from inferia import counters
 from inferia.errors import AuthenticationFailed, RateLimited, ValidationError
 from orgs.models import RefreshTokenRecord, User
-from orgs.signals import access_changed, user_org_ids
 from orgs.services import two_factor
+from orgs.signals import access_changed, user_org_ids
 
 VERSION_CLAIM = "ver"
 FAMILY_CLAIM = "fam"
