@@ -49,4 +49,5 @@ def bar_chart(title: str, points: list[tuple[str, int]], *, width: int = 640, he
             width=round(bar_width, 1), height=round(bar_height, 1), label=label, value=int(value),
             title=f"{label}: {int(value)}",
         ))
-    return BarChart(title=title, width=width, height=height, bars=bars, max_value=peak, baseline=top + plot)
+    return BarChart(title=title, width=width, height=height, bars=bars,
+                    max_value=max((int(value) for _, value in points), default=0), baseline=top + plot)

@@ -84,6 +84,13 @@ def _key_form(request: HttpRequest, data=None) -> forms.ApiKeyCreateForm:
                                   initial={"permissions": ["inference:run", "model:read"]})
 
 
+def _secret_page(request: HttpRequest, key: ApiKey, plaintext: str) -> HttpResponse:
+    """The one response that carries a key's secret: never cached."""
+    response = render(request, "keys/api_key_secret.html", page_context(request, key=key, plaintext=plaintext))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 @org_page("api_key:create")
 def api_key_list(request: HttpRequest, org) -> HttpResponse:
     """Everyone who may mint keys: their keys (all keys with ``api_key:view``), and the form."""
@@ -101,7 +108,7 @@ def api_key_list(request: HttpRequest, org) -> HttpResponse:
             apply_error(form, request, exc)
         else:
             messages.success(request, f"API key {key.prefix} created.")
-            return render(request, "keys/api_key_secret.html", page_context(request, key=key, plaintext=plaintext))
+            return _secret_page(request, key, plaintext)
     keys = list(selectors.api_key_list_for(request.access)[:200])
     return render(request, "keys/api_key_list.html", page_context(request, keys=keys, form=form),
                   status=400 if form.errors else 200)
@@ -122,8 +129,7 @@ def api_key_action(request: HttpRequest, org, key_id, action: str) -> HttpRespon
         else:
             replacement, plaintext = services.api_key_rotate(access=request.access, key=key, request=request)
             messages.success(request, f"API key {key.prefix} rotated; the old secret stopped working.")
-            return render(request, "keys/api_key_secret.html",
-                          page_context(request, key=replacement, plaintext=plaintext))
+            return _secret_page(request, replacement, plaintext)
     except InferiaError as exc:
         apply_error(None, request, exc)
     return redirect("keys:api-key-list", org=org.slug)

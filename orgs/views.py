@@ -135,7 +135,9 @@ def two_factor_view(request: HttpRequest) -> HttpResponse:
             if form.is_valid():
                 codes = two_factor.totp_confirm(user=user, otp_code=form.cleaned_data["otp_code"], request=request)
                 messages.success(request, "Two-factor authentication is on. Keep your recovery codes safe.")
-                return render(request, "orgs/two_factor.html", {**context, "enabled": True, "recovery_codes": codes})
+                response = render(request, "orgs/two_factor.html", {**context, "enabled": True, "recovery_codes": codes})
+                response["Cache-Control"] = "no-store"
+                return response
         if op == "disable" and enabled:
             form = forms.OtpForm(request.POST)
             if form.is_valid():

@@ -291,7 +291,7 @@ def test_key_secret_is_shown_once(bob_page, cast):
 
     secret = re.search(r'id="new-key-secret"[^>]*value="([^"]+)"', body).group(1)
     assert secret.startswith("ifr_") and key.prefix in secret
-    assert "shown only this once" in body
+    assert "shown only this once" in body and response["Cache-Control"] == "no-store"
     listing = bob_page.get("/orgs/acme/api-keys").content.decode()
     assert key.prefix in listing and secret not in listing
     assert key.model_patterns == ["openai-main/gpt-4o"] and key.owner_user_id == cast.bob.pk
