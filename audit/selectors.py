@@ -42,3 +42,38 @@ def usage_rollup_list(*, period: str, since: datetime, until: datetime) -> Query
     return UsageRollup.objects.filter(
         org_id=current_org().pk, period=period, period_start__gte=since, period_start__lt=until
     ).order_by("period_start")
+
+
+def usage_by_day(*, since: datetime) -> list[dict]:
+    """Requests, tokens and errors a day from the usage records (oldest first)."""
+    from django.db.models import Count, Sum
+    from django.db.models.functions import TruncDate
+
+    from audit.models import UsageRecord
+
+    return list(
+        UsageRecord.objects.filter(org_id=current_org().pk, created_at__gte=since)
+        .annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(
+            requests=Count("id"), errors=Count("id", filter=Q(status_code__gte=400)),
+            prompt_tokens=Sum("prompt_tokens"), completion_tokens=Sum("completion_tokens"),
+        )
+        .order_by("day")
+    )
+
+
+def usage_by(field: str, *, since: datetime, limit: int = 8) -> list[dict]:
+    """Top ``model`` or ``key_prefix`` values by requests since ``since``."""
+    from django.db.models import Count, Sum
+
+    from audit.models import UsageRecord
+
+    if field not in ("model", "key_prefix"):
+        raise ValueError(field)
+    return list(
+        UsageRecord.objects.filter(org_id=current_org().pk, created_at__gte=since)
+        .values(field)
+        .annotate(requests=Count("id"), tokens=Sum("prompt_tokens") + Sum("completion_tokens"))
+        .order_by("-requests")[:limit]
+    )

@@ -20,6 +20,10 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),
+    # Dashboard pages (server-rendered) at /login, /orgs/<slug>/...
+    path("", include("orgs.urls")),
+    path("", include("keys.urls")),
+    path("", include("audit.urls")),
 ]
 
 handler400 = "inferia.errors.handler400"

@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import defaultdict
 from datetime import timedelta
 
 from django.http import StreamingHttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 
 from audit import selectors
 from audit.api import serializers as s
+from audit.export import csv_rows, jsonl_rows
 from inferia.api import OrgAPIView
 from orgs.models import TeamMember, User
-
-CSV_COLUMNS = [
-    "created_at", "action", "outcome", "status_code", "actor_label", "actor_user_id", "client_ip",
-    "target_type", "target_id", "model", "provider_account", "prompt_tokens", "completion_tokens",
-    "latency_ms", "request_id", "seq", "hash", "data",
-]
 
 
 class _StreamRenderer(BaseRenderer):
@@ -46,25 +40,6 @@ class AuditCursorPagination(CursorPagination):
     page_size = 100
     page_size_query_param = "page_size"
     max_page_size = 1000
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def _csv_rows(queryset):
-    writer = csv.writer(_Echo())
-    yield writer.writerow(CSV_COLUMNS)
-    for values in queryset.values_list(*CSV_COLUMNS).iterator(chunk_size=2000):
-        row = list(values)
-        row[-1] = json.dumps(row[-1], separators=(",", ":"))
-        yield writer.writerow(row)
-
-
-def _jsonl_rows(queryset):
-    for values in queryset.values(*CSV_COLUMNS).iterator(chunk_size=2000):
-        yield json.dumps(values, default=str, separators=(",", ":")) + "\n"
 
 
 class AuditLogListView(OrgAPIView):
@@ -91,11 +66,11 @@ class AuditLogListView(OrgAPIView):
         queryset = self.get_queryset()
         fmt = self.query["format"]
         if fmt == "csv":
-            response = StreamingHttpResponse(_csv_rows(queryset), content_type="text/csv; charset=utf-8")
+            response = StreamingHttpResponse(csv_rows(queryset), content_type="text/csv; charset=utf-8")
             response["Content-Disposition"] = f'attachment; filename="audit-{org}.csv"'
             return response
         if fmt == "jsonl":
-            return StreamingHttpResponse(_jsonl_rows(queryset), content_type="application/x-ndjson")
+            return StreamingHttpResponse(jsonl_rows(queryset), content_type="application/x-ndjson")
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(s.AuditRecordOutput(page, many=True).data)
 

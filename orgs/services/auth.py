@@ -21,8 +21,8 @@ from audit import services as audit
 from inferia import counters
 from inferia.errors import AuthenticationFailed, RateLimited, ValidationError
 from orgs.models import RefreshTokenRecord, User
-from orgs.signals import access_changed, user_org_ids
 from orgs.services import two_factor
+from orgs.signals import access_changed, user_org_ids
 
 VERSION_CLAIM = "ver"
 FAMILY_CLAIM = "fam"
@@ -117,13 +117,14 @@ def password_verify(
     return False
 
 
-def login(
+def login_verify(
     *, request: HttpRequest | None, username: str, password: str, otp_code: str | None = None
-) -> TokenPair:
-    """Check password (and TOTP when enrolled); returns a token pair.
+) -> User:
+    """Check password (and TOTP when enrolled); returns the user, nothing issued.
 
     One message for unknown user, inactive user and wrong password; failures
     are counted per username and per client IP (RATE_LIMITED past the limit).
+    Raises OTP_REQUIRED (audited) when the password is right and a code is needed.
     """
     keys = _throttle_keys(username, audit.client_ip(request))
     _refuse_if_throttled(
@@ -155,10 +156,46 @@ def login(
     )
     if not second_factor_ok:
         fail("bad_otp", AuthenticationFailed("Invalid one-time code"))
+    return user
+
+
+def login_second_factor(*, request: HttpRequest | None, user: User, otp_code: str | None) -> User:
+    """The second step of a two-step (page) login: the password was checked by
+    ``login_verify`` moments ago; check the code under the same throttles."""
+    keys = _throttle_keys(user.username, audit.client_ip(request))
+    _refuse_if_throttled(
+        keys, action="auth:login", request=request, actor_label=user.username,
+        message="Too many failed login attempts; try again later",
+    )
+    if not user.is_active:
+        raise AuthenticationFailed("Invalid username or password")
+    if not two_factor.second_factor_verify(user=user, otp_code=otp_code, request=request, action="auth:login"):
+        _count_failure(keys)
+        audit.record(
+            action="auth:login", outcome="failure", actor_label=user.username, status_code=401,
+            request=request, data={"reason": "bad_otp"},
+        )
+        raise AuthenticationFailed("Invalid one-time code")
+    return user
+
+
+def login_record(*, request: HttpRequest | None, user: User, via: str = "api") -> None:
+    """Stamp ``last_login`` and audit a successful login."""
+    User.objects.filter(pk=user.pk).update(last_login=timezone.now())
+    audit.record(
+        action="auth:login", outcome="success", actor=user, status_code=200, request=request,
+        data={"via": via} if via != "api" else None,
+    )
+
+
+def login(
+    *, request: HttpRequest | None, username: str, password: str, otp_code: str | None = None
+) -> TokenPair:
+    """Check password (and TOTP when enrolled); returns a token pair."""
+    user = login_verify(request=request, username=username, password=password, otp_code=otp_code)
     with transaction.atomic():
         pair = token_pair_issue(user=user)
-        User.objects.filter(pk=user.pk).update(last_login=timezone.now())
-        audit.record(action="auth:login", outcome="success", actor=user, status_code=200, request=request)
+        login_record(request=request, user=user)
     return pair
 
 

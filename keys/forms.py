@@ -1,0 +1,102 @@
+"""Dashboard forms of keys/: they validate input; services do the work."""
+
+from __future__ import annotations
+
+import re
+
+from django import forms
+
+from keys.models import ProviderType
+from orgs.forms import slug_field
+
+_SPLIT = re.compile(r"[\s,]+")
+
+
+def split_names(text: str) -> list[str]:
+    return [part for part in _SPLIT.split(text or "") if part]
+
+
+class ApiKeyCreateForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    permissions = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, label="Scopes")
+    models = forms.CharField(
+        required=False, label="Models (optional)",
+        help_text="Restrict the key to these models, e.g. openai-main/gpt-4o or openai-main/*. Empty: every model you may use.",
+    )
+    expires_in_days = forms.IntegerField(min_value=1, max_value=3650, required=False, label="Expires in (days)")
+    service_account = forms.ChoiceField(required=False, label="Owner")
+
+    def __init__(self, *args, permissions=(), service_accounts=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["permissions"].choices = [(p, p) for p in permissions]
+        self.fields["service_account"].choices = [("", "Me"), *((a.slug, f"Service account {a.slug}") for a in service_accounts)]
+        if not service_accounts:
+            del self.fields["service_account"]
+
+    def clean_models(self) -> list[str]:
+        return split_names(self.cleaned_data["models"])
+
+
+class ServiceAccountForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    slug = forms.CharField(max_length=50, validators=[slug_field])
+    description = forms.CharField(max_length=500, required=False)
+    role = forms.ChoiceField()
+
+    def __init__(self, *args, roles=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["role"].choices = [(r.slug, r.name) for r in roles]
+
+
+def _parse_pairs(text: str, what: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if "=" not in line:
+            raise forms.ValidationError(f"Write one {what} a line as key=value: {line!r}")
+        key, value = (part.strip() for part in line.split("=", 1))
+        pairs[key] = value
+    return pairs
+
+
+class ProviderAccountForm(forms.Form):
+    name = forms.CharField(max_length=50, validators=[slug_field], help_text="Models are called name/model, e.g. openai-main/gpt-4o.")
+    provider_type = forms.ChoiceField(choices=ProviderType.choices)
+    base_url = forms.URLField(max_length=500, assume_scheme="https")
+    api_version = forms.CharField(max_length=50, required=False, label="API version (Azure)")
+    models = forms.CharField(
+        required=False, label="Enabled models", widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Model names separated by spaces, commas or new lines.",
+    )
+    tags = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2}), help_text="One key=value a line, e.g. env=prod."
+    )
+    secret = forms.CharField(
+        required=False, strip=True, label="Upstream API key",
+        widget=forms.PasswordInput(attrs={"autocomplete": "off"}, render_value=False),
+        help_text="Write-only: stored encrypted and never shown again.",
+    )
+
+    def clean_models(self) -> list[dict]:
+        return [{"name": name} for name in split_names(self.cleaned_data["models"])]
+
+    def clean_tags(self) -> dict[str, str]:
+        return _parse_pairs(self.cleaned_data["tags"], "tag")
+
+
+class ProviderSecretForm(forms.Form):
+    secret = forms.CharField(
+        strip=True, label="New upstream API key",
+        widget=forms.PasswordInput(attrs={"autocomplete": "off"}, render_value=False),
+    )
+    otp_code = forms.CharField(
+        required=False, max_length=16, label="Code from your authenticator app",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+        help_text="Replacing a secret needs a fresh code when you use two-factor authentication.",
+    )
+
+
+class AccessRulesImportForm(forms.Form):
+    document = forms.CharField(widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false"}), label="Access rules (YAML)")

@@ -1,0 +1,114 @@
+"""What every dashboard page shares: ``org_page`` (org, Access, scope), error pages,
+and turning a service's ``InferiaError`` into form errors.
+
+Pages in every app import these from here (``orgs.views`` re-exports ``org_page``),
+so apps do not import each other's views.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+
+from audit import services as audit
+from inferia.errors import InferiaError
+from orgs.access import PERMISSION_SET, access_for_user
+from orgs.models import Organization
+from orgs.scoping import org_scope
+
+
+def login_redirect(request: HttpRequest) -> HttpResponse:
+    return redirect(f"{reverse('orgs:login')}?{urlencode({'next': request.get_full_path()})}")
+
+
+def error_page(request: HttpRequest, status: int, message: str = "") -> HttpResponse:
+    titles = {403: "Permission denied", 404: "Not found"}
+    return render(
+        request, "errors/error.html", {"status": status, "title": titles.get(status, "Error"), "message": message},
+        status=status,
+    )
+
+
+def org_page(permission: str) -> Callable:
+    """A page of one org: a signed-in member (others: 404), 2FA when the org asks
+    for it, ``permission`` held (else 403); the org scope is active in the view and
+    ``request.access``/``request.org`` are set. The view takes ``(request, org, ...)``."""
+    if permission not in PERMISSION_SET:
+        raise ValueError(f"Unknown permission {permission}")
+
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, org: str, *args, **kwargs) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return login_redirect(request)
+            organization = Organization.objects.filter(slug=org).first()
+            access = access_for_user(organization, request.user) if organization is not None else None
+            if access is None:
+                return error_page(request, 404, "No such organization, or you are not a member.")
+            if organization.require_2fa and not request.user.has_confirmed_totp:
+                audit.record(
+                    action="auth:2fa_required", outcome="denied", org=organization, actor=request.user,
+                    status_code=302, request=request, data={"path": request.path, "method": request.method},
+                )
+                messages.warning(request, f"{organization.name} requires two-factor authentication. Set it up first.")
+                return redirect(f"{reverse('orgs:2fa-setup')}?{urlencode({'next': request.get_full_path()})}")
+            request.access = access
+            request.org = organization
+            with org_scope(organization):
+                if not access.can(permission):
+                    audit.record(
+                        action=permission, outcome="denied", org=organization, actor=request.user,
+                        status_code=403, request=request, data={"path": request.path, "page": True},
+                    )
+                    return error_page(request, 403, f"Your role does not include {permission}.")
+                return view(request, organization, *args, **kwargs)
+
+        wrapper.required_permission = permission
+        return wrapper
+
+    return decorate
+
+
+def apply_error(form: forms.Form | None, request: HttpRequest, exc: InferiaError) -> None:
+    """Show a service's refusal: details keyed by a form field go to that field, the
+    rest (and the message) to the form's non-field errors, or a message without a form."""
+    details = exc.details if isinstance(exc.details, dict) else {}
+    placed = False
+    if form is not None:
+        for key, problems in details.items():
+            problems = problems if isinstance(problems, list) else [problems]
+            if key in form.fields:
+                for problem in problems:
+                    form.add_error(key, str(problem))
+                placed = True
+        form.add_error(None, exc.message)
+        if not placed:
+            for key, problems in details.items():
+                if key not in form.fields and isinstance(problems, list):
+                    for problem in problems:
+                        form.add_error(None, f"{key}: {problem}")
+    else:
+        messages.error(request, exc.message)
+
+
+def post_refused(request: HttpRequest, permission: str) -> HttpResponse | None:
+    """A POST to a page that also shows read-only content: 403 unless ``permission`` is held
+    (the service would refuse too; this answers before a form is even read)."""
+    if request.method == "POST" and not request.access.can(permission):
+        audit.record(
+            action=permission, outcome="denied", org=request.access.org, actor=request.user,
+            status_code=403, request=request, data={"path": request.path, "page": True},
+        )
+        return error_page(request, 403, f"Your role does not include {permission}.")
+    return None
+
+
+def page_context(request: HttpRequest, **extra) -> dict:
+    return {"org": getattr(request, "org", None), "access": getattr(request, "access", None), **extra}

@@ -1,0 +1,367 @@
+"""Dashboard pages of orgs/: login with the TOTP step, 2FA setup, password change,
+org switcher and creation, members, invitations, teams, roles and settings.
+
+Every org page is behind ``org_page(permission)``, the same permission names the
+API declares; POST handlers call services and show ``InferiaError`` on the form.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.contrib import messages
+from django.contrib.auth import login as django_login
+from django.contrib.auth import logout as django_logout
+from django.contrib.auth import update_session_auth_hash
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from audit import services as audit
+from inferia.errors import InferiaError, OtpRequired
+from orgs import forms, selectors
+from orgs.models import User
+from orgs.pages import apply_error, error_page, login_redirect, org_page, page_context, post_refused
+from orgs.services import auth, tenancy, two_factor
+
+__all__ = ["org_page"]
+
+PENDING_LOGIN_SECONDS = 300
+
+
+def _next_url(request: HttpRequest, default: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return default
+
+
+def _session_login(request: HttpRequest, user: User) -> HttpResponse:
+    django_login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    auth.login_record(request=request, user=user, via="dashboard")
+    messages.success(request, f"Signed in as {user.username}.")
+    return redirect(_next_url(request, reverse("orgs:org-list")))
+
+
+# --- login, logout, password, 2FA ------------------------------------------------------
+
+
+def login_view(request: HttpRequest) -> HttpResponse:
+    """Password, then (when enrolled) a TOTP or recovery code, with the API's throttles."""
+    next_url = request.POST.get("next") or request.GET.get("next", "")
+    pending = request.session.get("login_pending")
+    if pending and time.time() - pending["at"] > PENDING_LOGIN_SECONDS:
+        request.session.pop("login_pending", None)
+        pending = None
+    if request.method == "POST" and request.POST.get("step") == "otp" and pending:
+        form = forms.OtpForm(request.POST)
+        user = User.objects.filter(pk=pending["user"]).first()
+        if form.is_valid() and user is not None:
+            try:
+                auth.login_second_factor(request=request, user=user, otp_code=form.cleaned_data["otp_code"])
+            except InferiaError as exc:
+                apply_error(form, request, exc)
+            else:
+                request.session.pop("login_pending", None)
+                return _session_login(request, user)
+        return render(request, "orgs/login_otp.html", {"form": form, "next": next_url}, status=400)
+    if request.method == "POST":
+        form = forms.LoginForm(request.POST)
+        if form.is_valid():
+            try:
+                user = auth.login_verify(
+                    request=request, username=form.cleaned_data["username"], password=form.cleaned_data["password"],
+                )
+            except OtpRequired:
+                user = User.objects.get(username=form.cleaned_data["username"])
+                request.session["login_pending"] = {"user": str(user.pk), "at": time.time()}
+                return render(request, "orgs/login_otp.html", {"form": forms.OtpForm(), "next": next_url})
+            except InferiaError as exc:
+                apply_error(form, request, exc)
+            else:
+                return _session_login(request, user)
+        return render(request, "orgs/login.html", {"form": form, "next": next_url}, status=400)
+    request.session.pop("login_pending", None)
+    return render(request, "orgs/login.html", {"form": forms.LoginForm(), "next": next_url})
+
+
+@require_POST
+def logout_view(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        audit.record(action="auth:logout", outcome="success", actor=request.user, request=request, data={"via": "dashboard"})
+    django_logout(request)
+    messages.info(request, "Signed out.")
+    return redirect("orgs:login")
+
+
+def password_change_view(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_authenticated:
+        return login_redirect(request)
+    form = forms.PasswordChangeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            auth.password_change(
+                user=request.user, current_password=form.cleaned_data["current_password"],
+                new_password=form.cleaned_data["new_password"], request=request,
+            )
+        except InferiaError as exc:
+            apply_error(form, request, exc)
+        else:
+            update_session_auth_hash(request, request.user)
+            messages.success(request, "Password changed. Every API token of yours was signed out.")
+            return redirect("orgs:org-list")
+    return render(request, "orgs/password_change.html", {"form": form}, status=400 if form.errors else 200)
+
+
+def two_factor_view(request: HttpRequest) -> HttpResponse:
+    """Start enrolment (QR code), confirm with a code (recovery codes shown once), or disable."""
+    if not request.user.is_authenticated:
+        return login_redirect(request)
+    user = request.user
+    enabled = two_factor.confirmed_device(user) is not None
+    context = {"enabled": enabled, "next": request.GET.get("next") or request.POST.get("next", "")}
+    op = request.POST.get("op") if request.method == "POST" else None
+    try:
+        if op == "start" and not enabled:
+            setup = two_factor.totp_setup(user=user, request=request)
+            secret = setup.otpauth_uri.split("secret=", 1)[1].split("&", 1)[0]
+            return render(request, "orgs/two_factor.html", {
+                **context, "setup": setup, "manual_secret": secret, "form": forms.OtpForm(),
+            })
+        if op == "confirm" and not enabled:
+            form = forms.OtpForm(request.POST)
+            if form.is_valid():
+                codes = two_factor.totp_confirm(user=user, otp_code=form.cleaned_data["otp_code"], request=request)
+                messages.success(request, "Two-factor authentication is on. Keep your recovery codes safe.")
+                response = render(request, "orgs/two_factor.html", {**context, "enabled": True, "recovery_codes": codes})
+                response["Cache-Control"] = "no-store"
+                return response
+        if op == "disable" and enabled:
+            form = forms.OtpForm(request.POST)
+            if form.is_valid():
+                two_factor.totp_disable(user=user, otp_code=form.cleaned_data["otp_code"], request=request)
+                messages.success(request, "Two-factor authentication is off.")
+                return redirect("orgs:2fa-setup")
+    except InferiaError as exc:
+        messages.error(request, exc.message)
+        if op == "confirm":
+            messages.info(request, "Start again to get a new QR code.")
+    return render(request, "orgs/two_factor.html", {**context, "form": forms.OtpForm()})
+
+
+# --- organizations -----------------------------------------------------------------------
+
+
+def org_list(request: HttpRequest) -> HttpResponse:
+    """The org switcher and the form to create an organization."""
+    if not request.user.is_authenticated:
+        return login_redirect(request)
+    go = request.GET.get("go", "")
+    if go.startswith("/orgs/"):
+        return redirect(go)
+    form = forms.OrganizationCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            org = tenancy.organization_create(
+                user=request.user, slug=form.cleaned_data["slug"], name=form.cleaned_data["name"], request=request
+            )
+        except InferiaError as exc:
+            apply_error(form, request, exc)
+        else:
+            messages.success(request, f"Organization {org.name} created; you are its Owner.")
+            return redirect("keys:org-overview", org=org.slug)
+    memberships = selectors.membership_list_for_user(request.user)
+    return render(request, "orgs/org_list.html", {"form": form, "memberships": memberships},
+                  status=400 if form.errors else 200)
+
+
+@org_page("org:update")
+def org_settings(request: HttpRequest, org) -> HttpResponse:
+    s = org.settings
+    initial = {
+        "name": org.name, "require_2fa": org.require_2fa,
+        "allowed_private_hosts": "\n".join(s.get("allowed_private_hosts", [])),
+        **{name: s.get(name) for name in forms.SettingsForm.SETTING_FIELDS},
+    }
+    form = forms.SettingsForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            tenancy.organization_update(access=request.access, changes=form.changes(), request=request)
+        except InferiaError as exc:
+            apply_error(form, request, exc)
+        else:
+            messages.success(request, "Settings saved.")
+            return redirect("orgs:settings-update", org=org.slug)
+    return render(request, "orgs/settings.html", page_context(request, form=form), status=400 if form.errors else 200)
+
+
+# --- members and invitations ---------------------------------------------------------------
+
+
+@org_page("member:view")
+def member_list(request: HttpRequest, org) -> HttpResponse:
+    if refused := post_refused(request, "member:invite"):
+        return refused
+    roles = list(selectors.role_list())
+    invite_form = forms.InvitationForm(request.POST or None, roles=roles, prefix="invite")
+    if request.method == "POST":
+        if invite_form.is_valid():
+            role = selectors.role_get_by_ref(invite_form.cleaned_data["role"])
+            try:
+                tenancy.invitation_create(
+                    access=request.access, email=invite_form.cleaned_data["email"], role=role, request=request
+                )
+            except InferiaError as exc:
+                apply_error(invite_form, request, exc)
+            else:
+                messages.success(request, f"Invitation sent to {invite_form.cleaned_data['email']}.")
+                return redirect("orgs:member-list", org=org.slug)
+    context = page_context(
+        request,
+        members=list(selectors.member_list()),
+        invitations=list(selectors.invitation_list()),
+        roles=roles,
+        invite_form=invite_form,
+    )
+    return render(request, "orgs/member_list.html", context, status=400 if invite_form.errors else 200)
+
+
+@require_POST
+@org_page("member:view")
+def member_update(request: HttpRequest, org, member_id) -> HttpResponse:
+    membership = selectors.member_get(member_id)
+    if membership is None:
+        return error_page(request, 404)
+    role = selectors.role_get_by_ref(request.POST.get("role", ""))
+    try:
+        if request.POST.get("op") == "remove":
+            tenancy.member_remove(access=request.access, membership=membership, request=request)
+            messages.success(request, f"{membership.user.username} was removed.")
+        elif role is None:
+            messages.error(request, "Choose a role.")
+        else:
+            tenancy.member_change_role(access=request.access, membership=membership, role=role, request=request)
+            messages.success(request, f"{membership.user.username} is now {role.name}.")
+    except InferiaError as exc:
+        apply_error(None, request, exc)
+    return redirect("orgs:member-list", org=org.slug)
+
+
+@require_POST
+@org_page("member:invite")
+def invitation_update(request: HttpRequest, org, invitation_id) -> HttpResponse:
+    invitation = selectors.invitation_list().filter(pk=invitation_id).first()
+    if invitation is None:
+        return error_page(request, 404)
+    try:
+        if request.POST.get("op") == "resend":
+            tenancy.invitation_resend(access=request.access, invitation=invitation, request=request)
+            messages.success(request, f"Invitation to {invitation.email} sent again.")
+        else:
+            tenancy.invitation_revoke(access=request.access, invitation=invitation, request=request)
+            messages.success(request, f"Invitation to {invitation.email} revoked.")
+    except InferiaError as exc:
+        apply_error(None, request, exc)
+    return redirect("orgs:member-list", org=org.slug)
+
+
+# --- teams -----------------------------------------------------------------------------------
+
+
+@org_page("member:view")
+def team_list(request: HttpRequest, org) -> HttpResponse:
+    if refused := post_refused(request, "team:manage"):
+        return refused
+    form = forms.TeamForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            team = tenancy.team_create(access=request.access, request=request, **form.cleaned_data)
+        except InferiaError as exc:
+            apply_error(form, request, exc)
+        else:
+            messages.success(request, f"Team {team.name} created.")
+            return redirect("orgs:team-list", org=org.slug)
+    teams = list(selectors.team_list())
+    for team in teams:
+        team.members_list = [m.user.username for m in selectors.team_member_list(team)]
+    member_form = forms.TeamMemberForm(members=selectors.member_list())
+    return render(request, "orgs/team_list.html", page_context(request, teams=teams, form=form, member_form=member_form),
+                  status=400 if form.errors else 200)
+
+
+@require_POST
+@org_page("team:manage")
+def team_update(request: HttpRequest, org, team_id) -> HttpResponse:
+    team = selectors.team_list().filter(pk=team_id).first()
+    if team is None:
+        return error_page(request, 404)
+    op = request.POST.get("op")
+    try:
+        if op == "delete":
+            tenancy.team_delete(access=request.access, team=team, request=request)
+            messages.success(request, f"Team {team.name} deleted.")
+        else:
+            user = User.objects.filter(username=request.POST.get("username", "")).first()
+            membership = selectors.member_get_by_user(user.pk) if user else None
+            if membership is None:
+                messages.error(request, "Choose a member of this organization.")
+            elif op == "remove_member":
+                tenancy.team_member_remove(access=request.access, team=team, membership=membership, request=request)
+                messages.success(request, f"{user.username} left {team.name}.")
+            else:
+                tenancy.team_member_add(access=request.access, team=team, membership=membership, request=request)
+                messages.success(request, f"{user.username} joined {team.name}.")
+    except InferiaError as exc:
+        apply_error(None, request, exc)
+    return redirect("orgs:team-list", org=org.slug)
+
+
+# --- roles -----------------------------------------------------------------------------------
+
+
+@org_page("member:view")
+def role_list(request: HttpRequest, org) -> HttpResponse:
+    if refused := post_refused(request, "policy:manage"):
+        return refused
+    form = forms.RoleForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            role = tenancy.role_create(access=request.access, request=request, **form.cleaned_data)
+        except InferiaError as exc:
+            apply_error(form, request, exc)
+        else:
+            messages.success(request, f"Role {role.name} created.")
+            return redirect("orgs:role-list", org=org.slug)
+    roles = list(selectors.role_list())
+    return render(request, "orgs/role_list.html", page_context(request, roles=roles, form=form),
+                  status=400 if form.errors else 200)
+
+
+@org_page("member:view")
+def role_update(request: HttpRequest, org, role_id) -> HttpResponse:
+    if refused := post_refused(request, "policy:manage"):
+        return refused
+    role = selectors.role_get(role_id)
+    if role is None or role.is_builtin:
+        return error_page(request, 404)
+    form = forms.RoleForm(request.POST or None, initial={
+        "name": role.name, "slug": role.slug, "description": role.description, "permissions": role.permissions,
+    })
+    form.fields["slug"].disabled = True
+    if request.method == "POST":
+        try:
+            if request.POST.get("op") == "delete":
+                tenancy.role_delete(access=request.access, role=role, request=request)
+                messages.success(request, f"Role {role.name} deleted.")
+                return redirect("orgs:role-list", org=org.slug)
+            if form.is_valid():
+                changes = {k: form.cleaned_data[k] for k in ("name", "description", "permissions")}
+                tenancy.role_update(access=request.access, role=role, changes=changes, request=request)
+                messages.success(request, f"Role {role.name} saved.")
+                return redirect("orgs:role-list", org=org.slug)
+        except InferiaError as exc:
+            apply_error(form, request, exc)
+    return render(request, "orgs/role_form.html", page_context(request, role=role, form=form),
+                  status=400 if form.errors else 200)
