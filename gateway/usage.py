@@ -39,7 +39,7 @@ def write(entry: dict[str, Any], adjustments: list[tuple[str, int]]) -> None:
 def _audit_for(entry: dict[str, Any]) -> AuditRecord:
     return AuditRecord(
         org_id=entry.get("org_id"),
-        actor_user_id=entry.get("user_id"),
+        actor_user_id=entry.get("audit_user_id", entry.get("user_id")),
         actor_label=entry.get("actor_label", "")[:200],
         action="inference:stream" if entry.get("streamed") else "inference:run",
         outcome="success" if int(entry["status_code"]) < 400 else "denied"
@@ -61,7 +61,30 @@ def _audit_for(entry: dict[str, Any]) -> AuditRecord:
     )
 
 
+def _drop_dangling_references(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An org or user deleted while its entries waited in the stream: keep the entry
+    without the link (the columns are SET_NULL), so one such entry cannot fail the
+    whole batch again and again and hold every other record back."""
+    from orgs.models import Organization, User
+
+    org_ids = {str(e["org_id"]) for e in entries if e.get("org_id")}
+    user_ids = {str(e["user_id"]) for e in entries if e.get("user_id")}
+    # Cross-org by design: the ingest worker serves every org.
+    known_orgs = {str(pk) for pk in Organization.objects.filter(pk__in=org_ids).values_list("pk", flat=True)}
+    known_users = {str(pk) for pk in User.objects.filter(pk__in=user_ids).values_list("pk", flat=True)}
+    cleaned = []
+    for entry in entries:
+        entry = dict(entry)
+        if entry.get("org_id") and str(entry["org_id"]) not in known_orgs:
+            entry["org_id"] = None
+        if entry.get("user_id") and str(entry["user_id"]) not in known_users:
+            entry["audit_user_id"] = None
+        cleaned.append(entry)
+    return cleaned
+
+
 def _persist(entries: list[dict[str, Any]]) -> int:
+    entries = _drop_dangling_references(entries)
     rows = []
     for entry in entries:
         values = {k: v for k, v in entry.items() if k in FIELDS}

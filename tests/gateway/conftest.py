@@ -77,10 +77,19 @@ def _usage_stream_per_worker(worker_id):
     usage.STREAM = original
 
 
+def _drop_usage_stream() -> None:
+    """Entries a previous test left unflushed would land in this test's database."""
+    from gateway import redis_client, usage
+
+    if redis_client.enabled():
+        redis_client.client().delete(usage.STREAM)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_gateway_state():
     principals.clear()
     RECORDED.clear()
+    _drop_usage_stream()
     yield
     principals.clear()
 
@@ -238,4 +247,5 @@ def backend(request, settings) -> str:
     shares this process, so the override reaches it. Request this fixture
     before ``llm`` so the org is set up on the same store."""
     settings.REDIS_URL = redis_url_or_skip() if request.param == "redis" else ""
+    _drop_usage_stream()
     return request.param
