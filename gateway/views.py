@@ -436,6 +436,7 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
     return await _handle(request, "embeddings")
 
 
+@csrf_exempt  # bearer credentials only; without this a POST got Django's HTML CSRF page, not a 405
 async def models(request: HttpRequest) -> HttpResponse:
     """The models the caller may use (``inference:run`` and an access rule)."""
     call = Call(request, "models")
