@@ -174,9 +174,11 @@ def llm(transactional_db, cast, fake_upstream, gateway_server):
             assert result.status_code == 200, result.content
 
         @staticmethod
-        def add_account(name: str, provider_type: str, base_url: str, models: list, **fields) -> dict:
-            body = {"name": name, "provider_type": provider_type, "base_url": base_url, "models": models,
-                    "secret": UPSTREAM_SECRET, **fields}
+        def add_account(name: str, provider_type: str, base_url: str, models: list,
+                        secret: str | None = UPSTREAM_SECRET, **fields) -> dict:
+            body = {"name": name, "provider_type": provider_type, "base_url": base_url, "models": models, **fields}
+            if secret is not None:
+                body["secret"] = secret
             result = alice.post("/api/v1/orgs/acme/provider-accounts", body, format="json")
             assert result.status_code == 201, result.content
             return result.json()
