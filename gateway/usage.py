@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 
 from audit.models import AuditRecord, UsageRecord
 from gateway import ratelimit, redis_client
+from orgs.models import Organization, User
 
 logger = logging.getLogger(__name__)
 STREAM = "inferia:usage"
@@ -65,8 +66,6 @@ def _drop_dangling_references(entries: list[dict[str, Any]]) -> list[dict[str, A
     """An org or user deleted while its entries waited in the stream: keep the entry
     without the link (the columns are SET_NULL), so one such entry cannot fail the
     whole batch again and again and hold every other record back."""
-    from orgs.models import Organization, User
-
     org_ids = {str(e["org_id"]) for e in entries if e.get("org_id")}
     user_ids = {str(e["user_id"]) for e in entries if e.get("user_id")}
     # Cross-org by design: the ingest worker serves every org.

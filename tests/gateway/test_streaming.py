@@ -41,7 +41,6 @@ def test_chunks_arrive_as_the_upstream_sends_them(llm):
     assert len(arrivals) == 6
     assert arrivals[-1] - arrivals[0] >= 0.8  # five gaps of 200 ms, not one burst
     assert arrivals[0] < arrivals[-1] - 0.8
-    assert arrivals[1] - arrivals[0] >= 0.1
 
 
 def test_stream_ends_with_done_and_records_usage_from_the_final_chunk(llm):

@@ -11,7 +11,7 @@ import pytest
 from django.forms.models import model_to_dict
 
 from audit.models import AuditRecord, UsageRecord
-from tests.conftest import client_for
+from tests.conftest import client_for, to_step_start
 from tests.gateway.conftest import UPSTREAM_SECRET, flush_usage
 
 CHAT = [{"role": "user", "content": "Say hello"}]
@@ -89,6 +89,7 @@ def test_refusals_are_recorded(llm, cast, model, setup, status, code, upstream_r
     if setup == "rule":
         llm.grant("authz_rules:\n  - models: ['openai-main/gpt-4o']\n    users: [bob]\n")
     if setup == "limit":
+        to_step_start(60)  # both calls in one window
         llm.org_settings(requests_per_minute=1)
         llm.sdk(key).models.list()
         llm.post("/chat/completions", key, {"model": model, "messages": CHAT})
