@@ -13,6 +13,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
 from django.db import IntegrityError, transaction
 
 from audit.models import AuditRecord, UsageRecord
@@ -26,14 +27,23 @@ FIELDS = {f.name for f in UsageRecord._meta.get_fields()} - {"id", "org"} | {"or
 
 
 def write(entry: dict[str, Any], adjustments: list[tuple[str, int]]) -> None:
-    """Settle reservations and persist the usage entry (sync; one Redis round trip)."""
+    """Settle reservations and persist the usage entry (sync; one Redis round trip).
+
+    When Redis fails here (after the upstream answered) the record goes straight to
+    the database instead of being lost; the reservations stay held until their
+    window ends, which errs on the safe side.
+    """
     if redis_client.enabled():
         pipe = redis_client.client().pipeline(transaction=False)
         ratelimit.settle_redis_pipeline(pipe, adjustments)
         pipe.xadd(STREAM, {"entry": json.dumps(entry, default=str)})
-        pipe.execute()
-        return
-    ratelimit.settle_db(adjustments)
+        try:
+            pipe.execute()
+            return
+        except redis.RedisError:
+            logger.warning("usage stream unavailable; record %s written to the database", entry.get("request_id"))
+    else:
+        ratelimit.settle_db(adjustments)
     _persist([entry])
 
 
@@ -103,8 +113,6 @@ def _persist(entries: list[dict[str, Any]]) -> int:
 
 def ingest(*, consumer: str = "worker", batch: int = 500, block_ms: int = 0) -> int:
     """Move stream entries into the database; idempotent (request ids are unique)."""
-    import redis
-
     if not redis_client.enabled():
         return 0
     r = redis_client.client()

@@ -251,3 +251,29 @@ def backend(request, settings) -> str:
     settings.REDIS_URL = redis_url_or_skip() if request.param == "redis" else ""
     _drop_usage_stream()
     return request.param
+
+
+@pytest.fixture
+def on_redis(settings) -> str:
+    """This test runs on Redis (skipped without it). Request it before ``llm``."""
+    settings.REDIS_URL = redis_url_or_skip()
+    _drop_usage_stream()
+    return settings.REDIS_URL
+
+
+@pytest.fixture
+def redis_outage(settings):
+    """Call it to make Redis unreachable for the gateway (a closed port), mid-test.
+
+    The Redis client and its registered script are per process (cached), so they
+    are rebuilt for the dead address, and again for the real one afterwards."""
+    from gateway import ratelimit, redis_client
+
+    def start() -> None:
+        redis_client.client.cache_clear()
+        ratelimit._Script.script = None
+        settings.REDIS_URL = f"redis://127.0.0.1:{_free_port()}/0"
+
+    yield start
+    redis_client.client.cache_clear()
+    ratelimit._Script.script = None

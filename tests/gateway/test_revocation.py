@@ -19,7 +19,12 @@ import pytest
 from django.db import connection
 
 from orgs.models import Membership
-from tests.gateway.conftest import _free_port, assert_sdk_error, redis_url_or_skip
+from tests.gateway.conftest import (
+    _free_port,
+    assert_gateway_error,
+    assert_sdk_error,
+    redis_url_or_skip,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = [{"role": "user", "content": "hi"}]
@@ -191,3 +196,30 @@ def test_rule_change_is_seen_by_every_process_at_once(two_processes, llm):
             _chat(client)
         assert_sdk_error(caught.value, 403, "PERMISSION_DENIED")
         assert _chat(client, "openai-main/gpt-4o-mini").model == "openai-main/gpt-4o-mini"
+
+
+# --- fail closed -----------------------------------------------------------------
+
+
+def test_unreachable_redis_refuses_a_new_credential_with_503(llm, redis_outage):
+    key = llm.key()
+    redis_outage()  # the org epoch cannot be read: the key cannot be confirmed
+    for path, method in (("/chat/completions", "POST"), ("/models", "GET")):
+        response = httpx.request(method, f"{llm.base_url}{path}", headers={"Authorization": f"Bearer {key}"},
+                                 json={"model": "openai-main/gpt-4o", "messages": CHAT}, timeout=30)
+        assert_gateway_error(response, 503, "SERVICE_UNAVAILABLE")
+        assert key not in response.text
+
+
+def test_unreachable_redis_refuses_a_cached_credential_with_503(on_redis, llm, redis_outage, upstream_requests):
+    client = llm.sdk(llm.key())
+    _warm(client)
+    upstream_requests.clear()
+    redis_outage()
+    with pytest.raises(openai.APIStatusError) as caught:
+        _chat(client)
+    assert_sdk_error(caught.value, 503, "SERVICE_UNAVAILABLE")
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.models.list()
+    assert_sdk_error(caught.value, 503, "SERVICE_UNAVAILABLE")
+    assert upstream_requests == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
@@ -12,7 +13,7 @@ from django.forms.models import model_to_dict
 
 from audit.models import AuditRecord, UsageRecord
 from tests.conftest import client_for, to_step_start
-from tests.gateway.conftest import UPSTREAM_SECRET, flush_usage
+from tests.gateway.conftest import UPSTREAM_SECRET, flush_usage, wait_for
 
 CHAT = [{"role": "user", "content": "Say hello"}]
 
@@ -175,3 +176,20 @@ def test_an_entry_of_a_deleted_org_does_not_block_the_others(llm):
     kept = UsageRecord.objects.get(request_id=orphan)
     assert kept.org_id is None
     assert AuditRecord.objects.get(request_id=orphan).actor_user_id is None
+
+
+def test_record_survives_redis_going_away_during_the_call(on_redis, llm, redis_outage, upstream_requests):
+    """Admitted while Redis was up; by the time the answer is back the stream is
+    unreachable: the answer still goes out and its record lands in the database."""
+    key = llm.key()
+    llm.sdk(key).models.list()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(llm.post, "/chat/completions", key,
+                              {"model": "openai-main/fake-slow-3000", "messages": CHAT})
+        wait_for(lambda: upstream_requests, what="the call to reach upstream")
+        redis_outage()
+        response = pending.result()
+    assert response.status_code == 200, response.text
+    record = UsageRecord.objects.get(request_id=response.headers["X-Request-ID"])  # no flush: Redis is gone
+    assert (record.status_code, record.completion_tokens) == (200, 6)
+    assert AuditRecord.objects.filter(request_id=record.request_id).count() == 1
