@@ -73,9 +73,7 @@ def _audit_for(entry: dict[str, Any]) -> AuditRecord:
 
 
 def _drop_dangling_references(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """An org or user deleted while its entries waited in the stream: keep the entry
-    without the link (the columns are SET_NULL), so one such entry cannot fail the
-    whole batch again and again and hold every other record back."""
+    """Keep entries whose org or user is gone without the link (the columns are SET_NULL)."""
     org_ids = {str(e["org_id"]) for e in entries if e.get("org_id")}
     user_ids = {str(e["user_id"]) for e in entries if e.get("user_id")}
     # Cross-org by design: the ingest worker serves every org.
@@ -93,7 +91,16 @@ def _drop_dangling_references(entries: list[dict[str, Any]]) -> list[dict[str, A
 
 
 def _persist(entries: list[dict[str, Any]]) -> int:
-    entries = _drop_dangling_references(entries)
+    try:
+        return _insert(entries)
+    except IntegrityError:
+        # An org or user deleted while its entries waited in the stream: without
+        # this, one such entry would fail its whole batch on every ingest and hold
+        # every other record back.
+        return _insert(_drop_dangling_references(entries))
+
+
+def _insert(entries: list[dict[str, Any]]) -> int:
     rows = []
     for entry in entries:
         values = {k: v for k, v in entry.items() if k in FIELDS}
