@@ -29,8 +29,9 @@ def _free_port() -> int:
 
 class ServerThread:
     def __init__(self, app, port: int) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                                lifespan="off")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.url = f"http://127.0.0.1:{port}"
@@ -122,15 +123,29 @@ def llm(transactional_db, cast, fake_upstream, gateway_server):
         {"name": "gpt-4o", "input_price_per_million": 2.5, "output_price_per_million": 10.0},
         {"name": "gpt-4o-mini"},
         {"name": "text-embedding-3-small"},
-        *({"name": name} for name in (
-            "fake-error-500", "fake-error-400", "fake-error-401", "fake-error-429", "fake-slow-3000",
-            "fake-reset", "fake-redirect", "fake-stream-slow-200",
-        )),
+        *(
+            {"name": name}
+            for name in (
+                "fake-error-500",
+                "fake-error-400",
+                "fake-error-401",
+                "fake-error-429",
+                "fake-slow-3000",
+                "fake-reset",
+                "fake-redirect",
+                "fake-stream-slow-200",
+            )
+        ),
     ]
     response = alice.post(
         "/api/v1/orgs/acme/provider-accounts",
-        {"name": "openai-main", "provider_type": "openai", "base_url": f"{fake_upstream.url}/v1",
-         "models": models, "secret": UPSTREAM_SECRET},
+        {
+            "name": "openai-main",
+            "provider_type": "openai",
+            "base_url": f"{fake_upstream.url}/v1",
+            "models": models,
+            "secret": UPSTREAM_SECRET,
+        },
         format="json",
     )
     assert response.status_code == 201, response.content
@@ -142,7 +157,9 @@ def llm(transactional_db, cast, fake_upstream, gateway_server):
 
         @staticmethod
         def grant(yaml_text: str) -> None:
-            result = alice.put("/api/v1/orgs/acme/access-rules.yaml", yaml_text, content_type="application/yaml")
+            result = alice.put(
+                "/api/v1/orgs/acme/access-rules.yaml", yaml_text, content_type="application/yaml"
+            )
             assert result.status_code == 200, result.content
 
         @staticmethod
@@ -174,9 +191,21 @@ def llm(transactional_db, cast, fake_upstream, gateway_server):
             assert result.status_code == 200, result.content
 
         @staticmethod
-        def add_account(name: str, provider_type: str, base_url: str, models: list,
-                        secret: str | None = UPSTREAM_SECRET, **fields) -> dict:
-            body = {"name": name, "provider_type": provider_type, "base_url": base_url, "models": models, **fields}
+        def add_account(
+            name: str,
+            provider_type: str,
+            base_url: str,
+            models: list,
+            secret: str | None = UPSTREAM_SECRET,
+            **fields,
+        ) -> dict:
+            body = {
+                "name": name,
+                "provider_type": provider_type,
+                "base_url": base_url,
+                "models": models,
+                **fields,
+            }
             if secret is not None:
                 body["secret"] = secret
             result = alice.post("/api/v1/orgs/acme/provider-accounts", body, format="json")
@@ -185,8 +214,12 @@ def llm(transactional_db, cast, fake_upstream, gateway_server):
 
         @staticmethod
         def post(path: str, key: str, json_body, **headers) -> httpx.Response:
-            return httpx.post(f"{gateway_server.url}/api/llm/v1{path}", json=json_body,
-                              headers={"Authorization": f"Bearer {key}", **headers}, timeout=30)
+            return httpx.post(
+                f"{gateway_server.url}/api/llm/v1{path}",
+                json=json_body,
+                headers={"Authorization": f"Bearer {key}", **headers},
+                timeout=30,
+            )
 
     Namespace.grant("authz_rules:\n  - models: ['openai-main/*']\n    users: [bob]\n")
     return Namespace

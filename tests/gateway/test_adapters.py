@@ -20,9 +20,12 @@ def everything_granted(llm):
 @pytest.fixture
 def azure(llm, everything_granted):
     llm.add_account(
-        "azure-prod", "azure_openai", llm.upstream.url,
+        "azure-prod",
+        "azure_openai",
+        llm.upstream.url,
         [{"name": "gpt-4o"}, {"name": "gpt-4o-mini"}, {"name": "text-embedding-3-small"}],
-        deployments={"gpt-4o": "my-deploy", "text-embedding-3-small": "emb-deploy"}, api_version="2024-06-01",
+        deployments={"gpt-4o": "my-deploy", "text-embedding-3-small": "emb-deploy"},
+        api_version="2024-06-01",
     )
     return llm.sdk(llm.key())
 
@@ -49,13 +52,22 @@ def test_azure_embeddings_and_streaming(azure, upstream_requests):
     embedding = azure.embeddings.create(model="azure-prod/text-embedding-3-small", input="x")
     assert len(embedding.data) == 1
     assert upstream_requests[-1]["path"] == "/openai/deployments/emb-deploy/embeddings"
-    pieces = [c.choices[0].delta.content or "" for c in
-              azure.chat.completions.create(model="azure-prod/gpt-4o", messages=CHAT, stream=True) if c.choices]
+    pieces = [
+        c.choices[0].delta.content or ""
+        for c in azure.chat.completions.create(
+            model="azure-prod/gpt-4o", messages=CHAT, stream=True
+        )
+        if c.choices
+    ]
     assert "".join(pieces) == "Hello from the fake upstream."
     assert upstream_requests[-1]["body"]["stream_options"] == {"include_usage": True}
     flush_usage()
     record = UsageRecord.objects.get(streamed=True)
-    assert (record.provider_account, record.model, record.completion_tokens) == ("azure-prod", "azure-prod/gpt-4o", 6)
+    assert (record.provider_account, record.model, record.completion_tokens) == (
+        "azure-prod",
+        "azure-prod/gpt-4o",
+        6,
+    )
 
 
 def test_azure_default_api_version(llm, everything_granted, upstream_requests):
@@ -66,9 +78,18 @@ def test_azure_default_api_version(llm, everything_granted, upstream_requests):
 
 @pytest.fixture
 def anthropic(llm, everything_granted):
-    llm.add_account("claude", "anthropic", llm.upstream.url, [
-        {"name": "claude-3-5-sonnet", "input_price_per_million": 3, "output_price_per_million": 15},
-    ])
+    llm.add_account(
+        "claude",
+        "anthropic",
+        llm.upstream.url,
+        [
+            {
+                "name": "claude-3-5-sonnet",
+                "input_price_per_million": 3,
+                "output_price_per_million": 15,
+            },
+        ],
+    )
     return llm.sdk(llm.key())
 
 
@@ -76,7 +97,8 @@ def test_anthropic_translates_chat_to_messages_and_back(anthropic, upstream_requ
     completion = anthropic.chat.completions.create(
         model="claude/claude-3-5-sonnet",
         messages=[{"role": "system", "content": "Be brief"}, *CHAT],
-        temperature=0.2, stop="END",
+        temperature=0.2,
+        stop="END",
     )
     sent = upstream_requests[-1]
     assert sent["path"] == "/v1/messages"
@@ -97,9 +119,11 @@ def test_anthropic_translates_chat_to_messages_and_back(anthropic, upstream_requ
     assert completion.choices[0].message.content == "Hello from the fake upstream."
     assert completion.choices[0].finish_reason == "stop"
     # The fake counts words: 2 of the message + 2 of the system prompt.
-    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens, completion.usage.total_tokens) == (
-        4, 6, 10
-    )
+    assert (
+        completion.usage.prompt_tokens,
+        completion.usage.completion_tokens,
+        completion.usage.total_tokens,
+    ) == (4, 6, 10)
     flush_usage()
     record = UsageRecord.objects.get(model="claude/claude-3-5-sonnet")
     assert (record.prompt_tokens, record.completion_tokens) == (4, 6)
@@ -107,19 +131,27 @@ def test_anthropic_translates_chat_to_messages_and_back(anthropic, upstream_requ
 
 
 def test_anthropic_passes_the_clients_max_tokens(anthropic, upstream_requests):
-    anthropic.chat.completions.create(model="claude/claude-3-5-sonnet", messages=CHAT, max_tokens=77)
+    anthropic.chat.completions.create(
+        model="claude/claude-3-5-sonnet", messages=CHAT, max_tokens=77
+    )
     assert upstream_requests[-1]["body"]["max_tokens"] == 77
     assert "system" not in upstream_requests[-1]["body"]
 
 
 def test_anthropic_streaming_through_the_sdk(anthropic, upstream_requests):
-    chunks = list(anthropic.chat.completions.create(
-        model="claude/claude-3-5-sonnet", messages=[{"role": "system", "content": "Be brief"}, *CHAT], stream=True
-    ))
+    chunks = list(
+        anthropic.chat.completions.create(
+            model="claude/claude-3-5-sonnet",
+            messages=[{"role": "system", "content": "Be brief"}, *CHAT],
+            stream=True,
+        )
+    )
     assert upstream_requests[-1]["body"]["stream"] is True
     assert upstream_requests[-1]["body"]["system"] == "Be brief"
     assert chunks[0].choices[0].delta.role == "assistant"
-    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Hello from the fake upstream."
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks) == "Hello from the fake upstream."
+    )
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert {c.model for c in chunks} == {"claude/claude-3-5-sonnet"}
     flush_usage()
@@ -137,8 +169,13 @@ def test_anthropic_serves_chat_only(anthropic, upstream_requests):
 
 
 def test_openai_compatible_server_without_a_secret(llm, everything_granted, upstream_requests):
-    llm.add_account("vllm", "openai_compatible", f"{llm.upstream.url}/v1",
-                    [{"name": "Llama-3.1-8B-Instruct"}], secret=None)
+    llm.add_account(
+        "vllm",
+        "openai_compatible",
+        f"{llm.upstream.url}/v1",
+        [{"name": "Llama-3.1-8B-Instruct"}],
+        secret=None,
+    )
     client = llm.sdk(llm.key())
     completion = client.chat.completions.create(model="vllm/Llama-3.1-8B-Instruct", messages=CHAT)
     assert completion.choices[0].message.content == "Hello from the fake upstream."
@@ -162,7 +199,9 @@ def test_request_cannot_steer_the_upstream(llm, upstream_requests):
     """No per-request base URL, host or provider: extra fields go upstream as data at most."""
     client = llm.sdk(llm.key(), default_headers={"X-Forwarded-Host": "169.254.169.254"})
     client.chat.completions.create(
-        model="openai-main/gpt-4o", messages=CHAT, extra_body={"base_url": "http://169.254.169.254/"}
+        model="openai-main/gpt-4o",
+        messages=CHAT,
+        extra_body={"base_url": "http://169.254.169.254/"},
     )
     sent = upstream_requests[-1]
     assert sent["path"] == "/v1/chat/completions"

@@ -26,7 +26,9 @@ def test_the_granted_model_answers(llm):
 
 
 def test_no_credential_is_401(llm):
-    response = httpx.post(f"{llm.base_url}/chat/completions", json={"model": "openai-main/gpt-4o", "messages": CHAT})
+    response = httpx.post(
+        f"{llm.base_url}/chat/completions", json={"model": "openai-main/gpt-4o", "messages": CHAT}
+    )
     error = assert_gateway_error(response, 401, "AUTHENTICATION_FAILED")
     assert error["type"] == "authentication_error"
 
@@ -155,13 +157,23 @@ def test_refresh_token_is_not_an_access_token(llm, cast):
 
 def test_another_orgs_model_is_404_even_with_a_catch_all_rule(llm, cast, charlie_client):
     port = llm.upstream.url.rsplit(":", 1)[1]
-    assert charlie_client.patch(
-        "/api/v1/orgs/globex", {"settings": {"allowed_private_hosts": [f"127.0.0.1:{port}"]}}, format="json"
-    ).status_code == 200
+    assert (
+        charlie_client.patch(
+            "/api/v1/orgs/globex",
+            {"settings": {"allowed_private_hosts": [f"127.0.0.1:{port}"]}},
+            format="json",
+        ).status_code
+        == 200
+    )
     created = charlie_client.post(
         "/api/v1/orgs/globex/provider-accounts",
-        {"name": "globex-ai", "provider_type": "openai", "base_url": f"{llm.upstream.url}/v1",
-         "models": [{"name": "gpt-4o"}], "secret": "sk-globex-secret-0123456789"},
+        {
+            "name": "globex-ai",
+            "provider_type": "openai",
+            "base_url": f"{llm.upstream.url}/v1",
+            "models": [{"name": "gpt-4o"}],
+            "secret": "sk-globex-secret-0123456789",
+        },
         format="json",
     )
     assert created.status_code == 201, created.content
@@ -175,7 +187,9 @@ def test_another_orgs_model_is_404_even_with_a_catch_all_rule(llm, cast, charlie
 
 
 def test_models_lists_only_what_the_caller_may_use(llm, cast):
-    llm.grant("authz_rules:\n  - models: ['openai-main/gpt-4o', 'openai-main/gpt-4o-mini']\n    users: [bob]\n")
+    llm.grant(
+        "authz_rules:\n  - models: ['openai-main/gpt-4o', 'openai-main/gpt-4o-mini']\n    users: [bob]\n"
+    )
     ids = [m.id for m in llm.sdk(llm.key()).models.list()]
     assert ids == ["openai-main/gpt-4o", "openai-main/gpt-4o-mini"]
     # A key that may not run inference lists nothing, even with a rule.
@@ -187,4 +201,3 @@ def test_models_lists_only_what_the_caller_may_use(llm, cast):
 
 def test_models_without_a_credential_is_401(llm):
     assert_gateway_error(httpx.get(f"{llm.base_url}/models"), 401, "AUTHENTICATION_FAILED")
-

@@ -177,8 +177,12 @@ def test_parallel_requests_never_exceed_the_limit(backend, llm):
         if response.status_code == 429:
             assert_gateway_error(response, 429, "RATE_LIMITED")
             assert response.headers["Retry-After"]
-    remaining = sorted(int(r.headers["X-RateLimit-Remaining"]) for r in responses if r.status_code == 200)
+    remaining = sorted(
+        int(r.headers["X-RateLimit-Remaining"]) for r in responses if r.status_code == 200
+    )
     assert remaining == list(range(10))  # each success saw a distinct count
     flush_usage()
-    recorded = sorted(UsageRecord.objects.filter(key_prefix=row.prefix).values_list("status_code", flat=True))
+    recorded = sorted(
+        UsageRecord.objects.filter(key_prefix=row.prefix).values_list("status_code", flat=True)
+    )
     assert recorded == [200] * 10 + [429] * 10

@@ -12,7 +12,9 @@ import pytest
 from audit.models import UsageRecord
 from tests.gateway.conftest import assert_gateway_error, assert_sdk_error, flush_usage
 
-CHAT = [{"role": "user", "content": "hi"}]  # estimated 1 prompt token; the fake counts 1 and answers 6
+CHAT = [
+    {"role": "user", "content": "hi"}
+]  # estimated 1 prompt token; the fake counts 1 and answers 6
 DAYS_32 = 32 * 86400
 
 
@@ -20,7 +22,9 @@ def _chat(client: openai.OpenAI, max_tokens: int, model: str = "openai-main/gpt-
     return client.chat.completions.create(model=model, messages=CHAT, max_tokens=max_tokens)
 
 
-def _quota_refused(client: openai.OpenAI, max_tokens: int, model: str = "openai-main/gpt-4o") -> dict:
+def _quota_refused(
+    client: openai.OpenAI, max_tokens: int, model: str = "openai-main/gpt-4o"
+) -> dict:
     with pytest.raises(openai.RateLimitError) as caught:
         _chat(client, max_tokens, model)
     error = assert_sdk_error(caught.value, 429, "QUOTA_EXCEEDED")
@@ -43,7 +47,9 @@ def token_quota_100(request, llm):
     return request.param, key
 
 
-def test_token_quota_counts_real_usage_after_reserving_the_worst_case(backend, llm, token_quota_100, clock_shift):
+def test_token_quota_counts_real_usage_after_reserving_the_worst_case(
+    backend, llm, token_quota_100, clock_shift
+):
     scope, key = token_quota_100
     client = llm.sdk(key)
     _chat(client, 50)  # reserved 1 + 50, settled to 1 + 6
@@ -131,4 +137,8 @@ def test_quota_refusals_are_recorded(backend, llm):
     _quota_refused(llm.sdk(key), 50)
     flush_usage()
     record = UsageRecord.objects.get(key_prefix=llm.key_row(key).prefix)
-    assert (record.status_code, record.error_code, record.prompt_tokens) == (429, "QUOTA_EXCEEDED", 0)
+    assert (record.status_code, record.error_code, record.prompt_tokens) == (
+        429,
+        "QUOTA_EXCEEDED",
+        0,
+    )

@@ -80,7 +80,9 @@ def test_demoting_the_keys_owner_takes_effect_at_once(backend, llm, cast):
     client = llm.sdk(llm.key())
     _warm(client)
     membership = Membership.all_orgs.get(org=cast.acme, user=cast.bob)
-    response = llm.admin.patch(f"/api/v1/orgs/acme/members/{membership.pk}", {"role": "viewer"}, format="json")
+    response = llm.admin.patch(
+        f"/api/v1/orgs/acme/members/{membership.pk}", {"role": "viewer"}, format="json"
+    )
     assert response.status_code == 200, response.content
     with pytest.raises(openai.PermissionDeniedError) as caught:
         _chat(client)
@@ -103,7 +105,9 @@ def test_disabling_the_provider_model_takes_effect_at_once(backend, llm):
     _warm(client)
     account_id = llm.admin.get("/api/v1/orgs/acme/provider-accounts").json()["results"][0]["id"]
     response = llm.admin.patch(
-        f"/api/v1/orgs/acme/provider-accounts/{account_id}", {"models": [{"name": "gpt-4o-mini"}]}, format="json"
+        f"/api/v1/orgs/acme/provider-accounts/{account_id}",
+        {"models": [{"name": "gpt-4o-mini"}]},
+        format="json",
     )
     assert response.status_code == 200, response.content
     with pytest.raises(openai.NotFoundError) as caught:
@@ -120,16 +124,35 @@ class GatewayProcess:
     def __init__(self, redis_url: str) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DJANGO_SETTINGS_MODULE")}
+        env = {
+            k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DJANGO_SETTINGS_MODULE")
+        }
         env.update(
             DJANGO_SETTINGS_MODULE="tests.gateway.proc_settings",
             INFERIA_TEST_DB_NAME=str(connection.settings_dict["NAME"]),
             REDIS_URL=redis_url,
         )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "inferia.asgi:application", "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "warning", "--no-access-log", "--lifespan", "off"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "inferia.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                "--lifespan",
+                "off",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
 
     def wait_ready(self) -> None:
@@ -155,7 +178,9 @@ class GatewayProcess:
         self.process.stdout.close()
 
     def sdk(self, key: str) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.url}/api/llm/v1", api_key=key, max_retries=0, timeout=30)
+        return openai.OpenAI(
+            base_url=f"{self.url}/api/llm/v1", api_key=key, max_retries=0, timeout=30
+        )
 
 
 @pytest.fixture
@@ -205,13 +230,20 @@ def test_unreachable_redis_refuses_a_new_credential_with_503(llm, redis_outage):
     key = llm.key()
     redis_outage()  # the org epoch cannot be read: the key cannot be confirmed
     for path, method in (("/chat/completions", "POST"), ("/models", "GET")):
-        response = httpx.request(method, f"{llm.base_url}{path}", headers={"Authorization": f"Bearer {key}"},
-                                 json={"model": "openai-main/gpt-4o", "messages": CHAT}, timeout=30)
+        response = httpx.request(
+            method,
+            f"{llm.base_url}{path}",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"model": "openai-main/gpt-4o", "messages": CHAT},
+            timeout=30,
+        )
         assert_gateway_error(response, 503, "SERVICE_UNAVAILABLE")
         assert key not in response.text
 
 
-def test_unreachable_redis_refuses_a_cached_credential_with_503(on_redis, llm, redis_outage, upstream_requests):
+def test_unreachable_redis_refuses_a_cached_credential_with_503(
+    on_redis, llm, redis_outage, upstream_requests
+):
     client = llm.sdk(llm.key())
     _warm(client)
     upstream_requests.clear()

@@ -22,8 +22,13 @@ def _stream_body(model: str = "openai-main/gpt-4o", **extra) -> dict:
 
 
 def _events(llm, key: str, body: dict) -> tuple[httpx.Response, list[str]]:
-    with httpx.stream("POST", f"{llm.base_url}/chat/completions", json=body,
-                      headers={"Authorization": f"Bearer {key}"}, timeout=30) as response:
+    with httpx.stream(
+        "POST",
+        f"{llm.base_url}/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    ) as response:
         lines = [line for line in response.iter_lines() if line]
     return response, lines
 
@@ -33,7 +38,9 @@ def test_chunks_arrive_as_the_upstream_sends_them(llm):
     client = llm.sdk(llm.key())
     started = time.monotonic()
     arrivals, pieces = [], []
-    for chunk in client.chat.completions.create(model="openai-main/fake-stream-slow-200", messages=CHAT, stream=True):
+    for chunk in client.chat.completions.create(
+        model="openai-main/fake-stream-slow-200", messages=CHAT, stream=True
+    ):
         if chunk.choices and chunk.choices[0].delta.content:
             arrivals.append(time.monotonic() - started)
             pieces.append(chunk.choices[0].delta.content)
@@ -48,7 +55,12 @@ def test_stream_ends_with_done_and_records_usage_from_the_final_chunk(llm):
     response, lines = _events(llm, key, _stream_body())
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
-    for header in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-Inferia-Overhead-Ms", "X-Request-ID"):
+    for header in (
+        "X-RateLimit-Limit",
+        "X-RateLimit-Remaining",
+        "X-Inferia-Overhead-Ms",
+        "X-Request-ID",
+    ):
         assert response.headers.get(header), header
     assert lines[-1] == "data: [DONE]"
     chunks = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
@@ -58,15 +70,25 @@ def test_stream_ends_with_done_and_records_usage_from_the_final_chunk(llm):
     assert not any("usage" in c for c in chunks)
     flush_usage()
     record = UsageRecord.objects.get(request_id=response.headers["X-Request-ID"])
-    assert (record.status_code, record.streamed, record.prompt_tokens, record.completion_tokens) == (200, True, 1, 6)
+    assert (
+        record.status_code,
+        record.streamed,
+        record.prompt_tokens,
+        record.completion_tokens,
+    ) == (200, True, 1, 6)
     assert record.cost == pytest.approx(62e-6)  # 1 x 2.5 + 6 x 10 micro-units, whole micro-units
 
 
 def test_client_that_asks_for_usage_gets_the_usage_chunk(llm):
     client = llm.sdk(llm.key())
-    chunks = list(client.chat.completions.create(
-        model="openai-main/gpt-4o", messages=CHAT, stream=True, stream_options={"include_usage": True}
-    ))
+    chunks = list(
+        client.chat.completions.create(
+            model="openai-main/gpt-4o",
+            messages=CHAT,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert chunks[-1].usage is not None
     assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (1, 6)
 
@@ -76,7 +98,9 @@ def test_async_streaming_with_the_sdk(llm):
 
     async def go() -> str:
         client = openai.AsyncOpenAI(base_url=llm.base_url, api_key=key, max_retries=0)
-        stream = await client.chat.completions.create(model="openai-main/gpt-4o", messages=CHAT, stream=True)
+        stream = await client.chat.completions.create(
+            model="openai-main/gpt-4o", messages=CHAT, stream=True
+        )
         return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
 
     assert asyncio.run(go()) == "Hello from the fake upstream."
@@ -85,9 +109,12 @@ def test_async_streaming_with_the_sdk(llm):
 def test_client_disconnect_cancels_the_upstream(llm, upstream_requests):
     key = llm.key()
     with httpx.Client(timeout=30) as client:
-        with client.stream("POST", f"{llm.base_url}/chat/completions",
-                           json=_stream_body("openai-main/fake-stream-slow-200"),
-                           headers={"Authorization": f"Bearer {key}"}) as response:
+        with client.stream(
+            "POST",
+            f"{llm.base_url}/chat/completions",
+            json=_stream_body("openai-main/fake-stream-slow-200"),
+            headers={"Authorization": f"Bearer {key}"},
+        ) as response:
             assert response.status_code == 200
             request_id = response.headers["X-Request-ID"]
             first = next(response.iter_lines())
@@ -95,7 +122,10 @@ def test_client_disconnect_cancels_the_upstream(llm, upstream_requests):
         # leaving the block closes the connection, one word in (of six, 200 ms apart)
 
     # The gateway dropped its upstream request instead of reading the answer to the end...
-    wait_for(lambda: upstream_requests and upstream_requests[-1].get("stream_end"), what="the upstream to stop")
+    wait_for(
+        lambda: upstream_requests and upstream_requests[-1].get("stream_end"),
+        what="the upstream to stop",
+    )
     assert upstream_requests[-1]["stream_end"] == "client_disconnected"
 
     # ...and recorded the call as closed by the client.
@@ -125,12 +155,16 @@ def test_upstream_dropping_mid_stream_ends_with_an_error_event(llm):
 
 
 def test_sdk_raises_on_the_error_event(llm):
-    stream = llm.sdk(llm.key()).chat.completions.create(model="openai-main/fake-reset", messages=CHAT, stream=True)
+    stream = llm.sdk(llm.key()).chat.completions.create(
+        model="openai-main/fake-reset", messages=CHAT, stream=True
+    )
     with pytest.raises(openai.APIError):
         list(stream)
 
 
 def test_upstream_error_before_the_stream_is_a_plain_error(llm):
     with pytest.raises(openai.InternalServerError) as caught:
-        llm.sdk(llm.key()).chat.completions.create(model="openai-main/fake-error-500", messages=CHAT, stream=True)
+        llm.sdk(llm.key()).chat.completions.create(
+            model="openai-main/fake-error-500", messages=CHAT, stream=True
+        )
     assert_sdk_error(caught.value, 502, "UPSTREAM_ERROR")

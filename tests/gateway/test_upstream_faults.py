@@ -25,7 +25,9 @@ CHAT = [{"role": "user", "content": "hi"}]
 
 def _fail(llm, model: str, **kwargs) -> openai.APIStatusError:
     with pytest.raises(openai.APIStatusError) as caught:
-        llm.sdk(llm.key()).chat.completions.create(model=f"openai-main/{model}", messages=CHAT, **kwargs)
+        llm.sdk(llm.key()).chat.completions.create(
+            model=f"openai-main/{model}", messages=CHAT, **kwargs
+        )
     return caught.value
 
 
@@ -51,7 +53,11 @@ def test_upstream_500_is_502_without_the_echoed_secret(llm, upstream_requests):
     assert "upstream failure, key was" in body["message"] and "[REDACTED]" in body["message"]
     _no_secret(error)
     record = _record_for(error)
-    assert (record.status_code, record.error_code, record.provider_account) == (502, "UPSTREAM_ERROR", "openai-main")
+    assert (record.status_code, record.error_code, record.provider_account) == (
+        502,
+        "UPSTREAM_ERROR",
+        "openai-main",
+    )
 
 
 def test_upstream_400_is_400(llm):
@@ -80,7 +86,9 @@ def test_upstream_401_is_502_not_the_callers_fault(llm):
 
 def test_connection_refused_is_502(llm):
     port = _free_port()  # nothing listens there
-    llm.org_settings(allowed_private_hosts=[llm.upstream.url.removeprefix("http://"), f"127.0.0.1:{port}"])
+    llm.org_settings(
+        allowed_private_hosts=[llm.upstream.url.removeprefix("http://"), f"127.0.0.1:{port}"]
+    )
     llm.add_account("closed", "openai", f"http://127.0.0.1:{port}/v1", [{"name": "gpt-4o"}])
     llm.grant("authz_rules:\n  - models: ['*']\n    users: [bob]\n")
     with pytest.raises(openai.InternalServerError) as caught:
@@ -118,9 +126,15 @@ def resetting_server():
 
 
 def test_connection_reset_before_an_answer_is_502(llm, resetting_server):
-    llm.org_settings(allowed_private_hosts=[llm.upstream.url.removeprefix("http://"),
-                                            f"127.0.0.1:{resetting_server}"])
-    llm.add_account("flaky", "openai", f"http://127.0.0.1:{resetting_server}/v1", [{"name": "gpt-4o"}])
+    llm.org_settings(
+        allowed_private_hosts=[
+            llm.upstream.url.removeprefix("http://"),
+            f"127.0.0.1:{resetting_server}",
+        ]
+    )
+    llm.add_account(
+        "flaky", "openai", f"http://127.0.0.1:{resetting_server}/v1", [{"name": "gpt-4o"}]
+    )
     llm.grant("authz_rules:\n  - models: ['*']\n    users: [bob]\n")
     with pytest.raises(openai.InternalServerError) as caught:
         llm.sdk(llm.key()).chat.completions.create(model="flaky/gpt-4o", messages=CHAT)
@@ -155,7 +169,9 @@ def test_read_timeout_is_504(llm, short_read_timeout):
 
 
 def test_slow_upstream_within_the_timeout_answers(llm):
-    completion = llm.sdk(llm.key()).chat.completions.create(model="openai-main/fake-slow-3000", messages=CHAT)
+    completion = llm.sdk(llm.key()).chat.completions.create(
+        model="openai-main/fake-slow-3000", messages=CHAT
+    )
     assert completion.choices[0].message.content == "Hello from the fake upstream."
 
 
@@ -170,14 +186,26 @@ def test_redirect_is_not_followed(llm, upstream_requests):
 def test_no_fault_becomes_a_500(llm, short_read_timeout):
     key = llm.key()
     statuses = {}
-    for model in ("fake-error-500", "fake-error-400", "fake-error-401", "fake-error-429", "fake-slow-3000",
-                  "fake-reset", "fake-redirect"):
+    for model in (
+        "fake-error-500",
+        "fake-error-400",
+        "fake-error-401",
+        "fake-error-429",
+        "fake-slow-3000",
+        "fake-reset",
+        "fake-redirect",
+    ):
         for stream in (False, True):
-            response = llm.post("/chat/completions", key,
-                                {"model": f"openai-main/{model}", "messages": CHAT, "stream": stream})
+            response = llm.post(
+                "/chat/completions",
+                key,
+                {"model": f"openai-main/{model}", "messages": CHAT, "stream": stream},
+            )
             statuses[(model, stream)] = response.status_code
             if response.status_code != 200:
-                assert_gateway_error(response, response.status_code, response.json()["error"]["code"])
+                assert_gateway_error(
+                    response, response.status_code, response.json()["error"]["code"]
+                )
             assert UPSTREAM_SECRET not in response.text
     assert 500 not in statuses.values(), statuses
     # A stream whose upstream drops mid-answer has already answered 200 (its end is an error event).

@@ -33,12 +33,17 @@ def _dump(*rows) -> str:
 def test_a_call_leaves_one_usage_and_one_audit_record(llm, cast):
     key = llm.key()
     prefix = llm.key_row(key).prefix
-    raw = llm.sdk(key).chat.completions.with_raw_response.create(model="openai-main/gpt-4o", messages=CHAT)
+    raw = llm.sdk(key).chat.completions.with_raw_response.create(
+        model="openai-main/gpt-4o", messages=CHAT
+    )
     usage, audit = _rows(raw.headers["X-Request-ID"])
     assert usage.org_id == cast.acme.pk
     assert usage.user_id == cast.bob.pk and usage.service_account_id is None
     assert (usage.key_prefix, usage.endpoint, usage.model, usage.provider_account) == (
-        prefix, "chat", "openai-main/gpt-4o", "openai-main"
+        prefix,
+        "chat",
+        "openai-main/gpt-4o",
+        "openai-main",
     )
     assert (usage.status_code, usage.error_code, usage.streamed) == (200, "", False)
     assert (usage.prompt_tokens, usage.completion_tokens) == (2, 6)
@@ -70,8 +75,12 @@ def test_streamed_calls_are_flagged(llm):
 
 def test_embeddings_and_completions_are_recorded_with_their_endpoint(llm):
     client = llm.sdk(llm.key())
-    emb = client.embeddings.with_raw_response.create(model="openai-main/text-embedding-3-small", input="x y z")
-    text = client.completions.with_raw_response.create(model="openai-main/gpt-4o-mini", prompt="Once")
+    emb = client.embeddings.with_raw_response.create(
+        model="openai-main/text-embedding-3-small", input="x y z"
+    )
+    text = client.completions.with_raw_response.create(
+        model="openai-main/gpt-4o-mini", prompt="Once"
+    )
     assert _rows(emb.headers["X-Request-ID"])[0].endpoint == "embeddings"
     assert _rows(emb.headers["X-Request-ID"])[0].prompt_tokens == 3
     assert _rows(text.headers["X-Request-ID"])[0].endpoint == "completions"
@@ -112,29 +121,48 @@ def test_missing_permission_and_validation_errors_are_recorded(llm):
     assert (usage.status_code, audit.outcome) == (403, "denied")
     bad = llm.post("/chat/completions", llm.key(), {"messages": CHAT})
     usage, audit = _rows(bad.headers["X-Request-ID"])
-    assert (usage.status_code, usage.error_code, audit.outcome) == (400, "VALIDATION_ERROR", "failure")
+    assert (usage.status_code, usage.error_code, audit.outcome) == (
+        400,
+        "VALIDATION_ERROR",
+        "failure",
+    )
 
 
 def test_upstream_failures_are_recorded_as_failures(llm):
-    response = llm.post("/chat/completions", llm.key(), {"model": "openai-main/fake-error-500", "messages": CHAT})
+    response = llm.post(
+        "/chat/completions", llm.key(), {"model": "openai-main/fake-error-500", "messages": CHAT}
+    )
     usage, audit = _rows(response.headers["X-Request-ID"])
-    assert (usage.status_code, usage.error_code, audit.outcome) == (502, "UPSTREAM_ERROR", "failure")
+    assert (usage.status_code, usage.error_code, audit.outcome) == (
+        502,
+        "UPSTREAM_ERROR",
+        "failure",
+    )
 
 
 def test_the_clients_request_id_is_echoed_and_used(llm):
-    response = llm.post("/chat/completions", llm.key(), {"model": "openai-main/gpt-4o", "messages": CHAT},
-                        **{"X-Request-ID": "client-abc-123"})
+    response = llm.post(
+        "/chat/completions",
+        llm.key(),
+        {"model": "openai-main/gpt-4o", "messages": CHAT},
+        **{"X-Request-ID": "client-abc-123"},
+    )
     assert response.headers["X-Request-ID"] == "client-abc-123"
     _rows("client-abc-123")
 
 
 def test_service_account_keys_are_attributed_to_the_service_account(llm, cast):
     alice = client_for(cast.alice)
-    account = alice.post("/api/v1/orgs/acme/service-accounts",
-                         {"slug": "ci-bot", "name": "CI", "role": "member"}, format="json").json()
+    account = alice.post(
+        "/api/v1/orgs/acme/service-accounts",
+        {"slug": "ci-bot", "name": "CI", "role": "member"},
+        format="json",
+    ).json()
     llm.grant("authz_rules:\n  - models: ['openai-main/*']\n    service_accounts: [ci-bot]\n")
     key = llm.key(alice, service_account="ci-bot")
-    raw = llm.sdk(key).chat.completions.with_raw_response.create(model="openai-main/gpt-4o", messages=CHAT)
+    raw = llm.sdk(key).chat.completions.with_raw_response.create(
+        model="openai-main/gpt-4o", messages=CHAT
+    )
     usage, audit = _rows(raw.headers["X-Request-ID"])
     assert str(usage.service_account_id) == account["id"] and usage.user_id is None
     assert audit.actor_user_id is None and audit.actor_label
@@ -168,9 +196,21 @@ def test_an_entry_of_a_deleted_org_does_not_block_the_others(llm):
     if not redis_client.enabled():
         pytest.skip("the stream exists only with Redis (REDIS_URL)")
     orphan = str(uuid.uuid4())
-    usage.write({"created_at": 1.7e9, "org_id": str(uuid.uuid4()), "user_id": str(uuid.uuid4()),
-                 "request_id": orphan, "endpoint": "chat", "model": "x/y", "status_code": 200}, [])
-    raw = llm.sdk(llm.key()).chat.completions.with_raw_response.create(model="openai-main/gpt-4o", messages=CHAT)
+    usage.write(
+        {
+            "created_at": 1.7e9,
+            "org_id": str(uuid.uuid4()),
+            "user_id": str(uuid.uuid4()),
+            "request_id": orphan,
+            "endpoint": "chat",
+            "model": "x/y",
+            "status_code": 200,
+        },
+        [],
+    )
+    raw = llm.sdk(llm.key()).chat.completions.with_raw_response.create(
+        model="openai-main/gpt-4o", messages=CHAT
+    )
     usage_row, _audit = _rows(raw.headers["X-Request-ID"])
     assert usage_row.status_code == 200
     kept = UsageRecord.objects.get(request_id=orphan)
@@ -178,18 +218,26 @@ def test_an_entry_of_a_deleted_org_does_not_block_the_others(llm):
     assert AuditRecord.objects.get(request_id=orphan).actor_user_id is None
 
 
-def test_record_survives_redis_going_away_during_the_call(on_redis, llm, redis_outage, upstream_requests):
+def test_record_survives_redis_going_away_during_the_call(
+    on_redis, llm, redis_outage, upstream_requests
+):
     """Admitted while Redis was up; by the time the answer is back the stream is
     unreachable: the answer still goes out and its record lands in the database."""
     key = llm.key()
     llm.sdk(key).models.list()
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(llm.post, "/chat/completions", key,
-                              {"model": "openai-main/fake-slow-3000", "messages": CHAT})
+        pending = pool.submit(
+            llm.post,
+            "/chat/completions",
+            key,
+            {"model": "openai-main/fake-slow-3000", "messages": CHAT},
+        )
         wait_for(lambda: upstream_requests, what="the call to reach upstream")
         redis_outage()
         response = pending.result()
     assert response.status_code == 200, response.text
-    record = UsageRecord.objects.get(request_id=response.headers["X-Request-ID"])  # no flush: Redis is gone
+    record = UsageRecord.objects.get(
+        request_id=response.headers["X-Request-ID"]
+    )  # no flush: Redis is gone
     assert (record.status_code, record.completion_tokens) == (200, 6)
     assert AuditRecord.objects.filter(request_id=record.request_id).count() == 1
