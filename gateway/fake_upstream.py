@@ -8,14 +8,16 @@ it through the gateway exactly as a client would:
   (the body echoes the Authorization header it got, to prove the gateway
   sanitises upstream messages);
 - ``fake-slow-<ms>``: waits that long before answering;
-- ``fake-reset``: closes the connection without an answer;
+- ``fake-reset``: starts an answer, then drops the connection mid-body (an
+  exception before the answer would only make uvicorn send a 500);
 - ``fake-redirect``: answers 307 to another host (must not be followed);
 - ``fake-stream-slow-<ms>``: streams chunks that far apart;
 - anything else: a normal answer.
 
 Anthropic's Messages API is served at ``/v1/messages`` (JSON and SSE), and
 Azure deployments at ``/openai/deployments/<name>/chat/completions``.
-Every request is recorded (method, path, headers, body) and can be read at
+Every request is recorded (method, path, headers, body; for an OpenAI stream also
+``stream_end``: ``completed`` or ``client_disconnected``) and can be read at
 ``GET /_requests`` and cleared with ``DELETE /_requests``.
 """
 
@@ -85,7 +87,26 @@ def _chat_completion(model: str, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _stream_chat(send, model: str, body: dict[str, Any], delay_seconds: float) -> None:
+async def _stream_chat(send, receive, model: str, body: dict[str, Any], delay_seconds: float,
+                       record: dict[str, Any]) -> None:
+    """Stream the answer; note in ``record["stream_end"]`` whether it was all sent
+    (``completed``) or the client went away first (``client_disconnected``)."""
+    gone = asyncio.Event()
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await _stream_words(send, model, body, delay_seconds, gone, record)
+    finally:
+        watcher.cancel()
+
+
+async def _stream_words(send, model: str, body: dict[str, Any], delay_seconds: float, gone: asyncio.Event,
+                        record: dict[str, Any]) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -111,6 +132,9 @@ async def _stream_chat(send, model: str, body: dict[str, Any], delay_seconds: fl
         await send({"type": "http.response.body", "body": f"data: {json.dumps(chunk)}\n\n".encode(), "more_body": True})
         if delay_seconds:
             await asyncio.sleep(delay_seconds)
+        if gone.is_set():
+            record["stream_end"] = "client_disconnected"
+            return
     final = {
         "id": "chatcmpl-fake",
         "object": "chat.completion.chunk",
@@ -129,6 +153,7 @@ async def _stream_chat(send, model: str, body: dict[str, Any], delay_seconds: fl
             "usage": _usage(_prompt_tokens(body), len(WORDS)),
         }
         await send({"type": "http.response.body", "body": f"data: {json.dumps(usage)}\n\n".encode(), "more_body": True})
+    record["stream_end"] = "completed"
     await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
 
 
@@ -195,8 +220,9 @@ async def app(scope, receive, send) -> None:
     except ValueError:
         await _send_json(send, 400, {"error": {"message": "bad json", "type": "invalid_request_error"}})
         return
-    RECORDED.append({"method": method, "path": path, "query": scope.get("query_string", b"").decode(),
-                     "headers": headers, "body": body})
+    record = {"method": method, "path": path, "query": scope.get("query_string", b"").decode(),
+              "headers": headers, "body": body}
+    RECORDED.append(record)
     if method == "GET" and path.endswith("/models"):
         await _send_json(send, 200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
         return
@@ -218,7 +244,10 @@ async def app(scope, receive, send) -> None:
     if match := re.match(r"^fake-slow-(\d+)$", model):
         await asyncio.sleep(int(match.group(1)) / 1000)
     if model == "fake-reset":
-        raise ConnectionResetError("fake reset")  # uvicorn drops the connection
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")]})
+        await send({"type": "http.response.body", "body": b'{"id": "chatcmpl-', "more_body": True})
+        raise ConnectionResetError("fake reset")  # the answer has started: uvicorn drops the connection
     if model == "fake-redirect":
         await send({"type": "http.response.start", "status": 307,
                     "headers": [(b"location", b"http://169.254.169.254/latest/meta-data/")]})
@@ -256,7 +285,7 @@ async def app(scope, receive, send) -> None:
         delay = 0.0
         if match := re.match(r"^fake-stream-slow-(\d+)$", model):
             delay = int(match.group(1)) / 1000
-        await _stream_chat(send, model, body, delay)
+        await _stream_chat(send, receive, model, body, delay, record)
         return
     await _send_json(send, 200, _chat_completion(model, body))
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.db import DatabaseError
 from rest_framework_simplejwt.exceptions import TokenError
@@ -209,12 +210,13 @@ def _build_for_jwt(raw: str, org_hint: str) -> Principal:
 
 
 def build(raw: str, org_hint: str) -> Principal:
-    """Load a principal from the database (sync). Fails closed: a DB error is 503."""
+    """Load a principal from the database (sync). Fails closed: a database or Redis
+    error (the org epoch lives there) is 503."""
     try:
         if apikeys.looks_like_key(raw):
             return _build_for_key(raw)
         return _build_for_jwt(raw, org_hint)
-    except DatabaseError as exc:
+    except (DatabaseError, redis.RedisError) as exc:
         raise ServiceUnavailable("Cannot verify credentials right now") from exc
 
 

@@ -94,8 +94,9 @@ def _headers(limits: list[Limit], values: list[tuple[int, int]], now: float) -> 
     return headers
 
 
-# Check every limit, then count every limit; or count nothing. Also returns the
-# org epoch and refuses (without counting) when the caller's cache is stale.
+# Check every limit, then count every limit; or count nothing (and return the
+# current counts, for the headers of the refusal). Also returns the org epoch
+# and refuses (without counting) when the caller's cache is stale.
 _LUA = """
 local epoch = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) >= 0 and tonumber(ARGV[1]) ~= epoch then
@@ -108,8 +109,11 @@ for i = 1, n do
   local amount = tonumber(ARGV[base + 1])
   local current = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
   if current + amount > limit then
-    local ttl = redis.call('PTTL', KEYS[i + 1])
-    return {2, epoch, i, ttl}
+    local out = {2, epoch, i}
+    for j = 1, n do
+      out[#out + 1] = tonumber(redis.call('GET', KEYS[j + 1]) or '0')
+    end
+    return out
   end
 end
 local out = {1, epoch}
@@ -147,9 +151,12 @@ def check_redis(
     now = clock.time()
     keys = [epochs.key_for(org_id)]
     args: list[int] = [expected_epoch, len(limits)]
+    resets: list[int] = []
     for limit in limits:
         _suffix, start, reset_in = limit.window(now)
         keys.append(limit.counter_key(now))
+        resets.append(reset_in)
+        # The counter outlives its window a little; the headers report the window.
         args += [limit.limit, _amount(limit, reserve_tokens, reserve_cost), (reset_in + 5) * 1000]
     try:
         result = _Script.get()(keys=keys, args=args)
@@ -159,10 +166,11 @@ def check_redis(
     if status == 0:
         raise StaleEpoch(epoch)
     if status == 2:
-        denied = limits[int(result[2]) - 1]
-        retry_after = max(1, int(result[3]) // 1000) if int(result[3]) > 0 else 1
-        return Decision(allowed=False, denied=denied, retry_after=retry_after)
-    values = [(int(result[2 + 2 * i]), int(result[3 + 2 * i]) // 1000) for i in range(len(limits))]
+        index = int(result[2]) - 1
+        values = [(int(result[3 + i]), resets[i]) for i in range(len(limits))]
+        return Decision(allowed=False, denied=limits[index], retry_after=max(1, resets[index]),
+                        headers=_headers(limits, values, now))
+    values = [(int(result[2 + 2 * i]), resets[i]) for i in range(len(limits))]
     reserved = [
         (keys[i + 1], limit.kind, _amount(limit, reserve_tokens, reserve_cost))
         for i, limit in enumerate(limits)
@@ -182,13 +190,18 @@ def check_db(*, limits: list[Limit], reserve_tokens: int, reserve_cost: int) -> 
         try:
             with transaction.atomic():
                 rows = []
+                denied = None
                 for limit, key, start, reset_in, amount in planned:
                     row, _created = WindowCounter.objects.select_for_update().get_or_create(
                         key=key, window_start=start, defaults={"count": 0, "expires_at": int(now) + reset_in + 5}
                     )
-                    if row.count + amount > limit.limit:
-                        return Decision(allowed=False, denied=limit, retry_after=max(1, reset_in))
+                    if denied is None and row.count + amount > limit.limit:
+                        denied = (limit, reset_in)
                     rows.append((row, amount, reset_in))
+                if denied is not None:
+                    values = [(row.count, reset_in) for row, _amount, reset_in in rows]
+                    return Decision(allowed=False, denied=denied[0], retry_after=max(1, denied[1]),
+                                    headers=_headers(limits, values, now))
                 values = []
                 for row, amount, reset_in in rows:
                     WindowCounter.objects.filter(pk=row.pk).update(count=F("count") + amount)

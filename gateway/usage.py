@@ -13,11 +13,13 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
 from django.db import IntegrityError, transaction
 
 from audit import chain
 from audit.models import AuditRecord, UsageRecord
 from gateway import ratelimit, redis_client
+from orgs.models import Organization, User
 
 logger = logging.getLogger(__name__)
 STREAM = "inferia:usage"
@@ -26,14 +28,23 @@ FIELDS = {f.name for f in UsageRecord._meta.get_fields()} - {"id", "org"} | {"or
 
 
 def write(entry: dict[str, Any], adjustments: list[tuple[str, int]]) -> None:
-    """Settle reservations and persist the usage entry (sync; one Redis round trip)."""
+    """Settle reservations and persist the usage entry (sync; one Redis round trip).
+
+    When Redis fails here (after the upstream answered) the record goes straight to
+    the database instead of being lost; the reservations stay held until their
+    window ends, which errs on the safe side.
+    """
     if redis_client.enabled():
         pipe = redis_client.client().pipeline(transaction=False)
         ratelimit.settle_redis_pipeline(pipe, adjustments)
         pipe.xadd(STREAM, {"entry": json.dumps(entry, default=str)})
-        pipe.execute()
-        return
-    ratelimit.settle_db(adjustments)
+        try:
+            pipe.execute()
+            return
+        except redis.RedisError:
+            logger.warning("usage stream unavailable; record %s written to the database", entry.get("request_id"))
+    else:
+        ratelimit.settle_db(adjustments)
     _persist([entry])
 
 
@@ -46,7 +57,7 @@ def _audit_for(entry: dict[str, Any]) -> AuditRecord:
         prompt_tokens=entry.get("prompt_tokens", 0),
         completion_tokens=entry.get("completion_tokens", 0),
         org_id=entry.get("org_id"),
-        actor_user_id=entry.get("user_id"),
+        actor_user_id=entry.get("audit_user_id", entry.get("user_id")),
         actor_label=entry.get("actor_label", "")[:200],
         action="inference:stream" if entry.get("streamed") else "inference:run",
         outcome="success" if int(entry["status_code"]) < 400 else "denied"
@@ -68,7 +79,35 @@ def _audit_for(entry: dict[str, Any]) -> AuditRecord:
     )
 
 
+def _drop_dangling_references(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep entries whose org or user is gone without the link (the columns are SET_NULL)."""
+    org_ids = {str(e["org_id"]) for e in entries if e.get("org_id")}
+    user_ids = {str(e["user_id"]) for e in entries if e.get("user_id")}
+    # Cross-org by design: the ingest worker serves every org.
+    known_orgs = {str(pk) for pk in Organization.objects.filter(pk__in=org_ids).values_list("pk", flat=True)}
+    known_users = {str(pk) for pk in User.objects.filter(pk__in=user_ids).values_list("pk", flat=True)}
+    cleaned = []
+    for entry in entries:
+        entry = dict(entry)
+        if entry.get("org_id") and str(entry["org_id"]) not in known_orgs:
+            entry["org_id"] = None
+        if entry.get("user_id") and str(entry["user_id"]) not in known_users:
+            entry["audit_user_id"] = None
+        cleaned.append(entry)
+    return cleaned
+
+
 def _persist(entries: list[dict[str, Any]]) -> int:
+    try:
+        return _insert(entries)
+    except IntegrityError:
+        # An org or user deleted while its entries waited in the stream: without
+        # this, one such entry would fail its whole batch on every ingest and hold
+        # every other record back.
+        return _insert(_drop_dangling_references(entries))
+
+
+def _insert(entries: list[dict[str, Any]]) -> int:
     rows = []
     for entry in entries:
         values = {k: v for k, v in entry.items() if k in FIELDS}
@@ -86,8 +125,6 @@ def _persist(entries: list[dict[str, Any]]) -> int:
 
 def ingest(*, consumer: str = "worker", batch: int = 500, block_ms: int = 0) -> int:
     """Move stream entries into the database; idempotent (request ids are unique)."""
-    import redis
-
     if not redis_client.enabled():
         return 0
     r = redis_client.client()

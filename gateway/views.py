@@ -13,8 +13,10 @@ import time
 from typing import Any
 
 import httpx
+import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -436,6 +438,7 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
     return await _handle(request, "embeddings")
 
 
+@csrf_exempt  # bearer credentials only; without this a POST got Django's HTML CSRF page, not a 405
 async def models(request: HttpRequest) -> HttpResponse:
     """The models the caller may use (``inference:run`` and an access rule)."""
     call = Call(request, "models")
@@ -448,10 +451,14 @@ async def models(request: HttpRequest) -> HttpResponse:
             raise AuthenticationFailed("Send an Inferia API key as 'Authorization: Bearer <key>'")
         call.principal = await _load_principal(raw, _org_hint(request))
         p = call.principal
-        if redis_client.enabled():
-            current = await sync_to_async(epochs.current, thread_sensitive=False)(p.org_id)
-        else:
-            current = await sync_to_async(epochs.current_db)(p.org_id)
+        try:
+            if redis_client.enabled():
+                current = await sync_to_async(epochs.current, thread_sensitive=False)(p.org_id)
+            else:
+                current = await sync_to_async(epochs.current_db)(p.org_id)
+        except (DatabaseError, redis.RedisError) as exc:
+            # Fail closed: the shared store cannot confirm the credential is still valid.
+            raise ServiceUnavailable("Cannot verify credentials right now") from exc
         if current != p.epoch:
             principals.forget(raw, _org_hint(request))
             call.principal = p = await _load_principal(raw, _org_hint(request))

@@ -3,18 +3,21 @@ uvicorn on 127.0.0.1 in a thread of the test process (so they share the test DB)
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
 
 import httpx
+import openai
 import pytest
 import uvicorn
 
 from gateway import principals
 from gateway.fake_upstream import RECORDED
 from gateway.fake_upstream import app as fake_app
-from tests.conftest import client_for
+from keys.models import ApiKey
+from tests.conftest import client_for, require_or_skip
 from tests.keys.conftest import mint
 
 
@@ -26,8 +29,9 @@ def _free_port() -> int:
 
 class ServerThread:
     def __init__(self, app, port: int) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                                lifespan="off")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.url = f"http://127.0.0.1:{port}"
@@ -62,10 +66,31 @@ def gateway_server():
     server.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _usage_stream_per_worker(worker_id):
+    """xdist workers share one Redis database but not one test database: each gets
+    its own usage stream, so one worker's flush never ingests another's records."""
+    from gateway import usage
+
+    original = usage.STREAM
+    usage.STREAM = f"{original}:{worker_id}"
+    yield
+    usage.STREAM = original
+
+
+def _drop_usage_stream() -> None:
+    """Entries a previous test left unflushed would land in this test's database."""
+    from gateway import redis_client, usage
+
+    if redis_client.enabled():
+        redis_client.client().delete(usage.STREAM)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_gateway_state():
     principals.clear()
     RECORDED.clear()
+    _drop_usage_stream()
     yield
     principals.clear()
 
@@ -98,15 +123,29 @@ def llm(transactional_db, cast, fake_upstream, gateway_server):
         {"name": "gpt-4o", "input_price_per_million": 2.5, "output_price_per_million": 10.0},
         {"name": "gpt-4o-mini"},
         {"name": "text-embedding-3-small"},
-        *({"name": name} for name in (
-            "fake-error-500", "fake-error-400", "fake-error-401", "fake-error-429", "fake-slow-3000",
-            "fake-reset", "fake-redirect", "fake-stream-slow-200",
-        )),
+        *(
+            {"name": name}
+            for name in (
+                "fake-error-500",
+                "fake-error-400",
+                "fake-error-401",
+                "fake-error-429",
+                "fake-slow-3000",
+                "fake-reset",
+                "fake-redirect",
+                "fake-stream-slow-200",
+            )
+        ),
     ]
     response = alice.post(
         "/api/v1/orgs/acme/provider-accounts",
-        {"name": "openai-main", "provider_type": "openai", "base_url": f"{fake_upstream.url}/v1",
-         "models": models, "secret": UPSTREAM_SECRET},
+        {
+            "name": "openai-main",
+            "provider_type": "openai",
+            "base_url": f"{fake_upstream.url}/v1",
+            "models": models,
+            "secret": UPSTREAM_SECRET,
+        },
         format="json",
     )
     assert response.status_code == 201, response.content
@@ -118,18 +157,156 @@ def llm(transactional_db, cast, fake_upstream, gateway_server):
 
         @staticmethod
         def grant(yaml_text: str) -> None:
-            result = alice.put("/api/v1/orgs/acme/access-rules.yaml", yaml_text, content_type="application/yaml")
+            result = alice.put(
+                "/api/v1/orgs/acme/access-rules.yaml", yaml_text, content_type="application/yaml"
+            )
             assert result.status_code == 200, result.content
 
         @staticmethod
         def key(user_client=None, **body) -> str:
+            return Namespace.key_info(user_client, **body)["key"]
+
+        @staticmethod
+        def key_info(user_client=None, **body) -> dict:
+            """The API's answer to creating the key (``id``, ``prefix``, ``key``...)."""
             body.setdefault("permissions", ["inference:run", "inference:stream", "model:read"])
-            return mint(user_client or client_for(cast.bob), **body)["key"]
+            return mint(user_client or client_for(cast.bob), **body)
+
+        @staticmethod
+        def key_row(plaintext: str) -> ApiKey:
+            return ApiKey.all_orgs.get(public_id=plaintext.split("_")[1])
+
+        @staticmethod
+        def sdk(key: str, **options) -> openai.OpenAI:
+            """The official client, without its automatic retries (they would hide
+            429s and 5xx and spend the limits under test)."""
+            options.setdefault("max_retries", 0)
+            options.setdefault("timeout", 30)
+            return openai.OpenAI(base_url=Namespace.base_url, api_key=key, **options)
+
+        @staticmethod
+        def org_settings(**values) -> None:
+            """PATCH Acme's settings through the API (merged into the existing ones)."""
+            result = alice.patch("/api/v1/orgs/acme", {"settings": values}, format="json")
+            assert result.status_code == 200, result.content
+
+        @staticmethod
+        def add_account(
+            name: str,
+            provider_type: str,
+            base_url: str,
+            models: list,
+            secret: str | None = UPSTREAM_SECRET,
+            **fields,
+        ) -> dict:
+            body = {
+                "name": name,
+                "provider_type": provider_type,
+                "base_url": base_url,
+                "models": models,
+                **fields,
+            }
+            if secret is not None:
+                body["secret"] = secret
+            result = alice.post("/api/v1/orgs/acme/provider-accounts", body, format="json")
+            assert result.status_code == 201, result.content
+            return result.json()
 
         @staticmethod
         def post(path: str, key: str, json_body, **headers) -> httpx.Response:
-            return httpx.post(f"{gateway_server.url}/api/llm/v1{path}", json=json_body,
-                              headers={"Authorization": f"Bearer {key}", **headers}, timeout=30)
+            return httpx.post(
+                f"{gateway_server.url}/api/llm/v1{path}",
+                json=json_body,
+                headers={"Authorization": f"Bearer {key}", **headers},
+                timeout=30,
+            )
 
     Namespace.grant("authz_rules:\n  - models: ['openai-main/*']\n    users: [bob]\n")
     return Namespace
+
+
+def assert_gateway_error(response: httpx.Response, status: int, code: str) -> dict:
+    """The gateway's error envelope: the contract's keys plus ``type`` for the SDK."""
+    assert response.status_code == status, (response.status_code, response.text[:500])
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "details", "type"}, body
+    assert body["error"]["code"] == code, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert response.headers.get("X-Request-ID")
+    return body["error"]
+
+
+def assert_sdk_error(error: openai.APIStatusError, status: int, code: str) -> dict:
+    """What the OpenAI SDK raised: status and the envelope it parsed into ``body``."""
+    assert error.status_code == status, (error.status_code, error.body)
+    assert isinstance(error.body, dict), error.body
+    assert set(error.body) == {"code", "message", "details", "type"}, error.body
+    assert error.body["code"] == code, error.body
+    assert error.message and error.body["message"]
+    return error.body
+
+
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
+    """Poll until ``predicate()`` is truthy (for work that finishes after a response)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def redis_url_or_skip() -> str:
+    """The Redis of this run (``REDIS_URL``), or skip (fail in CI) when there is none."""
+    url = os.environ.get("REDIS_URL", "")
+    if not url:
+        require_or_skip("needs Redis: set REDIS_URL")
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        require_or_skip(f"Redis at {url} is unreachable")
+    return url
+
+
+@pytest.fixture(params=["db", "redis"])
+def backend(request, settings) -> str:
+    """Run a test on both shared stores: the database (embedded) and Redis.
+
+    The gateway reads ``settings.REDIS_URL`` per request, and the server thread
+    shares this process, so the override reaches it. Request this fixture
+    before ``llm`` so the org is set up on the same store."""
+    settings.REDIS_URL = redis_url_or_skip() if request.param == "redis" else ""
+    _drop_usage_stream()
+    return request.param
+
+
+@pytest.fixture
+def on_redis(settings) -> str:
+    """This test runs on Redis (skipped without it). Request it before ``llm``."""
+    settings.REDIS_URL = redis_url_or_skip()
+    _drop_usage_stream()
+    return settings.REDIS_URL
+
+
+@pytest.fixture
+def redis_outage(settings):
+    """Call it to make Redis unreachable for the gateway (a closed port), mid-test.
+
+    The Redis client and its registered script are per process (cached), so they
+    are rebuilt for the dead address, and again for the real one afterwards."""
+    from gateway import ratelimit, redis_client
+
+    def start() -> None:
+        redis_client.client.cache_clear()
+        ratelimit._Script.script = None
+        settings.REDIS_URL = f"redis://127.0.0.1:{_free_port()}/0"
+
+    yield start
+    redis_client.client.cache_clear()
+    ratelimit._Script.script = None
