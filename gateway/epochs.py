@@ -9,6 +9,8 @@ the response of the changing request is sent.
 
 from __future__ import annotations
 
+import logging
+
 from django.db import transaction
 from django.db.models import F
 
@@ -16,6 +18,7 @@ from gateway import redis_client
 from gateway.models import OrgEpoch
 
 PREFIX = "inferia:epoch:"
+logger = logging.getLogger(__name__)
 
 
 def key_for(org_id) -> str:
@@ -24,7 +27,14 @@ def key_for(org_id) -> str:
 
 def _bump_now(org_id) -> None:
     if redis_client.enabled():
-        redis_client.client().incr(key_for(org_id))
+        import redis
+
+        try:
+            redis_client.client().incr(key_for(org_id))
+        except redis.RedisError:
+            # The change is committed; while Redis is down every gateway call is
+            # refused (503), and cached entries expire within INFERIA_GATEWAY_CACHE_SECONDS.
+            logger.error("epoch bump for org %s failed: Redis unreachable", org_id)
         return
     updated = OrgEpoch.objects.filter(org_id=org_id).update(value=F("value") + 1)
     if not updated:

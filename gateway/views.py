@@ -22,6 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from audit.redaction import redact_text
 from audit.services import client_ip
+from audit.services import record as audit_record
 from gateway import epochs, principals, ratelimit, redis_client, usage
 from gateway.http import client as http_client
 from gateway.upstream import ADAPTERS
@@ -138,7 +139,13 @@ class Call:
 
 async def _record(call: Call, status: int, error_code: str = "", usage_data: dict | None = None) -> None:
     if call.principal is None:
-        return  # unauthenticated: nothing to attribute (the audit middleware logs it)
+        # Refused before a principal was known (no or bad credential): the
+        # authentication decision is still audited, without any credential.
+        await sync_to_async(audit_record, thread_sensitive=False)(
+            action="auth:gateway", outcome="denied", status_code=status, request=call.request,
+            data={"endpoint": call.endpoint, "error_code": error_code},
+        )
+        return
     entry = call.entry(status, error_code, usage_data)
     adjustments = call.adjustments(usage_data)
     call.reserved = []
