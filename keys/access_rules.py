@@ -147,6 +147,7 @@ def who_may_use(fqn: str) -> dict[str, list[str]]:
 
 
 def export_rules() -> list[dict[str, Any]]:
+    """The rules in ``authz_rules`` shape, in order; what ``parse_rules`` accepts back."""
     out = []
     for rule in AccessRule.objects.prefetch_related("users", "teams", "roles", "service_accounts"):
         entry: dict[str, Any] = {"models": list(rule.model_patterns)}
@@ -158,6 +159,10 @@ def export_rules() -> list[dict[str, Any]]:
             "roles": sorted(r.slug for r in rule.roles.all()),
             "service_accounts": sorted(s.slug for s in rule.service_accounts.all()),
         }
+        if not any(subjects.values()):
+            # Its last subject was deleted: it grants nothing, and the importer
+            # (rightly) refuses a rule without subjects, so leave it out.
+            continue
         entry.update({k: v for k, v in subjects.items() if v})
         out.append(entry)
     return out

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import pytest
 from rest_framework.test import APIClient
 
+from keys.models import AccessRule
 from tests.conftest import add_member, client_for, make_user
 
 
@@ -33,6 +34,26 @@ def service_account(cast):
     )
     assert response.status_code == 201, response.content
     return response.json()
+
+
+def rule_rows(org) -> list[tuple]:
+    """The org's rules as stored: (position, patterns, users, teams, roles, service accounts)."""
+
+    def names(field: str, column: str, rule: AccessRule) -> list[str]:
+        through = getattr(AccessRule, field).through
+        return sorted(through.objects.filter(accessrule_id=rule.pk).values_list(column, flat=True))
+
+    return [
+        (
+            r.position,
+            r.model_patterns,
+            names("users", "user__username", r),
+            names("teams", "team__slug", r),
+            names("roles", "role__slug", r),
+            names("service_accounts", "serviceaccount__slug", r),
+        )
+        for r in AccessRule.all_orgs.filter(org=org).order_by("position")
+    ]
 
 
 # --- model access: a catalog of provider accounts and a world of principals and rules ---------

@@ -27,30 +27,11 @@ from tests.keys.conftest import (
     key_client,
     mint,
     put_rules_yaml,
+    rule_rows,
 )
 
 USERS = sorted(p for p in DECISIONS if ":" not in p)
 SERVICE_ACCOUNTS = sorted(p[3:] for p in DECISIONS if p.startswith("sa:"))
-
-
-def rule_rows(org) -> list[tuple]:
-    """The org's rules as stored: (position, patterns, users, teams, roles, service accounts)."""
-
-    def names(field: str, column: str, rule: AccessRule) -> list[str]:
-        through = getattr(AccessRule, field).through
-        return sorted(through.objects.filter(accessrule_id=rule.pk).values_list(column, flat=True))
-
-    return [
-        (
-            r.position,
-            r.model_patterns,
-            names("users", "user__username", r),
-            names("teams", "team__slug", r),
-            names("roles", "role__slug", r),
-            names("service_accounts", "serviceaccount__slug", r),
-        )
-        for r in AccessRule.all_orgs.filter(org=org).order_by("position")
-    ]
 
 
 # --- the decision table -------------------------------------------------------------------
