@@ -52,6 +52,19 @@ def test_export_is_the_contract_shape(access_world, vera_client):
     assert document["authz_rules"][3] == {"models": ["env=prod"], "service_accounts": ["prod-bot"]}
 
 
+@pytest.mark.parametrize("accept", ["application/yaml", "text/yaml", "application/json", "*/*"])
+def test_export_whatever_the_client_accepts(access_world, alice_client, accept):
+    response = alice_client.get(URL, HTTP_ACCEPT=accept)
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].startswith("application/yaml")
+    assert yaml.safe_load(response.content) == yaml.safe_load(RULES_YAML)
+    # An import asking for YAML back is not refused either; results and errors stay JSON.
+    put = alice_client.put(URL, response.content.decode(), content_type="application/yaml", HTTP_ACCEPT=accept)
+    assert put.status_code == 200 and put.json()["count"] == 7
+    bad = alice_client.put(URL, "authz_rules: 1\n", content_type="application/yaml", HTTP_ACCEPT=accept)
+    assert "authz_rules" in assert_error(bad, 400, "VALIDATION_ERROR")["details"]
+
+
 def test_export_of_no_rules(cast, alice_client):
     assert yaml.safe_load(export(alice_client)) == {"authz_rules": []}
 
@@ -70,7 +83,9 @@ NEW_RULES = {
 }
 
 
-@pytest.mark.parametrize("content_type", ["application/yaml", "text/yaml", "application/json"])
+@pytest.mark.parametrize(
+    "content_type", ["application/yaml", "text/yaml", "application/yaml; charset=utf-8", "application/json"]
+)
 def test_put_replaces_every_rule(access_world, alice_client, content_type):
     old_ids = set(AccessRule.all_orgs.values_list("pk", flat=True))
     body = json.dumps(NEW_RULES) if content_type == "application/json" else yaml.safe_dump(NEW_RULES)
