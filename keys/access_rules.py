@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 from django.db import transaction
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from django.http import HttpRequest
 
 from audit import services as audit
@@ -141,6 +143,13 @@ def who_may_use(fqn: str) -> dict[str, list[str]]:
         if fqn in allowed_models(subject_for_service_account(sa), catalog=catalog)
     ]
     return {"users": sorted(users), "service_accounts": sorted(accounts)}
+
+
+@receiver(post_delete, sender=Membership, dispatch_uid="keys-access-rules-member-left")
+def _member_left(sender, instance: Membership, **kwargs) -> None:
+    """A member who leaves drops out of the rules naming them (as out of their teams),
+    so that rejoining later does not bring old grants back."""
+    AccessRule.users.through.objects.filter(accessrule__org_id=instance.org_id, user_id=instance.user_id).delete()
 
 
 # --- YAML import / export ---------------------------------------------------------------

@@ -183,6 +183,26 @@ def test_a_deactivated_user_may_use_nothing(access_world, alice_client):
                  401, "AUTHENTICATION_FAILED")
 
 
+@pytest.mark.parametrize("how", ["removed", "left"])
+def test_a_member_who_leaves_drops_out_of_the_rules_for_good(cast, catalog, alice_client, how):
+    response = put_rules_yaml(alice_client, "authz_rules:\n  - models: ['*']\n    users: [bob, vera]\n"
+                                            "  - models: [local/*]\n    users: [bob]\n")
+    assert response.status_code == 200, response.content
+    bob = Membership.all_orgs.get(org=cast.acme, user=cast.bob)
+    client = alice_client if how == "removed" else client_for(cast.bob)
+    assert client.delete(f"/api/v1/orgs/acme/members/{bob.pk}").status_code == 204
+    assert rule_rows(cast.acme) == [(0, ["*"], ["vera"], [], [], []), (1, ["local/*"], [], [], [], [])]
+    # The export names current members only, and imports back unchanged.
+    exported = alice_client.get("/api/v1/orgs/acme/access-rules.yaml").content.decode()
+    assert "bob" not in exported
+    assert put_rules_yaml(alice_client, exported).status_code == 200
+    assert alice_client.get("/api/v1/orgs/acme/access-rules.yaml").content.decode() == exported
+    # Rejoining (here as a Viewer) brings none of the old grants back.
+    add_member(cast.acme, cast.bob, "viewer")
+    assert effective(alice_client, user="bob")["models"] == []
+    assert effective(alice_client, user="vera")["models"] == ENABLED
+
+
 def test_a_tag_selector_value_may_contain_a_slash(cast, catalog, alice_client):
     # 'pool=gpu/a100' passes validation as a tag selector, so it must match as one.
     create_provider_account(alice_client, "gpu", ["llama-70b"], {"pool": "gpu/a100"})

@@ -8,7 +8,7 @@ import pytest
 
 from audit.models import AuditRecord
 from keys.models import AccessRule, ApiKey, ServiceAccount
-from orgs.models import Membership, Team
+from orgs.models import Membership, Role, Team
 from tests.conftest import assert_error, client_for
 from tests.keys.conftest import key_client, mint
 
@@ -157,6 +157,19 @@ def test_changing_the_role_is_bounded_the_same_way(cast, service_account, alice_
     assert row.role.slug == "viewer" and row.granted_by_membership == membership(cast, cast.dave)
     record = AuditRecord.objects.filter(action="service_account:manage", data__op="update").get()
     assert record.actor_user == cast.dave and record.data["changed"] == ["role", "granted_by_membership"]
+
+
+def test_a_custom_role_held_by_a_service_account_cannot_be_deleted(cast, alice_client):
+    role = custom_role(alice_client, "bots", ["model:read"])
+    bot = alice_client.post(LIST, {"slug": "bot", "name": "Bot", "role": "bots"}, format="json")
+    assert bot.status_code == 201, bot.content
+    error = assert_error(alice_client.delete(f"/api/v1/orgs/acme/roles/{role['id']}"), 409, "CONFLICT")
+    assert "service account" in error["message"]
+    assert Role.objects.filter(pk=role["id"]).exists()
+    assert not AuditRecord.objects.filter(data__op="role_delete").exists()  # rolled back with the refusal
+    assert alice_client.patch(detail(bot.json()), {"role": "viewer"}, format="json").status_code == 200
+    assert alice_client.delete(f"/api/v1/orgs/acme/roles/{role['id']}").status_code == 204
+    assert not Role.objects.filter(pk=role["id"]).exists()
 
 
 # --- ...and by the granting member at every use ------------------------------------------
