@@ -36,7 +36,9 @@ def export(client) -> str:
 
 def replaces(org) -> list[AuditRecord]:
     return list(
-        AuditRecord.objects.filter(org=org, action="policy:manage", data__op="access_rules_replace").order_by("created_at")
+        AuditRecord.objects.filter(
+            org=org, action="policy:manage", data__op="access_rules_replace"
+        ).order_by("created_at")
     )
 
 
@@ -48,7 +50,11 @@ def test_export_is_the_contract_shape(access_world, vera_client):
     assert list(document) == ["authz_rules"]
     assert document == yaml.safe_load(RULES_YAML)
     first = document["authz_rules"][0]
-    assert list(first) == ["models", "description", "users"]  # models first, empty subject lists left out
+    assert list(first) == [
+        "models",
+        "description",
+        "users",
+    ]  # models first, empty subject lists left out
     assert document["authz_rules"][3] == {"models": ["env=prod"], "service_accounts": ["prod-bot"]}
 
 
@@ -59,9 +65,13 @@ def test_export_whatever_the_client_accepts(access_world, alice_client, accept):
     assert response["Content-Type"].startswith("application/yaml")
     assert yaml.safe_load(response.content) == yaml.safe_load(RULES_YAML)
     # An import asking for YAML back is not refused either; results and errors stay JSON.
-    put = alice_client.put(URL, response.content.decode(), content_type="application/yaml", HTTP_ACCEPT=accept)
+    put = alice_client.put(
+        URL, response.content.decode(), content_type="application/yaml", HTTP_ACCEPT=accept
+    )
     assert put.status_code == 200 and put.json()["count"] == 7
-    bad = alice_client.put(URL, "authz_rules: 1\n", content_type="application/yaml", HTTP_ACCEPT=accept)
+    bad = alice_client.put(
+        URL, "authz_rules: 1\n", content_type="application/yaml", HTTP_ACCEPT=accept
+    )
     assert "authz_rules" in assert_error(bad, 400, "VALIDATION_ERROR")["details"]
 
 
@@ -84,16 +94,20 @@ NEW_RULES = {
 
 
 @pytest.mark.parametrize(
-    "content_type", ["application/yaml", "text/yaml", "application/yaml; charset=utf-8", "application/json"]
+    "content_type",
+    ["application/yaml", "text/yaml", "application/yaml; charset=utf-8", "application/json"],
 )
 def test_put_replaces_every_rule(access_world, alice_client, content_type):
     old_ids = set(AccessRule.all_orgs.values_list("pk", flat=True))
-    body = json.dumps(NEW_RULES) if content_type == "application/json" else yaml.safe_dump(NEW_RULES)
+    body = (
+        json.dumps(NEW_RULES) if content_type == "application/json" else yaml.safe_dump(NEW_RULES)
+    )
     response = put_rules_yaml(alice_client, body, content_type=content_type)
     assert response.status_code == 200, response.content
     result = response.json()
     assert result["count"] == 2 and [r["models"] for r in result["results"]] == [
-        ["azure-prod/*"], ["env=staging", "local/phi-3"]
+        ["azure-prod/*"],
+        ["env=staging", "local/phi-3"],
     ]
     assert rule_rows(access_world.cast.acme) == [
         (0, ["azure-prod/*"], ["bob", "vera"], [], [], []),
@@ -140,7 +154,10 @@ def test_round_trip_survives_the_deletion_of_a_rules_only_subject(access_world, 
     response = put_rules_yaml(alice_client, first)
     assert response.status_code == 200, response.content
     assert export(alice_client) == first
-    assert effective(alice_client, user="erin")["models"] == ["vllm-staging/llama-3", "vllm-staging/mistral"]
+    assert effective(alice_client, user="erin")["models"] == [
+        "vllm-staging/llama-3",
+        "vllm-staging/mistral",
+    ]
 
 
 def test_replace_is_audited_with_before_and_after(access_world, alice_client, dave_client):
@@ -158,7 +175,10 @@ def test_replace_is_audited_with_before_and_after(access_world, alice_client, da
     ]
 
 
-GOOD = ["  - models: [local/*]\n    users: [bob]\n", "  - models: [env=prod]\n    roles: [viewer]\n"]
+GOOD = [
+    "  - models: [local/*]\n    users: [bob]\n",
+    "  - models: [env=prod]\n    roles: [viewer]\n",
+]
 
 
 def document(bad_rule: str) -> str:
@@ -169,11 +189,27 @@ def document(bad_rule: str) -> str:
 @pytest.mark.parametrize(
     ("bad_rule", "field", "says"),
     [
-        ("  - models: [local/*]\n    teams: [no-such-team]\n", "authz_rules[2].teams", "no-such-team"),
+        (
+            "  - models: [local/*]\n    teams: [no-such-team]\n",
+            "authz_rules[2].teams",
+            "no-such-team",
+        ),
         ("  - models: [local/*]\n    users: [nobody]\n", "authz_rules[2].users", "nobody"),
-        ("  - models: [local/*]\n    users: [charlie]\n", "authz_rules[2].users", "charlie"),  # globex's owner
-        ("  - models: [local/*]\n    roles: [no-such-role]\n", "authz_rules[2].roles", "no-such-role"),
-        ("  - models: [local/*]\n    service_accounts: [ghost]\n", "authz_rules[2].service_accounts", "ghost"),
+        (
+            "  - models: [local/*]\n    users: [charlie]\n",
+            "authz_rules[2].users",
+            "charlie",
+        ),  # globex's owner
+        (
+            "  - models: [local/*]\n    roles: [no-such-role]\n",
+            "authz_rules[2].roles",
+            "no-such-role",
+        ),
+        (
+            "  - models: [local/*]\n    service_accounts: [ghost]\n",
+            "authz_rules[2].service_accounts",
+            "ghost",
+        ),
         ("  - models: [gpt-4o]\n    users: [bob]\n", "authz_rules[2].models", "gpt-4o"),
         ("  - models: ['local/']\n    users: [bob]\n", "authz_rules[2].models", "local/"),
         ("  - users: [bob]\n", "authz_rules[2].models", "required"),
@@ -184,11 +220,26 @@ def document(bad_rule: str) -> str:
         ("  - models: [local/*]\n", "authz_rules[2]", "at least one"),
         ("  - local/*\n", "authz_rules[2]", "mapping"),
     ],
-    ids=["unknown-team", "unknown-user", "other-org-member", "unknown-role", "unknown-sa", "bare-model",
-         "empty-model-name", "missing-models", "empty-models", "models-not-a-list", "unknown-field",
-         "users-not-a-list", "no-subject", "rule-not-a-mapping"],
+    ids=[
+        "unknown-team",
+        "unknown-user",
+        "other-org-member",
+        "unknown-role",
+        "unknown-sa",
+        "bare-model",
+        "empty-model-name",
+        "missing-models",
+        "empty-models",
+        "models-not-a-list",
+        "unknown-field",
+        "users-not-a-list",
+        "no-subject",
+        "rule-not-a-mapping",
+    ],
 )
-def test_one_bad_rule_changes_nothing_and_is_named(access_world, alice_client, bad_rule, field, says):
+def test_one_bad_rule_changes_nothing_and_is_named(
+    access_world, alice_client, bad_rule, field, says
+):
     acme = access_world.cast.acme
     before, exported, audits = rule_rows(acme), export(alice_client), len(replaces(acme))
     ids = set(AccessRule.all_orgs.values_list("pk", flat=True))
@@ -202,7 +253,11 @@ def test_one_bad_rule_changes_nothing_and_is_named(access_world, alice_client, b
 
 
 def test_every_bad_rule_is_reported_at_once(access_world, alice_client):
-    text = "authz_rules:\n  - models: [local/*]\n    teams: [nope]\n" + GOOD[0] + "  - models: [bad]\n    users: [bob]\n"
+    text = (
+        "authz_rules:\n  - models: [local/*]\n    teams: [nope]\n"
+        + GOOD[0]
+        + "  - models: [bad]\n    users: [bob]\n"
+    )
     error = assert_error(put_rules_yaml(alice_client, text), 400, "VALIDATION_ERROR")
     assert set(error["details"]) == {"authz_rules[0].teams", "authz_rules[2].models"}
 
@@ -217,11 +272,22 @@ def test_every_bad_rule_is_reported_at_once(access_world, alice_client):
         ('{"authz_rules": "all"}', "application/json", "authz_rules"),
         ('[{"models": ["local/*"]}]', "application/json", "authz_rules"),
     ],
-    ids=["rules-not-a-list", "top-level-list", "empty-body", "wrong-key", "json-not-a-list", "json-list"],
+    ids=[
+        "rules-not-a-list",
+        "top-level-list",
+        "empty-body",
+        "wrong-key",
+        "json-not-a-list",
+        "json-list",
+    ],
 )
-def test_a_document_without_an_authz_rules_list_changes_nothing(access_world, alice_client, text, content_type, field):
+def test_a_document_without_an_authz_rules_list_changes_nothing(
+    access_world, alice_client, text, content_type, field
+):
     before = rule_rows(access_world.cast.acme)
-    error = assert_error(put_rules_yaml(alice_client, text, content_type=content_type), 400, "VALIDATION_ERROR")
+    error = assert_error(
+        put_rules_yaml(alice_client, text, content_type=content_type), 400, "VALIDATION_ERROR"
+    )
     assert field in error["details"], error
     assert rule_rows(access_world.cast.acme) == before
 
@@ -232,7 +298,9 @@ def test_malformed_yaml_names_the_line(access_world, alice_client):
     error = assert_error(put_rules_yaml(alice_client, text), 400, "VALIDATION_ERROR")
     assert "line 4" in error["message"], error
     assert "yaml" in error["details"]
-    error = assert_error(put_rules_yaml(alice_client, "authz_rules:\n\t- bad tab\n"), 400, "VALIDATION_ERROR")
+    error = assert_error(
+        put_rules_yaml(alice_client, "authz_rules:\n\t- bad tab\n"), 400, "VALIDATION_ERROR"
+    )
     assert "line 2" in error["message"], error
     assert rule_rows(access_world.cast.acme) == before
 
@@ -246,13 +314,20 @@ def test_malformed_json_is_a_validation_error(access_world, alice_client):
 
 def test_members_names_are_this_orgs_only(access_world, alice_client, charlie_client):
     # Charlie (another org) cannot be named in acme; acme's bob cannot be named in globex.
-    error = assert_error(put_rules_yaml(alice_client, "authz_rules:\n  - models: ['*']\n    users: [charlie]\n"),
-                         400, "VALIDATION_ERROR")
+    error = assert_error(
+        put_rules_yaml(alice_client, "authz_rules:\n  - models: ['*']\n    users: [charlie]\n"),
+        400,
+        "VALIDATION_ERROR",
+    )
     assert error["details"] == {"authz_rules[0].users": ["Unknown user: charlie"]}
     error = assert_error(
-        put_rules_yaml(charlie_client, "authz_rules:\n  - models: ['*']\n    users: [bob]\n    teams: [ml-platform]\n",
-                       org="globex"),
-        400, "VALIDATION_ERROR",
+        put_rules_yaml(
+            charlie_client,
+            "authz_rules:\n  - models: ['*']\n    users: [bob]\n    teams: [ml-platform]\n",
+            org="globex",
+        ),
+        400,
+        "VALIDATION_ERROR",
     )
     assert set(error["details"]) == {"authz_rules[0].users", "authz_rules[0].teams"}
     assert not AccessRule.all_orgs.filter(org=access_world.cast.globex).exists()
@@ -263,7 +338,10 @@ def test_a_key_with_policy_manage_may_import(access_world, dave_client):
     response = put_rules_yaml(key_client(body["key"]), yaml.safe_dump(NEW_RULES))
     assert response.status_code == 200, response.content
     record = replaces(access_world.cast.acme)[-1]
-    assert record.actor_label == f"dave via {body['prefix']}" and record.actor_user == access_world.cast.dave
+    assert (
+        record.actor_label == f"dave via {body['prefix']}"
+        and record.actor_user == access_world.cast.dave
+    )
     reader = mint(dave_client, permissions=["model:read"])
     assert_error(put_rules_yaml(key_client(reader["key"]), RULES_YAML), 403, "PERMISSION_DENIED")
     assert len(rule_rows(access_world.cast.acme)) == 2
@@ -291,14 +369,24 @@ def rules_file(tmp_path):
 def test_command_applies_a_file(access_world, alice_client, rules_file):
     output = apply(rules_file(yaml.safe_dump(NEW_RULES)))
     assert output.strip() == "applied 2 rule(s) to acme"
-    assert rule_rows(access_world.cast.acme)[0] == (0, ["azure-prod/*"], ["bob", "vera"], [], [], [])
+    assert rule_rows(access_world.cast.acme)[0] == (
+        0,
+        ["azure-prod/*"],
+        ["bob", "vera"],
+        [],
+        [],
+        [],
+    )
     record = replaces(access_world.cast.acme)[-1]
     assert record.actor_user is None and record.actor_label == "operator"
     assert record.data["source"] == "command" and record.data["count"] == 2
     assert record.data["before"] == yaml.safe_load(RULES_YAML)["authz_rules"]
     # vera and bob by name, and bob's Member role the env=staging models.
     assert effective(alice_client, user="bob")["models"] == [
-        "azure-prod/gpt-4o", "local/phi-3", "vllm-staging/llama-3", "vllm-staging/mistral"
+        "azure-prod/gpt-4o",
+        "local/phi-3",
+        "vllm-staging/llama-3",
+        "vllm-staging/mistral",
     ]
 
 
@@ -322,7 +410,10 @@ def test_command_dry_run_validates_without_changing(access_world, rules_file):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (document("  - models: [local/*]\n    teams: [nope]\n"), "authz_rules[2].teams: Unknown team: nope"),
+        (
+            document("  - models: [local/*]\n    teams: [nope]\n"),
+            "authz_rules[2].teams: Unknown team: nope",
+        ),
         (document("  - models: [gpt-4o]\n    users: [bob]\n"), "authz_rules[2].models"),
         ("authz_rules:\n  - models: [local/*]\n    users: [bob\n", "line 4"),
         ("authz_rules: nope\n", "authz_rules"),

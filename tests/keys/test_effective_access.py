@@ -16,7 +16,10 @@ URL = "/api/v1/orgs/acme/access-rules/effective"
 
 
 def test_user_parameter_lists_the_users_models(access_world, vera_client):
-    assert effective(vera_client, user="frank") == {"user": "frank", "models": sorted(DECISIONS["frank"])}
+    assert effective(vera_client, user="frank") == {
+        "user": "frank",
+        "models": sorted(DECISIONS["frank"]),
+    }
 
 
 def test_service_account_parameter_by_slug_or_id(access_world, vera_client):
@@ -35,20 +38,33 @@ def test_model_parameter_lists_users_and_service_accounts(access_world, vera_cli
 
 
 def test_both_directions_agree(access_world, alice_client):
-    members = [m["user"]["username"] for m in alice_client.get("/api/v1/orgs/acme/members").json()["results"]]
-    accounts = [a["slug"] for a in alice_client.get("/api/v1/orgs/acme/service-accounts").json()["results"]]
+    members = [
+        m["user"]["username"]
+        for m in alice_client.get("/api/v1/orgs/acme/members").json()["results"]
+    ]
+    accounts = [
+        a["slug"] for a in alice_client.get("/api/v1/orgs/acme/service-accounts").json()["results"]
+    ]
     assert sorted(members) == ["alice", "bob", "dave", "erin", "frank", "vera"]
     assert sorted(accounts) == ["off-bot", "prod-bot", "staging-bot"]
     forward = {("user", u, m) for u in members for m in effective(alice_client, user=u)["models"]}
-    forward |= {("sa", s, m) for s in accounts for m in effective(alice_client, service_account=s)["models"]}
+    forward |= {
+        ("sa", s, m) for s in accounts for m in effective(alice_client, service_account=s)["models"]
+    }
     backward = set()
     for fqn in [*ENABLED, NOT_ENABLED]:
         who = effective(alice_client, model=fqn)
-        backward |= {("user", u, fqn) for u in who["users"]} | {("sa", s, fqn) for s in who["service_accounts"]}
+        backward |= {("user", u, fqn) for u in who["users"]} | {
+            ("sa", s, fqn) for s in who["service_accounts"]
+        }
     assert forward == backward
     # ...and both are the decision table, not merely equal to each other.
-    table = {("sa" if p.startswith("sa:") else "user", p.removeprefix("sa:"), m)
-             for p, models in DECISIONS.items() if not p.startswith("key:") for m in models}
+    table = {
+        ("sa" if p.startswith("sa:") else "user", p.removeprefix("sa:"), m)
+        for p, models in DECISIONS.items()
+        if not p.startswith("key:")
+        for m in models
+    }
     assert forward == table and len(table) > 20
 
 
@@ -72,7 +88,9 @@ def test_a_key_of_a_disabled_service_account_is_refused(access_world, alice_clie
     assert response.status_code == 200, response.content
     assert_error(client.get(URL), 401, "AUTHENTICATION_FAILED")
     assert effective(alice_client, service_account="staging-bot")["models"] == []
-    assert all("staging-bot" not in effective(alice_client, model=m)["service_accounts"] for m in ENABLED)
+    assert all(
+        "staging-bot" not in effective(alice_client, model=m)["service_accounts"] for m in ENABLED
+    )
 
 
 @pytest.mark.parametrize(
@@ -93,7 +111,9 @@ def test_unknown_principal_is_404(access_world, alice_client, params):
 
 def test_another_orgs_service_account_is_404(access_world, charlie_client, alice_client):
     response = charlie_client.post(
-        "/api/v1/orgs/globex/service-accounts", {"slug": "g-bot", "name": "G", "role": "member"}, format="json"
+        "/api/v1/orgs/globex/service-accounts",
+        {"slug": "g-bot", "name": "G", "role": "member"},
+        format="json",
     )
     assert response.status_code == 201, response.content
     for ref in ("g-bot", response.json()["id"]):
@@ -102,12 +122,18 @@ def test_another_orgs_service_account_is_404(access_world, charlie_client, alice
 
 def test_a_model_nobody_may_use_and_a_pattern_are_answered_with_no_one(access_world, alice_client):
     for model in (NOT_ENABLED, "openai-main/*", "*", "env=prod", "no-such/model"):
-        assert effective(alice_client, model=model) == {"model": model, "users": [], "service_accounts": []}
+        assert effective(alice_client, model=model) == {
+            "model": model,
+            "users": [],
+            "service_accounts": [],
+        }
 
 
 def test_needs_model_read_and_authentication(access_world, dave_client, anon_client):
     no_read = mint(dave_client, permissions=["member:view"])
-    error = assert_error(key_client(no_read["key"]).get(URL, {"user": "bob"}), 403, "PERMISSION_DENIED")
+    error = assert_error(
+        key_client(no_read["key"]).get(URL, {"user": "bob"}), 403, "PERMISSION_DENIED"
+    )
     assert "model:read" in error["message"]
     denied = AuditRecord.objects.get(outcome="denied", actor_user=access_world.cast.dave)
     assert denied.action == "model:read" and denied.status_code == 403

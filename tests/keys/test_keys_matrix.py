@@ -51,37 +51,61 @@ CASES: dict[tuple[str, str], Case] = {
         f"{ORG}/service-accounts", 201, {"slug": "new-bot", "name": "New", "role": "viewer"}
     ),
     ("service-account-detail", "GET"): Case(f"{ORG}/service-accounts/{{sa}}", 200),
-    ("service-account-detail", "PATCH"): Case(f"{ORG}/service-accounts/{{sa}}", 200, {"name": "Renamed"}),
+    ("service-account-detail", "PATCH"): Case(
+        f"{ORG}/service-accounts/{{sa}}", 200, {"name": "Renamed"}
+    ),
     ("service-account-detail", "DELETE"): Case(f"{ORG}/service-accounts/{{sa}}", 204),
     ("api-key-list", "GET"): Case(f"{ORG}/api-keys", 200, service_permission=EVERYONE),
-    ("api-key-list", "POST"): Case(f"{ORG}/api-keys", 201, {"name": "k", "permissions": ["model:read"]}),
+    ("api-key-list", "POST"): Case(
+        f"{ORG}/api-keys", 201, {"name": "k", "permissions": ["model:read"]}
+    ),
     ("api-key-detail", "GET"): Case(
         f"{ORG}/api-keys/{{key}}", 200, service_permission="api_key:view", denied=(404, "NOT_FOUND")
     ),
-    ("api-key-detail", "DELETE"): Case(f"{ORG}/api-keys/{{key}}", 200, service_permission="api_key:revoke"),
-    ("api-key-rotate", "POST"): Case(f"{ORG}/api-keys/{{key}}/rotate", 201, {}, service_permission="api_key:revoke"),
+    ("api-key-detail", "DELETE"): Case(
+        f"{ORG}/api-keys/{{key}}", 200, service_permission="api_key:revoke"
+    ),
+    ("api-key-rotate", "POST"): Case(
+        f"{ORG}/api-keys/{{key}}/rotate", 201, {}, service_permission="api_key:revoke"
+    ),
     ("provider-account-list", "GET"): Case(f"{ORG}/provider-accounts", 200),
     ("provider-account-list", "POST"): Case(
-        f"{ORG}/provider-accounts", 201,
-        {"name": "new-acct", "provider_type": "openai_compatible", "base_url": PRIVATE_BASE_URL, "models": ["m"]},
+        f"{ORG}/provider-accounts",
+        201,
+        {
+            "name": "new-acct",
+            "provider_type": "openai_compatible",
+            "base_url": PRIVATE_BASE_URL,
+            "models": ["m"],
+        },
     ),
     ("provider-account-detail", "GET"): Case(f"{ORG}/provider-accounts/{{account}}", 200),
     ("provider-account-detail", "PATCH"): Case(
-        f"{ORG}/provider-accounts/{{account}}", 200, {"tags": {"env": "changed"}},
+        f"{ORG}/provider-accounts/{{account}}",
+        200,
+        {"tags": {"env": "changed"}},
         service_permission="provider_account:manage",
     ),
     ("provider-account-detail", "DELETE"): Case(
         f"{ORG}/provider-accounts/{{account}}", 204, service_permission="provider_account:manage"
     ),
     ("provider-account-secret", "PUT"): Case(
-        f"{ORG}/provider-accounts/{{account}}/secret", 200, {"secret": "sk-matrix-" + "q" * 30},
+        f"{ORG}/provider-accounts/{{account}}/secret",
+        200,
+        {"secret": "sk-matrix-" + "q" * 30},
         service_permission="provider_account:manage",
     ),
     ("provider-account-grants", "GET"): Case(f"{ORG}/provider-accounts/{{account}}/grants", 200),
-    ("provider-account-grants", "POST"): Case(f"{ORG}/provider-accounts/{{account}}/grants", 200, {"user": "bob"}),
-    ("provider-account-grants", "DELETE"): Case(f"{ORG}/provider-accounts/{{account}}/grants", 200, {"user": "vera"}),
+    ("provider-account-grants", "POST"): Case(
+        f"{ORG}/provider-accounts/{{account}}/grants", 200, {"user": "bob"}
+    ),
+    ("provider-account-grants", "DELETE"): Case(
+        f"{ORG}/provider-accounts/{{account}}/grants", 200, {"user": "vera"}
+    ),
     ("access-rule-list", "GET"): Case(f"{ORG}/access-rules", 200),
-    ("access-rule-list", "POST"): Case(f"{ORG}/access-rules", 201, {"models": ["local/*"], "roles": ["viewer"]}),
+    ("access-rule-list", "POST"): Case(
+        f"{ORG}/access-rules", 201, {"models": ["local/*"], "roles": ["viewer"]}
+    ),
     ("access-rules-yaml", "GET"): Case(f"{ORG}/access-rules.yaml", 200),
     ("access-rules-yaml", "PUT"): Case(
         f"{ORG}/access-rules.yaml", 200, {"authz_rules": [{"models": ["*"], "roles": ["owner"]}]}
@@ -134,7 +158,9 @@ def effective_requirement(key: tuple[str, str]) -> str:
     if declared == ANY_MEMBER:
         assert CASES[key].service_permission, f"{key} is ANY_MEMBER: say what the service demands"
         return CASES[key].service_permission
-    assert CASES[key].service_permission is None, f"{key} declares {declared}; no service rule expected"
+    assert CASES[key].service_permission is None, (
+        f"{key} declares {declared}; no service rule expected"
+    )
     return declared
 
 
@@ -190,16 +216,27 @@ def world(cast, alice_client, dave_client):
             f"{ORG}/provider-accounts/{account['id']}/grants", {"user": "vera"}, format="json"
         )
         assert granted.status_code == 200, granted.content
-        sa = alice_client.post(f"{ORG}/service-accounts", {"slug": "bot", "name": "Bot", "role": "viewer"},
-                               format="json")
+        sa = alice_client.post(
+            f"{ORG}/service-accounts",
+            {"slug": "bot", "name": "Bot", "role": "viewer"},
+            format="json",
+        )
         assert sa.status_code == 201, sa.content
-        rule = alice_client.post(f"{ORG}/access-rules", {"models": ["openai-main/*"], "roles": ["member"]},
-                                 format="json")
+        rule = alice_client.post(
+            f"{ORG}/access-rules", {"models": ["openai-main/*"], "roles": ["member"]}, format="json"
+        )
         assert rule.status_code == 201, rule.content
         key = mint(dave_client, name="dave-key")  # someone else's key
-        return World(cast=cast, subject=subject, ids={
-            "sa": sa.json()["id"], "account": account["id"], "rule": rule.json()["id"], "key": key["id"],
-        })
+        return World(
+            cast=cast,
+            subject=subject,
+            ids={
+                "sa": sa.json()["id"],
+                "account": account["id"],
+                "rule": rule.json()["id"],
+                "key": key["id"],
+            },
+        )
 
     return build
 
@@ -208,10 +245,15 @@ def snapshot(cast) -> tuple:
     """Every keys/ row of acme, to prove a refused request changed nothing."""
     return (
         sorted(
-            ServiceAccount.all_orgs.filter(org=cast.acme).values_list("slug", "name", "role__slug", "disabled_at"),
+            ServiceAccount.all_orgs.filter(org=cast.acme).values_list(
+                "slug", "name", "role__slug", "disabled_at"
+            ),
             key=repr,
         ),
-        sorted(ApiKey.all_orgs.filter(org=cast.acme).values_list("name", "revoked_at", "expires_at"), key=repr),
+        sorted(
+            ApiKey.all_orgs.filter(org=cast.acme).values_list("name", "revoked_at", "expires_at"),
+            key=repr,
+        ),
         sorted(
             ProviderAccount.all_orgs.filter(org=cast.acme).values_list(
                 "name", "tags", "encrypted_secret", "secret_updated_at"
@@ -239,7 +281,10 @@ def test_role_against_endpoint(world, role, key):
     if expected_allowed(role, key):
         assert response.status_code == case.ok_status, (role, key, response.content[:400])
         if key[1] != "GET":
-            assert AuditRecord.objects.filter(actor_user=w.subject, outcome="success").exists(), (role, key)
+            assert AuditRecord.objects.filter(actor_user=w.subject, outcome="success").exists(), (
+                role,
+                key,
+            )
             assert snapshot(w.cast) != before, (role, key)
         return
 
@@ -251,7 +296,9 @@ def test_role_against_endpoint(world, role, key):
     if declared_endpoints()[key] != ANY_MEMBER:
         # Refused by the permission class, which records the decision.
         denied = AuditRecord.objects.get(actor_user=w.subject, outcome="denied")
-        assert denied.action == requirement and denied.status_code == 403 and denied.org == w.cast.acme
+        assert (
+            denied.action == requirement and denied.status_code == 403 and denied.org == w.cast.acme
+        )
     assert not AuditRecord.objects.filter(actor_user=w.subject, outcome="success").exists()
     assert snapshot(w.cast) == before
 
@@ -267,7 +314,9 @@ def test_every_role_manages_its_own_keys(cast, alice_client, role):
     own = mint(client, name="own")
     second = mint(client, name="second")
     if role != "member":  # the key outlives the role that minted it (within the new role's bounds)
-        changed = alice_client.patch(f"{ORG}/members/{membership.pk}", {"role": role}, format="json")
+        changed = alice_client.patch(
+            f"{ORG}/members/{membership.pk}", {"role": role}, format="json"
+        )
         assert changed.status_code == 200, changed.content
     assert Membership.all_orgs.get(pk=membership.pk).role.slug == role
     assert {k["name"] for k in client.get(f"{ORG}/api-keys").json()["results"]} >= {"own", "second"}
@@ -278,5 +327,9 @@ def test_every_role_manages_its_own_keys(cast, alice_client, role):
     assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
     assert ApiKey.all_orgs.get(pk=second["id"]).revoked_at is not None
     assert ApiKey.all_orgs.get(pk=own["id"]).revoked_at is not None  # rotated without grace
-    actions = set(AuditRecord.objects.filter(actor_user=sam, outcome="success").values_list("action", flat=True))
+    actions = set(
+        AuditRecord.objects.filter(actor_user=sam, outcome="success").values_list(
+            "action", flat=True
+        )
+    )
     assert {"api_key:create", "api_key:rotate", "api_key:revoke"} <= actions
