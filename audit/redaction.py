@@ -17,7 +17,10 @@ _SENSITIVE_KEY = re.compile(
 )
 _PATTERNS = [
     re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),  # JWT
-    re.compile(r"\bifr_[A-Za-z0-9_]{8,}"),  # Inferia API keys
+    # Inferia API keys: anything with a secret part; the bare public prefix
+    # (ifr_<public id>) identifies a key in audit records and stays readable.
+    re.compile(r"\bifr_[A-Za-z0-9]+_[A-Za-z0-9_]{8,}"),
+    re.compile(r"\bifr_[A-Za-z0-9]{20,}"),
     re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"),  # upstream keys
     re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"),
     re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"),  # e-mail

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 from django.db import transaction
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from django.http import HttpRequest
 
 from audit import services as audit
@@ -44,7 +46,8 @@ class Catalog:
 
 
 def pattern_matches(pattern: str, fqn: str, tags: dict[str, str]) -> bool:
-    if "=" in pattern and "/" not in pattern:
+    # No FQN holds '=', while a tag value may hold '/' (TAG_RE): '=' alone decides.
+    if "=" in pattern:
         key, value = pattern.split("=", 1)
         return tags.get(key) == value
     if pattern == "*":
@@ -64,6 +67,13 @@ class Subject:
     service_account: ServiceAccount | None = None
     role_id: Any = None
     team_ids: frozenset = frozenset()
+
+    @property
+    def is_active(self) -> bool:
+        """A disabled service account or a deactivated user may use nothing, whatever the rules say."""
+        if self.service_account is not None:
+            return self.service_account.is_active
+        return self.user is not None and self.user.is_active
 
 
 def subject_for_user(user: User) -> Subject | None:
@@ -97,7 +107,7 @@ def _rules_for(subject: Subject) -> list[AccessRule]:
 
 def allowed_models(subject: Subject | None, *, key: ApiKey | None = None, catalog: Catalog | None = None) -> list[str]:
     """FQNs the subject may use (narrowed by the key's model restriction, if any)."""
-    if subject is None:
+    if subject is None or not subject.is_active:
         return []
     catalog = catalog or Catalog.load()
     patterns = [p for rule in _rules_for(subject) for p in rule.model_patterns]
@@ -135,10 +145,18 @@ def who_may_use(fqn: str) -> dict[str, list[str]]:
     return {"users": sorted(users), "service_accounts": sorted(accounts)}
 
 
+@receiver(post_delete, sender=Membership, dispatch_uid="keys-access-rules-member-left")
+def _member_left(sender, instance: Membership, **kwargs) -> None:
+    """A member who leaves drops out of the rules naming them (as out of their teams),
+    so that rejoining later does not bring old grants back."""
+    AccessRule.users.through.objects.filter(accessrule__org_id=instance.org_id, user_id=instance.user_id).delete()
+
+
 # --- YAML import / export ---------------------------------------------------------------
 
 
 def export_rules() -> list[dict[str, Any]]:
+    """The rules in ``authz_rules`` shape, in order; what ``parse_rules`` accepts back."""
     out = []
     for rule in AccessRule.objects.prefetch_related("users", "teams", "roles", "service_accounts"):
         entry: dict[str, Any] = {"models": list(rule.model_patterns)}
@@ -150,6 +168,10 @@ def export_rules() -> list[dict[str, Any]]:
             "roles": sorted(r.slug for r in rule.roles.all()),
             "service_accounts": sorted(s.slug for s in rule.service_accounts.all()),
         }
+        if not any(subjects.values()):
+            # Its last subject was deleted: it grants nothing, and the importer
+            # (rightly) refuses a rule without subjects, so leave it out.
+            continue
         entry.update({k: v for k, v in subjects.items() if v})
         out.append(entry)
     return out
@@ -205,7 +227,9 @@ def parse_rules(document: Any, org) -> list[ParsedRule]:
             if missing:
                 errors[f"{where}.{name}"] = [f"Unknown {name[:-1].replace('_', ' ')}: {v}" for v in missing]
             resolved[name] = [lookups[name][v] for v in values if v in lookups[name]]
-        if not any(resolved.get(name) for name in SUBJECT_FIELDS) and f"{where}.users" not in errors:
+        # A subject field already in error explains the emptiness; say it once.
+        subject_errors = any(f"{where}.{name}" in errors for name in SUBJECT_FIELDS)
+        if not any(resolved.get(name) for name in SUBJECT_FIELDS) and not subject_errors:
             errors.setdefault(where, []).append("A rule needs at least one user, team, role or service account.")
         parsed.append(
             ParsedRule(
@@ -269,7 +293,15 @@ def _create_rule(access: Access, position: int, item: ParsedRule) -> AccessRule:
 def access_rule_create(*, access: Access, rule: dict[str, Any], request: HttpRequest | None = None) -> AccessRule:
     """Append one rule (validated like an import of one rule)."""
     access.require("policy:manage")
-    (item,) = parse_rules({"authz_rules": [rule]}, access.org)
+    try:
+        (item,) = parse_rules({"authz_rules": [rule]}, access.org)
+    except ValidationError as exc:
+        # One rule, not a document: name its fields as sent ("teams", not "authz_rules[0].teams").
+        details = {
+            key.removeprefix("authz_rules[0]").removeprefix(".") or "non_field_errors": messages
+            for key, messages in (exc.details or {}).items()
+        }
+        raise ValidationError("The access rule is invalid; nothing was changed", details=details) from exc
     with transaction.atomic():
         last = AccessRule.objects.order_by("-position").values_list("position", flat=True).first()
         created = _create_rule(access, 0 if last is None else last + 1, item)

@@ -7,4 +7,5 @@ class KeysConfig(AppConfig):
     name = "keys"
 
     def ready(self) -> None:
-        from keys import grants  # noqa: F401  (team -> group mirroring signals)
+        # Signals: members leaving drop out of access rules; team -> group mirroring.
+        from keys import access_rules, grants  # noqa: F401

@@ -8,16 +8,18 @@ Checked only through ``Access.can_on``.
 from __future__ import annotations
 
 from django.contrib.auth.models import Group
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.http import HttpRequest
+from guardian.models import UserObjectPermission
 from guardian.shortcuts import assign_perm, get_groups_with_perms, get_users_with_perms, remove_perm
 
 from audit import services as audit
 from keys.models import ProviderAccount
 from orgs.access import OBJECT_GRANTS, Access
-from orgs.models import Team, TeamMember, User
+from orgs.models import Membership, Team, TeamMember, User
 
 CODENAME = "keys." + OBJECT_GRANTS["provider_account:manage"]
 
@@ -51,6 +53,17 @@ def _team_member_removed(sender, instance: TeamMember, **kwargs) -> None:
 @receiver(post_delete, sender=Team, dispatch_uid="keys-team-group-delete")
 def _team_deleted(sender, instance: Team, **kwargs) -> None:
     Group.objects.filter(name=_group_name(instance.pk)).delete()
+
+
+@receiver(post_delete, sender=Membership, dispatch_uid="keys-grants-member-left")
+def _member_left(sender, instance: Membership, **kwargs) -> None:
+    """A member's grants on the org's accounts end with the membership: rejoining revives none."""
+    account_ids = ProviderAccount.all_orgs.filter(org_id=instance.org_id).values_list("pk", flat=True)
+    UserObjectPermission.objects.filter(
+        user_id=instance.user_id,
+        content_type=ContentType.objects.get_for_model(ProviderAccount),
+        object_pk__in=[str(pk) for pk in account_ids],
+    ).delete()
 
 
 def provider_account_grants(account: ProviderAccount) -> dict[str, list[str]]:

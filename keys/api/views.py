@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
 from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.response import Response
 
@@ -281,6 +282,17 @@ class YamlAliasParser(YamlTextParser):
     media_type = "text/yaml"
 
 
+class YamlEndpointNegotiation(BaseContentNegotiation):
+    """Ignore Accept: GET always answers YAML (a plain response) and everything else,
+    errors included, JSON; so ``Accept: application/yaml`` is not refused with 406."""
+
+    def select_parser(self, request, parsers):
+        return DefaultContentNegotiation().select_parser(request, parsers)
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class AccessRuleListView(OrgAPIView):
     required_permissions = {"GET": "model:read", "POST": "policy:manage"}
     serializer_class = s.AccessRuleOutput
@@ -323,6 +335,7 @@ class AccessRulesYamlView(OrgAPIView):
 
     required_permissions = {"GET": "model:read", "PUT": "policy:manage"}
     parser_classes = [YamlTextParser, YamlAliasParser, JSONParser]
+    content_negotiation_class = YamlEndpointNegotiation
 
     def get_scoped_queryset(self):
         return selectors.access_rule_list()

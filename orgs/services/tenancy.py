@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models.deletion import RestrictedError
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -330,7 +331,11 @@ def role_delete(*, access: Access, role: Role, request: HttpRequest | None = Non
             request=request,
             data={"op": "role_delete", "slug": role.slug, "spent_invitations_removed": spent_invitations},
         )
-        role.delete()
+        try:
+            role.delete()
+        except RestrictedError as exc:
+            # Held by something outside orgs/ (a service account): refuse, and roll back.
+            raise Conflict("This role is still assigned; give its service accounts another role first") from exc
 
 
 # --- teams ---------------------------------------------------------------------------

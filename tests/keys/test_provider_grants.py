@@ -78,3 +78,21 @@ def test_grant_on_another_orgs_account_is_404(cast, charlie_client, accounts):
         f"/api/v1/orgs/globex/provider-accounts/{accounts['staging']}/grants", {"team": "ops"}, format="json"
     )
     assert_error(response, 404, "NOT_FOUND")
+
+
+@pytest.mark.parametrize("how", ["removed", "left"])
+def test_a_users_grant_ends_with_their_membership(cast, alice_client, vera_client, accounts, how):
+    from orgs.models import Membership
+    from tests.conftest import add_member
+
+    staging = accounts["staging"]
+    alice_client.post(f"/api/v1/orgs/acme/provider-accounts/{staging}/grants", {"user": "vera"}, format="json")
+    vera = Membership.all_orgs.get(org=cast.acme, user=cast.vera)
+    client = alice_client if how == "removed" else vera_client
+    assert client.delete(f"/api/v1/orgs/acme/members/{vera.pk}").status_code == 204
+    assert alice_client.get(f"/api/v1/orgs/acme/provider-accounts/{staging}/grants").json() == {"teams": [], "users": []}
+    add_member(cast.acme, cast.vera, "viewer")  # rejoining revives nothing
+    assert_error(
+        vera_client.patch(f"/api/v1/orgs/acme/provider-accounts/{staging}", {"tags": {}}, format="json"),
+        403, "PERMISSION_DENIED",
+    )

@@ -25,7 +25,10 @@ class Command(BaseCommand):
         org = Organization.objects.filter(slug=options["org"]).first()
         if org is None:
             raise CommandError(f"no organization {options['org']!r}")
-        text = Path(options["file"]).read_text()
+        try:
+            text = Path(options["file"]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"cannot read {options['file']}: {exc}") from exc
         # The operator acts with every permission; the audit record names the command.
         operator = Access(org=org, user=None, membership=None, permissions=PERMISSION_SET)
         with org_scope(org):
