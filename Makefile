@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8000
+# Parallel test processes (pytest-xdist); each gets its own database and Redis db.
+PYTEST_WORKERS ?= 2
 # Extra pytest arguments: make test PYTEST_ARGS="-k invitation -x"
 PYTEST_ARGS ?=
 
@@ -32,7 +34,7 @@ beat: $(STAMP)
 	$(PY) -m celery -A inferia beat -l info
 
 test: $(STAMP)
-	@rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo 'make test: pytest collected no tests (exit 5): failing' >&2; fi; \
 	exit $$rc
 

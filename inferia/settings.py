@@ -325,7 +325,7 @@ STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # Development and tests serve static/ straight from the finders (no collectstatic).
-WHITENOISE_USE_FINDERS = not DEPLOYMENT
+WHITENOISE_USE_FINDERS = not PRODUCTION  # production serves collectstatic output
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

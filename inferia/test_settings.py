@@ -1,7 +1,25 @@
-"""Settings for the test suite: the real settings with fast hashing and eager tasks."""
+"""Settings for the test suite: the real settings with fast hashing and eager tasks.
+
+Under pytest-xdist each worker gets its own Redis database (the URL's number
+plus the worker's index plus one), so one worker's cleanup never touches
+another's counters; subprocesses a test starts inherit it through REDIS_URL.
+"""
+
+import os
+import re
 
 from inferia.settings import *  # noqa: F403
+from inferia.settings import CACHES, REDIS_URL
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_ALWAYS_EAGER = True
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+if REDIS_URL and _worker.startswith("gw"):
+    _match = re.match(r"^(redis://[^/]+)(?:/(\d+))?$", REDIS_URL)
+    if _match:
+        REDIS_URL = f"{_match.group(1)}/{int(_match.group(2) or 0) + int(_worker[2:]) + 1}"
+        CACHES = {"default": {**CACHES["default"], "LOCATION": REDIS_URL}}
+        CELERY_BROKER_URL = REDIS_URL
+        os.environ["REDIS_URL"] = REDIS_URL

@@ -45,7 +45,7 @@ def api_key_expiry_notices() -> int:
         ).values_list("pk", flat=True)
         for pk in due:
             with transaction.atomic():
-                key = ApiKey.all_orgs.select_for_update().select_related("owner_user", "org").get(pk=pk)
+                key = ApiKey.all_orgs.select_for_update(of=("self",)).select_related("owner_user", "org").get(pk=pk)
                 if getattr(key, field) is not None:
                     continue
                 recipients = _recipients(key)

@@ -133,7 +133,15 @@ def test_owner_journey_and_viewer_limits(owner_seed, cast, fake_upstream, gatewa
     reply = client.chat.completions.create(model="openai-main/gpt-4o", messages=[{"role": "user", "content": "hi"}])
     assert reply.choices[0].message.content
 
-    # The call is in the audit log.
+    # The call is in the audit log (with Redis, once the worker's ingest ran: run it
+    # here, in a thread because Playwright's loop owns this one).
+    import threading
+
+    from tests.gateway.conftest import flush_usage
+
+    ingest = threading.Thread(target=flush_usage)
+    ingest.start()
+    ingest.join(timeout=30)
     page.goto(f"{base}/orgs/acme/audit-log?model=openai-main/gpt-4o")
     row = page.locator("table.audit tbody tr").first
     assert "inference:run" in row.inner_text()
