@@ -16,10 +16,12 @@ CELERY_TASK_ALWAYS_EAGER = True
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-if REDIS_URL and _worker.startswith("gw"):
+# Remap once: subprocesses of a test inherit both the remapped URL and this marker.
+if REDIS_URL and _worker.startswith("gw") and not os.environ.get("INFERIA_TEST_REDIS_REMAPPED"):
     _match = re.match(r"^(redis://[^/]+)(?:/(\d+))?$", REDIS_URL)
     if _match:
         REDIS_URL = f"{_match.group(1)}/{int(_match.group(2) or 0) + int(_worker[2:]) + 1}"
         CACHES = {"default": {**CACHES["default"], "LOCATION": REDIS_URL}}
         CELERY_BROKER_URL = REDIS_URL
         os.environ["REDIS_URL"] = REDIS_URL
+        os.environ["INFERIA_TEST_REDIS_REMAPPED"] = "1"
