@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from audit.models import Alert, AuditChainHead, AuditRecord, UsageRecord, UsageRollup
+from audit.models import Alert, AuditChainHead, AuditRecord, Payload, UsageRecord, UsageRollup
 
 
 @admin.register(AuditRecord)
@@ -62,3 +62,11 @@ class AlertAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "org", "kind", "message")
     list_filter = ("kind", "org")
     search_fields = ("message", "dedupe_key")
+
+
+@admin.register(Payload)
+class PayloadAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "org_id", "request_id")
+    list_filter = ("created_at",)
+    search_fields = ("request_id",)
+    exclude = ("encrypted",)

@@ -12,11 +12,12 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from audit import services as audit
-from audit.models import Alert, AuditRecord, UsageRecord
+from audit.models import Alert, AuditRecord, Payload, UsageRecord
 from orgs.models import Membership, Organization
 
 logger = logging.getLogger(__name__)
 DEFAULT_RETENTION_DAYS = 365
+DEFAULT_PAYLOAD_RETENTION_DAYS = 7
 DEFAULTS = {
     "alert_failed_logins": 20,  # failed logins of the org's members in 15 minutes
     "alert_denials": 50,  # refused requests in the org in 15 minutes
@@ -41,7 +42,11 @@ def audit_retention() -> int:
             # Queryset deletes bypass the models' refusal: this job is the one exception.
             count, _ = AuditRecord.objects.filter(org_id=org.pk, created_at__lt=cutoff).delete()
             usage_count, _ = UsageRecord.objects.filter(org_id=org.pk, created_at__lt=cutoff).delete()
-            deleted += count + usage_count
+            payload_days = int(org.settings.get("payload_retention_days") or DEFAULT_PAYLOAD_RETENTION_DAYS)
+            payload_count, _ = Payload.objects.filter(
+                org_id=org.pk, created_at__lt=timezone.now() - timedelta(days=payload_days)
+            ).delete()
+            deleted += count + usage_count + payload_count
     return deleted
 
 

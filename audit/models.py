@@ -193,3 +193,19 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.message}"
+
+
+class Payload(models.Model):
+    """A gateway call's prompt and answer, kept only when the org turned payload
+    logging on; envelope-encrypted and bound to its org and request id."""
+
+    org_id = models.UUIDField(db_index=True)
+    request_id = models.CharField(max_length=128, unique=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    encrypted = models.TextField()
+
+    def __str__(self) -> str:
+        return f"payload {self.request_id}"
+
+    def context(self) -> str:
+        return f"audit.payload:{self.org_id}:{self.request_id}"

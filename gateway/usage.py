@@ -17,7 +17,7 @@ import redis
 from django.db import IntegrityError, transaction
 
 from audit import chain
-from audit.models import AuditRecord, UsageRecord
+from audit.models import AuditRecord, Payload, UsageRecord
 from gateway import ratelimit, redis_client
 from orgs.models import Organization, User
 
@@ -120,6 +120,14 @@ def _insert(entries: list[dict[str, Any]]) -> int:
         fresh = [row for row in rows if row.request_id not in existing]
         UsageRecord.objects.bulk_create(fresh)
         chain.append([_audit_for(entry) for entry in entries if entry["request_id"] not in existing])
+        Payload.objects.bulk_create(
+            [
+                Payload(org_id=entry["org_id"], request_id=entry["request_id"], encrypted=entry["payload"],
+                        created_at=datetime.fromtimestamp(float(entry["created_at"]), tz=UTC))
+                for entry in entries
+                if entry.get("payload") and entry.get("org_id") and entry["request_id"] not in existing
+            ]
+        )
     return len(fresh)
 
 

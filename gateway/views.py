@@ -92,6 +92,7 @@ class Call:
         self.reserved: list[tuple[str, str, int]] = []
         self.streamed = False
         self.request_body: dict[str, Any] = {}
+        self.response_body: Any = None
 
     def overhead_ms(self) -> float:
         return max(0.0, (time.perf_counter() - self.started - self.upstream_seconds) * 1000)
@@ -121,7 +122,19 @@ class Call:
             "latency_ms": round((time.perf_counter() - self.started) * 1000, 3),
             "upstream_latency_ms": round(self.upstream_seconds * 1000, 3),
             "client_ip": client_ip(self.request),
+            **self.payload_fields(),
         }
+
+    def payload_fields(self) -> dict[str, Any]:
+        """Prompt and answer, encrypted, only for orgs that turned payload logging on."""
+        p = self.principal
+        if p is None or not p.org_settings.get("payload_logging") or not self.request_body:
+            return {}
+        from inferia import crypto
+
+        payload = {"request": self.request_body, "response": self.response_body}
+        context = f"audit.payload:{p.org_id}:{self.request.request_id}"
+        return {"payload": crypto.encrypt(json.dumps(payload).encode(), context=context)}
 
     def adjustments(self, usage_data: dict | None) -> list[tuple[str, int]]:
         """Settle each reservation to the real usage (all of it released on failure)."""
@@ -395,6 +408,7 @@ async def _handle(request: HttpRequest, endpoint: str) -> HttpResponse:
             await upstream.aclose()
         out = adapter.to_openai(call.route, endpoint, data)
         usage_data = out.get("usage") if isinstance(out, dict) else None
+        call.response_body = out
         await _record(call, 200, usage_data=usage_data)
         return _finish_headers(call, JsonResponse(out))
     except InferiaError as error:

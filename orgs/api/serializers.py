@@ -84,6 +84,9 @@ class OrgSettingsInput(serializers.Serializer):
     default_max_tokens = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
     max_prompt_chars = serializers.IntegerField(min_value=1, max_value=10_000_000, required=False)
     max_body_bytes = serializers.IntegerField(min_value=1024, required=False)
+    # Prompts and answers are stored (encrypted) only when this is on.
+    payload_logging = serializers.BooleanField(required=False)
+    payload_retention_days = serializers.IntegerField(min_value=1, max_value=365, required=False)
     # Background jobs and alerts.
     unused_key_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
     alert_failed_logins = serializers.IntegerField(min_value=1, required=False)

@@ -57,6 +57,9 @@ def admin_data(cast, django_capture_on_commit_callbacks, settings):
     from audit.models import Alert
 
     Alert.objects.create(org=cast.acme, kind="denials", message="test", dedupe_key="admin-test")
+    from audit.models import Payload
+
+    Payload.objects.create(org_id=cast.acme.pk, request_id="admin-test", encrypted="{}")
     return cast
 
 
