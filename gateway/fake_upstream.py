@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 RECORDED: list[dict[str, Any]] = []
+RECORD = True  # benchmarks turn it off (--no-record) so memory stays flat
 WORDS = ["Hello", " from", " the", " fake", " upstream", "."]
 
 
@@ -222,7 +223,8 @@ async def app(scope, receive, send) -> None:
         return
     record = {"method": method, "path": path, "query": scope.get("query_string", b"").decode(),
               "headers": headers, "body": body}
-    RECORDED.append(record)
+    if RECORD:
+        RECORDED.append(record)
     if method == "GET" and path.endswith("/models"):
         await _send_json(send, 200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
         return
@@ -296,7 +298,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--no-record", action="store_true", help="do not keep the requests (benchmarks)")
     args = parser.parse_args()
+    global RECORD
+    RECORD = not args.no_record
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 
