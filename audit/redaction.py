@@ -23,11 +23,20 @@ _PATTERNS = [
     re.compile(r"\bifr_[A-Za-z0-9]{20,}"),
     re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"),  # upstream keys
     re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"(?i)\bbasic\s+[A-Za-z0-9+/=]{8,}"),
+    re.compile(r"eyJ[A-Za-z0-9_-]{10,}"),  # a partial JWT (header or payload alone)
     re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"),  # e-mail
 ]
 
 
+# Credentials in URL query strings: the name stays, the value goes.
+_QUERY_SECRET = re.compile(
+    r"(?i)([?&;](?:api[_-]?key|key|token|access[_-]?token|secret|password|passwd|sig|signature)=)[^&#\s]+"
+)
+
+
 def redact_text(text: str) -> str:
+    text = _QUERY_SECRET.sub(lambda match: match.group(1) + REDACTED, text)
     for pattern in _PATTERNS:
         text = pattern.sub(REDACTED, text)
     return text

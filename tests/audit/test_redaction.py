@@ -1,0 +1,67 @@
+"""The one redaction function on tricky inputs: nested JSON, keys in URLs and
+error messages, partial keys and tokens, flags that only look sensitive."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from audit.redaction import REDACTED, redact, redact_text
+
+KEY = "ifr_ABCDEFGHIJKL_" + "s3cr3t" * 8
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        (f"upstream said: invalid key {KEY} (check it)", KEY),
+        (f"GET https://api.example.com/v1/models?api_key={'x' * 24}&limit=5", "x" * 24),
+        ("https://host/cb?token=abc123def456&state=ok", "abc123def456"),
+        ("Authorization: Bearer sk-proj-0123456789abcdefABCDEF", "sk-proj-0123456789abcdefABCDEF"),
+        ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
+        (f"token {JWT} expired", JWT),
+        ("partial jwt eyJhbGciOiJIUzI1NiJ9 cut", "eyJhbGciOiJIUzI1NiJ9"),
+        (f"truncated key {KEY[:30]}", KEY[:30]),
+        ("mail from Alice.Smith+test@sub.example.co.uk today", "Alice.Smith+test@sub.example.co.uk"),
+        ("sk-abcdefghijklmnop leaked in a stack trace", "sk-abcdefghijklmnop"),
+    ],
+)
+def test_secrets_inside_text_are_removed(text, secret):
+    out = redact_text(text)
+    assert secret not in out and REDACTED in out
+
+
+def test_the_bare_key_prefix_stays_readable():
+    assert redact_text("revoked ifr_ABCDEFGHIJKL by admin") == "revoked ifr_ABCDEFGHIJKL by admin"
+
+
+def test_nested_json_is_redacted_by_key_and_by_value():
+    value = {
+        "user": {"email": "bob@example.com", "password": "hunter2", "profile": {"api_key": "whatever"}},
+        "headers": [{"Authorization": "Bearer abc"}, {"X-Trace": f"key={KEY}"}],
+        "has_secret": True,
+        "secret_set": False,
+        "otp_code": None,
+        "deep": [[[{"note": f"see {JWT}"}]]],
+        "count": 3,
+    }
+    out = redact(value)
+    dumped = json.dumps(out)
+    for secret in ("bob@example.com", "hunter2", "whatever", "Bearer abc", KEY, JWT):
+        assert secret not in dumped
+    assert out["has_secret"] is True and out["secret_set"] is False and out["otp_code"] is None
+    assert out["count"] == 3 and out["user"]["password"] == REDACTED
+
+
+def test_input_is_not_modified_and_cycles_of_depth_are_bounded():
+    value = {"password": "p"}
+    redact(value)
+    assert value == {"password": "p"}
+    deep: dict = {}
+    cursor = deep
+    for _ in range(50):
+        cursor["next"] = {}
+        cursor = cursor["next"]
+    assert REDACTED in json.dumps(redact(deep))
