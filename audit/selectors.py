@@ -77,3 +77,9 @@ def usage_by(field: str, *, since: datetime, limit: int = 8) -> list[dict]:
         .annotate(requests=Count("id"), tokens=Sum("prompt_tokens") + Sum("completion_tokens"))
         .order_by("-requests")[:limit]
     )
+
+
+def alert_list(limit: int = 10):
+    from audit.models import Alert
+
+    return Alert.objects.filter(org_id=current_org().pk).order_by("-created_at")[:limit]

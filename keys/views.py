@@ -61,11 +61,14 @@ def org_overview(request: HttpRequest, org) -> HttpResponse:
                 bar_chart("Tokens a day", tokens),
                 bar_chart("Errors a day", series("errors")),
                 bar_chart("Requests by model (14 days)", [(row["model"] or "(none)", row["requests"]) for row in by_model]),
+                bar_chart("Requests by key (14 days)", [(row["key_prefix"] or "(no key)", row["requests"]) for row in by_key]),
             ],
             top_models=by_model,
             top_keys=by_key,
             total_requests=sum(value for _, value in series("requests")),
         )
+    if request.access.can("audit_log:view"):
+        context["alerts"] = list(audit_selectors.alert_list())
     if request.access.can("api_key:view"):
         context["expiring"] = list(
             ApiKey.objects.active().filter(expires_at__lte=now + timedelta(days=EXPIRING_SOON_DAYS))

@@ -447,3 +447,16 @@ def test_overview_chart_counts_usage(alice_page, cast):
     page = alice_page.get("/orgs/acme/").content.decode()
     assert "<svg" in page and "Requests a day" in page and "openai-main/gpt-4o" in page
     assert "<strong>1</strong> requests in 14 days" in page
+
+
+def test_overview_shows_recent_alerts_to_audit_viewers(cast):
+    from django.test import Client
+
+    from audit.models import Alert
+
+    Alert.objects.create(org=cast.acme, kind="denials", message="51 refused requests in 15 minutes", dedupe_key="t1")
+    Alert.objects.create(org=cast.globex, kind="denials", message="globex alert", dedupe_key="t2")
+    client = Client()
+    client.force_login(cast.alice)
+    page = client.get("/orgs/acme/").content.decode()
+    assert "Recent alerts" in page and "51 refused requests" in page and "globex alert" not in page
