@@ -5,8 +5,17 @@ from __future__ import annotations
 import asyncio
 import weakref
 
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+
 import httpx
 from django.conf import settings
+
+
+def _no_cookies() -> CookieJar:
+    """A jar that refuses every cookie: one shared client serves every org, so an
+    upstream's Set-Cookie must never ride along on another org's calls. (Passed as
+    a CookieJar: httpx keeps its policy; an httpx.Cookies would be copied without it.)"""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 _CLIENTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -22,6 +31,7 @@ def client() -> httpx.AsyncClient:
             limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
             follow_redirects=False,  # never carry the provider secret to another host
             trust_env=False,  # no proxy or .netrc from the environment steers upstream calls
+            cookies=_no_cookies(),
         )
         _CLIENTS[loop] = existing
     return existing
