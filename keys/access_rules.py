@@ -1,7 +1,8 @@
 """Model access rules: which principals may use which models. Default deny.
 
-A rule grants model patterns (``account/model``, ``account/*``, ``*`` or a
-tag selector ``env=staging``) to users, teams, roles and service accounts.
+A rule grants model patterns (``account/model``, ``account/*``,
+``account/prefix/*``, ``*`` or a tag selector ``env=staging``; the grammar is
+in keys/names.py) to users, teams, roles and service accounts.
 A user matches through their username, their teams and their role; a
 service account through itself and its role; an API key through its owner,
 then narrowed by the key's own model restriction.
@@ -21,12 +22,12 @@ from django.http import HttpRequest
 
 from audit import services as audit
 from inferia.errors import ValidationError
+from keys import names
 from keys.models import AccessRule, ApiKey, ProviderAccount, ServiceAccount
 from orgs.access import Access
 from orgs.models import Membership, Role, Team, TeamMember, User
 
-TAG_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}=[A-Za-z0-9_.:/-]{1,128}$")
-FQN_RE = re.compile(r"^(\*|[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?/(\*|[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}))$")
+TAG_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}=[A-Za-z0-9_.:/-]{1,128}")  # fullmatch
 SUBJECT_FIELDS = ("users", "teams", "roles", "service_accounts")
 
 
@@ -52,9 +53,10 @@ def pattern_matches(pattern: str, fqn: str, tags: dict[str, str]) -> bool:
         return tags.get(key) == value
     if pattern == "*":
         return True
-    account, _, model = pattern.partition("/")
-    fqn_account, _, fqn_model = fqn.partition("/")
-    return account == fqn_account and (model == "*" or model == fqn_model)
+    # Accounts never hold '/', models may: both split at the first '/'.
+    account, model = names.split_fqn(pattern)
+    fqn_account, fqn_model = names.split_fqn(fqn)
+    return account == fqn_account and names.model_matches(model, fqn_model)
 
 
 def _patterns_allow(patterns: list[str], fqn: str, tags: dict[str, str]) -> bool:
@@ -214,9 +216,11 @@ def parse_rules(document: Any, org) -> list[ParsedRule]:
         if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
             errors[f"{where}.models"] = ["A non-empty list of model names is required."]
             models = []
-        bad = [m for m in models if not (FQN_RE.match(m) or TAG_RE.match(m))]
+        bad = [m for m in models if not (m == "*" or names.is_model_pattern(m) or TAG_RE.fullmatch(m))]
         if bad:
-            errors[f"{where}.models"] = [f"Not 'account/model', 'account/*' or 'tag=value': {m!r}" for m in bad]
+            errors[f"{where}.models"] = [
+                f"Not 'account/model', 'account/*', 'account/prefix/*' or 'tag=value': {m!r}" for m in bad
+            ]
         resolved: dict[str, list] = {}
         for name in SUBJECT_FIELDS:
             values = raw.get(name, [])

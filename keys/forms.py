@@ -21,7 +21,10 @@ class ApiKeyCreateForm(forms.Form):
     permissions = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, label="Scopes")
     models = forms.CharField(
         required=False, label="Models (optional)",
-        help_text="Restrict the key to these models, e.g. openai-main/gpt-4o or openai-main/*. Empty: every model you may use.",
+        help_text=(
+            "Restrict the key to these models, e.g. openai-main/gpt-4o, openai-main/* or "
+            "vllm-local/meta-llama/*. Empty: every model you may use."
+        ),
     )
     expires_in_days = forms.IntegerField(min_value=1, max_value=3650, required=False, label="Expires in (days)")
     service_account = forms.ChoiceField(required=False, label="Owner")
@@ -68,7 +71,8 @@ class ProviderAccountForm(forms.Form):
     api_version = forms.CharField(max_length=50, required=False, label="API version (Azure)")
     models = forms.CharField(
         required=False, label="Enabled models", widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="Model names separated by spaces, commas or new lines.",
+        help_text="Model names separated by spaces, commas or new lines; a name may hold '/', "
+                  "e.g. meta-llama/Llama-3.1-8B-Instruct.",
     )
     tags = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 2}), help_text="One key=value a line, e.g. env=prod."

@@ -7,7 +7,6 @@ one the actor could grant. Secrets are encrypted before they touch a row.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +16,7 @@ from django.http import HttpRequest
 from audit import services as audit
 from inferia import clock, crypto
 from inferia.errors import Conflict, NotFound, PermissionDenied, ValidationError
-from keys import apikeys, secret_refs, ssrf
+from keys import apikeys, names, secret_refs, ssrf
 from keys.models import ApiKey, ProviderAccount, ProviderType, ServiceAccount
 from keys.principals import service_account_permissions
 from orgs import access as acl
@@ -25,7 +24,6 @@ from orgs.access import Access
 from orgs.models import Role
 from orgs.services import two_factor
 
-MODEL_PATTERN_RE = re.compile(r"^([a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?)/(\*|[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199})$")
 MAX_GRACE_SECONDS = 7 * 24 * 3600
 
 
@@ -43,11 +41,11 @@ def _record(access: Access, action: str, target: Any, request: HttpRequest | Non
 
 
 def validate_model_patterns(patterns: list[str], *, field: str = "models") -> list[str]:
-    bad = [p for p in patterns if not MODEL_PATTERN_RE.match(p)]
+    bad = [p for p in patterns if not names.is_model_pattern(p)]
     if bad:
         raise ValidationError(
             "Invalid model name",
-            details={field: [f"{p!r} is not 'account/model' or 'account/*'" for p in bad]},
+            details={field: [f"{p!r} is not 'account/model', 'account/*' or 'account/prefix/*'" for p in bad]},
         )
     return sorted(set(patterns))
 
@@ -275,7 +273,7 @@ def _validate_models(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     cleaned = []
     for entry in entries:
         name = entry["name"]
-        if not MODEL_PATTERN_RE.match(f"x/{name}") or name == "*":
+        if not names.is_model_name(name):
             raise ValidationError("Invalid model name", details={"models": [f"{name!r} is not a model name"]})
         if name in seen:
             raise ValidationError("Duplicate model", details={"models": [f"{name} is listed twice"]})
