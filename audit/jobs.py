@@ -54,7 +54,7 @@ def _setting(org: Organization, name: str) -> float:
     return float(org.settings.get(name) or DEFAULTS[name])
 
 
-def _raise(org: Organization, kind: str, dedupe_key: str, message: str, data: dict) -> Alert | None:
+def raise_alert(org: Organization, kind: str, dedupe_key: str, message: str, data: dict) -> Alert | None:
     try:
         with transaction.atomic():
             alert = Alert.objects.create(org=org, kind=kind, message=message, data=data, dedupe_key=dedupe_key)
@@ -85,11 +85,11 @@ def alerts_check(*, now=None) -> list[Alert]:
             action="auth:login", outcome__in=["failure", "denied"], actor_label__in=usernames, created_at__gte=window
         ).count()
         if failed >= _setting(org, "alert_failed_logins"):
-            raised.append(_raise(org, Alert.Kind.FAILED_LOGINS, f"{org.pk}:logins:{bucket}",
+            raised.append(raise_alert(org, Alert.Kind.FAILED_LOGINS, f"{org.pk}:logins:{bucket}",
                                  f"{failed} failed logins of members in 15 minutes", {"count": failed}))
         denials = AuditRecord.objects.filter(org=org, outcome="denied", created_at__gte=window).count()
         if denials >= _setting(org, "alert_denials"):
-            raised.append(_raise(org, Alert.Kind.DENIALS, f"{org.pk}:denials:{bucket}",
+            raised.append(raise_alert(org, Alert.Kind.DENIALS, f"{org.pk}:denials:{bucket}",
                                  f"{denials} refused requests in 15 minutes", {"count": denials}))
         usage = UsageRecord.objects.filter(org=org, status_code__lt=400)
         last_hour = usage.filter(created_at__gte=now - timedelta(hours=1)).aggregate(
@@ -99,7 +99,7 @@ def alerts_check(*, now=None) -> list[Alert]:
                                 ).aggregate(p=Sum("prompt_tokens"), c=Sum("completion_tokens"))
         baseline = ((trailing["p"] or 0) + (trailing["c"] or 0)) / 24
         if recent >= _setting(org, "alert_token_spike_min") and recent > baseline * _setting(org, "alert_token_spike_factor"):
-            raised.append(_raise(org, Alert.Kind.TOKEN_SPIKE, f"{org.pk}:tokens:{now:%Y%m%d%H}",
+            raised.append(raise_alert(org, Alert.Kind.TOKEN_SPIKE, f"{org.pk}:tokens:{now:%Y%m%d%H}",
                                  f"{recent} tokens in the last hour, {baseline:.0f}/hour usual",
                                  {"tokens": recent, "baseline_per_hour": round(baseline, 1)}))
         raised.extend(_new_ip_ranges(org, now))
@@ -126,7 +126,7 @@ def _new_ip_ranges(org: Organization, now) -> list[Alert | None]:
         ).values_list("client_ip", flat=True).distinct()
         known = {_range(old) for old in history}
         if known and network not in known:
-            alerts.append(_raise(org, Alert.Kind.NEW_IP_RANGE, f"{org.pk}:ip:{prefix}:{network}",
+            alerts.append(raise_alert(org, Alert.Kind.NEW_IP_RANGE, f"{org.pk}:ip:{prefix}:{network}",
                                  f"API key {prefix} used from a new address range {network}",
                                  {"key_prefix": prefix, "range": network}))
     return alerts

@@ -176,6 +176,7 @@ class Alert(models.Model):
         FAILED_LOGINS = "failed_logins"
         DENIALS = "denials"
         NEW_IP_RANGE = "new_ip_range"
+        GATEWAY_DEGRADED = "gateway_degraded"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     org = models.ForeignKey(

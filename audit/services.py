@@ -20,8 +20,10 @@ def client_ip(request: HttpRequest | None) -> str | None:
     """The client address; X-Forwarded-For is honoured only from trusted proxies."""
     if request is None:
         return None
-    remote = request.META.get("REMOTE_ADDR") or None
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    return client_ip_from(request.META.get("REMOTE_ADDR") or None, request.META.get("HTTP_X_FORWARDED_FOR", ""))
+
+
+def client_ip_from(remote: str | None, forwarded: str) -> str | None:
     if forwarded and remote in settings.INFERIA_TRUSTED_PROXIES:
         hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
         for hop in reversed(hops):

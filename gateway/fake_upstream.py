@@ -12,6 +12,7 @@ it through the gateway exactly as a client would:
   exception before the answer would only make uvicorn send a 500);
 - ``fake-redirect``: answers 307 to another host (must not be followed);
 - ``fake-stream-slow-<ms>``: streams chunks that far apart;
+- ``fake-set-cookie``: a normal answer that also sets a cookie;
 - anything else: a normal answer.
 
 Anthropic's Messages API is served at ``/v1/messages`` (JSON and SSE), and
@@ -254,6 +255,10 @@ async def app(scope, receive, send) -> None:
         await send({"type": "http.response.start", "status": 307,
                     "headers": [(b"location", b"http://169.254.169.254/latest/meta-data/")]})
         await send({"type": "http.response.body", "body": b""})
+        return
+    if model == "fake-set-cookie":
+        await _send_json(send, 200, _chat_completion(model, body),
+                         [(b"set-cookie", b"session=org-a-secret; Path=/")])
         return
     if path.endswith("/embeddings"):
         inputs = body.get("input")

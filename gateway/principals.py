@@ -153,7 +153,7 @@ def _key_limits(key: ApiKey) -> dict:
     }
 
 
-def _build_for_key(raw: str) -> Principal:
+def _build_for_key(raw: str, verify_only: bool) -> Principal:
     public_id = apikeys.parse_public_id(raw)
     if public_id is None:
         raise AuthenticationFailed("API key is malformed")
@@ -161,7 +161,7 @@ def _build_for_key(raw: str) -> Principal:
     org_id = ApiKey.all_orgs.filter(public_id=public_id).values_list("org_id", flat=True).first()
     if org_id is None:
         raise AuthenticationFailed(f"API key {apikeys.PREFIX}_{public_id} is not valid")
-    epoch = epochs.current(org_id)
+    epoch = -1 if verify_only else epochs.current(org_id)
     key = principals.authenticate_key(raw)
     org = key.org
     with org_scope(org):
@@ -178,7 +178,7 @@ def _build_for_key(raw: str) -> Principal:
     )
 
 
-def _build_for_jwt(raw: str, org_hint: str) -> Principal:
+def _build_for_jwt(raw: str, org_hint: str, verify_only: bool) -> Principal:
     try:
         token = AccessToken(raw)
     except TokenError as exc:
@@ -193,7 +193,7 @@ def _build_for_jwt(raw: str, org_hint: str) -> Principal:
     if len(found) != 1:
         raise NotFound("Organization not found; send its slug in the OpenAI-Organization header")
     org = found[0].org
-    epoch = epochs.current(org.pk)
+    epoch = -1 if verify_only else epochs.current(org.pk)
     access = access_for_user(org, user)
     if access is None:
         raise NotFound("Organization not found")
@@ -209,13 +209,14 @@ def _build_for_jwt(raw: str, org_hint: str) -> Principal:
     )
 
 
-def build(raw: str, org_hint: str) -> Principal:
+def build(raw: str, org_hint: str, *, verify_only: bool = False) -> Principal:
     """Load a principal from the database (sync). Fails closed: a database or Redis
-    error (the org epoch lives there) is 503."""
+    error (the org epoch lives there) is 503. ``verify_only``: without the epoch
+    (Redis is down), for one request and never cached."""
     try:
         if apikeys.looks_like_key(raw):
-            return _build_for_key(raw)
-        return _build_for_jwt(raw, org_hint)
+            return _build_for_key(raw, verify_only)
+        return _build_for_jwt(raw, org_hint, verify_only)
     except (DatabaseError, redis.RedisError) as exc:
         raise ServiceUnavailable("Cannot verify credentials right now") from exc
 

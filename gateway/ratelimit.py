@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from gateway import epochs, redis_client
+from gateway import aioredis, epochs
 from inferia import clock
 from inferia.models import WindowCounter
 
@@ -96,92 +96,121 @@ def _headers(limits: list[Limit], values: list[tuple[int, int]], now: float) -> 
 
 # Check every limit, then count every limit; or count nothing (and return the
 # current counts, for the headers of the refusal). Also returns the org epoch
-# and refuses (without counting) when the caller's cache is stale.
+# and refuses (without counting) when the caller's cache is stale. ARGV[2] = 0
+# only reads the counts ("peek": the headers of a request refused before its
+# limits were counted).
 _LUA = """
 local epoch = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) >= 0 and tonumber(ARGV[1]) ~= epoch then
   return {0, epoch}
 end
-local n = tonumber(ARGV[2])
-for i = 1, n do
-  local base = 3 + (i - 1) * 3
-  local limit = tonumber(ARGV[base])
-  local amount = tonumber(ARGV[base + 1])
-  local current = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
-  if current + amount > limit then
-    local out = {2, epoch, i}
-    for j = 1, n do
-      out[#out + 1] = tonumber(redis.call('GET', KEYS[j + 1]) or '0')
+local n = tonumber(ARGV[3])
+local denied = 0
+if ARGV[2] == '0' then
+  denied = -1
+else
+  for i = 1, n do
+    local base = 4 + (i - 1) * 3
+    local current = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
+    if current + tonumber(ARGV[base + 1]) > tonumber(ARGV[base]) then
+      denied = i
+      break
     end
-    return out
   end
+end
+if denied ~= 0 then
+  local out = {2, epoch, denied}
+  for j = 1, n do
+    out[#out + 1] = tonumber(redis.call('GET', KEYS[j + 1]) or '0')
+  end
+  return out
 end
 local out = {1, epoch}
 for i = 1, n do
-  local base = 3 + (i - 1) * 3
+  local base = 4 + (i - 1) * 3
   local value = redis.call('INCRBY', KEYS[i + 1], tonumber(ARGV[base + 1]))
-  local ttl = redis.call('PTTL', KEYS[i + 1])
-  if ttl < 0 then
+  if redis.call('PTTL', KEYS[i + 1]) < 0 then
     redis.call('PEXPIRE', KEYS[i + 1], tonumber(ARGV[base + 2]))
-    ttl = tonumber(ARGV[base + 2])
   end
   out[#out + 1] = value
-  out[#out + 1] = ttl
 end
 return out
 """
 
-
-class _Script:
-    script = None
-
-    @classmethod
-    def get(cls):
-        if cls.script is None:
-            cls.script = redis_client.client().register_script(_LUA)
-        return cls.script
+SCRIPT = aioredis.Script(_LUA)
 
 
-def check_redis(
-    *, org_id, expected_epoch: int, limits: list[Limit], reserve_tokens: int, reserve_cost: int
-) -> Decision:
-    """One round trip: epoch check plus every limit. Raises StaleEpoch or BackendUnavailable."""
-    import redis
+@dataclass
+class _Plan:
+    now: float
+    limits: list[Limit]
+    keys: list[str]
+    args: list[int]
+    resets: list[int]
+    reserve_tokens: int
+    reserve_cost: int
 
+
+def _plan(org_id, expected_epoch: int, limits: list[Limit], reserve_tokens: int, reserve_cost: int,
+          count: bool) -> _Plan:
     now = clock.time()
     keys = [epochs.key_for(org_id)]
-    args: list[int] = [expected_epoch, len(limits)]
+    args: list[int] = [expected_epoch, 1 if count else 0, len(limits)]
     resets: list[int] = []
     for limit in limits:
-        _suffix, start, reset_in = limit.window(now)
+        _suffix, _start, reset_in = limit.window(now)
         keys.append(limit.counter_key(now))
         resets.append(reset_in)
         # The counter outlives its window a little; the headers report the window.
         args += [limit.limit, _amount(limit, reserve_tokens, reserve_cost), (reset_in + 5) * 1000]
-    try:
-        result = _Script.get()(keys=keys, args=args)
-    except redis.RedisError as exc:
-        raise BackendUnavailable(str(type(exc).__name__)) from exc
+    return _Plan(now, limits, keys, args, resets, reserve_tokens, reserve_cost)
+
+
+def _decide(plan: _Plan, result: list) -> Decision:
     status, epoch = int(result[0]), int(result[1])
+    limits, resets = plan.limits, plan.resets
     if status == 0:
         raise StaleEpoch(epoch)
     if status == 2:
         index = int(result[2]) - 1
         values = [(int(result[3 + i]), resets[i]) for i in range(len(limits))]
-        return Decision(allowed=False, denied=limits[index], retry_after=max(1, resets[index]),
-                        headers=_headers(limits, values, now))
-    values = [(int(result[2 + 2 * i]), resets[i]) for i in range(len(limits))]
+        headers = _headers(limits, values, plan.now)
+        if index < 0:  # a peek
+            return Decision(allowed=True, headers=headers)
+        return Decision(allowed=False, denied=limits[index], retry_after=max(1, resets[index]), headers=headers)
+    values = [(int(result[2 + i]), resets[i]) for i in range(len(limits))]
     reserved = [
-        (keys[i + 1], limit.kind, _amount(limit, reserve_tokens, reserve_cost))
+        (plan.keys[i + 1], limit.kind, _amount(limit, plan.reserve_tokens, plan.reserve_cost))
         for i, limit in enumerate(limits)
         if limit.kind != REQUESTS
     ]
-    return Decision(allowed=True, headers=_headers(limits, values, now), reserved=reserved)
+    return Decision(allowed=True, headers=_headers(limits, values, plan.now), reserved=reserved)
 
 
-def check_db(*, limits: list[Limit], reserve_tokens: int, reserve_cost: int) -> Decision:
-    """The embedded store: one transaction over locked counter rows."""
+async def check_redis(
+    *, org_id, expected_epoch: int, limits: list[Limit], reserve_tokens: int = 0, reserve_cost: int = 0,
+    count: bool = True,
+) -> Decision:
+    """One round trip on the event loop: the epoch check plus every limit (or, with
+    ``count=False``, only the current counts). Raises StaleEpoch or BackendUnavailable."""
+    plan = _plan(org_id, expected_epoch, limits, reserve_tokens, reserve_cost, count)
+    try:
+        result = await aioredis.client().run_script(SCRIPT, plan.keys, plan.args)
+    except aioredis.RedisUnavailable as exc:
+        raise BackendUnavailable(str(exc)) from exc
+    return _decide(plan, result)
+
+
+def check_db(*, limits: list[Limit], reserve_tokens: int = 0, reserve_cost: int = 0, count: bool = True) -> Decision:
+    """The embedded store: one transaction over locked counter rows (``count=False``: read only)."""
     now = clock.time()
+    if not count:
+        values = []
+        for limit in limits:
+            _suffix, start, reset_in = limit.window(now)
+            row = WindowCounter.objects.filter(key=limit.counter_key(now), window_start=start).first()
+            values.append((row.count if row else 0, reset_in))
+        return Decision(allowed=True, headers=_headers(limits, values, now))
     planned = []
     for limit in limits:
         _suffix, start, reset_in = limit.window(now)
@@ -220,8 +249,7 @@ def settle_db(adjustments: list[tuple[str, int]]) -> None:
             WindowCounter.objects.filter(key=key).update(count=F("count") + delta)
 
 
-def settle_redis_pipeline(pipe, adjustments: list[tuple[str, int]]) -> None:
-    for key, delta in adjustments:
-        if delta:
-            pipe.incrby(key, delta)
+def settle_commands(adjustments: list[tuple[str, int]]) -> list[tuple]:
+    """Redis commands adding (actual - reserved) to each reserved counter."""
+    return [("INCRBY", key, delta) for key, delta in adjustments if delta]
 

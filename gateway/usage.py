@@ -13,12 +13,15 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import hiredis
+import orjson
 import redis
 from django.db import IntegrityError, transaction
 
 from audit import chain
 from audit.models import AuditRecord, Payload, UsageRecord
-from gateway import ratelimit, redis_client
+from gateway import aioredis, ratelimit, redis_client
+from gateway.orm import orm
 from orgs.models import Organization, User
 
 logger = logging.getLogger(__name__)
@@ -27,24 +30,35 @@ GROUP = "ingest"
 FIELDS = {f.name for f in UsageRecord._meta.get_fields()} - {"id", "org"} | {"org_id"}
 
 
-def write(entry: dict[str, Any], adjustments: list[tuple[str, int]]) -> None:
-    """Settle reservations and persist the usage entry (sync; one Redis round trip).
+def _encoded(entry: dict[str, Any]) -> bytes:
+    return orjson.dumps(entry, default=str)
 
-    When Redis fails here (after the upstream answered) the record goes straight to
-    the database instead of being lost; the reservations stay held until their
-    window ends, which errs on the safe side.
+
+async def write(entry: dict[str, Any], adjustments: list[tuple[str, int]]) -> None:
+    """Settle reservations and persist the usage entry before the response goes out.
+
+    With Redis: one round trip on the event loop (the settlements and the stream
+    append in one pipeline). When Redis fails here (after the upstream answered)
+    the record goes straight to the database instead of being lost; the
+    reservations stay held until their window ends, which errs on the safe side.
+    Embedded: the counters and the row in the database.
     """
     if redis_client.enabled():
-        pipe = redis_client.client().pipeline(transaction=False)
-        ratelimit.settle_redis_pipeline(pipe, adjustments)
-        pipe.xadd(STREAM, {"entry": json.dumps(entry, default=str)})
+        commands = [*ratelimit.settle_commands(adjustments), ("XADD", STREAM, "*", "entry", _encoded(entry))]
         try:
-            pipe.execute()
+            replies = await aioredis.client().pipeline(commands)
+        except aioredis.RedisUnavailable:
+            replies = None
+        if replies is not None and not isinstance(replies[-1], hiredis.ReplyError):
             return
-        except redis.RedisError:
-            logger.warning("usage stream unavailable; record %s written to the database", entry.get("request_id"))
-    else:
-        ratelimit.settle_db(adjustments)
+        logger.warning("usage stream unavailable; record %s written to the database", entry.get("request_id"))
+        await orm(_persist, thread_sensitive=False)([entry])
+        return
+    await orm(_write_db, thread_sensitive=False)(entry, adjustments)
+
+
+def _write_db(entry: dict[str, Any], adjustments: list[tuple[str, int]]) -> None:
+    ratelimit.settle_db(adjustments)
     _persist([entry])
 
 
@@ -75,6 +89,7 @@ def _audit_for(entry: dict[str, Any]) -> AuditRecord:
             "completion_tokens": entry.get("completion_tokens", 0),
             "latency_ms": entry.get("latency_ms"),
             "error_code": entry.get("error_code", ""),
+            **({"degraded": entry["degraded"]} if entry.get("degraded") else {}),
         },
     )
 

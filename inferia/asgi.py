@@ -1,3 +1,9 @@
+"""ASGI entry point: the gateway (``/api/llm/``) as a plain ASGI app, everything else Django.
+
+The gateway needs an ASGI server (``make run`` serves this with uvicorn); the
+WSGI entry point serves the API, dashboard and admin only.
+"""
+
 from __future__ import annotations
 
 import os
@@ -5,4 +11,29 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inferia.settings")
-application = get_asgi_application()
+django_application = get_asgi_application()
+
+from gateway import http  # noqa: E402  (after Django is set up)
+from gateway.app import PREFIX  # noqa: E402
+from gateway.app import application as gateway_application  # noqa: E402
+
+
+async def _lifespan(receive, send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            # Usage records are durable before each response is sent; only the
+            # upstream connections are left to close.
+            await http.close_all()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def application(scope, receive, send) -> None:
+    if scope["type"] == "http" and scope["path"].startswith(PREFIX):
+        return await gateway_application(scope, receive, send)
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    return await django_application(scope, receive, send)

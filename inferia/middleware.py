@@ -8,11 +8,10 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
-from inferia.errors import ErrorCode, error_body, error_response
+from inferia.errors import ErrorCode, error_response
 
-GATEWAY_PREFIX = "/api/llm/"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -69,11 +68,5 @@ class BodySizeLimitMiddleware:
         if length < 0:
             return error_response(ErrorCode.VALIDATION_ERROR, "Invalid Content-Length", 400)
         if length > limit:
-            message = f"Request body is larger than {limit} bytes"
-            if request.path.startswith(GATEWAY_PREFIX):
-                # The gateway's envelope adds ``type`` for the OpenAI SDK (gateway/views.py).
-                body = error_body(ErrorCode.PAYLOAD_TOO_LARGE, message)
-                body["error"]["type"] = "invalid_request_error"
-                return JsonResponse(body, status=413)
-            return error_response(ErrorCode.PAYLOAD_TOO_LARGE, message, 413)
+            return error_response(ErrorCode.PAYLOAD_TOO_LARGE, f"Request body is larger than {limit} bytes", 413)
         return self.get_response(request)

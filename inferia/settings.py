@@ -284,6 +284,9 @@ INFERIA_GATEWAY_CONNECT_TIMEOUT = env.float("INFERIA_GATEWAY_CONNECT_TIMEOUT", d
 INFERIA_GATEWAY_READ_TIMEOUT = env.float("INFERIA_GATEWAY_READ_TIMEOUT", default=120.0)
 INFERIA_GATEWAY_CACHE_SECONDS = env.int("INFERIA_GATEWAY_CACHE_SECONDS", default=60)
 INFERIA_GATEWAY_CACHE_SIZE = env.int("INFERIA_GATEWAY_CACHE_SIZE", default=10_000)
+# Gateway requests refused before a caller is known (no or bad credential), per client address.
+INFERIA_GATEWAY_ANONYMOUS_RPM = env.int("INFERIA_GATEWAY_ANONYMOUS_RPM", default=300)
+INFERIA_GATEWAY_REDIS_TIMEOUT = env.float("INFERIA_GATEWAY_REDIS_TIMEOUT", default=1.0)
 INFERIA_GATEWAY_SECRET_CACHE_SECONDS = env.int("INFERIA_GATEWAY_SECRET_CACHE_SECONDS", default=300)
 
 # --- E-mail ---------------------------------------------------------------------

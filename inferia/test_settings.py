@@ -9,11 +9,14 @@ import os
 import re
 
 from inferia.settings import *  # noqa: F403
-from inferia.settings import CACHES, REDIS_URL
+from inferia.settings import CACHES, DATABASES, REDIS_URL
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_ALWAYS_EAGER = True
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# The gateway's ORM calls run in a long-lived thread; with persistent connections
+# it would keep one open and the test database could not be dropped at the end.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "")
 # Remap once: subprocesses of a test inherit both the remapped URL and this marker.

@@ -16,7 +16,6 @@ urlpatterns = [
     path("api/v1/", include("orgs.api.urls")),
     path("api/v1/", include("keys.api.urls")),
     path("api/v1/", include("audit.api.urls")),
-    path("api/llm/v1/", include("gateway.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),

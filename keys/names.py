@@ -23,7 +23,7 @@ ACCOUNT_MAX_LENGTH = 50
 MODEL_MAX_LENGTH = 200
 
 _ACCOUNT = r"[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?"
-_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._:@+-]*"
+_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._:@+_-]*"
 _MODEL = rf"{_SEGMENT}(?:/{_SEGMENT})*"
 
 # fullmatch (never '$', which also matches before a trailing newline).

@@ -81,6 +81,7 @@ class OrgSettingsInput(serializers.Serializer):
         max_digits=14, decimal_places=4, min_value=0, required=False, allow_null=True, coerce_to_string=False
     )
     rate_limit_on_backend_error = serializers.ChoiceField(choices=["allow", "deny"], required=False)
+    quota_on_backend_error = serializers.ChoiceField(choices=["allow", "deny"], required=False)
     default_max_tokens = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
     max_prompt_chars = serializers.IntegerField(min_value=1, max_value=10_000_000, required=False)
     max_body_bytes = serializers.IntegerField(min_value=1024, required=False)

@@ -28,9 +28,9 @@ def _free_port() -> int:
 
 
 class ServerThread:
-    def __init__(self, app, port: int) -> None:
+    def __init__(self, app, port: int, lifespan: str = "off") -> None:
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off"
+            app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan=lifespan
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -61,7 +61,7 @@ def fake_upstream():
 def gateway_server():
     from inferia.asgi import application
 
-    server = ServerThread(application, _free_port()).start()
+    server = ServerThread(application, _free_port(), lifespan="on").start()
     yield server
     server.stop()
 
@@ -134,6 +134,7 @@ def llm(transactional_db, cast, fake_upstream, gateway_server):
                 "fake-reset",
                 "fake-redirect",
                 "fake-stream-slow-200",
+                "fake-set-cookie",
             )
         ),
     ]
@@ -298,15 +299,14 @@ def on_redis(settings) -> str:
 def redis_outage(settings):
     """Call it to make Redis unreachable for the gateway (a closed port), mid-test.
 
-    The Redis client and its registered script are per process (cached), so they
-    are rebuilt for the dead address, and again for the real one afterwards."""
-    from gateway import ratelimit, redis_client
+    The synchronous Redis client is per process (cached), so it is rebuilt for the
+    dead address, and again for the real one afterwards; the gateway's own client
+    follows REDIS_URL by itself."""
+    from gateway import redis_client
 
     def start() -> None:
         redis_client.client.cache_clear()
-        ratelimit._Script.script = None
         settings.REDIS_URL = f"redis://127.0.0.1:{_free_port()}/0"
 
     yield start
     redis_client.client.cache_clear()
-    ratelimit._Script.script = None

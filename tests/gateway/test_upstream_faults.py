@@ -94,7 +94,7 @@ def test_connection_refused_is_502(llm):
     with pytest.raises(openai.InternalServerError) as caught:
         llm.sdk(llm.key()).chat.completions.create(model="closed/gpt-4o", messages=CHAT)
     body = assert_sdk_error(caught.value, 502, "UPSTREAM_ERROR")
-    assert "ConnectError" in body["message"]
+    assert body["message"] == "Upstream unreachable (could not connect)"
     record = _record_for(caught.value)
     assert (record.status_code, record.provider_account) == (502, "closed")
 
@@ -153,9 +153,9 @@ def test_connection_dropped_mid_answer_is_502(llm):
 def short_read_timeout(settings):
     """Half a second to read; the per-loop client is rebuilt to pick it up."""
     settings.INFERIA_GATEWAY_READ_TIMEOUT = 0.5
-    gateway_http._CLIENTS.clear()
+    gateway_http._SESSIONS.clear()
     yield
-    gateway_http._CLIENTS.clear()
+    gateway_http._SESSIONS.clear()
 
 
 def test_read_timeout_is_504(llm, short_read_timeout):

@@ -3,6 +3,8 @@ with nothing secret in either."""
 
 from __future__ import annotations
 
+import asyncio
+
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -196,7 +198,7 @@ def test_an_entry_of_a_deleted_org_does_not_block_the_others(llm):
     if not redis_client.enabled():
         pytest.skip("the stream exists only with Redis (REDIS_URL)")
     orphan, gone_org, gone_user = str(uuid.uuid4()), uuid.uuid4(), uuid.uuid4()
-    usage.write(
+    asyncio.run(usage.write(
         {
             "created_at": 1.7e9,
             "org_id": str(gone_org),
@@ -207,7 +209,7 @@ def test_an_entry_of_a_deleted_org_does_not_block_the_others(llm):
             "status_code": 200,
         },
         [],
-    )
+    ))
     raw = llm.sdk(llm.key()).chat.completions.with_raw_response.create(
         model="openai-main/gpt-4o", messages=CHAT
     )

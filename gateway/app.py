@@ -1,0 +1,673 @@
+"""The OpenAI-compatible gateway, ``/api/llm/v1/...``, as a plain ASGI application.
+
+``inferia.asgi`` sends every request under ``/api/llm/`` here and everything
+else to Django. The gateway needs none of Django's request machinery (sessions,
+CSRF, messages, templates): its callers present a bearer credential and speak
+JSON, and on one core that machinery cost more than the rest of a request
+(bench/README.md). Django's ORM is still the source of truth, reached only on a
+cold cache, in the embedded mode, and on refusals that must be audited.
+
+One request: authenticate (cached principal) -> read and validate the body ->
+permission and model access -> limits and quotas with the revocation epoch (one
+Redis round trip) -> the upstream call through the account's adapter on the
+shared session -> the usage record (one Redis round trip) -> the answer.
+Errors use the contract's envelope plus ``type`` for the OpenAI SDK, and every
+response carries ``X-Request-ID``, ``X-Inferia-Overhead-Ms`` and, once the
+caller or its address is known, the ``X-RateLimit-*`` headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+import orjson
+from django.conf import settings
+
+from audit.redaction import redact_text
+from audit.services import client_ip_from
+from audit.services import record as audit_record
+from gateway import degraded, epochs, http, principals, ratelimit, redis_client, usage
+from gateway.orm import orm
+from gateway.upstream import ADAPTERS
+from inferia import clock
+from inferia.errors import (
+    AuthenticationFailed,
+    ErrorCode,
+    InferiaError,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    ServiceUnavailable,
+    ValidationError,
+    error_body,
+)
+
+logger = logging.getLogger("inferia.request")
+PREFIX = "/api/llm/"
+ROUTES = {
+    "/api/llm/v1/chat/completions": ("chat", "POST"),
+    "/api/llm/v1/completions": ("completions", "POST"),
+    "/api/llm/v1/embeddings": ("embeddings", "POST"),
+    "/api/llm/v1/models": ("models", "GET"),
+}
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+OPENAI_TYPES = {
+    ErrorCode.VALIDATION_ERROR: "invalid_request_error",
+    ErrorCode.AUTHENTICATION_FAILED: "authentication_error",
+    ErrorCode.PERMISSION_DENIED: "permission_error",
+    ErrorCode.TWO_FACTOR_REQUIRED: "permission_error",
+    ErrorCode.NOT_FOUND: "not_found_error",
+    ErrorCode.METHOD_NOT_ALLOWED: "invalid_request_error",
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: "invalid_request_error",
+    ErrorCode.PAYLOAD_TOO_LARGE: "invalid_request_error",
+    ErrorCode.RATE_LIMITED: "rate_limit_error",
+    ErrorCode.QUOTA_EXCEEDED: "insufficient_quota",
+    ErrorCode.UPSTREAM_ERROR: "api_error",
+    ErrorCode.UPSTREAM_TIMEOUT: "timeout_error",
+    ErrorCode.SERVICE_UNAVAILABLE: "api_error",
+    ErrorCode.INTERNAL_ERROR: "api_error",
+}
+
+
+class GatewayError(InferiaError):
+    def __init__(self, code: ErrorCode, status: int, message: str, *, retry_after: int | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.code, self.status = code, status
+        self.headers = headers or {}
+
+
+class _Headers(dict):
+    """Request headers by lower-case name; ``get`` takes any case (as Django's do)."""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return super().get(name.lower(), default)
+
+
+class Request:
+    """What the gateway (and an audit record) needs of an ASGI request."""
+
+    def __init__(self, scope: dict) -> None:
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        headers = _Headers()
+        for raw_name, raw_value in scope["headers"]:
+            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        self.headers = headers
+        incoming = headers.get("x-request-id", "")
+        self.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        client = scope.get("client")
+        # For audit.services.client_ip (X-Forwarded-For only from trusted proxies).
+        self.META = {"REMOTE_ADDR": client[0] if client else None,
+                     "HTTP_X_FORWARDED_FOR": headers.get("x-forwarded-for", "")}
+        self.client_ip = client_ip_from(self.META["REMOTE_ADDR"], self.META["HTTP_X_FORWARDED_FOR"])
+
+    def credential(self) -> str | None:
+        scheme, _, credential = self.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and credential.strip():
+            return credential.strip()
+        return self.headers.get("x-api-key", "").strip() or None
+
+
+class Call:
+    """The state of one gateway request, for the response headers and the usage record."""
+
+    def __init__(self, request: Request, endpoint: str) -> None:
+        self.request = request
+        self.endpoint = endpoint
+        self.started = time.perf_counter()
+        self.upstream_seconds = 0.0
+        self.principal: principals.Principal | None = None
+        self.route: principals.Route | None = None
+        self.model = ""
+        self.headers: dict[str, str] = {}
+        self.reserved: list[tuple[str, str, int]] = []
+        self.streamed = False
+        self.degraded = ""  # "allowed" or "denied" when Redis could not decide
+        self.body: dict[str, Any] = {}
+        self.response_body: Any = None
+        self.status = 0
+
+    def overhead_ms(self) -> float:
+        return max(0.0, (time.perf_counter() - self.started - self.upstream_seconds) * 1000)
+
+    def entry(self, status: int, error_code: str = "", usage_data: dict | None = None) -> dict[str, Any]:
+        usage_data = usage_data or {}
+        prompt = int(usage_data.get("prompt_tokens") or 0)
+        completion = int(usage_data.get("completion_tokens") or 0)
+        p = self.principal
+        entry = {
+            "created_at": clock.time(),
+            "org_id": str(p.org_id),
+            "request_id": self.request.request_id,
+            "user_id": str(p.user_id) if p.user_id else None,
+            "service_account_id": str(p.service_account_id) if p.service_account_id else None,
+            "actor_label": p.label,
+            "key_prefix": p.key_prefix,
+            "endpoint": self.endpoint,
+            "model": self.model[:260],
+            "provider_account": self.route.account_name if self.route else "",
+            "status_code": status,
+            "error_code": error_code,
+            "streamed": self.streamed,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "cost": (self.route.cost_micros(prompt, completion) / 1e6) if self.route else 0.0,
+            "latency_ms": round((time.perf_counter() - self.started) * 1000, 3),
+            "upstream_latency_ms": round(self.upstream_seconds * 1000, 3),
+            "client_ip": self.request.client_ip,
+        }
+        if self.degraded:
+            entry["degraded"] = self.degraded
+        if p.org_settings.get("payload_logging") and self.body:
+            # Prompt and answer, encrypted, only for orgs that turned payload logging on.
+            from inferia import crypto
+
+            payload = orjson.dumps({"request": self.body, "response": self.response_body})
+            entry["payload"] = crypto.encrypt(payload, context=f"audit.payload:{p.org_id}:{self.request.request_id}")
+        return entry
+
+    def adjustments(self, usage_data: dict | None) -> list[tuple[str, int]]:
+        """Settle each reservation to the real usage (all of it released on failure)."""
+        usage_data = usage_data or {}
+        prompt = int(usage_data.get("prompt_tokens") or 0)
+        completion = int(usage_data.get("completion_tokens") or 0)
+        actual_tokens = prompt + completion
+        actual_cost = self.route.cost_micros(prompt, completion) if self.route else 0
+        out = []
+        for key, kind, amount in self.reserved:
+            actual = actual_cost if kind == ratelimit.QUOTA_COST else actual_tokens
+            out.append((key, actual - amount))
+        self.reserved = []
+        return out
+
+
+# --- responses ---------------------------------------------------------------------------
+
+
+def _header_list(call: Call, content_type: bytes, extra: dict[str, str] | None = None) -> list[tuple[bytes, bytes]]:
+    headers = [
+        (b"content-type", content_type),
+        (b"x-request-id", call.request.request_id.encode()),
+        (b"x-content-type-options", b"nosniff"),
+    ]
+    for name, value in {**call.headers, **(extra or {})}.items():
+        headers.append((name.lower().encode(), str(value).encode("latin-1")))
+    headers.append((b"x-inferia-overhead-ms", b"%.3f" % call.overhead_ms()))
+    return headers
+
+
+async def _send_json(send, call: Call, status: int, payload: Any, extra: dict[str, str] | None = None) -> None:
+    body = orjson.dumps(payload)
+    headers = _header_list(call, b"application/json", extra)
+    headers.append((b"content-length", str(len(body)).encode()))
+    call.status = status
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_error(send, call: Call, error: InferiaError) -> None:
+    body = error_body(error.code, error.message, error.details)
+    body["error"]["type"] = OPENAI_TYPES.get(error.code, "api_error")
+    extra = dict(getattr(error, "headers", {}))
+    if error.retry_after is not None:
+        extra["Retry-After"] = str(max(1, int(error.retry_after)))
+    await _send_json(send, call, error.status, body, extra)
+
+
+# --- the caller ----------------------------------------------------------------------------
+
+
+async def _load_principal(raw: str, hint: str) -> principals.Principal:
+    principal = principals.cached(raw, hint)
+    if principal is None:
+        principal = await orm(principals.build)(raw, hint)
+        principals.remember(raw, hint, principal)
+    if principals.key_expired(principal):
+        principals.forget(raw, hint)
+        raise AuthenticationFailed(f"API key {principal.key_prefix} is expired")
+    return principal
+
+
+def _limits(p: principals.Principal) -> list[ratelimit.Limit]:
+    s = p.org_settings
+    limits: list[ratelimit.Limit] = []
+
+    def add(scope: str, kind: str, subject: Any, value: Any, scale: float = 1) -> None:
+        if value:
+            limits.append(ratelimit.Limit(scope, kind, str(subject), int(float(value) * scale)))
+
+    if p.key_id:
+        kl = p.key_limits
+        add("key", ratelimit.REQUESTS, p.key_id,
+            kl.get("requests_per_minute") or s.get("key_requests_per_minute") or settings.INFERIA_GATEWAY_DEFAULT_KEY_RPM)
+        add("key", ratelimit.TOKENS, p.key_id,
+            kl.get("tokens_per_minute") or s.get("key_tokens_per_minute") or settings.INFERIA_GATEWAY_DEFAULT_KEY_TPM)
+        add("key", ratelimit.QUOTA_TOKENS, p.key_id, kl.get("monthly_token_quota"))
+        add("key", ratelimit.QUOTA_COST, p.key_id, kl.get("monthly_cost_quota"), 1e6)
+    principal_rpm = s.get("principal_requests_per_minute") or (
+        None if p.key_id else settings.INFERIA_GATEWAY_DEFAULT_KEY_RPM
+    )
+    principal_tpm = s.get("principal_tokens_per_minute") or (
+        None if p.key_id else settings.INFERIA_GATEWAY_DEFAULT_KEY_TPM
+    )
+    add("principal", ratelimit.REQUESTS, p.principal_subject, principal_rpm)
+    add("principal", ratelimit.TOKENS, p.principal_subject, principal_tpm)
+    add("org", ratelimit.REQUESTS, p.org_id, s.get("requests_per_minute"))
+    add("org", ratelimit.TOKENS, p.org_id, s.get("tokens_per_minute"))
+    add("org", ratelimit.QUOTA_TOKENS, p.org_id, s.get("monthly_token_quota"))
+    add("org", ratelimit.QUOTA_COST, p.org_id, s.get("monthly_cost_quota"), 1e6)
+    return limits
+
+
+def _checkorm(p: principals.Principal, limits, reserve_tokens: int, reserve_cost: int, count: bool):
+    try:
+        current = epochs.currentorm(p.org_id)
+    except Exception as exc:  # noqa: BLE001 - any database fault: the store cannot decide
+        raise ratelimit.BackendUnavailable(type(exc).__name__) from exc
+    if current != p.epoch:
+        raise ratelimit.StaleEpoch(current)
+    return ratelimit.checkorm(limits=limits, reserve_tokens=reserve_tokens, reserve_cost=reserve_cost, count=count)
+
+
+async def _limits_check(call: Call, *, count: bool, reserve_tokens: int = 0, reserve_cost: int = 0):
+    """Epoch and limits in one step; raises StaleEpoch or BackendUnavailable."""
+    p = call.principal
+    limits = _limits(p)
+    if redis_client.enabled():
+        return await ratelimit.check_redis(org_id=p.org_id, expected_epoch=p.epoch, limits=limits,
+                                           reserve_tokens=reserve_tokens, reserve_cost=reserve_cost, count=count)
+    return await orm(_check_db)(p, limits, reserve_tokens, reserve_cost, count)
+
+
+# --- validation and authorization ----------------------------------------------------------
+
+
+async def _read_body(call: Call, receive, limit: int) -> bytes:
+    """The whole body, refused (413) as soon as it passes ``limit``, declared or not."""
+    declared = call.request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise ValidationError("Invalid Content-Length")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"Request body is larger than {limit} bytes")
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"Request body is larger than {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+class ClientGone(Exception):
+    """The client hung up before its request was read."""
+
+
+def _prompt_chars(endpoint: str, body: dict[str, Any]) -> int:
+    if endpoint == "chat":
+        total = 0
+        for message in body.get("messages") or []:
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, str):
+                total += len(content)
+            elif isinstance(content, list):
+                total += sum(len(str(part.get("text", ""))) for part in content if isinstance(part, dict))
+        return total
+    value = body.get("prompt") if endpoint == "completions" else body.get("input")
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(len(item) if isinstance(item, str) else len(orjson.dumps(item)) for item in value)
+    return 0
+
+
+def _parse(call: Call, raw_body: bytes) -> dict[str, Any]:
+    content_type = call.request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise GatewayError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 415, "Send the body as application/json")
+    try:
+        body = orjson.loads(raw_body)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationError("Malformed JSON body", details={"body": [str(exc)[:200]]}) from exc
+    if not isinstance(body, dict):
+        raise ValidationError("The body must be a JSON object")
+    return body
+
+
+def _authorize(call: Call, body: dict[str, Any]) -> None:
+    p = call.principal
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ValidationError("'model' is required", details={"model": ["Give the model's account/model name."]})
+    call.model = model
+    if "inference:run" not in p.permissions:
+        raise PermissionDenied("Missing permission inference:run")
+    if body.get("stream") and "inference:stream" not in p.permissions:
+        raise PermissionDenied("Missing permission inference:stream")
+    route = p.routes.get(model)
+    if route is None:
+        if model in p.catalog:
+            raise PermissionDenied(f"You may not use the model {model}")
+        raise NotFound(f"Model {model} not found")
+    call.route = route
+
+
+def _prepare(call: Call, raw_body: bytes) -> tuple[int, int]:
+    """Parse, authorize and size the request; returns the worst case to reserve
+    (tokens, cost in micro-units)."""
+    body = _parse(call, raw_body)
+    call.body = body
+    _authorize(call, body)
+    call.streamed = bool(body.get("stream"))
+    chars = _prompt_chars(call.endpoint, body)
+    settings_ = call.principal.org_settings
+    max_chars = int(settings_.get("max_prompt_chars") or settings.INFERIA_GATEWAY_MAX_PROMPT_CHARS)
+    if chars > max_chars:
+        raise ValidationError(
+            f"Prompt too long: {chars} characters, the limit is {max_chars}",
+            details={"messages": [f"At most {max_chars} characters."]},
+        )
+    prompt_estimate = chars // 4 + 1
+    if call.endpoint == "embeddings":
+        completion_budget = 0
+    else:
+        completion_budget = int(
+            body.get("max_tokens") or body.get("max_completion_tokens")
+            or settings_.get("default_max_tokens") or settings.INFERIA_GATEWAY_DEFAULT_MAX_TOKENS
+        )
+    return prompt_estimate + completion_budget, call.route.cost_micros(prompt_estimate, completion_budget)
+
+
+async def _admitted(call: Call, raw: str, hint: str, raw_body: bytes) -> ratelimit.Decision:
+    """Validation, authorization, then the limits with the revocation epoch.
+
+    A refusal before the limits still reads them (for its headers) and checks the
+    epoch, so a principal cached before a grant never refuses what is now allowed.
+    A stale principal is rebuilt once. When the limit store is down, the org's
+    ``*_on_backend_error`` settings decide (``degraded``)."""
+    for attempt in (0, 1):
+        try:
+            try:
+                reserve_tokens, reserve_cost = _prepare(call, raw_body)
+            except InferiaError:
+                try:
+                    call.headers.update((await _limits_check(call, count=False)).headers)
+                except ratelimit.BackendUnavailable:
+                    pass  # the refusal stands; its headers cannot be known
+                raise
+            return await _limits_check(call, count=True, reserve_tokens=reserve_tokens, reserve_cost=reserve_cost)
+        except ratelimit.StaleEpoch:
+            if attempt:
+                raise ServiceUnavailable("Access changed during the request; retry") from None
+            principals.forget(raw, hint)
+            call.principal = await _load_principal(raw, hint)
+        except ratelimit.BackendUnavailable:
+            return await _degraded(call, raw, hint, raw_body)
+    raise ServiceUnavailable("Cannot verify credentials right now")
+
+
+async def _degraded(call: Call, raw: str, hint: str, raw_body: bytes) -> ratelimit.Decision:
+    """Redis (or the embedded counter store) cannot count this request."""
+    allowed = degraded.allows(call.principal.org_settings, _limits(call.principal))
+    call.degraded = "allowed" if allowed else "denied"
+    await degraded.alert(call.principal, allowed=allowed, endpoint=call.endpoint)
+    if not allowed:
+        # Fail closed: the shared store cannot confirm the key is still valid.
+        raise ServiceUnavailable("Cannot verify credentials or limits right now")
+    # The epoch cannot be read, so the credential is verified from the database
+    # on every degraded request (never from the cache) and access re-decided.
+    call.principal = await orm(principals.build)(raw, hint, verify_only=True)
+    _prepare(call, raw_body)
+    return ratelimit.Decision(allowed=True, degraded=True)
+
+
+# --- the upstream --------------------------------------------------------------------------
+
+
+def _sanitize(text: str, secret_plaintext: str | None) -> str:
+    if secret_plaintext:
+        text = text.replace(secret_plaintext, "[REDACTED]")
+    return redact_text(text)[:500]
+
+
+def _upstream_error(status: int, content: bytes, secret_plaintext: str | None, headers) -> GatewayError:
+    text = content.decode(errors="replace")
+    try:
+        message = orjson.loads(content).get("error", {}).get("message", "")
+    except (orjson.JSONDecodeError, AttributeError):
+        message = ""
+    message = _sanitize(str(message or text or f"HTTP {status}"), secret_plaintext)
+    if status == 429:
+        retry = headers.get("retry-after")
+        return GatewayError(ErrorCode.RATE_LIMITED, 429, f"Upstream rate limit: {message}",
+                            retry_after=int(retry) if retry and retry.isdigit() else 1)
+    if status in (400, 422):
+        return GatewayError(ErrorCode.VALIDATION_ERROR, 400, f"Upstream rejected the request: {message}")
+    if status in (408, 504):
+        return GatewayError(ErrorCode.UPSTREAM_TIMEOUT, 504, f"Upstream timed out: {message}")
+    return GatewayError(ErrorCode.UPSTREAM_ERROR, 502, f"Upstream error {status}: {message}")
+
+
+def _fault(exc: Exception) -> GatewayError:
+    if isinstance(exc, http.UpstreamTimeout):
+        return GatewayError(ErrorCode.UPSTREAM_TIMEOUT, 504, "Upstream timed out")
+    return GatewayError(ErrorCode.UPSTREAM_ERROR, 502, f"Upstream unreachable ({exc})")
+
+
+async def _record(call: Call, status: int, error_code: str = "", usage_data: dict | None = None) -> None:
+    if call.principal is None:
+        # Refused before a principal was known (no or bad credential): the
+        # authentication decision is still audited, without any credential.
+        await orm(audit_record)(
+            action="auth:gateway", outcome="denied", status_code=status, request=call.request,
+            data={"endpoint": call.endpoint, "error_code": error_code},
+        )
+        return
+    await usage.write(call.entry(status, error_code, usage_data), call.adjustments(usage_data))
+
+
+async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
+    p = call.principal
+    limit = min(settings.INFERIA_MAX_BODY_BYTES, int(p.org_settings.get("max_body_bytes") or 10**12))
+    raw_body = await _read_body(call, receive, limit)
+    decision = await _admitted(call, raw, hint, raw_body)
+    call.headers.update(decision.headers)
+    if not decision.allowed:
+        quota = decision.denied.kind in (ratelimit.QUOTA_TOKENS, ratelimit.QUOTA_COST)
+        raise GatewayError(
+            ErrorCode.QUOTA_EXCEEDED if quota else ErrorCode.RATE_LIMITED,
+            429,
+            f"{'Monthly quota' if quota else 'Rate limit'} of the {decision.denied.scope} reached "
+            f"({decision.denied.kind.replace('_', ' ')} {decision.denied.limit})",
+            retry_after=decision.retry_after,
+        )
+    call.reserved = decision.reserved
+    route = call.route
+    hit, secret_plaintext = principals.secret_cached(route)
+    if not hit:
+        secret_plaintext = await orm(principals.secret_for)(route)
+    adapter = ADAPTERS[route.provider_type]
+    upstream_call = adapter.prepare(route, call.endpoint, call.body, secret_plaintext)
+    started = time.perf_counter()
+    try:
+        upstream = await http.post(upstream_call.url, upstream_call.headers, orjson.dumps(upstream_call.body))
+        if upstream.status == 200 and call.streamed:
+            call.upstream_seconds += time.perf_counter() - started
+            await _stream(call, send, receive, adapter, upstream_call, upstream)
+            return
+    except (http.UpstreamTimeout, http.UpstreamUnreachable) as exc:
+        call.upstream_seconds += time.perf_counter() - started
+        raise _fault(exc) from exc
+    try:
+        content = await upstream.read()
+    except http.UpstreamTimeout as exc:
+        raise _fault(exc) from exc
+    except http.UpstreamUnreachable as exc:
+        raise GatewayError(ErrorCode.UPSTREAM_ERROR, 502, "Upstream sent an unreadable answer") from exc
+    finally:
+        call.upstream_seconds += time.perf_counter() - started
+    if upstream.status != 200:
+        raise _upstream_error(upstream.status, content, secret_plaintext, upstream.headers)
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError(ErrorCode.UPSTREAM_ERROR, 502, "Upstream sent an unreadable answer") from exc
+    out = adapter.to_openai(route, call.endpoint, data)
+    call.response_body = out
+    await _record(call, 200, usage_data=out.get("usage") if isinstance(out, dict) else None)
+    await _send_json(send, call, 200, out)
+
+
+async def _until_disconnect(receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _stream(call: Call, send, receive, adapter, upstream_call, upstream: http.UpstreamResponse) -> None:
+    """Relay the events as they arrive; cancel the upstream when the client goes away."""
+    usage_data: dict[str, Any] = {}
+    headers = _header_list(call, b"text/event-stream", {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    call.status = 200
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+    async def relay() -> None:
+        async for chunk in adapter.stream_to_openai(call.route, upstream_call, upstream.lines(), usage_data):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+    status, error_code = 200, ""
+    relaying = asyncio.ensure_future(relay())
+    watching = asyncio.ensure_future(_until_disconnect(receive))
+    try:
+        await asyncio.wait({relaying, watching}, return_when=asyncio.FIRST_COMPLETED)
+        if not relaying.done():
+            status, error_code = 499, "CLIENT_CLOSED"  # the client went away: cancel upstream
+            relaying.cancel()
+            await asyncio.gather(relaying, return_exceptions=True)
+        elif isinstance(relaying.exception(), OSError):  # the server reports the hang-up on send
+            status, error_code = 499, "CLIENT_CLOSED"
+        elif relaying.exception() is not None:
+            logger.warning("upstream stream broke: %s", type(relaying.exception()).__name__)
+            status, error_code = 502, str(ErrorCode.UPSTREAM_ERROR)
+            await send({"type": "http.response.body", "more_body": True, "body": b'data: {"error": {"code": '
+                        b'"UPSTREAM_ERROR", "message": "Upstream stream broke", "type": "api_error"}}\n\n'})
+    except BaseException:
+        status, error_code = 499, "CLIENT_CLOSED"  # the server cancelled us (client gone, shutdown)
+        relaying.cancel()
+        raise
+    finally:
+        watching.cancel()
+        upstream.close()
+        call.status = status
+        await _record(call, status, error_code, usage_data)
+    if status != 499:
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _models(call: Call, send, raw: str, hint: str) -> None:
+    """The models the caller may use (``inference:run`` and an access rule)."""
+    for attempt in (0, 1):
+        try:
+            call.headers.update((await _limits_check(call, count=False)).headers)
+            break
+        except ratelimit.StaleEpoch:
+            if attempt:
+                raise ServiceUnavailable("Access changed during the request; retry") from None
+            principals.forget(raw, hint)
+            call.principal = await _load_principal(raw, hint)
+        except ratelimit.BackendUnavailable:
+            # Fail closed: the shared store cannot confirm the credential is still valid.
+            raise ServiceUnavailable("Cannot verify credentials right now") from None
+    p = call.principal
+    usable = sorted(p.routes) if "inference:run" in p.permissions else []
+    data = [{"id": fqn, "object": "model", "created": 0, "owned_by": p.routes[fqn].account_name} for fqn in usable]
+    await _send_json(send, call, 200, {"object": "list", "data": data})
+
+
+async def _anonymous_limit(call: Call) -> None:
+    """Requests refused before a caller is known count against their client address
+    (a brake on key guessing); the response carries that limit's headers."""
+    limit = ratelimit.Limit("ip", ratelimit.REQUESTS, call.request.client_ip or "unknown",
+                            settings.INFERIA_GATEWAY_ANONYMOUS_RPM)
+    try:
+        if redis_client.enabled():
+            decision = await ratelimit.check_redis(org_id="-", expected_epoch=-1, limits=[limit])
+        else:
+            decision = await orm(ratelimit.check_db)(limits=[limit])
+    except ratelimit.BackendUnavailable:
+        return  # the refusal stands; its headers cannot be known
+    call.headers.update(decision.headers)
+    if not decision.allowed:
+        raise GatewayError(ErrorCode.RATE_LIMITED, 429, "Too many failed requests from this address",
+                           retry_after=decision.retry_after)
+
+
+async def _serve(call: Call, send, receive, method: str) -> None:
+    request = call.request
+    if request.method != method:
+        raise GatewayError(ErrorCode.METHOD_NOT_ALLOWED, 405, f"Method {request.method} not allowed",
+                           headers={"Allow": method})
+    declared = request.headers.get("content-length", "0")
+    if declared.isdigit() and int(declared) > settings.INFERIA_MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"Request body is larger than {settings.INFERIA_MAX_BODY_BYTES} bytes")
+    raw = request.credential()
+    if raw is None:
+        raise AuthenticationFailed("Send an Inferia API key as 'Authorization: Bearer <key>'")
+    hint = request.headers.get("openai-organization", "").strip()
+    call.principal = await _load_principal(raw, hint)
+    if call.endpoint == "models":
+        await _models(call, send, raw, hint)
+    else:
+        await _complete(call, send, receive, raw, hint)
+
+
+async def application(scope, receive, send) -> None:
+    """ASGI entry point for ``/api/llm/...`` (HTTP only)."""
+    request = Request(scope)
+    endpoint, method = ROUTES.get(request.path, ("unknown", ""))
+    call = Call(request, endpoint)
+    try:
+        try:
+            if endpoint == "unknown":
+                raise NotFound(f"No gateway endpoint at {request.path[:100]}")
+            await _serve(call, send, receive, method)
+        except InferiaError as error:
+            if call.principal is None and error.status != 503:
+                await _anonymous_limit(call)
+            raise
+    except ClientGone:
+        call.status = 499
+        if call.principal is not None:
+            await _record(call, 499, "CLIENT_CLOSED")
+    except InferiaError as error:
+        await _record(call, error.status, str(error.code))
+        await _send_error(send, call, error)
+    except Exception as error:  # noqa: BLE001 - the contract: no bare 500 page, and a record
+        logger.exception("gateway request failed")
+        failure = GatewayError(ErrorCode.INTERNAL_ERROR, 500, "Internal error")
+        try:
+            await _record(call, 500, str(ErrorCode.INTERNAL_ERROR))
+        finally:
+            if not call.status:
+                await _send_error(send, call, failure)
+        del error
+    finally:
+        p = call.principal
+        logger.info("%s %s %s", request.method, request.path[:200], call.status, extra={
+            "request_id": request.request_id, "org": p.org_slug if p else None,
+            "principal": p.label if p else None, "method": request.method,
+            "route": request.path[:200], "status": call.status,
+            "latency_ms": round((time.perf_counter() - call.started) * 1000, 3),
+        })
