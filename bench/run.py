@@ -591,6 +591,7 @@ def versions() -> str:
         "aiohttp",
         "redis",
         "hiredis",
+        "orjson",
     ):
         try:
             import importlib.metadata as metadata

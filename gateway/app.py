@@ -228,7 +228,12 @@ async def _send_error(send, call: Call, error: InferiaError) -> None:
 async def _load_principal(raw: str, hint: str) -> principals.Principal:
     principal = principals.cached(raw, hint)
     if principal is None:
-        principal = await orm(principals.build)(raw, hint)
+        try:
+            principal = await orm(principals.build)(raw, hint)
+        except principals.EpochUnavailable:
+            # Redis is down: verified from the database for this request only (never
+            # cached); the limits then fail too and the org's settings decide (_degraded).
+            return await orm(principals.build)(raw, hint, verify_only=True)
         principals.remember(raw, hint, principal)
     if principals.key_expired(principal):
         principals.forget(raw, hint)
@@ -267,14 +272,14 @@ def _limits(p: principals.Principal) -> list[ratelimit.Limit]:
     return limits
 
 
-def _checkorm(p: principals.Principal, limits, reserve_tokens: int, reserve_cost: int, count: bool):
+def _check_db(p: principals.Principal, limits, reserve_tokens: int, reserve_cost: int, count: bool):
     try:
-        current = epochs.currentorm(p.org_id)
+        current = epochs.current_db(p.org_id)
     except Exception as exc:  # noqa: BLE001 - any database fault: the store cannot decide
         raise ratelimit.BackendUnavailable(type(exc).__name__) from exc
     if current != p.epoch:
         raise ratelimit.StaleEpoch(current)
-    return ratelimit.checkorm(limits=limits, reserve_tokens=reserve_tokens, reserve_cost=reserve_cost, count=count)
+    return ratelimit.check_db(limits=limits, reserve_tokens=reserve_tokens, reserve_cost=reserve_cost, count=count)
 
 
 async def _limits_check(call: Call, *, count: bool, reserve_tokens: int = 0, reserve_cost: int = 0):
@@ -427,10 +432,11 @@ async def _degraded(call: Call, raw: str, hint: str, raw_body: bytes) -> ratelim
     if not allowed:
         # Fail closed: the shared store cannot confirm the key is still valid.
         raise ServiceUnavailable("Cannot verify credentials or limits right now")
-    # The epoch cannot be read, so the credential is verified from the database
-    # on every degraded request (never from the cache) and access re-decided.
-    call.principal = await orm(principals.build)(raw, hint, verify_only=True)
-    _prepare(call, raw_body)
+    if call.principal.epoch != -1:
+        # The epoch cannot be read, so the credential is verified from the database
+        # on every degraded request (never from the cache) and access re-decided.
+        call.principal = await orm(principals.build)(raw, hint, verify_only=True)
+        _prepare(call, raw_body)
     return ratelimit.Decision(allowed=True, degraded=True)
 
 

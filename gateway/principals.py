@@ -144,6 +144,19 @@ def _routes(org: Organization, allowed: list[str]) -> tuple[dict[str, Route], fr
     return routes, frozenset(catalog)
 
 
+class EpochUnavailable(ServiceUnavailable):
+    """Redis cannot tell the org's epoch: the principal can only be built ``verify_only``."""
+
+
+def _epoch(org_id, verify_only: bool) -> int:
+    if verify_only:
+        return -1
+    try:
+        return epochs.current(org_id)
+    except redis.RedisError as exc:
+        raise EpochUnavailable("Cannot verify credentials right now") from exc
+
+
 def _key_limits(key: ApiKey) -> dict:
     return {
         "requests_per_minute": key.requests_per_minute,
@@ -161,7 +174,7 @@ def _build_for_key(raw: str, verify_only: bool) -> Principal:
     org_id = ApiKey.all_orgs.filter(public_id=public_id).values_list("org_id", flat=True).first()
     if org_id is None:
         raise AuthenticationFailed(f"API key {apikeys.PREFIX}_{public_id} is not valid")
-    epoch = -1 if verify_only else epochs.current(org_id)
+    epoch = _epoch(org_id, verify_only)
     key = principals.authenticate_key(raw)
     org = key.org
     with org_scope(org):
@@ -193,7 +206,7 @@ def _build_for_jwt(raw: str, org_hint: str, verify_only: bool) -> Principal:
     if len(found) != 1:
         raise NotFound("Organization not found; send its slug in the OpenAI-Organization header")
     org = found[0].org
-    epoch = -1 if verify_only else epochs.current(org.pk)
+    epoch = _epoch(org.pk, verify_only)
     access = access_for_user(org, user)
     if access is None:
         raise NotFound("Organization not found")
@@ -217,6 +230,8 @@ def build(raw: str, org_hint: str, *, verify_only: bool = False) -> Principal:
         if apikeys.looks_like_key(raw):
             return _build_for_key(raw, verify_only)
         return _build_for_jwt(raw, org_hint, verify_only)
+    except EpochUnavailable:
+        raise
     except (DatabaseError, redis.RedisError) as exc:
         raise ServiceUnavailable("Cannot verify credentials right now") from exc
 
