@@ -85,7 +85,7 @@ class _Protocol(asyncio.Protocol):
 class Script:
     def __init__(self, source: str) -> None:
         self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()  # Redis names scripts by SHA-1
 
 
 class AsyncRedis:

@@ -253,7 +253,14 @@ def secret_for(route: Route) -> str | None:
         secret_plaintext = secret_refs.resolve_ref(account.secret_ref)
     else:
         secret_plaintext = crypto.decrypt(account.encrypted_secret, context=account.secret_context()).decode()
-    _SECRETS[cache_key] = (secret_plaintext, time.monotonic() + settings.INFERIA_GATEWAY_SECRET_CACHE_SECONDS)
+    now = time.monotonic()
+    if len(_SECRETS) >= settings.INFERIA_GATEWAY_CACHE_SIZE:
+        # Bounded: drop what expired, then the oldest entries.
+        for stale in [k for k, (_value, until) in _SECRETS.items() if until <= now]:
+            _SECRETS.pop(stale, None)
+        while len(_SECRETS) >= settings.INFERIA_GATEWAY_CACHE_SIZE:
+            _SECRETS.pop(next(iter(_SECRETS)))
+    _SECRETS[cache_key] = (secret_plaintext, now + settings.INFERIA_GATEWAY_SECRET_CACHE_SECONDS)
     return secret_plaintext
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from inferia.celery import app
 from gateway import usage
+from inferia.celery import app
 
 
 @app.task(name="gateway.tasks.usage_ingest", acks_late=True)

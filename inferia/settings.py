@@ -320,6 +320,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # rate_limit_on_backend_error and quota_on_backend_error share one choice set.
+    "ENUM_NAME_OVERRIDES": {"BackendErrorPolicyEnum": ["allow", "deny"]},
 }
 
 # --- Static, i18n ------------------------------------------------------------------

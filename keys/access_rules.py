@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 from django.db import transaction
+from django.db.models import Q
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.http import HttpRequest
@@ -91,20 +92,19 @@ def subject_for_service_account(account: ServiceAccount) -> Subject:
 
 
 def _rules_for(subject: Subject) -> list[AccessRule]:
-    rules = AccessRule.objects.prefetch_related("users", "teams", "roles", "service_accounts")
-    matched = []
-    for rule in rules:
-        if subject.user is not None and any(u.pk == subject.user.pk for u in rule.users.all()):
-            matched.append(rule)
-        elif subject.service_account is not None and any(
-            s.pk == subject.service_account.pk for s in rule.service_accounts.all()
-        ):
-            matched.append(rule)
-        elif any(r.pk == subject.role_id for r in rule.roles.all()):
-            matched.append(rule)
-        elif any(t.pk in subject.team_ids for t in rule.teams.all()):
-            matched.append(rule)
-    return matched
+    """The rules naming the subject, its role or one of its teams (matched in SQL:
+    the rules for everyone else are never loaded)."""
+    wanted = Q(pk__in=[])
+    if subject.user is not None:
+        wanted |= Q(users=subject.user)
+    if subject.service_account is not None:
+        wanted |= Q(service_accounts=subject.service_account)
+    if subject.role_id is not None:
+        wanted |= Q(roles=subject.role_id)
+    if subject.team_ids:
+        wanted |= Q(teams__in=subject.team_ids)
+    matching = AccessRule.objects.filter(wanted).values("pk")
+    return list(AccessRule.objects.filter(pk__in=matching))
 
 
 def allowed_models(subject: Subject | None, *, key: ApiKey | None = None, catalog: Catalog | None = None) -> list[str]:

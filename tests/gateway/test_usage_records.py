@@ -4,7 +4,6 @@ with nothing secret in either."""
 from __future__ import annotations
 
 import asyncio
-
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
