@@ -658,7 +658,10 @@ async def application(scope, receive, send) -> None:
         if call.principal is not None:
             await _record(call, 499, "CLIENT_CLOSED")
     except InferiaError as error:
-        await _record(call, error.status, str(error.code))
+        try:
+            await _record(call, error.status, str(error.code))
+        except Exception:  # noqa: BLE001 - the refusal stands even when it cannot be recorded
+            logger.exception("could not record a refused gateway request %s", request.request_id)
         await _send_error(send, call, error)
     except Exception as error:  # noqa: BLE001 - the contract: no bare 500 page, and a record
         logger.exception("gateway request failed")

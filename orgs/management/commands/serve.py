@@ -26,7 +26,7 @@ class Command(BaseCommand):
             "web": [
                 python, "-m", "uvicorn", "inferia.asgi:application",
                 "--host", options["host"], "--port", str(options["port"]),
-                "--no-access-log", "--lifespan", "off",
+                "--no-access-log", "--lifespan", "on",
             ],
         }
         if not options["no_worker"]:
