@@ -396,6 +396,14 @@ def _prepare(call: Call, raw_body: bytes) -> tuple[int, int]:
     return prompt_estimate + completion_budget, call.route.cost_micros(prompt_estimate, completion_budget)
 
 
+async def _rebuild(call: Call, raw: str, hint: str, attempt: int) -> None:
+    """The cached principal is older than the org's epoch: rebuild it (once)."""
+    if attempt:
+        raise ServiceUnavailable("Access changed during the request; retry")
+    principals.forget(raw, hint)
+    call.principal = await _load_principal(raw, hint)
+
+
 async def _admitted(call: Call, raw: str, hint: str, raw_body: bytes) -> ratelimit.Decision:
     """Validation, authorization, then the limits with the revocation epoch.
 
@@ -415,10 +423,7 @@ async def _admitted(call: Call, raw: str, hint: str, raw_body: bytes) -> ratelim
                 raise
             return await _limits_check(call, count=True, reserve_tokens=reserve_tokens, reserve_cost=reserve_cost)
         except ratelimit.StaleEpoch:
-            if attempt:
-                raise ServiceUnavailable("Access changed during the request; retry") from None
-            principals.forget(raw, hint)
-            call.principal = await _load_principal(raw, hint)
+            await _rebuild(call, raw, hint, attempt)
         except ratelimit.BackendUnavailable:
             return await _degraded(call, raw, hint, raw_body)
     raise ServiceUnavailable("Cannot verify credentials right now")
@@ -589,10 +594,7 @@ async def _models(call: Call, send, raw: str, hint: str) -> None:
             call.headers.update((await _limits_check(call, count=False)).headers)
             break
         except ratelimit.StaleEpoch:
-            if attempt:
-                raise ServiceUnavailable("Access changed during the request; retry") from None
-            principals.forget(raw, hint)
-            call.principal = await _load_principal(raw, hint)
+            await _rebuild(call, raw, hint, attempt)
         except ratelimit.BackendUnavailable:
             # Fail closed: the shared store cannot confirm the credential is still valid.
             raise ServiceUnavailable("Cannot verify credentials right now") from None
