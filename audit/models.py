@@ -172,7 +172,7 @@ class Alert(models.Model):
     """Something an owner should look at: a usage spike, a burst of failures, a new IP range."""
 
     class Kind(models.TextChoices):
-        TOKEN_SPIKE = "token_spike"
+        TOKEN_SPIKE = "token_spike"  # noqa: S105 - an alert kind, not a password
         FAILED_LOGINS = "failed_logins"
         DENIALS = "denials"
         NEW_IP_RANGE = "new_ip_range"

@@ -18,12 +18,16 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from audit import services as audit
+
+# Re-exported: the DRF settings name them here.
+from inferia.authentication import (  # noqa: E402,F401
+    BearerAuthentication,
+    Pagination,
+    bearer_credential,
+)
 from inferia.errors import AuthenticationFailed, NotFound, PermissionDenied, TwoFactorRequired
 from orgs.access import Access, access_for_user
 from orgs.scoping import activate, deactivate
-
-# Re-exported: the DRF settings name them here.
-from inferia.authentication import BearerAuthentication, Pagination, bearer_credential  # noqa: E402,F401
 
 # Any member of the org may call it; the service applies finer rules (e.g. "own").
 ANY_MEMBER = "*member"
@@ -163,10 +167,9 @@ class OrgAPIView(AuditedRequestMixin, generics.GenericAPIView):
                 deactivate(self._scope_token)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        from orgs.models import Organization
-
         from keys.models import ApiKey
         from keys.principals import access_for_key
+        from orgs.models import Organization
 
         self.perform_authentication(request)
         if request.auth is None:

@@ -22,7 +22,7 @@ def check_required_permissions(app_configs, **kwargs):
     from orgs.access import PERMISSION_SET
 
     errors = []
-    for pattern, view_class in _views(get_resolver().url_patterns):
+    for _pattern, view_class in _views(get_resolver().url_patterns):
         if not issubclass(view_class, OrgAPIView):
             continue
         declared = view_class.required_permissions

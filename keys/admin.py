@@ -65,7 +65,9 @@ class ProviderAccountForm(forms.ModelForm):
 
     class Meta:
         model = ProviderAccount
-        exclude = ("encrypted_secret",)
+        # Listed, not "all but the ciphertext": a secret column added later stays out.
+        fields = ("org", "name", "provider_type", "base_url", "api_version", "deployments", "enabled_models",
+                  "tags", "secret_ref")
 
     def clean(self):
         cleaned = super().clean()

@@ -306,6 +306,9 @@ class RecoveryCode(models.Model):
     class Meta:
         indexes = [models.Index(fields=["user", "code_digest"])]
 
+    def __str__(self) -> str:
+        return f"recovery code of user {self.user_id}"  # never the code
+
 
 class RefreshTokenRecord(models.Model):
     """Server-side state of a refresh token: its jti only, never the token.
@@ -322,3 +325,6 @@ class RefreshTokenRecord(models.Model):
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"refresh token family {self.family} of user {self.user_id}"

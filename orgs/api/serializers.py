@@ -6,7 +6,16 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 from rest_framework import serializers
 
 from orgs import access as acl
-from orgs.models import Invitation, Membership, Organization, Role, Team, TeamMember, User, slug_validator
+from orgs.models import (
+    Invitation,
+    Membership,
+    Organization,
+    Role,
+    Team,
+    TeamMember,
+    User,
+    slug_validator,
+)
 
 # --- auth -----------------------------------------------------------------------
 

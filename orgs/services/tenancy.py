@@ -14,7 +14,6 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models.deletion import RestrictedError
 from django.http import HttpRequest
-from django.utils import timezone
 
 from audit import services as audit
 from inferia import clock
