@@ -7,7 +7,15 @@ from audit.models import Alert, AuditChainHead, AuditRecord, Payload, UsageRecor
 
 @admin.register(AuditRecord)
 class AuditRecordAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "org", "actor_label", "action", "outcome", "status_code", "client_ip")
+    list_display = (
+        "created_at",
+        "org",
+        "actor_label",
+        "action",
+        "outcome",
+        "status_code",
+        "client_ip",
+    )
     list_filter = ("outcome", "action", "org")
     search_fields = ("actor_label", "action", "target_id", "request_id")
     date_hierarchy = "created_at"
@@ -42,8 +50,17 @@ class AuditChainHeadAdmin(ReadOnlyAdmin):
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "org", "key_prefix", "model", "status_code", "prompt_tokens",
-                    "completion_tokens", "cost", "latency_ms")
+    list_display = (
+        "created_at",
+        "org",
+        "key_prefix",
+        "model",
+        "status_code",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost",
+        "latency_ms",
+    )
     list_filter = ("status_code", "streamed", "org")
     search_fields = ("model", "key_prefix", "request_id", "provider_account")
     date_hierarchy = "created_at"
@@ -51,8 +68,19 @@ class UsageRecordAdmin(ReadOnlyAdmin):
 
 @admin.register(UsageRollup)
 class UsageRollupAdmin(ReadOnlyAdmin):
-    list_display = ("period", "period_start", "org_id", "model", "key_prefix", "requests", "errors", "denied",
-                    "prompt_tokens", "completion_tokens", "cost")
+    list_display = (
+        "period",
+        "period_start",
+        "org_id",
+        "model",
+        "key_prefix",
+        "requests",
+        "errors",
+        "denied",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost",
+    )
     list_filter = ("period",)
     search_fields = ("model", "key_prefix")
 

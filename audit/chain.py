@@ -13,9 +13,27 @@ from audit.models import AuditChainHead, AuditRecord
 
 GLOBAL = "global"
 HASHED_FIELDS = (
-    "id", "created_at", "org_id", "actor_user_id", "actor_label", "action", "outcome", "status_code",
-    "target_type", "target_id", "client_ip", "user_agent", "request_id", "latency_ms", "model",
-    "provider_account", "prompt_tokens", "completion_tokens", "data", "seq", "prev_hash",
+    "id",
+    "created_at",
+    "org_id",
+    "actor_user_id",
+    "actor_label",
+    "action",
+    "outcome",
+    "status_code",
+    "target_type",
+    "target_id",
+    "client_ip",
+    "user_agent",
+    "request_id",
+    "latency_ms",
+    "model",
+    "provider_account",
+    "prompt_tokens",
+    "completion_tokens",
+    "data",
+    "seq",
+    "prev_hash",
 )
 
 
@@ -27,7 +45,11 @@ def content_hash(record: AuditRecord) -> str:
     values = {}
     for name in HASHED_FIELDS:
         value = getattr(record, name)
-        values[name] = value.isoformat() if hasattr(value, "isoformat") else (str(value) if name.endswith("id") and value is not None else value)
+        values[name] = (
+            value.isoformat()
+            if hasattr(value, "isoformat")
+            else (str(value) if name.endswith("id") and value is not None else value)
+        )
     canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -70,13 +92,19 @@ def verify(chain: str, *, batch: int = 2000) -> tuple[int, ChainBreak | None]:
     The first remaining record may follow pruned ones: its prev_hash is trusted.
     """
     queryset = AuditRecord.objects.order_by("seq")
-    queryset = queryset.filter(org__isnull=True) if chain == GLOBAL else queryset.filter(org_id=chain)
+    queryset = (
+        queryset.filter(org__isnull=True) if chain == GLOBAL else queryset.filter(org_id=chain)
+    )
     checked, previous_hash, previous_seq = 0, None, None
     for record in queryset.iterator(chunk_size=batch):
         if previous_seq is not None and record.seq != previous_seq + 1:
-            return checked, ChainBreak(chain, record.seq, str(record.id), f"missing record before seq {record.seq}")
+            return checked, ChainBreak(
+                chain, record.seq, str(record.id), f"missing record before seq {record.seq}"
+            )
         if previous_hash is not None and record.prev_hash != previous_hash:
-            return checked, ChainBreak(chain, record.seq, str(record.id), "previous hash does not match")
+            return checked, ChainBreak(
+                chain, record.seq, str(record.id), "previous hash does not match"
+            )
         if content_hash(record) != record.hash:
             return checked, ChainBreak(chain, record.seq, str(record.id), "content was changed")
         previous_hash, previous_seq = record.hash, record.seq

@@ -34,7 +34,9 @@ class BarChart:
         return not self.bars
 
 
-def bar_chart(title: str, points: list[tuple[str, int]], *, width: int = 640, height: int = 200) -> BarChart:
+def bar_chart(
+    title: str, points: list[tuple[str, int]], *, width: int = 640, height: int = 200
+) -> BarChart:
     """Bars for ``(label, value)`` points, scaled to the largest value; labels under bars."""
     top, bottom = 16, 36
     plot = height - top - bottom
@@ -44,10 +46,22 @@ def bar_chart(title: str, points: list[tuple[str, int]], *, width: int = 640, he
     bars = []
     for index, (label, value) in enumerate(points):
         bar_height = plot * value / peak
-        bars.append(Bar(
-            x=round(index * slot + (slot - bar_width) / 2, 1), y=round(top + plot - bar_height, 1),
-            width=round(bar_width, 1), height=round(bar_height, 1), label=label, value=int(value),
-            title=f"{label}: {int(value)}",
-        ))
-    return BarChart(title=title, width=width, height=height, bars=bars,
-                    max_value=max((int(value) for _, value in points), default=0), baseline=top + plot)
+        bars.append(
+            Bar(
+                x=round(index * slot + (slot - bar_width) / 2, 1),
+                y=round(top + plot - bar_height, 1),
+                width=round(bar_width, 1),
+                height=round(bar_height, 1),
+                label=label,
+                value=int(value),
+                title=f"{label}: {int(value)}",
+            )
+        )
+    return BarChart(
+        title=title,
+        width=width,
+        height=height,
+        bars=bars,
+        max_value=max((int(value) for _, value in points), default=0),
+        baseline=top + plot,
+    )

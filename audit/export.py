@@ -6,9 +6,24 @@ import csv
 import json
 
 CSV_COLUMNS = [
-    "created_at", "action", "outcome", "status_code", "actor_label", "actor_user_id", "client_ip",
-    "target_type", "target_id", "model", "provider_account", "prompt_tokens", "completion_tokens",
-    "latency_ms", "request_id", "seq", "hash", "data",
+    "created_at",
+    "action",
+    "outcome",
+    "status_code",
+    "actor_label",
+    "actor_user_id",
+    "client_ip",
+    "target_type",
+    "target_id",
+    "model",
+    "provider_account",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_ms",
+    "request_id",
+    "seq",
+    "hash",
+    "data",
 ]
 
 

@@ -41,8 +41,12 @@ def audit_retention() -> int:
                     cursor.execute("SET LOCAL inferia.audit_retention = 'on'")
             # Queryset deletes bypass the models' refusal: this job is the one exception.
             count, _ = AuditRecord.objects.filter(org_id=org.pk, created_at__lt=cutoff).delete()
-            usage_count, _ = UsageRecord.objects.filter(org_id=org.pk, created_at__lt=cutoff).delete()
-            payload_days = int(org.settings.get("payload_retention_days") or DEFAULT_PAYLOAD_RETENTION_DAYS)
+            usage_count, _ = UsageRecord.objects.filter(
+                org_id=org.pk, created_at__lt=cutoff
+            ).delete()
+            payload_days = int(
+                org.settings.get("payload_retention_days") or DEFAULT_PAYLOAD_RETENTION_DAYS
+            )
             payload_count, _ = Payload.objects.filter(
                 org_id=org.pk, created_at__lt=timezone.now() - timedelta(days=payload_days)
             ).delete()
@@ -54,22 +58,39 @@ def _setting(org: Organization, name: str) -> float:
     return float(org.settings.get(name) or DEFAULTS[name])
 
 
-def raise_alert(org: Organization, kind: str, dedupe_key: str, message: str, data: dict) -> Alert | None:
+def raise_alert(
+    org: Organization, kind: str, dedupe_key: str, message: str, data: dict
+) -> Alert | None:
     try:
         with transaction.atomic():
-            alert = Alert.objects.create(org=org, kind=kind, message=message, data=data, dedupe_key=dedupe_key)
-            audit.record(action="alert:raise", outcome="success", org=org, actor_label="system",
-                         target=alert, data={"kind": kind, **data})
+            alert = Alert.objects.create(
+                org=org, kind=kind, message=message, data=data, dedupe_key=dedupe_key
+            )
+            audit.record(
+                action="alert:raise",
+                outcome="success",
+                org=org,
+                actor_label="system",
+                target=alert,
+                data={"kind": kind, **data},
+            )
     except IntegrityError:
         return None  # already raised for this condition and period
     recipients = sorted(
-        email for email in Membership.all_orgs.filter(
+        email
+        for email in Membership.all_orgs.filter(
             org=org, role__org__isnull=True, role__slug__in=["owner", "admin"]
-        ).values_list("user__email", flat=True) if email
+        ).values_list("user__email", flat=True)
+        if email
     )
     if recipients:
-        send_mail(subject=f"Inferia alert for {org.name}: {message}", message=message, from_email=None,
-                  recipient_list=recipients, fail_silently=True)
+        send_mail(
+            subject=f"Inferia alert for {org.name}: {message}",
+            message=message,
+            from_email=None,
+            recipient_list=recipients,
+            fail_silently=True,
+        )
     return alert
 
 
@@ -80,28 +101,59 @@ def alerts_check(*, now=None) -> list[Alert]:
     bucket = now.strftime("%Y%m%d%H") + str(now.minute // 15)
     raised: list[Alert | None] = []
     for org in Organization.objects.all():
-        usernames = list(Membership.all_orgs.filter(org=org).values_list("user__username", flat=True))
+        usernames = list(
+            Membership.all_orgs.filter(org=org).values_list("user__username", flat=True)
+        )
         failed = AuditRecord.objects.filter(
-            action="auth:login", outcome__in=["failure", "denied"], actor_label__in=usernames, created_at__gte=window
+            action="auth:login",
+            outcome__in=["failure", "denied"],
+            actor_label__in=usernames,
+            created_at__gte=window,
         ).count()
         if failed >= _setting(org, "alert_failed_logins"):
-            raised.append(raise_alert(org, Alert.Kind.FAILED_LOGINS, f"{org.pk}:logins:{bucket}",
-                                 f"{failed} failed logins of members in 15 minutes", {"count": failed}))
-        denials = AuditRecord.objects.filter(org=org, outcome="denied", created_at__gte=window).count()
+            raised.append(
+                raise_alert(
+                    org,
+                    Alert.Kind.FAILED_LOGINS,
+                    f"{org.pk}:logins:{bucket}",
+                    f"{failed} failed logins of members in 15 minutes",
+                    {"count": failed},
+                )
+            )
+        denials = AuditRecord.objects.filter(
+            org=org, outcome="denied", created_at__gte=window
+        ).count()
         if denials >= _setting(org, "alert_denials"):
-            raised.append(raise_alert(org, Alert.Kind.DENIALS, f"{org.pk}:denials:{bucket}",
-                                 f"{denials} refused requests in 15 minutes", {"count": denials}))
+            raised.append(
+                raise_alert(
+                    org,
+                    Alert.Kind.DENIALS,
+                    f"{org.pk}:denials:{bucket}",
+                    f"{denials} refused requests in 15 minutes",
+                    {"count": denials},
+                )
+            )
         usage = UsageRecord.objects.filter(org=org, status_code__lt=400)
         last_hour = usage.filter(created_at__gte=now - timedelta(hours=1)).aggregate(
-            p=Sum("prompt_tokens"), c=Sum("completion_tokens"))
+            p=Sum("prompt_tokens"), c=Sum("completion_tokens")
+        )
         recent = (last_hour["p"] or 0) + (last_hour["c"] or 0)
-        trailing = usage.filter(created_at__gte=now - timedelta(hours=25), created_at__lt=now - timedelta(hours=1)
-                                ).aggregate(p=Sum("prompt_tokens"), c=Sum("completion_tokens"))
+        trailing = usage.filter(
+            created_at__gte=now - timedelta(hours=25), created_at__lt=now - timedelta(hours=1)
+        ).aggregate(p=Sum("prompt_tokens"), c=Sum("completion_tokens"))
         baseline = ((trailing["p"] or 0) + (trailing["c"] or 0)) / 24
-        if recent >= _setting(org, "alert_token_spike_min") and recent > baseline * _setting(org, "alert_token_spike_factor"):
-            raised.append(raise_alert(org, Alert.Kind.TOKEN_SPIKE, f"{org.pk}:tokens:{now:%Y%m%d%H}",
-                                 f"{recent} tokens in the last hour, {baseline:.0f}/hour usual",
-                                 {"tokens": recent, "baseline_per_hour": round(baseline, 1)}))
+        if recent >= _setting(org, "alert_token_spike_min") and recent > baseline * _setting(
+            org, "alert_token_spike_factor"
+        ):
+            raised.append(
+                raise_alert(
+                    org,
+                    Alert.Kind.TOKEN_SPIKE,
+                    f"{org.pk}:tokens:{now:%Y%m%d%H}",
+                    f"{recent} tokens in the last hour, {baseline:.0f}/hour usual",
+                    {"tokens": recent, "baseline_per_hour": round(baseline, 1)},
+                )
+            )
         raised.extend(_new_ip_ranges(org, now))
     return [alert for alert in raised if alert is not None]
 
@@ -114,19 +166,36 @@ def _range(ip: str) -> str:
 
 def _new_ip_ranges(org: Organization, now) -> list[Alert | None]:
     recent = (
-        UsageRecord.objects.filter(org=org, created_at__gte=now - timedelta(minutes=15), client_ip__isnull=False)
-        .exclude(key_prefix="").values_list("key_prefix", "client_ip").distinct()
+        UsageRecord.objects.filter(
+            org=org, created_at__gte=now - timedelta(minutes=15), client_ip__isnull=False
+        )
+        .exclude(key_prefix="")
+        .values_list("key_prefix", "client_ip")
+        .distinct()
     )
     alerts = []
     for prefix, ip in recent:
         network = _range(ip)
-        history = UsageRecord.objects.filter(
-            org=org, key_prefix=prefix, client_ip__isnull=False,
-            created_at__lt=now - timedelta(minutes=15), created_at__gte=now - timedelta(days=30),
-        ).values_list("client_ip", flat=True).distinct()
+        history = (
+            UsageRecord.objects.filter(
+                org=org,
+                key_prefix=prefix,
+                client_ip__isnull=False,
+                created_at__lt=now - timedelta(minutes=15),
+                created_at__gte=now - timedelta(days=30),
+            )
+            .values_list("client_ip", flat=True)
+            .distinct()
+        )
         known = {_range(old) for old in history}
         if known and network not in known:
-            alerts.append(raise_alert(org, Alert.Kind.NEW_IP_RANGE, f"{org.pk}:ip:{prefix}:{network}",
-                                 f"API key {prefix} used from a new address range {network}",
-                                 {"key_prefix": prefix, "range": network}))
+            alerts.append(
+                raise_alert(
+                    org,
+                    Alert.Kind.NEW_IP_RANGE,
+                    f"{org.pk}:ip:{prefix}:{network}",
+                    f"API key {prefix} used from a new address range {network}",
+                    {"key_prefix": prefix, "range": network},
+                )
+            )
     return alerts

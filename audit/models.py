@@ -28,12 +28,20 @@ class AuditRecord(models.Model):
     # No database constraint: records outlive their org and actor unchanged
     # (their ids are part of the hashed content).
     org = models.ForeignKey(
-        "orgs.Organization", null=True, blank=True, on_delete=models.DO_NOTHING,
-        db_constraint=False, related_name="+",
+        "orgs.Organization",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
     )
     actor_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING,
-        db_constraint=False, related_name="+",
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
     )
     actor_label = models.CharField(max_length=200, blank=True)
     action = models.CharField(max_length=100, db_index=True)
@@ -98,8 +106,12 @@ class UsageRecord(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     created_at = models.DateTimeField(db_index=True)
     org = models.ForeignKey(
-        "orgs.Organization", null=True, blank=True, on_delete=models.DO_NOTHING,
-        db_constraint=False, related_name="+",
+        "orgs.Organization",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
     )
     request_id = models.CharField(max_length=128, unique=True)
     user_id = models.UUIDField(null=True, blank=True)
@@ -120,7 +132,10 @@ class UsageRecord(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["org", "-created_at"]), models.Index(fields=["org", "model"])]
+        indexes = [
+            models.Index(fields=["org", "-created_at"]),
+            models.Index(fields=["org", "model"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.model} {self.status_code}"

@@ -50,7 +50,9 @@ def redact(value: Any, *, _depth: int = 0) -> Any:
         # A flag under a sensitive name (has_secret, secret_set) carries no secret: kept.
         return {
             key: REDACTED
-            if isinstance(key, str) and _SENSITIVE_KEY.search(key) and not isinstance(item, bool | None)
+            if isinstance(key, str)
+            and _SENSITIVE_KEY.search(key)
+            and not isinstance(item, bool | None)
             else redact(item, _depth=_depth + 1)
             for key, item in value.items()
         }

@@ -34,16 +34,42 @@ def usage_rollup(*, period: str, moment: datetime) -> int:
     Rerunning a period replaces its rows with the same result.
     """
     start, end = period_bounds(period, moment)
-    groups: dict[tuple, dict] = defaultdict(lambda: {"latencies": [], "requests": 0, "errors": 0, "denied": 0,
-                                                      "prompt": 0, "completion": 0, "cost": 0.0})
+    groups: dict[tuple, dict] = defaultdict(
+        lambda: {
+            "latencies": [],
+            "requests": 0,
+            "errors": 0,
+            "denied": 0,
+            "prompt": 0,
+            "completion": 0,
+            "cost": 0.0,
+        }
+    )
     # Cross-org by design: a platform job over every tenant's usage.
     records = UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end).values_list(
-        "org_id", "model", "key_prefix", "user_id", "service_account_id", "status_code",
-        "prompt_tokens", "completion_tokens", "cost", "latency_ms",
+        "org_id",
+        "model",
+        "key_prefix",
+        "user_id",
+        "service_account_id",
+        "status_code",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost",
+        "latency_ms",
     )
-    for org_id, model, prefix, user_id, sa_id, status, prompt, completion, cost, latency in records.iterator(
-        chunk_size=5000
-    ):
+    for (
+        org_id,
+        model,
+        prefix,
+        user_id,
+        sa_id,
+        status,
+        prompt,
+        completion,
+        cost,
+        latency,
+    ) in records.iterator(chunk_size=5000):
         if org_id is None:
             continue
         group = groups[(org_id, model, prefix, user_id, sa_id)]
@@ -56,10 +82,21 @@ def usage_rollup(*, period: str, moment: datetime) -> int:
         group["latencies"].append(latency)
     rows = [
         UsageRollup(
-            org_id=org_id, period=period, period_start=start, model=model, key_prefix=prefix,
-            user_id=user_id, service_account_id=sa_id, requests=g["requests"], errors=g["errors"],
-            denied=g["denied"], prompt_tokens=g["prompt"], completion_tokens=g["completion"], cost=g["cost"],
-            latency_p50_ms=_percentile(g["latencies"], 0.5), latency_p95_ms=_percentile(g["latencies"], 0.95),
+            org_id=org_id,
+            period=period,
+            period_start=start,
+            model=model,
+            key_prefix=prefix,
+            user_id=user_id,
+            service_account_id=sa_id,
+            requests=g["requests"],
+            errors=g["errors"],
+            denied=g["denied"],
+            prompt_tokens=g["prompt"],
+            completion_tokens=g["completion"],
+            cost=g["cost"],
+            latency_p50_ms=_percentile(g["latencies"], 0.5),
+            latency_p95_ms=_percentile(g["latencies"], 0.95),
         )
         for (org_id, model, prefix, user_id, sa_id), g in groups.items()
     ]

@@ -24,7 +24,11 @@ def audit_record_list(
     if actor:
         records = records.filter(Q(actor_label=actor) | Q(actor_label__startswith=f"{actor} via "))
     if action:
-        records = records.filter(action__startswith=action[:-1]) if action.endswith("*") else records.filter(action=action)
+        records = (
+            records.filter(action__startswith=action[:-1])
+            if action.endswith("*")
+            else records.filter(action=action)
+        )
     if outcome:
         records = records.filter(outcome=outcome)
     if target:
@@ -56,8 +60,10 @@ def usage_by_day(*, since: datetime) -> list[dict]:
         .annotate(day=TruncDate("created_at"))
         .values("day")
         .annotate(
-            requests=Count("id"), errors=Count("id", filter=Q(status_code__gte=400)),
-            prompt_tokens=Sum("prompt_tokens"), completion_tokens=Sum("completion_tokens"),
+            requests=Count("id"),
+            errors=Count("id", filter=Q(status_code__gte=400)),
+            prompt_tokens=Sum("prompt_tokens"),
+            completion_tokens=Sum("completion_tokens"),
         )
         .order_by("day")
     )

@@ -20,7 +20,9 @@ def client_ip(request: HttpRequest | None) -> str | None:
     """The client address; X-Forwarded-For is honoured only from trusted proxies."""
     if request is None:
         return None
-    return client_ip_from(request.META.get("REMOTE_ADDR") or None, request.META.get("HTTP_X_FORWARDED_FOR", ""))
+    return client_ip_from(
+        request.META.get("REMOTE_ADDR") or None, request.META.get("HTTP_X_FORWARDED_FOR", "")
+    )
 
 
 def client_ip_from(remote: str | None, forwarded: str) -> str | None:
@@ -71,20 +73,26 @@ def record(
         target_id = target_id or str(target.pk)
     if actor is not None and not actor_label:
         actor_label = actor.username
-    (created,) = chain.append([AuditRecord(
-        org=org,
-        actor_user=actor if actor is not None and actor.pk else None,
-        actor_label=redact_text(actor_label)[:200],
-        action=action,
-        outcome=outcome,
-        status_code=status_code,
-        target_type=target_type,
-        target_id=target_id,
-        client_ip=client_ip(request),
-        user_agent=redact_text(request.headers.get("User-Agent", ""))[:300] if request else "",
-        request_id=getattr(request, "request_id", "") if request else "",
-        data=redact(data or {}),
-        **columns,
-    )])
+    (created,) = chain.append(
+        [
+            AuditRecord(
+                org=org,
+                actor_user=actor if actor is not None and actor.pk else None,
+                actor_label=redact_text(actor_label)[:200],
+                action=action,
+                outcome=outcome,
+                status_code=status_code,
+                target_type=target_type,
+                target_id=target_id,
+                client_ip=client_ip(request),
+                user_agent=redact_text(request.headers.get("User-Agent", ""))[:300]
+                if request
+                else "",
+                request_id=getattr(request, "request_id", "") if request else "",
+                data=redact(data or {}),
+                **columns,
+            )
+        ]
+    )
     _mark_recorded()
     return created

@@ -26,8 +26,11 @@ def audit_record_list(request: HttpRequest, org) -> HttpResponse:
     filters, records = _records(request)
     page = Paginator(records, PAGE_SIZE).get_page(request.GET.get("page"))
     query = urlencode({k: v for k, v in filters.items() if v})
-    return render(request, "audit/audit_record_list.html",
-                  page_context(request, page=page, filters=filters, query=query))
+    return render(
+        request,
+        "audit/audit_record_list.html",
+        page_context(request, page=page, filters=filters, query=query),
+    )
 
 
 @org_page("audit_log:view")

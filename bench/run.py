@@ -474,7 +474,12 @@ class Bench:
             cold = self.latency(inferia, n=1, warmup=0)["total_ms"]["p50"]
             self.latency(inferia, n=200, warmup=0)
             rows.append(
-                {"keys": counts["keys"], "rules": counts["rules"], "cold_ms": cold, **self.added(direct, inferia)}
+                {
+                    "keys": counts["keys"],
+                    "rules": counts["rules"],
+                    "cold_ms": cold,
+                    **self.added(direct, inferia),
+                }
             )
         return rows
 
@@ -486,8 +491,11 @@ class Bench:
             i = self.latency(inferia, n=n)["total_ms"]
             p50s.append(i["p50"] - d["p50"])
             p99s.append(i["p99"] - d["p99"])
-        return {"added_p50": sorted(p50s)[rounds // 2], "added_p99": sorted(p99s)[rounds // 2],
-                "rounds_p50": p50s}
+        return {
+            "added_p50": sorted(p50s)[rounds // 2],
+            "added_p99": sorted(p99s)[rounds // 2],
+            "rounds_p50": p50s,
+        }
 
     def litellm(self, upstream_url: str, direct: Target) -> dict:
         binary = os.environ.get("LITELLM_BIN", "")

@@ -85,7 +85,9 @@ class _Protocol(asyncio.Protocol):
 class Script:
     def __init__(self, source: str) -> None:
         self.source = source
-        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()  # Redis names scripts by SHA-1
+        self.sha = hashlib.sha1(
+            source.encode(), usedforsecurity=False
+        ).hexdigest()  # Redis names scripts by SHA-1
 
 
 class AsyncRedis:
@@ -110,8 +112,14 @@ class AsyncRedis:
         setup = []
         if url.password:
             user = unquote(url.username) if url.username else None
-            setup.append(("AUTH", user, unquote(url.password)) if user else ("AUTH", unquote(url.password)))
-        db = url.path.lstrip("/") if url.scheme != "unix" else (parse_qs(url.query).get("db") or ["0"])[0]
+            setup.append(
+                ("AUTH", user, unquote(url.password)) if user else ("AUTH", unquote(url.password))
+            )
+        db = (
+            url.path.lstrip("/")
+            if url.scheme != "unix"
+            else (parse_qs(url.query).get("db") or ["0"])[0]
+        )
         if db and db != "0":
             setup.append(("SELECT", db))
         if setup:

@@ -76,8 +76,15 @@ OPENAI_TYPES = {
 
 
 class GatewayError(InferiaError):
-    def __init__(self, code: ErrorCode, status: int, message: str, *, retry_after: int | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        status: int,
+        message: str,
+        *,
+        retry_after: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message, retry_after=retry_after)
         self.code, self.status = code, status
         self.headers = headers or {}
@@ -105,8 +112,10 @@ class Request:
         self.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         client = scope.get("client")
         # For audit.services.client_ip (X-Forwarded-For only from trusted proxies).
-        self.META = {"REMOTE_ADDR": client[0] if client else None,
-                     "HTTP_X_FORWARDED_FOR": headers.get("x-forwarded-for", "")}
+        self.META = {
+            "REMOTE_ADDR": client[0] if client else None,
+            "HTTP_X_FORWARDED_FOR": headers.get("x-forwarded-for", ""),
+        }
         self.client_ip = client_ip_from(self.META["REMOTE_ADDR"], self.META["HTTP_X_FORWARDED_FOR"])
 
     def credential(self) -> str | None:
@@ -138,7 +147,9 @@ class Call:
     def overhead_ms(self) -> float:
         return max(0.0, (time.perf_counter() - self.started - self.upstream_seconds) * 1000)
 
-    def entry(self, status: int, error_code: str = "", usage_data: dict | None = None) -> dict[str, Any]:
+    def entry(
+        self, status: int, error_code: str = "", usage_data: dict | None = None
+    ) -> dict[str, Any]:
         usage_data = usage_data or {}
         prompt = int(usage_data.get("prompt_tokens") or 0)
         completion = int(usage_data.get("completion_tokens") or 0)
@@ -171,7 +182,9 @@ class Call:
             from inferia import crypto
 
             payload = orjson.dumps({"request": self.body, "response": self.response_body})
-            entry["payload"] = crypto.encrypt(payload, context=f"audit.payload:{p.org_id}:{self.request.request_id}")
+            entry["payload"] = crypto.encrypt(
+                payload, context=f"audit.payload:{p.org_id}:{self.request.request_id}"
+            )
         return entry
 
     def adjustments(self, usage_data: dict | None) -> list[tuple[str, int]]:
@@ -192,7 +205,9 @@ class Call:
 # --- responses ---------------------------------------------------------------------------
 
 
-def _header_list(call: Call, content_type: bytes, extra: dict[str, str] | None = None) -> list[tuple[bytes, bytes]]:
+def _header_list(
+    call: Call, content_type: bytes, extra: dict[str, str] | None = None
+) -> list[tuple[bytes, bytes]]:
     headers = [
         (b"content-type", content_type),
         (b"x-request-id", call.request.request_id.encode()),
@@ -204,7 +219,9 @@ def _header_list(call: Call, content_type: bytes, extra: dict[str, str] | None =
     return headers
 
 
-async def _send_json(send, call: Call, status: int, payload: Any, extra: dict[str, str] | None = None) -> None:
+async def _send_json(
+    send, call: Call, status: int, payload: Any, extra: dict[str, str] | None = None
+) -> None:
     body = orjson.dumps(payload)
     headers = _header_list(call, b"application/json", extra)
     headers.append((b"content-length", str(len(body)).encode()))
@@ -251,10 +268,22 @@ def _limits(p: principals.Principal) -> list[ratelimit.Limit]:
 
     if p.key_id:
         kl = p.key_limits
-        add("key", ratelimit.REQUESTS, p.key_id,
-            kl.get("requests_per_minute") or s.get("key_requests_per_minute") or settings.INFERIA_GATEWAY_DEFAULT_KEY_RPM)
-        add("key", ratelimit.TOKENS, p.key_id,
-            kl.get("tokens_per_minute") or s.get("key_tokens_per_minute") or settings.INFERIA_GATEWAY_DEFAULT_KEY_TPM)
+        add(
+            "key",
+            ratelimit.REQUESTS,
+            p.key_id,
+            kl.get("requests_per_minute")
+            or s.get("key_requests_per_minute")
+            or settings.INFERIA_GATEWAY_DEFAULT_KEY_RPM,
+        )
+        add(
+            "key",
+            ratelimit.TOKENS,
+            p.key_id,
+            kl.get("tokens_per_minute")
+            or s.get("key_tokens_per_minute")
+            or settings.INFERIA_GATEWAY_DEFAULT_KEY_TPM,
+        )
         add("key", ratelimit.QUOTA_TOKENS, p.key_id, kl.get("monthly_token_quota"))
         add("key", ratelimit.QUOTA_COST, p.key_id, kl.get("monthly_cost_quota"), 1e6)
     principal_rpm = s.get("principal_requests_per_minute") or (
@@ -279,7 +308,9 @@ def _check_db(p: principals.Principal, limits, reserve_tokens: int, reserve_cost
         raise ratelimit.BackendUnavailable(type(exc).__name__) from exc
     if current != p.epoch:
         raise ratelimit.StaleEpoch(current)
-    return ratelimit.check_db(limits=limits, reserve_tokens=reserve_tokens, reserve_cost=reserve_cost, count=count)
+    return ratelimit.check_db(
+        limits=limits, reserve_tokens=reserve_tokens, reserve_cost=reserve_cost, count=count
+    )
 
 
 async def _limits_check(call: Call, *, count: bool, reserve_tokens: int = 0, reserve_cost: int = 0):
@@ -287,8 +318,14 @@ async def _limits_check(call: Call, *, count: bool, reserve_tokens: int = 0, res
     p = call.principal
     limits = _limits(p)
     if redis_client.enabled():
-        return await ratelimit.check_redis(org_id=p.org_id, expected_epoch=p.epoch, limits=limits,
-                                           reserve_tokens=reserve_tokens, reserve_cost=reserve_cost, count=count)
+        return await ratelimit.check_redis(
+            org_id=p.org_id,
+            expected_epoch=p.epoch,
+            limits=limits,
+            reserve_tokens=reserve_tokens,
+            reserve_cost=reserve_cost,
+            count=count,
+        )
     return await orm(_check_db)(p, limits, reserve_tokens, reserve_cost, count)
 
 
@@ -329,20 +366,26 @@ def _prompt_chars(endpoint: str, body: dict[str, Any]) -> int:
             if isinstance(content, str):
                 total += len(content)
             elif isinstance(content, list):
-                total += sum(len(str(part.get("text", ""))) for part in content if isinstance(part, dict))
+                total += sum(
+                    len(str(part.get("text", ""))) for part in content if isinstance(part, dict)
+                )
         return total
     value = body.get("prompt") if endpoint == "completions" else body.get("input")
     if isinstance(value, str):
         return len(value)
     if isinstance(value, list):
-        return sum(len(item) if isinstance(item, str) else len(orjson.dumps(item)) for item in value)
+        return sum(
+            len(item) if isinstance(item, str) else len(orjson.dumps(item)) for item in value
+        )
     return 0
 
 
 def _parse(call: Call, raw_body: bytes) -> dict[str, Any]:
     content_type = call.request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if content_type != "application/json":
-        raise GatewayError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, 415, "Send the body as application/json")
+        raise GatewayError(
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE, 415, "Send the body as application/json"
+        )
     try:
         body = orjson.loads(raw_body)
     except orjson.JSONDecodeError as exc:
@@ -356,7 +399,9 @@ def _authorize(call: Call, body: dict[str, Any]) -> None:
     p = call.principal
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise ValidationError("'model' is required", details={"model": ["Give the model's account/model name."]})
+        raise ValidationError(
+            "'model' is required", details={"model": ["Give the model's account/model name."]}
+        )
     call.model = model
     if "inference:run" not in p.permissions:
         raise PermissionDenied("Missing permission inference:run")
@@ -390,10 +435,14 @@ def _prepare(call: Call, raw_body: bytes) -> tuple[int, int]:
         completion_budget = 0
     else:
         completion_budget = int(
-            body.get("max_tokens") or body.get("max_completion_tokens")
-            or settings_.get("default_max_tokens") or settings.INFERIA_GATEWAY_DEFAULT_MAX_TOKENS
+            body.get("max_tokens")
+            or body.get("max_completion_tokens")
+            or settings_.get("default_max_tokens")
+            or settings.INFERIA_GATEWAY_DEFAULT_MAX_TOKENS
         )
-    return prompt_estimate + completion_budget, call.route.cost_micros(prompt_estimate, completion_budget)
+    return prompt_estimate + completion_budget, call.route.cost_micros(
+        prompt_estimate, completion_budget
+    )
 
 
 async def _rebuild(call: Call, raw: str, hint: str, attempt: int) -> None:
@@ -421,7 +470,9 @@ async def _admitted(call: Call, raw: str, hint: str, raw_body: bytes) -> ratelim
                 except ratelimit.BackendUnavailable:
                     pass  # the refusal stands; its headers cannot be known
                 raise
-            return await _limits_check(call, count=True, reserve_tokens=reserve_tokens, reserve_cost=reserve_cost)
+            return await _limits_check(
+                call, count=True, reserve_tokens=reserve_tokens, reserve_cost=reserve_cost
+            )
         except ratelimit.StaleEpoch:
             await _rebuild(call, raw, hint, attempt)
         except ratelimit.BackendUnavailable:
@@ -454,7 +505,9 @@ def _sanitize(text: str, secret_plaintext: str | None) -> str:
     return redact_text(text)[:500]
 
 
-def _upstream_error(status: int, content: bytes, secret_plaintext: str | None, headers) -> GatewayError:
+def _upstream_error(
+    status: int, content: bytes, secret_plaintext: str | None, headers
+) -> GatewayError:
     text = content.decode(errors="replace")
     try:
         message = orjson.loads(content).get("error", {}).get("message", "")
@@ -463,10 +516,16 @@ def _upstream_error(status: int, content: bytes, secret_plaintext: str | None, h
     message = _sanitize(str(message or text or f"HTTP {status}"), secret_plaintext)
     if status == 429:
         retry = headers.get("retry-after")
-        return GatewayError(ErrorCode.RATE_LIMITED, 429, f"Upstream rate limit: {message}",
-                            retry_after=int(retry) if retry and retry.isdigit() else 1)
+        return GatewayError(
+            ErrorCode.RATE_LIMITED,
+            429,
+            f"Upstream rate limit: {message}",
+            retry_after=int(retry) if retry and retry.isdigit() else 1,
+        )
     if status in (400, 422):
-        return GatewayError(ErrorCode.VALIDATION_ERROR, 400, f"Upstream rejected the request: {message}")
+        return GatewayError(
+            ErrorCode.VALIDATION_ERROR, 400, f"Upstream rejected the request: {message}"
+        )
     if status in (408, 504):
         return GatewayError(ErrorCode.UPSTREAM_TIMEOUT, 504, f"Upstream timed out: {message}")
     return GatewayError(ErrorCode.UPSTREAM_ERROR, 502, f"Upstream error {status}: {message}")
@@ -478,12 +537,17 @@ def _fault(exc: Exception) -> GatewayError:
     return GatewayError(ErrorCode.UPSTREAM_ERROR, 502, f"Upstream unreachable ({exc})")
 
 
-async def _record(call: Call, status: int, error_code: str = "", usage_data: dict | None = None) -> None:
+async def _record(
+    call: Call, status: int, error_code: str = "", usage_data: dict | None = None
+) -> None:
     if call.principal is None:
         # Refused before a principal was known (no or bad credential): the
         # authentication decision is still audited, without any credential.
         await orm(audit_record)(
-            action="auth:gateway", outcome="denied", status_code=status, request=call.request,
+            action="auth:gateway",
+            outcome="denied",
+            status_code=status,
+            request=call.request,
             data={"endpoint": call.endpoint, "error_code": error_code},
         )
         return
@@ -492,7 +556,9 @@ async def _record(call: Call, status: int, error_code: str = "", usage_data: dic
 
 async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
     p = call.principal
-    limit = min(settings.INFERIA_MAX_BODY_BYTES, int(p.org_settings.get("max_body_bytes") or 10**12))
+    limit = min(
+        settings.INFERIA_MAX_BODY_BYTES, int(p.org_settings.get("max_body_bytes") or 10**12)
+    )
     raw_body = await _read_body(call, receive, limit)
     decision = await _admitted(call, raw, hint, raw_body)
     call.headers.update(decision.headers)
@@ -514,7 +580,9 @@ async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
     upstream_call = adapter.prepare(route, call.endpoint, call.body, secret_plaintext)
     started = time.perf_counter()
     try:
-        upstream = await http.post(upstream_call.url, upstream_call.headers, orjson.dumps(upstream_call.body))
+        upstream = await http.post(
+            upstream_call.url, upstream_call.headers, orjson.dumps(upstream_call.body)
+        )
         if upstream.status == 200 and call.streamed:
             call.upstream_seconds += time.perf_counter() - started
             await _stream(call, send, receive, adapter, upstream_call, upstream)
@@ -527,7 +595,9 @@ async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
     except http.UpstreamTimeout as exc:
         raise _fault(exc) from exc
     except http.UpstreamUnreachable as exc:
-        raise GatewayError(ErrorCode.UPSTREAM_ERROR, 502, "Upstream sent an unreadable answer") from exc
+        raise GatewayError(
+            ErrorCode.UPSTREAM_ERROR, 502, "Upstream sent an unreadable answer"
+        ) from exc
     finally:
         call.upstream_seconds += time.perf_counter() - started
     if upstream.status != 200:
@@ -535,7 +605,9 @@ async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
     try:
         data = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
-        raise GatewayError(ErrorCode.UPSTREAM_ERROR, 502, "Upstream sent an unreadable answer") from exc
+        raise GatewayError(
+            ErrorCode.UPSTREAM_ERROR, 502, "Upstream sent an unreadable answer"
+        ) from exc
     out = adapter.to_openai(route, call.endpoint, data)
     call.response_body = out
     await _record(call, 200, usage_data=out.get("usage") if isinstance(out, dict) else None)
@@ -547,15 +619,21 @@ async def _until_disconnect(receive) -> None:
         pass
 
 
-async def _stream(call: Call, send, receive, adapter, upstream_call, upstream: http.UpstreamResponse) -> None:
+async def _stream(
+    call: Call, send, receive, adapter, upstream_call, upstream: http.UpstreamResponse
+) -> None:
     """Relay the events as they arrive; cancel the upstream when the client goes away."""
     usage_data: dict[str, Any] = {}
-    headers = _header_list(call, b"text/event-stream", {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    headers = _header_list(
+        call, b"text/event-stream", {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
     call.status = 200
     await send({"type": "http.response.start", "status": 200, "headers": headers})
 
     async def relay() -> None:
-        async for chunk in adapter.stream_to_openai(call.route, upstream_call, upstream.lines(), usage_data):
+        async for chunk in adapter.stream_to_openai(
+            call.route, upstream_call, upstream.lines(), usage_data
+        ):
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
     status, error_code = 200, ""
@@ -572,8 +650,14 @@ async def _stream(call: Call, send, receive, adapter, upstream_call, upstream: h
         elif relaying.exception() is not None:
             logger.warning("upstream stream broke: %s", type(relaying.exception()).__name__)
             status, error_code = 502, str(ErrorCode.UPSTREAM_ERROR)
-            await send({"type": "http.response.body", "more_body": True, "body": b'data: {"error": {"code": '
-                        b'"UPSTREAM_ERROR", "message": "Upstream stream broke", "type": "api_error"}}\n\n'})
+            await send(
+                {
+                    "type": "http.response.body",
+                    "more_body": True,
+                    "body": b'data: {"error": {"code": '
+                    b'"UPSTREAM_ERROR", "message": "Upstream stream broke", "type": "api_error"}}\n\n',
+                }
+            )
     except BaseException:
         status, error_code = 499, "CLIENT_CLOSED"  # the server cancelled us (client gone, shutdown)
         relaying.cancel()
@@ -600,15 +684,22 @@ async def _models(call: Call, send, raw: str, hint: str) -> None:
             raise ServiceUnavailable("Cannot verify credentials right now") from None
     p = call.principal
     usable = sorted(p.routes) if "inference:run" in p.permissions else []
-    data = [{"id": fqn, "object": "model", "created": 0, "owned_by": p.routes[fqn].account_name} for fqn in usable]
+    data = [
+        {"id": fqn, "object": "model", "created": 0, "owned_by": p.routes[fqn].account_name}
+        for fqn in usable
+    ]
     await _send_json(send, call, 200, {"object": "list", "data": data})
 
 
 async def _anonymous_limit(call: Call) -> None:
     """Requests refused before a caller is known count against their client address
     (a brake on key guessing); the response carries that limit's headers."""
-    limit = ratelimit.Limit("ip", ratelimit.REQUESTS, call.request.client_ip or "unknown",
-                            settings.INFERIA_GATEWAY_ANONYMOUS_RPM)
+    limit = ratelimit.Limit(
+        "ip",
+        ratelimit.REQUESTS,
+        call.request.client_ip or "unknown",
+        settings.INFERIA_GATEWAY_ANONYMOUS_RPM,
+    )
     try:
         if redis_client.enabled():
             decision = await ratelimit.check_redis(org_id="-", expected_epoch=-1, limits=[limit])
@@ -618,18 +709,28 @@ async def _anonymous_limit(call: Call) -> None:
         return  # the refusal stands; its headers cannot be known
     call.headers.update(decision.headers)
     if not decision.allowed:
-        raise GatewayError(ErrorCode.RATE_LIMITED, 429, "Too many failed requests from this address",
-                           retry_after=decision.retry_after)
+        raise GatewayError(
+            ErrorCode.RATE_LIMITED,
+            429,
+            "Too many failed requests from this address",
+            retry_after=decision.retry_after,
+        )
 
 
 async def _serve(call: Call, send, receive, method: str) -> None:
     request = call.request
     if request.method != method:
-        raise GatewayError(ErrorCode.METHOD_NOT_ALLOWED, 405, f"Method {request.method} not allowed",
-                           headers={"Allow": method})
+        raise GatewayError(
+            ErrorCode.METHOD_NOT_ALLOWED,
+            405,
+            f"Method {request.method} not allowed",
+            headers={"Allow": method},
+        )
     declared = request.headers.get("content-length", "0")
     if declared.isdigit() and int(declared) > settings.INFERIA_MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"Request body is larger than {settings.INFERIA_MAX_BODY_BYTES} bytes")
+        raise PayloadTooLarge(
+            f"Request body is larger than {settings.INFERIA_MAX_BODY_BYTES} bytes"
+        )
     raw = request.credential()
     if raw is None:
         raise AuthenticationFailed("Send an Inferia API key as 'Authorization: Bearer <key>'")
@@ -676,9 +777,18 @@ async def application(scope, receive, send) -> None:
         del error
     finally:
         p = call.principal
-        logger.info("%s %s %s", request.method, request.path[:200], call.status, extra={
-            "request_id": request.request_id, "org": p.org_slug if p else None,
-            "principal": p.label if p else None, "method": request.method,
-            "route": request.path[:200], "status": call.status,
-            "latency_ms": round((time.perf_counter() - call.started) * 1000, 3),
-        })
+        logger.info(
+            "%s %s %s",
+            request.method,
+            request.path[:200],
+            call.status,
+            extra={
+                "request_id": request.request_id,
+                "org": p.org_slug if p else None,
+                "principal": p.label if p else None,
+                "method": request.method,
+                "route": request.path[:200],
+                "status": call.status,
+                "latency_ms": round((time.perf_counter() - call.started) * 1000, 3),
+            },
+        )

@@ -27,8 +27,10 @@ _last_alert: dict[tuple[str, bool], float] = {}
 
 
 def allows(org_settings: dict, limits: list[ratelimit.Limit]) -> bool:
-    needed = {"rate_limit_on_backend_error" if limit.kind in _RATE_KINDS else "quota_on_backend_error"
-              for limit in limits}
+    needed = {
+        "rate_limit_on_backend_error" if limit.kind in _RATE_KINDS else "quota_on_backend_error"
+        for limit in limits
+    }
     return all(org_settings.get(name, SETTINGS[name]) == "allow" for name in needed)
 
 
@@ -43,14 +45,20 @@ def _raise(org_id, allowed: bool, endpoint: str) -> None:
     moment = clock.now()
     verdict = "let through without limits" if allowed else "refused (503)"
     raise_alert(
-        org, Alert.Kind.GATEWAY_DEGRADED, f"{org.pk}:degraded:{'allow' if allowed else 'deny'}:{moment:%Y%m%d%H}",
+        org,
+        Alert.Kind.GATEWAY_DEGRADED,
+        f"{org.pk}:degraded:{'allow' if allowed else 'deny'}:{moment:%Y%m%d%H}",
         f"The gateway could not reach its limit store; requests were {verdict}",
         {"allowed": allowed, "endpoint": endpoint},
     )
 
 
 async def alert(principal, *, allowed: bool, endpoint: str) -> None:
-    logger.error("limit store unreachable for org %s: request %s", principal.org_id, "allowed" if allowed else "denied")
+    logger.error(
+        "limit store unreachable for org %s: request %s",
+        principal.org_id,
+        "allowed" if allowed else "denied",
+    )
     key = (str(principal.org_id), allowed)
     now = time.monotonic()
     if now - _last_alert.get(key, -3600.0) < 60:

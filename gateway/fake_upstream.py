@@ -60,7 +60,10 @@ async def _send_json(send, status: int, payload: Any, headers: list | None = Non
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+            ]
             + (headers or []),
         }
     )
@@ -83,14 +86,19 @@ def _chat_completion(model: str, body: dict[str, Any]) -> dict[str, Any]:
         "created": int(time.time()),
         "model": model,
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": "".join(WORDS)}, "finish_reason": "stop"}
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "".join(WORDS)},
+                "finish_reason": "stop",
+            }
         ],
         "usage": _usage(_prompt_tokens(body), len(WORDS)),
     }
 
 
-async def _stream_chat(send, receive, model: str, body: dict[str, Any], delay_seconds: float,
-                       record: dict[str, Any]) -> None:
+async def _stream_chat(
+    send, receive, model: str, body: dict[str, Any], delay_seconds: float, record: dict[str, Any]
+) -> None:
     """Stream the answer; note in ``record["stream_end"]`` whether it was all sent
     (``completed``) or the client went away first (``client_disconnected``)."""
     gone = asyncio.Event()
@@ -107,8 +115,14 @@ async def _stream_chat(send, receive, model: str, body: dict[str, Any], delay_se
         watcher.cancel()
 
 
-async def _stream_words(send, model: str, body: dict[str, Any], delay_seconds: float, gone: asyncio.Event,
-                        record: dict[str, Any]) -> None:
+async def _stream_words(
+    send,
+    model: str,
+    body: dict[str, Any],
+    delay_seconds: float,
+    gone: asyncio.Event,
+    record: dict[str, Any],
+) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -131,7 +145,13 @@ async def _stream_words(send, model: str, body: dict[str, Any], delay_seconds: f
                 }
             ],
         }
-        await send({"type": "http.response.body", "body": f"data: {json.dumps(chunk)}\n\n".encode(), "more_body": True})
+        await send(
+            {
+                "type": "http.response.body",
+                "body": f"data: {json.dumps(chunk)}\n\n".encode(),
+                "more_body": True,
+            }
+        )
         if delay_seconds:
             await asyncio.sleep(delay_seconds)
         if gone.is_set():
@@ -144,7 +164,13 @@ async def _stream_words(send, model: str, body: dict[str, Any], delay_seconds: f
         "model": model,
         "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
     }
-    await send({"type": "http.response.body", "body": f"data: {json.dumps(final)}\n\n".encode(), "more_body": True})
+    await send(
+        {
+            "type": "http.response.body",
+            "body": f"data: {json.dumps(final)}\n\n".encode(),
+            "more_body": True,
+        }
+    )
     if include_usage:
         usage = {
             "id": "chatcmpl-fake",
@@ -154,14 +180,22 @@ async def _stream_words(send, model: str, body: dict[str, Any], delay_seconds: f
             "choices": [],
             "usage": _usage(_prompt_tokens(body), len(WORDS)),
         }
-        await send({"type": "http.response.body", "body": f"data: {json.dumps(usage)}\n\n".encode(), "more_body": True})
+        await send(
+            {
+                "type": "http.response.body",
+                "body": f"data: {json.dumps(usage)}\n\n".encode(),
+                "more_body": True,
+            }
+        )
     record["stream_end"] = "completed"
     await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
 
 
 async def _anthropic(send, body: dict[str, Any]) -> None:
     model = body.get("model", "")
-    prompt_tokens = _prompt_tokens(body) + (len(str(body.get("system", "")).split()) if body.get("system") else 0)
+    prompt_tokens = _prompt_tokens(body) + (
+        len(str(body.get("system", "")).split()) if body.get("system") else 0
+    )
     if not body.get("stream"):
         await _send_json(
             send,
@@ -177,7 +211,13 @@ async def _anthropic(send, body: dict[str, Any]) -> None:
             },
         )
         return
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/event-stream")],
+        }
+    )
 
     async def event(name: str, data: dict[str, Any], more: bool = True) -> None:
         payload = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
@@ -185,15 +225,36 @@ async def _anthropic(send, body: dict[str, Any]) -> None:
 
     await event(
         "message_start",
-        {"type": "message_start", "message": {"id": "msg_fake", "model": model, "usage": {"input_tokens": prompt_tokens, "output_tokens": 0}}},
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_fake",
+                "model": model,
+                "usage": {"input_tokens": prompt_tokens, "output_tokens": 0},
+            },
+        },
     )
-    await event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+    await event(
+        "content_block_start",
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    )
     for word in WORDS:
-        await event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}})
+        await event(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": word},
+            },
+        )
     await event("content_block_stop", {"type": "content_block_stop", "index": 0})
     await event(
         "message_delta",
-        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": len(WORDS)}},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {"output_tokens": len(WORDS)},
+        },
     )
     await event("message_stop", {"type": "message_stop"}, more=False)
 
@@ -220,10 +281,17 @@ async def app(scope, receive, send) -> None:
     try:
         body = json.loads(raw) if raw else {}
     except ValueError:
-        await _send_json(send, 400, {"error": {"message": "bad json", "type": "invalid_request_error"}})
+        await _send_json(
+            send, 400, {"error": {"message": "bad json", "type": "invalid_request_error"}}
+        )
         return
-    record = {"method": method, "path": path, "query": scope.get("query_string", b"").decode(),
-              "headers": headers, "body": body}
+    record = {
+        "method": method,
+        "path": path,
+        "query": scope.get("query_string", b"").decode(),
+        "headers": headers,
+        "body": body,
+    }
     if RECORD:
         RECORDED.append(record)
     if method == "GET" and path.endswith("/models"):
@@ -241,24 +309,45 @@ async def app(scope, receive, send) -> None:
         await _send_json(
             send,
             status,
-            {"error": {"message": f"upstream failure, key was {headers.get('authorization', '')}", "type": "server_error"}},
+            {
+                "error": {
+                    "message": f"upstream failure, key was {headers.get('authorization', '')}",
+                    "type": "server_error",
+                }
+            },
         )
         return
     if match := re.match(r"^fake-slow-(\d+)$", model):
         await asyncio.sleep(int(match.group(1)) / 1000)
     if model == "fake-reset":
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")],
+            }
+        )
         await send({"type": "http.response.body", "body": b'{"id": "chatcmpl-', "more_body": True})
-        raise ConnectionResetError("fake reset")  # the answer has started: uvicorn drops the connection
+        raise ConnectionResetError(
+            "fake reset"
+        )  # the answer has started: uvicorn drops the connection
     if model == "fake-redirect":
-        await send({"type": "http.response.start", "status": 307,
-                    "headers": [(b"location", b"http://169.254.169.254/latest/meta-data/")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 307,
+                "headers": [(b"location", b"http://169.254.169.254/latest/meta-data/")],
+            }
+        )
         await send({"type": "http.response.body", "body": b""})
         return
     if model == "fake-set-cookie":
-        await _send_json(send, 200, _chat_completion(model, body),
-                         [(b"set-cookie", b"session=org-a-secret; Path=/")])
+        await _send_json(
+            send,
+            200,
+            _chat_completion(model, body),
+            [(b"set-cookie", b"session=org-a-secret; Path=/")],
+        )
         return
     if path.endswith("/embeddings"):
         inputs = body.get("input")
@@ -269,8 +358,14 @@ async def app(scope, receive, send) -> None:
             {
                 "object": "list",
                 "model": model,
-                "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(items))],
-                "usage": {"prompt_tokens": _prompt_tokens(body), "total_tokens": _prompt_tokens(body)},
+                "data": [
+                    {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
+                    for i in range(len(items))
+                ],
+                "usage": {
+                    "prompt_tokens": _prompt_tokens(body),
+                    "total_tokens": _prompt_tokens(body),
+                },
             },
         )
         return
@@ -283,7 +378,9 @@ async def app(scope, receive, send) -> None:
                 "object": "text_completion",
                 "created": int(time.time()),
                 "model": model,
-                "choices": [{"index": 0, "text": "".join(WORDS), "finish_reason": "stop", "logprobs": None}],
+                "choices": [
+                    {"index": 0, "text": "".join(WORDS), "finish_reason": "stop", "logprobs": None}
+                ],
                 "usage": _usage(_prompt_tokens(body), len(WORDS)),
             },
         )
@@ -303,7 +400,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
-    parser.add_argument("--no-record", action="store_true", help="do not keep the requests (benchmarks)")
+    parser.add_argument(
+        "--no-record", action="store_true", help="do not keep the requests (benchmarks)"
+    )
     args = parser.parse_args()
     global RECORD
     RECORD = not args.no_record

@@ -36,7 +36,9 @@ def _fault(exc: BaseException) -> Exception:
         return UpstreamTimeout("timed out")
     if isinstance(exc, aiohttp.ClientConnectorError):
         return UpstreamUnreachable("could not connect")
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientOSError):
+    if isinstance(
+        exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientOSError
+    ):
         return UpstreamUnreachable("connection dropped")
     return UpstreamUnreachable("bad answer")
 

@@ -50,7 +50,10 @@ class Route:
     secret_version: str  # changes when the secret does
 
     def cost_micros(self, prompt_tokens: int, completion_tokens: int) -> int:
-        return int(prompt_tokens * self.input_price_per_million + completion_tokens * self.output_price_per_million)
+        return int(
+            prompt_tokens * self.input_price_per_million
+            + completion_tokens * self.output_price_per_million
+        )
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,9 @@ class Principal:
 
     @property
     def principal_subject(self) -> str:
-        return f"sa-{self.service_account_id}" if self.service_account_id else f"user-{self.user_id}"
+        return (
+            f"sa-{self.service_account_id}" if self.service_account_id else f"user-{self.user_id}"
+        )
 
 
 _CACHE: OrderedDict[str, Principal] = OrderedDict()
@@ -182,11 +187,20 @@ def _build_for_key(raw: str, verify_only: bool) -> Principal:
         allowed = access_rules.allowed_models(access_rules.subject_for_access(access), key=key)
         routes, catalog = _routes(org, allowed)
     return Principal(
-        org_id=org.pk, org_slug=org.slug, org_settings=dict(org.settings), epoch=epoch,
-        permissions=access.permissions, label=access.actor_label,
+        org_id=org.pk,
+        org_slug=org.slug,
+        org_settings=dict(org.settings),
+        epoch=epoch,
+        permissions=access.permissions,
+        label=access.actor_label,
         user_id=access.user.pk if access.user else None,
-        service_account_id=key.service_account_id, key_id=key.pk, key_prefix=key.prefix,
-        key_expires_at=key.expires_at, key_limits=_key_limits(key), routes=routes, catalog=catalog,
+        service_account_id=key.service_account_id,
+        key_id=key.pk,
+        key_prefix=key.prefix,
+        key_expires_at=key.expires_at,
+        key_limits=_key_limits(key),
+        routes=routes,
+        catalog=catalog,
         built_at=time.monotonic(),
     )
 
@@ -216,9 +230,16 @@ def _build_for_jwt(raw: str, org_hint: str, verify_only: bool) -> Principal:
         allowed = access_rules.allowed_models(access_rules.subject_for_access(access))
         routes, catalog = _routes(org, allowed)
     return Principal(
-        org_id=org.pk, org_slug=org.slug, org_settings=dict(org.settings), epoch=epoch,
-        permissions=access.permissions, label=user.username, user_id=user.pk,
-        routes=routes, catalog=catalog, built_at=time.monotonic(),
+        org_id=org.pk,
+        org_slug=org.slug,
+        org_settings=dict(org.settings),
+        epoch=epoch,
+        permissions=access.permissions,
+        label=user.username,
+        user_id=user.pk,
+        routes=routes,
+        catalog=catalog,
+        built_at=time.monotonic(),
     )
 
 
@@ -252,7 +273,9 @@ def secret_for(route: Route) -> str | None:
     if account.secret_ref:
         secret_plaintext = secret_refs.resolve_ref(account.secret_ref)
     else:
-        secret_plaintext = crypto.decrypt(account.encrypted_secret, context=account.secret_context()).decode()
+        secret_plaintext = crypto.decrypt(
+            account.encrypted_secret, context=account.secret_context()
+        ).decode()
     now = time.monotonic()
     if len(_SECRETS) >= settings.INFERIA_GATEWAY_CACHE_SIZE:
         # Bounded: drop what expired, then the oldest entries.

@@ -51,8 +51,10 @@ class Limit:
             return str(start), start, start + MINUTE - int(now)
         moment = datetime.fromtimestamp(now, tz=UTC)
         start_dt = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        next_month = (start_dt.replace(day=28).timestamp() + 4 * 86400)
-        end_dt = datetime.fromtimestamp(next_month, tz=UTC).replace(day=1, hour=0, minute=0, second=0)
+        next_month = start_dt.replace(day=28).timestamp() + 4 * 86400
+        end_dt = datetime.fromtimestamp(next_month, tz=UTC).replace(
+            day=1, hour=0, minute=0, second=0
+        )
         return start_dt.strftime("%Y%m"), int(start_dt.timestamp()), int(end_dt.timestamp() - now)
 
     def counter_key(self, now: float) -> str:
@@ -66,12 +68,19 @@ class Decision:
     denied: Limit | None = None
     retry_after: int = 0
     headers: dict[str, str] = field(default_factory=dict)
-    reserved: list[tuple[str, str, int]] = field(default_factory=list)  # (counter key, kind, amount)
+    reserved: list[tuple[str, str, int]] = field(
+        default_factory=list
+    )  # (counter key, kind, amount)
     degraded: bool = False
 
 
 def _amount(limit: Limit, reserve_tokens: int, reserve_cost: int) -> int:
-    return {REQUESTS: 1, TOKENS: reserve_tokens, QUOTA_TOKENS: reserve_tokens, QUOTA_COST: reserve_cost}[limit.kind]
+    return {
+        REQUESTS: 1,
+        TOKENS: reserve_tokens,
+        QUOTA_TOKENS: reserve_tokens,
+        QUOTA_COST: reserve_cost,
+    }[limit.kind]
 
 
 def _headers(limits: list[Limit], values: list[tuple[int, int]], now: float) -> dict[str, str]:
@@ -151,8 +160,14 @@ class _Plan:
     reserve_cost: int
 
 
-def _plan(org_id, expected_epoch: int, limits: list[Limit], reserve_tokens: int, reserve_cost: int,
-          count: bool) -> _Plan:
+def _plan(
+    org_id,
+    expected_epoch: int,
+    limits: list[Limit],
+    reserve_tokens: int,
+    reserve_cost: int,
+    count: bool,
+) -> _Plan:
     now = clock.time()
     keys = [epochs.key_for(org_id)]
     args: list[int] = [expected_epoch, 1 if count else 0, len(limits)]
@@ -177,7 +192,9 @@ def _decide(plan: _Plan, result: list) -> Decision:
         headers = _headers(limits, values, plan.now)
         if index < 0:  # a peek
             return Decision(allowed=True, headers=headers)
-        return Decision(allowed=False, denied=limits[index], retry_after=max(1, resets[index]), headers=headers)
+        return Decision(
+            allowed=False, denied=limits[index], retry_after=max(1, resets[index]), headers=headers
+        )
     values = [(int(result[2 + i]), resets[i]) for i in range(len(limits))]
     reserved = [
         (plan.keys[i + 1], limit.kind, _amount(limit, plan.reserve_tokens, plan.reserve_cost))
@@ -188,7 +205,12 @@ def _decide(plan: _Plan, result: list) -> Decision:
 
 
 async def check_redis(
-    *, org_id, expected_epoch: int, limits: list[Limit], reserve_tokens: int = 0, reserve_cost: int = 0,
+    *,
+    org_id,
+    expected_epoch: int,
+    limits: list[Limit],
+    reserve_tokens: int = 0,
+    reserve_cost: int = 0,
     count: bool = True,
 ) -> Decision:
     """One round trip on the event loop: the epoch check plus every limit (or, with
@@ -201,20 +223,32 @@ async def check_redis(
     return _decide(plan, result)
 
 
-def check_db(*, limits: list[Limit], reserve_tokens: int = 0, reserve_cost: int = 0, count: bool = True) -> Decision:
+def check_db(
+    *, limits: list[Limit], reserve_tokens: int = 0, reserve_cost: int = 0, count: bool = True
+) -> Decision:
     """The embedded store: one transaction over locked counter rows (``count=False``: read only)."""
     now = clock.time()
     if not count:
         values = []
         for limit in limits:
             _suffix, start, reset_in = limit.window(now)
-            row = WindowCounter.objects.filter(key=limit.counter_key(now), window_start=start).first()
+            row = WindowCounter.objects.filter(
+                key=limit.counter_key(now), window_start=start
+            ).first()
             values.append((row.count if row else 0, reset_in))
         return Decision(allowed=True, headers=_headers(limits, values, now))
     planned = []
     for limit in limits:
         _suffix, start, reset_in = limit.window(now)
-        planned.append((limit, limit.counter_key(now), start, reset_in, _amount(limit, reserve_tokens, reserve_cost)))
+        planned.append(
+            (
+                limit,
+                limit.counter_key(now),
+                start,
+                reset_in,
+                _amount(limit, reserve_tokens, reserve_cost),
+            )
+        )
     for _attempt in range(3):
         try:
             with transaction.atomic():
@@ -222,22 +256,32 @@ def check_db(*, limits: list[Limit], reserve_tokens: int = 0, reserve_cost: int 
                 denied = None
                 for limit, key, start, reset_in, amount in planned:
                     row, _created = WindowCounter.objects.select_for_update().get_or_create(
-                        key=key, window_start=start, defaults={"count": 0, "expires_at": int(now) + reset_in + 5}
+                        key=key,
+                        window_start=start,
+                        defaults={"count": 0, "expires_at": int(now) + reset_in + 5},
                     )
                     if denied is None and row.count + amount > limit.limit:
                         denied = (limit, reset_in)
                     rows.append((row, amount, reset_in))
                 if denied is not None:
                     values = [(row.count, reset_in) for row, _amount, reset_in in rows]
-                    return Decision(allowed=False, denied=denied[0], retry_after=max(1, denied[1]),
-                                    headers=_headers(limits, values, now))
+                    return Decision(
+                        allowed=False,
+                        denied=denied[0],
+                        retry_after=max(1, denied[1]),
+                        headers=_headers(limits, values, now),
+                    )
                 values = []
                 for row, amount, reset_in in rows:
                     WindowCounter.objects.filter(pk=row.pk).update(count=F("count") + amount)
                     values.append((row.count + amount, reset_in))
         except IntegrityError:
             continue  # a parallel request created the row first
-        reserved = [(key, limit.kind, amount) for limit, key, _s, _r, amount in planned if limit.kind != REQUESTS]
+        reserved = [
+            (key, limit.kind, amount)
+            for limit, key, _s, _r, amount in planned
+            if limit.kind != REQUESTS
+        ]
         return Decision(allowed=True, headers=_headers(limits, values, now), reserved=reserved)
     raise BackendUnavailable("counter contention")
 
@@ -252,4 +296,3 @@ def settle_db(adjustments: list[tuple[str, int]]) -> None:
 def settle_commands(adjustments: list[tuple[str, int]]) -> list[tuple]:
     """Redis commands adding (actual - reserved) to each reserved counter."""
     return [("INCRBY", key, delta) for key, delta in adjustments if delta]
-

@@ -21,8 +21,12 @@ for _model in ORG_OWNED:
     post_save.connect(_org_changed, sender=_model, dispatch_uid=f"epoch-save-{_model.__name__}")
     post_delete.connect(_org_changed, sender=_model, dispatch_uid=f"epoch-delete-{_model.__name__}")
 
-for _through in (AccessRule.users.through, AccessRule.teams.through, AccessRule.roles.through,
-                 AccessRule.service_accounts.through):
+for _through in (
+    AccessRule.users.through,
+    AccessRule.teams.through,
+    AccessRule.roles.through,
+    AccessRule.service_accounts.through,
+):
     m2m_changed.connect(
         lambda sender, instance, **kwargs: epochs.bump(instance.org_id),
         sender=_through,

@@ -44,14 +44,19 @@ async def write(entry: dict[str, Any], adjustments: list[tuple[str, int]]) -> No
     Embedded: the counters and the row in the database.
     """
     if redis_client.enabled():
-        commands = [*ratelimit.settle_commands(adjustments), ("XADD", STREAM, "*", "entry", _encoded(entry))]
+        commands = [
+            *ratelimit.settle_commands(adjustments),
+            ("XADD", STREAM, "*", "entry", _encoded(entry)),
+        ]
         try:
             replies = await aioredis.client().pipeline(commands)
         except aioredis.RedisUnavailable:
             replies = None
         if replies is not None and not isinstance(replies[-1], hiredis.ReplyError):
             return
-        logger.warning("usage stream unavailable; record %s written to the database", entry.get("request_id"))
+        logger.warning(
+            "usage stream unavailable; record %s written to the database", entry.get("request_id")
+        )
         await orm(_persist, thread_sensitive=False)([entry])
         return
     await orm(_write_db, thread_sensitive=False)(entry, adjustments)
@@ -74,8 +79,11 @@ def _audit_for(entry: dict[str, Any]) -> AuditRecord:
         actor_user_id=entry.get("audit_user_id", entry.get("user_id")),
         actor_label=entry.get("actor_label", "")[:200],
         action="inference:stream" if entry.get("streamed") else "inference:run",
-        outcome="success" if int(entry["status_code"]) < 400 else "denied"
-        if int(entry["status_code"]) in (401, 403, 404, 429) else "failure",
+        outcome="success"
+        if int(entry["status_code"]) < 400
+        else "denied"
+        if int(entry["status_code"]) in (401, 403, 404, 429)
+        else "failure",
         status_code=entry["status_code"],
         target_type="model",
         target_id=entry.get("model", "")[:100],
@@ -99,8 +107,12 @@ def _drop_dangling_references(entries: list[dict[str, Any]]) -> list[dict[str, A
     org_ids = {str(e["org_id"]) for e in entries if e.get("org_id")}
     user_ids = {str(e["user_id"]) for e in entries if e.get("user_id")}
     # Cross-org by design: the ingest worker serves every org.
-    known_orgs = {str(pk) for pk in Organization.objects.filter(pk__in=org_ids).values_list("pk", flat=True)}
-    known_users = {str(pk) for pk in User.objects.filter(pk__in=user_ids).values_list("pk", flat=True)}
+    known_orgs = {
+        str(pk) for pk in Organization.objects.filter(pk__in=org_ids).values_list("pk", flat=True)
+    }
+    known_users = {
+        str(pk) for pk in User.objects.filter(pk__in=user_ids).values_list("pk", flat=True)
+    }
     cleaned = []
     for entry in entries:
         entry = dict(entry)
@@ -130,17 +142,27 @@ def _insert(entries: list[dict[str, Any]]) -> int:
         rows.append(UsageRecord(**values))
     with transaction.atomic():
         existing = set(
-            UsageRecord.objects.filter(request_id__in=[r.request_id for r in rows]).values_list("request_id", flat=True)
+            UsageRecord.objects.filter(request_id__in=[r.request_id for r in rows]).values_list(
+                "request_id", flat=True
+            )
         )
         fresh = [row for row in rows if row.request_id not in existing]
         UsageRecord.objects.bulk_create(fresh)
-        chain.append([_audit_for(entry) for entry in entries if entry["request_id"] not in existing])
+        chain.append(
+            [_audit_for(entry) for entry in entries if entry["request_id"] not in existing]
+        )
         Payload.objects.bulk_create(
             [
-                Payload(org_id=entry["org_id"], request_id=entry["request_id"], encrypted=entry["payload"],
-                        created_at=datetime.fromtimestamp(float(entry["created_at"]), tz=UTC))
+                Payload(
+                    org_id=entry["org_id"],
+                    request_id=entry["request_id"],
+                    encrypted=entry["payload"],
+                    created_at=datetime.fromtimestamp(float(entry["created_at"]), tz=UTC),
+                )
                 for entry in entries
-                if entry.get("payload") and entry.get("org_id") and entry["request_id"] not in existing
+                if entry.get("payload")
+                and entry.get("org_id")
+                and entry["request_id"] not in existing
             ]
         )
     return len(fresh)
@@ -157,10 +179,14 @@ def ingest(*, consumer: str = "worker", batch: int = 500, block_ms: int = 0) -> 
         pass  # the group exists
     moved = 0
     # First entries another consumer read but never acknowledged (it died), then new ones.
-    _next, claimed, *_ = r.xautoclaim(STREAM, GROUP, consumer, min_idle_time=30_000, start_id="0-0", count=batch)
+    _next, claimed, *_ = r.xautoclaim(
+        STREAM, GROUP, consumer, min_idle_time=30_000, start_id="0-0", count=batch
+    )
     for messages in (claimed, None):
         if messages is None:
-            response = r.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=batch, block=block_ms or None)
+            response = r.xreadgroup(
+                GROUP, consumer, {STREAM: ">"}, count=batch, block=block_ms or None
+            )
             messages = response[0][1] if response else []
         if not messages:
             continue

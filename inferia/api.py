@@ -103,13 +103,17 @@ class AuditedRequestMixin:
             access = getattr(request, "access", None)
             method = "GET" if request.method in ("HEAD", "OPTIONS") else request.method
             declared = getattr(self, "required_permissions", {}).get(method)
-            action = declared if declared and declared != ANY_MEMBER else f"api:{type(self).__name__}"
+            action = (
+                declared if declared and declared != ANY_MEMBER else f"api:{type(self).__name__}"
+            )
             user = getattr(request, "user", None)
             audit.record(
                 action=action,
                 outcome=_outcome(response.status_code),
                 org=access.org if access is not None else None,
-                actor=access.user if access is not None else (user if getattr(user, "pk", None) else None),
+                actor=access.user
+                if access is not None
+                else (user if getattr(user, "pk", None) else None),
                 actor_label=access.actor_label if access is not None else "",
                 status_code=response.status_code,
                 target_type="path",

@@ -18,9 +18,15 @@ app.conf.beat_schedule = {
     "usage-ingest": {"task": "gateway.tasks.usage_ingest", "schedule": 2.0},
     "usage-rollup": {"task": "audit.tasks.usage_rollup", "schedule": 300.0},
     "alerts-check": {"task": "audit.tasks.alerts_check", "schedule": 300.0},
-    "audit-retention": {"task": "audit.tasks.audit_retention", "schedule": crontab(hour=3, minute=17)},
+    "audit-retention": {
+        "task": "audit.tasks.audit_retention",
+        "schedule": crontab(hour=3, minute=17),
+    },
     "api-key-expire-due": {"task": "keys.tasks.api_key_expire_due", "schedule": 300.0},
-    "api-key-expiry-notices": {"task": "keys.tasks.api_key_expiry_notices", "schedule": crontab(minute=5)},
+    "api-key-expiry-notices": {
+        "task": "keys.tasks.api_key_expiry_notices",
+        "schedule": crontab(minute=5),
+    },
     "api-key-unused-report": {
         "task": "keys.tasks.api_key_unused_report",
         "schedule": crontab(day_of_week="mon", hour=8, minute=0),

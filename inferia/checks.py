@@ -27,7 +27,11 @@ def check_required_permissions(app_configs, **kwargs):
             continue
         declared = view_class.required_permissions
         for method in view_class.http_method_names:
-            if hasattr(view_class, method) and method not in ("options", "head") and method.upper() not in declared:
+            if (
+                hasattr(view_class, method)
+                and method not in ("options", "head")
+                and method.upper() not in declared
+            ):
                 errors.append(
                     Error(
                         f"{view_class.__name__} handles {method.upper()} without a required permission",

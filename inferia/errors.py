@@ -134,9 +134,7 @@ def error_response(
 
 
 def response_for_error(error: InferiaError) -> JsonResponse:
-    return error_response(
-        error.code, error.message, error.status, error.details, error.retry_after
-    )
+    return error_response(error.code, error.message, error.status, error.details, error.retry_after)
 
 
 def _flatten_details(detail: Any) -> Any:
@@ -175,7 +173,9 @@ def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         details = _flatten_details(exc.detail)
         if isinstance(details, list):
             details = {"non_field_errors": details}
-        return Response(error_body(ErrorCode.VALIDATION_ERROR, "Invalid input", details), status=400)
+        return Response(
+            error_body(ErrorCode.VALIDATION_ERROR, "Invalid input", details), status=400
+        )
     if isinstance(exc, drf_exceptions.ParseError):
         return Response(
             error_body(ErrorCode.VALIDATION_ERROR, f"Malformed request body: {exc.detail}"),
@@ -194,7 +194,9 @@ def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
             headers={"Retry-After": "5"},
         )
     if isinstance(exc, RequestDataTooBig):
-        return Response(error_body(ErrorCode.PAYLOAD_TOO_LARGE, "Request body is too large"), status=413)
+        return Response(
+            error_body(ErrorCode.PAYLOAD_TOO_LARGE, "Request body is too large"), status=413
+        )
     for exc_type, code, status in _DRF_MAP:
         if isinstance(exc, exc_type):
             detail = getattr(exc, "detail", "")
@@ -209,9 +211,7 @@ def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     request_id = getattr(request, "request_id", None) if request is not None else None
     logger.exception("unhandled error request_id=%s", request_id)
     return Response(
-        error_body(
-            ErrorCode.INTERNAL_ERROR, f"Internal error (request id {request_id})", None
-        ),
+        error_body(ErrorCode.INTERNAL_ERROR, f"Internal error (request id {request_id})", None),
         status=500,
     )
 

@@ -68,5 +68,7 @@ class BodySizeLimitMiddleware:
         if length < 0:
             return error_response(ErrorCode.VALIDATION_ERROR, "Invalid Content-Length", 400)
         if length > limit:
-            return error_response(ErrorCode.PAYLOAD_TOO_LARGE, f"Request body is larger than {limit} bytes", 413)
+            return error_response(
+                ErrorCode.PAYLOAD_TOO_LARGE, f"Request body is larger than {limit} bytes", 413
+            )
         return self.get_response(request)

@@ -16,7 +16,9 @@ def _fields(request, response, started: float) -> dict:
     return {
         "request_id": getattr(request, "request_id", None),
         "org": access.org.slug if access is not None else getattr(request, "inferia_org", None),
-        "principal": access.actor_label if access is not None else getattr(request, "inferia_principal", None),
+        "principal": access.actor_label
+        if access is not None
+        else getattr(request, "inferia_principal", None),
         "method": request.method,
         "route": match.route if match is not None else request.path[:200],
         "status": response.status_code,

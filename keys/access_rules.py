@@ -107,7 +107,9 @@ def _rules_for(subject: Subject) -> list[AccessRule]:
     return list(AccessRule.objects.filter(pk__in=matching))
 
 
-def allowed_models(subject: Subject | None, *, key: ApiKey | None = None, catalog: Catalog | None = None) -> list[str]:
+def allowed_models(
+    subject: Subject | None, *, key: ApiKey | None = None, catalog: Catalog | None = None
+) -> list[str]:
     """FQNs the subject may use (narrowed by the key's model restriction, if any)."""
     if subject is None or not subject.is_active:
         return []
@@ -115,7 +117,9 @@ def allowed_models(subject: Subject | None, *, key: ApiKey | None = None, catalo
     patterns = [p for rule in _rules_for(subject) for p in rule.model_patterns]
     allowed = [fqn for fqn, tags in catalog.models.items() if _patterns_allow(patterns, fqn, tags)]
     if key is not None and key.model_patterns:
-        allowed = [fqn for fqn in allowed if _patterns_allow(key.model_patterns, fqn, catalog.models[fqn])]
+        allowed = [
+            fqn for fqn in allowed if _patterns_allow(key.model_patterns, fqn, catalog.models[fqn])
+        ]
     return sorted(allowed)
 
 
@@ -151,7 +155,9 @@ def who_may_use(fqn: str) -> dict[str, list[str]]:
 def _member_left(sender, instance: Membership, **kwargs) -> None:
     """A member who leaves drops out of the rules naming them (as out of their teams),
     so that rejoining later does not bring old grants back."""
-    AccessRule.users.through.objects.filter(accessrule__org_id=instance.org_id, user_id=instance.user_id).delete()
+    AccessRule.users.through.objects.filter(
+        accessrule__org_id=instance.org_id, user_id=instance.user_id
+    ).delete()
 
 
 # --- YAML import / export ---------------------------------------------------------------
@@ -197,7 +203,10 @@ def parse_rules(document: Any, org) -> list[ParsedRule]:
     """Validate every rule; errors name the rule and field (``authz_rules[2].teams``)."""
     errors: dict[str, list[str]] = {}
     if not isinstance(document, dict) or not isinstance(document.get("authz_rules"), list):
-        raise ValidationError("Expected a mapping with an 'authz_rules' list", details={"authz_rules": ["Required list."]})
+        raise ValidationError(
+            "Expected a mapping with an 'authz_rules' list",
+            details={"authz_rules": ["Required list."]},
+        )
     users = {u.username: u for u in User.objects.filter(memberships__org=org)}
     teams = {t.slug: t for t in Team.objects.all()}
     roles = {r.slug: r for r in Role.objects.for_org(org)}
@@ -213,13 +222,20 @@ def parse_rules(document: Any, org) -> list[ParsedRule]:
         if unknown:
             errors[where] = [f"Unknown field(s): {', '.join(sorted(map(str, unknown)))}"]
         models = raw.get("models")
-        if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
+        if (
+            not isinstance(models, list)
+            or not models
+            or not all(isinstance(m, str) for m in models)
+        ):
             errors[f"{where}.models"] = ["A non-empty list of model names is required."]
             models = []
-        bad = [m for m in models if not (m == "*" or names.is_model_pattern(m) or TAG_RE.fullmatch(m))]
+        bad = [
+            m for m in models if not (m == "*" or names.is_model_pattern(m) or TAG_RE.fullmatch(m))
+        ]
         if bad:
             errors[f"{where}.models"] = [
-                f"Not 'account/model', 'account/*', 'account/prefix/*' or 'tag=value': {m!r}" for m in bad
+                f"Not 'account/model', 'account/*', 'account/prefix/*' or 'tag=value': {m!r}"
+                for m in bad
             ]
         resolved: dict[str, list] = {}
         for name in SUBJECT_FIELDS:
@@ -229,12 +245,16 @@ def parse_rules(document: Any, org) -> list[ParsedRule]:
                 continue
             missing = [v for v in values if v not in lookups[name]]
             if missing:
-                errors[f"{where}.{name}"] = [f"Unknown {name[:-1].replace('_', ' ')}: {v}" for v in missing]
+                errors[f"{where}.{name}"] = [
+                    f"Unknown {name[:-1].replace('_', ' ')}: {v}" for v in missing
+                ]
             resolved[name] = [lookups[name][v] for v in values if v in lookups[name]]
         # A subject field already in error explains the emptiness; say it once.
         subject_errors = any(f"{where}.{name}" in errors for name in SUBJECT_FIELDS)
         if not any(resolved.get(name) for name in SUBJECT_FIELDS) and not subject_errors:
-            errors.setdefault(where, []).append("A rule needs at least one user, team, role or service account.")
+            errors.setdefault(where, []).append(
+                "A rule needs at least one user, team, role or service account."
+            )
         parsed.append(
             ParsedRule(
                 description=str(raw.get("description", ""))[:500],
@@ -256,7 +276,9 @@ def load_yaml(text: str) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise ValidationError(f"Malformed YAML{where}", details={"yaml": [str(getattr(exc, 'problem', exc))]}) from exc
+        raise ValidationError(
+            f"Malformed YAML{where}", details={"yaml": [str(getattr(exc, "problem", exc))]}
+        ) from exc
 
 
 def access_rules_replace(
@@ -277,8 +299,13 @@ def access_rules_replace(
             actor_label=access.actor_label,
             target_type="keys.accessrule",
             request=request,
-            data={"op": "access_rules_replace", "source": source, "count": len(created),
-                  "before": before, "after": export_rules()},
+            data={
+                "op": "access_rules_replace",
+                "source": source,
+                "count": len(created),
+                "before": before,
+                "after": export_rules(),
+            },
         )
     return created
 
@@ -294,7 +321,9 @@ def _create_rule(access: Access, position: int, item: ParsedRule) -> AccessRule:
     return rule
 
 
-def access_rule_create(*, access: Access, rule: dict[str, Any], request: HttpRequest | None = None) -> AccessRule:
+def access_rule_create(
+    *, access: Access, rule: dict[str, Any], request: HttpRequest | None = None
+) -> AccessRule:
     """Append one rule (validated like an import of one rule)."""
     access.require("policy:manage")
     try:
@@ -305,24 +334,38 @@ def access_rule_create(*, access: Access, rule: dict[str, Any], request: HttpReq
             key.removeprefix("authz_rules[0]").removeprefix(".") or "non_field_errors": messages
             for key, messages in (exc.details or {}).items()
         }
-        raise ValidationError("The access rule is invalid; nothing was changed", details=details) from exc
+        raise ValidationError(
+            "The access rule is invalid; nothing was changed", details=details
+        ) from exc
     with transaction.atomic():
         last = AccessRule.objects.order_by("-position").values_list("position", flat=True).first()
         created = _create_rule(access, 0 if last is None else last + 1, item)
         audit.record(
-            action="policy:manage", outcome="success", org=access.org, actor=access.user,
-            actor_label=access.actor_label, target=created, request=request,
+            action="policy:manage",
+            outcome="success",
+            org=access.org,
+            actor=access.user,
+            actor_label=access.actor_label,
+            target=created,
+            request=request,
             data={"op": "access_rule_create", "models": item.models},
         )
     return created
 
 
-def access_rule_delete(*, access: Access, rule: AccessRule, request: HttpRequest | None = None) -> None:
+def access_rule_delete(
+    *, access: Access, rule: AccessRule, request: HttpRequest | None = None
+) -> None:
     access.require("policy:manage")
     with transaction.atomic():
         audit.record(
-            action="policy:manage", outcome="success", org=access.org, actor=access.user,
-            actor_label=access.actor_label, target=rule, request=request,
+            action="policy:manage",
+            outcome="success",
+            org=access.org,
+            actor=access.user,
+            actor_label=access.actor_label,
+            target=rule,
+            request=request,
             data={"op": "access_rule_delete", "models": rule.model_patterns},
         )
         rule.delete()

@@ -27,14 +27,41 @@ class ServiceAccountAdmin(AllOrgsAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(AllOrgsAdmin):
-    list_display = ("prefix", "name", "org", "owner_user", "service_account", "created_at", "expires_at",
-                    "revoked_at", "last_used_at")
+    list_display = (
+        "prefix",
+        "name",
+        "org",
+        "owner_user",
+        "service_account",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+    )
     list_filter = ("org", "revoked_at")
-    search_fields = ("public_id", "name", "owner_user__username", "service_account__slug", "org__slug")
+    search_fields = (
+        "public_id",
+        "name",
+        "owner_user__username",
+        "service_account__slug",
+        "org__slug",
+    )
     exclude = ("secret_digest",)
-    readonly_fields = ("public_id", "last_four", "created_at", "last_used_at", "last_used_ip", "replaced_by",
-                       "revoked_at", "owner_user", "service_account", "created_by", "org", "permissions",
-                       "model_patterns")
+    readonly_fields = (
+        "public_id",
+        "last_four",
+        "created_at",
+        "last_used_at",
+        "last_used_ip",
+        "replaced_by",
+        "revoked_at",
+        "owner_user",
+        "service_account",
+        "created_by",
+        "org",
+        "permissions",
+        "model_patterns",
+    )
     actions = ["revoke_selected"]
 
     def has_add_permission(self, request) -> bool:
@@ -49,8 +76,13 @@ class ApiKeyAdmin(AllOrgsAdmin):
                 key.revoked_at = now
                 key.save(update_fields=["revoked_at"])
                 audit.record(
-                    action="api_key:revoke", outcome="success", org=key.org, actor=request.user,
-                    actor_label=f"admin:{request.user.username}", target=key, request=request,
+                    action="api_key:revoke",
+                    outcome="success",
+                    org=key.org,
+                    actor=request.user,
+                    actor_label=f"admin:{request.user.username}",
+                    target=key,
+                    request=request,
                     data={"prefix": key.prefix, "via": "admin"},
                 )
                 count += 1
@@ -59,15 +91,25 @@ class ApiKeyAdmin(AllOrgsAdmin):
 
 class ProviderAccountForm(forms.ModelForm):
     new_secret = forms.CharField(
-        required=False, widget=forms.PasswordInput(render_value=False),
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
         help_text="Write-only: set or replace the upstream secret. It is never shown.",
     )
 
     class Meta:
         model = ProviderAccount
         # Listed, not "all but the ciphertext": a secret column added later stays out.
-        fields = ("org", "name", "provider_type", "base_url", "api_version", "deployments", "enabled_models",
-                  "tags", "secret_ref")
+        fields = (
+            "org",
+            "name",
+            "provider_type",
+            "base_url",
+            "api_version",
+            "deployments",
+            "enabled_models",
+            "tags",
+            "secret_ref",
+        )
 
     def clean(self):
         cleaned = super().clean()
@@ -82,7 +124,9 @@ class ProviderAccountForm(forms.ModelForm):
                     base_url, allowed_private_hosts=org.settings.get("allowed_private_hosts", [])
                 )
             except InferiaValidationError as exc:
-                self.add_error("base_url", "; ".join((exc.details or {}).get("base_url", [exc.message])))
+                self.add_error(
+                    "base_url", "; ".join((exc.details or {}).get("base_url", [exc.message]))
+                )
         return cleaned
 
 
@@ -102,14 +146,24 @@ class ProviderAccountAdmin(AllOrgsAdmin):
         secret_plaintext = form.cleaned_data.get("new_secret")
         with transaction.atomic():
             if secret_plaintext:
-                obj.encrypted_secret = crypto.encrypt(secret_plaintext.encode(), context=obj.secret_context())
+                obj.encrypted_secret = crypto.encrypt(
+                    secret_plaintext.encode(), context=obj.secret_context()
+                )
                 obj.secret_ref = ""
                 obj.secret_updated_at = clock.now()
             super().save_model(request, obj, form, change)
             audit.record(
-                action="provider_account:manage", outcome="success", org=obj.org, actor=request.user,
-                actor_label=f"admin:{request.user.username}", target=obj, request=request,
-                data={"op": "admin_change" if change else "admin_create", "secret_set": bool(secret_plaintext)},
+                action="provider_account:manage",
+                outcome="success",
+                org=obj.org,
+                actor=request.user,
+                actor_label=f"admin:{request.user.username}",
+                target=obj,
+                request=request,
+                data={
+                    "op": "admin_change" if change else "admin_create",
+                    "secret_set": bool(secret_plaintext),
+                },
             )
 
 

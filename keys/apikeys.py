@@ -59,7 +59,9 @@ def generate(public_id: str | None = None) -> NewKey:
     public_id = public_id or _random(PUBLIC_ID_LENGTH)
     body = f"{PREFIX}_{public_id}_{_random(SECRET_LENGTH)}"
     plaintext = body + _checksum(body)
-    return NewKey(public_id=public_id, plaintext=plaintext, digest=digest(plaintext), last_four=plaintext[-4:])
+    return NewKey(
+        public_id=public_id, plaintext=plaintext, digest=digest(plaintext), last_four=plaintext[-4:]
+    )
 
 
 def looks_like_key(raw: str) -> bool:

@@ -20,19 +20,25 @@ class ApiKeyCreateForm(forms.Form):
     name = forms.CharField(max_length=200)
     permissions = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, label="Scopes")
     models = forms.CharField(
-        required=False, label="Models (optional)",
+        required=False,
+        label="Models (optional)",
         help_text=(
             "Restrict the key to these models, e.g. openai-main/gpt-4o, openai-main/* or "
             "vllm-local/meta-llama/*. Empty: every model you may use."
         ),
     )
-    expires_in_days = forms.IntegerField(min_value=1, max_value=3650, required=False, label="Expires in (days)")
+    expires_in_days = forms.IntegerField(
+        min_value=1, max_value=3650, required=False, label="Expires in (days)"
+    )
     service_account = forms.ChoiceField(required=False, label="Owner")
 
     def __init__(self, *args, permissions=(), service_accounts=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["permissions"].choices = [(p, p) for p in permissions]
-        self.fields["service_account"].choices = [("", "Me"), *((a.slug, f"Service account {a.slug}") for a in service_accounts)]
+        self.fields["service_account"].choices = [
+            ("", "Me"),
+            *((a.slug, f"Service account {a.slug}") for a in service_accounts),
+        ]
         if not service_accounts:
             del self.fields["service_account"]
 
@@ -65,20 +71,30 @@ def _parse_pairs(text: str, what: str) -> dict[str, str]:
 
 
 class ProviderAccountForm(forms.Form):
-    name = forms.CharField(max_length=50, validators=[slug_field], help_text="Models are called name/model, e.g. openai-main/gpt-4o.")
+    name = forms.CharField(
+        max_length=50,
+        validators=[slug_field],
+        help_text="Models are called name/model, e.g. openai-main/gpt-4o.",
+    )
     provider_type = forms.ChoiceField(choices=ProviderType.choices)
     base_url = forms.URLField(max_length=500, assume_scheme="https")
     api_version = forms.CharField(max_length=50, required=False, label="API version (Azure)")
     models = forms.CharField(
-        required=False, label="Enabled models", widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        label="Enabled models",
+        widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Model names separated by spaces, commas or new lines; a name may hold '/', "
-                  "e.g. meta-llama/Llama-3.1-8B-Instruct.",
+        "e.g. meta-llama/Llama-3.1-8B-Instruct.",
     )
     tags = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 2}), help_text="One key=value a line, e.g. env=prod."
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="One key=value a line, e.g. env=prod.",
     )
     secret = forms.CharField(
-        required=False, strip=True, label="Upstream API key",
+        required=False,
+        strip=True,
+        label="Upstream API key",
         widget=forms.PasswordInput(attrs={"autocomplete": "off"}, render_value=False),
         help_text="Write-only: stored encrypted and never shown again.",
     )
@@ -92,15 +108,21 @@ class ProviderAccountForm(forms.Form):
 
 class ProviderSecretForm(forms.Form):
     secret = forms.CharField(
-        strip=True, label="New upstream API key",
+        strip=True,
+        label="New upstream API key",
         widget=forms.PasswordInput(attrs={"autocomplete": "off"}, render_value=False),
     )
     otp_code = forms.CharField(
-        required=False, max_length=16, label="Code from your authenticator app",
+        required=False,
+        max_length=16,
+        label="Code from your authenticator app",
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
         help_text="Replacing a secret needs a fresh code when you use two-factor authentication.",
     )
 
 
 class AccessRulesImportForm(forms.Form):
-    document = forms.CharField(widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false"}), label="Access rules (YAML)")
+    document = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false"}),
+        label="Access rules (YAML)",
+    )

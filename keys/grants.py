@@ -58,7 +58,9 @@ def _team_deleted(sender, instance: Team, **kwargs) -> None:
 @receiver(post_delete, sender=Membership, dispatch_uid="keys-grants-member-left")
 def _member_left(sender, instance: Membership, **kwargs) -> None:
     """A member's grants on the org's accounts end with the membership: rejoining revives none."""
-    account_ids = ProviderAccount.all_orgs.filter(org_id=instance.org_id).values_list("pk", flat=True)
+    account_ids = ProviderAccount.all_orgs.filter(org_id=instance.org_id).values_list(
+        "pk", flat=True
+    )
     UserObjectPermission.objects.filter(
         user_id=instance.user_id,
         content_type=ContentType.objects.get_for_model(ProviderAccount),
@@ -77,8 +79,13 @@ def provider_account_grants(account: ProviderAccount) -> dict[str, list[str]]:
 
 
 def provider_account_grant(
-    *, access: Access, account: ProviderAccount, team: Team | None = None, user: User | None = None,
-    revoke: bool = False, request: HttpRequest | None = None,
+    *,
+    access: Access,
+    account: ProviderAccount,
+    team: Team | None = None,
+    user: User | None = None,
+    revoke: bool = False,
+    request: HttpRequest | None = None,
 ) -> dict[str, list[str]]:
     """Grant (or revoke) ``provider_account:manage`` on one account to a team or a member."""
     access.require("provider_account:manage")
@@ -90,9 +97,16 @@ def provider_account_grant(
         else:
             assign_perm(CODENAME, holder, account)
         audit.record(
-            action="provider_account:manage", outcome="success", org=access.org, actor=access.user,
-            target=account, request=request,
-            data={"op": "revoke_grant" if revoke else "grant",
-                  "team": team.slug if team else None, "user": user.username if user else None},
+            action="provider_account:manage",
+            outcome="success",
+            org=access.org,
+            actor=access.user,
+            target=account,
+            request=request,
+            data={
+                "op": "revoke_grant" if revoke else "grant",
+                "team": team.slug if team else None,
+                "user": user.username if user else None,
+            },
         )
     return provider_account_grants(account)

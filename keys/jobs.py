@@ -29,8 +29,9 @@ def _recipients(key: ApiKey) -> list[str]:
     # Service-account keys: the org's owners and admins hear about them.
     return sorted(
         email
-        for email in Membership.all_orgs.filter(org_id=key.org_id, role__slug__in=["owner", "admin"],
-                                                role__org__isnull=True).values_list("user__email", flat=True)
+        for email in Membership.all_orgs.filter(
+            org_id=key.org_id, role__slug__in=["owner", "admin"], role__org__isnull=True
+        ).values_list("user__email", flat=True)
         if email
     )
 
@@ -41,11 +42,18 @@ def api_key_expiry_notices() -> int:
     sent = 0
     for field, ahead in NOTICES:
         due = ApiKey.all_orgs.filter(
-            revoked_at__isnull=True, expires_at__gt=now, expires_at__lte=now + ahead, **{f"{field}__isnull": True}
+            revoked_at__isnull=True,
+            expires_at__gt=now,
+            expires_at__lte=now + ahead,
+            **{f"{field}__isnull": True},
         ).values_list("pk", flat=True)
         for pk in due:
             with transaction.atomic():
-                key = ApiKey.all_orgs.select_for_update(of=("self",)).select_related("owner_user", "org").get(pk=pk)
+                key = (
+                    ApiKey.all_orgs.select_for_update(of=("self",))
+                    .select_related("owner_user", "org")
+                    .get(pk=pk)
+                )
                 if getattr(key, field) is not None:
                     continue
                 recipients = _recipients(key)
@@ -70,16 +78,23 @@ def api_key_expire_due() -> int:
     """Record each key's expiry once in the audit log (the key already fails by its date)."""
     now = clock.now()
     recorded = 0
-    for pk in ApiKey.all_orgs.filter(expires_at__lte=now, expired_recorded_at__isnull=True,
-                                     revoked_at__isnull=True).values_list("pk", flat=True):
+    for pk in ApiKey.all_orgs.filter(
+        expires_at__lte=now, expired_recorded_at__isnull=True, revoked_at__isnull=True
+    ).values_list("pk", flat=True):
         with transaction.atomic():
             key = ApiKey.all_orgs.select_for_update().select_related("org").get(pk=pk)
             if key.expired_recorded_at is not None:
                 continue
             key.expired_recorded_at = now
             key.save(update_fields=["expired_recorded_at"])
-            audit.record(action="api_key:expire", outcome="success", org=key.org, actor_label="system",
-                         target=key, data={"prefix": key.prefix})
+            audit.record(
+                action="api_key:expire",
+                outcome="success",
+                org=key.org,
+                actor_label="system",
+                target=key,
+                data={"prefix": key.prefix},
+            )
             recorded += 1
     return recorded
 
@@ -88,9 +103,11 @@ def api_key_unused_report(*, default_days: int = 30) -> int:
     """Tell owners about active keys unused for N days (org setting ``unused_key_days``)."""
     now = clock.now()
     reported = 0
-    candidates = ApiKey.all_orgs.filter(revoked_at__isnull=True).filter(
-        Q(expires_at__isnull=True) | Q(expires_at__gt=now)
-    ).select_related("org", "owner_user")
+    candidates = (
+        ApiKey.all_orgs.filter(revoked_at__isnull=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .select_related("org", "owner_user")
+    )
     for key in candidates.iterator():
         days = int(key.org.settings.get("unused_key_days") or default_days)
         cutoff = now - timedelta(days=days)

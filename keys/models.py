@@ -68,7 +68,11 @@ class ApiKey(OrgOwnedModel):
     # Optional restriction to model FQN patterns (``account/model``, ``account/*``).
     model_patterns = models.JSONField(default=list, blank=True)
     owner_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="api_keys",
     )
     service_account = models.ForeignKey(
         ServiceAccount, null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys"

@@ -40,7 +40,11 @@ def split_fqn(fqn: str) -> tuple[str, str]:
 
 def is_model_name(name: object) -> bool:
     """A provider account's model name: ``gpt-4o``, ``meta-llama/Llama-3.1-8B-Instruct``."""
-    return isinstance(name, str) and len(name) <= MODEL_MAX_LENGTH and MODEL_RE.fullmatch(name) is not None
+    return (
+        isinstance(name, str)
+        and len(name) <= MODEL_MAX_LENGTH
+        and MODEL_RE.fullmatch(name) is not None
+    )
 
 
 def is_model_pattern(pattern: object) -> bool:

@@ -57,7 +57,10 @@ def authenticate_key(raw: str) -> ApiKey:
         # Cross-org by design: the key itself tells which org it belongs to.
         key = (
             ApiKey.all_orgs.select_related(
-                "org", "owner_user", "service_account__role", "service_account__granted_by_membership__role",
+                "org",
+                "owner_user",
+                "service_account__role",
+                "service_account__granted_by_membership__role",
                 "service_account__org",
             )
             .filter(public_id=public_id)

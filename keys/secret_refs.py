@@ -49,7 +49,9 @@ class FileBackend:
             raise SecretRefError(f"secret file {name} cannot be read") from exc
 
 
-BACKENDS: dict[str, SecretBackend] = {backend.scheme: backend for backend in (EnvBackend(), FileBackend())}
+BACKENDS: dict[str, SecretBackend] = {
+    backend.scheme: backend for backend in (EnvBackend(), FileBackend())
+}
 
 
 def _normalized(ref: str) -> tuple[str, str]:

@@ -36,6 +36,6 @@ def provider_account_list() -> QuerySet[ProviderAccount]:
 
 
 def access_rule_list() -> QuerySet[AccessRule]:
-    return AccessRule.objects.prefetch_related("users", "teams", "roles", "service_accounts").order_by(
-        "position", "created_at"
-    )
+    return AccessRule.objects.prefetch_related(
+        "users", "teams", "roles", "service_accounts"
+    ).order_by("position", "created_at")

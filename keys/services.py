@@ -27,7 +27,9 @@ from orgs.services import two_factor
 MAX_GRACE_SECONDS = 7 * 24 * 3600
 
 
-def _record(access: Access, action: str, target: Any, request: HttpRequest | None, **data: Any) -> None:
+def _record(
+    access: Access, action: str, target: Any, request: HttpRequest | None, **data: Any
+) -> None:
     audit.record(
         action=action,
         outcome="success",
@@ -45,7 +47,11 @@ def validate_model_patterns(patterns: list[str], *, field: str = "models") -> li
     if bad:
         raise ValidationError(
             "Invalid model name",
-            details={field: [f"{p!r} is not 'account/model', 'account/*' or 'account/prefix/*'" for p in bad]},
+            details={
+                field: [
+                    f"{p!r} is not 'account/model', 'account/*' or 'account/prefix/*'" for p in bad
+                ]
+            },
         )
     return sorted(set(patterns))
 
@@ -117,8 +123,13 @@ def api_key_create(
                     expires_at=expires_at,
                 )
                 _record(
-                    access, "api_key:create", key, request,
-                    prefix=key.prefix, permissions=key.permissions, models=patterns,
+                    access,
+                    "api_key:create",
+                    key,
+                    request,
+                    prefix=key.prefix,
+                    permissions=key.permissions,
+                    models=patterns,
                     owner=owner_user.username if owner_user else f"sa:{service_account.slug}",
                     expires_at=expires_at.isoformat() if expires_at else None,
                 )
@@ -130,8 +141,15 @@ def api_key_create(
 
 def _is_own_key(access: Access, key: ApiKey) -> bool:
     if key.service_account_id is not None:
-        return access.service_account is not None and access.service_account.pk == key.service_account_id
-    return access.user is not None and key.owner_user_id == access.user.pk and access.service_account is None
+        return (
+            access.service_account is not None
+            and access.service_account.pk == key.service_account_id
+        )
+    return (
+        access.user is not None
+        and key.owner_user_id == access.user.pk
+        and access.service_account is None
+    )
 
 
 def _require_key_admin(access: Access, key: ApiKey) -> None:
@@ -162,7 +180,8 @@ def api_key_rotate(
     _require_key_admin(access, key)
     if not 0 <= grace_seconds <= MAX_GRACE_SECONDS:
         raise ValidationError(
-            "Grace period out of range", details={"grace_seconds": [f"Between 0 and {MAX_GRACE_SECONDS}."]}
+            "Grace period out of range",
+            details={"grace_seconds": [f"Between 0 and {MAX_GRACE_SECONDS}."]},
         )
     if not _is_own_key(access, key):
         access.require_all(key.permissions, what="re-issue a key with")
@@ -196,8 +215,13 @@ def api_key_rotate(
             fields.append("revoked_at")
         key.save(update_fields=fields)
         _record(
-            access, "api_key:rotate", key, request,
-            prefix=key.prefix, new_prefix=replacement.prefix, grace_seconds=grace_seconds,
+            access,
+            "api_key:rotate",
+            key,
+            request,
+            prefix=key.prefix,
+            new_prefix=replacement.prefix,
+            grace_seconds=grace_seconds,
         )
     return replacement, new.plaintext
 
@@ -215,7 +239,12 @@ def _grantable_role(access: Access, role: Role) -> Role:
 
 
 def service_account_create(
-    *, access: Access, slug: str, name: str, role: Role, description: str = "",
+    *,
+    access: Access,
+    slug: str,
+    name: str,
+    role: Role,
+    description: str = "",
     request: HttpRequest | None = None,
 ) -> ServiceAccount:
     access.require("service_account:manage")
@@ -224,17 +253,28 @@ def service_account_create(
     try:
         with transaction.atomic():
             account = ServiceAccount.objects.create(
-                org=access.org, slug=slug, name=name, description=description, role=role,
-                granted_by_membership=access.membership, created_by=access.user,
+                org=access.org,
+                slug=slug,
+                name=name,
+                description=description,
+                role=role,
+                granted_by_membership=access.membership,
+                created_by=access.user,
             )
             _record(access, "service_account:manage", account, request, op="create", role=role.slug)
     except IntegrityError as exc:
-        raise Conflict("A service account with this slug exists", details={"slug": ["Already taken."]}) from exc
+        raise Conflict(
+            "A service account with this slug exists", details={"slug": ["Already taken."]}
+        ) from exc
     return account
 
 
 def service_account_update(
-    *, access: Access, account: ServiceAccount, changes: dict[str, Any], request: HttpRequest | None = None
+    *,
+    access: Access,
+    account: ServiceAccount,
+    changes: dict[str, Any],
+    request: HttpRequest | None = None,
 ) -> ServiceAccount:
     access.require("service_account:manage")
     fields = []
@@ -257,7 +297,9 @@ def service_account_update(
     return account
 
 
-def service_account_delete(*, access: Access, account: ServiceAccount, request: HttpRequest | None = None) -> None:
+def service_account_delete(
+    *, access: Access, account: ServiceAccount, request: HttpRequest | None = None
+) -> None:
     """Delete the account and its keys."""
     access.require("service_account:manage")
     with transaction.atomic():
@@ -274,19 +316,29 @@ def _validate_models(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for entry in entries:
         name = entry["name"]
         if not names.is_model_name(name):
-            raise ValidationError("Invalid model name", details={"models": [f"{name!r} is not a model name"]})
+            raise ValidationError(
+                "Invalid model name", details={"models": [f"{name!r} is not a model name"]}
+            )
         if name in seen:
-            raise ValidationError("Duplicate model", details={"models": [f"{name} is listed twice"]})
+            raise ValidationError(
+                "Duplicate model", details={"models": [f"{name} is listed twice"]}
+            )
         seen.add(name)
         cleaned.append(entry)
     return cleaned
 
 
-def _set_secret(account: ProviderAccount, secret_plaintext: str | None, secret_ref: str | None) -> None:
+def _set_secret(
+    account: ProviderAccount, secret_plaintext: str | None, secret_ref: str | None
+) -> None:
     if secret_plaintext and secret_ref:
-        raise ValidationError("Give a secret or a secret reference, not both", details={"secret": ["Choose one."]})
+        raise ValidationError(
+            "Give a secret or a secret reference, not both", details={"secret": ["Choose one."]}
+        )
     if secret_plaintext:
-        account.encrypted_secret = crypto.encrypt(secret_plaintext.encode(), context=account.secret_context())
+        account.encrypted_secret = crypto.encrypt(
+            secret_plaintext.encode(), context=account.secret_context()
+        )
         account.secret_ref = ""
     else:
         account.secret_ref = secret_refs.validate_ref(secret_ref)
@@ -295,18 +347,36 @@ def _set_secret(account: ProviderAccount, secret_plaintext: str | None, secret_r
 
 
 def provider_account_create(
-    *, access: Access, name: str, provider_type: str, base_url: str, api_version: str = "",
-    deployments: dict[str, str] | None = None, models: list[dict[str, Any]] | None = None,
-    tags: dict[str, str] | None = None, secret: str | None = None, secret_ref: str | None = None,
+    *,
+    access: Access,
+    name: str,
+    provider_type: str,
+    base_url: str,
+    api_version: str = "",
+    deployments: dict[str, str] | None = None,
+    models: list[dict[str, Any]] | None = None,
+    tags: dict[str, str] | None = None,
+    secret: str | None = None,
+    secret_ref: str | None = None,
     request: HttpRequest | None = None,
 ) -> ProviderAccount:
     access.require("provider_account:manage")
     if provider_type not in ProviderType.values:
-        raise ValidationError("Unknown provider type", details={"provider_type": [f"One of {ProviderType.values}."]})
-    url = ssrf.check_base_url(base_url, allowed_private_hosts=access.org.settings.get("allowed_private_hosts", []))
+        raise ValidationError(
+            "Unknown provider type", details={"provider_type": [f"One of {ProviderType.values}."]}
+        )
+    url = ssrf.check_base_url(
+        base_url, allowed_private_hosts=access.org.settings.get("allowed_private_hosts", [])
+    )
     account = ProviderAccount(
-        org=access.org, name=name, provider_type=provider_type, base_url=url, api_version=api_version,
-        deployments=deployments or {}, enabled_models=_validate_models(models or []), tags=tags or {},
+        org=access.org,
+        name=name,
+        provider_type=provider_type,
+        base_url=url,
+        api_version=api_version,
+        deployments=deployments or {},
+        enabled_models=_validate_models(models or []),
+        tags=tags or {},
     )
     if secret or secret_ref:
         _set_secret(account, secret, secret_ref)
@@ -314,22 +384,35 @@ def provider_account_create(
         with transaction.atomic():
             account.save()
             _record(
-                access, "provider_account:manage", account, request,
-                op="create", name=name, base_url=url, has_secret=account.has_secret,
+                access,
+                "provider_account:manage",
+                account,
+                request,
+                op="create",
+                name=name,
+                base_url=url,
+                has_secret=account.has_secret,
             )
     except IntegrityError as exc:
-        raise Conflict("A provider account with this name exists", details={"name": ["Already taken."]}) from exc
+        raise Conflict(
+            "A provider account with this name exists", details={"name": ["Already taken."]}
+        ) from exc
     return account
 
 
 def provider_account_update(
-    *, access: Access, account: ProviderAccount, changes: dict[str, Any], request: HttpRequest | None = None
+    *,
+    access: Access,
+    account: ProviderAccount,
+    changes: dict[str, Any],
+    request: HttpRequest | None = None,
 ) -> ProviderAccount:
     access.require_on("provider_account:manage", account)
     fields = []
     if "base_url" in changes:
         account.base_url = ssrf.check_base_url(
-            changes["base_url"], allowed_private_hosts=access.org.settings.get("allowed_private_hosts", [])
+            changes["base_url"],
+            allowed_private_hosts=access.org.settings.get("allowed_private_hosts", []),
         )
         fields.append("base_url")
     if "models" in changes:
@@ -342,33 +425,52 @@ def provider_account_update(
     if fields:
         with transaction.atomic():
             account.save(update_fields=[*fields, "updated_at"])
-            _record(access, "provider_account:manage", account, request, op="update", changed=fields)
+            _record(
+                access, "provider_account:manage", account, request, op="update", changed=fields
+            )
     return account
 
 
 def provider_account_set_secret(
-    *, access: Access, account: ProviderAccount, secret: str | None = None, secret_ref: str | None = None,
-    otp_code: str | None = None, request: HttpRequest | None = None,
+    *,
+    access: Access,
+    account: ProviderAccount,
+    secret: str | None = None,
+    secret_ref: str | None = None,
+    otp_code: str | None = None,
+    request: HttpRequest | None = None,
 ) -> ProviderAccount:
     """Set or replace the upstream secret. Replacing one asks a user with 2FA for a fresh code."""
     access.require_on("provider_account:manage", account)
     if not (secret or secret_ref):
-        raise ValidationError("Give a secret or a secret reference", details={"secret": ["Required."]})
+        raise ValidationError(
+            "Give a secret or a secret reference", details={"secret": ["Required."]}
+        )
     if account.has_secret:
         access.require_human()
         if access.user.has_confirmed_totp:
-            two_factor.verify_fresh(user=access.user, otp_code=otp_code, password=None, request=request)
+            two_factor.verify_fresh(
+                user=access.user, otp_code=otp_code, password=None, request=request
+            )
     _set_secret(account, secret, secret_ref)
     with transaction.atomic():
-        account.save(update_fields=["encrypted_secret", "secret_ref", "secret_updated_at", "updated_at"])
+        account.save(
+            update_fields=["encrypted_secret", "secret_ref", "secret_updated_at", "updated_at"]
+        )
         _record(
-            access, "provider_account:manage", account, request,
-            op="set_secret", kind="reference" if account.secret_ref else "encrypted",
+            access,
+            "provider_account:manage",
+            account,
+            request,
+            op="set_secret",
+            kind="reference" if account.secret_ref else "encrypted",
         )
     return account
 
 
-def provider_account_delete(*, access: Access, account: ProviderAccount, request: HttpRequest | None = None) -> None:
+def provider_account_delete(
+    *, access: Access, account: ProviderAccount, request: HttpRequest | None = None
+) -> None:
     access.require_on("provider_account:manage", account)
     with transaction.atomic():
         _record(access, "provider_account:manage", account, request, op="delete", name=account.name)

@@ -6,7 +6,12 @@ from inferia.celery import app
 from keys import jobs
 
 
-@app.task(name="keys.tasks.api_key_expiry_notices", autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+@app.task(
+    name="keys.tasks.api_key_expiry_notices",
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    max_retries=5,
+)
 def api_key_expiry_notices() -> int:
     return jobs.api_key_expiry_notices()
 
@@ -16,6 +21,11 @@ def api_key_expire_due() -> int:
     return jobs.api_key_expire_due()
 
 
-@app.task(name="keys.tasks.api_key_unused_report", autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+@app.task(
+    name="keys.tasks.api_key_unused_report",
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    max_retries=5,
+)
 def api_key_unused_report() -> int:
     return jobs.api_key_unused_report()

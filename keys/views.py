@@ -37,12 +37,15 @@ def org_overview(request: HttpRequest, org) -> HttpResponse:
     now = timezone.now()
     since = now - timedelta(days=13)
     since = since.replace(hour=0, minute=0, second=0, microsecond=0)
-    context = page_context(request, counts={
-        "members": org_selectors.member_list().count(),
-        "teams": org_selectors.team_list().count(),
-        "active_keys": ApiKey.objects.active().count(),
-        "providers": selectors.provider_account_list().count(),
-    })
+    context = page_context(
+        request,
+        counts={
+            "members": org_selectors.member_list().count(),
+            "teams": org_selectors.team_list().count(),
+            "active_keys": ApiKey.objects.active().count(),
+            "providers": selectors.provider_account_list().count(),
+        },
+    )
     if request.access.can("usage:view"):
         daily = {row["day"]: row for row in audit_selectors.usage_by_day(since=since)}
         days = [(since + timedelta(days=offset)).date() for offset in range(14)]
@@ -51,7 +54,10 @@ def org_overview(request: HttpRequest, org) -> HttpResponse:
             return [(day.strftime("%d %b"), int(daily.get(day, {}).get(name) or 0)) for day in days]
 
         tokens = [
-            (label, p + c) for (label, p), (_, c) in zip(series("prompt_tokens"), series("completion_tokens"), strict=True)
+            (label, p + c)
+            for (label, p), (_, c) in zip(
+                series("prompt_tokens"), series("completion_tokens"), strict=True
+            )
         ]
         by_model = audit_selectors.usage_by("model", since=since)
         by_key = audit_selectors.usage_by("key_prefix", since=since)
@@ -60,8 +66,14 @@ def org_overview(request: HttpRequest, org) -> HttpResponse:
                 bar_chart("Requests a day", series("requests")),
                 bar_chart("Tokens a day", tokens),
                 bar_chart("Errors a day", series("errors")),
-                bar_chart("Requests by model (14 days)", [(row["model"] or "(none)", row["requests"]) for row in by_model]),
-                bar_chart("Requests by key (14 days)", [(row["key_prefix"] or "(no key)", row["requests"]) for row in by_key]),
+                bar_chart(
+                    "Requests by model (14 days)",
+                    [(row["model"] or "(none)", row["requests"]) for row in by_model],
+                ),
+                bar_chart(
+                    "Requests by key (14 days)",
+                    [(row["key_prefix"] or "(no key)", row["requests"]) for row in by_key],
+                ),
             ],
             top_models=by_model,
             top_keys=by_key,
@@ -71,8 +83,10 @@ def org_overview(request: HttpRequest, org) -> HttpResponse:
         context["alerts"] = list(audit_selectors.alert_list())
     if request.access.can("api_key:view"):
         context["expiring"] = list(
-            ApiKey.objects.active().filter(expires_at__lte=now + timedelta(days=EXPIRING_SOON_DAYS))
-            .select_related("owner_user", "service_account").order_by("expires_at")[:20]
+            ApiKey.objects.active()
+            .filter(expires_at__lte=now + timedelta(days=EXPIRING_SOON_DAYS))
+            .select_related("owner_user", "service_account")
+            .order_by("expires_at")[:20]
         )
     return render(request, "keys/org_overview.html", context)
 
@@ -82,14 +96,22 @@ def org_overview(request: HttpRequest, org) -> HttpResponse:
 
 def _key_form(request: HttpRequest, data=None) -> forms.ApiKeyCreateForm:
     access = request.access
-    accounts = list(selectors.service_account_list()) if access.can("service_account:manage") else []
-    return forms.ApiKeyCreateForm(data, permissions=sorted(access.permissions), service_accounts=accounts,
-                                  initial={"permissions": ["inference:run", "model:read"]})
+    accounts = (
+        list(selectors.service_account_list()) if access.can("service_account:manage") else []
+    )
+    return forms.ApiKeyCreateForm(
+        data,
+        permissions=sorted(access.permissions),
+        service_accounts=accounts,
+        initial={"permissions": ["inference:run", "model:read"]},
+    )
 
 
 def _secret_page(request: HttpRequest, key: ApiKey, plaintext: str) -> HttpResponse:
     """The one response that carries a key's secret: never cached."""
-    response = render(request, "keys/api_key_secret.html", page_context(request, key=key, plaintext=plaintext))
+    response = render(
+        request, "keys/api_key_secret.html", page_context(request, key=key, plaintext=plaintext)
+    )
     response["Cache-Control"] = "no-store"
     return response
 
@@ -100,11 +122,19 @@ def api_key_list(request: HttpRequest, org) -> HttpResponse:
     form = _key_form(request, request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        account = selectors.service_account_get_by_ref(data["service_account"]) if data.get("service_account") else None
+        account = (
+            selectors.service_account_get_by_ref(data["service_account"])
+            if data.get("service_account")
+            else None
+        )
         try:
             key, plaintext = services.api_key_create(
-                access=request.access, name=data["name"], permissions=data["permissions"],
-                expires_in_days=data["expires_in_days"], service_account=account, models=data["models"],
+                access=request.access,
+                name=data["name"],
+                permissions=data["permissions"],
+                expires_in_days=data["expires_in_days"],
+                service_account=account,
+                models=data["models"],
                 request=request,
             )
         except InferiaError as exc:
@@ -113,8 +143,12 @@ def api_key_list(request: HttpRequest, org) -> HttpResponse:
             messages.success(request, f"API key {key.prefix} created.")
             return _secret_page(request, key, plaintext)
     keys = list(selectors.api_key_list_for(request.access)[:200])
-    return render(request, "keys/api_key_list.html", page_context(request, keys=keys, form=form),
-                  status=400 if form.errors else 200)
+    return render(
+        request,
+        "keys/api_key_list.html",
+        page_context(request, keys=keys, form=form),
+        status=400 if form.errors else 200,
+    )
 
 
 @org_page("api_key:create")
@@ -124,14 +158,20 @@ def api_key_action(request: HttpRequest, org, key_id, action: str) -> HttpRespon
     if key is None:
         return error_page(request, 404)
     if request.method != "POST":
-        return render(request, "keys/api_key_confirm.html", page_context(request, key=key, action=action))
+        return render(
+            request, "keys/api_key_confirm.html", page_context(request, key=key, action=action)
+        )
     try:
         if action == "revoke":
             services.api_key_revoke(access=request.access, key=key, request=request)
             messages.success(request, f"API key {key.prefix} revoked.")
         else:
-            replacement, plaintext = services.api_key_rotate(access=request.access, key=key, request=request)
-            messages.success(request, f"API key {key.prefix} rotated; the old secret stopped working.")
+            replacement, plaintext = services.api_key_rotate(
+                access=request.access, key=key, request=request
+            )
+            messages.success(
+                request, f"API key {key.prefix} rotated; the old secret stopped working."
+            )
             return _secret_page(request, replacement, plaintext)
     except InferiaError as exc:
         apply_error(None, request, exc)
@@ -151,8 +191,12 @@ def service_account_list(request: HttpRequest, org) -> HttpResponse:
         data = form.cleaned_data
         try:
             account = services.service_account_create(
-                access=request.access, slug=data["slug"], name=data["name"], description=data["description"],
-                role=org_selectors.role_get_by_ref(data["role"]), request=request,
+                access=request.access,
+                slug=data["slug"],
+                name=data["name"],
+                description=data["description"],
+                role=org_selectors.role_get_by_ref(data["role"]),
+                request=request,
             )
         except InferiaError as exc:
             apply_error(form, request, exc)
@@ -160,8 +204,12 @@ def service_account_list(request: HttpRequest, org) -> HttpResponse:
             messages.success(request, f"Service account {account.slug} created.")
             return redirect("keys:service-account-list", org=org.slug)
     accounts = list(selectors.service_account_list())
-    return render(request, "keys/service_account_list.html", page_context(request, accounts=accounts, form=form),
-                  status=400 if form.errors else 200)
+    return render(
+        request,
+        "keys/service_account_list.html",
+        page_context(request, accounts=accounts, form=form),
+        status=400 if form.errors else 200,
+    )
 
 
 @require_POST
@@ -177,9 +225,15 @@ def service_account_update(request: HttpRequest, org, account_id) -> HttpRespons
             messages.success(request, f"Service account {account.slug} and its keys deleted.")
         else:
             disable = op == "disable"
-            services.service_account_update(access=request.access, account=account, changes={"disabled": disable},
-                                            request=request)
-            messages.success(request, f"Service account {account.slug} {'disabled' if disable else 'enabled'}.")
+            services.service_account_update(
+                access=request.access,
+                account=account,
+                changes={"disabled": disable},
+                request=request,
+            )
+            messages.success(
+                request, f"Service account {account.slug} {'disabled' if disable else 'enabled'}."
+            )
     except InferiaError as exc:
         apply_error(None, request, exc)
     return redirect("keys:service-account-list", org=org.slug)
@@ -195,9 +249,15 @@ def provider_account_list(request: HttpRequest, org) -> HttpResponse:
         data = form.cleaned_data
         try:
             account = services.provider_account_create(
-                access=request.access, name=data["name"], provider_type=data["provider_type"],
-                base_url=data["base_url"], api_version=data["api_version"], models=data["models"],
-                tags=data["tags"], secret=data["secret"] or None, request=request,
+                access=request.access,
+                name=data["name"],
+                provider_type=data["provider_type"],
+                base_url=data["base_url"],
+                api_version=data["api_version"],
+                models=data["models"],
+                tags=data["tags"],
+                secret=data["secret"] or None,
+                request=request,
             )
         except InferiaError as exc:
             apply_error(form, request, exc)
@@ -205,8 +265,12 @@ def provider_account_list(request: HttpRequest, org) -> HttpResponse:
             messages.success(request, f"Provider account {account.name} created.")
             return redirect("keys:provider-account-list", org=org.slug)
     accounts = list(selectors.provider_account_list())
-    return render(request, "keys/provider_account_list.html", page_context(request, accounts=accounts, form=form),
-                  status=400 if form.errors else 200)
+    return render(
+        request,
+        "keys/provider_account_list.html",
+        page_context(request, accounts=accounts, form=form),
+        status=400 if form.errors else 200,
+    )
 
 
 @org_page("provider_account:manage")
@@ -215,8 +279,11 @@ def provider_account_update(request: HttpRequest, org, account_id) -> HttpRespon
     if account is None:
         return error_page(request, 404)
     initial = {
-        "name": account.name, "provider_type": account.provider_type, "base_url": account.base_url,
-        "api_version": account.api_version, "models": "\n".join(account.model_names),
+        "name": account.name,
+        "provider_type": account.provider_type,
+        "base_url": account.base_url,
+        "api_version": account.api_version,
+        "models": "\n".join(account.model_names),
         "tags": "\n".join(f"{k}={v}" for k, v in account.tags.items()),
     }
     op = request.POST.get("op") if request.method == "POST" else None
@@ -229,10 +296,17 @@ def provider_account_update(request: HttpRequest, org, account_id) -> HttpRespon
         if op == "update" and form.is_valid():
             data = form.cleaned_data
             try:
-                services.provider_account_update(access=request.access, account=account, request=request, changes={
-                    "base_url": data["base_url"], "api_version": data["api_version"], "models": data["models"],
-                    "tags": data["tags"],
-                })
+                services.provider_account_update(
+                    access=request.access,
+                    account=account,
+                    request=request,
+                    changes={
+                        "base_url": data["base_url"],
+                        "api_version": data["api_version"],
+                        "models": data["models"],
+                        "tags": data["tags"],
+                    },
+                )
             except InferiaError as exc:
                 apply_error(form, request, exc)
             else:
@@ -241,8 +315,11 @@ def provider_account_update(request: HttpRequest, org, account_id) -> HttpRespon
         elif op == "secret" and secret_form.is_valid():
             try:
                 services.provider_account_set_secret(
-                    access=request.access, account=account, secret=secret_form.cleaned_data["secret"],
-                    otp_code=secret_form.cleaned_data["otp_code"] or None, request=request,
+                    access=request.access,
+                    account=account,
+                    secret=secret_form.cleaned_data["secret"],
+                    otp_code=secret_form.cleaned_data["otp_code"] or None,
+                    request=request,
                 )
             except InferiaError as exc:
                 apply_error(secret_form, request, exc)
@@ -250,16 +327,26 @@ def provider_account_update(request: HttpRequest, org, account_id) -> HttpRespon
                 messages.success(request, f"Secret of {account.name} saved.")
                 return redirect("keys:provider-account-update", org=org.slug, account_id=account.pk)
         elif op == "delete":
-            services.provider_account_delete(access=request.access, account=account, request=request)
+            services.provider_account_delete(
+                access=request.access, account=account, request=request
+            )
             messages.success(request, f"Provider account {account.name} deleted.")
             return redirect("keys:provider-account-list", org=org.slug)
     except InferiaError as exc:
         apply_error(None, request, exc)
     failed = form.errors or secret_form.errors
-    return render(request, "keys/provider_account_form.html",
-                  page_context(request, account=account, form=form, secret_form=secret_form,
-                               needs_code=account.has_secret and request.user.has_confirmed_totp),
-                  status=400 if failed else 200)
+    return render(
+        request,
+        "keys/provider_account_form.html",
+        page_context(
+            request,
+            account=account,
+            form=form,
+            secret_form=secret_form,
+            needs_code=account.has_secret and request.user.has_confirmed_totp,
+        ),
+        status=400 if failed else 200,
+    )
 
 
 # --- access rules ----------------------------------------------------------------------------------
@@ -294,8 +381,9 @@ def access_rule_list(request: HttpRequest, org) -> HttpResponse:
             document = access_rules.load_yaml(text)
             if isinstance(document, dict) and isinstance(document.get("authz_rules"), list):
                 submitted_rules = document["authz_rules"]
-            access_rules.access_rules_replace(access=request.access, document=document, request=request,
-                                              source="dashboard")
+            access_rules.access_rules_replace(
+                access=request.access, document=document, request=request, source="dashboard"
+            )
         except InferiaError as exc:
             form.add_error(None, exc.message)
             rule_errors = _rule_errors(exc.details)
@@ -304,17 +392,29 @@ def access_rule_list(request: HttpRequest, org) -> HttpResponse:
             return redirect("keys:access-rule-list", org=org.slug)
     catalog = access_rules.Catalog.load()
     effective = [(fqn, access_rules.who_may_use(fqn)) for fqn in sorted(catalog.models)]
-    mine = access_rules.allowed_models(access_rules.subject_for_access(request.access), catalog=catalog)
-    context = page_context(
-        request, rules=list(selectors.access_rule_list()), form=form, effective=effective, mine=mine,
-        rule_errors=sorted(rule_errors.items()),
-        submitted=[(index, rule, rule_errors.get(index, [])) for index, rule in enumerate(submitted_rules)],
+    mine = access_rules.allowed_models(
+        access_rules.subject_for_access(request.access), catalog=catalog
     )
-    return render(request, "keys/access_rule_list.html", context, status=400 if form.errors else 200)
+    context = page_context(
+        request,
+        rules=list(selectors.access_rule_list()),
+        form=form,
+        effective=effective,
+        mine=mine,
+        rule_errors=sorted(rule_errors.items()),
+        submitted=[
+            (index, rule, rule_errors.get(index, [])) for index, rule in enumerate(submitted_rules)
+        ],
+    )
+    return render(
+        request, "keys/access_rule_list.html", context, status=400 if form.errors else 200
+    )
 
 
 @org_page("model:read")
 def access_rule_export(request: HttpRequest, org) -> HttpResponse:
-    response = HttpResponse(access_rules.export_yaml(), content_type="application/yaml; charset=utf-8")
+    response = HttpResponse(
+        access_rules.export_yaml(), content_type="application/yaml; charset=utf-8"
+    )
     response["Content-Disposition"] = f'attachment; filename="access-rules-{org.slug}.yaml"'
     return response

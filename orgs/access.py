@@ -76,7 +76,9 @@ BUILTIN_ROLES: dict[str, tuple[str, frozenset[str]]] = {
 }
 
 
-def normalize_permissions(names: Iterable[str], *, field_name: str = "permissions") -> frozenset[str]:
+def normalize_permissions(
+    names: Iterable[str], *, field_name: str = "permissions"
+) -> frozenset[str]:
     """Map aliases to vocabulary names; unknown names raise VALIDATION_ERROR."""
     result: set[str] = set()
     unknown: list[str] = []
@@ -193,9 +195,7 @@ def access_for_user(org: Organization, user: User | None) -> Access | None:
     if user is None or not user.is_active:
         return None
     membership = (
-        Membership.all_orgs.select_related(
-            "role", "user", "granted_by_membership__role"
-        )
+        Membership.all_orgs.select_related("role", "user", "granted_by_membership__role")
         .filter(org=org, user=user)
         .first()
     )

@@ -7,25 +7,43 @@ from django.core.validators import RegexValidator
 
 from orgs.access import PERMISSIONS
 
-slug_field = RegexValidator(r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$", "Lowercase letters, digits and dashes.")
+slug_field = RegexValidator(
+    r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$", "Lowercase letters, digits and dashes."
+)
 
 
 class LoginForm(forms.Form):
-    username = forms.CharField(max_length=150, widget=forms.TextInput(attrs={"autocomplete": "username", "autofocus": True}))
-    password = forms.CharField(max_length=4096, strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    username = forms.CharField(
+        max_length=150,
+        widget=forms.TextInput(attrs={"autocomplete": "username", "autofocus": True}),
+    )
+    password = forms.CharField(
+        max_length=4096,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
 
 
 class OtpForm(forms.Form):
     otp_code = forms.CharField(
-        label="Code from your authenticator app (or a recovery code)", max_length=64,
-        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
+        label="Code from your authenticator app (or a recovery code)",
+        max_length=64,
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}
+        ),
     )
 
 
 class PasswordChangeForm(forms.Form):
-    current_password = forms.CharField(strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
-    new_password = forms.CharField(strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
-    new_password_again = forms.CharField(strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+    current_password = forms.CharField(
+        strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+    )
+    new_password = forms.CharField(
+        strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+    )
+    new_password_again = forms.CharField(
+        strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+    )
 
     def clean(self):
         data = super().clean()
@@ -36,7 +54,9 @@ class PasswordChangeForm(forms.Form):
 
 class OrganizationCreateForm(forms.Form):
     name = forms.CharField(max_length=200)
-    slug = forms.CharField(max_length=50, validators=[slug_field], help_text="Used in URLs, e.g. acme.")
+    slug = forms.CharField(
+        max_length=50, validators=[slug_field], help_text="Used in URLs, e.g. acme."
+    )
 
 
 class InvitationForm(forms.Form):
@@ -85,28 +105,55 @@ class RoleForm(forms.Form):
 
 class SettingsForm(forms.Form):
     name = forms.CharField(max_length=200)
-    require_2fa = forms.BooleanField(required=False, label="Require two-factor authentication for every member")
-    max_key_lifetime_days = forms.IntegerField(min_value=1, max_value=3650, required=False, label="Longest API key lifetime (days)")
-    audit_retention_days = forms.IntegerField(min_value=1, max_value=3650, required=False, label="Audit retention (days)")
-    requests_per_minute = forms.IntegerField(min_value=1, required=False, label="Org requests per minute")
-    tokens_per_minute = forms.IntegerField(min_value=1, required=False, label="Org tokens per minute")
-    key_requests_per_minute = forms.IntegerField(min_value=1, required=False, label="Default requests per minute per key")
-    key_tokens_per_minute = forms.IntegerField(min_value=1, required=False, label="Default tokens per minute per key")
-    monthly_token_quota = forms.IntegerField(min_value=1, required=False, label="Monthly token quota")
+    require_2fa = forms.BooleanField(
+        required=False, label="Require two-factor authentication for every member"
+    )
+    max_key_lifetime_days = forms.IntegerField(
+        min_value=1, max_value=3650, required=False, label="Longest API key lifetime (days)"
+    )
+    audit_retention_days = forms.IntegerField(
+        min_value=1, max_value=3650, required=False, label="Audit retention (days)"
+    )
+    requests_per_minute = forms.IntegerField(
+        min_value=1, required=False, label="Org requests per minute"
+    )
+    tokens_per_minute = forms.IntegerField(
+        min_value=1, required=False, label="Org tokens per minute"
+    )
+    key_requests_per_minute = forms.IntegerField(
+        min_value=1, required=False, label="Default requests per minute per key"
+    )
+    key_tokens_per_minute = forms.IntegerField(
+        min_value=1, required=False, label="Default tokens per minute per key"
+    )
+    monthly_token_quota = forms.IntegerField(
+        min_value=1, required=False, label="Monthly token quota"
+    )
     monthly_cost_quota = forms.FloatField(min_value=0, required=False, label="Monthly cost quota")
     allowed_private_hosts = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
         label="Private endpoints allowed as provider base URLs",
         help_text="One host or host:port a line, e.g. 127.0.0.1:9000 or vllm.internal.",
     )
 
     SETTING_FIELDS = (
-        "max_key_lifetime_days", "audit_retention_days", "requests_per_minute", "tokens_per_minute",
-        "key_requests_per_minute", "key_tokens_per_minute", "monthly_token_quota", "monthly_cost_quota",
+        "max_key_lifetime_days",
+        "audit_retention_days",
+        "requests_per_minute",
+        "tokens_per_minute",
+        "key_requests_per_minute",
+        "key_tokens_per_minute",
+        "monthly_token_quota",
+        "monthly_cost_quota",
     )
 
     def clean_allowed_private_hosts(self) -> list[str]:
-        hosts = [line.strip() for line in self.cleaned_data["allowed_private_hosts"].splitlines() if line.strip()]
+        hosts = [
+            line.strip()
+            for line in self.cleaned_data["allowed_private_hosts"].splitlines()
+            if line.strip()
+        ]
         bad = [h for h in hosts if len(h) > 255 or " " in h or "/" in h]
         if bad:
             raise forms.ValidationError(f"Not a host or host:port: {', '.join(bad)}")

@@ -142,9 +142,7 @@ class TeamMember(OrgOwnedModel):
 
     class Meta(OrgOwnedModel.Meta):
         ordering = ["created_at"]
-        constraints = [
-            models.UniqueConstraint(fields=["team", "user"], name="uniq_team_member")
-        ]
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="uniq_team_member")]
 
 
 def token_digest(token: str) -> str:
@@ -260,7 +258,11 @@ class TOTPDevice(ThrottlingMixin, Device):
                 self.throttling_failure_count = 0
                 self.throttling_failure_timestamp = None
                 self.save(
-                    update_fields=["last_t", "throttling_failure_count", "throttling_failure_timestamp"]
+                    update_fields=[
+                        "last_t",
+                        "throttling_failure_count",
+                        "throttling_failure_timestamp",
+                    ]
                 )
                 return True
         self.throttle_increment()

@@ -31,7 +31,9 @@ def login_redirect(request: HttpRequest) -> HttpResponse:
 def error_page(request: HttpRequest, status: int, message: str = "") -> HttpResponse:
     titles = {403: "Permission denied", 404: "Not found"}
     return render(
-        request, "errors/error.html", {"status": status, "title": titles.get(status, "Error"), "message": message},
+        request,
+        "errors/error.html",
+        {"status": status, "title": titles.get(status, "Error"), "message": message},
         status=status,
     )
 
@@ -49,23 +51,40 @@ def org_page(permission: str) -> Callable:
             if not request.user.is_authenticated:
                 return login_redirect(request)
             organization = Organization.objects.filter(slug=org).first()
-            access = access_for_user(organization, request.user) if organization is not None else None
+            access = (
+                access_for_user(organization, request.user) if organization is not None else None
+            )
             if access is None:
                 return error_page(request, 404, "No such organization, or you are not a member.")
             if organization.require_2fa and not request.user.has_confirmed_totp:
                 audit.record(
-                    action="auth:2fa_required", outcome="denied", org=organization, actor=request.user,
-                    status_code=302, request=request, data={"path": request.path, "method": request.method},
+                    action="auth:2fa_required",
+                    outcome="denied",
+                    org=organization,
+                    actor=request.user,
+                    status_code=302,
+                    request=request,
+                    data={"path": request.path, "method": request.method},
                 )
-                messages.warning(request, f"{organization.name} requires two-factor authentication. Set it up first.")
-                return redirect(f"{reverse('orgs:2fa-setup')}?{urlencode({'next': request.get_full_path()})}")
+                messages.warning(
+                    request,
+                    f"{organization.name} requires two-factor authentication. Set it up first.",
+                )
+                return redirect(
+                    f"{reverse('orgs:2fa-setup')}?{urlencode({'next': request.get_full_path()})}"
+                )
             request.access = access
             request.org = organization
             with org_scope(organization):
                 if not access.can(permission):
                     audit.record(
-                        action=permission, outcome="denied", org=organization, actor=request.user,
-                        status_code=403, request=request, data={"path": request.path, "page": True},
+                        action=permission,
+                        outcome="denied",
+                        org=organization,
+                        actor=request.user,
+                        status_code=403,
+                        request=request,
+                        data={"path": request.path, "page": True},
                     )
                     return error_page(request, 403, f"Your role does not include {permission}.")
                 return view(request, organization, *args, **kwargs)
@@ -103,12 +122,21 @@ def post_refused(request: HttpRequest, permission: str) -> HttpResponse | None:
     (the service would refuse too; this answers before a form is even read)."""
     if request.method == "POST" and not request.access.can(permission):
         audit.record(
-            action=permission, outcome="denied", org=request.access.org, actor=request.user,
-            status_code=403, request=request, data={"path": request.path, "page": True},
+            action=permission,
+            outcome="denied",
+            org=request.access.org,
+            actor=request.user,
+            status_code=403,
+            request=request,
+            data={"path": request.path, "page": True},
         )
         return error_page(request, 403, f"Your role does not include {permission}.")
     return None
 
 
 def page_context(request: HttpRequest, **extra) -> dict:
-    return {"org": getattr(request, "org", None), "access": getattr(request, "access", None), **extra}
+    return {
+        "org": getattr(request, "org", None),
+        "access": getattr(request, "access", None),
+        **extra,
+    }

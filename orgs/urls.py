@@ -15,7 +15,11 @@ urlpatterns = [
     path("orgs/<slug:org>/settings", views.org_settings, name="settings-update"),
     path("orgs/<slug:org>/members", views.member_list, name="member-list"),
     path("orgs/<slug:org>/members/<uuid:member_id>", views.member_update, name="member-update"),
-    path("orgs/<slug:org>/invitations/<uuid:invitation_id>", views.invitation_update, name="invitation-update"),
+    path(
+        "orgs/<slug:org>/invitations/<uuid:invitation_id>",
+        views.invitation_update,
+        name="invitation-update",
+    ),
     path("orgs/<slug:org>/teams", views.team_list, name="team-list"),
     path("orgs/<slug:org>/teams/<uuid:team_id>", views.team_update, name="team-update"),
     path("orgs/<slug:org>/roles", views.role_list, name="role-list"),

@@ -60,7 +60,9 @@ def login_view(request: HttpRequest) -> HttpResponse:
         user = User.objects.filter(pk=pending["user"]).first()
         if form.is_valid() and user is not None:
             try:
-                auth.login_second_factor(request=request, user=user, otp_code=form.cleaned_data["otp_code"])
+                auth.login_second_factor(
+                    request=request, user=user, otp_code=form.cleaned_data["otp_code"]
+                )
             except InferiaError as exc:
                 apply_error(form, request, exc)
             else:
@@ -72,12 +74,16 @@ def login_view(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             try:
                 user = auth.login_verify(
-                    request=request, username=form.cleaned_data["username"], password=form.cleaned_data["password"],
+                    request=request,
+                    username=form.cleaned_data["username"],
+                    password=form.cleaned_data["password"],
                 )
             except OtpRequired:
                 user = User.objects.get(username=form.cleaned_data["username"])
                 request.session["login_pending"] = {"user": str(user.pk), "at": time.time()}
-                return render(request, "orgs/login_otp.html", {"form": forms.OtpForm(), "next": next_url})
+                return render(
+                    request, "orgs/login_otp.html", {"form": forms.OtpForm(), "next": next_url}
+                )
             except InferiaError as exc:
                 apply_error(form, request, exc)
             else:
@@ -90,7 +96,13 @@ def login_view(request: HttpRequest) -> HttpResponse:
 @require_POST
 def logout_view(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
-        audit.record(action="auth:logout", outcome="success", actor=request.user, request=request, data={"via": "dashboard"})
+        audit.record(
+            action="auth:logout",
+            outcome="success",
+            actor=request.user,
+            request=request,
+            data={"via": "dashboard"},
+        )
     django_logout(request)
     messages.info(request, "Signed out.")
     return redirect("orgs:login")
@@ -103,8 +115,10 @@ def password_change_view(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             auth.password_change(
-                user=request.user, current_password=form.cleaned_data["current_password"],
-                new_password=form.cleaned_data["new_password"], request=request,
+                user=request.user,
+                current_password=form.cleaned_data["current_password"],
+                new_password=form.cleaned_data["new_password"],
+                request=request,
             )
         except InferiaError as exc:
             apply_error(form, request, exc)
@@ -112,7 +126,9 @@ def password_change_view(request: HttpRequest) -> HttpResponse:
             update_session_auth_hash(request, request.user)
             messages.success(request, "Password changed. Every API token of yours was signed out.")
             return redirect("orgs:org-list")
-    return render(request, "orgs/password_change.html", {"form": form}, status=400 if form.errors else 200)
+    return render(
+        request, "orgs/password_change.html", {"form": form}, status=400 if form.errors else 200
+    )
 
 
 def two_factor_view(request: HttpRequest) -> HttpResponse:
@@ -127,21 +143,38 @@ def two_factor_view(request: HttpRequest) -> HttpResponse:
         if op == "start" and not enabled:
             setup = two_factor.totp_setup(user=user, request=request)
             secret = setup.otpauth_uri.split("secret=", 1)[1].split("&", 1)[0]
-            return render(request, "orgs/two_factor.html", {
-                **context, "setup": setup, "manual_secret": secret, "form": forms.OtpForm(),
-            })
+            return render(
+                request,
+                "orgs/two_factor.html",
+                {
+                    **context,
+                    "setup": setup,
+                    "manual_secret": secret,
+                    "form": forms.OtpForm(),
+                },
+            )
         if op == "confirm" and not enabled:
             form = forms.OtpForm(request.POST)
             if form.is_valid():
-                codes = two_factor.totp_confirm(user=user, otp_code=form.cleaned_data["otp_code"], request=request)
-                messages.success(request, "Two-factor authentication is on. Keep your recovery codes safe.")
-                response = render(request, "orgs/two_factor.html", {**context, "enabled": True, "recovery_codes": codes})
+                codes = two_factor.totp_confirm(
+                    user=user, otp_code=form.cleaned_data["otp_code"], request=request
+                )
+                messages.success(
+                    request, "Two-factor authentication is on. Keep your recovery codes safe."
+                )
+                response = render(
+                    request,
+                    "orgs/two_factor.html",
+                    {**context, "enabled": True, "recovery_codes": codes},
+                )
                 response["Cache-Control"] = "no-store"
                 return response
         if op == "disable" and enabled:
             form = forms.OtpForm(request.POST)
             if form.is_valid():
-                two_factor.totp_disable(user=user, otp_code=form.cleaned_data["otp_code"], request=request)
+                two_factor.totp_disable(
+                    user=user, otp_code=form.cleaned_data["otp_code"], request=request
+                )
                 messages.success(request, "Two-factor authentication is off.")
                 return redirect("orgs:2fa-setup")
     except InferiaError as exc:
@@ -165,7 +198,10 @@ def org_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             org = tenancy.organization_create(
-                user=request.user, slug=form.cleaned_data["slug"], name=form.cleaned_data["name"], request=request
+                user=request.user,
+                slug=form.cleaned_data["slug"],
+                name=form.cleaned_data["name"],
+                request=request,
             )
         except InferiaError as exc:
             apply_error(form, request, exc)
@@ -173,28 +209,40 @@ def org_list(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Organization {org.name} created; you are its Owner.")
             return redirect("keys:org-overview", org=org.slug)
     memberships = selectors.membership_list_for_user(request.user)
-    return render(request, "orgs/org_list.html", {"form": form, "memberships": memberships},
-                  status=400 if form.errors else 200)
+    return render(
+        request,
+        "orgs/org_list.html",
+        {"form": form, "memberships": memberships},
+        status=400 if form.errors else 200,
+    )
 
 
 @org_page("org:update")
 def org_settings(request: HttpRequest, org) -> HttpResponse:
     s = org.settings
     initial = {
-        "name": org.name, "require_2fa": org.require_2fa,
+        "name": org.name,
+        "require_2fa": org.require_2fa,
         "allowed_private_hosts": "\n".join(s.get("allowed_private_hosts", [])),
         **{name: s.get(name) for name in forms.SettingsForm.SETTING_FIELDS},
     }
     form = forms.SettingsForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
-            tenancy.organization_update(access=request.access, changes=form.changes(), request=request)
+            tenancy.organization_update(
+                access=request.access, changes=form.changes(), request=request
+            )
         except InferiaError as exc:
             apply_error(form, request, exc)
         else:
             messages.success(request, "Settings saved.")
             return redirect("orgs:settings-update", org=org.slug)
-    return render(request, "orgs/settings.html", page_context(request, form=form), status=400 if form.errors else 200)
+    return render(
+        request,
+        "orgs/settings.html",
+        page_context(request, form=form),
+        status=400 if form.errors else 200,
+    )
 
 
 # --- members and invitations ---------------------------------------------------------------
@@ -211,12 +259,17 @@ def member_list(request: HttpRequest, org) -> HttpResponse:
             role = selectors.role_get_by_ref(invite_form.cleaned_data["role"])
             try:
                 tenancy.invitation_create(
-                    access=request.access, email=invite_form.cleaned_data["email"], role=role, request=request
+                    access=request.access,
+                    email=invite_form.cleaned_data["email"],
+                    role=role,
+                    request=request,
                 )
             except InferiaError as exc:
                 apply_error(invite_form, request, exc)
             else:
-                messages.success(request, f"Invitation sent to {invite_form.cleaned_data['email']}.")
+                messages.success(
+                    request, f"Invitation sent to {invite_form.cleaned_data['email']}."
+                )
                 return redirect("orgs:member-list", org=org.slug)
     context = page_context(
         request,
@@ -225,7 +278,9 @@ def member_list(request: HttpRequest, org) -> HttpResponse:
         roles=roles,
         invite_form=invite_form,
     )
-    return render(request, "orgs/member_list.html", context, status=400 if invite_form.errors else 200)
+    return render(
+        request, "orgs/member_list.html", context, status=400 if invite_form.errors else 200
+    )
 
 
 @require_POST
@@ -242,7 +297,9 @@ def member_update(request: HttpRequest, org, member_id) -> HttpResponse:
         elif role is None:
             messages.error(request, "Choose a role.")
         else:
-            tenancy.member_change_role(access=request.access, membership=membership, role=role, request=request)
+            tenancy.member_change_role(
+                access=request.access, membership=membership, role=role, request=request
+            )
             messages.success(request, f"{membership.user.username} is now {role.name}.")
     except InferiaError as exc:
         apply_error(None, request, exc)
@@ -287,8 +344,12 @@ def team_list(request: HttpRequest, org) -> HttpResponse:
     for team in teams:
         team.members_list = [m.user.username for m in selectors.team_member_list(team)]
     member_form = forms.TeamMemberForm(members=selectors.member_list())
-    return render(request, "orgs/team_list.html", page_context(request, teams=teams, form=form, member_form=member_form),
-                  status=400 if form.errors else 200)
+    return render(
+        request,
+        "orgs/team_list.html",
+        page_context(request, teams=teams, form=form, member_form=member_form),
+        status=400 if form.errors else 200,
+    )
 
 
 @require_POST
@@ -308,10 +369,14 @@ def team_update(request: HttpRequest, org, team_id) -> HttpResponse:
             if membership is None:
                 messages.error(request, "Choose a member of this organization.")
             elif op == "remove_member":
-                tenancy.team_member_remove(access=request.access, team=team, membership=membership, request=request)
+                tenancy.team_member_remove(
+                    access=request.access, team=team, membership=membership, request=request
+                )
                 messages.success(request, f"{user.username} left {team.name}.")
             else:
-                tenancy.team_member_add(access=request.access, team=team, membership=membership, request=request)
+                tenancy.team_member_add(
+                    access=request.access, team=team, membership=membership, request=request
+                )
                 messages.success(request, f"{user.username} joined {team.name}.")
     except InferiaError as exc:
         apply_error(None, request, exc)
@@ -335,8 +400,12 @@ def role_list(request: HttpRequest, org) -> HttpResponse:
             messages.success(request, f"Role {role.name} created.")
             return redirect("orgs:role-list", org=org.slug)
     roles = list(selectors.role_list())
-    return render(request, "orgs/role_list.html", page_context(request, roles=roles, form=form),
-                  status=400 if form.errors else 200)
+    return render(
+        request,
+        "orgs/role_list.html",
+        page_context(request, roles=roles, form=form),
+        status=400 if form.errors else 200,
+    )
 
 
 @org_page("member:view")
@@ -346,9 +415,15 @@ def role_update(request: HttpRequest, org, role_id) -> HttpResponse:
     role = selectors.role_get(role_id)
     if role is None or role.is_builtin:
         return error_page(request, 404)
-    form = forms.RoleForm(request.POST or None, initial={
-        "name": role.name, "slug": role.slug, "description": role.description, "permissions": role.permissions,
-    })
+    form = forms.RoleForm(
+        request.POST or None,
+        initial={
+            "name": role.name,
+            "slug": role.slug,
+            "description": role.description,
+            "permissions": role.permissions,
+        },
+    )
     form.fields["slug"].disabled = True
     if request.method == "POST":
         try:
@@ -358,10 +433,16 @@ def role_update(request: HttpRequest, org, role_id) -> HttpResponse:
                 return redirect("orgs:role-list", org=org.slug)
             if form.is_valid():
                 changes = {k: form.cleaned_data[k] for k in ("name", "description", "permissions")}
-                tenancy.role_update(access=request.access, role=role, changes=changes, request=request)
+                tenancy.role_update(
+                    access=request.access, role=role, changes=changes, request=request
+                )
                 messages.success(request, f"Role {role.name} saved.")
                 return redirect("orgs:role-list", org=org.slug)
         except InferiaError as exc:
             apply_error(form, request, exc)
-    return render(request, "orgs/role_form.html", page_context(request, role=role, form=form),
-                  status=400 if form.errors else 200)
+    return render(
+        request,
+        "orgs/role_form.html",
+        page_context(request, role=role, form=form),
+        status=400 if form.errors else 200,
+    )

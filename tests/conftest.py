@@ -147,7 +147,9 @@ def cast(db) -> Cast:
     add_member(acme, bob, "member")
     add_member(acme, vera, "viewer")
     add_member(acme, dave, "admin")
-    return Cast(acme=acme, globex=globex, alice=alice, bob=bob, vera=vera, dave=dave, charlie=charlie)
+    return Cast(
+        acme=acme, globex=globex, alice=alice, bob=bob, vera=vera, dave=dave, charlie=charlie
+    )
 
 
 @pytest.fixture
@@ -196,7 +198,9 @@ def enable_totp(client: APIClient, user: User) -> tuple[TOTPDevice, list[str]]:
     response = client.post("/api/v1/auth/2fa/setup")
     assert response.status_code == 200, response.content
     device = TOTPDevice.objects.get(user=user, confirmed=False)
-    response = client.post("/api/v1/auth/2fa/confirm", {"otp_code": code_now(device)}, format="json")
+    response = client.post(
+        "/api/v1/auth/2fa/confirm", {"otp_code": code_now(device)}, format="json"
+    )
     assert response.status_code == 200, response.content
     device.refresh_from_db()
     return device, response.json()["recovery_codes"]
@@ -259,7 +263,11 @@ def _no_credentials_in_audit_or_logs():
     def scanning_append(records):
         records = list(records)
         for record in records:
-            fields = {name: getattr(record, name) for name in chain.HASHED_FIELDS if name not in ("id", "prev_hash")}
+            fields = {
+                name: getattr(record, name)
+                for name in chain.HASHED_FIELDS
+                if name not in ("id", "prev_hash")
+            }
             _scan(f"audit {record.action}", _json.dumps(fields, default=str))
         return original(records)
 

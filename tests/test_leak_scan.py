@@ -20,7 +20,9 @@ def test_the_scanner_catches_a_key_an_email_and_a_password():
 def test_log_lines_are_scanned_after_redaction():
     before = len(conftest.LEAKS)
     handler = conftest._LeakScanHandler()
-    record = logging.getLogger("probe").makeRecord("probe", logging.INFO, __file__, 1, "pw=%s", (conftest.PASSWORD,), None)
+    record = logging.getLogger("probe").makeRecord(
+        "probe", logging.INFO, __file__, 1, "pw=%s", (conftest.PASSWORD,), None
+    )
     handler.emit(record)  # the password is not a pattern the redaction knows: the scan must see it
     try:
         assert len(conftest.LEAKS) == before + 1

@@ -13,7 +13,9 @@ class AuditQueryInput(serializers.Serializer):
     model = serializers.CharField(required=False, max_length=260)
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
-    format = serializers.ChoiceField(choices=["json", "csv", "jsonl"], required=False, default="json")
+    format = serializers.ChoiceField(
+        choices=["json", "csv", "jsonl"], required=False, default="json"
+    )
     cursor = serializers.CharField(required=False)
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=1000)
 
@@ -24,14 +26,33 @@ class AuditRecordOutput(serializers.ModelSerializer):
     class Meta:
         model = AuditRecord
         fields = [
-            "id", "created_at", "action", "outcome", "status_code", "actor", "actor_user_id", "client_ip",
-            "user_agent", "request_id", "target_type", "target_id", "latency_ms", "model", "provider_account",
-            "prompt_tokens", "completion_tokens", "data", "seq", "hash",
+            "id",
+            "created_at",
+            "action",
+            "outcome",
+            "status_code",
+            "actor",
+            "actor_user_id",
+            "client_ip",
+            "user_agent",
+            "request_id",
+            "target_type",
+            "target_id",
+            "latency_ms",
+            "model",
+            "provider_account",
+            "prompt_tokens",
+            "completion_tokens",
+            "data",
+            "seq",
+            "hash",
         ]
 
 
 class UsageQueryInput(serializers.Serializer):
-    group_by = serializers.ChoiceField(choices=["model", "key", "user", "team", "service_account"], default="model")
+    group_by = serializers.ChoiceField(
+        choices=["model", "key", "user", "team", "service_account"], default="model"
+    )
     period = serializers.ChoiceField(choices=["hour", "day"], default="day")
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)

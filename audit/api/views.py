@@ -55,18 +55,26 @@ class AuditLogListView(OrgAPIView):
         query = s.AuditQueryInput(data=self.request.query_params)
         query.is_valid(raise_exception=True)
         self.query = query.validated_data
-        filters = {k: v for k, v in self.query.items() if k not in ("format", "cursor", "page_size")}
+        filters = {
+            k: v for k, v in self.query.items() if k not in ("format", "cursor", "page_size")
+        }
         return selectors.audit_record_list(**filters)
 
     @extend_schema(
         parameters=[s.AuditQueryInput],
-        responses={200: s.AuditRecordOutput(many=True), (200, "text/csv"): str, (200, "application/x-ndjson"): str},
+        responses={
+            200: s.AuditRecordOutput(many=True),
+            (200, "text/csv"): str,
+            (200, "application/x-ndjson"): str,
+        },
     )
     def get(self, request, org):
         queryset = self.get_queryset()
         fmt = self.query["format"]
         if fmt == "csv":
-            response = StreamingHttpResponse(csv_rows(queryset), content_type="text/csv; charset=utf-8")
+            response = StreamingHttpResponse(
+                csv_rows(queryset), content_type="text/csv; charset=utf-8"
+            )
             response["Content-Disposition"] = f'attachment; filename="audit-{org}.csv"'
             return response
         if fmt == "jsonl":
@@ -111,7 +119,14 @@ class UsageView(OrgAPIView):
         for row in rows:
             for group in self._groups(row, group_by, names):
                 for target in (buckets[(row.period_start, group)], totals[group]):
-                    for name in ("requests", "errors", "denied", "prompt_tokens", "completion_tokens", "cost"):
+                    for name in (
+                        "requests",
+                        "errors",
+                        "denied",
+                        "prompt_tokens",
+                        "completion_tokens",
+                        "cost",
+                    ):
                         target[name] += getattr(row, name)
                     target["_p50_weighted"] += row.latency_p50_ms * row.requests
                     target["latency_p95_ms"] = max(target["latency_p95_ms"], row.latency_p95_ms)
@@ -119,8 +134,11 @@ class UsageView(OrgAPIView):
         def shape(values: dict) -> dict:
             requests = int(values["requests"])
             return {
-                "requests": requests, "errors": int(values["errors"]), "denied": int(values["denied"]),
-                "prompt_tokens": int(values["prompt_tokens"]), "completion_tokens": int(values["completion_tokens"]),
+                "requests": requests,
+                "errors": int(values["errors"]),
+                "denied": int(values["denied"]),
+                "prompt_tokens": int(values["prompt_tokens"]),
+                "completion_tokens": int(values["completion_tokens"]),
                 "total_tokens": int(values["prompt_tokens"] + values["completion_tokens"]),
                 "cost": round(values["cost"], 6),
                 "latency_p50_ms": round(values["_p50_weighted"] / requests, 3) if requests else 0.0,
@@ -129,14 +147,22 @@ class UsageView(OrgAPIView):
 
         series = [
             {"period_start": start, "group": group, **shape(values)}
-            for (start, group), values in sorted(buckets.items(), key=lambda item: (item[0][0], item[0][1]))
+            for (start, group), values in sorted(
+                buckets.items(), key=lambda item: (item[0][0], item[0][1])
+            )
         ]
-        return Response({
-            "group_by": group_by, "period": self.query["period"],
-            "since": self.window[0], "until": self.window[1],
-            "totals": [{"group": group, **shape(values)} for group, values in sorted(totals.items())],
-            "series": series,
-        })
+        return Response(
+            {
+                "group_by": group_by,
+                "period": self.query["period"],
+                "since": self.window[0],
+                "until": self.window[1],
+                "totals": [
+                    {"group": group, **shape(values)} for group, values in sorted(totals.items())
+                ],
+                "series": series,
+            }
+        )
 
     @staticmethod
     def _names(rows, group_by: str) -> dict:
@@ -162,7 +188,11 @@ class UsageView(OrgAPIView):
         if group_by == "key":
             return [row.key_prefix or "(no key)"]
         if group_by == "user":
-            return [names.get(row.user_id, "(service account)" if row.service_account_id else "(unknown)")]
+            return [
+                names.get(
+                    row.user_id, "(service account)" if row.service_account_id else "(unknown)"
+                )
+            ]
         if group_by == "service_account":
             return [names.get(row.service_account_id, "(user)")]
         return names.get(row.user_id) or ["(no team)"]

@@ -12,7 +12,12 @@ from inferia.errors import ValidationError
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
-STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
+STOP_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+}
 
 
 def _text(content: Any) -> str:
@@ -23,10 +28,14 @@ def _text(content: Any) -> str:
     return ""
 
 
-def prepare(route, endpoint: str, body: dict[str, Any], secret_plaintext: str | None) -> UpstreamCall:
+def prepare(
+    route, endpoint: str, body: dict[str, Any], secret_plaintext: str | None
+) -> UpstreamCall:
     if endpoint != "chat":
         raise ValidationError(f"Anthropic accounts serve chat completions only, not {endpoint}")
-    system = [_text(m.get("content")) for m in body.get("messages", []) if m.get("role") == "system"]
+    system = [
+        _text(m.get("content")) for m in body.get("messages", []) if m.get("role") == "system"
+    ]
     messages = [
         {"role": m.get("role"), "content": _text(m.get("content"))}
         for m in body.get("messages", [])
@@ -35,7 +44,9 @@ def prepare(route, endpoint: str, body: dict[str, Any], secret_plaintext: str | 
     upstream: dict[str, Any] = {
         "model": route.upstream_model,
         "messages": messages,
-        "max_tokens": body.get("max_tokens") or body.get("max_completion_tokens") or DEFAULT_MAX_TOKENS,
+        "max_tokens": body.get("max_tokens")
+        or body.get("max_completion_tokens")
+        or DEFAULT_MAX_TOKENS,
     }
     if system:
         upstream["system"] = "\n".join(system)
@@ -69,20 +80,31 @@ def to_openai(route, endpoint: str, data: dict[str, Any]) -> dict[str, Any]:
                 "finish_reason": STOP_REASONS.get(data.get("stop_reason"), "stop"),
             }
         ],
-        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        },
     }
 
 
-async def stream_to_openai(route, call: UpstreamCall, lines: AsyncIterator[str], usage: dict) -> AsyncIterator[bytes]:
+async def stream_to_openai(
+    route, call: UpstreamCall, lines: AsyncIterator[str], usage: dict
+) -> AsyncIterator[bytes]:
     created = int(time.time())
     message_id = "chatcmpl-anthropic"
     prompt = completion = 0
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return sse({
-            "id": message_id, "object": "chat.completion.chunk", "created": created, "model": route.fqn,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        })
+        return sse(
+            {
+                "id": message_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": route.fqn,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+        )
 
     async for event, data in sse_events(lines):
         try:
@@ -107,5 +129,11 @@ async def stream_to_openai(route, call: UpstreamCall, lines: AsyncIterator[str],
             break
         elif kind == "error":
             break
-    usage.update({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+    usage.update(
+        {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+    )
     yield sse("[DONE]")

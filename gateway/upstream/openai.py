@@ -11,7 +11,9 @@ from gateway.upstream.base import UpstreamCall, join, sse, sse_events
 PATHS = {"chat": "chat/completions", "completions": "completions", "embeddings": "embeddings"}
 
 
-def prepare(route, endpoint: str, body: dict[str, Any], secret_plaintext: str | None) -> UpstreamCall:
+def prepare(
+    route, endpoint: str, body: dict[str, Any], secret_plaintext: str | None
+) -> UpstreamCall:
     upstream_body = dict(body)
     upstream_body["model"] = route.upstream_model
     strip = False
@@ -24,8 +26,12 @@ def prepare(route, endpoint: str, body: dict[str, Any], secret_plaintext: str | 
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if secret_plaintext:
         headers["Authorization"] = f"Bearer {secret_plaintext}"
-    return UpstreamCall(url=join(route.base_url, PATHS[endpoint]), headers=headers, body=upstream_body,
-                        strip_usage_chunk=strip)
+    return UpstreamCall(
+        url=join(route.base_url, PATHS[endpoint]),
+        headers=headers,
+        body=upstream_body,
+        strip_usage_chunk=strip,
+    )
 
 
 def to_openai(route, endpoint: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -34,7 +40,9 @@ def to_openai(route, endpoint: str, data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-async def stream_to_openai(route, call: UpstreamCall, lines: AsyncIterator[str], usage: dict) -> AsyncIterator[bytes]:
+async def stream_to_openai(
+    route, call: UpstreamCall, lines: AsyncIterator[str], usage: dict
+) -> AsyncIterator[bytes]:
     """Relay OpenAI SSE events as they come; note usage; drop a usage chunk we asked for."""
     async for _event, data in sse_events(lines):
         if data == "[DONE]":

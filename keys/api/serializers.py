@@ -12,7 +12,9 @@ from orgs.models import slug_validator
 class ServiceAccountCreateInput(serializers.Serializer):
     slug = serializers.CharField(max_length=50, validators=[slug_validator])
     name = serializers.CharField(max_length=200)
-    description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    description = serializers.CharField(
+        max_length=500, required=False, allow_blank=True, default=""
+    )
     role = serializers.CharField(max_length=64, help_text="Role id or slug")
 
 
@@ -29,15 +31,28 @@ class ServiceAccountOutput(serializers.ModelSerializer):
 
     class Meta:
         model = ServiceAccount
-        fields = ["id", "slug", "name", "description", "role", "is_active", "created_at", "disabled_at"]
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "description",
+            "role",
+            "is_active",
+            "created_at",
+            "disabled_at",
+        ]
 
 
 class ApiKeyCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     permissions = PermissionListField(allow_empty=False)
-    expires_in_days = serializers.IntegerField(min_value=1, max_value=3650, required=False, allow_null=True)
+    expires_in_days = serializers.IntegerField(
+        min_value=1, max_value=3650, required=False, allow_null=True
+    )
     service_account = serializers.CharField(max_length=64, required=False, allow_null=True)
-    models = serializers.ListField(child=serializers.CharField(max_length=260), required=False, max_length=200)
+    models = serializers.ListField(
+        child=serializers.CharField(max_length=260), required=False, max_length=200
+    )
 
 
 class ApiKeyRotateInput(serializers.Serializer):
@@ -53,13 +68,28 @@ class ApiKeyOutput(serializers.ModelSerializer):
     class Meta:
         model = ApiKey
         fields = [
-            "id", "prefix", "last_four", "name", "permissions", "models", "owner", "status",
-            "created_at", "expires_at", "last_used_at", "last_used_ip", "revoked_at",
+            "id",
+            "prefix",
+            "last_four",
+            "name",
+            "permissions",
+            "models",
+            "owner",
+            "status",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "last_used_ip",
+            "revoked_at",
         ]
 
     def get_owner(self, key: ApiKey) -> dict:
         if key.service_account_id:
-            return {"type": "service_account", "id": str(key.service_account_id), "name": key.service_account.slug}
+            return {
+                "type": "service_account",
+                "id": str(key.service_account_id),
+                "name": key.service_account.slug,
+            }
         return {"type": "user", "id": str(key.owner_user_id), "name": key.owner_user.username}
 
 
@@ -73,10 +103,20 @@ class ApiKeyCreatedOutput(ApiKeyOutput):
 class ModelEntryField(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     input_price_per_million = serializers.DecimalField(
-        max_digits=12, decimal_places=6, min_value=0, required=False, allow_null=True, coerce_to_string=False
+        max_digits=12,
+        decimal_places=6,
+        min_value=0,
+        required=False,
+        allow_null=True,
+        coerce_to_string=False,
     )
     output_price_per_million = serializers.DecimalField(
-        max_digits=12, decimal_places=6, min_value=0, required=False, allow_null=True, coerce_to_string=False
+        max_digits=12,
+        decimal_places=6,
+        min_value=0,
+        required=False,
+        allow_null=True,
+        coerce_to_string=False,
     )
 
     def to_internal_value(self, data):
@@ -94,7 +134,9 @@ class ProviderAccountCreateInput(serializers.Serializer):
     deployments = serializers.DictField(child=serializers.CharField(max_length=200), required=False)
     models = ModelEntryField(many=True, required=False)
     tags = serializers.DictField(child=serializers.CharField(max_length=128), required=False)
-    secret = serializers.CharField(max_length=8192, required=False, write_only=True, trim_whitespace=True)
+    secret = serializers.CharField(
+        max_length=8192, required=False, write_only=True, trim_whitespace=True
+    )
     secret_ref = serializers.CharField(max_length=500, required=False, write_only=True)
 
 
@@ -109,7 +151,9 @@ class ProviderAccountUpdateInput(serializers.Serializer):
 class ProviderSecretInput(serializers.Serializer):
     secret = serializers.CharField(max_length=8192, required=False, write_only=True)
     secret_ref = serializers.CharField(max_length=500, required=False, write_only=True)
-    otp_code = serializers.CharField(max_length=64, required=False, allow_blank=True, write_only=True)
+    otp_code = serializers.CharField(
+        max_length=64, required=False, allow_blank=True, write_only=True
+    )
 
 
 class ProviderAccountOutput(serializers.ModelSerializer):
@@ -120,8 +164,19 @@ class ProviderAccountOutput(serializers.ModelSerializer):
     class Meta:
         model = ProviderAccount
         fields = [
-            "id", "name", "provider_type", "base_url", "api_version", "deployments", "models", "tags",
-            "has_secret", "secret_kind", "secret_updated_at", "created_at", "updated_at",
+            "id",
+            "name",
+            "provider_type",
+            "base_url",
+            "api_version",
+            "deployments",
+            "models",
+            "tags",
+            "has_secret",
+            "secret_kind",
+            "secret_updated_at",
+            "created_at",
+            "updated_at",
         ]
 
     def get_secret_kind(self, account: ProviderAccount) -> str | None:
@@ -146,7 +201,9 @@ class AccessRuleInput(serializers.Serializer):
     users = serializers.ListField(child=serializers.CharField(max_length=150), required=False)
     teams = serializers.ListField(child=serializers.CharField(max_length=50), required=False)
     roles = serializers.ListField(child=serializers.CharField(max_length=50), required=False)
-    service_accounts = serializers.ListField(child=serializers.CharField(max_length=50), required=False)
+    service_accounts = serializers.ListField(
+        child=serializers.CharField(max_length=50), required=False
+    )
 
 
 class AccessRuleOutput(serializers.ModelSerializer):
@@ -158,7 +215,17 @@ class AccessRuleOutput(serializers.ModelSerializer):
 
     class Meta:
         model = AccessRule
-        fields = ["id", "position", "description", "models", "users", "teams", "roles", "service_accounts", "created_at"]
+        fields = [
+            "id",
+            "position",
+            "description",
+            "models",
+            "users",
+            "teams",
+            "roles",
+            "service_accounts",
+            "created_at",
+        ]
 
     def get_users(self, rule) -> list[str]:
         return sorted(u.username for u in rule.users.all())

@@ -26,7 +26,9 @@ def _valid(serializer_class, request):
 def _role_or_400(ref: str):
     role = org_selectors.role_get_by_ref(ref)
     if role is None:
-        raise ValidationError("Unknown role", details={"role": ["No such role in this organization."]})
+        raise ValidationError(
+            "Unknown role", details={"role": ["No such role in this organization."]}
+        )
     return role
 
 
@@ -49,15 +51,21 @@ class ServiceAccountListView(OrgAPIView):
     def post(self, request, org):
         data = _valid(s.ServiceAccountCreateInput, request)
         account = services.service_account_create(
-            access=request.access, slug=data["slug"], name=data["name"], description=data["description"],
-            role=_role_or_400(data["role"]), request=request._request,
+            access=request.access,
+            slug=data["slug"],
+            name=data["name"],
+            description=data["description"],
+            role=_role_or_400(data["role"]),
+            request=request._request,
         )
         return Response(s.ServiceAccountOutput(account).data, status=status.HTTP_201_CREATED)
 
 
 class ServiceAccountDetailView(OrgAPIView):
     required_permissions = {
-        "GET": "member:view", "PATCH": "service_account:manage", "DELETE": "service_account:manage",
+        "GET": "member:view",
+        "PATCH": "service_account:manage",
+        "DELETE": "service_account:manage",
     }
     serializer_class = s.ServiceAccountOutput
 
@@ -81,7 +89,9 @@ class ServiceAccountDetailView(OrgAPIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request, org, id):
-        services.service_account_delete(access=request.access, account=self.get_object(), request=request._request)
+        services.service_account_delete(
+            access=request.access, account=self.get_object(), request=request._request
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -109,12 +119,17 @@ class ApiKeyListView(OrgAPIView):
             service_account = selectors.service_account_get_by_ref(data["service_account"])
             if service_account is None:
                 raise ValidationError(
-                    "Unknown service account", details={"service_account": ["No such service account."]}
+                    "Unknown service account",
+                    details={"service_account": ["No such service account."]},
                 )
         key, plaintext = services.api_key_create(
-            access=request.access, name=data["name"], permissions=data["permissions"],
-            expires_in_days=data.get("expires_in_days"), service_account=service_account,
-            models=data.get("models"), request=request._request,
+            access=request.access,
+            name=data["name"],
+            permissions=data["permissions"],
+            expires_in_days=data.get("expires_in_days"),
+            service_account=service_account,
+            models=data.get("models"),
+            request=request._request,
         )
         body = s.ApiKeyOutput(key).data | {"key": plaintext}
         return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
@@ -134,7 +149,9 @@ class ApiKeyDetailView(OrgAPIView):
 
     @extend_schema(responses={200: s.ApiKeyOutput})
     def delete(self, request, org, id):
-        key = services.api_key_revoke(access=request.access, key=self.get_object(), request=request._request)
+        key = services.api_key_revoke(
+            access=request.access, key=self.get_object(), request=request._request
+        )
         return Response(s.ApiKeyOutput(key).data)
 
 
@@ -149,7 +166,9 @@ class ApiKeyRotateView(OrgAPIView):
     def post(self, request, org, id):
         data = _valid(s.ApiKeyRotateInput, request)
         key, plaintext = services.api_key_rotate(
-            access=request.access, key=self.get_object(), grace_seconds=data["grace_seconds"],
+            access=request.access,
+            key=self.get_object(),
+            grace_seconds=data["grace_seconds"],
             request=request._request,
         )
         body = s.ApiKeyOutput(key).data | {"key": plaintext}
@@ -174,13 +193,19 @@ class ProviderAccountListView(OrgAPIView):
     @extend_schema(request=s.ProviderAccountCreateInput, responses={201: s.ProviderAccountOutput})
     def post(self, request, org):
         data = _valid(s.ProviderAccountCreateInput, request)
-        account = services.provider_account_create(access=request.access, request=request._request, **data)
+        account = services.provider_account_create(
+            access=request.access, request=request._request, **data
+        )
         return Response(s.ProviderAccountOutput(account).data, status=status.HTTP_201_CREATED)
 
 
 class ProviderAccountDetailView(OrgAPIView):
     # PATCH/DELETE: provider_account:manage from the role or granted on this account (service).
-    required_permissions = {"GET": "provider_account:view", "PATCH": ANY_MEMBER, "DELETE": ANY_MEMBER}
+    required_permissions = {
+        "GET": "provider_account:view",
+        "PATCH": ANY_MEMBER,
+        "DELETE": ANY_MEMBER,
+    }
     serializer_class = s.ProviderAccountOutput
 
     def get_scoped_queryset(self):
@@ -201,7 +226,9 @@ class ProviderAccountDetailView(OrgAPIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request, org, id):
-        services.provider_account_delete(access=request.access, account=self.get_object(), request=request._request)
+        services.provider_account_delete(
+            access=request.access, account=self.get_object(), request=request._request
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -217,8 +244,12 @@ class ProviderSecretView(OrgAPIView):
         account = self.get_object()
         data = _valid(s.ProviderSecretInput, request)
         account = services.provider_account_set_secret(
-            access=request.access, account=account, secret=data.get("secret"), secret_ref=data.get("secret_ref"),
-            otp_code=data.get("otp_code") or None, request=request._request,
+            access=request.access,
+            account=account,
+            secret=data.get("secret"),
+            secret_ref=data.get("secret_ref"),
+            otp_code=data.get("otp_code") or None,
+            request=request._request,
         )
         return Response(s.ProviderAccountOutput(account).data)
 
@@ -226,8 +257,11 @@ class ProviderSecretView(OrgAPIView):
 class ProviderGrantView(OrgAPIView):
     """Who may manage this one account besides role holders: POST grants, DELETE revokes."""
 
-    required_permissions = {"GET": "provider_account:view", "POST": "provider_account:manage",
-                            "DELETE": "provider_account:manage"}
+    required_permissions = {
+        "GET": "provider_account:view",
+        "POST": "provider_account:manage",
+        "DELETE": "provider_account:manage",
+    }
 
     def get_scoped_queryset(self):
         return selectors.provider_account_list()
@@ -235,7 +269,9 @@ class ProviderGrantView(OrgAPIView):
     def _holder(self, request):
         data = _valid(s.ProviderGrantInput, request)
         if bool(data.get("team")) == bool(data.get("user")):
-            raise ValidationError("Give a team or a user", details={"team": ["Give exactly one of team, user."]})
+            raise ValidationError(
+                "Give a team or a user", details={"team": ["Give exactly one of team, user."]}
+            )
         if data.get("team"):
             team = org_selectors.team_list().filter(slug=data["team"]).first()
             if team is None:
@@ -254,7 +290,10 @@ class ProviderGrantView(OrgAPIView):
     def post(self, request, org, id):
         account = self.get_object()
         result = grants.provider_account_grant(
-            access=request.access, account=account, request=request._request, **self._holder(request)
+            access=request.access,
+            account=account,
+            request=request._request,
+            **self._holder(request),
         )
         return Response(result)
 
@@ -262,7 +301,10 @@ class ProviderGrantView(OrgAPIView):
     def delete(self, request, org, id):
         account = self.get_object()
         result = grants.provider_account_grant(
-            access=request.access, account=account, revoke=True, request=request._request,
+            access=request.access,
+            account=account,
+            revoke=True,
+            request=request._request,
             **self._holder(request),
         )
         return Response(result)
@@ -309,7 +351,9 @@ class AccessRuleListView(OrgAPIView):
     def post(self, request, org):
         if not isinstance(request.data, dict):
             raise ValidationError("Expected a JSON object")
-        rule = access_rules.access_rule_create(access=request.access, rule=request.data, request=request._request)
+        rule = access_rules.access_rule_create(
+            access=request.access, rule=request.data, request=request._request
+        )
         return Response(s.AccessRuleOutput(rule).data, status=status.HTTP_201_CREATED)
 
 
@@ -326,7 +370,9 @@ class AccessRuleDetailView(OrgAPIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request, org, id):
-        access_rules.access_rule_delete(access=request.access, rule=self.get_object(), request=request._request)
+        access_rules.access_rule_delete(
+            access=request.access, rule=self.get_object(), request=request._request
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -342,13 +388,19 @@ class AccessRulesYamlView(OrgAPIView):
 
     @extend_schema(responses={(200, "application/yaml"): str})
     def get(self, request, org):
-        return HttpResponse(access_rules.export_yaml(), content_type="application/yaml; charset=utf-8")
+        return HttpResponse(
+            access_rules.export_yaml(), content_type="application/yaml; charset=utf-8"
+        )
 
-    @extend_schema(request={"application/yaml": str}, responses={200: s.AccessRuleOutput(many=True)})
+    @extend_schema(
+        request={"application/yaml": str}, responses={200: s.AccessRuleOutput(many=True)}
+    )
     def put(self, request, org):
         data = request.data
         document = access_rules.load_yaml(data) if isinstance(data, str) else data
-        rules = access_rules.access_rules_replace(access=request.access, document=document, request=request._request)
+        rules = access_rules.access_rules_replace(
+            access=request.access, document=document, request=request._request
+        )
         return Response({"count": len(rules), "results": s.AccessRuleOutput(rules, many=True).data})
 
 
@@ -362,7 +414,9 @@ class EffectiveAccessView(OrgAPIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("user", str), OpenApiParameter("service_account", str), OpenApiParameter("model", str),
+            OpenApiParameter("user", str),
+            OpenApiParameter("service_account", str),
+            OpenApiParameter("model", str),
         ],
         responses={200: dict},
     )
@@ -375,7 +429,9 @@ class EffectiveAccessView(OrgAPIView):
             if account is None:
                 raise NotFound("Service account not found")
             subject = access_rules.subject_for_service_account(account)
-            return Response({"service_account": account.slug, "models": access_rules.allowed_models(subject)})
+            return Response(
+                {"service_account": account.slug, "models": access_rules.allowed_models(subject)}
+            )
         if "user" in params:
             user = User.objects.filter(username=params["user"]).first()
             subject = access_rules.subject_for_user(user) if user else None
@@ -383,4 +439,6 @@ class EffectiveAccessView(OrgAPIView):
                 raise NotFound("Member not found")
             return Response({"user": user.username, "models": access_rules.allowed_models(subject)})
         subject = access_rules.subject_for_access(request.access)
-        return Response({"models": access_rules.allowed_models(subject, key=request.access.api_key)})
+        return Response(
+            {"models": access_rules.allowed_models(subject, key=request.access.api_key)}
+        )

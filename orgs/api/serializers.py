@@ -44,7 +44,15 @@ class UserOutput(serializers.ModelSerializer):
 
     class Meta:
         model = User
-        fields = ["id", "username", "email", "first_name", "last_name", "two_factor_enabled", "date_joined"]
+        fields = [
+            "id",
+            "username",
+            "email",
+            "first_name",
+            "last_name",
+            "two_factor_enabled",
+            "date_joined",
+        ]
 
     def get_two_factor_enabled(self, user: User) -> bool:
         return user.has_confirmed_totp
@@ -81,13 +89,22 @@ class OrgSettingsInput(serializers.Serializer):
     # Gateway limits (null: unlimited). Org-wide, per principal and per key defaults.
     requests_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     tokens_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
-    principal_requests_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
-    principal_tokens_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    principal_requests_per_minute = serializers.IntegerField(
+        min_value=1, required=False, allow_null=True
+    )
+    principal_tokens_per_minute = serializers.IntegerField(
+        min_value=1, required=False, allow_null=True
+    )
     key_requests_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     key_tokens_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     monthly_token_quota = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     monthly_cost_quota = serializers.DecimalField(
-        max_digits=14, decimal_places=4, min_value=0, required=False, allow_null=True, coerce_to_string=False
+        max_digits=14,
+        decimal_places=4,
+        min_value=0,
+        required=False,
+        allow_null=True,
+        coerce_to_string=False,
     )
     rate_limit_on_backend_error = serializers.ChoiceField(choices=["allow", "deny"], required=False)
     quota_on_backend_error = serializers.ChoiceField(choices=["allow", "deny"], required=False)
@@ -129,7 +146,9 @@ class OrganizationUpdateInput(serializers.Serializer):
 
 class SensitiveActionInput(serializers.Serializer):
     otp_code = serializers.CharField(max_length=64, required=False, allow_blank=True)
-    password = serializers.CharField(max_length=4096, required=False, allow_blank=True, trim_whitespace=False)
+    password = serializers.CharField(
+        max_length=4096, required=False, allow_blank=True, trim_whitespace=False
+    )
 
 
 class TransferOwnershipInput(SensitiveActionInput):
@@ -190,7 +209,9 @@ class PermissionListField(serializers.ListField):
 class RoleCreateInput(serializers.Serializer):
     slug = serializers.CharField(max_length=50, validators=[slug_validator])
     name = serializers.CharField(max_length=100)
-    description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    description = serializers.CharField(
+        max_length=500, required=False, allow_blank=True, default=""
+    )
     permissions = PermissionListField(allow_empty=True)
 
 
@@ -206,7 +227,16 @@ class RoleOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Role
-        fields = ["id", "slug", "name", "description", "permissions", "is_builtin", "member_count", "created_at"]
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "description",
+            "permissions",
+            "is_builtin",
+            "member_count",
+            "created_at",
+        ]
 
 
 # --- teams ---------------------------------------------------------------------------
@@ -215,7 +245,9 @@ class RoleOutput(serializers.ModelSerializer):
 class TeamCreateInput(serializers.Serializer):
     slug = serializers.CharField(max_length=50, validators=[slug_validator])
     name = serializers.CharField(max_length=200)
-    description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    description = serializers.CharField(
+        max_length=500, required=False, allow_blank=True, default=""
+    )
 
 
 class TeamUpdateInput(serializers.Serializer):
@@ -260,8 +292,17 @@ class InvitationOutput(serializers.ModelSerializer):
     class Meta:
         model = Invitation
         fields = [
-            "id", "email", "role", "status", "invited_by", "created_at", "expires_at",
-            "sent_at", "send_count", "accepted_at", "revoked_at",
+            "id",
+            "email",
+            "role",
+            "status",
+            "invited_by",
+            "created_at",
+            "expires_at",
+            "sent_at",
+            "send_count",
+            "accepted_at",
+            "revoked_at",
         ]
 
     def get_invited_by(self, invitation: Invitation) -> str | None:
@@ -271,5 +312,7 @@ class InvitationOutput(serializers.ModelSerializer):
 
 class InvitationAcceptInput(serializers.Serializer):
     # The account is created without full_clean(): validate the name like Django's User does.
-    username = serializers.CharField(max_length=150, required=False, validators=[UnicodeUsernameValidator()])
+    username = serializers.CharField(
+        max_length=150, required=False, validators=[UnicodeUsernameValidator()]
+    )
     password = serializers.CharField(max_length=4096, required=False, trim_whitespace=False)

@@ -63,7 +63,9 @@ class RefreshView(UserAPIView):
     @extend_schema(request=s.RefreshInput, responses={200: s.TokenPairOutput}, auth=[])
     def post(self, request):
         data = _valid(s.RefreshInput, request)
-        return _pair_response(auth.token_refresh(request=request._request, refresh_token=data["refresh_token"]))
+        return _pair_response(
+            auth.token_refresh(request=request._request, refresh_token=data["refresh_token"])
+        )
 
 
 class LogoutView(UserAPIView):
@@ -114,7 +116,9 @@ class TwoFactorConfirmView(UserAPIView):
     @extend_schema(request=s.OtpCodeInput, responses={200: s.RecoveryCodesOutput})
     def post(self, request):
         data = _valid(s.OtpCodeInput, request)
-        codes = two_factor.totp_confirm(user=request.user, otp_code=data["otp_code"], request=request._request)
+        codes = two_factor.totp_confirm(
+            user=request.user, otp_code=data["otp_code"], request=request._request
+        )
         return Response({"recovery_codes": codes}, headers={"Cache-Control": "no-store"})
 
 
@@ -122,7 +126,9 @@ class TwoFactorDisableView(UserAPIView):
     @extend_schema(request=s.OtpCodeInput, responses={204: None})
     def post(self, request):
         data = _valid(s.OtpCodeInput, request)
-        two_factor.totp_disable(user=request.user, otp_code=data["otp_code"], request=request._request)
+        two_factor.totp_disable(
+            user=request.user, otp_code=data["otp_code"], request=request._request
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -173,7 +179,9 @@ class OrgDetailView(OrgAPIView):
     @extend_schema(request=s.OrganizationUpdateInput, responses={200: s.OrganizationOutput})
     def patch(self, request, org):
         data = _valid(s.OrganizationUpdateInput, request)
-        updated = tenancy.organization_update(access=request.access, changes=data, request=request._request)
+        updated = tenancy.organization_update(
+            access=request.access, changes=data, request=request._request
+        )
         return Response(s.OrganizationOutput(updated).data)
 
     @extend_schema(request=s.SensitiveActionInput, responses={204: None})
@@ -230,7 +238,9 @@ class MemberListView(OrgAPIView):
 def _role_or_400(ref: str, field: str = "role"):
     role = selectors.role_get_by_ref(ref)
     if role is None:
-        raise ValidationError("Unknown role", details={field: ["No such role in this organization."]})
+        raise ValidationError(
+            "Unknown role", details={field: ["No such role in this organization."]}
+        )
     return role
 
 
@@ -251,13 +261,18 @@ class MemberDetailView(OrgAPIView):
         membership = self.get_object()
         data = _valid(s.MemberUpdateInput, request)
         updated = tenancy.member_change_role(
-            access=request.access, membership=membership, role=_role_or_400(data["role"]), request=request._request
+            access=request.access,
+            membership=membership,
+            role=_role_or_400(data["role"]),
+            request=request._request,
         )
         return Response(s.MembershipOutput(updated).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request, org, id):
-        tenancy.member_remove(access=request.access, membership=self.get_object(), request=request._request)
+        tenancy.member_remove(
+            access=request.access, membership=self.get_object(), request=request._request
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -284,7 +299,11 @@ class RoleListView(OrgAPIView):
 
 
 class RoleDetailView(OrgAPIView):
-    required_permissions = {"GET": "member:view", "PATCH": "policy:manage", "DELETE": "policy:manage"}
+    required_permissions = {
+        "GET": "member:view",
+        "PATCH": "policy:manage",
+        "DELETE": "policy:manage",
+    }
     serializer_class = s.RoleOutput
 
     def get_scoped_queryset(self):
@@ -298,7 +317,9 @@ class RoleDetailView(OrgAPIView):
     def patch(self, request, org, id):
         role = self.get_object()
         data = _valid(s.RoleUpdateInput, request)
-        role = tenancy.role_update(access=request.access, role=role, changes=data, request=request._request)
+        role = tenancy.role_update(
+            access=request.access, role=role, changes=data, request=request._request
+        )
         return Response(s.RoleOutput(role).data)
 
     @extend_schema(responses={204: None})
@@ -344,7 +365,9 @@ class TeamDetailView(OrgAPIView):
     def patch(self, request, org, id):
         team = self.get_object()
         data = _valid(s.TeamUpdateInput, request)
-        team = tenancy.team_update(access=request.access, team=team, changes=data, request=request._request)
+        team = tenancy.team_update(
+            access=request.access, team=team, changes=data, request=request._request
+        )
         return Response(s.TeamOutput(team).data)
 
     @extend_schema(responses={204: None})
@@ -378,7 +401,9 @@ class TeamMemberListView(OrgAPIView):
         team = self.get_object()
         data = _valid(s.TeamMemberInput, request)
         member = tenancy.team_member_add(
-            access=request.access, team=team, membership=_member_by_user_or_404(data["user_id"]),
+            access=request.access,
+            team=team,
+            membership=_member_by_user_or_404(data["user_id"]),
             request=request._request,
         )
         return Response(s.TeamMemberOutput(member).data, status=status.HTTP_201_CREATED)
@@ -394,7 +419,9 @@ class TeamMemberDetailView(OrgAPIView):
     def delete(self, request, org, id, user_id):
         team = self.get_object()
         tenancy.team_member_remove(
-            access=request.access, team=team, membership=_member_by_user_or_404(user_id),
+            access=request.access,
+            team=team,
+            membership=_member_by_user_or_404(user_id),
             request=request._request,
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -419,7 +446,10 @@ class InvitationListView(OrgAPIView):
     def post(self, request, org):
         data = _valid(s.InvitationCreateInput, request)
         invitation = tenancy.invitation_create(
-            access=request.access, email=data["email"], role=_role_or_400(data["role"]), request=request._request
+            access=request.access,
+            email=data["email"],
+            role=_role_or_400(data["role"]),
+            request=request._request,
         )
         return Response(s.InvitationOutput(invitation).data, status=status.HTTP_201_CREATED)
 

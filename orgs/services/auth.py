@@ -100,9 +100,7 @@ def _count_failure(keys: list[tuple[str, int]]) -> None:
         counters.hit(key, window_seconds=settings.INFERIA_LOGIN_WINDOW_SECONDS)
 
 
-def password_verify(
-    *, user: User, password: str, request: HttpRequest | None, action: str
-) -> bool:
+def password_verify(*, user: User, password: str, request: HttpRequest | None, action: str) -> bool:
     """Check a logged-in user's password (sudo confirmation, password change).
 
     Wrong passwords count against the same per-username and per-IP limits as
@@ -164,16 +162,25 @@ def login_second_factor(*, request: HttpRequest | None, user: User, otp_code: st
     ``login_verify`` moments ago; check the code under the same throttles."""
     keys = _throttle_keys(user.username, audit.client_ip(request))
     _refuse_if_throttled(
-        keys, action="auth:login", request=request, actor_label=user.username,
+        keys,
+        action="auth:login",
+        request=request,
+        actor_label=user.username,
         message="Too many failed login attempts; try again later",
     )
     if not user.is_active:
         raise AuthenticationFailed("Invalid username or password")
-    if not two_factor.second_factor_verify(user=user, otp_code=otp_code, request=request, action="auth:login"):
+    if not two_factor.second_factor_verify(
+        user=user, otp_code=otp_code, request=request, action="auth:login"
+    ):
         _count_failure(keys)
         audit.record(
-            action="auth:login", outcome="failure", actor_label=user.username, status_code=401,
-            request=request, data={"reason": "bad_otp"},
+            action="auth:login",
+            outcome="failure",
+            actor_label=user.username,
+            status_code=401,
+            request=request,
+            data={"reason": "bad_otp"},
         )
         raise AuthenticationFailed("Invalid one-time code")
     return user
@@ -183,7 +190,11 @@ def login_record(*, request: HttpRequest | None, user: User, via: str = "api") -
     """Stamp ``last_login`` and audit a successful login."""
     User.objects.filter(pk=user.pk).update(last_login=timezone.now())
     audit.record(
-        action="auth:login", outcome="success", actor=user, status_code=200, request=request,
+        action="auth:login",
+        outcome="success",
+        actor=user,
+        status_code=200,
+        request=request,
         data={"via": via} if via != "api" else None,
     )
 
@@ -229,7 +240,11 @@ def token_refresh(*, request: HttpRequest | None, refresh_token: str) -> TokenPa
                 revoked_at=timezone.now()
             )
             audit.record(
-                action="auth:refresh_reuse", outcome="denied", actor=user, status_code=401, request=request
+                action="auth:refresh_reuse",
+                outcome="denied",
+                actor=user,
+                status_code=401,
+                request=request,
             )
         elif not user.is_active or token.get(VERSION_CLAIM) != user.auth_version:
             raise AuthenticationFailed("Refresh token is invalid or expired")
@@ -277,7 +292,9 @@ def password_change(
     try:
         validate_password(new_password, user)
     except DjangoValidationError as exc:
-        raise ValidationError("Password is too weak", details={"new_password": exc.messages}) from exc
+        raise ValidationError(
+            "Password is too weak", details={"new_password": exc.messages}
+        ) from exc
     with transaction.atomic():
         user.set_password(new_password)
         user.save(update_fields=["password"])

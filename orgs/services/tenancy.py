@@ -56,7 +56,12 @@ def organization_create(
             with org_scope(org):
                 Membership.objects.create(org=org, user=user, role=_builtin(acl.OWNER))
             audit.record(
-                action="org:create", outcome="success", org=org, actor=user, target=org, request=request
+                action="org:create",
+                outcome="success",
+                org=org,
+                actor=user,
+                target=org,
+                request=request,
             )
     except IntegrityError as exc:
         raise Conflict(
@@ -132,7 +137,9 @@ def ownership_transfer(
     if not access.is_owner:
         raise PermissionDenied("Only an Owner can transfer ownership")
     if target.pk == access.membership.pk:
-        raise ValidationError("You already own this organization", details={"member_id": ["Is you."]})
+        raise ValidationError(
+            "You already own this organization", details={"member_id": ["Is you."]}
+        )
     two_factor.verify_fresh(user=access.user, otp_code=otp_code, password=password, request=request)
     with transaction.atomic():
         target.role = _builtin(acl.OWNER)
@@ -178,11 +185,15 @@ def member_change_role(
         raise NotFound("Role not found")
     access.require_all(role.permissions, what="grant a role with")
     with transaction.atomic():
-        membership = Membership.objects.select_for_update().select_related("role").get(
-            pk=membership.pk
+        membership = (
+            Membership.objects.select_for_update().select_related("role").get(pk=membership.pk)
         )
         # Lock the owners so two demotions in parallel cannot both pass the check.
-        list(Membership.objects.select_for_update().filter(role__slug=acl.OWNER, role__org__isnull=True))
+        list(
+            Membership.objects.select_for_update().filter(
+                role__slug=acl.OWNER, role__org__isnull=True
+            )
+        )
         _guard_owner_change(access, membership, role)
         before = membership.role.slug
         membership.role = role
@@ -208,13 +219,21 @@ def member_remove(
     if not leaving:
         access.require("member:delete")
     with transaction.atomic():
-        membership = Membership.objects.select_for_update().select_related("role", "user").get(
-            pk=membership.pk
+        membership = (
+            Membership.objects.select_for_update()
+            .select_related("role", "user")
+            .get(pk=membership.pk)
         )
-        list(Membership.objects.select_for_update().filter(role__slug=acl.OWNER, role__org__isnull=True))
+        list(
+            Membership.objects.select_for_update().filter(
+                role__slug=acl.OWNER, role__org__isnull=True
+            )
+        )
         if not leaving:
             _guard_owner_change(access, membership, None)
-        elif membership.role.slug == acl.OWNER and membership.role.is_builtin and _owner_count() <= 1:
+        elif (
+            membership.role.slug == acl.OWNER and membership.role.is_builtin and _owner_count() <= 1
+        ):
             raise Conflict("An organization must keep at least one Owner")
         # Grants this member made stay bounded by someone still in the org: the
         # remover, or when leaving, whoever bounded the leaver (None only if
@@ -259,7 +278,11 @@ def role_create(
     try:
         with transaction.atomic():
             role = Role.objects.create(
-                org=access.org, slug=slug, name=name, description=description, permissions=sorted(perms)
+                org=access.org,
+                slug=slug,
+                name=name,
+                description=description,
+                permissions=sorted(perms),
             )
             audit.record(
                 action="policy:manage",
@@ -271,7 +294,9 @@ def role_create(
                 data={"op": "role_create", "permissions": sorted(perms)},
             )
     except IntegrityError as exc:
-        raise Conflict("A role with this slug already exists", details={"slug": ["Already taken."]}) from exc
+        raise Conflict(
+            "A role with this slug already exists", details={"slug": ["Already taken."]}
+        ) from exc
     return role
 
 
@@ -314,9 +339,12 @@ def role_delete(*, access: Access, role: Role, request: HttpRequest | None = Non
         raise Conflict("Built-in roles cannot be deleted")
     access.require_all(role.permissions, what="delete a role with")
     with transaction.atomic():
-        if Membership.objects.filter(role=role).exists() or Invitation.objects.filter(
-            role=role, accepted_at__isnull=True, revoked_at__isnull=True
-        ).exists():
+        if (
+            Membership.objects.filter(role=role).exists()
+            or Invitation.objects.filter(
+                role=role, accepted_at__isnull=True, revoked_at__isnull=True
+            ).exists()
+        ):
             raise Conflict("This role is still assigned; give its members another role first")
         # Accepted and revoked invitations still point at the role (PROTECT):
         # they are spent, so they go with it instead of blocking it forever.
@@ -328,31 +356,51 @@ def role_delete(*, access: Access, role: Role, request: HttpRequest | None = Non
             actor=access.user,
             target=role,
             request=request,
-            data={"op": "role_delete", "slug": role.slug, "spent_invitations_removed": spent_invitations},
+            data={
+                "op": "role_delete",
+                "slug": role.slug,
+                "spent_invitations_removed": spent_invitations,
+            },
         )
         try:
             role.delete()
         except RestrictedError as exc:
             # Held by something outside orgs/ (a service account): refuse, and roll back.
-            raise Conflict("This role is still assigned; give its service accounts another role first") from exc
+            raise Conflict(
+                "This role is still assigned; give its service accounts another role first"
+            ) from exc
 
 
 # --- teams ---------------------------------------------------------------------------
 
 
 def team_create(
-    *, access: Access, slug: str, name: str, description: str = "", request: HttpRequest | None = None
+    *,
+    access: Access,
+    slug: str,
+    name: str,
+    description: str = "",
+    request: HttpRequest | None = None,
 ) -> Team:
     access.require("team:manage")
     try:
         with transaction.atomic():
-            team = Team.objects.create(org=access.org, slug=slug, name=name, description=description)
+            team = Team.objects.create(
+                org=access.org, slug=slug, name=name, description=description
+            )
             audit.record(
-                action="team:manage", outcome="success", org=access.org, actor=access.user,
-                target=team, request=request, data={"op": "create", "slug": slug},
+                action="team:manage",
+                outcome="success",
+                org=access.org,
+                actor=access.user,
+                target=team,
+                request=request,
+                data={"op": "create", "slug": slug},
             )
     except IntegrityError as exc:
-        raise Conflict("A team with this slug already exists", details={"slug": ["Already taken."]}) from exc
+        raise Conflict(
+            "A team with this slug already exists", details={"slug": ["Already taken."]}
+        ) from exc
     return team
 
 
@@ -367,8 +415,13 @@ def team_update(
         with transaction.atomic():
             team.save(update_fields=fields)
             audit.record(
-                action="team:manage", outcome="success", org=access.org, actor=access.user,
-                target=team, request=request, data={"op": "update", "changed": fields},
+                action="team:manage",
+                outcome="success",
+                org=access.org,
+                actor=access.user,
+                target=team,
+                request=request,
+                data={"op": "update", "changed": fields},
             )
     return team
 
@@ -377,8 +430,13 @@ def team_delete(*, access: Access, team: Team, request: HttpRequest | None = Non
     access.require("team:manage")
     with transaction.atomic():
         audit.record(
-            action="team:manage", outcome="success", org=access.org, actor=access.user,
-            target=team, request=request, data={"op": "delete", "slug": team.slug},
+            action="team:manage",
+            outcome="success",
+            org=access.org,
+            actor=access.user,
+            target=team,
+            request=request,
+            data={"op": "delete", "slug": team.slug},
         )
         team.delete()
 
@@ -391,8 +449,12 @@ def team_member_add(
         with transaction.atomic():
             member = TeamMember.objects.create(org=access.org, team=team, user=membership.user)
             audit.record(
-                action="team:manage", outcome="success", org=access.org, actor=access.user,
-                target=team, request=request,
+                action="team:manage",
+                outcome="success",
+                org=access.org,
+                actor=access.user,
+                target=team,
+                request=request,
                 data={"op": "member_add", "user": membership.user.username},
             )
     except IntegrityError as exc:
@@ -409,8 +471,12 @@ def team_member_remove(
         if not deleted:
             raise NotFound("Not a member of this team")
         audit.record(
-            action="team:manage", outcome="success", org=access.org, actor=access.user,
-            target=team, request=request,
+            action="team:manage",
+            outcome="success",
+            org=access.org,
+            actor=access.user,
+            target=team,
+            request=request,
             data={"op": "member_remove", "user": membership.user.username},
         )
 
@@ -440,7 +506,9 @@ def invitation_create(
     email = email.strip()
     with transaction.atomic():
         if Membership.objects.filter(user__email__iexact=email).exists():
-            raise Conflict("This person is already a member", details={"email": ["Already a member."]})
+            raise Conflict(
+                "This person is already a member", details={"email": ["Already a member."]}
+            )
         if Invitation.objects.pending().filter(email__iexact=email).exists():
             raise Conflict(
                 "A pending invitation for this e-mail exists; resend it instead",
@@ -456,8 +524,13 @@ def invitation_create(
             expires_at=clock.now() + timedelta(days=settings.INFERIA_INVITATION_DAYS),
         )
         audit.record(
-            action="member:invite", outcome="success", org=access.org, actor=access.user,
-            target=invitation, request=request, data={"role": role.slug, "email": email},
+            action="member:invite",
+            outcome="success",
+            org=access.org,
+            actor=access.user,
+            target=invitation,
+            request=request,
+            data={"role": role.slug, "email": email},
         )
         _enqueue_send(invitation)
     return invitation
@@ -474,8 +547,13 @@ def invitation_revoke(
         invitation.revoked_at = clock.now()
         invitation.save(update_fields=["revoked_at"])
         audit.record(
-            action="member:invite", outcome="success", org=access.org, actor=access.user,
-            target=invitation, request=request, data={"op": "revoke"},
+            action="member:invite",
+            outcome="success",
+            org=access.org,
+            actor=access.user,
+            target=invitation,
+            request=request,
+            data={"op": "revoke"},
         )
     return invitation
 
@@ -492,8 +570,13 @@ def invitation_resend(
         invitation.expires_at = clock.now() + timedelta(days=settings.INFERIA_INVITATION_DAYS)
         invitation.save(update_fields=["expires_at"])
         audit.record(
-            action="member:invite", outcome="success", org=access.org, actor=access.user,
-            target=invitation, request=request, data={"op": "resend"},
+            action="member:invite",
+            outcome="success",
+            org=access.org,
+            actor=access.user,
+            target=invitation,
+            request=request,
+            data={"op": "resend"},
         )
         _enqueue_send(invitation)
     return invitation
@@ -523,7 +606,9 @@ def invitation_deliver(*, invitation_id: str, send_number: int) -> bool:
         invitation.send_count = send_number
         invitation.sent_at = clock.now()
         invitation.save(update_fields=["token_digest", "send_count", "sent_at"])
-        link = f"{settings.INFERIA_PUBLIC_URL.rstrip('/')}/api/v1/invitations/{token_plaintext}/accept"
+        link = (
+            f"{settings.INFERIA_PUBLIC_URL.rstrip('/')}/api/v1/invitations/{token_plaintext}/accept"
+        )
         send_mail(
             subject=f"You are invited to {invitation.org.name} on Inferia",
             message=(
@@ -569,16 +654,23 @@ def invitation_accept(
         with org_scope(invitation.org):
             inviter = invitation.invited_by
             inviter_perms = acl.membership_permissions(inviter) if inviter else frozenset()
-            if "member:invite" not in inviter_perms or not set(invitation.role.permissions) <= inviter_perms:
+            if (
+                "member:invite" not in inviter_perms
+                or not set(invitation.role.permissions) <= inviter_perms
+            ):
                 raise Conflict("This invitation is no longer valid; ask for a new one")
             if user is None:
                 if User.objects.filter(username=username).exists():
-                    raise Conflict("This username is taken", details={"username": ["Already taken."]})
+                    raise Conflict(
+                        "This username is taken", details={"username": ["Already taken."]}
+                    )
                 candidate = User(username=username, email=invitation.email)
                 try:
                     validate_password(password, candidate)
                 except DjangoValidationError as exc:
-                    raise ValidationError("Password is too weak", details={"password": exc.messages}) from exc
+                    raise ValidationError(
+                        "Password is too weak", details={"password": exc.messages}
+                    ) from exc
                 candidate.set_password(password)
                 candidate.save()
                 user = candidate
@@ -596,8 +688,13 @@ def invitation_accept(
             invitation.accepted_by = user
             invitation.save(update_fields=["accepted_at", "accepted_by"])
             audit.record(
-                action="auth:invitation_accept", outcome="success", org=invitation.org,
-                actor=user, target=membership, request=request, data={"role": invitation.role.slug},
+                action="auth:invitation_accept",
+                outcome="success",
+                org=invitation.org,
+                actor=user,
+                target=membership,
+                request=request,
+                data={"role": invitation.role.slug},
             )
     return membership
 
@@ -608,16 +705,27 @@ def invitation_expire_due() -> int:
     recorded = 0
     # Cross-org by design: a platform job over every tenant.
     due = Invitation.all_orgs.filter(
-        accepted_at__isnull=True, revoked_at__isnull=True, expires_at__lte=now, expired_recorded_at__isnull=True
+        accepted_at__isnull=True,
+        revoked_at__isnull=True,
+        expires_at__lte=now,
+        expired_recorded_at__isnull=True,
     ).values_list("pk", flat=True)
     for pk in due:
         with transaction.atomic():
-            invitation = Invitation.all_orgs.select_for_update(of=("self",)).select_related("org").get(pk=pk)
+            invitation = (
+                Invitation.all_orgs.select_for_update(of=("self",)).select_related("org").get(pk=pk)
+            )
             if invitation.expired_recorded_at is not None:
                 continue
             invitation.expired_recorded_at = now
             invitation.save(update_fields=["expired_recorded_at"])
-            audit.record(action="member:invite", outcome="success", org=invitation.org, actor_label="system",
-                         target=invitation, data={"op": "expire"})
+            audit.record(
+                action="member:invite",
+                outcome="success",
+                org=invitation.org,
+                actor_label="system",
+                target=invitation,
+                data={"op": "expire"},
+            )
             recorded += 1
     return recorded

@@ -67,9 +67,7 @@ def totp_setup(*, user: User, request: HttpRequest | None = None) -> TotpSetup:
 
 def _new_recovery_codes(user: User) -> list[str]:
     RecoveryCode.objects.filter(user=user).delete()
-    codes = [
-        "-".join(secrets.token_hex(3) for _ in range(3)) for _ in range(RECOVERY_CODE_COUNT)
-    ]
+    codes = ["-".join(secrets.token_hex(3) for _ in range(3)) for _ in range(RECOVERY_CODE_COUNT)]
     RecoveryCode.objects.bulk_create(
         RecoveryCode(user=user, code_digest=_digest(code)) for code in codes
     )
@@ -79,9 +77,7 @@ def _new_recovery_codes(user: User) -> list[str]:
 def totp_confirm(*, user: User, otp_code: str, request: HttpRequest | None = None) -> list[str]:
     """Confirm the pending device with a current code; returns recovery codes (shown once)."""
     with transaction.atomic():
-        device = (
-            TOTPDevice.objects.select_for_update().filter(user=user, confirmed=False).first()
-        )
+        device = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=False).first()
         if device is None:
             raise Conflict("No pending two-factor setup; call /auth/2fa/setup first")
         _check_lock(device)
@@ -108,9 +104,7 @@ def _check_lock(device: TOTPDevice) -> None:
         )
 
 
-def verify_second_factor(
-    user: User, code: str | None, *, allow_recovery: bool = True
-) -> bool:
+def verify_second_factor(user: User, code: str | None, *, allow_recovery: bool = True) -> bool:
     """Check a TOTP code (once per time step) or an unused recovery code.
 
     Returns True when the user has no 2FA. Raises OTP_REQUIRED when a code is
@@ -173,7 +167,11 @@ def verify_fresh(
     """Sudo check for sensitive actions: a fresh TOTP code if 2FA is on, else the password."""
     if confirmed_device(user) is not None:
         ok = second_factor_verify(
-            user=user, otp_code=otp_code, request=request, action="auth:reverify", allow_recovery=False
+            user=user,
+            otp_code=otp_code,
+            request=request,
+            action="auth:reverify",
+            allow_recovery=False,
         )
     elif not password:
         raise ValidationError(

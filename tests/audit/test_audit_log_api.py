@@ -13,8 +13,14 @@ from tests.conftest import add_member, assert_error, client_for, make_user
 
 def _seed(cast, count: int = 5) -> None:
     for index in range(count):
-        audit.record(action="api_key:create", outcome="success", org=cast.acme, actor=cast.bob,
-                     target_id=f"key-{index}", data={"n": index})
+        audit.record(
+            action="api_key:create",
+            outcome="success",
+            org=cast.acme,
+            actor=cast.bob,
+            target_id=f"key-{index}",
+            data={"n": index},
+        )
     audit.record(action="auth:login", outcome="failure", org=cast.acme, actor_label="mallory")
     audit.record(action="api_key:create", outcome="success", org=cast.globex, actor=cast.charlie)
 
@@ -34,9 +40,13 @@ def test_filters(cast, alice_client):
     _seed(cast)
     by_actor = alice_client.get("/api/v1/orgs/acme/audit-logs", {"actor": "bob"}).json()["results"]
     assert {r["actor"] for r in by_actor} == {"bob"} and len(by_actor) == 5
-    failures = alice_client.get("/api/v1/orgs/acme/audit-logs", {"outcome": "failure"}).json()["results"]
+    failures = alice_client.get("/api/v1/orgs/acme/audit-logs", {"outcome": "failure"}).json()[
+        "results"
+    ]
     assert [r["actor"] for r in failures] == ["mallory"]
-    prefixed = alice_client.get("/api/v1/orgs/acme/audit-logs", {"action": "auth:*"}).json()["results"]
+    prefixed = alice_client.get("/api/v1/orgs/acme/audit-logs", {"action": "auth:*"}).json()[
+        "results"
+    ]
     assert {r["action"] for r in prefixed} == {"auth:login"}
     target = alice_client.get("/api/v1/orgs/acme/audit-logs", {"target": "key-3"}).json()["results"]
     assert [r["data"]["n"] for r in target] == [3]
@@ -67,13 +77,19 @@ def test_csv_and_jsonl_exports(cast, alice_client):
     assert all(json.loads(line)["action"] for line in lines)
 
 
-def test_needs_audit_log_view_and_is_404_across_orgs(cast, alice_client, charlie_client, anon_client):
+def test_needs_audit_log_view_and_is_404_across_orgs(
+    cast, alice_client, charlie_client, anon_client
+):
     role = alice_client.post(
-        "/api/v1/orgs/acme/roles", {"slug": "no-audit", "name": "No audit", "permissions": ["org:view"]}, format="json"
+        "/api/v1/orgs/acme/roles",
+        {"slug": "no-audit", "name": "No audit", "permissions": ["org:view"]},
+        format="json",
     ).json()
     mia = make_user("mia")
     membership = add_member(cast.acme, mia, "viewer")
-    alice_client.patch(f"/api/v1/orgs/acme/members/{membership.pk}", {"role": role["id"]}, format="json")
+    alice_client.patch(
+        f"/api/v1/orgs/acme/members/{membership.pk}", {"role": role["id"]}, format="json"
+    )
     assert_error(client_for(mia).get("/api/v1/orgs/acme/audit-logs"), 403, "PERMISSION_DENIED")
     assert_error(charlie_client.get("/api/v1/orgs/acme/audit-logs"), 404, "NOT_FOUND")
     assert_error(anon_client.get("/api/v1/orgs/acme/audit-logs"), 401, "AUTHENTICATION_FAILED")
@@ -86,13 +102,22 @@ def test_csv_export_of_100k_rows_streams_in_bounded_memory(cast, alice_client):
     for start in range(0, 100_000, 10_000):
         AuditRecord.objects.bulk_create(
             [
-                AuditRecord(org=cast.acme, action="inference:run", outcome="success", actor_label="bot",
-                            data={"i": i}, model="openai-main/gpt-4o", seq=i + 1)
+                AuditRecord(
+                    org=cast.acme,
+                    action="inference:run",
+                    outcome="success",
+                    actor_label="bot",
+                    data={"i": i},
+                    model="openai-main/gpt-4o",
+                    seq=i + 1,
+                )
                 for i in range(start, start + 10_000)
             ],
             batch_size=5_000,
         )
-    response = alice_client.get("/api/v1/orgs/acme/audit-logs", {"format": "csv", "model": "openai-main/gpt-4o"})
+    response = alice_client.get(
+        "/api/v1/orgs/acme/audit-logs", {"format": "csv", "model": "openai-main/gpt-4o"}
+    )
     tracemalloc.start()
     rows = 0
     for piece in response.streaming_content:

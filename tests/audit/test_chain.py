@@ -11,8 +11,16 @@ from audit.models import AuditRecord, AuditRecordError
 
 
 def _records(cast, count=4):
-    return [audit.record(action="member:update", outcome="success", org=cast.acme, actor=cast.alice,
-                         data={"i": i}) for i in range(count)]
+    return [
+        audit.record(
+            action="member:update",
+            outcome="success",
+            org=cast.acme,
+            actor=cast.alice,
+            data={"i": i},
+        )
+        for i in range(count)
+    ]
 
 
 def test_records_are_linked_and_the_chain_verifies(cast, capsys):
@@ -70,9 +78,15 @@ def test_the_database_itself_protects_records_where_it_can(cast):
 
     record = _records(cast, 1)[0]
     if connection.vendor == "postgresql":
-        for sql in ("UPDATE audit_auditrecord SET action = 'x' WHERE id = %s",
-                    "DELETE FROM audit_auditrecord WHERE id = %s"):
-            with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        for sql in (
+            "UPDATE audit_auditrecord SET action = 'x' WHERE id = %s",
+            "DELETE FROM audit_auditrecord WHERE id = %s",
+        ):
+            with (
+                pytest.raises(DatabaseError, match="append-only"),
+                transaction.atomic(),
+                connection.cursor() as cursor,
+            ):
                 cursor.execute(sql, [str(record.pk)])
         assert AuditRecord.objects.filter(pk=record.pk, action="member:update").exists()
     else:

@@ -21,7 +21,9 @@ from tests.keys.conftest import mint
 def test_expiry_notices_go_out_7_days_and_1_day_before_once_each(cast, bob_client, clock_shift):
     key = mint(bob_client, expires_in_days=5)
     assert key_jobs.api_key_expiry_notices() == 1
-    assert [m.to for m in mail.outbox] == [["bob@example.com"]] and key["prefix"] in mail.outbox[0].subject
+    assert [m.to for m in mail.outbox] == [["bob@example.com"]] and key["prefix"] in mail.outbox[
+        0
+    ].subject
     assert key_jobs.api_key_expiry_notices() == 0  # rerun: nothing new
     clock_shift(4.5 * 86400)
     assert key_jobs.api_key_expiry_notices() == 1
@@ -55,9 +57,15 @@ def test_unused_keys_are_reported_once_per_period(cast, bob_client, clock_shift)
     assert key_jobs.api_key_unused_report() == 0
 
 
-def test_invitation_expiry_is_recorded_once(cast, alice_client, clock_shift, django_capture_on_commit_callbacks):
+def test_invitation_expiry_is_recorded_once(
+    cast, alice_client, clock_shift, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
-        alice_client.post("/api/v1/orgs/acme/invitations", {"email": "x@example.com", "role": "member"}, format="json")
+        alice_client.post(
+            "/api/v1/orgs/acme/invitations",
+            {"email": "x@example.com", "role": "member"},
+            format="json",
+        )
     assert tenancy.invitation_expire_due() == 0
     clock_shift(8 * 86400)
     assert tenancy.invitation_expire_due() == 1
@@ -72,17 +80,39 @@ def test_retention_prunes_old_raw_records_and_keeps_rollups(cast):
     from audit import chain
 
     old = audit.record(action="member:view", outcome="allowed", org=cast.acme, actor=cast.alice)
-    (backdated,) = chain.append([AuditRecord(org=cast.acme, action="member:view", outcome="allowed",
-                                             created_at=timezone.now() - timedelta(days=40))])
-    globex_old, = chain.append([AuditRecord(org=cast.globex, action="member:view", outcome="allowed",
-                                            created_at=timezone.now() - timedelta(days=40))])
-    UsageRollup.objects.create(org_id=cast.acme.pk, period="day", period_start=timezone.now() - timedelta(days=40),
-                               requests=3)
+    (backdated,) = chain.append(
+        [
+            AuditRecord(
+                org=cast.acme,
+                action="member:view",
+                outcome="allowed",
+                created_at=timezone.now() - timedelta(days=40),
+            )
+        ]
+    )
+    (globex_old,) = chain.append(
+        [
+            AuditRecord(
+                org=cast.globex,
+                action="member:view",
+                outcome="allowed",
+                created_at=timezone.now() - timedelta(days=40),
+            )
+        ]
+    )
+    UsageRollup.objects.create(
+        org_id=cast.acme.pk,
+        period="day",
+        period_start=timezone.now() - timedelta(days=40),
+        requests=3,
+    )
     deleted = audit_jobs.audit_retention()
     assert deleted == 1
     assert not AuditRecord.objects.filter(pk=backdated.pk).exists()
     assert AuditRecord.objects.filter(pk=old.pk).exists()
-    assert AuditRecord.objects.filter(pk=globex_old.pk).exists()  # Globex keeps the default 365 days
+    assert AuditRecord.objects.filter(
+        pk=globex_old.pk
+    ).exists()  # Globex keeps the default 365 days
     assert UsageRollup.objects.filter(org_id=cast.acme.pk).exists()
 
 
@@ -90,7 +120,9 @@ def test_burst_of_failed_logins_raises_one_alert(cast, anon_client):
     cast.acme.settings = {"alert_failed_logins": 3}
     cast.acme.save(update_fields=["settings"])
     for _ in range(3):
-        anon_client.post("/api/v1/auth/login", {"username": "bob", "password": "wrong-password"}, format="json")
+        anon_client.post(
+            "/api/v1/auth/login", {"username": "bob", "password": "wrong-password"}, format="json"
+        )
     alerts = audit_jobs.alerts_check()
     assert [a.kind for a in alerts] == ["failed_logins"]
     assert audit_jobs.alerts_check() == []  # same period: not repeated
@@ -108,8 +140,16 @@ def test_burst_of_denials_raises_an_alert(cast, vera_client):
 
 def _usage(org, *, tokens: int, ago: timedelta, ip="10.0.0.5", prefix="ifr_AAAA", rid=None):
     UsageRecord.objects.create(
-        created_at=timezone.now() - ago, org=org, request_id=rid or f"r-{ago}-{ip}-{tokens}", endpoint="chat",
-        model="m", status_code=200, prompt_tokens=tokens, completion_tokens=0, key_prefix=prefix, client_ip=ip,
+        created_at=timezone.now() - ago,
+        org=org,
+        request_id=rid or f"r-{ago}-{ip}-{tokens}",
+        endpoint="chat",
+        model="m",
+        status_code=200,
+        prompt_tokens=tokens,
+        completion_tokens=0,
+        key_prefix=prefix,
+        client_ip=ip,
     )
 
 

@@ -32,7 +32,9 @@ def test_nothing_is_stored_by_default(llm):
 
 def test_stored_encrypted_when_turned_on_and_pruned_on_its_own_retention(llm, cast):
     response = llm.admin.patch(
-        "/api/v1/orgs/acme", {"settings": {"payload_logging": True, "payload_retention_days": 2}}, format="json"
+        "/api/v1/orgs/acme",
+        {"settings": {"payload_logging": True, "payload_retention_days": 2}},
+        format="json",
     )
     assert response.status_code == 200, response.content
     request_id = _call(llm)

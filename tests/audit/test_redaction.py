@@ -24,7 +24,10 @@ JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_X
         (f"token {JWT} expired", JWT),
         ("partial jwt eyJhbGciOiJIUzI1NiJ9 cut", "eyJhbGciOiJIUzI1NiJ9"),
         (f"truncated key {KEY[:30]}", KEY[:30]),
-        ("mail from Alice.Smith+test@sub.example.co.uk today", "Alice.Smith+test@sub.example.co.uk"),
+        (
+            "mail from Alice.Smith+test@sub.example.co.uk today",
+            "Alice.Smith+test@sub.example.co.uk",
+        ),
         ("sk-abcdefghijklmnop leaked in a stack trace", "sk-abcdefghijklmnop"),
     ],
 )
@@ -39,7 +42,11 @@ def test_the_bare_key_prefix_stays_readable():
 
 def test_nested_json_is_redacted_by_key_and_by_value():
     value = {
-        "user": {"email": "bob@example.com", "password": "hunter2", "profile": {"api_key": "whatever"}},
+        "user": {
+            "email": "bob@example.com",
+            "password": "hunter2",
+            "profile": {"api_key": "whatever"},
+        },
         "headers": [{"Authorization": "Bearer abc"}, {"X-Trace": f"key={KEY}"}],
         "has_secret": True,
         "secret_set": False,

@@ -16,8 +16,12 @@ from tests.gateway.conftest import flush_usage
 def test_usage_by_user_for_one_model_answers_the_question(llm, cast):
     client = openai.OpenAI(base_url=llm.base_url, api_key=llm.key())
     for _ in range(2):
-        client.chat.completions.create(model="openai-main/gpt-4o", messages=[{"role": "user", "content": "two words"}])
-    client.chat.completions.create(model="openai-main/gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+        client.chat.completions.create(
+            model="openai-main/gpt-4o", messages=[{"role": "user", "content": "two words"}]
+        )
+    client.chat.completions.create(
+        model="openai-main/gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+    )
     # vera (Viewer) is refused: no inference:run.
     vera_token = token_pair_issue(user=cast.vera).access_token
     refused = httpx.post(
@@ -45,13 +49,24 @@ def test_usage_by_user_for_one_model_answers_the_question(llm, cast):
 
 def test_rollups_are_idempotent(llm):
     client = openai.OpenAI(base_url=llm.base_url, api_key=llm.key())
-    client.chat.completions.create(model="openai-main/gpt-4o", messages=[{"role": "user", "content": "x"}])
+    client.chat.completions.create(
+        model="openai-main/gpt-4o", messages=[{"role": "user", "content": "x"}]
+    )
     flush_usage()
     from audit.models import UsageRollup
 
     now = timezone.now()
     first = rollups.usage_rollup(period="hour", moment=now)
-    snapshot = list(UsageRollup.objects.values_list("model", "requests", "prompt_tokens", "completion_tokens"))
+    snapshot = list(
+        UsageRollup.objects.values_list("model", "requests", "prompt_tokens", "completion_tokens")
+    )
     second = rollups.usage_rollup(period="hour", moment=now)
     assert first == second == 1
-    assert list(UsageRollup.objects.values_list("model", "requests", "prompt_tokens", "completion_tokens")) == snapshot
+    assert (
+        list(
+            UsageRollup.objects.values_list(
+                "model", "requests", "prompt_tokens", "completion_tokens"
+            )
+        )
+        == snapshot
+    )

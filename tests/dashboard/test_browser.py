@@ -19,8 +19,16 @@ from tests.gateway.conftest import UPSTREAM_SECRET
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 
 
@@ -109,10 +117,14 @@ def test_owner_journey_and_viewer_limits(owner_seed, cast, fake_upstream, gatewa
 
     # Grant the model with a YAML import.
     page.get_by_role("link", name="Model access").click()
-    page.get_by_label("Access rules (YAML)").fill("authz_rules:\n  - models: [openai-main/gpt-4o]\n    users: [alice]\n")
+    page.get_by_label("Access rules (YAML)").fill(
+        "authz_rules:\n  - models: [openai-main/gpt-4o]\n    users: [alice]\n"
+    )
     page.get_by_role("button", name="Import rules").click()
     page.wait_for_selector("text=Access rules imported.")
-    assert "openai-main/gpt-4o" in page.locator("section", has_text="Models you may use").inner_text()
+    assert (
+        "openai-main/gpt-4o" in page.locator("section", has_text="Models you may use").inner_text()
+    )
     _shot(page, "04-access-rules")
 
     # Mint a key; copy the secret from the page (shown once).
@@ -130,7 +142,9 @@ def test_owner_journey_and_viewer_limits(owner_seed, cast, fake_upstream, gatewa
 
     # Call the gateway with the OpenAI SDK and that key.
     client = OpenAI(api_key=secret, base_url=f"{base}/api/llm/v1", max_retries=0, timeout=30)
-    reply = client.chat.completions.create(model="openai-main/gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    reply = client.chat.completions.create(
+        model="openai-main/gpt-4o", messages=[{"role": "user", "content": "hi"}]
+    )
     assert reply.choices[0].message.content
 
     # The call is in the audit log (with Redis, once the worker's ingest ran: run it

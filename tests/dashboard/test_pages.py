@@ -29,8 +29,25 @@ PAGES = {
 ALLOWED = {
     "owner": set(PAGES),
     "admin": set(PAGES),
-    "member": {"overview", "members", "teams", "roles", "service_accounts", "api_keys", "access_rules", "audit"},
-    "viewer": {"overview", "members", "teams", "roles", "service_accounts", "access_rules", "audit"},
+    "member": {
+        "overview",
+        "members",
+        "teams",
+        "roles",
+        "service_accounts",
+        "api_keys",
+        "access_rules",
+        "audit",
+    },
+    "viewer": {
+        "overview",
+        "members",
+        "teams",
+        "roles",
+        "service_accounts",
+        "access_rules",
+        "audit",
+    },
 }
 
 
@@ -38,9 +55,18 @@ def _audit(action: str, **filters) -> AuditRecord | None:
     return AuditRecord.objects.filter(action=action, **filters).order_by("-seq").first()
 
 
-@pytest.mark.parametrize("who,role", [("alice_page", "owner"), ("dave_page", "admin"), ("bob_page", "member"),
-                                      ("vera_page", "viewer")])
-def test_each_page_renders_for_roles_that_hold_its_permission_and_403_for_others(request, who, role):
+@pytest.mark.parametrize(
+    "who,role",
+    [
+        ("alice_page", "owner"),
+        ("dave_page", "admin"),
+        ("bob_page", "member"),
+        ("vera_page", "viewer"),
+    ],
+)
+def test_each_page_renders_for_roles_that_hold_its_permission_and_403_for_others(
+    request, who, role
+):
     client = request.getfixturevalue(who)
     for name, url in PAGES.items():
         response = client.get(url)
@@ -86,7 +112,10 @@ def test_api_health_and_admin_are_untouched(db):
 
 def test_login_with_password_starts_a_session_and_is_audited(cast):
     client = Client()
-    response = client.post("/login", {"step": "password", "username": "bob", "password": PASSWORD, "next": "/orgs/acme/"})
+    response = client.post(
+        "/login",
+        {"step": "password", "username": "bob", "password": PASSWORD, "next": "/orgs/acme/"},
+    )
     assert response.status_code == 302 and response["Location"] == "/orgs/acme/"
     assert client.get("/orgs/acme/").status_code == 200
     record = _audit("auth:login", outcome="success")
@@ -117,7 +146,9 @@ def _enrol(user) -> TOTPDevice:
 def test_login_with_totp_asks_for_the_code_before_the_session(cast):
     device = _enrol(cast.alice)
     client = Client()
-    response = client.post("/login", {"step": "password", "username": "alice", "password": PASSWORD})
+    response = client.post(
+        "/login", {"step": "password", "username": "alice", "password": PASSWORD}
+    )
     assert response.status_code == 200 and b'name="otp_code"' in response.content
     assert client.get("/orgs/acme/").status_code == 302  # not signed in yet
     response = client.post("/login", {"step": "otp", "otp_code": wrong_code(device)})
@@ -135,13 +166,23 @@ def test_logout_is_post_only(alice_page):
 
 
 def test_password_change_keeps_the_session(alice_page, cast):
-    response = alice_page.post("/account/password", {
-        "current_password": "wrong", "new_password": "another-long-pass-phrase", "new_password_again": "another-long-pass-phrase",
-    })
+    response = alice_page.post(
+        "/account/password",
+        {
+            "current_password": "wrong",
+            "new_password": "another-long-pass-phrase",
+            "new_password_again": "another-long-pass-phrase",
+        },
+    )
     assert response.status_code == 400 and b"Current password is wrong" in response.content
-    response = alice_page.post("/account/password", {
-        "current_password": PASSWORD, "new_password": "another-long-pass-phrase", "new_password_again": "another-long-pass-phrase",
-    })
+    response = alice_page.post(
+        "/account/password",
+        {
+            "current_password": PASSWORD,
+            "new_password": "another-long-pass-phrase",
+            "new_password_again": "another-long-pass-phrase",
+        },
+    )
     assert response.status_code == 302
     assert alice_page.get("/orgs/acme/").status_code == 200
     cast.alice.refresh_from_db()
@@ -176,7 +217,11 @@ def test_create_organization_makes_the_creator_owner(bob_page, cast):
     org = Organization.objects.get(slug="bobco")
     assert Membership.all_orgs.get(org=org, user=cast.bob).role.slug == "owner"
     response = bob_page.post("/", {"name": "Dup", "slug": "acme"})
-    assert response.status_code == 400 and b"Already taken." in response.content and b'value="Dup"' in response.content
+    assert (
+        response.status_code == 400
+        and b"Already taken." in response.content
+        and b'value="Dup"' in response.content
+    )
 
 
 def test_org_switcher_lists_only_my_orgs(alice_page):
@@ -185,26 +230,38 @@ def test_org_switcher_lists_only_my_orgs(alice_page):
 
 
 def test_settings_update_through_the_service(alice_page, cast):
-    response = alice_page.post("/orgs/acme/settings", {
-        "name": "Acme Inc", "require_2fa": "", "max_key_lifetime_days": "30",
-        "requests_per_minute": "100", "allowed_private_hosts": "127.0.0.1:9000\nvllm.internal",
-    })
+    response = alice_page.post(
+        "/orgs/acme/settings",
+        {
+            "name": "Acme Inc",
+            "require_2fa": "",
+            "max_key_lifetime_days": "30",
+            "requests_per_minute": "100",
+            "allowed_private_hosts": "127.0.0.1:9000\nvllm.internal",
+        },
+    )
     assert response.status_code == 302
     org = Organization.objects.get(pk=cast.acme.pk)
     assert org.name == "Acme Inc"
     assert org.settings["allowed_private_hosts"] == ["127.0.0.1:9000", "vllm.internal"]
-    assert org.settings["max_key_lifetime_days"] == 30 and org.settings["requests_per_minute"] == 100
+    assert (
+        org.settings["max_key_lifetime_days"] == 30 and org.settings["requests_per_minute"] == 100
+    )
     assert _audit("org:update", outcome="success").actor_user_id == cast.alice.pk
     response = alice_page.post("/orgs/acme/settings", {"name": "", "max_key_lifetime_days": "0"})
-    assert response.status_code == 400 and b"class=\"error\"" in response.content
+    assert response.status_code == 400 and b'class="error"' in response.content
 
 
 # --- members, invitations, teams, roles -------------------------------------------------------------
 
 
-def test_invite_revoke_and_change_role(alice_page, cast, mailoutbox, django_capture_on_commit_callbacks):
+def test_invite_revoke_and_change_role(
+    alice_page, cast, mailoutbox, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
-        response = alice_page.post("/orgs/acme/members", {"invite-email": "new@example.com", "invite-role": "member"})
+        response = alice_page.post(
+            "/orgs/acme/members", {"invite-email": "new@example.com", "invite-role": "member"}
+        )
     assert response.status_code == 302
     with org_scope(cast.acme):
         invitation = Invitation.objects.get(email="new@example.com")
@@ -220,7 +277,9 @@ def test_invite_revoke_and_change_role(alice_page, cast, mailoutbox, django_capt
 
 
 def test_member_cannot_invite_or_remove(bob_page, cast):
-    response = bob_page.post("/orgs/acme/members", {"invite-email": "x@example.com", "invite-role": "viewer"})
+    response = bob_page.post(
+        "/orgs/acme/members", {"invite-email": "x@example.com", "invite-role": "viewer"}
+    )
     assert response.status_code == 403
     with org_scope(cast.acme):
         assert not Invitation.objects.exists()
@@ -258,20 +317,33 @@ def test_teams_create_and_add_member(alice_page, cast):
 def test_custom_role_with_permission_grid(alice_page, bob_page, dave_page, cast):
     page = alice_page.get("/orgs/acme/roles").content.decode()
     assert 'type="checkbox" name="permissions" value="audit_log:view"' in page
-    response = alice_page.post("/orgs/acme/roles", {"name": "Auditor", "slug": "auditor",
-                                                    "permissions": ["audit_log:view", "usage:view"]})
+    response = alice_page.post(
+        "/orgs/acme/roles",
+        {"name": "Auditor", "slug": "auditor", "permissions": ["audit_log:view", "usage:view"]},
+    )
     assert response.status_code == 302
     role = Role.objects.get(org=cast.acme, slug="auditor")
     assert role.permissions == ["audit_log:view", "usage:view"]
     # Bounded delegation: an admin cannot create a role holding what they lack.
-    response = dave_page.post("/orgs/acme/roles", {"name": "X", "slug": "x", "permissions": ["org:delete"]})
-    assert response.status_code == 400 and b"org:delete" in response.content and b'value="X"' in response.content
-    assert bob_page.post("/orgs/acme/roles", {"name": "Y", "slug": "y", "permissions": []}).status_code == 403
+    response = dave_page.post(
+        "/orgs/acme/roles", {"name": "X", "slug": "x", "permissions": ["org:delete"]}
+    )
+    assert (
+        response.status_code == 400
+        and b"org:delete" in response.content
+        and b'value="X"' in response.content
+    )
+    assert (
+        bob_page.post("/orgs/acme/roles", {"name": "Y", "slug": "y", "permissions": []}).status_code
+        == 403
+    )
     assert not Role.objects.filter(slug__in=["x", "y"]).exists()
 
 
 def test_service_account_create(alice_page, cast):
-    response = alice_page.post("/orgs/acme/service-accounts", {"name": "CI", "slug": "ci-bot", "role": "member"})
+    response = alice_page.post(
+        "/orgs/acme/service-accounts", {"name": "CI", "slug": "ci-bot", "role": "member"}
+    )
     assert response.status_code == 302
     assert b"ci-bot" in alice_page.get("/orgs/acme/service-accounts").content
     assert _audit("service_account:manage").data["op"] == "create"
@@ -281,8 +353,15 @@ def test_service_account_create(alice_page, cast):
 
 
 def test_key_secret_is_shown_once(bob_page, cast):
-    response = bob_page.post("/orgs/acme/api-keys", {"name": "laptop", "permissions": ["inference:run", "model:read"],
-                                                     "models": "openai-main/gpt-4o", "expires_in_days": "30"})
+    response = bob_page.post(
+        "/orgs/acme/api-keys",
+        {
+            "name": "laptop",
+            "permissions": ["inference:run", "model:read"],
+            "models": "openai-main/gpt-4o",
+            "expires_in_days": "30",
+        },
+    )
     assert response.status_code == 200
     with org_scope(cast.acme):
         key = ApiKey.objects.get(name="laptop")
@@ -299,7 +378,9 @@ def test_key_secret_is_shown_once(bob_page, cast):
 
 
 def test_key_scopes_beyond_the_owner_are_refused(bob_page, cast):
-    response = bob_page.post("/orgs/acme/api-keys", {"name": "greedy", "permissions": ["org:delete"]})
+    response = bob_page.post(
+        "/orgs/acme/api-keys", {"name": "greedy", "permissions": ["org:delete"]}
+    )
     assert response.status_code == 400 and b'value="greedy"' in response.content
     with org_scope(cast.acme):
         assert not ApiKey.objects.filter(name="greedy").exists()
@@ -336,8 +417,15 @@ def test_revoke_and_rotate_need_post_and_confirmation(bob_page, alice_page, char
 
 
 def _provider(alice_page, **extra):
-    data = {"name": "openai-main", "provider_type": "openai", "base_url": "https://8.8.8.8/v1",
-            "models": "gpt-4o gpt-4o-mini", "tags": "env=prod", "secret": "sk-live-" + "A" * 30, **extra}
+    data = {
+        "name": "openai-main",
+        "provider_type": "openai",
+        "base_url": "https://8.8.8.8/v1",
+        "models": "gpt-4o gpt-4o-mini",
+        "tags": "env=prod",
+        "secret": "sk-live-" + "A" * 30,
+        **extra,
+    }
     return alice_page.post("/orgs/acme/provider-accounts", data)
 
 
@@ -345,7 +433,11 @@ def test_provider_account_secret_is_write_only(alice_page, cast):
     assert _provider(alice_page).status_code == 302
     with org_scope(cast.acme):
         account = ProviderAccount.objects.get(name="openai-main")
-    assert account.has_secret and account.model_names == ["gpt-4o", "gpt-4o-mini"] and account.tags == {"env": "prod"}
+    assert (
+        account.has_secret
+        and account.model_names == ["gpt-4o", "gpt-4o-mini"]
+        and account.tags == {"env": "prod"}
+    )
     for url in ("/orgs/acme/provider-accounts", f"/orgs/acme/provider-accounts/{account.pk}"):
         assert b"sk-live-" not in alice_page.get(url).content
     assert "sk-live" not in str(_audit("provider_account:manage").data)
@@ -354,7 +446,9 @@ def test_provider_account_secret_is_write_only(alice_page, cast):
 def test_provider_private_base_url_needs_the_setting(alice_page, cast):
     response = _provider(alice_page, base_url="http://127.0.0.1:9000/v1")
     assert response.status_code == 400 and b'value="openai-main"' in response.content
-    alice_page.post("/orgs/acme/settings", {"name": "Acme", "allowed_private_hosts": "127.0.0.1:9000"})
+    alice_page.post(
+        "/orgs/acme/settings", {"name": "Acme", "allowed_private_hosts": "127.0.0.1:9000"}
+    )
     assert _provider(alice_page, base_url="http://127.0.0.1:9000/v1").status_code == 302
 
 
@@ -367,7 +461,9 @@ def test_replacing_a_secret_asks_a_2fa_user_for_a_code(alice_page, cast):
     assert b"Code from your authenticator app" in alice_page.get(url).content
     response = alice_page.post(url, {"op": "secret", "secret": "sk-new-" + "B" * 30})
     assert response.status_code == 400
-    response = alice_page.post(url, {"op": "secret", "secret": "sk-new-" + "B" * 30, "otp_code": code_now(device)})
+    response = alice_page.post(
+        url, {"op": "secret", "secret": "sk-new-" + "B" * 30, "otp_code": code_now(device)}
+    )
     assert response.status_code == 302
     assert _audit("provider_account:manage").data["op"] == "set_secret"
 
@@ -376,9 +472,15 @@ def test_provider_edit_models_and_tags(alice_page, cast):
     _provider(alice_page)
     with org_scope(cast.acme):
         account = ProviderAccount.objects.get(name="openai-main")
-    response = alice_page.post(f"/orgs/acme/provider-accounts/{account.pk}", {
-        "op": "update", "base_url": "https://8.8.8.8/v1", "models": "gpt-4o\no1", "tags": "env=staging",
-    })
+    response = alice_page.post(
+        f"/orgs/acme/provider-accounts/{account.pk}",
+        {
+            "op": "update",
+            "base_url": "https://8.8.8.8/v1",
+            "models": "gpt-4o\no1",
+            "tags": "env=staging",
+        },
+    )
     assert response.status_code == 302
     account.refresh_from_db()
     assert account.model_names == ["gpt-4o", "o1"] and account.tags == {"env": "staging"}
@@ -386,9 +488,12 @@ def test_provider_edit_models_and_tags(alice_page, cast):
 
 def test_access_rules_import_export_and_effective_view(alice_page, cast):
     _provider(alice_page)
-    response = alice_page.post("/orgs/acme/access-rules", {
-        "document": "authz_rules:\n  - models: [openai-main/gpt-4o]\n    users: [bob]\n",
-    })
+    response = alice_page.post(
+        "/orgs/acme/access-rules",
+        {
+            "document": "authz_rules:\n  - models: [openai-main/gpt-4o]\n    users: [bob]\n",
+        },
+    )
     assert response.status_code == 302
     with org_scope(cast.acme):
         assert AccessRule.objects.count() == 1
@@ -441,9 +546,17 @@ def test_overview_chart_counts_usage(alice_page, cast):
 
     from audit.models import UsageRecord
 
-    UsageRecord.objects.create(created_at=timezone.now(), org=cast.acme, request_id="r1", endpoint="chat",
-                               model="openai-main/gpt-4o", status_code=200, prompt_tokens=7, completion_tokens=5,
-                               key_prefix="ifr_abc")
+    UsageRecord.objects.create(
+        created_at=timezone.now(),
+        org=cast.acme,
+        request_id="r1",
+        endpoint="chat",
+        model="openai-main/gpt-4o",
+        status_code=200,
+        prompt_tokens=7,
+        completion_tokens=5,
+        key_prefix="ifr_abc",
+    )
     page = alice_page.get("/orgs/acme/").content.decode()
     assert "<svg" in page and "Requests a day" in page and "openai-main/gpt-4o" in page
     assert "<strong>1</strong> requests in 14 days" in page
@@ -454,7 +567,9 @@ def test_overview_shows_recent_alerts_to_audit_viewers(cast):
 
     from audit.models import Alert
 
-    Alert.objects.create(org=cast.acme, kind="denials", message="51 refused requests in 15 minutes", dedupe_key="t1")
+    Alert.objects.create(
+        org=cast.acme, kind="denials", message="51 refused requests in 15 minutes", dedupe_key="t1"
+    )
     Alert.objects.create(org=cast.globex, kind="denials", message="globex alert", dedupe_key="t2")
     client = Client()
     client.force_login(cast.alice)

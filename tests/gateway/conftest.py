@@ -30,7 +30,12 @@ def _free_port() -> int:
 class ServerThread:
     def __init__(self, app, port: int, lifespan: str = "off") -> None:
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan=lifespan
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan=lifespan,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

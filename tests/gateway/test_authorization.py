@@ -207,8 +207,12 @@ def test_refused_credentials_are_audited_without_the_credential(llm):
     from audit.models import AuditRecord
 
     forged = "ifr_ABCDEFGHIJKL_" + "x" * 50
-    response = llm.post("/chat/completions", forged, {"model": "openai-main/gpt-4o", "messages": []})
+    response = llm.post(
+        "/chat/completions", forged, {"model": "openai-main/gpt-4o", "messages": []}
+    )
     assert response.status_code == 401
-    record = AuditRecord.objects.get(action="auth:gateway", request_id=response.headers["X-Request-ID"])
+    record = AuditRecord.objects.get(
+        action="auth:gateway", request_id=response.headers["X-Request-ID"]
+    )
     assert record.outcome == "denied" and record.status_code == 401
     assert forged not in str(record.data) and record.client_ip == "127.0.0.1"

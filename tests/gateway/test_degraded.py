@@ -15,7 +15,9 @@ CHAT = [{"role": "user", "content": "hi"}]
 
 
 def _chat(client):
-    return client.chat.completions.with_raw_response.create(model="openai-main/gpt-4o", messages=CHAT)
+    return client.chat.completions.with_raw_response.create(
+        model="openai-main/gpt-4o", messages=CHAT
+    )
 
 
 def _audit(request_id: str) -> AuditRecord:
@@ -42,10 +44,14 @@ def test_by_default_an_outage_refuses_and_says_so(on_redis, llm, redis_outage, c
     (alert,) = _alerts(cast)
     assert alert.data["allowed"] is False and "refused" in alert.message
     # The owner is told too: the alert itself is an audit record.
-    assert AuditRecord.objects.filter(org=cast.acme, action="alert:raise", target_id=str(alert.pk)).exists()
+    assert AuditRecord.objects.filter(
+        org=cast.acme, action="alert:raise", target_id=str(alert.pk)
+    ).exists()
 
 
-def test_rate_limits_set_to_allow_let_calls_through_audited_and_alerted(on_redis, llm, redis_outage, cast):
+def test_rate_limits_set_to_allow_let_calls_through_audited_and_alerted(
+    on_redis, llm, redis_outage, cast
+):
     llm.org_settings(rate_limit_on_backend_error="allow")
     client = llm.sdk(llm.key())
     redis_outage()
@@ -62,8 +68,11 @@ def test_rate_limits_set_to_allow_let_calls_through_audited_and_alerted(on_redis
 @pytest.mark.parametrize("quota_policy", ["deny", "allow"])
 def test_a_quota_decides_for_itself(on_redis, llm, redis_outage, cast, quota_policy):
     """Rate limits say allow; the org's monthly quota says ``quota_policy``."""
-    llm.org_settings(rate_limit_on_backend_error="allow", monthly_token_quota=1_000_000,
-                     quota_on_backend_error=quota_policy)
+    llm.org_settings(
+        rate_limit_on_backend_error="allow",
+        monthly_token_quota=1_000_000,
+        quota_on_backend_error=quota_policy,
+    )
     client = llm.sdk(llm.key())
     redis_outage()
     if quota_policy == "deny":

@@ -38,10 +38,14 @@ def test_a_warm_request_touches_no_database(on_redis, llm):
     client.models.list()
     with no_database() as touched:
         answers = [
-            client.chat.completions.with_raw_response.create(model="openai-main/gpt-4o", messages=CHAT)
+            client.chat.completions.with_raw_response.create(
+                model="openai-main/gpt-4o", messages=CHAT
+            )
             for _ in range(3)
         ]
-        chunks = list(client.chat.completions.create(model="openai-main/gpt-4o", messages=CHAT, stream=True))
+        chunks = list(
+            client.chat.completions.create(model="openai-main/gpt-4o", messages=CHAT, stream=True)
+        )
         listed = client.models.list()
     assert touched == []
     assert [a.http_response.status_code for a in answers] == [200, 200, 200]
@@ -56,6 +60,8 @@ def test_the_guard_sees_a_database_touch(on_redis, llm):
     """The check can fail: a new key (a cold principal) needs the database."""
     key = llm.key()
     with no_database() as touched:
-        response = llm.post("/chat/completions", key, {"model": "openai-main/gpt-4o", "messages": CHAT})
+        response = llm.post(
+            "/chat/completions", key, {"model": "openai-main/gpt-4o", "messages": CHAT}
+        )
     assert response.status_code == 503
     assert touched

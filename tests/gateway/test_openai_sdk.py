@@ -20,8 +20,15 @@ def test_chat_completion_with_the_sdk(llm, upstream_requests):
     assert completion.choices[0].message.content == "Hello from the fake upstream."
     assert completion.model == "openai-main/gpt-4o"
     assert completion.usage.completion_tokens == 6
-    for header in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
-                   "X-RateLimit-Limit-Tokens", "X-RateLimit-Remaining-Tokens", "X-Inferia-Overhead-Ms", "X-Request-ID"):
+    for header in (
+        "X-RateLimit-Limit",
+        "X-RateLimit-Remaining",
+        "X-RateLimit-Reset",
+        "X-RateLimit-Limit-Tokens",
+        "X-RateLimit-Remaining-Tokens",
+        "X-Inferia-Overhead-Ms",
+        "X-Request-ID",
+    ):
         assert raw.headers.get(header), header
     sent = upstream_requests[-1]
     assert sent["path"] == "/v1/chat/completions"
@@ -30,7 +37,10 @@ def test_chat_completion_with_the_sdk(llm, upstream_requests):
     flush_usage()
     record = UsageRecord.objects.get(request_id=raw.headers["X-Request-ID"])
     assert (record.model, record.status_code, record.prompt_tokens, record.completion_tokens) == (
-        "openai-main/gpt-4o", 200, 2, 6
+        "openai-main/gpt-4o",
+        200,
+        2,
+        6,
     )
     assert record.cost == pytest.approx((2 * 2.5 + 6 * 10.0) / 1e6)
 
@@ -52,10 +62,14 @@ def test_async_client(llm):
 
     async def go():
         client = openai.AsyncOpenAI(base_url=llm.base_url, api_key=key)
-        results = await asyncio.gather(*[
-            client.chat.completions.create(model="openai-main/gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
-            for _ in range(5)
-        ])
+        results = await asyncio.gather(
+            *[
+                client.chat.completions.create(
+                    model="openai-main/gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+                )
+                for _ in range(5)
+            ]
+        )
         return [r.choices[0].message.content for r in results]
 
     assert asyncio.run(go()) == ["Hello from the fake upstream."] * 5

@@ -33,17 +33,43 @@ def test_refusals_before_the_limits_carry_the_limit_headers(backend, only_gpt4o)
     url = f"{llm.base_url}/chat/completions"
     auth = {"Authorization": f"Bearer {key}"}
     cases = [
-        (llm.post("/chat/completions", key, {"model": "openai-main/gpt-4o-mini", "messages": CHAT}),
-         403, "PERMISSION_DENIED"),
-        (llm.post("/chat/completions", key, {"model": "openai-main/nope", "messages": CHAT}), 404, "NOT_FOUND"),
+        (
+            llm.post(
+                "/chat/completions", key, {"model": "openai-main/gpt-4o-mini", "messages": CHAT}
+            ),
+            403,
+            "PERMISSION_DENIED",
+        ),
+        (
+            llm.post("/chat/completions", key, {"model": "openai-main/nope", "messages": CHAT}),
+            404,
+            "NOT_FOUND",
+        ),
         (llm.post("/chat/completions", key, {"messages": CHAT}), 400, "VALIDATION_ERROR"),
-        (httpx.post(url, content=b"{not json", headers={**auth, "Content-Type": "application/json"}),
-         400, "VALIDATION_ERROR"),
-        (httpx.post(url, content=b"model=x", headers={**auth, "Content-Type": "text/plain"}),
-         415, "UNSUPPORTED_MEDIA_TYPE"),
-        (llm.post("/chat/completions", key, {"model": "openai-main/gpt-4o",
-                                             "messages": [{"role": "user", "content": "x" * 10_001}]}),
-         400, "VALIDATION_ERROR"),
+        (
+            httpx.post(
+                url, content=b"{not json", headers={**auth, "Content-Type": "application/json"}
+            ),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            httpx.post(url, content=b"model=x", headers={**auth, "Content-Type": "text/plain"}),
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        (
+            llm.post(
+                "/chat/completions",
+                key,
+                {
+                    "model": "openai-main/gpt-4o",
+                    "messages": [{"role": "user", "content": "x" * 10_001}],
+                },
+            ),
+            400,
+            "VALIDATION_ERROR",
+        ),
     ]
     for response, status, code in cases:
         assert_gateway_error(response, status, code)
@@ -54,13 +80,16 @@ def test_refusals_before_the_limits_carry_the_limit_headers(backend, only_gpt4o)
     assert ok.status_code == 200
     _has_limits(ok, 50)
     assert int(ok.headers["X-RateLimit-Remaining"]) == 49
-    refused = llm.post("/chat/completions", key, {"model": "openai-main/gpt-4o-mini", "messages": CHAT})
+    refused = llm.post(
+        "/chat/completions", key, {"model": "openai-main/gpt-4o-mini", "messages": CHAT}
+    )
     assert int(refused.headers["X-RateLimit-Remaining"]) == 49
 
 
 def test_models_listing_carries_the_limit_headers(backend, only_gpt4o):
-    response = httpx.get(f"{only_gpt4o.base_url}/models",
-                         headers={"Authorization": f"Bearer {only_gpt4o.key()}"})
+    response = httpx.get(
+        f"{only_gpt4o.base_url}/models", headers={"Authorization": f"Bearer {only_gpt4o.key()}"}
+    )
     assert response.status_code == 200
     _has_limits(response, 50)
 
@@ -70,7 +99,9 @@ def test_a_grant_is_honoured_by_the_next_call_although_the_denial_was_cached(bac
     key = llm.key()
     body = {"model": "openai-main/gpt-4o-mini", "messages": CHAT}
     assert_gateway_error(llm.post("/chat/completions", key, body), 403, "PERMISSION_DENIED")
-    llm.grant("authz_rules:\n  - models: ['openai-main/gpt-4o', 'openai-main/gpt-4o-mini']\n    users: [bob]\n")
+    llm.grant(
+        "authz_rules:\n  - models: ['openai-main/gpt-4o', 'openai-main/gpt-4o-mini']\n    users: [bob]\n"
+    )
     assert llm.post("/chat/completions", key, body).status_code == 200
 
 
@@ -79,8 +110,11 @@ def test_unauthenticated_calls_are_braked_per_address(backend, llm, settings):
     url = f"{llm.base_url}/chat/completions"
     body = {"model": "openai-main/gpt-4o", "messages": CHAT}
     bad = {"Authorization": "Bearer ifr_AAAAAAAAAAAA_" + "B" * 50}
-    responses = [httpx.post(url, json=body), httpx.post(url, json=body, headers=bad),
-                 httpx.get(f"{llm.base_url}/nowhere")]
+    responses = [
+        httpx.post(url, json=body),
+        httpx.post(url, json=body, headers=bad),
+        httpx.get(f"{llm.base_url}/nowhere"),
+    ]
     for response, status in zip(responses, (401, 401, 404), strict=True):
         assert response.status_code == status
         assert response.headers["X-RateLimit-Limit"] == "3"
@@ -100,7 +134,8 @@ def test_an_undeclared_body_over_the_limit_is_refused_while_it_streams_in(backen
             yield b" " * 1024
 
     response = httpx.post(
-        f"{llm.base_url}/chat/completions", content=chunks(),
+        f"{llm.base_url}/chat/completions",
+        content=chunks(),
         headers={"Authorization": f"Bearer {llm.key()}", "Content-Type": "application/json"},
     )
     assert "content-length" not in {k.lower() for k in response.request.headers}

@@ -10,7 +10,9 @@ def test_set_cookie_from_an_upstream_is_not_sent_again(llm, upstream_requests):
     llm.grant("authz_rules:\n  - models: [openai-main/*]\n    users: [bob]\n")
     client = llm.sdk(llm.key())
     for _ in range(2):
-        raw = client.chat.completions.with_raw_response.create(model="openai-main/fake-set-cookie", messages=CHAT)
+        raw = client.chat.completions.with_raw_response.create(
+            model="openai-main/fake-set-cookie", messages=CHAT
+        )
         assert raw.http_response.status_code == 200
         # Nor does the upstream's cookie reach the gateway's client.
         assert "set-cookie" not in raw.headers

@@ -197,18 +197,20 @@ def test_an_entry_of_a_deleted_org_does_not_block_the_others(llm):
     if not redis_client.enabled():
         pytest.skip("the stream exists only with Redis (REDIS_URL)")
     orphan, gone_org, gone_user = str(uuid.uuid4()), uuid.uuid4(), uuid.uuid4()
-    asyncio.run(usage.write(
-        {
-            "created_at": 1.7e9,
-            "org_id": str(gone_org),
-            "user_id": str(gone_user),
-            "request_id": orphan,
-            "endpoint": "chat",
-            "model": "x/y",
-            "status_code": 200,
-        },
-        [],
-    ))
+    asyncio.run(
+        usage.write(
+            {
+                "created_at": 1.7e9,
+                "org_id": str(gone_org),
+                "user_id": str(gone_user),
+                "request_id": orphan,
+                "endpoint": "chat",
+                "model": "x/y",
+                "status_code": 200,
+            },
+            [],
+        )
+    )
     raw = llm.sdk(llm.key()).chat.completions.with_raw_response.create(
         model="openai-main/gpt-4o", messages=CHAT
     )

@@ -48,9 +48,16 @@ def admin_data(cast, django_capture_on_commit_callbacks, settings):
     from gateway import usage
 
     usage._write_db(
-        {"created_at": timezone.now().timestamp(), "org_id": str(cast.acme.pk), "request_id": "admin-test",
-         "endpoint": "chat", "model": "openai-main/gpt-4o", "status_code": 200, "prompt_tokens": 3,
-         "completion_tokens": 5},
+        {
+            "created_at": timezone.now().timestamp(),
+            "org_id": str(cast.acme.pk),
+            "request_id": "admin-test",
+            "endpoint": "chat",
+            "model": "openai-main/gpt-4o",
+            "status_code": 200,
+            "prompt_tokens": 3,
+            "completion_tokens": 5,
+        },
         [],
     )
     rollups.usage_rollup(period="hour", moment=timezone.now())

@@ -13,7 +13,11 @@ from audit.logging import RedactingFilter
 def test_console_handler_is_configured_with_the_redacting_filter():
     assert settings.LOGGING["handlers"]["console"]["filters"] == ["redact"]
     root = logging.getLogger()
-    console = [h for h in root.handlers if isinstance(h, logging.StreamHandler) and not hasattr(h, "records")]
+    console = [
+        h
+        for h in root.handlers
+        if isinstance(h, logging.StreamHandler) and not hasattr(h, "records")
+    ]
     assert any(any(isinstance(f, RedactingFilter) for f in h.filters) for h in console)
 
 
@@ -28,7 +32,10 @@ def test_keys_tokens_and_emails_are_removed_from_log_lines():
         key = "ifr_ABCDEFGHIJKL_" + "x" * 50
         logger.warning(
             "upstream said %s for %s (user %s, auth %s)",
-            "sk-live-abcdefghijklmnop", key, "alice@example.com", "Bearer eyJhbGciOi.eyJzdWIiOi.sig",
+            "sk-live-abcdefghijklmnop",
+            key,
+            "alice@example.com",
+            "Bearer eyJhbGciOi.eyJzdWIiOi.sig",
         )
     finally:
         logger.removeHandler(handler)

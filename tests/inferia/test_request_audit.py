@@ -13,7 +13,12 @@ def test_a_read_is_recorded_once_with_its_permission(cast, bob_client):
     records = AuditRecord.objects.order_by("-seq")[: AuditRecord.objects.count() - before]
     assert len(records) == 1
     record = records[0]
-    assert (record.action, record.outcome, record.status_code, record.org_id) == ("member:view", "allowed", 200, cast.acme.pk)
+    assert (record.action, record.outcome, record.status_code, record.org_id) == (
+        "member:view",
+        "allowed",
+        200,
+        cast.acme.pk,
+    )
     assert record.actor_label == "bob" and record.target_id == "/api/v1/orgs/acme/members"
     assert record.user_agent == "pytest-agent" and record.request_id == response["X-Request-ID"]
     assert record.latency_ms is not None
@@ -21,16 +26,26 @@ def test_a_read_is_recorded_once_with_its_permission(cast, bob_client):
 
 def test_a_write_is_recorded_once_by_its_service(cast, alice_client):
     before = AuditRecord.objects.count()
-    response = alice_client.post("/api/v1/orgs/acme/teams", {"slug": "ml", "name": "ML"}, format="json")
+    response = alice_client.post(
+        "/api/v1/orgs/acme/teams", {"slug": "ml", "name": "ML"}, format="json"
+    )
     assert response.status_code == 201
     assert AuditRecord.objects.count() == before + 1
     assert AuditRecord.objects.get(action="team:manage").outcome == "success"
 
 
 def test_refusals_are_recorded(cast, vera_client, charlie_client):
-    assert_error(vera_client.post("/api/v1/orgs/acme/teams", {"slug": "x", "name": "X"}, format="json"),
-                 403, "PERMISSION_DENIED")
-    assert AuditRecord.objects.filter(action="team:manage", outcome="denied", actor_label="vera").count() == 1
+    assert_error(
+        vera_client.post("/api/v1/orgs/acme/teams", {"slug": "x", "name": "X"}, format="json"),
+        403,
+        "PERMISSION_DENIED",
+    )
+    assert (
+        AuditRecord.objects.filter(
+            action="team:manage", outcome="denied", actor_label="vera"
+        ).count()
+        == 1
+    )
     assert_error(charlie_client.get("/api/v1/orgs/acme/members"), 404, "NOT_FOUND")
     record = AuditRecord.objects.get(action="member:view", actor_user=cast.charlie)
     assert (record.outcome, record.status_code, record.org_id) == ("denied", 404, None)

@@ -30,7 +30,9 @@ def mint(client: APIClient, org: str = "acme", **body) -> dict:
 def service_account(cast):
     """An Acme service account 'ci-bot' with the Member role, created by alice."""
     response = client_for(cast.alice).post(
-        "/api/v1/orgs/acme/service-accounts", {"slug": "ci-bot", "name": "CI bot", "role": "member"}, format="json"
+        "/api/v1/orgs/acme/service-accounts",
+        {"slug": "ci-bot", "name": "CI bot", "role": "member"},
+        format="json",
     )
     assert response.status_code == 201, response.content
     return response.json()
@@ -67,7 +69,9 @@ CATALOG = {
     "vllm-staging": ({"env": "staging"}, ["llama-3", "mistral"]),
     "local": ({}, ["phi-3"]),
 }
-ENABLED = sorted(f"{account}/{model}" for account, (_, models) in CATALOG.items() for model in models)
+ENABLED = sorted(
+    f"{account}/{model}" for account, (_, models) in CATALOG.items() for model in models
+)
 NOT_ENABLED = "openai-main/gpt-5"
 
 
@@ -76,12 +80,18 @@ def allow_private_upstream(org) -> None:
     org.save(update_fields=["settings"])
 
 
-def create_provider_account(client: APIClient, name: str, models: list[str], tags: dict | None = None,
-                            org: str = "acme") -> dict:
+def create_provider_account(
+    client: APIClient, name: str, models: list[str], tags: dict | None = None, org: str = "acme"
+) -> dict:
     response = client.post(
         f"/api/v1/orgs/{org}/provider-accounts",
-        {"name": name, "provider_type": "openai_compatible", "base_url": PRIVATE_BASE_URL,
-         "models": models, "tags": tags or {}},
+        {
+            "name": name,
+            "provider_type": "openai_compatible",
+            "base_url": PRIVATE_BASE_URL,
+            "models": models,
+            "tags": tags or {},
+        },
         format="json",
     )
     assert response.status_code == 201, response.content
@@ -89,24 +99,34 @@ def create_provider_account(client: APIClient, name: str, models: list[str], tag
 
 
 def create_team(client: APIClient, slug: str, members=(), org: str = "acme") -> dict:
-    response = client.post(f"/api/v1/orgs/{org}/teams", {"slug": slug, "name": slug.title()}, format="json")
+    response = client.post(
+        f"/api/v1/orgs/{org}/teams", {"slug": slug, "name": slug.title()}, format="json"
+    )
     assert response.status_code == 201, response.content
     team = response.json()
     for user in members:
-        added = client.post(f"/api/v1/orgs/{org}/teams/{team['id']}/members", {"user_id": str(user.pk)}, format="json")
+        added = client.post(
+            f"/api/v1/orgs/{org}/teams/{team['id']}/members",
+            {"user_id": str(user.pk)},
+            format="json",
+        )
         assert added.status_code == 201, added.content
     return team
 
 
 def create_service_account(client: APIClient, slug: str, role: str, org: str = "acme") -> dict:
     response = client.post(
-        f"/api/v1/orgs/{org}/service-accounts", {"slug": slug, "name": slug, "role": role}, format="json"
+        f"/api/v1/orgs/{org}/service-accounts",
+        {"slug": slug, "name": slug, "role": role},
+        format="json",
     )
     assert response.status_code == 201, response.content
     return response.json()
 
 
-def put_rules_yaml(client: APIClient, text: str, org: str = "acme", content_type: str = "application/yaml"):
+def put_rules_yaml(
+    client: APIClient, text: str, org: str = "acme", content_type: str = "application/yaml"
+):
     return client.put(f"/api/v1/orgs/{org}/access-rules.yaml", text, content_type=content_type)
 
 
@@ -202,7 +222,14 @@ def access_world(cast, alice_client, catalog) -> AccessWorld:
     erin, frank = make_user("erin"), make_user("frank")
     add_member(cast.acme, erin, "viewer")
     add_member(cast.acme, frank, "member")
-    users = {"alice": cast.alice, "bob": cast.bob, "vera": cast.vera, "dave": cast.dave, "erin": erin, "frank": frank}
+    users = {
+        "alice": cast.alice,
+        "bob": cast.bob,
+        "vera": cast.vera,
+        "dave": cast.dave,
+        "erin": erin,
+        "frank": frank,
+    }
     team = create_team(alice_client, "ml-platform", [cast.bob, erin])
     accounts = {
         slug: create_service_account(alice_client, slug, role)
@@ -218,7 +245,9 @@ def access_world(cast, alice_client, catalog) -> AccessWorld:
         else:
             keys[name] = mint(client_for(users[owner]), **body)
     disabled = alice_client.patch(
-        f"/api/v1/orgs/acme/service-accounts/{accounts['off-bot']['id']}", {"disabled": True}, format="json"
+        f"/api/v1/orgs/acme/service-accounts/{accounts['off-bot']['id']}",
+        {"disabled": True},
+        format="json",
     )
     assert disabled.status_code == 200, disabled.content
     return AccessWorld(cast=cast, users=users, service_accounts=accounts, team=team, keys=keys)

@@ -26,10 +26,16 @@ def _change_url(account_id) -> str:
 def _form(row: ProviderAccount, **overrides) -> dict:
     """The change form as a browser posts it, unchanged unless overridden."""
     data = {
-        "org": row.org_id, "name": row.name, "provider_type": row.provider_type, "base_url": row.base_url,
-        "api_version": row.api_version, "deployments": json.dumps(row.deployments),
-        "enabled_models": json.dumps(row.enabled_models), "tags": json.dumps(row.tags),
-        "secret_ref": row.secret_ref, "new_secret": "",
+        "org": row.org_id,
+        "name": row.name,
+        "provider_type": row.provider_type,
+        "base_url": row.base_url,
+        "api_version": row.api_version,
+        "deployments": json.dumps(row.deployments),
+        "enabled_models": json.dumps(row.enabled_models),
+        "tags": json.dumps(row.tags),
+        "secret_ref": row.secret_ref,
+        "new_secret": "",
     }
     data.update(overrides)
     return data
@@ -40,7 +46,9 @@ def _password_inputs(html: str) -> list[str]:
 
 
 def _form_errors(response) -> str:
-    return " ".join(re.findall(r'<ul class="errorlist[^"]*"[^>]*>(.*?)</ul>', response.content.decode(), re.S))
+    return " ".join(
+        re.findall(r'<ul class="errorlist[^"]*"[^>]*>(.*?)</ul>', response.content.decode(), re.S)
+    )
 
 
 @pytest.fixture
@@ -95,7 +103,8 @@ def test_saving_without_a_new_secret_keeps_the_old_one(cast, admin_client, accou
 
 def test_a_refused_form_does_not_echo_the_typed_secret(cast, admin_client, account):
     response = admin_client.post(
-        _change_url(account.pk), _form(account, base_url="http://169.254.169.254", new_secret=OTHER_SECRET)
+        _change_url(account.pk),
+        _form(account, base_url="http://169.254.169.254", new_secret=OTHER_SECRET),
     )
     assert response.status_code == 200 and "base_url" in response.content.decode()
     html = response.content.decode()
@@ -106,8 +115,15 @@ def test_a_refused_form_does_not_echo_the_typed_secret(cast, admin_client, accou
 
 def test_adding_an_account_in_admin_binds_the_secret_to_the_new_row(cast, admin_client):
     data = {
-        "org": cast.globex.pk, "name": "admin-made", "provider_type": "anthropic", "base_url": PUBLIC_URL,
-        "api_version": "", "deployments": "{}", "enabled_models": "[]", "tags": "{}", "secret_ref": "",
+        "org": cast.globex.pk,
+        "name": "admin-made",
+        "provider_type": "anthropic",
+        "base_url": PUBLIC_URL,
+        "api_version": "",
+        "deployments": "{}",
+        "enabled_models": "[]",
+        "tags": "{}",
+        "secret_ref": "",
         "new_secret": ADMIN_SECRET,
     }
     response = admin_client.post("/admin/keys/provideraccount/add/", data)
@@ -122,8 +138,16 @@ def test_adding_an_account_in_admin_binds_the_secret_to_the_new_row(cast, admin_
 
 def test_emptied_json_boxes_mean_none(cast, admin_client):
     data = {
-        "org": cast.acme.pk, "name": "bare", "provider_type": "openai", "base_url": PUBLIC_URL,
-        "api_version": "", "deployments": "", "enabled_models": "", "tags": "", "secret_ref": "", "new_secret": "",
+        "org": cast.acme.pk,
+        "name": "bare",
+        "provider_type": "openai",
+        "base_url": PUBLIC_URL,
+        "api_version": "",
+        "deployments": "",
+        "enabled_models": "",
+        "tags": "",
+        "secret_ref": "",
+        "new_secret": "",
     }
     response = admin_client.post("/admin/keys/provideraccount/add/", data)
     assert response.status_code == 302, _form_errors(response)
@@ -138,7 +162,9 @@ def test_duplicate_name_in_admin_is_a_form_error(cast, admin_client, account, ch
     assert "already exists" in _form_errors(response)
     assert ProviderAccount.all_orgs.filter(name=account.name).count() == 1
     # The same name in another org is fine.
-    response = admin_client.post("/admin/keys/provideraccount/add/", {**data, "org": cast.globex.pk})
+    response = admin_client.post(
+        "/admin/keys/provideraccount/add/", {**data, "org": cast.globex.pk}
+    )
     assert response.status_code == 302, _form_errors(response)
 
 
@@ -163,13 +189,17 @@ def keys(cast, alice_client, bob_client, charlie_client):
     }
     for owner, body in minted.items():
         org = "globex" if owner == "charlie" else "acme"
-        assert key_client(body["key"]).get(f"/api/v1/orgs/{org}/access-rules/effective").status_code == 200
+        assert (
+            key_client(body["key"]).get(f"/api/v1/orgs/{org}/access-rules/effective").status_code
+            == 200
+        )
     return minted
 
 
 def _revoke(admin_client, *ids):
     return admin_client.post(
-        "/admin/keys/apikey/", {"action": "revoke_selected", "_selected_action": [str(i) for i in ids]}
+        "/admin/keys/apikey/",
+        {"action": "revoke_selected", "_selected_action": [str(i) for i in ids]},
     )
 
 
@@ -191,11 +221,20 @@ def test_revoke_action_revokes_across_orgs_and_audits(cast, admin_client, keys):
         assert all(body["key"] not in json.dumps(record.data) for body in keys.values())
 
     # Refused at once; the unselected key still works.
-    assert_error(key_client(keys["alice"]["key"]).get("/api/v1/orgs/acme/access-rules/effective"),
-                 401, "AUTHENTICATION_FAILED")
-    assert_error(key_client(keys["charlie"]["key"]).get("/api/v1/orgs/globex/access-rules/effective"),
-                 401, "AUTHENTICATION_FAILED")
-    assert key_client(keys["bob"]["key"]).get("/api/v1/orgs/acme/access-rules/effective").status_code == 200
+    assert_error(
+        key_client(keys["alice"]["key"]).get("/api/v1/orgs/acme/access-rules/effective"),
+        401,
+        "AUTHENTICATION_FAILED",
+    )
+    assert_error(
+        key_client(keys["charlie"]["key"]).get("/api/v1/orgs/globex/access-rules/effective"),
+        401,
+        "AUTHENTICATION_FAILED",
+    )
+    assert (
+        key_client(keys["bob"]["key"]).get("/api/v1/orgs/acme/access-rules/effective").status_code
+        == 200
+    )
     # The owner sees it as revoked through the API.
     listing = client_for(cast.alice).get("/api/v1/orgs/acme/api-keys").json()["results"]
     assert {item["id"]: item["status"] for item in listing}[keys["alice"]["id"]] == "revoked"
@@ -206,8 +245,14 @@ def test_revoking_an_already_revoked_key_is_not_audited_again(cast, admin_client
     first_revoked_at = ApiKey.all_orgs.get(pk=keys["alice"]["id"]).revoked_at
     _revoke(admin_client, keys["alice"]["id"], keys["bob"]["id"])
     assert ApiKey.all_orgs.get(pk=keys["alice"]["id"]).revoked_at == first_revoked_at
-    assert AuditRecord.objects.filter(action="api_key:revoke", target_id=keys["alice"]["id"]).count() == 1
-    assert AuditRecord.objects.filter(action="api_key:revoke", target_id=keys["bob"]["id"]).count() == 1
+    assert (
+        AuditRecord.objects.filter(action="api_key:revoke", target_id=keys["alice"]["id"]).count()
+        == 1
+    )
+    assert (
+        AuditRecord.objects.filter(action="api_key:revoke", target_id=keys["bob"]["id"]).count()
+        == 1
+    )
 
 
 def test_tenant_user_cannot_run_the_revoke_action(cast, client, keys):
@@ -234,7 +279,9 @@ def test_key_admin_never_shows_the_digest_or_the_key(cast, admin_client, keys):
     assert keys["alice"]["prefix"] in change.content.decode()
     assert keys["alice"]["prefix"] in listing.content.decode()
     assert keys["alice"]["prefix"] not in search.content.decode()  # digests are not searchable
-    assert admin_client.get("/admin/keys/apikey/add/").status_code == 403  # minted through the API only
+    assert (
+        admin_client.get("/admin/keys/apikey/add/").status_code == 403
+    )  # minted through the API only
 
 
 # --- changelists -----------------------------------------------------------------------------------
@@ -246,7 +293,8 @@ def populated(cast, alice_client, charlie_client, service_account, keys):
     create_account(charlie_client, org="globex", name="globex-openai", secret=OTHER_SECRET)
     response = alice_client.put(
         "/api/v1/orgs/acme/access-rules.yaml",
-        "authz_rules:\n  - models: [openai-main/*]\n    users: [bob]\n", content_type="application/yaml",
+        "authz_rules:\n  - models: [openai-main/*]\n    users: [bob]\n",
+        content_type="application/yaml",
     )
     assert response.status_code == 200, response.content
     assert ServiceAccount.all_orgs.count() == 1 and AccessRule.all_orgs.count() == 1

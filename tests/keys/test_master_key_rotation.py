@@ -54,7 +54,9 @@ def _code(seed: bytes) -> str:
 
 def _login(client, username: str, seed: bytes):
     return client.post(
-        "/api/v1/auth/login", {"username": username, "password": PASSWORD, "otp_code": _code(seed)}, format="json"
+        "/api/v1/auth/login",
+        {"username": username, "password": PASSWORD, "otp_code": _code(seed)},
+        format="json",
     )
 
 
@@ -72,9 +74,15 @@ def estate(cast, settings, alice_client, charlie_client, monkeypatch):
     monkeypatch.setenv("INFERIA_UPSTREAM_REF", "by-reference")
     ids = {
         "main": create_account(alice_client, name="main", secret=SECRET)["id"],
-        "azure": create_account(alice_client, name="azure", provider_type="azure_openai", secret=OTHER_SECRET)["id"],
-        "globex": create_account(charlie_client, org="globex", name="globex", secret=GLOBEX_SECRET)["id"],
-        "ref": create_account(alice_client, name="ref", secret_ref="env:INFERIA_UPSTREAM_REF")["id"],
+        "azure": create_account(
+            alice_client, name="azure", provider_type="azure_openai", secret=OTHER_SECRET
+        )["id"],
+        "globex": create_account(charlie_client, org="globex", name="globex", secret=GLOBEX_SECRET)[
+            "id"
+        ],
+        "ref": create_account(alice_client, name="ref", secret_ref="env:INFERIA_UPSTREAM_REF")[
+            "id"
+        ],
         "empty": create_account(alice_client, name="empty")["id"],
     }
     alice_device, _ = enable_totp(alice_client, cast.alice)
@@ -95,7 +103,9 @@ def _plaintexts(ids) -> dict[str, str]:
 EXPECTED = {"main": SECRET, "azure": OTHER_SECRET, "globex": GLOBEX_SECRET, "ref": "by-reference"}
 
 
-def test_rotation_rewraps_everything_and_the_old_key_can_go(cast, settings, estate, anon_client, clock_shift):
+def test_rotation_rewraps_everything_and_the_old_key_can_go(
+    cast, settings, estate, anon_client, clock_shift
+):
     ids, seeds = estate
     before = _envelopes()
 
@@ -158,7 +168,9 @@ def test_rotation_with_the_old_key_missing_fails_and_changes_nothing(cast, setti
     assert _plaintexts(ids) == EXPECTED
 
 
-def test_secrets_written_after_the_ring_changes_use_the_new_key(cast, settings, estate, dave_client):
+def test_secrets_written_after_the_ring_changes_use_the_new_key(
+    cast, settings, estate, dave_client
+):
     ids, _seeds = estate
     settings.INFERIA_MASTER_KEYS = f"k2:{K2},k1:{K1}"
     created = create_account(dave_client, name="fresh", secret="fresh-secret-value-1234")
@@ -168,8 +180,14 @@ def test_secrets_written_after_the_ring_changes_use_the_new_key(cast, settings, 
     assert envelopes["account:fresh"]["kid"] == "k2" and envelopes["account:main"]["kid"] == "k2"
     assert envelopes["account:azure"]["kid"] == "k1"  # untouched until the rotation
     settings.INFERIA_MASTER_KEYS = f"k2:{K2}"
-    assert provider_secret_plaintext(ProviderAccount.all_orgs.get(pk=created["id"])) == "fresh-secret-value-1234"
-    assert provider_secret_plaintext(ProviderAccount.all_orgs.get(pk=ids["main"])) == "replaced-secret-value-5678"
+    assert (
+        provider_secret_plaintext(ProviderAccount.all_orgs.get(pk=created["id"]))
+        == "fresh-secret-value-1234"
+    )
+    assert (
+        provider_secret_plaintext(ProviderAccount.all_orgs.get(pk=ids["main"]))
+        == "replaced-secret-value-5678"
+    )
     with pytest.raises(crypto.DecryptionError):
         provider_secret_plaintext(ProviderAccount.all_orgs.get(pk=ids["azure"]))
 
@@ -187,7 +205,9 @@ def test_two_rotations_in_a_row(cast, settings, estate, anon_client, clock_shift
     assert _login(anon_client, "alice", seeds["alice"]).status_code == 200
 
 
-def test_totp_login_fails_closed_while_the_seed_cannot_be_read(cast, settings, estate, anon_client, clock_shift):
+def test_totp_login_fails_closed_while_the_seed_cannot_be_read(
+    cast, settings, estate, anon_client, clock_shift
+):
     _ids, seeds = estate
     settings.INFERIA_MASTER_KEYS = f"k2:{K2}"
     clock_shift(30)

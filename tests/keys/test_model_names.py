@@ -40,8 +40,23 @@ ALL_VLLM = sorted([LLAMA_FQN, QWEN_FQN, PHI_FQN])
 
 # Refused as a model name everywhere.
 BAD_NAMES = [
-    "a//b", "/x", "x/", "..", "a/../b", "../x", "x/..", ".", "./x", "a/./b",
-    "a b", "a\tb", "a/ b", "a/*/b", "-x", "a/-b", "x" * 201,
+    "a//b",
+    "/x",
+    "x/",
+    "..",
+    "a/../b",
+    "../x",
+    "x/..",
+    ".",
+    "./x",
+    "a/./b",
+    "a b",
+    "a\tb",
+    "a/ b",
+    "a/*/b",
+    "-x",
+    "a/-b",
+    "x" * 201,
 ]
 # A provider's model is never a wildcard (though account/* and account/prefix/* are patterns).
 WILDCARDS = ["*", "meta-llama/*"]
@@ -56,8 +71,16 @@ CONTROL = ["a\x00b", "a\x1bb", "a/\x7fb"]
 
 @pytest.mark.parametrize(
     "name",
-    ["gpt-4o", LLAMA, QWEN, "org/sub/model-v1.0", "mistralai/Mistral-7B-Instruct-v0.3", "a" * 200,
-     "a/" * 99 + "bc", "model:tag@v1+x"],
+    [
+        "gpt-4o",
+        LLAMA,
+        QWEN,
+        "org/sub/model-v1.0",
+        "mistralai/Mistral-7B-Instruct-v0.3",
+        "a" * 200,
+        "a/" * 99 + "bc",
+        "model:tag@v1+x",
+    ],
 )
 def test_good_model_names(name):
     assert names.is_model_name(name)
@@ -87,10 +110,30 @@ def test_good_patterns(pattern):
 
 @pytest.mark.parametrize(
     "pattern",
-    ["*", "x", "/x", "//x", f"{ACCOUNT}/", f"{ACCOUNT}//x", f"{ACCOUNT}/x/", f"{ACCOUNT}/a//b",
-     f"{ACCOUNT}/ x", f" {ACCOUNT}/x", f"{ACCOUNT}/x ", f"{ACCOUNT}/x\n", f"{ACCOUNT}/..", f"{ACCOUNT}/../x",
-     f"{ACCOUNT}/**", f"{ACCOUNT}/a/**", f"{ACCOUNT}/*/x", f"{ACCOUNT}/a*", "Vllm-Local/x", "-vllm/x",
-     "env=prod", f"{ACCOUNT}/" + "x" * 201],
+    [
+        "*",
+        "x",
+        "/x",
+        "//x",
+        f"{ACCOUNT}/",
+        f"{ACCOUNT}//x",
+        f"{ACCOUNT}/x/",
+        f"{ACCOUNT}/a//b",
+        f"{ACCOUNT}/ x",
+        f" {ACCOUNT}/x",
+        f"{ACCOUNT}/x ",
+        f"{ACCOUNT}/x\n",
+        f"{ACCOUNT}/..",
+        f"{ACCOUNT}/../x",
+        f"{ACCOUNT}/**",
+        f"{ACCOUNT}/a/**",
+        f"{ACCOUNT}/*/x",
+        f"{ACCOUNT}/a*",
+        "Vllm-Local/x",
+        "-vllm/x",
+        "env=prod",
+        f"{ACCOUNT}/" + "x" * 201,
+    ],
 )
 def test_bad_patterns(pattern):
     assert not names.is_model_pattern(pattern)
@@ -124,8 +167,12 @@ def test_pattern_matching_splits_at_the_first_slash(pattern, fqn, matches):
 def hf_catalog(cast, alice_client) -> dict[str, dict]:
     allow_private_upstream(cast.acme)
     return {
-        ACCOUNT: create_provider_account(alice_client, ACCOUNT, [LLAMA, QWEN, "phi-3"], {"env": "staging"}),
-        "openai-main": create_provider_account(alice_client, "openai-main", ["gpt-4o"], {"env": "prod"}),
+        ACCOUNT: create_provider_account(
+            alice_client, ACCOUNT, [LLAMA, QWEN, "phi-3"], {"env": "staging"}
+        ),
+        "openai-main": create_provider_account(
+            alice_client, "openai-main", ["gpt-4o"], {"env": "prod"}
+        ),
     }
 
 
@@ -135,11 +182,19 @@ def test_provider_account_accepts_model_names_with_slashes(hf_catalog, alice_cli
         assert ProviderAccount.objects.get(name=ACCOUNT).model_names == [LLAMA, QWEN, "phi-3"]
     response = alice_client.patch(
         f"/api/v1/orgs/acme/provider-accounts/{hf_catalog[ACCOUNT]['id']}",
-        {"models": [LLAMA, {"name": "mistralai/Mistral-7B-Instruct-v0.3", "input_price_per_million": 0.1}]},
+        {
+            "models": [
+                LLAMA,
+                {"name": "mistralai/Mistral-7B-Instruct-v0.3", "input_price_per_million": 0.1},
+            ]
+        },
         format="json",
     )
     assert response.status_code == 200, response.content
-    assert [m["name"] for m in response.json()["models"]] == [LLAMA, "mistralai/Mistral-7B-Instruct-v0.3"]
+    assert [m["name"] for m in response.json()["models"]] == [
+        LLAMA,
+        "mistralai/Mistral-7B-Instruct-v0.3",
+    ]
 
 
 @pytest.mark.parametrize("name", BAD_NAMES + WILDCARDS + CONTROL)
@@ -147,8 +202,12 @@ def test_provider_account_refuses_malformed_model_names(cast, alice_client, name
     allow_private_upstream(cast.acme)
     response = alice_client.post(
         "/api/v1/orgs/acme/provider-accounts",
-        {"name": ACCOUNT, "provider_type": "openai_compatible", "base_url": "http://127.0.0.1:9000/v1",
-         "models": [name]},
+        {
+            "name": ACCOUNT,
+            "provider_type": "openai_compatible",
+            "base_url": "http://127.0.0.1:9000/v1",
+            "models": [name],
+        },
         format="json",
     )
     error = assert_error(response, 400, "VALIDATION_ERROR")
@@ -157,9 +216,13 @@ def test_provider_account_refuses_malformed_model_names(cast, alice_client, name
 
 
 @pytest.mark.parametrize("name", ["a//b", "/x", "x/", "..", "meta-llama/../x"])
-def test_provider_account_update_refuses_malformed_model_names(hf_catalog, alice_client, cast, name):
+def test_provider_account_update_refuses_malformed_model_names(
+    hf_catalog, alice_client, cast, name
+):
     response = alice_client.patch(
-        f"/api/v1/orgs/acme/provider-accounts/{hf_catalog[ACCOUNT]['id']}", {"models": [LLAMA, name]}, format="json"
+        f"/api/v1/orgs/acme/provider-accounts/{hf_catalog[ACCOUNT]['id']}",
+        {"models": [LLAMA, name]},
+        format="json",
     )
     assert "models" in assert_error(response, 400, "VALIDATION_ERROR")["details"]
     with org_scope(cast.acme):
@@ -174,12 +237,19 @@ def _dashboard(user) -> Client:
 
 def test_dashboard_form_takes_model_names_with_slashes(cast):
     page = _dashboard(cast.alice)
-    data = {"name": "hf-main", "provider_type": "openai_compatible", "base_url": "https://8.8.8.8/v1",
-            "models": f"{LLAMA}, {QWEN}\nphi-3", "tags": ""}
+    data = {
+        "name": "hf-main",
+        "provider_type": "openai_compatible",
+        "base_url": "https://8.8.8.8/v1",
+        "models": f"{LLAMA}, {QWEN}\nphi-3",
+        "tags": "",
+    }
     assert page.post("/orgs/acme/provider-accounts", data).status_code == 302
     with org_scope(cast.acme):
         assert ProviderAccount.objects.get(name="hf-main").model_names == [LLAMA, QWEN, "phi-3"]
-    response = page.post("/orgs/acme/provider-accounts", {**data, "name": "hf-bad", "models": "a//b"})
+    response = page.post(
+        "/orgs/acme/provider-accounts", {**data, "name": "hf-bad", "models": "a//b"}
+    )
     assert response.status_code == 400
     assert not ProviderAccount.all_orgs.filter(name="hf-bad").exists()
 
@@ -211,7 +281,9 @@ def test_rules_grant_by_exact_fqn_account_wildcard_and_prefix(hf_rules, alice_cl
     assert effective(alice_client, user="dave")["models"] == [QWEN_FQN]
     assert effective(alice_client)["models"] == sorted([*ALL_VLLM, GPT4O_FQN])
     assert effective(alice_client, model=LLAMA_FQN) == {
-        "model": LLAMA_FQN, "users": ["alice", "bob", "vera"], "service_accounts": [],
+        "model": LLAMA_FQN,
+        "users": ["alice", "bob", "vera"],
+        "service_accounts": [],
     }
     assert effective(alice_client, model=QWEN_FQN)["users"] == ["alice", "dave", "vera"]
     assert effective(alice_client, model=PHI_FQN)["users"] == ["alice", "vera"]
@@ -237,8 +309,19 @@ def test_single_rule_with_a_slashed_fqn(hf_catalog, alice_client):
 
 @pytest.mark.parametrize(
     "pattern",
-    [f"{ACCOUNT}/a//b", f"{ACCOUNT}//x", "/x", f"{ACCOUNT}/x/", f"{ACCOUNT}/ x", f"{ACCOUNT}/x ",
-     f"{ACCOUNT}/..", f"{ACCOUNT}/meta-llama/../x", f"{ACCOUNT}/*/x", f"{ACCOUNT}/a\\tb", f"{ACCOUNT}/x\\n"],
+    [
+        f"{ACCOUNT}/a//b",
+        f"{ACCOUNT}//x",
+        "/x",
+        f"{ACCOUNT}/x/",
+        f"{ACCOUNT}/ x",
+        f"{ACCOUNT}/x ",
+        f"{ACCOUNT}/..",
+        f"{ACCOUNT}/meta-llama/../x",
+        f"{ACCOUNT}/*/x",
+        f"{ACCOUNT}/a\\tb",
+        f"{ACCOUNT}/x\\n",
+    ],
 )
 def test_rules_refuse_malformed_names(hf_rules, alice_client, pattern):
     # Double-quoted YAML: \t and \n are a real tab and newline; edge spaces are kept.
@@ -280,12 +363,23 @@ def test_a_key_cannot_widen_its_owner_by_a_slashed_name(hf_rules, bob_client):
 
 @pytest.mark.parametrize(
     "pattern",
-    [f"{ACCOUNT}/a//b", "/x", f"{ACCOUNT}/x/", f"{ACCOUNT}/..", f"{ACCOUNT}/../x", f"{ACCOUNT}/a b",
-     f"{ACCOUNT}/*/x", "*", f"{ACCOUNT}/" + "x" * 201],
+    [
+        f"{ACCOUNT}/a//b",
+        "/x",
+        f"{ACCOUNT}/x/",
+        f"{ACCOUNT}/..",
+        f"{ACCOUNT}/../x",
+        f"{ACCOUNT}/a b",
+        f"{ACCOUNT}/*/x",
+        "*",
+        f"{ACCOUNT}/" + "x" * 201,
+    ],
 )
 def test_key_restriction_refuses_malformed_names(hf_catalog, alice_client, pattern):
     response = alice_client.post(
-        "/api/v1/orgs/acme/api-keys", {"name": "k", "permissions": ["model:read"], "models": [pattern]}, format="json"
+        "/api/v1/orgs/acme/api-keys",
+        {"name": "k", "permissions": ["model:read"], "models": [pattern]},
+        format="json",
     )
     assert "models" in assert_error(response, 400, "VALIDATION_ERROR")["details"]
     assert not ApiKey.all_orgs.exists()

@@ -88,33 +88,62 @@ def test_replaced_secret_leaves_no_plaintext_behind(cast, dave_client):
 # --- never shown ------------------------------------------------------------------------------
 
 
-def test_secret_never_leaves_through_api_audit_logs_sql_or_repr(cast, dave_client, vera_client, caplog):
+def test_secret_never_leaves_through_api_audit_logs_sql_or_repr(
+    cast, dave_client, vera_client, caplog
+):
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="django")  # Django's own default is INFO
     responses = []
     with CaptureQueriesContext(connection) as queries:
         created = dave_client.post(
-            accounts_url(), {"name": "openai-main", "provider_type": "openai", "base_url": "https://8.8.8.8",
-                             "secret": SECRET, "models": ["gpt-4o"]}, format="json",
+            accounts_url(),
+            {
+                "name": "openai-main",
+                "provider_type": "openai",
+                "base_url": "https://8.8.8.8",
+                "secret": SECRET,
+                "models": ["gpt-4o"],
+            },
+            format="json",
         )
         assert created.status_code == 201, created.content
         account_id = created.json()["id"]
         responses.append(created)
-        responses.append(dave_client.patch(accounts_url("acme", account_id), {"tags": {"env": "prod"}}, format="json"))
+        responses.append(
+            dave_client.patch(
+                accounts_url("acme", account_id), {"tags": {"env": "prod"}}, format="json"
+            )
+        )
         responses.append(put_secret(dave_client, account_id, secret=OTHER_SECRET))
         responses.append(dave_client.get(accounts_url()))
         responses.append(dave_client.get(accounts_url("acme", account_id)))
         # Refusals carrying a secret in the request do not echo it.
-        responses.append(dave_client.post(
-            accounts_url(), {"name": "openai-main", "provider_type": "openai", "base_url": "https://8.8.8.8",
-                             "secret": SECRET}, format="json",
-        ))
+        responses.append(
+            dave_client.post(
+                accounts_url(),
+                {
+                    "name": "openai-main",
+                    "provider_type": "openai",
+                    "base_url": "https://8.8.8.8",
+                    "secret": SECRET,
+                },
+                format="json",
+            )
+        )
         responses.append(put_secret(dave_client, account_id, secret=SECRET, secret_ref="env:X"))
         responses.append(put_secret(vera_client, account_id, secret=SECRET))
-        responses.append(dave_client.post(
-            accounts_url(), {"name": "bad name", "provider_type": "openai", "base_url": "https://8.8.8.8",
-                             "secret": SECRET}, format="json",
-        ))
+        responses.append(
+            dave_client.post(
+                accounts_url(),
+                {
+                    "name": "bad name",
+                    "provider_type": "openai",
+                    "base_url": "https://8.8.8.8",
+                    "secret": SECRET,
+                },
+                format="json",
+            )
+        )
     assert [r.status_code for r in responses] == [201, 200, 200, 200, 200, 409, 400, 403, 400]
     for response in responses:
         text = response.content.decode()
@@ -126,13 +155,19 @@ def test_secret_never_leaves_through_api_audit_logs_sql_or_repr(cast, dave_clien
         assert SECRET not in text and OTHER_SECRET not in text and row.encrypted_secret not in text
 
     records = list(AuditRecord.objects.all())
-    assert any(r.action == "provider_account:manage" and r.data.get("op") == "set_secret" for r in records)
+    assert any(
+        r.action == "provider_account:manage" and r.data.get("op") == "set_secret" for r in records
+    )
     for record in records:
         text = json.dumps(record.data) + record.actor_label + record.user_agent + record.target_id
         assert SECRET not in text and OTHER_SECRET not in text
 
     # SQL logging was on (django.db.backends at DEBUG), and it holds ciphertext only.
-    assert any("keys_provideraccount" in r.getMessage() for r in caplog.records if r.name == "django.db.backends")
+    assert any(
+        "keys_provideraccount" in r.getMessage()
+        for r in caplog.records
+        if r.name == "django.db.backends"
+    )
     log_text = "\n".join(r.getMessage() for r in caplog.records) + caplog.text
     assert SECRET not in log_text and OTHER_SECRET not in log_text
     sql_text = json.dumps(queries.captured_queries)
@@ -228,7 +263,11 @@ def test_first_secret_needs_no_code_even_with_2fa(cast, alice_client, empty_acco
     response = put_secret(alice_client, empty_account["id"], secret=SECRET)
     assert response.status_code == 200, response.content
     body = response.json()
-    assert body["has_secret"] is True and body["secret_kind"] == "encrypted" and body["secret_updated_at"]
+    assert (
+        body["has_secret"] is True
+        and body["secret_kind"] == "encrypted"
+        and body["secret_updated_at"]
+    )
     assert SECRET not in response.content.decode()
     assert provider_secret_plaintext(_row(empty_account["id"])) == SECRET
     audit = AuditRecord.objects.get(action="provider_account:manage", data__op="set_secret")
@@ -242,9 +281,13 @@ def test_replacing_a_secret_with_2fa_needs_a_fresh_code(cast, alice_client, acco
 
     missing = put_secret(alice_client, account["id"], secret=OTHER_SECRET)
     assert_error(missing, 401, "OTP_REQUIRED")
-    wrong = put_secret(alice_client, account["id"], secret=OTHER_SECRET, otp_code=wrong_code(device))
+    wrong = put_secret(
+        alice_client, account["id"], secret=OTHER_SECRET, otp_code=wrong_code(device)
+    )
     assert_error(wrong, 401, "AUTHENTICATION_FAILED")
-    recovery = put_secret(alice_client, account["id"], secret=OTHER_SECRET, otp_code=recovery_codes[0])
+    recovery = put_secret(
+        alice_client, account["id"], secret=OTHER_SECRET, otp_code=recovery_codes[0]
+    )
     assert_error(recovery, 401, "AUTHENTICATION_FAILED")  # a recovery code is not a fresh code
     unchanged = _row(account["id"])
     assert unchanged.encrypted_secret == before.encrypted_secret
@@ -277,13 +320,23 @@ def test_replacing_without_2fa_needs_no_code(cast, dave_client, account, clock_s
 
 
 def test_api_key_cannot_replace_an_existing_secret(cast, alice_client, account):
-    key = key_client(mint(alice_client, permissions=["provider_account:manage", "provider_account:view"])["key"])
+    key = key_client(
+        mint(alice_client, permissions=["provider_account:manage", "provider_account:view"])["key"]
+    )
     # The key does hold the scope: it may change the account itself.
-    assert key.patch(accounts_url("acme", account["id"]), {"tags": {"env": "prod"}}, format="json").status_code == 200
+    assert (
+        key.patch(
+            accounts_url("acme", account["id"]), {"tags": {"env": "prod"}}, format="json"
+        ).status_code
+        == 200
+    )
     response = put_secret(key, account["id"], secret=OTHER_SECRET)
     assert_error(response, 403, "PERMISSION_DENIED")
     assert provider_secret_plaintext(_row(account["id"])) == SECRET
-    assert _row(account["id"]).secret_updated_at.isoformat().replace("+00:00", "Z") == account["secret_updated_at"]
+    assert (
+        _row(account["id"]).secret_updated_at.isoformat().replace("+00:00", "Z")
+        == account["secret_updated_at"]
+    )
 
 
 def test_switching_between_secret_and_reference(cast, dave_client, account, settings, monkeypatch):
@@ -318,16 +371,22 @@ def test_invalid_secret_input_is_400(cast, dave_client, account, body, field):
 
 
 @pytest.mark.parametrize("who", ["vera", "bob"])
-def test_put_secret_without_manage_permission_is_403(cast, who, vera_client, bob_client, account, empty_account):
+def test_put_secret_without_manage_permission_is_403(
+    cast, who, vera_client, bob_client, account, empty_account
+):
     client = {"vera": vera_client, "bob": bob_client}[who]
     for target in (account, empty_account):
-        assert_error(put_secret(client, target["id"], secret=OTHER_SECRET), 403, "PERMISSION_DENIED")
+        assert_error(
+            put_secret(client, target["id"], secret=OTHER_SECRET), 403, "PERMISSION_DENIED"
+        )
     assert provider_secret_plaintext(_row(account["id"])) == SECRET
     assert not _row(empty_account["id"]).has_secret
 
 
 def test_object_grant_lets_a_member_replace_that_secret(cast, alice_client, bob_client, account):
-    granted = alice_client.post(accounts_url("acme", account["id"], "/grants"), {"user": "bob"}, format="json")
+    granted = alice_client.post(
+        accounts_url("acme", account["id"], "/grants"), {"user": "bob"}, format="json"
+    )
     assert granted.status_code == 200, granted.content
     response = put_secret(bob_client, account["id"], secret=OTHER_SECRET)
     assert response.status_code == 200, response.content
@@ -336,12 +395,18 @@ def test_object_grant_lets_a_member_replace_that_secret(cast, alice_client, bob_
 
 def test_put_secret_on_another_orgs_account_is_404(cast, charlie_client, account):
     for org in ("acme", "globex"):
-        assert_error(put_secret(charlie_client, account["id"], org=org, secret=OTHER_SECRET), 404, "NOT_FOUND")
+        assert_error(
+            put_secret(charlie_client, account["id"], org=org, secret=OTHER_SECRET),
+            404,
+            "NOT_FOUND",
+        )
     assert provider_secret_plaintext(_row(account["id"])) == SECRET
 
 
 def test_put_secret_unauthenticated_is_401(cast, anon_client, account):
-    assert_error(put_secret(anon_client, account["id"], secret=OTHER_SECRET), 401, "AUTHENTICATION_FAILED")
+    assert_error(
+        put_secret(anon_client, account["id"], secret=OTHER_SECRET), 401, "AUTHENTICATION_FAILED"
+    )
     assert provider_secret_plaintext(_row(account["id"])) == SECRET
 
 
@@ -366,6 +431,7 @@ def resolutions(monkeypatch):
     """Every name a secret backend was asked to resolve."""
     calls: list[str] = []
     for backend in secret_refs.BACKENDS.values():
+
         def spy(name, _original=backend.resolve):
             calls.append(name)
             return _original(name)
@@ -377,7 +443,11 @@ def resolutions(monkeypatch):
 def test_allowed_env_reference_resolves(cast, alice_client, allowed_dir, resolutions, monkeypatch):
     monkeypatch.setenv("INFERIA_UPSTREAM_OPENAI", "env-upstream-value-123")
     body = create_account(alice_client, secret_ref="env:INFERIA_UPSTREAM_OPENAI")
-    assert body["has_secret"] is True and body["secret_kind"] == "reference" and body["secret_updated_at"]
+    assert (
+        body["has_secret"] is True
+        and body["secret_kind"] == "reference"
+        and body["secret_updated_at"]
+    )
     row = _row(body["id"])
     assert row.secret_ref == "env:INFERIA_UPSTREAM_OPENAI" and row.encrypted_secret == ""
     assert provider_secret_plaintext(row) == "env-upstream-value-123"
@@ -437,8 +507,14 @@ def test_reference_outside_the_allowlist_is_refused_at_create(
     monkeypatch.setenv("INFERIA_SECRET_KEY", "server-only-value")
     monkeypatch.chdir(tmp_path)
     response = alice_client.post(
-        accounts_url(), {"name": "sneaky", "provider_type": "openai", "base_url": "https://8.8.8.8",
-                         "secret_ref": _ref(template, tmp_path)}, format="json",
+        accounts_url(),
+        {
+            "name": "sneaky",
+            "provider_type": "openai",
+            "base_url": "https://8.8.8.8",
+            "secret_ref": _ref(template, tmp_path),
+        },
+        format="json",
     )
     error = assert_error(response, 400, "VALIDATION_ERROR")
     assert "secret_ref" in error["details"]
@@ -470,8 +546,14 @@ def test_allowed_references_are_refused_once_the_allowlist_is_empty(
     settings.INFERIA_SECRET_REF_ALLOWLIST = []
     for ref in ("env:INFERIA_UPSTREAM_OPENAI", f"file:{allowed_dir}/k"):
         response = alice_client.post(
-            accounts_url(), {"name": "again", "provider_type": "openai", "base_url": "https://8.8.8.8",
-                             "secret_ref": ref}, format="json",
+            accounts_url(),
+            {
+                "name": "again",
+                "provider_type": "openai",
+                "base_url": "https://8.8.8.8",
+                "secret_ref": ref,
+            },
+            format="json",
         )
         assert "secret_ref" in assert_error(response, 400, "VALIDATION_ERROR")["details"]
     # A reference stored earlier is checked again at use.
@@ -482,23 +564,36 @@ def test_allowed_references_are_refused_once_the_allowlist_is_empty(
 
 @pytest.mark.parametrize(
     "ref",
-    ["vault:secret/openai", "ssm:/prod/openai", "http://169.254.169.254/latest/meta-data", "INFERIA_UPSTREAM_X",
-     "ENV:INFERIA_UPSTREAM_X", "env:", "file:", ":INFERIA_UPSTREAM_X"],
+    [
+        "vault:secret/openai",
+        "ssm:/prod/openai",
+        "http://169.254.169.254/latest/meta-data",
+        "INFERIA_UPSTREAM_X",
+        "ENV:INFERIA_UPSTREAM_X",
+        "env:",
+        "file:",
+        ":INFERIA_UPSTREAM_X",
+    ],
 )
 def test_unknown_reference_scheme_is_400(cast, alice_client, allowed_dir, resolutions, ref):
     response = alice_client.post(
-        accounts_url(), {"name": "x", "provider_type": "openai", "base_url": "https://8.8.8.8", "secret_ref": ref},
+        accounts_url(),
+        {"name": "x", "provider_type": "openai", "base_url": "https://8.8.8.8", "secret_ref": ref},
         format="json",
     )
     assert "secret_ref" in assert_error(response, 400, "VALIDATION_ERROR")["details"]
     assert resolutions == [] and not ProviderAccount.all_orgs.exists()
 
 
-def test_secret_and_reference_together_are_400(cast, alice_client, dave_client, allowed_dir, monkeypatch):
+def test_secret_and_reference_together_are_400(
+    cast, alice_client, dave_client, allowed_dir, monkeypatch
+):
     monkeypatch.setenv("INFERIA_UPSTREAM_OPENAI", "env-upstream-value-123")
     both = {"secret": SECRET, "secret_ref": "env:INFERIA_UPSTREAM_OPENAI"}
     response = alice_client.post(
-        accounts_url(), {"name": "x", "provider_type": "openai", "base_url": "https://8.8.8.8", **both}, format="json",
+        accounts_url(),
+        {"name": "x", "provider_type": "openai", "base_url": "https://8.8.8.8", **both},
+        format="json",
     )
     error = assert_error(response, 400, "VALIDATION_ERROR")
     assert {"secret", "secret_ref"} & set(error["details"])
@@ -513,8 +608,14 @@ def test_reference_is_never_resolved_for_a_viewer_or_another_org(
     cast, vera_client, charlie_client, dave_client, allowed_dir, resolutions
 ):
     body = create_account(dave_client, name="target")
-    assert_error(put_secret(vera_client, body["id"], secret_ref="env:HOME"), 403, "PERMISSION_DENIED")
-    assert_error(put_secret(charlie_client, body["id"], org="globex", secret_ref="env:HOME"), 404, "NOT_FOUND")
+    assert_error(
+        put_secret(vera_client, body["id"], secret_ref="env:HOME"), 403, "PERMISSION_DENIED"
+    )
+    assert_error(
+        put_secret(charlie_client, body["id"], org="globex", secret_ref="env:HOME"),
+        404,
+        "NOT_FOUND",
+    )
     assert resolutions == [] and not _row(body["id"]).has_secret
 
 

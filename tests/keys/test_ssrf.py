@@ -88,8 +88,13 @@ def fake_dns(monkeypatch):
         if name in FAKE_DNS:
             asked.append(name)
             return [
-                (socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM, 6, "",
-                 (address, port) if ":" not in address else (address, port, 0, 0))
+                (
+                    socket.AF_INET6 if ":" in address else socket.AF_INET,
+                    socket.SOCK_STREAM,
+                    6,
+                    "",
+                    (address, port) if ":" not in address else (address, port, 0, 0),
+                )
                 for address in FAKE_DNS[name]
             ]
         if name and name.endswith(".test"):
@@ -102,7 +107,8 @@ def fake_dns(monkeypatch):
 
 def _create(client, base_url, org="acme", name="target"):
     return client.post(
-        accounts_url(org), {"name": name, "provider_type": "openai_compatible", "base_url": base_url},
+        accounts_url(org),
+        {"name": name, "provider_type": "openai_compatible", "base_url": base_url},
         format="json",
     )
 
@@ -116,14 +122,18 @@ def _allow(org, hosts):
 def test_private_or_malformed_base_url_is_refused_on_create(cast, alice_client, url):
     error = assert_error(_create(alice_client, url), 400, "VALIDATION_ERROR")
     assert list(error["details"]) == ["base_url"], error
-    assert error["details"]["base_url"] and all(isinstance(m, str) for m in error["details"]["base_url"])
+    assert error["details"]["base_url"] and all(
+        isinstance(m, str) for m in error["details"]["base_url"]
+    )
     assert not ProviderAccount.all_orgs.exists()
 
 
 @pytest.mark.parametrize("url", REFUSED)
 def test_private_or_malformed_base_url_is_refused_on_patch(cast, alice_client, url):
     account = create_account(alice_client)
-    response = alice_client.patch(accounts_url("acme", account["id"]), {"base_url": url}, format="json")
+    response = alice_client.patch(
+        accounts_url("acme", account["id"]), {"base_url": url}, format="json"
+    )
     error = assert_error(response, 400, "VALIDATION_ERROR")
     assert "base_url" in error["details"]
     assert ProviderAccount.all_orgs.get(pk=account["id"]).base_url == PUBLIC_URL
@@ -143,7 +153,10 @@ def test_public_host_name_is_accepted(cast, alice_client, fake_dns):
     assert fake_dns == ["api.public.test"]  # it was resolved and checked
 
 
-@pytest.mark.parametrize("url", ["http://metadata.google.internal", "http://METADATA.google.internal./x", "http://metadata"])
+@pytest.mark.parametrize(
+    "url",
+    ["http://metadata.google.internal", "http://METADATA.google.internal./x", "http://metadata"],
+)
 def test_metadata_host_names_are_refused_by_name(cast, alice_client, url):
     error = assert_error(_create(alice_client, url), 400, "VALIDATION_ERROR")
     assert any("metadata" in message for message in error["details"]["base_url"]), error
@@ -170,8 +183,13 @@ def test_allowed_private_host_and_port_allows_exactly_that(cast, alice_client):
     ok = _create(alice_client, "http://127.0.0.1:9000/v1", name="vllm")
     assert ok.status_code == 201, ok.content
     assert ok.json()["base_url"] == "http://127.0.0.1:9000/v1"
-    for url in ("http://127.0.0.1:9001/v1", "http://127.0.0.1/v1", "http://localhost:9000/v1",
-                "http://[::1]:9000", "http://10.0.0.1:9000"):
+    for url in (
+        "http://127.0.0.1:9001/v1",
+        "http://127.0.0.1/v1",
+        "http://localhost:9000/v1",
+        "http://[::1]:9000",
+        "http://10.0.0.1:9000",
+    ):
         error = assert_error(_create(alice_client, url, name="other"), 400, "VALIDATION_ERROR")
         assert "base_url" in error["details"], url
     assert list(ProviderAccount.all_orgs.values_list("name", flat=True)) == ["vllm"]
@@ -182,14 +200,18 @@ def test_allowed_host_without_port_allows_any_port(cast, alice_client):
     for port, name in ((8000, "a"), (9999, "b")):
         response = _create(alice_client, f"http://vllm.internal:{port}/v1", name=name)
         assert response.status_code == 201, response.content
-    error = assert_error(_create(alice_client, "http://10.0.0.5:8000/v1", name="c"), 400, "VALIDATION_ERROR")
+    error = assert_error(
+        _create(alice_client, "http://10.0.0.5:8000/v1", name="c"), 400, "VALIDATION_ERROR"
+    )
     assert "base_url" in error["details"]  # the address behind the name is not listed itself
 
 
 def test_one_orgs_allowed_hosts_do_not_apply_to_another(cast, alice_client, charlie_client):
     _allow(cast.acme, ["127.0.0.1:9000"])
     assert _create(alice_client, "http://127.0.0.1:9000").status_code == 201
-    error = assert_error(_create(charlie_client, "http://127.0.0.1:9000", org="globex"), 400, "VALIDATION_ERROR")
+    error = assert_error(
+        _create(charlie_client, "http://127.0.0.1:9000", org="globex"), 400, "VALIDATION_ERROR"
+    )
     assert "base_url" in error["details"]
     assert not ProviderAccount.all_orgs.filter(org=cast.globex).exists()
 
@@ -205,14 +227,19 @@ def test_patch_base_url_is_checked_against_the_allowlist(cast, alice_client):
     assert ProviderAccount.all_orgs.get(pk=account["id"]).base_url == "http://127.0.0.1:9000/v1"
 
 
-def test_permission_is_checked_before_the_url(cast, vera_client, bob_client, alice_client, anon_client):
+def test_permission_is_checked_before_the_url(
+    cast, vera_client, bob_client, alice_client, anon_client
+):
     for client in (vera_client, bob_client):
         assert_error(_create(client, "http://169.254.169.254"), 403, "PERMISSION_DENIED")
     assert_error(_create(anon_client, "http://169.254.169.254"), 401, "AUTHENTICATION_FAILED")
     account = create_account(alice_client)
     assert_error(
-        bob_client.patch(accounts_url("acme", account["id"]), {"base_url": PUBLIC_URL}, format="json"),
-        403, "PERMISSION_DENIED",
+        bob_client.patch(
+            accounts_url("acme", account["id"]), {"base_url": PUBLIC_URL}, format="json"
+        ),
+        403,
+        "PERMISSION_DENIED",
     )
     assert ProviderAccount.all_orgs.count() == 1
 
@@ -233,8 +260,15 @@ def test_other_org_cannot_repoint_an_account(cast, alice_client, charlie_client)
 
 def _admin_form(org, **overrides):
     data = {
-        "org": org.pk, "name": "admin-made", "provider_type": "openai_compatible", "base_url": PUBLIC_URL,
-        "api_version": "", "deployments": "{}", "enabled_models": "[]", "tags": "{}", "secret_ref": "",
+        "org": org.pk,
+        "name": "admin-made",
+        "provider_type": "openai_compatible",
+        "base_url": PUBLIC_URL,
+        "api_version": "",
+        "deployments": "{}",
+        "enabled_models": "[]",
+        "tags": "{}",
+        "secret_ref": "",
         "new_secret": "",
     }
     data.update(overrides)
@@ -242,13 +276,19 @@ def _admin_form(org, **overrides):
 
 
 def _form_errors(response) -> list[str]:
-    return re.findall(r'<ul class="errorlist[^"]*"[^>]*>(.*?)</ul>', response.content.decode(), re.S)
+    return re.findall(
+        r'<ul class="errorlist[^"]*"[^>]*>(.*?)</ul>', response.content.decode(), re.S
+    )
 
 
-@pytest.mark.parametrize("url", ["http://169.254.169.254/latest", "http://127.0.0.1:9001", "http://10.0.0.8"])
+@pytest.mark.parametrize(
+    "url", ["http://169.254.169.254/latest", "http://127.0.0.1:9001", "http://10.0.0.8"]
+)
 def test_admin_form_refuses_a_private_url(cast, admin_client, url):
     _allow(cast.acme, ["127.0.0.1:9000"])
-    response = admin_client.post("/admin/keys/provideraccount/add/", _admin_form(cast.acme, base_url=url))
+    response = admin_client.post(
+        "/admin/keys/provideraccount/add/", _admin_form(cast.acme, base_url=url)
+    )
     assert response.status_code == 200  # the form again, with the error
     errors = " ".join(_form_errors(response))
     assert "non-public address" in errors, errors
@@ -258,16 +298,23 @@ def test_admin_form_refuses_a_private_url(cast, admin_client, url):
 def test_admin_form_accepts_the_orgs_allowed_host(cast, admin_client):
     _allow(cast.acme, ["127.0.0.1:9000"])
     response = admin_client.post(
-        "/admin/keys/provideraccount/add/", _admin_form(cast.acme, base_url="http://127.0.0.1:9000/v1/")
+        "/admin/keys/provideraccount/add/",
+        _admin_form(cast.acme, base_url="http://127.0.0.1:9000/v1/"),
     )
     assert response.status_code == 302, _form_errors(response)
     assert ProviderAccount.all_orgs.get().base_url == "http://127.0.0.1:9000/v1"
 
 
-def test_admin_form_refuses_repointing_an_account_to_a_private_url(cast, admin_client, alice_client):
+def test_admin_form_refuses_repointing_an_account_to_a_private_url(
+    cast, admin_client, alice_client
+):
     account = ProviderAccount.all_orgs.get(pk=create_account(alice_client)["id"])
-    data = _admin_form(cast.acme, name=account.name, provider_type=account.provider_type,
-                       base_url="http://[::ffff:127.0.0.1]:8080")
+    data = _admin_form(
+        cast.acme,
+        name=account.name,
+        provider_type=account.provider_type,
+        base_url="http://[::ffff:127.0.0.1]:8080",
+    )
     response = admin_client.post(f"/admin/keys/provideraccount/{account.pk}/change/", data)
     assert response.status_code == 200
     assert "non-public address" in " ".join(_form_errors(response))

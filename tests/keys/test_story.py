@@ -24,7 +24,10 @@ def test_admin_registers_account_grants_team_and_developer_mints_key(cast, dave_
             "name": "openai-main",
             "provider_type": "openai",
             "base_url": "http://127.0.0.1:9000/v1",
-            "models": [{"name": "gpt-4o", "input_price_per_million": 2.5, "output_price_per_million": 10}, "gpt-4o-mini"],
+            "models": [
+                {"name": "gpt-4o", "input_price_per_million": 2.5, "output_price_per_million": 10},
+                "gpt-4o-mini",
+            ],
             "tags": {"env": "prod"},
             "secret": UPSTREAM_SECRET,
         },
@@ -35,10 +38,14 @@ def test_admin_registers_account_grants_team_and_developer_mints_key(cast, dave_
     assert account["has_secret"] is True and account["secret_kind"] == "encrypted"
     assert "secret" not in account and UPSTREAM_SECRET not in created.content.decode()
 
-    team = dave_client.post("/api/v1/orgs/acme/teams", {"slug": "ml-platform", "name": "ML"}, format="json")
+    team = dave_client.post(
+        "/api/v1/orgs/acme/teams", {"slug": "ml-platform", "name": "ML"}, format="json"
+    )
     assert team.status_code == 201, team.content
     added = dave_client.post(
-        f"/api/v1/orgs/acme/teams/{team.json()['id']}/members", {"user_id": str(cast.bob.pk)}, format="json"
+        f"/api/v1/orgs/acme/teams/{team.json()['id']}/members",
+        {"user_id": str(cast.bob.pk)},
+        format="json",
     )
     assert added.status_code == 201, added.content
     rules = dave_client.put(
@@ -53,8 +60,12 @@ def test_admin_registers_account_grants_team_and_developer_mints_key(cast, dave_
     assert effective.json()["models"] == ["openai-main/gpt-4o"]
     minted = bob.post(
         "/api/v1/orgs/acme/api-keys",
-        {"name": "notebook", "permissions": ["run_inference", "model:read"], "expires_in_days": 30,
-         "models": ["openai-main/gpt-4o"]},
+        {
+            "name": "notebook",
+            "permissions": ["run_inference", "model:read"],
+            "expires_in_days": 30,
+            "models": ["openai-main/gpt-4o"],
+        },
         format="json",
     )
     assert minted.status_code == 201, minted.content
@@ -66,7 +77,9 @@ def test_admin_registers_account_grants_team_and_developer_mints_key(cast, dave_
     # The key works on the API within its scope and sees the model it may use.
     with_key = bob.__class__()
     with_key.credentials(HTTP_X_API_KEY=body["key"])
-    assert with_key.get("/api/v1/orgs/acme/access-rules/effective").json()["models"] == ["openai-main/gpt-4o"]
+    assert with_key.get("/api/v1/orgs/acme/access-rules/effective").json()["models"] == [
+        "openai-main/gpt-4o"
+    ]
     assert with_key.get("/api/v1/orgs/acme/members").status_code == 403  # member:view not in scope
 
     # The upstream secret never comes back: not in any response, row, or audit record.
@@ -76,7 +89,8 @@ def test_admin_registers_account_grants_team_and_developer_mints_key(cast, dave_
     row = ProviderAccount.all_orgs.get(name="openai-main")
     assert UPSTREAM_SECRET not in row.encrypted_secret and UPSTREAM_SECRET not in repr(row)
     assert not any(
-        UPSTREAM_SECRET in json.dumps(r.data) or body["key"] in json.dumps(r.data) for r in AuditRecord.objects.all()
+        UPSTREAM_SECRET in json.dumps(r.data) or body["key"] in json.dumps(r.data)
+        for r in AuditRecord.objects.all()
     )
     # The API key is stored as a digest only, and its listing never shows it again.
     key_row = ApiKey.all_orgs.get(public_id=body["prefix"].split("_")[1])

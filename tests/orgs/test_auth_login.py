@@ -44,7 +44,9 @@ def test_login_returns_bearer_pair_with_expiry_and_user(cast, anon_client, setti
     assert "password" not in body["user"]
     # Access tokens are short-lived (default 15 min) and expires_at says when.
     lifetime = parse_time(body["expires_at"]) - before
-    assert timedelta(minutes=15) - timedelta(seconds=5) <= lifetime <= timedelta(minutes=15, seconds=5)
+    assert (
+        timedelta(minutes=15) - timedelta(seconds=5) <= lifetime <= timedelta(minutes=15, seconds=5)
+    )
     access = jwt.decode(body["access_token"], options={"verify_signature": False})
     refresh = jwt.decode(body["refresh_token"], options={"verify_signature": False})
     assert access["typ"] == "access" and refresh["typ"] == "refresh"
@@ -53,7 +55,9 @@ def test_login_returns_bearer_pair_with_expiry_and_user(cast, anon_client, setti
     assert access["aud"] == settings.INFERIA_JWT_AUDIENCE
     assert datetime.fromtimestamp(access["exp"], tz=UTC) == parse_time(body["expires_at"])
     refresh_lifetime = datetime.fromtimestamp(refresh["exp"], tz=UTC) - before
-    assert timedelta(days=7) - timedelta(seconds=5) <= refresh_lifetime <= timedelta(days=7, seconds=5)
+    assert (
+        timedelta(days=7) - timedelta(seconds=5) <= refresh_lifetime <= timedelta(days=7, seconds=5)
+    )
 
     # The access token works at once.
     anon_client.credentials(HTTP_AUTHORIZATION=f"Bearer {body['access_token']}")
@@ -262,4 +266,3 @@ def test_successful_logins_are_not_counted_as_failures(cast, anon_client, settin
     for _ in range(5):
         assert login(anon_client, "alice", PASSWORD).status_code == 200
     assert RefreshTokenRecord.objects.filter(user=cast.alice).count() == 5
-

@@ -38,7 +38,9 @@ def test_each_builtin_role_shows_its_own_permissions(cast):
         assert list(memberships) == ["acme"], user.username
         assert memberships["acme"]["role"]["slug"] == role
         assert set(memberships["acme"]["permissions"]) == BUILTIN_ROLES[role][1], role
-    admin = set(memberships_by_slug(client_for(cast.dave).get("/api/v1/auth/me"))["acme"]["permissions"])
+    admin = set(
+        memberships_by_slug(client_for(cast.dave).get("/api/v1/auth/me"))["acme"]["permissions"]
+    )
     assert "org:delete" not in admin and "billing:manage" not in admin
     # charlie sees only his own org.
     assert list(memberships_by_slug(client_for(cast.charlie).get("/api/v1/auth/me"))) == ["globex"]

@@ -89,8 +89,12 @@ def test_re_signed_copy_of_a_real_token_is_accepted(cast):
 @pytest.mark.parametrize(
     "forge",
     [
-        pytest.param(lambda c: sign(c, key=django_settings.SECRET_KEY), id="signed-with-SECRET_KEY"),
-        pytest.param(lambda c: sign(c, key="some-other-key-of-enough-length-0123456789"), id="unknown-key"),
+        pytest.param(
+            lambda c: sign(c, key=django_settings.SECRET_KEY), id="signed-with-SECRET_KEY"
+        ),
+        pytest.param(
+            lambda c: sign(c, key="some-other-key-of-enough-length-0123456789"), id="unknown-key"
+        ),
         pytest.param(lambda c: sign({**c, "iss": "someone-else"}), id="wrong-issuer"),
         pytest.param(lambda c: sign({k: v for k, v in c.items() if k != "iss"}), id="no-issuer"),
         pytest.param(lambda c: sign({**c, "aud": "another-api"}), id="wrong-audience"),
@@ -113,9 +117,13 @@ def test_forged_or_expired_access_token_is_refused(cast, forge):
 
 def test_token_signed_with_secret_key_cannot_refresh_either(cast):
     claims = claims_of(login("bob")["refresh_token"])
-    assert_error(refresh(sign(claims, key=django_settings.SECRET_KEY)), 401, "AUTHENTICATION_FAILED")
+    assert_error(
+        refresh(sign(claims, key=django_settings.SECRET_KEY)), 401, "AUTHENTICATION_FAILED"
+    )
     assert_error(refresh(sign({**claims, "aud": "another-api"})), 401, "AUTHENTICATION_FAILED")
-    assert_error(refresh(sign({**claims, "exp": int(time.time()) - 1})), 401, "AUTHENTICATION_FAILED")
+    assert_error(
+        refresh(sign({**claims, "exp": int(time.time()) - 1})), 401, "AUTHENTICATION_FAILED"
+    )
     # Untouched, the same token still refreshes.
     assert refresh(sign(claims)).status_code == 200
 
@@ -193,7 +201,12 @@ def test_logout_kills_the_refresh_token(cast):
 
 def test_logout_of_one_session_leaves_the_others(cast):
     phone, laptop = login("bob"), login("bob")
-    assert APIClient().post(LOGOUT, {"refresh_token": phone["refresh_token"]}, format="json").status_code == 204
+    assert (
+        APIClient()
+        .post(LOGOUT, {"refresh_token": phone["refresh_token"]}, format="json")
+        .status_code
+        == 204
+    )
     assert_error(refresh(phone["refresh_token"]), 401, "AUTHENTICATION_FAILED")
     assert refresh(laptop["refresh_token"]).status_code == 200
 
@@ -202,7 +215,11 @@ def test_logout_refuses_bad_tokens(cast):
     tokens = login("bob")
     client = APIClient()
     assert_error(client.post(LOGOUT, {}, format="json"), 400, "VALIDATION_ERROR")
-    assert_error(client.post(LOGOUT, {"refresh_token": "garbage"}, format="json"), 401, "AUTHENTICATION_FAILED")
+    assert_error(
+        client.post(LOGOUT, {"refresh_token": "garbage"}, format="json"),
+        401,
+        "AUTHENTICATION_FAILED",
+    )
     response = client.post(LOGOUT, {"refresh_token": tokens["access_token"]}, format="json")
     assert_error(response, 401, "AUTHENTICATION_FAILED")
     # Nothing was revoked by the refused calls.
@@ -226,7 +243,10 @@ def test_deactivated_user_loses_every_token_at_once(cast):
         assert_error(refresh(tokens["refresh_token"]), 401, "AUTHENTICATION_FAILED")
     assert not RefreshTokenRecord.objects.filter(user=cast.bob, revoked_at__isnull=True).exists()
     response = APIClient().post(LOGIN, {"username": "bob", "password": PASSWORD}, format="json")
-    assert assert_error(response, 401, "AUTHENTICATION_FAILED")["message"] == "Invalid username or password"
+    assert (
+        assert_error(response, 401, "AUTHENTICATION_FAILED")["message"]
+        == "Invalid username or password"
+    )
     record = AuditRecord.objects.get(action="auth:user_deactivate")
     assert record.target_id == str(cast.bob.pk)
     # Other users are untouched.
@@ -249,4 +269,9 @@ def test_removed_member_gets_404_on_the_org_at_once(cast, alice_client, bob_clie
     assert me.status_code == 200
     assert me.json()["memberships"] == []
     assert not Membership.all_orgs.filter(org=cast.acme, user=cast.bob).exists()
-    assert AuditRecord.objects.filter(action="member:delete", org=cast.acme, actor_user=cast.alice).count() == 1
+    assert (
+        AuditRecord.objects.filter(
+            action="member:delete", org=cast.acme, actor_user=cast.alice
+        ).count()
+        == 1
+    )

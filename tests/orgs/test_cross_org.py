@@ -46,11 +46,19 @@ def snapshot(cast):
     return (
         cast.acme.name,
         cast.acme.require_2fa,
-        sorted(Membership.all_orgs.filter(org=cast.acme).values_list("user__username", "role__slug")),
+        sorted(
+            Membership.all_orgs.filter(org=cast.acme).values_list("user__username", "role__slug")
+        ),
         sorted(Role.objects.filter(org=cast.acme).values_list("slug", "name")),
         sorted(Team.all_orgs.filter(org=cast.acme).values_list("slug", "name")),
-        sorted(TeamMember.all_orgs.filter(org=cast.acme).values_list("team__slug", "user__username")),
-        sorted(Invitation.all_orgs.filter(org=cast.acme).values_list("email", "send_count", "revoked_at")),
+        sorted(
+            TeamMember.all_orgs.filter(org=cast.acme).values_list("team__slug", "user__username")
+        ),
+        sorted(
+            Invitation.all_orgs.filter(org=cast.acme).values_list(
+                "email", "send_count", "revoked_at"
+            )
+        ),
     )
 
 
@@ -59,7 +67,11 @@ ACME_URLS = [
     ("get", "/api/v1/orgs/acme", None),
     ("patch", "/api/v1/orgs/acme", {"name": "Pwned"}),
     ("delete", "/api/v1/orgs/acme", {"password": PASSWORD}),
-    ("post", "/api/v1/orgs/acme/transfer-ownership", {"member_id": "{member}", "password": PASSWORD}),
+    (
+        "post",
+        "/api/v1/orgs/acme/transfer-ownership",
+        {"member_id": "{member}", "password": PASSWORD},
+    ),
     ("get", "/api/v1/orgs/acme/members", None),
     ("get", "/api/v1/orgs/acme/members/{member}", None),
     ("patch", "/api/v1/orgs/acme/members/{member}", {"role": "viewer"}),
@@ -90,7 +102,11 @@ MIXED_URLS = [
     ("patch", "/api/v1/orgs/globex/members/{member}", {"role": "viewer"}),
     ("delete", "/api/v1/orgs/globex/members/{member}", None),
     ("patch", "/api/v1/orgs/globex/members/{owner_member}", {"role": "viewer"}),
-    ("post", "/api/v1/orgs/globex/transfer-ownership", {"member_id": "{member}", "password": PASSWORD}),
+    (
+        "post",
+        "/api/v1/orgs/globex/transfer-ownership",
+        {"member_id": "{member}", "password": PASSWORD},
+    ),
     ("get", "/api/v1/orgs/globex/roles/{role}", None),
     ("patch", "/api/v1/orgs/globex/roles/{role}", {"name": "Pwned", "permissions": []}),
     ("delete", "/api/v1/orgs/globex/roles/{role}", None),
@@ -124,19 +140,29 @@ def _call(client, method, url, body, ids):
     return getattr(client, method)(_fill(url, ids), **kwargs)
 
 
-@pytest.mark.parametrize(("method", "url", "body"), ACME_URLS, ids=[f"{m} {u}" for m, u, _ in ACME_URLS])
-def test_other_org_owner_gets_404_on_every_acme_url(cast, acme_objects, charlie_client, method, url, body):
+@pytest.mark.parametrize(
+    ("method", "url", "body"), ACME_URLS, ids=[f"{m} {u}" for m, u, _ in ACME_URLS]
+)
+def test_other_org_owner_gets_404_on_every_acme_url(
+    cast, acme_objects, charlie_client, method, url, body
+):
     before = snapshot(cast)
     response = _call(charlie_client, method, url, body, acme_objects)
     error = assert_error(response, 404, "NOT_FOUND")
     # Same answer as for an org that does not exist: nothing is revealed.
-    unknown = _call(charlie_client, method, url.replace("/orgs/acme", "/orgs/no-such-org"), body, acme_objects)
+    unknown = _call(
+        charlie_client, method, url.replace("/orgs/acme", "/orgs/no-such-org"), body, acme_objects
+    )
     assert assert_error(unknown, 404, "NOT_FOUND") == error
     assert snapshot(cast) == before
-    assert not AuditRecord.objects.filter(actor_user=cast.charlie, org=cast.acme, outcome="success").exists()
+    assert not AuditRecord.objects.filter(
+        actor_user=cast.charlie, org=cast.acme, outcome="success"
+    ).exists()
 
 
-@pytest.mark.parametrize(("method", "url", "body"), MIXED_URLS, ids=[f"{m} {u}" for m, u, _ in MIXED_URLS])
+@pytest.mark.parametrize(
+    ("method", "url", "body"), MIXED_URLS, ids=[f"{m} {u}" for m, u, _ in MIXED_URLS]
+)
 def test_globex_url_with_an_acme_id_is_404(cast, acme_objects, charlie_client, method, url, body):
     before = snapshot(cast)
     successes = AuditRecord.objects.filter(actor_user=cast.charlie, outcome="success")
@@ -148,8 +174,12 @@ def test_globex_url_with_an_acme_id_is_404(cast, acme_objects, charlie_client, m
     assert successes.count() == successes_before
 
 
-@pytest.mark.parametrize(("method", "url", "body"), MIXED_URLS, ids=[f"{m} {u}" for m, u, _ in MIXED_URLS])
-def test_acme_id_through_globex_answers_like_an_unknown_id(cast, acme_objects, charlie_client, method, url, body):
+@pytest.mark.parametrize(
+    ("method", "url", "body"), MIXED_URLS, ids=[f"{m} {u}" for m, u, _ in MIXED_URLS]
+)
+def test_acme_id_through_globex_answers_like_an_unknown_id(
+    cast, acme_objects, charlie_client, method, url, body
+):
     real = _call(charlie_client, method, url, body, acme_objects)
     fake_ids = {k: (v if k == "globex_team" else uuid.uuid4()) for k, v in acme_objects.items()}
     unknown = _call(charlie_client, method, url, body, fake_ids)
@@ -158,24 +188,39 @@ def test_acme_id_through_globex_answers_like_an_unknown_id(cast, acme_objects, c
 
 
 def test_acme_members_never_appear_in_globex_lists(cast, acme_objects, charlie_client):
-    for path, key in (("members", lambda r: r["user"]["username"]), ("roles", lambda r: r["slug"]),
-                      ("teams", lambda r: r["slug"]), ("invitations", lambda r: r["email"])):
+    for path, key in (
+        ("members", lambda r: r["user"]["username"]),
+        ("roles", lambda r: r["slug"]),
+        ("teams", lambda r: r["slug"]),
+        ("invitations", lambda r: r["email"]),
+    ):
         body = charlie_client.get(f"/api/v1/orgs/globex/{path}").json()
         values = {key(row) for row in body["results"]}
-        assert not values & {"alice", "bob", "vera", "dave", "ops", "ml", "frank@example.com"}, (path, values)
+        assert not values & {"alice", "bob", "vera", "dave", "ops", "ml", "frank@example.com"}, (
+            path,
+            values,
+        )
 
 
-def test_acme_role_cannot_be_used_in_globex_bodies(cast, acme_objects, charlie_client, django_capture_on_commit_callbacks):
+def test_acme_role_cannot_be_used_in_globex_bodies(
+    cast, acme_objects, charlie_client, django_capture_on_commit_callbacks
+):
     role_id = str(acme_objects["role"])
     charlie_membership = Membership.all_orgs.get(org=cast.globex, user=cast.charlie)
     error = assert_error(
-        charlie_client.post("/api/v1/orgs/globex/invitations", {"email": "x@example.com", "role": role_id}, format="json"),
+        charlie_client.post(
+            "/api/v1/orgs/globex/invitations",
+            {"email": "x@example.com", "role": role_id},
+            format="json",
+        ),
         400,
         "VALIDATION_ERROR",
     )
     assert "role" in error["details"]
     assert_error(
-        charlie_client.patch(f"/api/v1/orgs/globex/members/{charlie_membership.pk}", {"role": role_id}, format="json"),
+        charlie_client.patch(
+            f"/api/v1/orgs/globex/members/{charlie_membership.pk}", {"role": role_id}, format="json"
+        ),
         400,
         "VALIDATION_ERROR",
     )

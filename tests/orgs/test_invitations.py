@@ -17,8 +17,17 @@ from tests.conftest import assert_error, client_for, invitation_token, make_user
 
 NEW_PASSWORD = "a-long-enough-passphrase"
 INVITATION_FIELDS = {
-    "id", "email", "role", "status", "invited_by", "created_at", "expires_at",
-    "sent_at", "send_count", "accepted_at", "revoked_at",
+    "id",
+    "email",
+    "role",
+    "status",
+    "invited_by",
+    "created_at",
+    "expires_at",
+    "sent_at",
+    "send_count",
+    "accepted_at",
+    "revoked_at",
 }
 
 
@@ -29,7 +38,9 @@ def invite(django_capture_on_commit_callbacks):
     def _invite(client, email="frank@example.com", role="member", org="acme"):
         sent_before = len(mail.outbox)
         with django_capture_on_commit_callbacks(execute=True):
-            response = client.post(f"/api/v1/orgs/{org}/invitations", {"email": email, "role": role}, format="json")
+            response = client.post(
+                f"/api/v1/orgs/{org}/invitations", {"email": email, "role": role}, format="json"
+            )
         token = invitation_token(mail.outbox[-1]) if len(mail.outbox) > sent_before else None
         return response, token
 
@@ -49,7 +60,9 @@ def resend(django_capture_on_commit_callbacks):
 
 
 def accept(token, client=None, **credentials):
-    return (client or APIClient()).post(f"/api/v1/invitations/{token}/accept", credentials, format="json")
+    return (client or APIClient()).post(
+        f"/api/v1/invitations/{token}/accept", credentials, format="json"
+    )
 
 
 def accept_new(token, username="frank"):
@@ -57,7 +70,11 @@ def accept_new(token, username="frank"):
 
 
 def acme_membership(cast, username):
-    return Membership.all_orgs.select_related("role").filter(org=cast.acme, user__username=username).first()
+    return (
+        Membership.all_orgs.select_related("role")
+        .filter(org=cast.acme, user__username=username)
+        .first()
+    )
 
 
 # --- create ---------------------------------------------------------------------------------
@@ -146,7 +163,9 @@ def test_create_needs_member_invite(cast, invite, who):
     assert "member:invite" in error["message"]
     assert token is None and mail.outbox == []
     assert not Invitation.all_orgs.exists()
-    assert AuditRecord.objects.filter(action="member:invite", outcome="denied", actor_user=getattr(cast, who)).exists()
+    assert AuditRecord.objects.filter(
+        action="member:invite", outcome="denied", actor_user=getattr(cast, who)
+    ).exists()
 
 
 def test_admin_cannot_invite_an_owner(cast, dave_client, invite):
@@ -165,9 +184,13 @@ def test_owner_invites_an_owner(cast, alice_client, invite):
 
 
 def test_admin_cannot_invite_with_a_role_holding_billing_manage(cast, dave_client, invite):
-    Role.objects.create(org=cast.acme, slug="finance", name="Finance", permissions=["billing:manage"])
+    Role.objects.create(
+        org=cast.acme, slug="finance", name="Finance", permissions=["billing:manage"]
+    )
     response, token = invite(dave_client, role="finance")
-    assert assert_error(response, 403, "PERMISSION_DENIED")["details"] == {"missing_permissions": ["billing:manage"]}
+    assert assert_error(response, 403, "PERMISSION_DENIED")["details"] == {
+        "missing_permissions": ["billing:manage"]
+    }
     assert token is None and not Invitation.all_orgs.exists()
 
 
@@ -187,7 +210,9 @@ def test_invite_with_another_orgs_role_is_400(cast, alice_client, invite):
 # --- list, detail, revoke -------------------------------------------------------------------------
 
 
-def test_members_list_and_read_invitations_of_their_org_only(cast, alice_client, charlie_client, invite):
+def test_members_list_and_read_invitations_of_their_org_only(
+    cast, alice_client, charlie_client, invite
+):
     invite(alice_client, email="frank@example.com")
     invite(alice_client, email="gina@example.com", role="viewer")
     invite(charlie_client, email="hank@example.com", org="globex")
@@ -217,16 +242,28 @@ def test_revoke(cast, dave_client, invite):
     # The link is dead; revoking twice is a conflict.
     assert_error(accept_new(token), 409, "CONFLICT")
     assert not User.objects.filter(username="frank").exists()
-    assert_error(dave_client.delete(f"/api/v1/orgs/acme/invitations/{invitation_id}"), 409, "CONFLICT")
+    assert_error(
+        dave_client.delete(f"/api/v1/orgs/acme/invitations/{invitation_id}"), 409, "CONFLICT"
+    )
 
 
 def test_revoke_needs_member_invite_and_is_404_across_orgs(cast, alice_client, invite):
     invitation_id = invite(alice_client)[0].json()["id"]
-    assert_error(client_for(cast.bob).delete(f"/api/v1/orgs/acme/invitations/{invitation_id}"), 403, "PERMISSION_DENIED")
+    assert_error(
+        client_for(cast.bob).delete(f"/api/v1/orgs/acme/invitations/{invitation_id}"),
+        403,
+        "PERMISSION_DENIED",
+    )
     charlie = client_for(cast.charlie)
-    assert_error(charlie.delete(f"/api/v1/orgs/globex/invitations/{invitation_id}"), 404, "NOT_FOUND")
+    assert_error(
+        charlie.delete(f"/api/v1/orgs/globex/invitations/{invitation_id}"), 404, "NOT_FOUND"
+    )
     assert_error(charlie.delete(f"/api/v1/orgs/acme/invitations/{invitation_id}"), 404, "NOT_FOUND")
-    assert_error(APIClient().delete(f"/api/v1/orgs/acme/invitations/{invitation_id}"), 401, "AUTHENTICATION_FAILED")
+    assert_error(
+        APIClient().delete(f"/api/v1/orgs/acme/invitations/{invitation_id}"),
+        401,
+        "AUTHENTICATION_FAILED",
+    )
     assert Invitation.all_orgs.get(pk=invitation_id).status == "pending"
 
 
@@ -253,7 +290,10 @@ def test_resend_sends_a_new_link_and_kills_the_old_one(cast, alice_client, invit
 def test_resend_revives_an_expired_invitation(cast, alice_client, invite, resend, clock_shift):
     response, old_token = invite(alice_client)
     clock_shift((settings.INFERIA_INVITATION_DAYS + 1) * 86400)
-    assert alice_client.get(f"/api/v1/orgs/acme/invitations/{response.json()['id']}").json()["status"] == "expired"
+    assert (
+        alice_client.get(f"/api/v1/orgs/acme/invitations/{response.json()['id']}").json()["status"]
+        == "expired"
+    )
     resent, new_token = resend(alice_client, response.json()["id"])
     assert resent.status_code == 200 and resent.json()["status"] == "pending"
     assert accept_new(new_token).status_code == 201
@@ -370,33 +410,59 @@ def test_existing_user_with_the_matching_email_accepts_while_logged_in(cast, ali
     assert [o["slug"] for o in client_for(frank).get("/api/v1/orgs").json()["results"]] == ["acme"]
 
 
-def test_inviter_who_lost_member_invite_invalidates_the_invitation(cast, alice_client, dave_client, invite):
+def test_inviter_who_lost_member_invite_invalidates_the_invitation(
+    cast, alice_client, dave_client, invite
+):
     _, token = invite(dave_client)
     dave = acme_membership(cast, "dave")
-    assert alice_client.patch(f"/api/v1/orgs/acme/members/{dave.pk}", {"role": "member"}, format="json").status_code == 200
+    assert (
+        alice_client.patch(
+            f"/api/v1/orgs/acme/members/{dave.pk}", {"role": "member"}, format="json"
+        ).status_code
+        == 200
+    )
     assert_error(accept_new(token), 409, "CONFLICT")
     assert not User.objects.filter(username="frank").exists()
     assert Invitation.all_orgs.get().status == "pending"
 
 
-def test_inviter_who_lost_permissions_of_the_role_invalidates_the_invitation(cast, alice_client, dave_client, invite):
+def test_inviter_who_lost_permissions_of_the_role_invalidates_the_invitation(
+    cast, alice_client, dave_client, invite
+):
     _, token = invite(dave_client, role="admin")
     # dave keeps member:invite but no longer holds everything an Admin holds.
-    Role.objects.create(org=cast.acme, slug="recruiter", name="Recruiter", permissions=["member:invite", "member:view"])
+    Role.objects.create(
+        org=cast.acme,
+        slug="recruiter",
+        name="Recruiter",
+        permissions=["member:invite", "member:view"],
+    )
     dave = acme_membership(cast, "dave")
-    assert alice_client.patch(f"/api/v1/orgs/acme/members/{dave.pk}", {"role": "recruiter"}, format="json").status_code == 200
+    assert (
+        alice_client.patch(
+            f"/api/v1/orgs/acme/members/{dave.pk}", {"role": "recruiter"}, format="json"
+        ).status_code
+        == 200
+    )
     assert_error(accept_new(token), 409, "CONFLICT")
     assert not acme_membership(cast, "frank")
 
 
 def test_inviter_who_left_invalidates_the_invitation(cast, dave_client, invite):
     _, token = invite(dave_client)
-    assert dave_client.delete(f"/api/v1/orgs/acme/members/{acme_membership(cast, 'dave').pk}").status_code == 204
+    assert (
+        dave_client.delete(
+            f"/api/v1/orgs/acme/members/{acme_membership(cast, 'dave').pk}"
+        ).status_code
+        == 204
+    )
     assert_error(accept_new(token), 409, "CONFLICT")
     assert not acme_membership(cast, "frank")
 
 
-def test_invitation_accepted_after_the_inviter_was_demoted_again_is_bounded(cast, alice_client, dave_client, invite):
+def test_invitation_accepted_after_the_inviter_was_demoted_again_is_bounded(
+    cast, alice_client, dave_client, invite
+):
     """Accepted while dave could grant it; dave's later demotion shrinks frank too."""
     _, token = invite(dave_client, role="admin")
     assert accept_new(token).status_code == 201
@@ -437,7 +503,9 @@ def test_the_send_task_is_safe_to_run_twice(cast, alice_client, invite):
 @pytest.mark.parametrize("username", ["has space", "slash/name", "semi;colon", "x" * 151])
 def test_accept_with_an_invalid_username_is_400(cast, alice_client, invite, username):
     _, token = invite(alice_client)
-    error = assert_error(accept(token, username=username, password=NEW_PASSWORD), 400, "VALIDATION_ERROR")
+    error = assert_error(
+        accept(token, username=username, password=NEW_PASSWORD), 400, "VALIDATION_ERROR"
+    )
     assert "username" in error["details"]
     assert not User.objects.filter(username=username).exists()
     assert Invitation.all_orgs.get().status == "pending"

@@ -13,7 +13,9 @@ from tests.conftest import add_member, assert_error, builtin_role, client_for, m
 
 
 def membership(cast, username: str, org=None) -> Membership:
-    return Membership.all_orgs.select_related("role").get(org=org or cast.acme, user__username=username)
+    return Membership.all_orgs.select_related("role").get(
+        org=org or cast.acme, user__username=username
+    )
 
 
 def member_url(m: Membership, org: str = "acme") -> str:
@@ -33,7 +35,9 @@ def perms_in_me(client, org_slug: str = "acme") -> set[str]:
 
 def create_role(client, slug: str, permissions: list[str]) -> Role:
     response = client.post(
-        "/api/v1/orgs/acme/roles", {"slug": slug, "name": slug.title(), "permissions": permissions}, format="json"
+        "/api/v1/orgs/acme/roles",
+        {"slug": slug, "name": slug.title(), "permissions": permissions},
+        format="json",
     )
     assert response.status_code == 201, response.content
     return Role.objects.get(pk=response.json()["id"])
@@ -57,7 +61,11 @@ def test_any_member_lists_members(cast, vera_client):
     }
     assert set(rows["bob"]) == {"id", "user", "role", "created_at", "updated_at"}
     assert rows["bob"]["id"] == str(membership(cast, "bob").pk)
-    assert rows["bob"]["user"] == {"id": str(cast.bob.pk), "username": "bob", "email": "bob@example.com"}
+    assert rows["bob"]["user"] == {
+        "id": str(cast.bob.pk),
+        "username": "bob",
+        "email": "bob@example.com",
+    }
 
 
 def test_member_list_is_paginated(cast, bob_client):
@@ -85,7 +93,11 @@ def test_member_detail(cast, bob_client):
     response = bob_client.get(member_url(m))
     assert response.status_code == 200, response.content
     assert response.json()["user"]["username"] == "vera"
-    assert response.json()["role"] == {"id": str(builtin_role("viewer").pk), "slug": "viewer", "name": "Viewer"}
+    assert response.json()["role"] == {
+        "id": str(builtin_role("viewer").pk),
+        "slug": "viewer",
+        "name": "Viewer",
+    }
     assert_error(bob_client.get(f"/api/v1/orgs/acme/members/{uuid.uuid4()}"), 404, "NOT_FOUND")
 
 
@@ -105,14 +117,18 @@ def test_owner_changes_a_role_by_slug_and_by_id(cast, alice_client):
     assert record.target_id == str(bob.pk)
     assert record.data["role_before"] == "member" and record.data["role_after"] == "viewer"
 
-    response = alice_client.patch(member_url(bob), {"role": str(builtin_role("member").pk)}, format="json")
+    response = alice_client.patch(
+        member_url(bob), {"role": str(builtin_role("member").pk)}, format="json"
+    )
     assert response.status_code == 200, response.content
     assert role_of(cast, "bob") == "member"
     assert AuditRecord.objects.filter(action="member:update", outcome="success").count() == 2
 
 
 def test_admin_changes_a_non_owner_role(cast, dave_client):
-    response = dave_client.patch(member_url(membership(cast, "vera")), {"role": "member"}, format="json")
+    response = dave_client.patch(
+        member_url(membership(cast, "vera")), {"role": "member"}, format="json"
+    )
     assert response.status_code == 200, response.content
     assert role_of(cast, "vera") == "member"
     assert membership(cast, "vera").granted_by_membership == membership(cast, "dave")
@@ -123,11 +139,17 @@ def test_change_role_needs_member_update(cast, who):
     client = client_for(getattr(cast, who))
     target = membership(cast, "vera" if who == "bob" else "bob")
     before = target.role.slug
-    error = assert_error(client.patch(member_url(target), {"role": "viewer"}, format="json"), 403, "PERMISSION_DENIED")
+    error = assert_error(
+        client.patch(member_url(target), {"role": "viewer"}, format="json"),
+        403,
+        "PERMISSION_DENIED",
+    )
     assert "member:update" in error["message"]
     assert membership(cast, target.user.username).role.slug == before
     assert not AuditRecord.objects.filter(action="member:update", outcome="success").exists()
-    assert AuditRecord.objects.filter(action="member:update", outcome="denied", actor_user=getattr(cast, who)).exists()
+    assert AuditRecord.objects.filter(
+        action="member:update", outcome="denied", actor_user=getattr(cast, who)
+    ).exists()
 
 
 def test_nobody_promotes_themself(cast, bob_client):
@@ -141,11 +163,18 @@ def test_nobody_promotes_themself(cast, bob_client):
 
 @pytest.mark.parametrize(
     ("payload", "field"),
-    [({}, "role"), ({"role": "wizard"}, "role"), ({"role": str(uuid.uuid4())}, "role"), ({"role": ""}, "role")],
+    [
+        ({}, "role"),
+        ({"role": "wizard"}, "role"),
+        ({"role": str(uuid.uuid4())}, "role"),
+        ({"role": ""}, "role"),
+    ],
 )
 def test_change_role_invalid_input_is_400(cast, alice_client, payload, field):
     error = assert_error(
-        alice_client.patch(member_url(membership(cast, "bob")), payload, format="json"), 400, "VALIDATION_ERROR"
+        alice_client.patch(member_url(membership(cast, "bob")), payload, format="json"),
+        400,
+        "VALIDATION_ERROR",
     )
     assert field in error["details"]
     assert role_of(cast, "bob") == "member"
@@ -154,16 +183,22 @@ def test_change_role_invalid_input_is_400(cast, alice_client, payload, field):
 
 def test_change_role_to_another_orgs_custom_role_is_refused(cast, alice_client, charlie_client):
     globex_role = charlie_client.post(
-        "/api/v1/orgs/globex/roles", {"slug": "ops", "name": "Ops", "permissions": ["org:view"]}, format="json"
+        "/api/v1/orgs/globex/roles",
+        {"slug": "ops", "name": "Ops", "permissions": ["org:view"]},
+        format="json",
     ).json()
-    response = alice_client.patch(member_url(membership(cast, "bob")), {"role": globex_role["id"]}, format="json")
+    response = alice_client.patch(
+        member_url(membership(cast, "bob")), {"role": globex_role["id"]}, format="json"
+    )
     assert_error(response, 400, "VALIDATION_ERROR")
     assert role_of(cast, "bob") == "member"
 
 
 def test_change_role_other_org_is_404(cast, charlie_client):
     assert_error(
-        charlie_client.patch(member_url(membership(cast, "bob")), {"role": "viewer"}, format="json"),
+        charlie_client.patch(
+            member_url(membership(cast, "bob")), {"role": "viewer"}, format="json"
+        ),
         404,
         "NOT_FOUND",
     )
@@ -200,7 +235,9 @@ def test_last_owner_cannot_leave(cast, alice_client):
 
 
 def test_owner_promotes_and_then_may_step_down(cast, alice_client):
-    response = alice_client.patch(member_url(membership(cast, "bob")), {"role": "owner"}, format="json")
+    response = alice_client.patch(
+        member_url(membership(cast, "bob")), {"role": "owner"}, format="json"
+    )
     assert response.status_code == 200, response.content
     bob = membership(cast, "bob")
     assert bob.role.slug == "owner"
@@ -208,11 +245,15 @@ def test_owner_promotes_and_then_may_step_down(cast, alice_client):
     assert perms_in_me(client_for(cast.bob)) == set(BUILTIN_ROLES["owner"][1])
 
     # With two owners alice may demote herself; then bob is the last one.
-    response = alice_client.patch(member_url(membership(cast, "alice")), {"role": "admin"}, format="json")
+    response = alice_client.patch(
+        member_url(membership(cast, "alice")), {"role": "admin"}, format="json"
+    )
     assert response.status_code == 200, response.content
     assert role_of(cast, "alice") == "admin"
     bob_client = client_for(cast.bob)
-    assert_error(bob_client.patch(member_url(bob), {"role": "member"}, format="json"), 409, "CONFLICT")
+    assert_error(
+        bob_client.patch(member_url(bob), {"role": "member"}, format="json"), 409, "CONFLICT"
+    )
     assert_error(bob_client.delete(member_url(bob)), 409, "CONFLICT")
     assert role_of(cast, "bob") == "owner"
 
@@ -260,7 +301,9 @@ def test_admin_cannot_change_an_owner(cast, dave_client, new_role):
 
 def test_admin_cannot_remove_an_owner(cast, dave_client):
     add_member(cast.acme, make_user("olga"), "owner")
-    assert_error(dave_client.delete(member_url(membership(cast, "alice"))), 403, "PERMISSION_DENIED")
+    assert_error(
+        dave_client.delete(member_url(membership(cast, "alice"))), 403, "PERMISSION_DENIED"
+    )
     assert Membership.all_orgs.filter(org=cast.acme, user=cast.alice).exists()
     assert not AuditRecord.objects.filter(action="member:delete", outcome="success").exists()
 
@@ -276,7 +319,9 @@ def test_admin_removes_a_member(cast, dave_client):
     assert not Membership.all_orgs.filter(pk=vera.pk).exists()
     assert not TeamMember.all_orgs.filter(user=cast.vera).exists()
     record = AuditRecord.objects.get(action="member:delete")
-    assert record.outcome == "success" and record.actor_user == cast.dave and record.org == cast.acme
+    assert (
+        record.outcome == "success" and record.actor_user == cast.dave and record.org == cast.acme
+    )
     assert record.data == {"user": "vera", "left": False}
     # Her access ends at once.
     assert_error(client_for(cast.vera).get("/api/v1/orgs/acme"), 404, "NOT_FOUND")
@@ -285,7 +330,9 @@ def test_admin_removes_a_member(cast, dave_client):
 @pytest.mark.parametrize("who", ["bob", "vera"])
 def test_removing_others_needs_member_delete(cast, who):
     target = membership(cast, "dave")
-    error = assert_error(client_for(getattr(cast, who)).delete(member_url(target)), 403, "PERMISSION_DENIED")
+    error = assert_error(
+        client_for(getattr(cast, who)).delete(member_url(target)), 403, "PERMISSION_DENIED"
+    )
     assert "member:delete" in error["message"]
     assert Membership.all_orgs.filter(pk=target.pk).exists()
     assert not AuditRecord.objects.filter(action="member:delete", outcome="success").exists()
@@ -322,7 +369,9 @@ def test_remove_unauthenticated_is_401(cast, anon_client):
 def test_admin_cannot_assign_a_role_holding_billing_manage(cast, alice_client, dave_client):
     finance = create_role(alice_client, "finance", ["billing:manage", "usage:view"])
     error = assert_error(
-        dave_client.patch(member_url(membership(cast, "bob")), {"role": str(finance.pk)}, format="json"),
+        dave_client.patch(
+            member_url(membership(cast, "bob")), {"role": str(finance.pk)}, format="json"
+        ),
         403,
         "PERMISSION_DENIED",
     )
@@ -330,23 +379,45 @@ def test_admin_cannot_assign_a_role_holding_billing_manage(cast, alice_client, d
     assert role_of(cast, "bob") == "member"
     assert not AuditRecord.objects.filter(action="member:update", outcome="success").exists()
     # The owner may.
-    assert alice_client.patch(member_url(membership(cast, "bob")), {"role": "finance"}, format="json").status_code == 200
+    assert (
+        alice_client.patch(
+            member_url(membership(cast, "bob")), {"role": "finance"}, format="json"
+        ).status_code
+        == 200
+    )
     assert role_of(cast, "bob") == "finance"
 
 
 OPS = ["member:view", "team:manage", "usage:view", "org:view"]
 
 
-def test_grants_shrink_when_the_grantor_is_demoted_and_rebind_to_the_remover(cast, alice_client, dave_client):
+def test_grants_shrink_when_the_grantor_is_demoted_and_rebind_to_the_remover(
+    cast, alice_client, dave_client
+):
     create_role(alice_client, "ops", OPS)
     bob_client = client_for(cast.bob)
-    assert dave_client.patch(member_url(membership(cast, "bob")), {"role": "ops"}, format="json").status_code == 200
+    assert (
+        dave_client.patch(
+            member_url(membership(cast, "bob")), {"role": "ops"}, format="json"
+        ).status_code
+        == 200
+    )
     assert membership(cast, "bob").granted_by_membership == membership(cast, "dave")
     assert perms_in_me(bob_client) == set(OPS)
-    assert bob_client.post("/api/v1/orgs/acme/teams", {"slug": "one", "name": "One"}, format="json").status_code == 201
+    assert (
+        bob_client.post(
+            "/api/v1/orgs/acme/teams", {"slug": "one", "name": "One"}, format="json"
+        ).status_code
+        == 201
+    )
 
     # dave loses team:manage: bob loses it too, at once, without any write to bob's row.
-    assert alice_client.patch(member_url(membership(cast, "dave")), {"role": "viewer"}, format="json").status_code == 200
+    assert (
+        alice_client.patch(
+            member_url(membership(cast, "dave")), {"role": "viewer"}, format="json"
+        ).status_code
+        == 200
+    )
     assert membership(cast, "bob").role.slug == "ops"
     shrunk = set(OPS) & set(BUILTIN_ROLES["viewer"][1])
     assert perms_in_me(bob_client) == shrunk
@@ -364,7 +435,12 @@ def test_grants_shrink_when_the_grantor_is_demoted_and_rebind_to_the_remover(cas
     assert alice_client.delete(member_url(membership(cast, "dave"))).status_code == 204
     assert membership(cast, "bob").granted_by_membership == membership(cast, "alice")
     assert perms_in_me(bob_client) == set(OPS)
-    assert bob_client.post("/api/v1/orgs/acme/teams", {"slug": "two", "name": "Two"}, format="json").status_code == 201
+    assert (
+        bob_client.post(
+            "/api/v1/orgs/acme/teams", {"slug": "two", "name": "Two"}, format="json"
+        ).status_code
+        == 201
+    )
 
 
 def test_grant_rebinds_to_an_admin_remover(cast, alice_client, dave_client):
@@ -384,12 +460,31 @@ def test_grants_are_bounded_along_the_whole_chain(cast, alice_client):
     create_role(alice_client, "crew", ["member:view", "team:manage"])
     eve = make_user("eve")
     add_member(cast.acme, eve, "admin")
-    eve_client, dave_client, bob_client = client_for(eve), client_for(cast.dave), client_for(cast.bob)
-    assert eve_client.patch(member_url(membership(cast, "dave")), {"role": "lead"}, format="json").status_code == 200
-    assert dave_client.patch(member_url(membership(cast, "bob")), {"role": "crew"}, format="json").status_code == 200
+    eve_client, dave_client, bob_client = (
+        client_for(eve),
+        client_for(cast.dave),
+        client_for(cast.bob),
+    )
+    assert (
+        eve_client.patch(
+            member_url(membership(cast, "dave")), {"role": "lead"}, format="json"
+        ).status_code
+        == 200
+    )
+    assert (
+        dave_client.patch(
+            member_url(membership(cast, "bob")), {"role": "crew"}, format="json"
+        ).status_code
+        == 200
+    )
     assert perms_in_me(bob_client) == {"member:view", "team:manage"}
 
-    assert alice_client.patch(member_url(membership(cast, "eve")), {"role": "viewer"}, format="json").status_code == 200
+    assert (
+        alice_client.patch(
+            member_url(membership(cast, "eve")), {"role": "viewer"}, format="json"
+        ).status_code
+        == 200
+    )
     assert perms_in_me(dave_client) == {"member:view"}
     assert perms_in_me(bob_client) == {"member:view"}
     assert_error(
@@ -406,8 +501,18 @@ def test_leaving_grantor_does_not_unbind_the_grants_they_made(cast, alice_client
     eve = make_user("eve")
     add_member(cast.acme, eve, "admin")
     # eve makes dave an admin again (so his grant is bounded by eve), he grants bob ops.
-    assert client_for(eve).patch(member_url(membership(cast, "dave")), {"role": "admin"}, format="json").status_code == 200
-    assert dave_client.patch(member_url(membership(cast, "bob")), {"role": "ops"}, format="json").status_code == 200
+    assert (
+        client_for(eve)
+        .patch(member_url(membership(cast, "dave")), {"role": "admin"}, format="json")
+        .status_code
+        == 200
+    )
+    assert (
+        dave_client.patch(
+            member_url(membership(cast, "bob")), {"role": "ops"}, format="json"
+        ).status_code
+        == 200
+    )
     # eve is demoted to viewer: dave and bob shrink with her.
     alice_client.patch(member_url(membership(cast, "eve")), {"role": "viewer"}, format="json")
     assert "team:manage" not in perms_in_me(client_for(cast.bob))
@@ -423,9 +528,14 @@ def test_me_reflects_a_custom_roles_edit_at_once(cast, alice_client):
     alice_client.patch(member_url(membership(cast, "bob")), {"role": "ops"}, format="json")
     bob_client = client_for(cast.bob)
     assert perms_in_me(bob_client) == {"member:view"}
-    assert alice_client.patch(
-        f"/api/v1/orgs/acme/roles/{ops.pk}", {"permissions": ["member:view", "team:manage"]}, format="json"
-    ).status_code == 200
+    assert (
+        alice_client.patch(
+            f"/api/v1/orgs/acme/roles/{ops.pk}",
+            {"permissions": ["member:view", "team:manage"]},
+            format="json",
+        ).status_code
+        == 200
+    )
     assert perms_in_me(bob_client) == {"member:view", "team:manage"}
 
 

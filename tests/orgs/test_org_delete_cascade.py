@@ -9,7 +9,9 @@ from orgs.services import tenancy
 from tests.conftest import PASSWORD, add_member, make_user
 
 
-def test_deleting_an_org_removes_its_custom_roles_members_and_invitations(db, django_capture_on_commit_callbacks):
+def test_deleting_an_org_removes_its_custom_roles_members_and_invitations(
+    db, django_capture_on_commit_callbacks
+):
     alice = make_user("alice")
     bob = make_user("bob")
     org = tenancy.organization_create(user=alice, slug="acme", name="Acme")

@@ -74,7 +74,9 @@ def test_list_with_garbage_token_is_401(cast, anon_client):
 
 
 def test_create_makes_the_creator_owner(cast, bob_client):
-    response = bob_client.post("/api/v1/orgs", {"slug": "initech", "name": "Initech"}, format="json")
+    response = bob_client.post(
+        "/api/v1/orgs", {"slug": "initech", "name": "Initech"}, format="json"
+    )
     assert response.status_code == 201, response.content
     body = response.json()
     assert set(body) == ORG_FIELDS
@@ -98,16 +100,23 @@ def test_create_makes_the_creator_owner(cast, bob_client):
     assert initech["role"]["slug"] == "owner"
     assert "org:delete" in initech["permissions"] and "billing:manage" in initech["permissions"]
     # The new org is listed for bob, next to acme.
-    assert [o["slug"] for o in bob_client.get("/api/v1/orgs").json()["results"]] == ["acme", "initech"]
+    assert [o["slug"] for o in bob_client.get("/api/v1/orgs").json()["results"]] == [
+        "acme",
+        "initech",
+    ]
 
 
 def test_create_duplicate_slug_is_409(cast, bob_client):
-    response = bob_client.post("/api/v1/orgs", {"slug": "acme", "name": "Another Acme"}, format="json")
+    response = bob_client.post(
+        "/api/v1/orgs", {"slug": "acme", "name": "Another Acme"}, format="json"
+    )
     error = assert_error(response, 409, "CONFLICT")
     assert "slug" in error["details"]
     assert Organization.objects.filter(slug="acme").count() == 1
     assert Organization.objects.get(slug="acme").name == "Acme"
-    assert not Membership.all_orgs.filter(org__slug="acme", user=cast.bob, role__slug="owner").exists()
+    assert not Membership.all_orgs.filter(
+        org__slug="acme", user=cast.bob, role__slug="owner"
+    ).exists()
     assert not AuditRecord.objects.filter(action="org:create", actor_user=cast.bob).exists()
 
 
@@ -124,7 +133,9 @@ def test_create_bad_slug_is_400(cast, bob_client, slug):
 
 
 def test_create_missing_fields_is_400_with_details(cast, bob_client):
-    error = assert_error(bob_client.post("/api/v1/orgs", {}, format="json"), 400, "VALIDATION_ERROR")
+    error = assert_error(
+        bob_client.post("/api/v1/orgs", {}, format="json"), 400, "VALIDATION_ERROR"
+    )
     assert set(error["details"]) == {"slug", "name"}
 
 
@@ -201,7 +212,11 @@ def test_other_org_cannot_update_and_gets_404(cast, charlie_client):
 
 
 def test_update_unauthenticated_is_401(cast, anon_client):
-    assert_error(anon_client.patch("/api/v1/orgs/acme", {"name": "X"}, format="json"), 401, "AUTHENTICATION_FAILED")
+    assert_error(
+        anon_client.patch("/api/v1/orgs/acme", {"name": "X"}, format="json"),
+        401,
+        "AUTHENTICATION_FAILED",
+    )
     cast.acme.refresh_from_db()
     assert cast.acme.name == "Acme"
 
@@ -209,7 +224,12 @@ def test_update_unauthenticated_is_401(cast, anon_client):
 def test_settings_are_validated_and_merged(cast, alice_client):
     response = alice_client.patch(
         "/api/v1/orgs/acme",
-        {"settings": {"max_key_lifetime_days": 90, "allowed_private_hosts": ["127.0.0.1:9000", "vllm.internal"]}},
+        {
+            "settings": {
+                "max_key_lifetime_days": 90,
+                "allowed_private_hosts": ["127.0.0.1:9000", "vllm.internal"],
+            }
+        },
         format="json",
     )
     assert response.status_code == 200, response.content
@@ -219,7 +239,9 @@ def test_settings_are_validated_and_merged(cast, alice_client):
     }
     # A second PATCH merges: keys it does not mention stay.
     response = alice_client.patch(
-        "/api/v1/orgs/acme", {"settings": {"audit_retention_days": 30, "requests_per_minute": 600}}, format="json"
+        "/api/v1/orgs/acme",
+        {"settings": {"audit_retention_days": 30, "requests_per_minute": 600}},
+        format="json",
     )
     assert response.status_code == 200, response.content
     cast.acme.refresh_from_db()
@@ -244,12 +266,21 @@ def test_settings_are_validated_and_merged(cast, alice_client):
         ({"settings": {"max_key_lifetime_days": "forever"}}, ("settings", "max_key_lifetime_days")),
         ({"settings": {"max_key_lifetime_days": 0}}, ("settings", "max_key_lifetime_days")),
         ({"settings": {"audit_retention_days": 99999}}, ("settings", "audit_retention_days")),
-        ({"settings": {"allowed_private_hosts": "vllm.internal"}}, ("settings", "allowed_private_hosts")),
-        ({"settings": {"allowed_private_hosts": [{"host": "x"}]}}, ("settings", "allowed_private_hosts")),
+        (
+            {"settings": {"allowed_private_hosts": "vllm.internal"}},
+            ("settings", "allowed_private_hosts"),
+        ),
+        (
+            {"settings": {"allowed_private_hosts": [{"host": "x"}]}},
+            ("settings", "allowed_private_hosts"),
+        ),
         ({"settings": {"requests_per_minute": -5}}, ("settings", "requests_per_minute")),
         ({"settings": {"tokens_per_minute": "lots"}}, ("settings", "tokens_per_minute")),
         # A setting nobody reads (a typo) must not be silently dropped.
-        ({"settings": {"alowed_private_hosts": ["10.0.0.1"]}}, ("settings", "alowed_private_hosts")),
+        (
+            {"settings": {"alowed_private_hosts": ["10.0.0.1"]}},
+            ("settings", "alowed_private_hosts"),
+        ),
     ],
 )
 def test_invalid_update_is_400_with_details(cast, alice_client, payload, field_path):
@@ -299,7 +330,9 @@ def test_owner_deletes_the_org_with_password(cast, alice_client):
 
 
 def test_delete_needs_the_password(cast, alice_client):
-    error = assert_error(alice_client.delete("/api/v1/orgs/acme", {}, format="json"), 400, "VALIDATION_ERROR")
+    error = assert_error(
+        alice_client.delete("/api/v1/orgs/acme", {}, format="json"), 400, "VALIDATION_ERROR"
+    )
     assert "password" in error["details"]
     assert_error(
         alice_client.delete("/api/v1/orgs/acme", {"password": "wrong"}, format="json"),
@@ -314,7 +347,9 @@ def test_admin_cannot_delete_the_org(cast, dave_client):
     response = dave_client.delete("/api/v1/orgs/acme", {"password": PASSWORD}, format="json")
     assert_error(response, 403, "PERMISSION_DENIED")
     assert Organization.objects.filter(pk=cast.acme.pk).exists()
-    assert AuditRecord.objects.filter(action="org:delete", outcome="denied", actor_user=cast.dave).exists()
+    assert AuditRecord.objects.filter(
+        action="org:delete", outcome="denied", actor_user=cast.dave
+    ).exists()
 
 
 def test_other_org_cannot_delete(cast, charlie_client):
@@ -332,7 +367,9 @@ def test_owner_transfers_ownership(cast, alice_client):
     )
     assert response.status_code == 200, response.content
     assert response.json()["role"]["slug"] == "owner"
-    roles = dict(Membership.all_orgs.filter(org=cast.acme).values_list("user__username", "role__slug"))
+    roles = dict(
+        Membership.all_orgs.filter(org=cast.acme).values_list("user__username", "role__slug")
+    )
     assert roles["bob"] == "owner" and roles["alice"] == "admin"
     assert AuditRecord.objects.get(action="org:transfer_ownership").actor_user == cast.alice
 
@@ -346,11 +383,17 @@ def test_admin_cannot_transfer_ownership(cast, dave_client):
     )
     assert_error(response, 403, "PERMISSION_DENIED")
     assert Membership.all_orgs.get(pk=bob_membership.pk).role.slug == "member"
-    assert not AuditRecord.objects.filter(action="org:transfer_ownership", outcome="success").exists()
+    assert not AuditRecord.objects.filter(
+        action="org:transfer_ownership", outcome="success"
+    ).exists()
 
 
 def test_unsupported_method_is_405_with_the_envelope(cast, alice_client):
-    assert_error(alice_client.put("/api/v1/orgs/acme", {"name": "X"}, format="json"), 405, "METHOD_NOT_ALLOWED")
+    assert_error(
+        alice_client.put("/api/v1/orgs/acme", {"name": "X"}, format="json"),
+        405,
+        "METHOD_NOT_ALLOWED",
+    )
     assert_error(alice_client.delete("/api/v1/orgs"), 405, "METHOD_NOT_ALLOWED")
     cast.acme.refresh_from_db()
     assert cast.acme.name == "Acme"

@@ -59,12 +59,16 @@ def test_member_without_device_gets_403_until_they_enrol(cast, alice_client, bob
     device = TOTPDevice.objects.get(user=cast.bob)
     # A pending (unconfirmed) device is not enough.
     assert_error(bob_client.get("/api/v1/orgs/acme"), 403, "TWO_FACTOR_REQUIRED")
-    confirm = bob_client.post("/api/v1/auth/2fa/confirm", {"otp_code": code_now(device)}, format="json")
+    confirm = bob_client.post(
+        "/api/v1/auth/2fa/confirm", {"otp_code": code_now(device)}, format="json"
+    )
     assert confirm.status_code == 200, confirm.content
 
     for path in ORG_ENDPOINTS:
         assert bob_client.get(path).status_code == 200, path
-    created = bob_client.post("/api/v1/orgs/acme/teams", {"slug": "ml", "name": "ML"}, format="json")
+    created = bob_client.post(
+        "/api/v1/orgs/acme/teams", {"slug": "ml", "name": "ML"}, format="json"
+    )
     assert_error(created, 403, "PERMISSION_DENIED")  # 2FA passes; his role still applies
 
 
@@ -102,7 +106,9 @@ def test_disabling_2fa_locks_the_member_out_again(cast, alice_client, bob_client
     assert bob_client.get("/api/v1/orgs/acme").status_code == 200
     clock_shift(30)
 
-    response = bob_client.post("/api/v1/auth/2fa/disable", {"otp_code": code_now(device)}, format="json")
+    response = bob_client.post(
+        "/api/v1/auth/2fa/disable", {"otp_code": code_now(device)}, format="json"
+    )
 
     assert response.status_code == 204, response.content
     assert_error(bob_client.get("/api/v1/orgs/acme"), 403, "TWO_FACTOR_REQUIRED")
@@ -121,7 +127,9 @@ def test_turning_the_policy_off_lets_members_back_in(cast, alice_client, bob_cli
     assert bob_client.get("/api/v1/orgs/acme").status_code == 200
 
 
-def test_only_org_update_holders_change_the_policy(cast, bob_client, vera_client, charlie_client, alice_client):
+def test_only_org_update_holders_change_the_policy(
+    cast, bob_client, vera_client, charlie_client, alice_client
+):
     assert_error(require_2fa(bob_client), 403, "PERMISSION_DENIED")
     assert_error(require_2fa(vera_client), 403, "PERMISSION_DENIED")
     assert_error(require_2fa(charlie_client), 404, "NOT_FOUND")

@@ -50,27 +50,42 @@ CASES: dict[tuple[str, str], Case] = {
     ("org-detail", "PATCH"): Case("/api/v1/orgs/acme", 200, {"name": "Acme renamed"}),
     ("org-detail", "DELETE"): Case("/api/v1/orgs/acme", 204, {"password": PASSWORD}),
     ("org-transfer", "POST"): Case(
-        "/api/v1/orgs/acme/transfer-ownership", 200, {"member_id": "{bob}", "password": PASSWORD}, OWNER_ONLY
+        "/api/v1/orgs/acme/transfer-ownership",
+        200,
+        {"member_id": "{bob}", "password": PASSWORD},
+        OWNER_ONLY,
     ),
     ("member-list", "GET"): Case("/api/v1/orgs/acme/members", 200),
     ("member-detail", "GET"): Case("/api/v1/orgs/acme/members/{bob}", 200),
     ("member-detail", "PATCH"): Case("/api/v1/orgs/acme/members/{bob}", 200, {"role": "viewer"}),
-    ("member-detail", "DELETE"): Case("/api/v1/orgs/acme/members/{bob}", 204, None, "member:delete"),
+    ("member-detail", "DELETE"): Case(
+        "/api/v1/orgs/acme/members/{bob}", 204, None, "member:delete"
+    ),
     ("role-list", "GET"): Case("/api/v1/orgs/acme/roles", 200),
     ("role-list", "POST"): Case(
-        "/api/v1/orgs/acme/roles", 201, {"slug": "fresh", "name": "Fresh", "permissions": ["org:view"]}
+        "/api/v1/orgs/acme/roles",
+        201,
+        {"slug": "fresh", "name": "Fresh", "permissions": ["org:view"]},
     ),
     ("role-detail", "GET"): Case("/api/v1/orgs/acme/roles/{role}", 200),
-    ("role-detail", "PATCH"): Case("/api/v1/orgs/acme/roles/{role}", 200, {"name": "Spare renamed"}),
+    ("role-detail", "PATCH"): Case(
+        "/api/v1/orgs/acme/roles/{role}", 200, {"name": "Spare renamed"}
+    ),
     ("role-detail", "DELETE"): Case("/api/v1/orgs/acme/roles/{role}", 204),
     ("team-list", "GET"): Case("/api/v1/orgs/acme/teams", 200),
-    ("team-list", "POST"): Case("/api/v1/orgs/acme/teams", 201, {"slug": "new-team", "name": "New team"}),
+    ("team-list", "POST"): Case(
+        "/api/v1/orgs/acme/teams", 201, {"slug": "new-team", "name": "New team"}
+    ),
     ("team-detail", "GET"): Case("/api/v1/orgs/acme/teams/{team}", 200),
     ("team-detail", "PATCH"): Case("/api/v1/orgs/acme/teams/{team}", 200, {"name": "Renamed team"}),
     ("team-detail", "DELETE"): Case("/api/v1/orgs/acme/teams/{team}", 204),
     ("team-member-list", "GET"): Case("/api/v1/orgs/acme/teams/{team}/members", 200),
-    ("team-member-list", "POST"): Case("/api/v1/orgs/acme/teams/{team}/members", 201, {"user_id": "{vera_user}"}),
-    ("team-member-detail", "DELETE"): Case("/api/v1/orgs/acme/teams/{team}/members/{bob_user}", 204),
+    ("team-member-list", "POST"): Case(
+        "/api/v1/orgs/acme/teams/{team}/members", 201, {"user_id": "{vera_user}"}
+    ),
+    ("team-member-detail", "DELETE"): Case(
+        "/api/v1/orgs/acme/teams/{team}/members/{bob_user}", 204
+    ),
     ("invitation-list", "GET"): Case("/api/v1/orgs/acme/invitations", 200),
     ("invitation-list", "POST"): Case(
         "/api/v1/orgs/acme/invitations", 201, {"email": "newcomer@example.com", "role": "viewer"}
@@ -161,7 +176,9 @@ def world(cast) -> World:
     def build(role: str) -> World:
         subject = make_user("sam")
         subject_membership = add_member(cast.acme, subject, role)
-        spare = Role.objects.create(org=cast.acme, slug="spare", name="Spare", permissions=["org:view"])
+        spare = Role.objects.create(
+            org=cast.acme, slug="spare", name="Spare", permissions=["org:view"]
+        )
         team = Team.all_orgs.create(org=cast.acme, slug="ml", name="ML")
         TeamMember.all_orgs.create(org=cast.acme, team=team, user=cast.bob)
         invitation = Invitation.all_orgs.create(
@@ -216,7 +233,10 @@ def test_role_against_endpoint(world, role, key):
     if expected_allowed(role, key):
         assert response.status_code == case.ok_status, (role, key, response.content[:400])
         if method != "get":
-            assert AuditRecord.objects.filter(actor_user=subject, outcome="success").exists(), (role, key)
+            assert AuditRecord.objects.filter(actor_user=subject, outcome="success").exists(), (
+                role,
+                key,
+            )
         return
 
     error = assert_error(response, 403, "PERMISSION_DENIED")
@@ -226,7 +246,9 @@ def test_role_against_endpoint(world, role, key):
     if declared_endpoints()[key] != ANY_MEMBER:
         # Refused by the permission class, which records the decision.
         denied = AuditRecord.objects.get(actor_user=subject, outcome="denied")
-        assert denied.action == requirement and denied.status_code == 403 and denied.org == w.cast.acme
+        assert (
+            denied.action == requirement and denied.status_code == 403 and denied.org == w.cast.acme
+        )
     assert not AuditRecord.objects.filter(actor_user=subject, outcome="success").exists()
     # Nothing the request aimed at changed.
     assert Membership.all_orgs.filter(pk=w.bob_membership.pk, role__slug="member").exists()

@@ -12,7 +12,16 @@ from orgs.access import BUILTIN_ROLES
 from orgs.models import Invitation, Membership, Role
 from tests.conftest import add_member, assert_error, builtin_role, client_for, make_user
 
-ROLE_FIELDS = {"id", "slug", "name", "description", "permissions", "is_builtin", "member_count", "created_at"}
+ROLE_FIELDS = {
+    "id",
+    "slug",
+    "name",
+    "description",
+    "permissions",
+    "is_builtin",
+    "member_count",
+    "created_at",
+}
 
 
 def role_url(role, org: str = "acme") -> str:
@@ -20,7 +29,9 @@ def role_url(role, org: str = "acme") -> str:
 
 
 def make_role(org, slug: str, permissions: list[str]) -> Role:
-    return Role.objects.create(org=org, slug=slug, name=slug.title(), permissions=sorted(permissions))
+    return Role.objects.create(
+        org=org, slug=slug, name=slug.title(), permissions=sorted(permissions)
+    )
 
 
 def assign(cast, username: str, role: Role) -> None:
@@ -54,7 +65,9 @@ def test_member_counts_are_per_org(cast, alice_client):
     # globex has an owner too, and more members: acme's counts must not include them.
     for name in ("g1", "g2", "g3"):
         add_member(cast.globex, make_user(name), "member")
-    rows = {row["slug"]: row for row in alice_client.get("/api/v1/orgs/acme/roles").json()["results"]}
+    rows = {
+        row["slug"]: row for row in alice_client.get("/api/v1/orgs/acme/roles").json()["results"]
+    }
     assert {slug: rows[slug]["member_count"] for slug in BUILTIN_ROLES} == {
         "owner": 1,
         "admin": 1,
@@ -92,7 +105,13 @@ def test_create_custom_role_with_aliases(cast, alice_client):
             "slug": "model-user",
             "name": "Model user",
             "description": "Reads models and runs them",
-            "permissions": ["read_models", "run_inference", "use_streaming", "usage:view", "read_models"],
+            "permissions": [
+                "read_models",
+                "run_inference",
+                "use_streaming",
+                "usage:view",
+                "read_models",
+            ],
         },
         format="json",
     )
@@ -113,16 +132,34 @@ def test_create_custom_role_with_aliases(cast, alice_client):
 
 
 def test_every_alias_maps_to_its_permission(cast, alice_client):
-    aliases = ["read_models", "write_models", "delete_models", "run_inference", "use_streaming",
-               "read_metrics", "view_audit_logs", "manage_users"]
+    aliases = [
+        "read_models",
+        "write_models",
+        "delete_models",
+        "run_inference",
+        "use_streaming",
+        "read_metrics",
+        "view_audit_logs",
+        "manage_users",
+    ]
     response = alice_client.post(
-        "/api/v1/orgs/acme/roles", {"slug": "legacy", "name": "Legacy", "permissions": aliases}, format="json"
+        "/api/v1/orgs/acme/roles",
+        {"slug": "legacy", "name": "Legacy", "permissions": aliases},
+        format="json",
     )
     assert response.status_code == 201, response.content
-    assert response.json()["permissions"] == sorted([
-        "model:read", "model:write", "model:delete", "inference:run", "inference:stream",
-        "usage:view", "audit_log:view", "member:update",
-    ])
+    assert response.json()["permissions"] == sorted(
+        [
+            "model:read",
+            "model:write",
+            "model:delete",
+            "inference:run",
+            "inference:stream",
+            "usage:view",
+            "audit_log:view",
+            "member:update",
+        ]
+    )
 
 
 def test_unknown_permission_names_are_400_with_details(cast, alice_client):
@@ -150,7 +187,11 @@ def test_unknown_permission_names_are_400_with_details(cast, alice_client):
     ],
 )
 def test_create_invalid_input_is_400(cast, alice_client, payload, fields):
-    error = assert_error(alice_client.post("/api/v1/orgs/acme/roles", payload, format="json"), 400, "VALIDATION_ERROR")
+    error = assert_error(
+        alice_client.post("/api/v1/orgs/acme/roles", payload, format="json"),
+        400,
+        "VALIDATION_ERROR",
+    )
     assert fields <= set(error["details"]), error
     assert not Role.objects.filter(org=cast.acme).exists()
 
@@ -158,7 +199,9 @@ def test_create_invalid_input_is_400(cast, alice_client, payload, fields):
 def test_duplicate_slug_is_409(cast, alice_client):
     make_role(cast.acme, "ops", ["org:view"])
     response = alice_client.post(
-        "/api/v1/orgs/acme/roles", {"slug": "ops", "name": "Ops 2", "permissions": []}, format="json"
+        "/api/v1/orgs/acme/roles",
+        {"slug": "ops", "name": "Ops 2", "permissions": []},
+        format="json",
     )
     error = assert_error(response, 409, "CONFLICT")
     assert "slug" in error["details"]
@@ -176,7 +219,9 @@ def test_same_slug_in_another_org_is_fine(cast, alice_client):
 @pytest.mark.parametrize("slug", ["owner", "admin", "member", "viewer"])
 def test_builtin_slug_is_reserved(cast, alice_client, slug):
     response = alice_client.post(
-        "/api/v1/orgs/acme/roles", {"slug": slug, "name": "Fake", "permissions": ["org:view"]}, format="json"
+        "/api/v1/orgs/acme/roles",
+        {"slug": slug, "name": "Fake", "permissions": ["org:view"]},
+        format="json",
     )
     assert_error(response, 409, "CONFLICT")
     assert not Role.objects.filter(org=cast.acme).exists()
@@ -185,18 +230,26 @@ def test_builtin_slug_is_reserved(cast, alice_client, slug):
 @pytest.mark.parametrize("who", ["bob", "vera"])
 def test_create_needs_policy_manage(cast, who):
     response = client_for(getattr(cast, who)).post(
-        "/api/v1/orgs/acme/roles", {"slug": "mine", "name": "Mine", "permissions": ["org:view"]}, format="json"
+        "/api/v1/orgs/acme/roles",
+        {"slug": "mine", "name": "Mine", "permissions": ["org:view"]},
+        format="json",
     )
     error = assert_error(response, 403, "PERMISSION_DENIED")
     assert "policy:manage" in error["message"]
     assert not Role.objects.filter(slug="mine").exists()
-    assert AuditRecord.objects.filter(action="policy:manage", outcome="denied", actor_user=getattr(cast, who)).exists()
+    assert AuditRecord.objects.filter(
+        action="policy:manage", outcome="denied", actor_user=getattr(cast, who)
+    ).exists()
 
 
 def test_admin_cannot_create_a_role_with_permissions_they_lack(cast, dave_client):
     response = dave_client.post(
         "/api/v1/orgs/acme/roles",
-        {"slug": "money", "name": "Money", "permissions": ["billing:manage", "org:delete", "usage:view"]},
+        {
+            "slug": "money",
+            "name": "Money",
+            "permissions": ["billing:manage", "org:delete", "usage:view"],
+        },
         format="json",
     )
     error = assert_error(response, 403, "PERMISSION_DENIED")
@@ -205,7 +258,9 @@ def test_admin_cannot_create_a_role_with_permissions_they_lack(cast, dave_client
     assert not AuditRecord.objects.filter(action="policy:manage", outcome="success").exists()
     # Within his own permissions dave may.
     ok = dave_client.post(
-        "/api/v1/orgs/acme/roles", {"slug": "money", "name": "Money", "permissions": ["usage:view"]}, format="json"
+        "/api/v1/orgs/acme/roles",
+        {"slug": "money", "name": "Money", "permissions": ["usage:view"]},
+        format="json",
     )
     assert ok.status_code == 201, ok.content
 
@@ -215,19 +270,31 @@ def test_custom_role_holder_cannot_grant_beyond_their_own_role(cast, alice_clien
     assign(cast, "bob", Role.objects.get(slug="policy-lite"))
     bob_client = client_for(cast.bob)
     response = bob_client.post(
-        "/api/v1/orgs/acme/roles", {"slug": "bigger", "name": "Bigger", "permissions": ["team:manage"]}, format="json"
+        "/api/v1/orgs/acme/roles",
+        {"slug": "bigger", "name": "Bigger", "permissions": ["team:manage"]},
+        format="json",
     )
-    assert assert_error(response, 403, "PERMISSION_DENIED")["details"] == {"missing_permissions": ["team:manage"]}
+    assert assert_error(response, 403, "PERMISSION_DENIED")["details"] == {
+        "missing_permissions": ["team:manage"]
+    }
     response = bob_client.post(
-        "/api/v1/orgs/acme/roles", {"slug": "smaller", "name": "Smaller", "permissions": ["org:view"]}, format="json"
+        "/api/v1/orgs/acme/roles",
+        {"slug": "smaller", "name": "Smaller", "permissions": ["org:view"]},
+        format="json",
     )
     assert response.status_code == 201, response.content
 
 
 def test_create_other_org_is_404_and_unauthenticated_401(cast, charlie_client, anon_client):
     payload = {"slug": "sneaky", "name": "Sneaky", "permissions": []}
-    assert_error(charlie_client.post("/api/v1/orgs/acme/roles", payload, format="json"), 404, "NOT_FOUND")
-    assert_error(anon_client.post("/api/v1/orgs/acme/roles", payload, format="json"), 401, "AUTHENTICATION_FAILED")
+    assert_error(
+        charlie_client.post("/api/v1/orgs/acme/roles", payload, format="json"), 404, "NOT_FOUND"
+    )
+    assert_error(
+        anon_client.post("/api/v1/orgs/acme/roles", payload, format="json"),
+        401,
+        "AUTHENTICATION_FAILED",
+    )
     assert not Role.objects.filter(slug="sneaky").exists()
 
 
@@ -237,7 +304,12 @@ def test_create_other_org_is_404_and_unauthenticated_401(cast, charlie_client, a
 def test_update_custom_role(cast, alice_client):
     ops = make_role(cast.acme, "ops", ["org:view"])
     response = alice_client.patch(
-        role_url(ops), {"name": "Operations", "description": "Runs things", "permissions": ["org:view", "manage_users"]},
+        role_url(ops),
+        {
+            "name": "Operations",
+            "description": "Runs things",
+            "permissions": ["org:view", "manage_users"],
+        },
         format="json",
     )
     assert response.status_code == 200, response.content
@@ -252,7 +324,11 @@ def test_update_custom_role(cast, alice_client):
 
 def test_update_with_unknown_permission_is_400(cast, alice_client):
     ops = make_role(cast.acme, "ops", ["org:view"])
-    error = assert_error(alice_client.patch(role_url(ops), {"permissions": ["nope"]}, format="json"), 400, "VALIDATION_ERROR")
+    error = assert_error(
+        alice_client.patch(role_url(ops), {"permissions": ["nope"]}, format="json"),
+        400,
+        "VALIDATION_ERROR",
+    )
     assert "permissions" in error["details"]
     ops.refresh_from_db()
     assert ops.permissions == ["org:view"]
@@ -262,8 +338,14 @@ def test_update_with_unknown_permission_is_400(cast, alice_client):
 def test_builtin_roles_cannot_be_changed_or_deleted(cast, alice_client, slug):
     role = builtin_role(slug)
     before = (role.name, sorted(role.permissions))
-    assert_error(alice_client.patch(role_url(role), {"name": "Renamed"}, format="json"), 409, "CONFLICT")
-    assert_error(alice_client.patch(role_url(role), {"permissions": ["org:view"]}, format="json"), 409, "CONFLICT")
+    assert_error(
+        alice_client.patch(role_url(role), {"name": "Renamed"}, format="json"), 409, "CONFLICT"
+    )
+    assert_error(
+        alice_client.patch(role_url(role), {"permissions": ["org:view"]}, format="json"),
+        409,
+        "CONFLICT",
+    )
     assert_error(alice_client.delete(role_url(role)), 409, "CONFLICT")
     role.refresh_from_db()
     assert (role.name, sorted(role.permissions)) == before
@@ -272,10 +354,16 @@ def test_builtin_roles_cannot_be_changed_or_deleted(cast, alice_client, slug):
 
 def test_admin_cannot_edit_a_role_holding_permissions_he_lacks(cast, dave_client):
     finance = make_role(cast.acme, "finance", ["billing:manage", "usage:view"])
-    error = assert_error(dave_client.patch(role_url(finance), {"name": "Renamed"}, format="json"), 403, "PERMISSION_DENIED")
+    error = assert_error(
+        dave_client.patch(role_url(finance), {"name": "Renamed"}, format="json"),
+        403,
+        "PERMISSION_DENIED",
+    )
     assert error["details"] == {"missing_permissions": ["billing:manage"]}
     error = assert_error(
-        dave_client.patch(role_url(finance), {"permissions": ["usage:view"]}, format="json"), 403, "PERMISSION_DENIED"
+        dave_client.patch(role_url(finance), {"permissions": ["usage:view"]}, format="json"),
+        403,
+        "PERMISSION_DENIED",
     )
     assert_error(dave_client.delete(role_url(finance)), 403, "PERMISSION_DENIED")
     finance.refresh_from_db()
@@ -286,7 +374,9 @@ def test_admin_cannot_edit_a_role_holding_permissions_he_lacks(cast, dave_client
 def test_admin_cannot_add_permissions_he_lacks(cast, dave_client):
     ops = make_role(cast.acme, "ops", ["usage:view"])
     error = assert_error(
-        dave_client.patch(role_url(ops), {"permissions": ["usage:view", "org:delete"]}, format="json"),
+        dave_client.patch(
+            role_url(ops), {"permissions": ["usage:view", "org:delete"]}, format="json"
+        ),
         403,
         "PERMISSION_DENIED",
     )
@@ -297,7 +387,9 @@ def test_admin_cannot_add_permissions_he_lacks(cast, dave_client):
 
 def test_update_needs_policy_manage(cast, bob_client):
     ops = make_role(cast.acme, "ops", ["org:view"])
-    assert_error(bob_client.patch(role_url(ops), {"name": "Mine"}, format="json"), 403, "PERMISSION_DENIED")
+    assert_error(
+        bob_client.patch(role_url(ops), {"name": "Mine"}, format="json"), 403, "PERMISSION_DENIED"
+    )
     assert_error(bob_client.delete(role_url(ops)), 403, "PERMISSION_DENIED")
     ops.refresh_from_db()
     assert ops.name == "Ops"
@@ -330,13 +422,18 @@ def test_role_in_use_cannot_be_deleted(cast, alice_client):
 def test_role_of_a_pending_invitation_cannot_be_deleted(cast, alice_client):
     ops = make_role(cast.acme, "ops", ["org:view"])
     response = alice_client.post(
-        "/api/v1/orgs/acme/invitations", {"email": "frank@example.com", "role": "ops"}, format="json"
+        "/api/v1/orgs/acme/invitations",
+        {"email": "frank@example.com", "role": "ops"},
+        format="json",
     )
     assert response.status_code == 201, response.content
     assert_error(alice_client.delete(role_url(ops)), 409, "CONFLICT")
     assert Role.objects.filter(pk=ops.pk).exists()
     # Revoked, the invitation no longer holds the role.
-    assert alice_client.delete(f"/api/v1/orgs/acme/invitations/{response.json()['id']}").status_code == 200
+    assert (
+        alice_client.delete(f"/api/v1/orgs/acme/invitations/{response.json()['id']}").status_code
+        == 200
+    )
     assert alice_client.delete(role_url(ops)).status_code == 204
     assert not Role.objects.filter(pk=ops.pk).exists()
     assert not Invitation.all_orgs.filter(pk=response.json()["id"]).exists()
@@ -353,7 +450,11 @@ def test_role_of_an_accepted_invitation_can_be_deleted_once_unassigned(
 
     ops = make_role(cast.acme, "ops", ["org:view"])
     with django_capture_on_commit_callbacks(execute=True):
-        alice_client.post("/api/v1/orgs/acme/invitations", {"email": "frank@example.com", "role": "ops"}, format="json")
+        alice_client.post(
+            "/api/v1/orgs/acme/invitations",
+            {"email": "frank@example.com", "role": "ops"},
+            format="json",
+        )
     accepted = APIClient().post(
         f"/api/v1/invitations/{invitation_token(mail.outbox[0])}/accept",
         {"username": "frank", "password": "a-long-enough-passphrase"},
@@ -370,7 +471,9 @@ def test_role_of_an_accepted_invitation_can_be_deleted_once_unassigned(
 def test_another_orgs_role_is_404(cast, charlie_client):
     ops = make_role(cast.acme, "ops", ["org:view"])
     for method in ("get", "patch", "delete"):
-        response = getattr(charlie_client, method)(role_url(ops, org="globex"), {"name": "x"}, format="json")
+        response = getattr(charlie_client, method)(
+            role_url(ops, org="globex"), {"name": "x"}, format="json"
+        )
         assert_error(response, 404, "NOT_FOUND")
     ops.refresh_from_db()
     assert ops.name == "Ops"

@@ -57,7 +57,12 @@ def test_other_orgs_rows_are_invisible_inside_a_scope(cast, teams):
         assert not Team.objects.filter(pk=globex_team.pk).exists()
         with pytest.raises(Team.DoesNotExist):
             Team.objects.get(pk=globex_team.pk)
-        assert set(Membership.objects.values_list("user__username", flat=True)) == {"alice", "bob", "vera", "dave"}
+        assert set(Membership.objects.values_list("user__username", flat=True)) == {
+            "alice",
+            "bob",
+            "vera",
+            "dave",
+        }
         # Filtering for the other org explicitly still yields nothing.
         assert not Membership.objects.filter(org=cast.globex).exists()
     with org_scope(cast.globex):
@@ -167,7 +172,11 @@ def test_a_request_leaves_no_scope_behind(cast, alice_client, charlie_client):
 @pytest.mark.parametrize("owned", ["get_queryset", "get_object", "dispatch", "initial"])
 def test_org_views_cannot_override_the_owned_methods(owned):
     with pytest.raises(TypeError, match=owned):
-        type("BadView", (OrgAPIView,), {owned: lambda self, *a, **k: None, "required_permissions": {}})
+        type(
+            "BadView",
+            (OrgAPIView,),
+            {owned: lambda self, *a, **k: None, "required_permissions": {}},
+        )
 
 
 def test_org_view_with_get_scoped_queryset_is_accepted():
@@ -197,15 +206,17 @@ def test_bulk_create_of_a_foreign_row_inside_a_scope_raises(cast, manager):
     with org_scope(cast.acme), pytest.raises(OrgScopeError):
         getattr(Team, manager).bulk_create([Team(org=cast.globex, slug="sneaky", name="Sneaky")])
     with org_scope(cast.acme), pytest.raises(OrgScopeError):
-        getattr(Invitation, manager).bulk_create([
-            Invitation(
-                org=cast.globex,
-                email="x@example.com",
-                role=builtin_role("member"),
-                token_digest=hashlib.sha256(b"t").hexdigest(),
-                expires_at=clock.now() + timedelta(days=1),
-            )
-        ])
+        getattr(Invitation, manager).bulk_create(
+            [
+                Invitation(
+                    org=cast.globex,
+                    email="x@example.com",
+                    role=builtin_role("member"),
+                    token_digest=hashlib.sha256(b"t").hexdigest(),
+                    expires_at=clock.now() + timedelta(days=1),
+                )
+            ]
+        )
     assert not Team.all_orgs.filter(slug="sneaky").exists()
     assert not Invitation.all_orgs.exists()
     with org_scope(cast.acme):
@@ -222,7 +233,10 @@ def test_moving_rows_to_another_org_inside_a_scope_raises(cast, teams, manager):
         with pytest.raises(OrgScopeError):
             getattr(Team, manager).filter(pk=acme_team.pk).update(org_id=cast.globex.pk)
         # Updating other fields, or "moving" to the active org, is fine.
-        assert getattr(Team, manager).filter(pk=acme_team.pk).update(name="Renamed", org=cast.acme) == 1
+        assert (
+            getattr(Team, manager).filter(pk=acme_team.pk).update(name="Renamed", org=cast.acme)
+            == 1
+        )
     acme_team.refresh_from_db()
     assert acme_team.org == cast.acme and acme_team.name == "Renamed"
 

@@ -49,14 +49,20 @@ def test_delete_with_2fa_needs_a_fresh_code(cast, alice_client, bob_client, cloc
     assert_error(delete_org(alice_client), 401, "OTP_REQUIRED")
     # The password does not replace the code once 2FA is on.
     assert_error(delete_org(alice_client, password=PASSWORD), 401, "OTP_REQUIRED")
-    assert_error(delete_org(alice_client, otp_code=wrong_code(device)), 401, "AUTHENTICATION_FAILED")
+    assert_error(
+        delete_org(alice_client, otp_code=wrong_code(device)), 401, "AUTHENTICATION_FAILED"
+    )
     # Neither a recovery code nor the code already used this step (to confirm).
     assert_error(delete_org(alice_client, otp_code=recovery_codes[0]), 401, "AUTHENTICATION_FAILED")
     assert_error(delete_org(alice_client, otp_code=code_now(device)), 401, "AUTHENTICATION_FAILED")
     assert acme_exists()
-    failures = AuditRecord.objects.filter(action="auth:reverify", outcome="failure", actor_user=cast.alice)
+    failures = AuditRecord.objects.filter(
+        action="auth:reverify", outcome="failure", actor_user=cast.alice
+    )
     assert failures.count() == 3
-    missing = AuditRecord.objects.filter(action="auth:reverify", outcome="denied", actor_user=cast.alice)
+    missing = AuditRecord.objects.filter(
+        action="auth:reverify", outcome="denied", actor_user=cast.alice
+    )
     assert [r.data["reason"] for r in missing] == ["otp_required", "otp_required"]
     assert not AuditRecord.objects.filter(action="org:delete", outcome="success").exists()
 
@@ -92,7 +98,9 @@ def test_delete_without_2fa_needs_the_password(cast, alice_client):
     assert PASSWORD not in str(record.data)
 
 
-def test_delete_needs_org_delete_whatever_the_confirmation(cast, bob_client, dave_client, charlie_client):
+def test_delete_needs_org_delete_whatever_the_confirmation(
+    cast, bob_client, dave_client, charlie_client
+):
     # dave is an Admin: everything but org:delete and billing:manage.
     assert_error(delete_org(dave_client, password=PASSWORD), 403, "PERMISSION_DENIED")
     assert_error(delete_org(bob_client, password=PASSWORD), 403, "PERMISSION_DENIED")
@@ -147,9 +155,7 @@ def test_transfer_ownership_with_password(cast, alice_client):
     assert PASSWORD not in str(record.data)
     # The former owner is an Admin now: no org:delete, no second transfer.
     assert_error(delete_org(alice_client, password=PASSWORD), 403, "PERMISSION_DENIED")
-    assert_error(
-        transfer(alice_client, bob.pk, password=PASSWORD), 403, "PERMISSION_DENIED"
-    )
+    assert_error(transfer(alice_client, bob.pk, password=PASSWORD), 403, "PERMISSION_DENIED")
 
 
 def test_transfer_without_2fa_needs_the_right_password(cast, alice_client):
@@ -157,11 +163,15 @@ def test_transfer_without_2fa_needs_the_right_password(cast, alice_client):
 
     error = assert_error(transfer(alice_client, bob.pk), 400, "VALIDATION_ERROR")
     assert error["details"]["password"]
-    assert_error(transfer(alice_client, bob.pk, password="not-my-password"), 401, "AUTHENTICATION_FAILED")
+    assert_error(
+        transfer(alice_client, bob.pk, password="not-my-password"), 401, "AUTHENTICATION_FAILED"
+    )
 
     assert membership(cast.acme, cast.bob).role.slug == "member"
     assert membership(cast.acme, cast.alice).role.slug == "owner"
-    assert not AuditRecord.objects.filter(action="org:transfer_ownership", outcome="success").exists()
+    assert not AuditRecord.objects.filter(
+        action="org:transfer_ownership", outcome="success"
+    ).exists()
     assert AuditRecord.objects.filter(action="auth:reverify", outcome="failure").count() == 1
 
 
@@ -172,7 +182,9 @@ def test_transfer_with_2fa_needs_a_fresh_code(cast, alice_client, clock_shift):
 
     assert_error(transfer(alice_client, vera.pk), 401, "OTP_REQUIRED")
     assert_error(transfer(alice_client, vera.pk, password=PASSWORD), 401, "OTP_REQUIRED")
-    assert_error(transfer(alice_client, vera.pk, otp_code=wrong_code(device)), 401, "AUTHENTICATION_FAILED")
+    assert_error(
+        transfer(alice_client, vera.pk, otp_code=wrong_code(device)), 401, "AUTHENTICATION_FAILED"
+    )
     assert membership(cast.acme, cast.vera).role.slug == "viewer"
     assert membership(cast.acme, cast.alice).role.slug == "owner"
 
@@ -183,7 +195,9 @@ def test_transfer_with_2fa_needs_a_fresh_code(cast, alice_client, clock_shift):
     assert response.status_code == 200, response.content
     assert membership(cast.acme, cast.vera).role.slug == "owner"
     assert membership(cast.acme, cast.alice).role.slug == "admin"
-    assert AuditRecord.objects.filter(action="org:transfer_ownership", outcome="success").count() == 1
+    assert (
+        AuditRecord.objects.filter(action="org:transfer_ownership", outcome="success").count() == 1
+    )
 
 
 def test_only_an_owner_may_transfer(cast, bob_client, dave_client):
@@ -191,7 +205,9 @@ def test_only_an_owner_may_transfer(cast, bob_client, dave_client):
     assert_error(transfer(dave_client, vera.pk, password=PASSWORD), 403, "PERMISSION_DENIED")
     assert_error(transfer(bob_client, vera.pk, password=PASSWORD), 403, "PERMISSION_DENIED")
     assert membership(cast.acme, cast.vera).role.slug == "viewer"
-    assert [m.user.username for m in Membership.all_orgs.filter(org=cast.acme, role__slug="owner")] == ["alice"]
+    assert [
+        m.user.username for m in Membership.all_orgs.filter(org=cast.acme, role__slug="owner")
+    ] == ["alice"]
 
 
 def test_transfer_target_must_be_a_member_of_this_org(cast, alice_client, charlie_client):
@@ -212,7 +228,9 @@ def test_transfer_target_must_be_a_member_of_this_org(cast, alice_client, charli
     assert_error(transfer(charlie_client, bob.pk, password=PASSWORD), 404, "NOT_FOUND")
     assert membership(cast.globex, cast.charlie).role.slug == "owner"
     assert membership(cast.acme, cast.alice).role.slug == "owner"
-    assert not AuditRecord.objects.filter(action="org:transfer_ownership", outcome="success").exists()
+    assert not AuditRecord.objects.filter(
+        action="org:transfer_ownership", outcome="success"
+    ).exists()
 
 
 def test_the_actors_2fa_decides_not_the_targets(cast, alice_client, bob_client):
@@ -231,7 +249,9 @@ def test_a_locked_device_refuses_sensitive_actions_even_with_the_right_code(
     to_step_start()
     device, _codes = enable_totp(alice_client, cast.alice)
     for _ in range(2):
-        assert_error(delete_org(alice_client, otp_code=wrong_code(device)), 401, "AUTHENTICATION_FAILED")
+        assert_error(
+            delete_org(alice_client, otp_code=wrong_code(device)), 401, "AUTHENTICATION_FAILED"
+        )
     clock_shift(30)
 
     response = delete_org(alice_client, otp_code=code_now(device))
@@ -242,7 +262,10 @@ def test_a_locked_device_refuses_sensitive_actions_even_with_the_right_code(
     assert acme_exists()
     assert membership(cast.acme, cast.alice).role.slug == "owner"
     locked = AuditRecord.objects.filter(action="auth:reverify", outcome="denied", status_code=429)
-    assert [r.data["reason"] for r in locked.filter(actor_user=cast.alice)] == ["otp_locked", "otp_locked"]
+    assert [r.data["reason"] for r in locked.filter(actor_user=cast.alice)] == [
+        "otp_locked",
+        "otp_locked",
+    ]
 
     clock_shift(int(response["Retry-After"]))
     assert transfer(alice_client, bob.pk, otp_code=code_now(device)).status_code == 200

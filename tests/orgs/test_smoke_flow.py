@@ -27,13 +27,17 @@ def test_new_user_logs_in_enables_totp_creates_org_and_invites(
     assert setup["otpauth_uri"].startswith("otpauth://totp/Inferia:erin?secret=")
     assert setup["qr_svg"].lstrip().startswith("<svg")
     device = TOTPDevice.objects.get(user__username="erin")
-    confirm = anon_client.post("/api/v1/auth/2fa/confirm", {"otp_code": code_now(device)}, format="json")
+    confirm = anon_client.post(
+        "/api/v1/auth/2fa/confirm", {"otp_code": code_now(device)}, format="json"
+    )
     assert confirm.status_code == 200, confirm.content
     assert len(confirm.json()["recovery_codes"]) == 10
 
     # Logging in now needs the code.
     anon = anon_client.__class__()
-    response = anon.post("/api/v1/auth/login", {"username": "erin", "password": PASSWORD}, format="json")
+    response = anon.post(
+        "/api/v1/auth/login", {"username": "erin", "password": PASSWORD}, format="json"
+    )
     assert response.status_code == 401 and response.json()["error"]["code"] == "OTP_REQUIRED"
     clock_shift(30)
     response = anon.post(
@@ -43,7 +47,9 @@ def test_new_user_logs_in_enables_totp_creates_org_and_invites(
     )
     assert response.status_code == 200, response.content
 
-    created = anon_client.post("/api/v1/orgs", {"slug": "initech", "name": "Initech"}, format="json")
+    created = anon_client.post(
+        "/api/v1/orgs", {"slug": "initech", "name": "Initech"}, format="json"
+    )
     assert created.status_code == 201, created.content
     with django_capture_on_commit_callbacks(execute=True):
         invite = anon_client.post(
@@ -63,4 +69,6 @@ def test_new_user_logs_in_enables_totp_creates_org_and_invites(
     assert accepted.json()["role"]["slug"] == "member"
     assert Membership.all_orgs.filter(org__slug="initech", user__username="frank").exists()
     assert Invitation.all_orgs.get().status == "accepted"
-    assert AuditRecord.objects.filter(action="auth:invitation_accept", outcome="success").count() == 1
+    assert (
+        AuditRecord.objects.filter(action="auth:invitation_accept", outcome="success").count() == 1
+    )

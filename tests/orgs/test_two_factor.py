@@ -83,7 +83,10 @@ def test_setup_returns_an_authenticator_compatible_uri_and_svg_qr(cast, bob_clie
     assert "<script" not in svg.lower()
     device = TOTPDevice.objects.get(user=cast.bob)
     assert device.confirmed is False
-    assert base64.b32decode(query["secret"] + "=" * (-len(query["secret"]) % 8)) == device.seed_plaintext()
+    assert (
+        base64.b32decode(query["secret"] + "=" * (-len(query["secret"]) % 8))
+        == device.seed_plaintext()
+    )
     assert len(device.seed_plaintext()) >= 20  # 160 bits, as RFC 4226 recommends
     record = AuditRecord.objects.get(action="auth:2fa_setup")
     assert record.actor_user == cast.bob and record.outcome == "success"
@@ -123,7 +126,9 @@ def test_seed_is_encrypted_at_rest(cast, bob_client):
     assert device.encrypted_seed and seed.hex() not in device.encrypted_seed
 
 
-def test_an_encrypted_seed_moved_to_another_device_row_does_not_decrypt(cast, bob_client, vera_client):
+def test_an_encrypted_seed_moved_to_another_device_row_does_not_decrypt(
+    cast, bob_client, vera_client
+):
     bob_client.post(SETUP)
     vera_client.post(SETUP)
     bob_device = TOTPDevice.objects.get(user=cast.bob)
@@ -155,7 +160,9 @@ def test_setup_again_replaces_the_pending_device(cast, bob_client):
     assert second.pk != first.pk
     assert second.seed_plaintext() != first.seed_plaintext()
     assert not TOTPDevice.objects.filter(pk=first.pk).exists()
-    assert bob_client.post(CONFIRM, {"otp_code": code_now(second)}, format="json").status_code == 200
+    assert (
+        bob_client.post(CONFIRM, {"otp_code": code_now(second)}, format="json").status_code == 200
+    )
 
 
 def test_setup_when_already_enabled_is_a_conflict(cast, bob_client):
@@ -193,7 +200,9 @@ def test_confirm_returns_ten_recovery_codes_once(cast, bob_client):
     assert record.outcome == "success" and record.actor_user == cast.bob
     assert not any(code in str(record.data) for code in codes)
     # Shown once: nothing returns them again.
-    assert_error(bob_client.post(CONFIRM, {"otp_code": code_now(device)}, format="json"), 409, "CONFLICT")
+    assert_error(
+        bob_client.post(CONFIRM, {"otp_code": code_now(device)}, format="json"), 409, "CONFLICT"
+    )
     me = bob_client.get("/api/v1/auth/me")
     assert me.json()["user"]["two_factor_enabled"] is True
     assert not any(code in me.content.decode() for code in codes)
@@ -242,14 +251,19 @@ def test_login_requires_the_code_once_2fa_is_on(cast, bob_client, clock_shift):
     error = assert_error(login("bob"), 401, "OTP_REQUIRED")
     assert error["message"]
     assert_error(login("bob", otp_code=""), 401, "OTP_REQUIRED")
-    otp_required = AuditRecord.objects.filter(action="auth:login", outcome="denied", actor_user=cast.bob)
+    otp_required = AuditRecord.objects.filter(
+        action="auth:login", outcome="denied", actor_user=cast.bob
+    )
     assert [r.data["reason"] for r in otp_required] == ["otp_required", "otp_required"]
     assert set(otp_required.values_list("status_code", flat=True)) == {401}
     assert_error(login("bob", otp_code=wrong_code(device)), 401, "AUTHENTICATION_FAILED")
     assert_error(login("bob", otp_code="not-a-code"), 401, "AUTHENTICATION_FAILED")
     # A wrong password is still the plain credentials error, code or not.
     wrong_password = login("bob", otp_code=code_now(device), password="wrong-password")
-    assert assert_error(wrong_password, 401, "AUTHENTICATION_FAILED")["message"] == "Invalid username or password"
+    assert (
+        assert_error(wrong_password, 401, "AUTHENTICATION_FAILED")["message"]
+        == "Invalid username or password"
+    )
     assert not RefreshTokenRecord.objects.exists()
     failures = AuditRecord.objects.filter(action="auth:login", outcome="failure", actor_label="bob")
     assert sorted(r.data["reason"] for r in failures) == ["bad_credentials", "bad_otp", "bad_otp"]
@@ -322,7 +336,9 @@ def test_another_users_recovery_code_does_not_work(cast, bob_client, vera_client
 # --- lockout --------------------------------------------------------------------------------
 
 
-def test_wrong_codes_lock_the_device_even_for_the_right_code(cast, bob_client, settings, clock_shift):
+def test_wrong_codes_lock_the_device_even_for_the_right_code(
+    cast, bob_client, settings, clock_shift
+):
     settings.INFERIA_OTP_MAX_FAILURES = 3
     settings.INFERIA_OTP_LOCKOUT_SECONDS = 120
     to_step_start()
@@ -342,7 +358,10 @@ def test_wrong_codes_lock_the_device_even_for_the_right_code(cast, bob_client, s
     assert not RecoveryCode.objects.filter(used_at__isnull=False).exists()
     assert RefreshTokenRecord.objects.count() == issued
     denied = AuditRecord.objects.filter(action="auth:login", outcome="denied", status_code=429)
-    assert [r.data["reason"] for r in denied.filter(actor_user=cast.bob)] == ["otp_locked", "otp_locked"]
+    assert [r.data["reason"] for r in denied.filter(actor_user=cast.bob)] == [
+        "otp_locked",
+        "otp_locked",
+    ]
 
     clock_shift(retry_after)
     response = login("bob", otp_code=code_now(device))
@@ -351,7 +370,9 @@ def test_wrong_codes_lock_the_device_even_for_the_right_code(cast, bob_client, s
     assert device.throttling_failure_count == 0
 
 
-def test_default_lockout_is_five_wrong_codes_for_five_minutes(cast, bob_client, settings, clock_shift):
+def test_default_lockout_is_five_wrong_codes_for_five_minutes(
+    cast, bob_client, settings, clock_shift
+):
     assert settings.INFERIA_OTP_MAX_FAILURES == 5
     assert settings.INFERIA_OTP_LOCKOUT_SECONDS == 300
     to_step_start()
@@ -371,7 +392,9 @@ def test_default_lockout_is_five_wrong_codes_for_five_minutes(cast, bob_client, 
     assert locked.actor_user == cast.bob and locked.status_code == 429
     assert AuditRecord.objects.filter(action="auth:2fa_disable", outcome="failure").count() == 5
     clock_shift(300)
-    assert bob_client.post(DISABLE, {"otp_code": code_now(device)}, format="json").status_code == 204
+    assert (
+        bob_client.post(DISABLE, {"otp_code": code_now(device)}, format="json").status_code == 204
+    )
 
 
 def test_four_wrong_codes_do_not_lock(cast, bob_client, clock_shift):
@@ -381,7 +404,9 @@ def test_four_wrong_codes_do_not_lock(cast, bob_client, clock_shift):
         response = bob_client.post(RECOVERY, {"otp_code": wrong_code(device)}, format="json")
         assert_error(response, 401, "AUTHENTICATION_FAILED")
     clock_shift(30)
-    assert bob_client.post(RECOVERY, {"otp_code": code_now(device)}, format="json").status_code == 200
+    assert (
+        bob_client.post(RECOVERY, {"otp_code": code_now(device)}, format="json").status_code == 200
+    )
 
 
 # --- disable -----------------------------------------------------------------------------------
@@ -393,11 +418,23 @@ def test_disable_needs_a_current_code(cast, bob_client, clock_shift):
 
     error = assert_error(bob_client.post(DISABLE, {}, format="json"), 400, "VALIDATION_ERROR")
     assert "otp_code" in error["details"]
-    assert_error(bob_client.post(DISABLE, {"otp_code": wrong_code(device)}, format="json"), 401, "AUTHENTICATION_FAILED")
+    assert_error(
+        bob_client.post(DISABLE, {"otp_code": wrong_code(device)}, format="json"),
+        401,
+        "AUTHENTICATION_FAILED",
+    )
     # A recovery code is not enough to turn 2FA off.
-    assert_error(bob_client.post(DISABLE, {"otp_code": codes[0]}, format="json"), 401, "AUTHENTICATION_FAILED")
+    assert_error(
+        bob_client.post(DISABLE, {"otp_code": codes[0]}, format="json"),
+        401,
+        "AUTHENTICATION_FAILED",
+    )
     # Nor is the code that was just used to confirm (no replay).
-    assert_error(bob_client.post(DISABLE, {"otp_code": code_now(device)}, format="json"), 401, "AUTHENTICATION_FAILED")
+    assert_error(
+        bob_client.post(DISABLE, {"otp_code": code_now(device)}, format="json"),
+        401,
+        "AUTHENTICATION_FAILED",
+    )
     assert TOTPDevice.objects.filter(user=cast.bob, confirmed=True).count() == 1
     assert AuditRecord.objects.filter(action="auth:2fa_disable", outcome="failure").count() == 3
 
@@ -414,7 +451,11 @@ def test_disable_needs_a_current_code(cast, bob_client, clock_shift):
 
 def test_disable_without_2fa_is_a_conflict(cast, bob_client, anon_client):
     assert_error(bob_client.post(DISABLE, {"otp_code": "123456"}, format="json"), 409, "CONFLICT")
-    assert_error(anon_client.post(DISABLE, {"otp_code": "123456"}, format="json"), 401, "AUTHENTICATION_FAILED")
+    assert_error(
+        anon_client.post(DISABLE, {"otp_code": "123456"}, format="json"),
+        401,
+        "AUTHENTICATION_FAILED",
+    )
 
 
 # --- regenerate recovery codes -----------------------------------------------------------------
@@ -444,8 +485,16 @@ def test_regenerating_needs_a_current_totp_code(cast, bob_client):
     to_step_start()
     device, codes = enable_totp(bob_client, cast.bob)
 
-    assert_error(bob_client.post(RECOVERY, {"otp_code": wrong_code(device)}, format="json"), 401, "AUTHENTICATION_FAILED")
-    assert_error(bob_client.post(RECOVERY, {"otp_code": codes[0]}, format="json"), 401, "AUTHENTICATION_FAILED")
+    assert_error(
+        bob_client.post(RECOVERY, {"otp_code": wrong_code(device)}, format="json"),
+        401,
+        "AUTHENTICATION_FAILED",
+    )
+    assert_error(
+        bob_client.post(RECOVERY, {"otp_code": codes[0]}, format="json"),
+        401,
+        "AUTHENTICATION_FAILED",
+    )
     assert_error(bob_client.post(RECOVERY, {}, format="json"), 400, "VALIDATION_ERROR")
 
     # The old codes still stand.

@@ -38,8 +38,12 @@ class Command(BaseCommand):
                     parsed = access_rules.parse_rules(document, org)
                     self.stdout.write(f"valid: {len(parsed)} rule(s)")
                     return
-                rules = access_rules.access_rules_replace(access=operator, document=document, source="command")
+                rules = access_rules.access_rules_replace(
+                    access=operator, document=document, source="command"
+                )
             except ValidationError as exc:
-                lines = [f"  {field}: {'; '.join(msgs)}" for field, msgs in (exc.details or {}).items()]
+                lines = [
+                    f"  {field}: {'; '.join(msgs)}" for field, msgs in (exc.details or {}).items()
+                ]
                 raise CommandError("\n".join([exc.message, *lines])) from exc
         self.stdout.write(f"applied {len(rules)} rule(s) to {org.slug}")

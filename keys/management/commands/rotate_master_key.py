@@ -20,10 +20,14 @@ class Command(BaseCommand):
         primary = crypto.key_ring().primary_id
         counts = {"provider secrets": 0, "TOTP seeds": 0}
         # Cross-org by design: an operator command over every tenant.
-        for pk in ProviderAccount.all_orgs.exclude(encrypted_secret="").values_list("pk", flat=True):
+        for pk in ProviderAccount.all_orgs.exclude(encrypted_secret="").values_list(
+            "pk", flat=True
+        ):
             with transaction.atomic():
                 account = ProviderAccount.all_orgs.select_for_update().get(pk=pk)
-                rewrapped = crypto.rewrap(account.encrypted_secret, context=account.secret_context())
+                rewrapped = crypto.rewrap(
+                    account.encrypted_secret, context=account.secret_context()
+                )
                 if rewrapped != account.encrypted_secret:
                     ProviderAccount.all_orgs.filter(pk=pk).update(encrypted_secret=rewrapped)
                     counts["provider secrets"] += 1

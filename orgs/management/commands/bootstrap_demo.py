@@ -37,6 +37,6 @@ class Command(BaseCommand):
             f"  username: demo\n  password: {password}\n"
             f"  curl -s -X POST http://127.0.0.1:{port}/api/v1/auth/login "
             "-H 'Content-Type: application/json' "
-            f"-d '{{\"username\": \"demo\", \"password\": \"{password}\"}}'\n"
+            f'-d \'{{"username": "demo", "password": "{password}"}}\'\n'
             f"  API docs: http://127.0.0.1:{port}/api/docs/\n"
         )

@@ -24,19 +24,45 @@ class Command(BaseCommand):
         python = sys.executable
         commands = {
             "web": [
-                python, "-m", "uvicorn", "inferia.asgi:application",
-                "--host", options["host"], "--port", str(options["port"]),
-                "--no-access-log", "--lifespan", "on",
+                python,
+                "-m",
+                "uvicorn",
+                "inferia.asgi:application",
+                "--host",
+                options["host"],
+                "--port",
+                str(options["port"]),
+                "--no-access-log",
+                "--lifespan",
+                "on",
             ],
         }
         if not options["no_worker"]:
             commands["worker"] = [
-                python, "-m", "celery", "-A", "inferia", "worker", "-l", "info",
-                "--concurrency", "2", "--without-mingle", "--without-gossip",
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "inferia",
+                "worker",
+                "-l",
+                "info",
+                "--concurrency",
+                "2",
+                "--without-mingle",
+                "--without-gossip",
             ]
             commands["beat"] = [
-                python, "-m", "celery", "-A", "inferia", "beat", "-l", "info",
-                "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME,
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "inferia",
+                "beat",
+                "-l",
+                "info",
+                "--schedule",
+                settings.CELERY_BEAT_SCHEDULE_FILENAME,
             ]
         env = {**os.environ, "INFERIA_PRINT_CONFIG": "0"}
         children = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}  # noqa: S603
@@ -57,7 +83,9 @@ class Command(BaseCommand):
             while not stopping:
                 for name, child in children.items():
                     if child.poll() is not None:
-                        self.stderr.write(f"{name} exited with {child.returncode}; stopping the rest\n")
+                        self.stderr.write(
+                            f"{name} exited with {child.returncode}; stopping the rest\n"
+                        )
                         exit_code = child.returncode or 1
                         stopping = True
                         break
