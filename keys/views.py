@@ -14,6 +14,7 @@ from datetime import timedelta
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -21,9 +22,17 @@ from audit import selectors as audit_selectors
 from audit.charts import bar_chart
 from inferia.errors import InferiaError
 from keys import access_rules, forms, selectors, services
-from keys.models import ApiKey
+from keys.models import ApiKey, ProviderAccount
 from orgs import selectors as org_selectors
-from orgs.pages import apply_error, error_page, org_page, page_context, post_refused
+from orgs.pages import (
+    apply_error,
+    error_page,
+    form_page,
+    org_page,
+    page_context,
+    post_action,
+    post_refused,
+)
 
 EXPIRING_SOON_DAYS = 14
 
@@ -187,28 +196,23 @@ def service_account_list(request: HttpRequest, org) -> HttpResponse:
         return refused
     roles = [r for r in org_selectors.role_list() if r.slug != "owner"]
     form = forms.ServiceAccountForm(request.POST or None, roles=roles)
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        try:
-            account = services.service_account_create(
-                access=request.access,
-                slug=data["slug"],
-                name=data["name"],
-                description=data["description"],
-                role=org_selectors.role_get_by_ref(data["role"]),
-                request=request,
-            )
-        except InferiaError as exc:
-            apply_error(form, request, exc)
-        else:
-            messages.success(request, f"Service account {account.slug} created.")
-            return redirect("keys:service-account-list", org=org.slug)
-    accounts = list(selectors.service_account_list())
-    return render(
+    return form_page(
         request,
-        "keys/service_account_list.html",
-        page_context(request, accounts=accounts, form=form),
-        status=400 if form.errors else 200,
+        form,
+        save=lambda: services.service_account_create(
+            access=request.access,
+            slug=form.cleaned_data["slug"],
+            name=form.cleaned_data["name"],
+            description=form.cleaned_data["description"],
+            role=org_selectors.role_get_by_ref(form.cleaned_data["role"]),
+            request=request,
+        ),
+        success=lambda account: f"Service account {account.slug} created.",
+        redirect_to=reverse("keys:service-account-list", kwargs={"org": org.slug}),
+        template="keys/service_account_list.html",
+        context=lambda: page_context(
+            request, accounts=list(selectors.service_account_list()), form=form
+        ),
     )
 
 
@@ -219,24 +223,23 @@ def service_account_update(request: HttpRequest, org, account_id) -> HttpRespons
     if account is None:
         return error_page(request, 404)
     op = request.POST.get("op")
-    try:
+
+    def change() -> str:
         if op == "delete":
             services.service_account_delete(access=request.access, account=account, request=request)
-            messages.success(request, f"Service account {account.slug} and its keys deleted.")
-        else:
-            disable = op == "disable"
-            services.service_account_update(
-                access=request.access,
-                account=account,
-                changes={"disabled": disable},
-                request=request,
-            )
-            messages.success(
-                request, f"Service account {account.slug} {'disabled' if disable else 'enabled'}."
-            )
-    except InferiaError as exc:
-        apply_error(None, request, exc)
-    return redirect("keys:service-account-list", org=org.slug)
+            return f"Service account {account.slug} and its keys deleted."
+        disable = op == "disable"
+        services.service_account_update(
+            access=request.access,
+            account=account,
+            changes={"disabled": disable},
+            request=request,
+        )
+        return f"Service account {account.slug} {'disabled' if disable else 'enabled'}."
+
+    return post_action(
+        request, change, redirect_to=reverse("keys:service-account-list", kwargs={"org": org.slug})
+    )
 
 
 # --- provider accounts ---------------------------------------------------------------------------
@@ -245,31 +248,31 @@ def service_account_update(request: HttpRequest, org, account_id) -> HttpRespons
 @org_page("provider_account:manage")
 def provider_account_list(request: HttpRequest, org) -> HttpResponse:
     form = forms.ProviderAccountForm(request.POST or None, initial={"provider_type": "openai"})
-    if request.method == "POST" and form.is_valid():
+
+    def save() -> ProviderAccount:
         data = form.cleaned_data
-        try:
-            account = services.provider_account_create(
-                access=request.access,
-                name=data["name"],
-                provider_type=data["provider_type"],
-                base_url=data["base_url"],
-                api_version=data["api_version"],
-                models=data["models"],
-                tags=data["tags"],
-                secret=data["secret"] or None,
-                request=request,
-            )
-        except InferiaError as exc:
-            apply_error(form, request, exc)
-        else:
-            messages.success(request, f"Provider account {account.name} created.")
-            return redirect("keys:provider-account-list", org=org.slug)
-    accounts = list(selectors.provider_account_list())
-    return render(
+        return services.provider_account_create(
+            access=request.access,
+            name=data["name"],
+            provider_type=data["provider_type"],
+            base_url=data["base_url"],
+            api_version=data["api_version"],
+            models=data["models"],
+            tags=data["tags"],
+            secret=data["secret"] or None,
+            request=request,
+        )
+
+    return form_page(
         request,
-        "keys/provider_account_list.html",
-        page_context(request, accounts=accounts, form=form),
-        status=400 if form.errors else 200,
+        form,
+        save=save,
+        success=lambda account: f"Provider account {account.name} created.",
+        redirect_to=reverse("keys:provider-account-list", kwargs={"org": org.slug}),
+        template="keys/provider_account_list.html",
+        context=lambda: page_context(
+            request, accounts=list(selectors.provider_account_list()), form=form
+        ),
     )
 
 

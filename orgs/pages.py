@@ -1,5 +1,7 @@
 """What every dashboard page shares: ``org_page`` (org, Access, scope), error pages,
-and turning a service's ``InferiaError`` into form errors.
+turning a service's ``InferiaError`` into form errors, and the two shapes of a page
+that changes something: ``form_page`` (a form, then a redirect) and ``post_action``
+(a POST that acts, then a redirect).
 
 Pages in every app import these from here (``orgs.views`` re-exports ``org_page``),
 so apps do not import each other's views.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlencode
 
 from django import forms
@@ -22,6 +25,8 @@ from inferia.errors import InferiaError
 from orgs.access import PERMISSION_SET, access_for_user
 from orgs.models import Organization
 from orgs.scoping import org_scope
+
+T = TypeVar("T")
 
 
 def login_redirect(request: HttpRequest) -> HttpResponse:
@@ -140,3 +145,42 @@ def page_context(request: HttpRequest, **extra) -> dict:
         "access": getattr(request, "access", None),
         **extra,
     }
+
+
+def form_page(
+    request: HttpRequest,
+    form: forms.Form,
+    *,
+    save: Callable[[], T],
+    success: str | Callable[[T], str],
+    redirect_to: str | Callable[[T], str],
+    template: str,
+    context: Callable[[], dict],
+) -> HttpResponse:
+    """A page with a form that a service saves: on a valid POST, ``save()``; done, the
+    ``success`` message and a redirect (both may depend on what ``save`` returned);
+    refused, the error on the form. Else the page, with ``context()`` built only then,
+    and 400 while the form has errors."""
+    if request.method == "POST" and form.is_valid():
+        try:
+            saved = save()
+        except InferiaError as exc:
+            apply_error(form, request, exc)
+        else:
+            messages.success(request, success(saved) if callable(success) else success)
+            return redirect(redirect_to(saved) if callable(redirect_to) else redirect_to)
+    return render(request, template, context(), status=400 if form.errors else 200)
+
+
+def post_action(
+    request: HttpRequest, action: Callable[[], str], *, redirect_to: str
+) -> HttpResponse:
+    """A POST that acts and goes back to ``redirect_to``: ``action()`` calls the service and
+    returns the success message; a refusal (``InferiaError``) becomes an error message."""
+    try:
+        done = action()
+    except InferiaError as exc:
+        apply_error(None, request, exc)
+    else:
+        messages.success(request, done)
+    return redirect(redirect_to)

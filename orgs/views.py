@@ -20,10 +20,19 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from audit import services as audit
-from inferia.errors import InferiaError, OtpRequired
+from inferia.errors import InferiaError, OtpRequired, ValidationError
 from orgs import forms, selectors
 from orgs.models import User
-from orgs.pages import apply_error, error_page, login_redirect, org_page, page_context, post_refused
+from orgs.pages import (
+    apply_error,
+    error_page,
+    form_page,
+    login_redirect,
+    org_page,
+    page_context,
+    post_action,
+    post_refused,
+)
 from orgs.services import auth, tenancy, two_factor
 
 __all__ = ["org_page"]
@@ -112,22 +121,24 @@ def password_change_view(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return login_redirect(request)
     form = forms.PasswordChangeForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            auth.password_change(
-                user=request.user,
-                current_password=form.cleaned_data["current_password"],
-                new_password=form.cleaned_data["new_password"],
-                request=request,
-            )
-        except InferiaError as exc:
-            apply_error(form, request, exc)
-        else:
-            update_session_auth_hash(request, request.user)
-            messages.success(request, "Password changed. Every API token of yours was signed out.")
-            return redirect("orgs:org-list")
-    return render(
-        request, "orgs/password_change.html", {"form": form}, status=400 if form.errors else 200
+
+    def save() -> None:
+        auth.password_change(
+            user=request.user,
+            current_password=form.cleaned_data["current_password"],
+            new_password=form.cleaned_data["new_password"],
+            request=request,
+        )
+        update_session_auth_hash(request, request.user)
+
+    return form_page(
+        request,
+        form,
+        save=save,
+        success="Password changed. Every API token of yours was signed out.",
+        redirect_to="orgs:org-list",
+        template="orgs/password_change.html",
+        context=lambda: {"form": form},
     )
 
 
@@ -195,25 +206,22 @@ def org_list(request: HttpRequest) -> HttpResponse:
     if go.startswith("/orgs/"):
         return redirect(go)
     form = forms.OrganizationCreateForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            org = tenancy.organization_create(
-                user=request.user,
-                slug=form.cleaned_data["slug"],
-                name=form.cleaned_data["name"],
-                request=request,
-            )
-        except InferiaError as exc:
-            apply_error(form, request, exc)
-        else:
-            messages.success(request, f"Organization {org.name} created; you are its Owner.")
-            return redirect("keys:org-overview", org=org.slug)
-    memberships = selectors.membership_list_for_user(request.user)
-    return render(
+    return form_page(
         request,
-        "orgs/org_list.html",
-        {"form": form, "memberships": memberships},
-        status=400 if form.errors else 200,
+        form,
+        save=lambda: tenancy.organization_create(
+            user=request.user,
+            slug=form.cleaned_data["slug"],
+            name=form.cleaned_data["name"],
+            request=request,
+        ),
+        success=lambda org: f"Organization {org.name} created; you are its Owner.",
+        redirect_to=lambda org: reverse("keys:org-overview", kwargs={"org": org.slug}),
+        template="orgs/org_list.html",
+        context=lambda: {
+            "form": form,
+            "memberships": selectors.membership_list_for_user(request.user),
+        },
     )
 
 
@@ -227,21 +235,16 @@ def org_settings(request: HttpRequest, org) -> HttpResponse:
         **{name: s.get(name) for name in forms.SettingsForm.SETTING_FIELDS},
     }
     form = forms.SettingsForm(request.POST or None, initial=initial)
-    if request.method == "POST" and form.is_valid():
-        try:
-            tenancy.organization_update(
-                access=request.access, changes=form.changes(), request=request
-            )
-        except InferiaError as exc:
-            apply_error(form, request, exc)
-        else:
-            messages.success(request, "Settings saved.")
-            return redirect("orgs:settings-update", org=org.slug)
-    return render(
+    return form_page(
         request,
-        "orgs/settings.html",
-        page_context(request, form=form),
-        status=400 if form.errors else 200,
+        form,
+        save=lambda: tenancy.organization_update(
+            access=request.access, changes=form.changes(), request=request
+        ),
+        success="Settings saved.",
+        redirect_to=reverse("orgs:settings-update", kwargs={"org": org.slug}),
+        template="orgs/settings.html",
+        context=lambda: page_context(request, form=form),
     )
 
 
@@ -254,32 +257,25 @@ def member_list(request: HttpRequest, org) -> HttpResponse:
         return refused
     roles = list(selectors.role_list())
     invite_form = forms.InvitationForm(request.POST or None, roles=roles, prefix="invite")
-    if request.method == "POST":
-        if invite_form.is_valid():
-            role = selectors.role_get_by_ref(invite_form.cleaned_data["role"])
-            try:
-                tenancy.invitation_create(
-                    access=request.access,
-                    email=invite_form.cleaned_data["email"],
-                    role=role,
-                    request=request,
-                )
-            except InferiaError as exc:
-                apply_error(invite_form, request, exc)
-            else:
-                messages.success(
-                    request, f"Invitation sent to {invite_form.cleaned_data['email']}."
-                )
-                return redirect("orgs:member-list", org=org.slug)
-    context = page_context(
+    return form_page(
         request,
-        members=list(selectors.member_list()),
-        invitations=list(selectors.invitation_list()),
-        roles=roles,
-        invite_form=invite_form,
-    )
-    return render(
-        request, "orgs/member_list.html", context, status=400 if invite_form.errors else 200
+        invite_form,
+        save=lambda: tenancy.invitation_create(
+            access=request.access,
+            email=invite_form.cleaned_data["email"],
+            role=selectors.role_get_by_ref(invite_form.cleaned_data["role"]),
+            request=request,
+        ),
+        success=lambda _: f"Invitation sent to {invite_form.cleaned_data['email']}.",
+        redirect_to=reverse("orgs:member-list", kwargs={"org": org.slug}),
+        template="orgs/member_list.html",
+        context=lambda: page_context(
+            request,
+            members=list(selectors.member_list()),
+            invitations=list(selectors.invitation_list()),
+            roles=roles,
+            invite_form=invite_form,
+        ),
     )
 
 
@@ -290,20 +286,21 @@ def member_update(request: HttpRequest, org, member_id) -> HttpResponse:
     if membership is None:
         return error_page(request, 404)
     role = selectors.role_get_by_ref(request.POST.get("role", ""))
-    try:
+
+    def change() -> str:
         if request.POST.get("op") == "remove":
             tenancy.member_remove(access=request.access, membership=membership, request=request)
-            messages.success(request, f"{membership.user.username} was removed.")
-        elif role is None:
-            messages.error(request, "Choose a role.")
-        else:
-            tenancy.member_change_role(
-                access=request.access, membership=membership, role=role, request=request
-            )
-            messages.success(request, f"{membership.user.username} is now {role.name}.")
-    except InferiaError as exc:
-        apply_error(None, request, exc)
-    return redirect("orgs:member-list", org=org.slug)
+            return f"{membership.user.username} was removed."
+        if role is None:
+            raise ValidationError("Choose a role.")
+        tenancy.member_change_role(
+            access=request.access, membership=membership, role=role, request=request
+        )
+        return f"{membership.user.username} is now {role.name}."
+
+    return post_action(
+        request, change, redirect_to=reverse("orgs:member-list", kwargs={"org": org.slug})
+    )
 
 
 @require_POST
@@ -312,16 +309,17 @@ def invitation_update(request: HttpRequest, org, invitation_id) -> HttpResponse:
     invitation = selectors.invitation_list().filter(pk=invitation_id).first()
     if invitation is None:
         return error_page(request, 404)
-    try:
+
+    def change() -> str:
         if request.POST.get("op") == "resend":
             tenancy.invitation_resend(access=request.access, invitation=invitation, request=request)
-            messages.success(request, f"Invitation to {invitation.email} sent again.")
-        else:
-            tenancy.invitation_revoke(access=request.access, invitation=invitation, request=request)
-            messages.success(request, f"Invitation to {invitation.email} revoked.")
-    except InferiaError as exc:
-        apply_error(None, request, exc)
-    return redirect("orgs:member-list", org=org.slug)
+            return f"Invitation to {invitation.email} sent again."
+        tenancy.invitation_revoke(access=request.access, invitation=invitation, request=request)
+        return f"Invitation to {invitation.email} revoked."
+
+    return post_action(
+        request, change, redirect_to=reverse("orgs:member-list", kwargs={"org": org.slug})
+    )
 
 
 # --- teams -----------------------------------------------------------------------------------
@@ -332,23 +330,24 @@ def team_list(request: HttpRequest, org) -> HttpResponse:
     if refused := post_refused(request, "team:manage"):
         return refused
     form = forms.TeamForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            team = tenancy.team_create(access=request.access, request=request, **form.cleaned_data)
-        except InferiaError as exc:
-            apply_error(form, request, exc)
-        else:
-            messages.success(request, f"Team {team.name} created.")
-            return redirect("orgs:team-list", org=org.slug)
-    teams = list(selectors.team_list())
-    for team in teams:
-        team.members_list = [m.user.username for m in selectors.team_member_list(team)]
-    member_form = forms.TeamMemberForm(members=selectors.member_list())
-    return render(
+
+    def context() -> dict:
+        teams = list(selectors.team_list())
+        for team in teams:
+            team.members_list = [m.user.username for m in selectors.team_member_list(team)]
+        member_form = forms.TeamMemberForm(members=selectors.member_list())
+        return page_context(request, teams=teams, form=form, member_form=member_form)
+
+    return form_page(
         request,
-        "orgs/team_list.html",
-        page_context(request, teams=teams, form=form, member_form=member_form),
-        status=400 if form.errors else 200,
+        form,
+        save=lambda: tenancy.team_create(
+            access=request.access, request=request, **form.cleaned_data
+        ),
+        success=lambda team: f"Team {team.name} created.",
+        redirect_to=reverse("orgs:team-list", kwargs={"org": org.slug}),
+        template="orgs/team_list.html",
+        context=context,
     )
 
 
@@ -359,28 +358,28 @@ def team_update(request: HttpRequest, org, team_id) -> HttpResponse:
     if team is None:
         return error_page(request, 404)
     op = request.POST.get("op")
-    try:
+
+    def change() -> str:
         if op == "delete":
             tenancy.team_delete(access=request.access, team=team, request=request)
-            messages.success(request, f"Team {team.name} deleted.")
-        else:
-            user = User.objects.filter(username=request.POST.get("username", "")).first()
-            membership = selectors.member_get_by_user(user.pk) if user else None
-            if membership is None:
-                messages.error(request, "Choose a member of this organization.")
-            elif op == "remove_member":
-                tenancy.team_member_remove(
-                    access=request.access, team=team, membership=membership, request=request
-                )
-                messages.success(request, f"{user.username} left {team.name}.")
-            else:
-                tenancy.team_member_add(
-                    access=request.access, team=team, membership=membership, request=request
-                )
-                messages.success(request, f"{user.username} joined {team.name}.")
-    except InferiaError as exc:
-        apply_error(None, request, exc)
-    return redirect("orgs:team-list", org=org.slug)
+            return f"Team {team.name} deleted."
+        user = User.objects.filter(username=request.POST.get("username", "")).first()
+        membership = selectors.member_get_by_user(user.pk) if user else None
+        if membership is None:
+            raise ValidationError("Choose a member of this organization.")
+        if op == "remove_member":
+            tenancy.team_member_remove(
+                access=request.access, team=team, membership=membership, request=request
+            )
+            return f"{user.username} left {team.name}."
+        tenancy.team_member_add(
+            access=request.access, team=team, membership=membership, request=request
+        )
+        return f"{user.username} joined {team.name}."
+
+    return post_action(
+        request, change, redirect_to=reverse("orgs:team-list", kwargs={"org": org.slug})
+    )
 
 
 # --- roles -----------------------------------------------------------------------------------
@@ -391,20 +390,16 @@ def role_list(request: HttpRequest, org) -> HttpResponse:
     if refused := post_refused(request, "policy:manage"):
         return refused
     form = forms.RoleForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            role = tenancy.role_create(access=request.access, request=request, **form.cleaned_data)
-        except InferiaError as exc:
-            apply_error(form, request, exc)
-        else:
-            messages.success(request, f"Role {role.name} created.")
-            return redirect("orgs:role-list", org=org.slug)
-    roles = list(selectors.role_list())
-    return render(
+    return form_page(
         request,
-        "orgs/role_list.html",
-        page_context(request, roles=roles, form=form),
-        status=400 if form.errors else 200,
+        form,
+        save=lambda: tenancy.role_create(
+            access=request.access, request=request, **form.cleaned_data
+        ),
+        success=lambda role: f"Role {role.name} created.",
+        redirect_to=reverse("orgs:role-list", kwargs={"org": org.slug}),
+        template="orgs/role_list.html",
+        context=lambda: page_context(request, roles=list(selectors.role_list()), form=form),
     )
 
 
