@@ -63,7 +63,7 @@ def record(
     status_code: int | None = None,
     request: HttpRequest | None = None,
     data: dict[str, Any] | None = None,
-    **columns: Any,
+    latency_ms: float | None = None,
 ) -> AuditRecord:
     """Append one audit record (inside the caller's transaction, if any)."""
     if outcome not in Outcome.values:
@@ -90,7 +90,7 @@ def record(
                 else "",
                 request_id=getattr(request, "request_id", "") if request else "",
                 data=redact(data or {}),
-                **columns,
+                latency_ms=latency_ms,
             )
         ]
     )
