@@ -97,6 +97,24 @@ class _Headers(dict):
         return super().get(name.lower(), default)
 
 
+def _proxied_https(headers: _Headers) -> bool:
+    """Django's SECURE_PROXY_SSL_HEADER: a trusted proxy says the client used HTTPS."""
+    marker = settings.SECURE_PROXY_SSL_HEADER
+    if not marker:
+        return False
+    name, value = marker
+    return headers.get(name.removeprefix("HTTP_").replace("_", "-").lower(), "") == value
+
+
+def _hsts() -> bytes:
+    value = f"max-age={settings.SECURE_HSTS_SECONDS}"
+    if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
+        value += "; includeSubDomains"
+    if settings.SECURE_HSTS_PRELOAD:
+        value += "; preload"
+    return value.encode()
+
+
 class Request:
     """What the gateway (and an audit record) needs of an ASGI request."""
 
@@ -117,6 +135,7 @@ class Request:
             "HTTP_X_FORWARDED_FOR": headers.get("x-forwarded-for", ""),
         }
         self.client_ip = client_ip_from(self.META["REMOTE_ADDR"], self.META["HTTP_X_FORWARDED_FOR"])
+        self.secure = scope.get("scheme") == "https" or _proxied_https(headers)
 
     def credential(self) -> str | None:
         scheme, _, credential = self.headers.get("authorization", "").partition(" ")
@@ -213,6 +232,8 @@ def _header_list(
         (b"x-request-id", call.request.request_id.encode()),
         (b"x-content-type-options", b"nosniff"),
     ]
+    if call.request.secure and settings.SECURE_HSTS_SECONDS:
+        headers.append((b"strict-transport-security", _hsts()))
     for name, value in {**call.headers, **(extra or {})}.items():
         headers.append((name.lower().encode(), str(value).encode("latin-1")))
     headers.append((b"x-inferia-overhead-ms", b"%.3f" % call.overhead_ms()))
@@ -749,6 +770,10 @@ async def application(scope, receive, send) -> None:
     call = Call(request, endpoint)
     try:
         try:
+            if settings.SECURE_SSL_REDIRECT and not request.secure:
+                # Django's pages redirect to HTTPS; an API call that already sent its key
+                # in clear text is refused instead, so the client finds out.
+                raise PermissionDenied("HTTPS is required")
             if endpoint == "unknown":
                 raise NotFound(f"No gateway endpoint at {request.path[:100]}")
             await _serve(call, send, receive, method)
