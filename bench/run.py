@@ -8,7 +8,7 @@ One run: the fake upstream on core 1, the gateway (uvicorn, one worker) on core
 0, the load generator (wrk, else bench/loadgen.py) on core 1. Measures added
 latency at concurrency 1, requests/s at saturation, added time to the first
 streamed chunk, the gateway's resident memory, and latency as keys and rules
-grow; prints one markdown table. See bench/README.md.
+grow; prints one markdown table. See README.md, section Benchmark.
 """
 
 from __future__ import annotations

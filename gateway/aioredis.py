@@ -2,7 +2,7 @@
 
 The hot path makes two Redis round trips per request (the limit script, then the
 usage append with the settlement). redis-py's asyncio client spent more CPU per
-command than the whole rest of a request (see bench/README.md), and a thread hop
+command than the whole rest of a request (see README.md, Benchmark), and a thread hop
 per command was worse, so the gateway speaks RESP itself over one asyncio
 connection per event loop: commands are written as they come and replies,
 which Redis sends in order, resolve a FIFO of futures. Replies are parsed by

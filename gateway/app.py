@@ -4,7 +4,7 @@
 else to Django. The gateway needs none of Django's request machinery (sessions,
 CSRF, messages, templates): its callers present a bearer credential and speak
 JSON, and on one core that machinery cost more than the rest of a request
-(bench/README.md). Django's ORM is still the source of truth, reached only on a
+(README.md, Benchmark). Django's ORM is still the source of truth, reached only on a
 cold cache, in the embedded mode, and on refusals that must be audited.
 
 One request: authenticate (cached principal) -> read and validate the body ->

@@ -5,7 +5,7 @@ read whole (``read``) or line by line (``lines``, for server-sent events).
 Faults come out as :class:`UpstreamUnreachable` (refused, reset, broken
 answer) or :class:`UpstreamTimeout` (connect or read timeout), nothing else.
 
-Transport: aiohttp, chosen by the benchmark (bench/README.md): on one core it
+Transport: aiohttp, chosen by the benchmark (README.md, Benchmark): on one core it
 carried several times the requests of httpx's default transport. The session
 follows no redirects (the provider secret never travels to another host),
 keeps no cookies (one session serves every org, so an upstream's Set-Cookie
