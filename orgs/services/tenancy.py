@@ -235,12 +235,21 @@ def member_remove(
             membership.role.slug == acl.OWNER and membership.role.is_builtin and _owner_count() <= 1
         ):
             raise Conflict("An organization must keep at least one Owner")
-        # Grants this member made stay bounded by someone still in the org: the
-        # remover, or when leaving, whoever bounded the leaver (None only if
-        # the leaver was unbounded themself).
-        Membership.objects.filter(granted_by_membership=membership).update(
-            granted_by_membership=membership.granted_by_membership if leaving else access.membership
-        )
+        # Grants this member made (role assignments, service accounts' roles: every
+        # ``granted_by_membership`` pointing here) stay bounded by someone still in the
+        # org: the remover, or when leaving, whoever bounded the leaver (None only if
+        # the leaver was unbounded themself). Service accounts and their keys survive.
+        rebound_to = membership.granted_by_membership if leaving else access.membership
+        for relation in Membership._meta.get_fields(include_hidden=True):
+            if (
+                relation.is_relation
+                and relation.auto_created
+                and not relation.concrete
+                and (getattr(relation.field, "name", "") == "granted_by_membership")
+            ):
+                relation.related_model._default_manager.filter(
+                    granted_by_membership=membership
+                ).update(granted_by_membership=rebound_to)
         TeamMember.objects.filter(user=membership.user).delete()
         username = membership.user.username
         membership_id = membership.pk  # delete() clears pk

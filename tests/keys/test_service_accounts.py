@@ -9,7 +9,7 @@ import pytest
 from audit.models import AuditRecord
 from keys.models import AccessRule, ApiKey, ServiceAccount
 from orgs.models import Membership, Role, Team
-from tests.conftest import assert_error, client_for
+from tests.conftest import add_member, assert_error, client_for, make_user
 from tests.keys.conftest import key_client, mint
 
 LIST = "/api/v1/orgs/acme/service-accounts"
@@ -388,3 +388,35 @@ def test_unauthenticated_is_401(cast, service_account, anon_client):
             getattr(anon_client, method)(detail(service_account)), 401, "AUTHENTICATION_FAILED"
         )
     assert sa_rows(cast.acme) == [("ci-bot", "CI bot", "member", None)]
+
+
+@pytest.mark.parametrize("how", ["removed", "leaves"])
+def test_a_service_account_stays_bounded_when_its_granter_goes(
+    cast, alice_client, dave_client, how
+):
+    """dave (admin) grants a bot the Admin role. When eve (admin) removes dave, the bound
+    moves to eve; when dave leaves, to whoever bounded dave (eve too, here). Either way
+    the bot and its keys survive, and eve's demotion then caps the bot at once."""
+    eve = make_user("eve")
+    add_member(cast.acme, eve, "admin")
+    eve_membership = membership(cast, eve)
+    dave = membership(cast, cast.dave)
+    Membership.all_orgs.filter(pk=dave.pk).update(granted_by_membership=eve_membership)
+    bot = dave_client.post(LIST, {"slug": "ops-bot", "name": "Ops", "role": "admin"}, format="json")
+    assert bot.status_code == 201, bot.content
+    key = key_client(
+        mint(dave_client, permissions=["team:manage"], service_account="ops-bot")["key"]
+    )
+    remover = client_for(eve) if how == "removed" else dave_client
+    assert remover.delete(f"/api/v1/orgs/acme/members/{dave.pk}").status_code == 204
+
+    account = ServiceAccount.all_orgs.get(org=cast.acme, slug="ops-bot")
+    assert account.granted_by_membership == eve_membership  # not None: still bounded
+    created = key.post("/api/v1/orgs/acme/teams", {"slug": "one", "name": "One"}, format="json")
+    assert created.status_code == 201, created.content
+    demoted = alice_client.patch(
+        f"/api/v1/orgs/acme/members/{eve_membership.pk}", {"role": "member"}, format="json"
+    )
+    assert demoted.status_code == 200, demoted.content
+    refused = key.post("/api/v1/orgs/acme/teams", {"slug": "two", "name": "Two"}, format="json")
+    assert_error(refused, 403, "PERMISSION_DENIED")
