@@ -52,6 +52,27 @@ class PasswordChangeForm(forms.Form):
         return data
 
 
+class InvitationSignupForm(forms.Form):
+    """A new account for an invited e-mail address (the invitation supplies the address)."""
+
+    username = forms.CharField(
+        max_length=150,
+        widget=forms.TextInput(attrs={"autocomplete": "username", "autofocus": True}),
+    )
+    password = forms.CharField(
+        strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+    )
+    password_again = forms.CharField(
+        strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("password") and data.get("password") != data.get("password_again"):
+            self.add_error("password_again", "The two passwords differ.")
+        return data
+
+
 class OrganizationCreateForm(forms.Form):
     name = forms.CharField(max_length=200)
     slug = forms.CharField(

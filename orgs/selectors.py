@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from django.db.models import Count, Q, QuerySet
 
-from orgs.models import Invitation, Membership, Organization, Role, Team, TeamMember, User
+from orgs.models import (
+    Invitation,
+    Membership,
+    Organization,
+    Role,
+    Team,
+    TeamMember,
+    User,
+    token_digest,
+)
 from orgs.scoping import current_org
 
 
@@ -55,6 +64,15 @@ def team_list() -> QuerySet[Team]:
 
 def team_member_list(team: Team) -> QuerySet[TeamMember]:
     return TeamMember.objects.filter(team=team).select_related("user").order_by("created_at")
+
+
+def invitation_by_token(token: str) -> Invitation | None:
+    """The invitation a token names. Cross-org by design: the token alone identifies it."""
+    return (
+        Invitation.all_orgs.select_related("org", "role")
+        .filter(token_digest=token_digest(token))
+        .first()
+    )
 
 
 def invitation_list() -> QuerySet[Invitation]:

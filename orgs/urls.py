@@ -12,6 +12,8 @@ urlpatterns = [
     path("account/password", views.password_change_view, name="password-change"),
     path("account/2fa", views.two_factor_view, name="2fa-setup"),
     path("", views.org_list, name="org-list"),
+    # The token is the secret: the request log records the route, never this path.
+    path("invitations/<str:token>", views.invitation_accept_page, name="invitation-accept"),
     path("orgs/<slug:org>/settings", views.org_settings, name="settings-update"),
     path("orgs/<slug:org>/members", views.member_list, name="member-list"),
     path("orgs/<slug:org>/members/<uuid:member_id>", views.member_update, name="member-update"),

@@ -8,6 +8,7 @@ API declares; POST handlers call services and show ``InferiaError`` on the form.
 from __future__ import annotations
 
 import time
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth import login as django_login
@@ -47,10 +48,14 @@ def _next_url(request: HttpRequest, default: str) -> str:
     return default
 
 
-def _session_login(request: HttpRequest, user: User) -> HttpResponse:
+def _start_session(request: HttpRequest, user: User) -> None:
     django_login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     auth.login_record(request=request, user=user, via="dashboard")
     messages.success(request, f"Signed in as {user.username}.")
+
+
+def _session_login(request: HttpRequest, user: User) -> HttpResponse:
+    _start_session(request, user)
     return redirect(_next_url(request, reverse("orgs:org-list")))
 
 
@@ -100,6 +105,49 @@ def login_view(request: HttpRequest) -> HttpResponse:
         return render(request, "orgs/login.html", {"form": form, "next": next_url}, status=400)
     request.session.pop("login_pending", None)
     return render(request, "orgs/login.html", {"form": forms.LoginForm(), "next": next_url})
+
+
+def invitation_accept_page(request: HttpRequest, token: str) -> HttpResponse:
+    """The link of an invitation e-mail: accept with the signed-in account (it must own
+    the invited address) or with a new account, which is then signed in."""
+    invitation = selectors.invitation_by_token(token)
+    if invitation is None:
+        return error_page(request, 404, "This invitation link is not valid.")
+    context = {
+        "invitation": invitation,
+        "login_url": f"{reverse('orgs:login')}?{urlencode({'next': request.path})}",
+    }
+    if invitation.status != "pending":
+        return render(
+            request, "orgs/invitation_accept.html", {**context, "closed": True}, status=409
+        )
+    user = request.user if request.user.is_authenticated else None
+    form = None if user is not None else forms.InvitationSignupForm(request.POST or None)
+    if request.method == "POST" and (form is None or form.is_valid()):
+        try:
+            membership = tenancy.invitation_accept(
+                token=token,
+                user=user,
+                username=form.cleaned_data["username"] if form is not None else None,
+                password=form.cleaned_data["password"] if form is not None else None,
+                request=request,
+            )
+        except InferiaError as exc:
+            apply_error(form, request, exc)
+        else:
+            if user is None:
+                _start_session(request, membership.user)
+            messages.success(
+                request, f"You joined {invitation.org.name} as {invitation.role.name}."
+            )
+            return redirect("keys:org-overview", org=invitation.org.slug)
+    failed = request.method == "POST"
+    return render(
+        request,
+        "orgs/invitation_accept.html",
+        {**context, "form": form},
+        status=400 if failed else 200,
+    )
 
 
 @require_POST

@@ -615,15 +615,17 @@ def invitation_deliver(*, invitation_id: str, send_number: int) -> bool:
         invitation.send_count = send_number
         invitation.sent_at = clock.now()
         invitation.save(update_fields=["token_digest", "send_count", "sent_at"])
-        link = (
-            f"{settings.INFERIA_PUBLIC_URL.rstrip('/')}/api/v1/invitations/{token_plaintext}/accept"
-        )
+        base = settings.INFERIA_PUBLIC_URL.rstrip("/")
+        page = f"{base}/invitations/{token_plaintext}"
+        link = f"{base}/api/v1/invitations/{token_plaintext}/accept"
         send_mail(
             subject=f"You are invited to {invitation.org.name} on Inferia",
             message=(
                 f"You have been invited to join {invitation.org.name} as {invitation.role.name}.\n\n"
-                f"Accept by POSTing to this link (logged in with this e-mail address, or with a new "
-                f"username and password):\n{link}\n\n"
+                f"Open this page to accept, with your account for this e-mail address or a new "
+                f"one:\n{page}\n\n"
+                f"(From a script: POST to {link} with a bearer token of that account, or with a "
+                f"new username and password.)\n\n"
                 f"The invitation expires on {invitation.expires_at:%Y-%m-%d %H:%M} UTC.\n"
             ),
             from_email=None,
