@@ -121,6 +121,36 @@ class ProviderSecretForm(forms.Form):
     )
 
 
+def _names(value: str) -> list[str]:
+    return [part for part in re.split(r"[\s,]+", value or "") if part]
+
+
+class AccessRuleForm(forms.Form):
+    """One rule: model patterns and at least one subject, names separated by spaces or commas."""
+
+    models = forms.CharField(
+        max_length=2000,
+        help_text="account/model, account/*, account/prefix/*, * or tag=value",
+    )
+    users = forms.CharField(max_length=2000, required=False, help_text="usernames")
+    teams = forms.CharField(max_length=2000, required=False, help_text="team slugs")
+    roles = forms.CharField(max_length=2000, required=False, help_text="role slugs")
+    service_accounts = forms.CharField(
+        max_length=2000, required=False, help_text="service account slugs"
+    )
+    description = forms.CharField(max_length=500, required=False)
+
+    def rule(self) -> dict:
+        data = self.cleaned_data
+        rule = {
+            name: _names(data[name])
+            for name in ("models", "users", "teams", "roles", "service_accounts")
+        }
+        if data["description"]:
+            rule["description"] = data["description"]
+        return rule
+
+
 class AccessRulesImportForm(forms.Form):
     document = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false"}),

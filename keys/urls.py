@@ -41,4 +41,9 @@ urlpatterns = [
     ),
     path("orgs/<slug:org>/access-rules", views.access_rule_list, name="access-rule-list"),
     path("orgs/<slug:org>/access-rules.yaml", views.access_rule_export, name="access-rule-export"),
+    path(
+        "orgs/<slug:org>/access-rules/<uuid:rule_id>/delete",
+        views.access_rule_delete,
+        name="access-rule-delete",
+    ),
 ]

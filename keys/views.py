@@ -375,10 +375,25 @@ def access_rule_list(request: HttpRequest, org) -> HttpResponse:
     if refused := post_refused(request, "policy:manage"):
         return refused
     current_yaml = access_rules.export_yaml()
-    form = forms.AccessRulesImportForm(request.POST or None, initial={"document": current_yaml})
+    adding = request.POST.get("op") == "add"
+    form = forms.AccessRulesImportForm(
+        request.POST if request.method == "POST" and not adding else None,
+        initial={"document": current_yaml},
+    )
+    rule_form = forms.AccessRuleForm(request.POST if adding else None)
     rule_errors: dict[int, list[str]] = {}
     submitted_rules: list = []
-    if request.method == "POST" and form.is_valid():
+    if adding and rule_form.is_valid():
+        try:
+            access_rules.access_rule_create(
+                access=request.access, rule=rule_form.rule(), request=request
+            )
+        except InferiaError as exc:
+            apply_error(rule_form, request, exc)
+        else:
+            messages.success(request, "Access rule added.")
+            return redirect("keys:access-rule-list", org=org.slug)
+    if request.method == "POST" and not adding and form.is_valid():
         text = form.cleaned_data["document"]
         try:
             document = access_rules.load_yaml(text)
@@ -402,6 +417,7 @@ def access_rule_list(request: HttpRequest, org) -> HttpResponse:
         request,
         rules=list(selectors.access_rule_list()),
         form=form,
+        rule_form=rule_form,
         effective=effective,
         mine=mine,
         rule_errors=sorted(rule_errors.items()),
@@ -410,7 +426,26 @@ def access_rule_list(request: HttpRequest, org) -> HttpResponse:
         ],
     )
     return render(
-        request, "keys/access_rule_list.html", context, status=400 if form.errors else 200
+        request,
+        "keys/access_rule_list.html",
+        context,
+        status=400 if form.errors or rule_form.errors else 200,
+    )
+
+
+@require_POST
+@org_page("policy:manage")
+def access_rule_delete(request: HttpRequest, org, rule_id) -> HttpResponse:
+    rule = selectors.access_rule_list().filter(pk=rule_id).first()
+    if rule is None:
+        return error_page(request, 404)
+
+    def delete() -> str:
+        access_rules.access_rule_delete(access=request.access, rule=rule, request=request)
+        return "Access rule deleted."
+
+    return post_action(
+        request, delete, redirect_to=reverse("keys:access-rule-list", kwargs={"org": org.slug})
     )
 
 
