@@ -35,6 +35,7 @@ from gateway import degraded, epochs, http, principals, ratelimit, redis_client,
 from gateway.orm import orm
 from gateway.upstream import ADAPTERS
 from inferia import clock
+from inferia.authentication import credential_from
 from inferia.errors import (
     AuthenticationFailed,
     ErrorCode,
@@ -138,10 +139,9 @@ class Request:
         self.secure = scope.get("scheme") == "https" or _proxied_https(headers)
 
     def credential(self) -> str | None:
-        scheme, _, credential = self.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and credential.strip():
-            return credential.strip()
-        return self.headers.get("x-api-key", "").strip() or None
+        return credential_from(
+            self.headers.get("authorization", ""), self.headers.get("x-api-key", "")
+        )
 
 
 class Call:

@@ -63,6 +63,9 @@ async def alert(principal, *, allowed: bool, endpoint: str) -> None:
     now = time.monotonic()
     if now - _last_alert.get(key, -3600.0) < 60:
         return
+    if len(_last_alert) > 10_000:  # bounded: forget what is past its minute
+        for stale in [k for k, at in _last_alert.items() if now - at >= 60]:
+            del _last_alert[stale]
     _last_alert[key] = now
     try:
         await orm(_raise)(principal.org_id, allowed, endpoint)

@@ -38,6 +38,7 @@ from orgs.services.auth import VERSION_CLAIM
 @dataclass(frozen=True)
 class Route:
     fqn: str
+    org_id: Any
     account_id: Any
     account_name: str
     provider_type: str
@@ -135,6 +136,7 @@ def _routes(org: Organization, allowed: list[str]) -> tuple[dict[str, Route], fr
                 continue
             routes[fqn] = Route(
                 fqn=fqn,
+                org_id=org.pk,
                 account_id=account.pk,
                 account_name=account.name,
                 provider_type=account.provider_type,
@@ -267,7 +269,8 @@ def secret_for(route: Route) -> str | None:
     hit = _SECRETS.get(cache_key)
     if hit is not None and time.monotonic() < hit[1]:
         return hit[0]
-    account = ProviderAccount.all_orgs.filter(pk=route.account_id).first()
+    # Bound to the route's org (the hot path's cold branch has no org scope active).
+    account = ProviderAccount.all_orgs.filter(pk=route.account_id, org_id=route.org_id).first()
     if account is None or not account.has_secret:
         return None
     if account.secret_ref:

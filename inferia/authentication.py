@@ -12,13 +12,19 @@ from rest_framework_simplejwt.tokens import AccessToken
 from inferia.errors import AuthenticationFailed
 
 
-def bearer_credential(request: HttpRequest) -> str | None:
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    scheme, _, credential = header.partition(" ")
+def credential_from(authorization: str, api_key: str) -> str | None:
+    """The credential of ``Authorization: Bearer <x>``, else of ``X-API-Key`` (the API's
+    and the gateway's one rule)."""
+    scheme, _, credential = authorization.partition(" ")
     if scheme.lower() == "bearer" and credential.strip():
         return credential.strip()
-    api_key = request.META.get("HTTP_X_API_KEY", "").strip()
-    return api_key or None
+    return api_key.strip() or None
+
+
+def bearer_credential(request: HttpRequest) -> str | None:
+    return credential_from(
+        request.META.get("HTTP_AUTHORIZATION", ""), request.META.get("HTTP_X_API_KEY", "")
+    )
 
 
 class BearerAuthentication(BaseAuthentication):
