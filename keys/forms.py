@@ -7,7 +7,7 @@ import re
 from django import forms
 
 from keys.models import ProviderType
-from orgs.forms import slug_field
+from orgs.forms import set_choices, slug_field
 
 _SPLIT = re.compile(r"[\s,]+")
 
@@ -34,11 +34,12 @@ class ApiKeyCreateForm(forms.Form):
 
     def __init__(self, *args, permissions=(), service_accounts=(), **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["permissions"].choices = [(p, p) for p in permissions]
-        self.fields["service_account"].choices = [
-            ("", "Me"),
-            *((a.slug, f"Service account {a.slug}") for a in service_accounts),
-        ]
+        set_choices(self, "permissions", [(p, p) for p in permissions])
+        set_choices(
+            self,
+            "service_account",
+            [("", "Me"), *((a.slug, f"Service account {a.slug}") for a in service_accounts)],
+        )
         if not service_accounts:
             del self.fields["service_account"]
 
@@ -54,7 +55,7 @@ class ServiceAccountForm(forms.Form):
 
     def __init__(self, *args, roles=(), **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["role"].choices = [(r.slug, r.name) for r in roles]
+        set_choices(self, "role", [(r.slug, r.name) for r in roles])
 
 
 def _parse_pairs(text: str, what: str) -> dict[str, str]:

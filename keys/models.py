@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import ClassVar
 
 from django.conf import settings
 from django.db import models
@@ -53,6 +54,10 @@ class ApiKeyQuerySet(OrgScopedQuerySet):
         )
 
 
+# Module-level, so that django-stubs can resolve the generated manager type.
+ApiKeyManager = OrgScopedManager.from_queryset(ApiKeyQuerySet)
+
+
 class ApiKey(OrgOwnedModel):
     """An API key: ``ifr_<public_id>_<secret><checksum>``; only a SHA-256 digest is kept.
 
@@ -100,8 +105,9 @@ class ApiKey(OrgOwnedModel):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
-    objects = OrgScopedManager.from_queryset(ApiKeyQuerySet)()
-    all_orgs = models.Manager.from_queryset(ApiKeyQuerySet)()
+    # Bare ClassVar: mypy infers the generated manager type, which has no name to write.
+    objects: ClassVar = ApiKeyManager()
+    all_orgs: ClassVar = models.Manager.from_queryset(ApiKeyQuerySet)()
 
     class Meta(OrgOwnedModel.Meta):
         ordering = ["-created_at"]

@@ -21,9 +21,11 @@ from django.views.decorators.http import require_POST
 from audit import selectors as audit_selectors
 from audit.charts import bar_chart
 from inferia.errors import InferiaError
+from inferia.request_types import OrgPageRequest
 from keys import access_rules, forms, selectors, services
 from keys.models import ApiKey, ProviderAccount
 from orgs import selectors as org_selectors
+from orgs.models import Organization
 from orgs.pages import (
     apply_error,
     error_page,
@@ -41,7 +43,7 @@ EXPIRING_SOON_DAYS = 14
 
 
 @org_page("org:view")
-def org_overview(request: HttpRequest, org) -> HttpResponse:
+def org_overview(request: OrgPageRequest, org: Organization) -> HttpResponse:
     """Counts, usage charts over 14 days and by model, keys expiring soon."""
     now = timezone.now()
     since = now - timedelta(days=13)
@@ -103,7 +105,7 @@ def org_overview(request: HttpRequest, org) -> HttpResponse:
 # --- API keys -------------------------------------------------------------------------------
 
 
-def _key_form(request: HttpRequest, data=None) -> forms.ApiKeyCreateForm:
+def _key_form(request: OrgPageRequest, data=None) -> forms.ApiKeyCreateForm:
     access = request.access
     accounts = (
         list(selectors.service_account_list()) if access.can("service_account:manage") else []
@@ -126,7 +128,7 @@ def _secret_page(request: HttpRequest, key: ApiKey, plaintext: str) -> HttpRespo
 
 
 @org_page("api_key:create")
-def api_key_list(request: HttpRequest, org) -> HttpResponse:
+def api_key_list(request: OrgPageRequest, org: Organization) -> HttpResponse:
     """Everyone who may mint keys: their keys (all keys with ``api_key:view``), and the form."""
     form = _key_form(request, request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -161,7 +163,7 @@ def api_key_list(request: HttpRequest, org) -> HttpResponse:
 
 
 @org_page("api_key:create")
-def api_key_action(request: HttpRequest, org, key_id, action: str) -> HttpResponse:
+def api_key_action(request: OrgPageRequest, org: Organization, key_id, action: str) -> HttpResponse:
     """GET: the confirmation page; POST: revoke or rotate (a rotated secret is shown once)."""
     key = selectors.api_key_list_for(request.access).filter(pk=key_id).first()
     if key is None:
@@ -191,7 +193,7 @@ def api_key_action(request: HttpRequest, org, key_id, action: str) -> HttpRespon
 
 
 @org_page("member:view")
-def service_account_list(request: HttpRequest, org) -> HttpResponse:
+def service_account_list(request: OrgPageRequest, org: Organization) -> HttpResponse:
     if refused := post_refused(request, "service_account:manage"):
         return refused
     roles = [r for r in org_selectors.role_list() if r.slug != "owner"]
@@ -204,7 +206,7 @@ def service_account_list(request: HttpRequest, org) -> HttpResponse:
             slug=form.cleaned_data["slug"],
             name=form.cleaned_data["name"],
             description=form.cleaned_data["description"],
-            role=org_selectors.role_get_by_ref(form.cleaned_data["role"]),
+            role=org_selectors.role_require_by_ref(form.cleaned_data["role"]),
             request=request,
         ),
         success=lambda account: f"Service account {account.slug} created.",
@@ -218,7 +220,7 @@ def service_account_list(request: HttpRequest, org) -> HttpResponse:
 
 @require_POST
 @org_page("service_account:manage")
-def service_account_update(request: HttpRequest, org, account_id) -> HttpResponse:
+def service_account_update(request: OrgPageRequest, org: Organization, account_id) -> HttpResponse:
     account = selectors.service_account_list().filter(pk=account_id).first()
     if account is None:
         return error_page(request, 404)
@@ -246,7 +248,7 @@ def service_account_update(request: HttpRequest, org, account_id) -> HttpRespons
 
 
 @org_page("provider_account:manage")
-def provider_account_list(request: HttpRequest, org) -> HttpResponse:
+def provider_account_list(request: OrgPageRequest, org: Organization) -> HttpResponse:
     form = forms.ProviderAccountForm(request.POST or None, initial={"provider_type": "openai"})
 
     def save() -> ProviderAccount:
@@ -277,7 +279,7 @@ def provider_account_list(request: HttpRequest, org) -> HttpResponse:
 
 
 @org_page("provider_account:manage")
-def provider_account_update(request: HttpRequest, org, account_id) -> HttpResponse:
+def provider_account_update(request: OrgPageRequest, org: Organization, account_id) -> HttpResponse:
     account = selectors.provider_account_list().filter(pk=account_id).first()
     if account is None:
         return error_page(request, 404)
@@ -370,7 +372,7 @@ def _rule_errors(details) -> dict[int, list[str]]:
 
 
 @org_page("model:read")
-def access_rule_list(request: HttpRequest, org) -> HttpResponse:
+def access_rule_list(request: OrgPageRequest, org: Organization) -> HttpResponse:
     """The rules, the effective access (who may use which model), and the YAML import."""
     if refused := post_refused(request, "policy:manage"):
         return refused
@@ -435,7 +437,7 @@ def access_rule_list(request: HttpRequest, org) -> HttpResponse:
 
 @require_POST
 @org_page("policy:manage")
-def access_rule_delete(request: HttpRequest, org, rule_id) -> HttpResponse:
+def access_rule_delete(request: OrgPageRequest, org: Organization, rule_id) -> HttpResponse:
     rule = selectors.access_rule_list().filter(pk=rule_id).first()
     if rule is None:
         return error_page(request, 404)
@@ -450,7 +452,7 @@ def access_rule_delete(request: HttpRequest, org, rule_id) -> HttpResponse:
 
 
 @org_page("model:read")
-def access_rule_export(request: HttpRequest, org) -> HttpResponse:
+def access_rule_export(request: OrgPageRequest, org: Organization) -> HttpResponse:
     response = HttpResponse(
         access_rules.export_yaml(), content_type="application/yaml; charset=utf-8"
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from django import forms
 from django.core.validators import RegexValidator
 
@@ -10,6 +13,14 @@ from orgs.access import PERMISSIONS
 slug_field = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$", "Lowercase letters, digits and dashes."
 )
+
+
+def set_choices(form: forms.BaseForm, name: str, choices: Iterable[tuple[str, str]]) -> None:
+    """Give a form's own copy of a choice field its choices, known only per request."""
+    field = form.fields[name]
+    if not isinstance(field, forms.ChoiceField):
+        raise TypeError(f"{type(form).__name__}.{name} is not a choice field")
+    field.choices = choices
 
 
 class LoginForm(forms.Form):
@@ -45,8 +56,9 @@ class PasswordChangeForm(forms.Form):
         strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
     )
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         if data.get("new_password") and data.get("new_password") != data.get("new_password_again"):
             self.add_error("new_password_again", "The two passwords differ.")
         return data
@@ -66,8 +78,9 @@ class InvitationSignupForm(forms.Form):
         strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
     )
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         if data.get("password") and data.get("password") != data.get("password_again"):
             self.add_error("password_again", "The two passwords differ.")
         return data
@@ -86,7 +99,7 @@ class InvitationForm(forms.Form):
 
     def __init__(self, *args, roles=(), **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["role"].choices = [(r.slug, r.name) for r in roles]
+        set_choices(self, "role", [(r.slug, r.name) for r in roles])
 
 
 class MemberRoleForm(forms.Form):
@@ -94,7 +107,7 @@ class MemberRoleForm(forms.Form):
 
     def __init__(self, *args, roles=(), **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["role"].choices = [(r.slug, r.name) for r in roles]
+        set_choices(self, "role", [(r.slug, r.name) for r in roles])
 
 
 class TeamForm(forms.Form):
@@ -108,7 +121,7 @@ class TeamMemberForm(forms.Form):
 
     def __init__(self, *args, members=(), **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["username"].choices = [(m.user.username, m.user.username) for m in members]
+        set_choices(self, "username", [(m.user.username, m.user.username) for m in members])
 
 
 def permission_choices():

@@ -6,13 +6,14 @@ import hashlib
 import hmac
 import math
 import uuid
+from datetime import timedelta
+from typing import ClassVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone
 from django_otp.models import Device, ThrottlingMixin
 from django_otp.oath import TOTP
 
@@ -156,6 +157,10 @@ class InvitationQuerySet(OrgScopedQuerySet):
         )
 
 
+# Module-level, so that django-stubs can resolve the generated manager type.
+InvitationManager = OrgScopedManager.from_queryset(InvitationQuerySet)
+
+
 class Invitation(OrgOwnedModel):
     """A single-use invitation; only the SHA-256 of its token is stored."""
 
@@ -177,8 +182,9 @@ class Invitation(OrgOwnedModel):
     revoked_at = models.DateTimeField(null=True, blank=True)
     expired_recorded_at = models.DateTimeField(null=True, blank=True)
 
-    objects = OrgScopedManager.from_queryset(InvitationQuerySet)()
-    all_orgs = InvitationQuerySet.as_manager()
+    # Bare ClassVar: mypy infers the generated manager type, which has no name to write.
+    objects: ClassVar = InvitationManager()
+    all_orgs: ClassVar = InvitationQuerySet.as_manager()
 
     class Meta(OrgOwnedModel.Meta):
         ordering = ["-created_at"]
@@ -280,7 +286,7 @@ class TOTPDevice(ThrottlingMixin, Device):
             failures >= settings.INFERIA_OTP_MAX_FAILURES
             and self.throttling_failure_timestamp is not None
         ):
-            locked_until = self.throttling_failure_timestamp + timezone.timedelta(
+            locked_until = self.throttling_failure_timestamp + timedelta(
                 seconds=settings.INFERIA_OTP_LOCKOUT_SECONDS
             )
             if clock.now() < locked_until:

@@ -82,7 +82,10 @@ class OrgScopedQuerySet(models.QuerySet):
         return super().update(**kwargs)
 
 
-class OrgScopedManager(models.Manager.from_queryset(OrgScopedQuerySet)):  # type: ignore[misc]
+_OrgScopedManagerBase = models.Manager.from_queryset(OrgScopedQuerySet)
+
+
+class OrgScopedManager(_OrgScopedManagerBase):
     def get_queryset(self) -> models.QuerySet:
         org = current_org()
         return super().get_queryset().filter(org_id=org.pk)

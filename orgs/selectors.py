@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Count, Q, QuerySet
 
+from inferia.errors import ValidationError
 from orgs.models import (
     Invitation,
     Membership,
@@ -87,3 +88,14 @@ def role_get_by_ref(ref: str) -> Role | None:
         return role_get(uuid.UUID(str(ref)))
     except ValueError:
         return Role.objects.for_org(current_org()).filter(slug=ref).order_by("org_id").first()
+
+
+def role_require_by_ref(ref: str, field: str = "role") -> Role:
+    """``role_get_by_ref`` for a chosen role: a miss (say, the role was deleted since the
+    form was shown) is a validation error on ``field``."""
+    role = role_get_by_ref(ref)
+    if role is None:
+        raise ValidationError(
+            "Unknown role", details={field: ["No such role in this organization."]}
+        )
+    return role

@@ -22,8 +22,9 @@ from django.views.decorators.http import require_POST
 
 from audit import services as audit
 from inferia.errors import InferiaError, OtpRequired, ValidationError
+from inferia.request_types import OrgPageRequest
 from orgs import forms, selectors
-from orgs.models import User
+from orgs.models import Organization, User
 from orgs.pages import (
     apply_error,
     error_page,
@@ -70,19 +71,21 @@ def login_view(request: HttpRequest) -> HttpResponse:
         request.session.pop("login_pending", None)
         pending = None
     if request.method == "POST" and request.POST.get("step") == "otp" and pending:
-        form = forms.OtpForm(request.POST)
+        otp_form = forms.OtpForm(request.POST)
         user = User.objects.filter(pk=pending["user"]).first()
-        if form.is_valid() and user is not None:
+        if otp_form.is_valid() and user is not None:
             try:
                 auth.login_second_factor(
-                    request=request, user=user, otp_code=form.cleaned_data["otp_code"]
+                    request=request, user=user, otp_code=otp_form.cleaned_data["otp_code"]
                 )
             except InferiaError as exc:
-                apply_error(form, request, exc)
+                apply_error(otp_form, request, exc)
             else:
                 request.session.pop("login_pending", None)
                 return _session_login(request, user)
-        return render(request, "orgs/login_otp.html", {"form": form, "next": next_url}, status=400)
+        return render(
+            request, "orgs/login_otp.html", {"form": otp_form, "next": next_url}, status=400
+        )
     if request.method == "POST":
         form = forms.LoginForm(request.POST)
         if form.is_valid():
@@ -168,16 +171,17 @@ def logout_view(request: HttpRequest) -> HttpResponse:
 def password_change_view(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return login_redirect(request)
+    user = request.user
     form = forms.PasswordChangeForm(request.POST or None)
 
     def save() -> None:
         auth.password_change(
-            user=request.user,
+            user=user,
             current_password=form.cleaned_data["current_password"],
             new_password=form.cleaned_data["new_password"],
             request=request,
         )
-        update_session_auth_hash(request, request.user)
+        update_session_auth_hash(request, user)
 
     return form_page(
         request,
@@ -250,6 +254,7 @@ def org_list(request: HttpRequest) -> HttpResponse:
     """The org switcher and the form to create an organization."""
     if not request.user.is_authenticated:
         return login_redirect(request)
+    user = request.user
     go = request.GET.get("go", "")
     if go.startswith("/orgs/"):
         return redirect(go)
@@ -258,7 +263,7 @@ def org_list(request: HttpRequest) -> HttpResponse:
         request,
         form,
         save=lambda: tenancy.organization_create(
-            user=request.user,
+            user=user,
             slug=form.cleaned_data["slug"],
             name=form.cleaned_data["name"],
             request=request,
@@ -268,13 +273,13 @@ def org_list(request: HttpRequest) -> HttpResponse:
         template="orgs/org_list.html",
         context=lambda: {
             "form": form,
-            "memberships": selectors.membership_list_for_user(request.user),
+            "memberships": selectors.membership_list_for_user(user),
         },
     )
 
 
 @org_page("org:update")
-def org_settings(request: HttpRequest, org) -> HttpResponse:
+def org_settings(request: OrgPageRequest, org: Organization) -> HttpResponse:
     s = org.settings
     initial = {
         "name": org.name,
@@ -300,7 +305,7 @@ def org_settings(request: HttpRequest, org) -> HttpResponse:
 
 
 @org_page("member:view")
-def member_list(request: HttpRequest, org) -> HttpResponse:
+def member_list(request: OrgPageRequest, org: Organization) -> HttpResponse:
     if refused := post_refused(request, "member:invite"):
         return refused
     roles = list(selectors.role_list())
@@ -311,7 +316,7 @@ def member_list(request: HttpRequest, org) -> HttpResponse:
         save=lambda: tenancy.invitation_create(
             access=request.access,
             email=invite_form.cleaned_data["email"],
-            role=selectors.role_get_by_ref(invite_form.cleaned_data["role"]),
+            role=selectors.role_require_by_ref(invite_form.cleaned_data["role"]),
             request=request,
         ),
         success=lambda _: f"Invitation sent to {invite_form.cleaned_data['email']}.",
@@ -329,7 +334,7 @@ def member_list(request: HttpRequest, org) -> HttpResponse:
 
 @require_POST
 @org_page("member:view")
-def member_update(request: HttpRequest, org, member_id) -> HttpResponse:
+def member_update(request: OrgPageRequest, org: Organization, member_id) -> HttpResponse:
     membership = selectors.member_get(member_id)
     if membership is None:
         return error_page(request, 404)
@@ -353,7 +358,7 @@ def member_update(request: HttpRequest, org, member_id) -> HttpResponse:
 
 @require_POST
 @org_page("member:invite")
-def invitation_update(request: HttpRequest, org, invitation_id) -> HttpResponse:
+def invitation_update(request: OrgPageRequest, org: Organization, invitation_id) -> HttpResponse:
     invitation = selectors.invitation_list().filter(pk=invitation_id).first()
     if invitation is None:
         return error_page(request, 404)
@@ -374,15 +379,16 @@ def invitation_update(request: HttpRequest, org, invitation_id) -> HttpResponse:
 
 
 @org_page("member:view")
-def team_list(request: HttpRequest, org) -> HttpResponse:
+def team_list(request: OrgPageRequest, org: Organization) -> HttpResponse:
     if refused := post_refused(request, "team:manage"):
         return refused
     form = forms.TeamForm(request.POST or None)
 
     def context() -> dict:
-        teams = list(selectors.team_list())
-        for team in teams:
-            team.members_list = [m.user.username for m in selectors.team_member_list(team)]
+        teams = [
+            (team, [m.user.username for m in selectors.team_member_list(team)])
+            for team in selectors.team_list()
+        ]
         member_form = forms.TeamMemberForm(members=selectors.member_list())
         return page_context(request, teams=teams, form=form, member_form=member_form)
 
@@ -401,7 +407,7 @@ def team_list(request: HttpRequest, org) -> HttpResponse:
 
 @require_POST
 @org_page("team:manage")
-def team_update(request: HttpRequest, org, team_id) -> HttpResponse:
+def team_update(request: OrgPageRequest, org: Organization, team_id) -> HttpResponse:
     team = selectors.team_list().filter(pk=team_id).first()
     if team is None:
         return error_page(request, 404)
@@ -413,7 +419,7 @@ def team_update(request: HttpRequest, org, team_id) -> HttpResponse:
             return f"Team {team.name} deleted."
         user = User.objects.filter(username=request.POST.get("username", "")).first()
         membership = selectors.member_get_by_user(user.pk) if user else None
-        if membership is None:
+        if user is None or membership is None:
             raise ValidationError("Choose a member of this organization.")
         if op == "remove_member":
             tenancy.team_member_remove(
@@ -434,7 +440,7 @@ def team_update(request: HttpRequest, org, team_id) -> HttpResponse:
 
 
 @org_page("member:view")
-def role_list(request: HttpRequest, org) -> HttpResponse:
+def role_list(request: OrgPageRequest, org: Organization) -> HttpResponse:
     if refused := post_refused(request, "policy:manage"):
         return refused
     form = forms.RoleForm(request.POST or None)
@@ -452,7 +458,7 @@ def role_list(request: HttpRequest, org) -> HttpResponse:
 
 
 @org_page("member:view")
-def role_update(request: HttpRequest, org, role_id) -> HttpResponse:
+def role_update(request: OrgPageRequest, org: Organization, role_id) -> HttpResponse:
     if refused := post_refused(request, "policy:manage"):
         return refused
     role = selectors.role_get(role_id)

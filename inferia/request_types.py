@@ -1,0 +1,42 @@
+"""Request types for annotations: what Inferia's middleware, the dashboard's page guard
+(``orgs.pages.org_page``) and ``OrgAPIView`` add to Django's and DRF's requests.
+
+Nothing here is instantiated: the classes only tell the type checker which attributes
+a view can rely on.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.http import HttpRequest
+from rest_framework.request import Request
+
+if TYPE_CHECKING:
+    from orgs.access import Access
+    from orgs.models import Organization, User
+
+
+class InferiaRequest(HttpRequest):
+    """Past ``RequestIdMiddleware``: ``request_id`` is set."""
+
+    request_id: str
+
+
+class SignedInRequest(InferiaRequest):
+    """A view that runs only for a signed-in user (``login_required`` or a page guard)."""
+
+    user: User
+
+
+class OrgPageRequest(SignedInRequest):
+    """A dashboard view behind ``org_page``: the member's ``access`` and the ``org``."""
+
+    access: Access
+    org: Organization
+
+
+class OrgAPIRequest(Request):
+    """A DRF request of an ``OrgAPIView`` past ``initial()``: ``access`` is set."""
+
+    access: Access
