@@ -152,8 +152,11 @@ class AsyncRedis:
     async def _send(self, protocol: _Protocol, commands: list[tuple]) -> list[Any]:
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in commands]
+        transport = protocol.transport
+        if transport is None:  # connection_made() runs before _connect() returns
+            raise RedisUnavailable("not connected")
         protocol.pending.extend(futures)
-        protocol.transport.write(b"".join(_encode(command) for command in commands))
+        transport.write(b"".join(_encode(command) for command in commands))
         # One timer for the batch: a late reply would leave the stream out of step,
         # so a timeout drops the connection (and fails every pending command).
         timer = loop.call_later(self.timeout, protocol.fail, RedisUnavailable("Redis timed out"))

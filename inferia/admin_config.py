@@ -11,8 +11,10 @@ from django.contrib.admin.apps import AdminConfig
 
 
 class InferiaAdminConfig(AdminConfig):
+    # A property where AdminConfig has a plain attribute, so that the setting is read
+    # when admin.site is first used, not at import.
     @property
-    def default_site(self) -> str:  # read when admin.site is first used
+    def default_site(self) -> str:  # type: ignore[override]
         from django.conf import settings
 
         if settings.INFERIA_ADMIN_REQUIRES_OTP:

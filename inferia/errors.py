@@ -201,8 +201,11 @@ def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         if isinstance(exc, exc_type):
             detail = getattr(exc, "detail", "")
             message = str(detail) if detail else code.title()
-            if isinstance(exc, drf_exceptions.Throttled) and exc.wait:
-                headers["Retry-After"] = str(int(exc.wait) + 1)
+            if isinstance(exc, drf_exceptions.Throttled):
+                # DRF's Throttled.__init__ sets .wait; djangorestframework-stubs omit it.
+                wait = exc.wait  # type: ignore[attr-defined]
+                if wait:
+                    headers["Retry-After"] = str(int(wait) + 1)
             if status == 401:
                 headers["WWW-Authenticate"] = 'Bearer realm="api"'
                 message = "Authentication credentials were not provided or are invalid"

@@ -36,6 +36,12 @@ class OrgPageRequest(SignedInRequest):
     org: Organization
 
 
+class SignedInAPIRequest(Request):
+    """A DRF request of a ``UserAPIView`` (``SignedInUser``): a user, never a key."""
+
+    user: User
+
+
 class OrgAPIRequest(Request):
     """A DRF request of an ``OrgAPIView`` past ``initial()``: ``access`` is set."""
 

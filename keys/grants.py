@@ -7,6 +7,8 @@ Checked only through ``Access.can_on``.
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
@@ -40,14 +42,15 @@ def team_group(team: Team) -> Group:
 def _team_member_added(sender, instance: TeamMember, created: bool, **kwargs) -> None:
     group = Group.objects.filter(name=_group_name(instance.team_id)).first()
     if created and group is not None:
-        group.user_set.add(instance.user_id)
+        # add()/remove() take any pk; django-stubs assume an int pk (User's is a UUID).
+        group.user_set.add(instance.user_id)  # type: ignore[arg-type]
 
 
 @receiver(post_delete, sender=TeamMember, dispatch_uid="keys-team-group-remove")
 def _team_member_removed(sender, instance: TeamMember, **kwargs) -> None:
     group = Group.objects.filter(name=_group_name(instance.team_id)).first()
     if group is not None:
-        group.user_set.remove(instance.user_id)
+        group.user_set.remove(instance.user_id)  # type: ignore[arg-type]
 
 
 @receiver(post_delete, sender=Team, dispatch_uid="keys-team-group-delete")
@@ -69,9 +72,14 @@ def _member_left(sender, instance: Membership, **kwargs) -> None:
 
 
 def provider_account_grants(account: ProviderAccount) -> dict[str, list[str]]:
-    groups = get_groups_with_perms(account, attach_perms=True)
+    # With attach_perms=True guardian returns {object: [perm, ...]}; its annotations
+    # (Group | dict, Any | list[str]) do not follow the flag.
+    groups = cast(dict[Group, list[str]], get_groups_with_perms(account, attach_perms=True))
     team_ids = [g.name.split(":", 1)[1] for g in groups if g.name.startswith("inferia-team:")]
-    users = get_users_with_perms(account, attach_perms=True, with_group_users=False)
+    users = cast(
+        dict[User, list[str]],
+        get_users_with_perms(account, attach_perms=True, with_group_users=False),
+    )
     return {
         "teams": sorted(Team.objects.filter(pk__in=team_ids).values_list("slug", flat=True)),
         "users": sorted(u.username for u in users),

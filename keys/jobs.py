@@ -24,8 +24,9 @@ NOTICES = (("expiry_notice_7d_at", timedelta(days=7)), ("expiry_notice_1d_at", t
 
 
 def _recipients(key: ApiKey) -> list[str]:
-    if key.owner_user_id is not None:
-        return [key.owner_user.email] if key.owner_user.email else []
+    owner = key.owner_user
+    if owner is not None:
+        return [owner.email] if owner.email else []
     # Service-account keys: the org's owners and admins hear about them.
     return sorted(
         email

@@ -12,7 +12,8 @@ from inferia.errors import ValidationError
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
-STOP_REASONS = {
+# Keyed by what the upstream sent, which may be missing (None).
+STOP_REASONS: dict[str | None, str] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
     "max_tokens": "length",

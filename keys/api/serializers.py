@@ -84,13 +84,19 @@ class ApiKeyOutput(serializers.ModelSerializer):
         ]
 
     def get_owner(self, key: ApiKey) -> dict:
-        if key.service_account_id:
+        account, user = key.service_account, key.owner_user
+        if account is not None:
             return {
                 "type": "service_account",
                 "id": str(key.service_account_id),
-                "name": key.service_account.slug,
+                "name": account.slug,
             }
-        return {"type": "user", "id": str(key.owner_user_id), "name": key.owner_user.username}
+        # A key has exactly one owner (a check constraint): no account means a user.
+        return {
+            "type": "user",
+            "id": str(key.owner_user_id),
+            "name": user.username if user is not None else "",
+        }
 
 
 class ApiKeyCreatedOutput(ApiKeyOutput):

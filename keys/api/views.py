@@ -11,6 +11,7 @@ from rest_framework.response import Response
 
 from inferia.api import ANY_MEMBER, OrgAPIView
 from inferia.errors import NotFound, ValidationError
+from inferia.request_types import OrgAPIRequest
 from keys import access_rules, grants, selectors, services
 from keys.api import serializers as s
 from orgs import selectors as org_selectors
@@ -99,6 +100,7 @@ class ServiceAccountDetailView(OrgAPIView):
 
 
 class ApiKeyListView(OrgAPIView):
+    request: OrgAPIRequest
     # GET: everyone sees their own keys; api_key:view shows all (selector).
     required_permissions = {"GET": ANY_MEMBER, "POST": "api_key:create"}
     serializer_class = s.ApiKeyOutput
@@ -136,6 +138,7 @@ class ApiKeyListView(OrgAPIView):
 
 
 class ApiKeyDetailView(OrgAPIView):
+    request: OrgAPIRequest
     # Own keys for everyone; others' with api_key:view / api_key:revoke (service).
     required_permissions = {"GET": ANY_MEMBER, "DELETE": ANY_MEMBER}
     serializer_class = s.ApiKeyOutput
@@ -156,6 +159,7 @@ class ApiKeyDetailView(OrgAPIView):
 
 
 class ApiKeyRotateView(OrgAPIView):
+    request: OrgAPIRequest
     required_permissions = {"POST": ANY_MEMBER}
     serializer_class = s.ApiKeyCreatedOutput
 
@@ -428,16 +432,21 @@ class EffectiveAccessView(OrgAPIView):
             account = selectors.service_account_get_by_ref(params["service_account"])
             if account is None:
                 raise NotFound("Service account not found")
-            subject = access_rules.subject_for_service_account(account)
+            account_subject = access_rules.subject_for_service_account(account)
             return Response(
-                {"service_account": account.slug, "models": access_rules.allowed_models(subject)}
+                {
+                    "service_account": account.slug,
+                    "models": access_rules.allowed_models(account_subject),
+                }
             )
         if "user" in params:
             user = User.objects.filter(username=params["user"]).first()
-            subject = access_rules.subject_for_user(user) if user else None
-            if subject is None:
+            user_subject = access_rules.subject_for_user(user) if user else None
+            if user is None or user_subject is None:
                 raise NotFound("Member not found")
-            return Response({"user": user.username, "models": access_rules.allowed_models(subject)})
+            return Response(
+                {"user": user.username, "models": access_rules.allowed_models(user_subject)}
+            )
         subject = access_rules.subject_for_access(request.access)
         return Response(
             {"models": access_rules.allowed_models(subject, key=request.access.api_key)}

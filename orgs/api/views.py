@@ -11,9 +11,11 @@ from rest_framework.response import Response
 
 from inferia.api import ANY_MEMBER, OrgAPIView, UserAPIView
 from inferia.errors import NotFound, ValidationError
+from inferia.request_types import SignedInAPIRequest
 from orgs import selectors
 from orgs.access import membership_permissions
 from orgs.api import serializers as s
+from orgs.models import Organization, User
 from orgs.services import auth, tenancy, two_factor
 
 
@@ -146,6 +148,7 @@ class RecoveryCodesView(UserAPIView):
 
 
 class OrgListView(UserAPIView):
+    request: SignedInAPIRequest
     serializer_class = s.OrganizationOutput
 
     def get_queryset(self):
@@ -170,7 +173,10 @@ class OrgDetailView(OrgAPIView):
     serializer_class = s.OrganizationOutput
 
     def get_scoped_queryset(self):
-        return selectors.organization_list_for_user(self.request.user)
+        user = self.request.user
+        if not isinstance(user, User):  # a service account's key: no user, no memberships
+            return Organization.objects.none()
+        return selectors.organization_list_for_user(user)
 
     @extend_schema(responses={200: s.OrganizationOutput})
     def get(self, request, org):
