@@ -310,7 +310,7 @@ def test_teams_create_and_add_member(alice_page, cast):
     with org_scope(cast.acme):
         team = Team.objects.get(slug="ml")
     alice_page.post(f"/orgs/acme/teams/{team.pk}", {"op": "add_member", "username": "bob"})
-    assert b"bob" in alice_page.get("/orgs/acme/teams").content
+    assert b"<p>Members: bob</p>" in alice_page.get("/orgs/acme/teams").content
     assert _audit("team:manage").data == {"op": "member_add", "user": "bob"}
 
 
