@@ -71,6 +71,24 @@ def _expiry(access: Access, expires_in_days: int | None):
     return clock.now() + timedelta(days=expires_in_days) if expires_in_days else None
 
 
+# Per-key limits; null means "the org's key defaults".
+KEY_LIMIT_FIELDS = (
+    "requests_per_minute",
+    "tokens_per_minute",
+    "monthly_token_quota",
+    "monthly_cost_quota",
+)
+
+
+def _tighter(child: Any, parent: Any) -> Any:
+    """The stricter of two limits, where None means unlimited."""
+    if parent is None:
+        return child
+    if child is None:
+        return parent
+    return min(child, parent)
+
+
 def api_key_create(
     *,
     access: Access,
@@ -84,7 +102,10 @@ def api_key_create(
     """Mint a key; returns it with its plaintext (the only time it is shown).
 
     The scopes must be held by the actor (a key minting a key: by that key) and
-    by the key's owner. Raises PERMISSION_DENIED otherwise.
+    by the key's owner. Raises PERMISSION_DENIED otherwise. A key minted by a
+    key is bounded by its parent: its models stay within the parent's (none
+    given: the parent's), it expires no later and its limits are never looser
+    (an unlimited child of a limited parent gets the parent's limits).
     """
     access.require("api_key:create")
     scopes = acl.normalize_permissions(permissions)
@@ -105,6 +126,24 @@ def api_key_create(
             )
     expires_at = _expiry(access, expires_in_days)
     patterns = validate_model_patterns(models or [])
+    limits: dict[str, Any] = dict.fromkeys(KEY_LIMIT_FIELDS)
+    parent = access.api_key
+    if parent is not None:
+        if parent.model_patterns and not patterns:
+            patterns = list(parent.model_patterns)
+        if not names.patterns_cover(parent.model_patterns, patterns):
+            outside = [
+                p
+                for p in patterns
+                if not any(names.pattern_covers(o, p) for o in parent.model_patterns)
+            ]
+            raise PermissionDenied(
+                f"Cannot give a key models the key {parent.prefix} does not cover",
+                details={"models": [f"{p} is outside the parent key's models" for p in outside]},
+            )
+        if parent.expires_at is not None and (expires_at is None or expires_at > parent.expires_at):
+            expires_at = parent.expires_at
+        limits = {f: _tighter(limits[f], getattr(parent, f)) for f in KEY_LIMIT_FIELDS}
     for _attempt in range(3):
         new = apikeys.generate()
         try:
@@ -121,6 +160,7 @@ def api_key_create(
                     service_account=service_account,
                     created_by=access.user,
                     expires_at=expires_at,
+                    **limits,
                 )
                 _record(
                     access,
@@ -132,6 +172,7 @@ def api_key_create(
                     models=patterns,
                     owner=owner_user.username if owner_user else f"sa:{service_account.slug}",
                     expires_at=expires_at.isoformat() if expires_at else None,
+                    parent=parent.prefix if parent is not None else None,
                 )
             return key, new.plaintext
         except IntegrityError:
@@ -140,6 +181,7 @@ def api_key_create(
 
 
 def _is_own_key(access: Access, key: ApiKey) -> bool:
+    """Whether ``key`` belongs to the principal acting (the user, or the service account)."""
     if key.service_account_id is not None:
         return (
             access.service_account is not None
@@ -152,11 +194,34 @@ def _is_own_key(access: Access, key: ApiKey) -> bool:
     )
 
 
+def _key_covers(parent: ApiKey, key: ApiKey) -> bool:
+    """Whether ``parent``'s scopes and models include all of ``key``'s."""
+    return set(key.permissions) <= set(parent.permissions) and names.patterns_cover(
+        parent.model_patterns, key.model_patterns
+    )
+
+
 def _require_key_admin(access: Access, key: ApiKey) -> None:
-    if _is_own_key(access, key):
+    """Who may revoke or rotate ``key``.
+
+    A key acting on itself always may. A key acting on another key needs
+    ``api_key:revoke`` and must cover that key's scopes and models ("same owner"
+    alone is not enough: a narrow key never manages a broader one). A user
+    acting as themselves manages their own keys, others' with ``api_key:revoke``.
+    A service account's keys also need ``service_account:manage`` from outside it.
+    """
+    acting_key = access.api_key
+    if acting_key is not None and acting_key.pk == key.pk:
         return
-    access.require("api_key:revoke")
-    if key.service_account_id is not None:
+    if acting_key is not None:
+        if not _key_covers(acting_key, key):
+            raise PermissionDenied(
+                f"API key {acting_key.prefix} does not cover the scopes and models of {key.prefix}"
+            )
+        access.require("api_key:revoke")
+    elif not _is_own_key(access, key):
+        access.require("api_key:revoke")
+    if key.service_account_id is not None and not _is_own_key(access, key):
         access.require("service_account:manage")
 
 
@@ -176,7 +241,14 @@ def api_key_revoke(*, access: Access, key: ApiKey, request: HttpRequest | None =
 def api_key_rotate(
     *, access: Access, key: ApiKey, grace_seconds: int = 0, request: HttpRequest | None = None
 ) -> tuple[ApiKey, str]:
-    """Issue a new secret with the same scopes; the old key dies now or after a grace period."""
+    """Issue a new secret with the same scopes, models, expiry and limits; the old key
+    dies now or after a grace period.
+
+    The new secret goes to whoever rotates, so only the key's owner may: the user
+    themself (signed in, or through a key of theirs that covers it), or for a
+    service account's key that account or a human who manages service accounts and
+    holds the key's scopes. Anyone else gets PERMISSION_DENIED and may revoke instead.
+    """
     _require_key_admin(access, key)
     if not 0 <= grace_seconds <= MAX_GRACE_SECONDS:
         raise ValidationError(
@@ -184,6 +256,12 @@ def api_key_rotate(
             details={"grace_seconds": [f"Between 0 and {MAX_GRACE_SECONDS}."]},
         )
     if not _is_own_key(access, key):
+        if key.service_account_id is None:
+            raise PermissionDenied(
+                f"Only the owner of API key {key.prefix} can rotate it "
+                "(the new secret goes to whoever rotates); revoke it instead"
+            )
+        access.require_human()
         access.require_all(key.permissions, what="re-issue a key with")
     with transaction.atomic():
         key = ApiKey.objects.select_for_update().get(pk=key.pk)
@@ -202,6 +280,7 @@ def api_key_rotate(
             service_account=key.service_account,
             created_by=access.user,
             expires_at=key.expires_at,
+            **{f: getattr(key, f) for f in KEY_LIMIT_FIELDS},
         )
         now = clock.now()
         key.replaced_by = replacement
