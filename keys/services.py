@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.dispatch import receiver
 from django.http import HttpRequest
 
 from audit import services as audit
@@ -21,8 +22,9 @@ from keys.models import ApiKey, ProviderAccount, ProviderType, ServiceAccount
 from keys.principals import service_account_permissions
 from orgs import access as acl
 from orgs.access import Access
-from orgs.models import Role
+from orgs.models import Membership, Role
 from orgs.services import two_factor
+from orgs.signals import member_removed
 
 MAX_GRACE_SECONDS = 7 * 24 * 3600
 
@@ -303,6 +305,31 @@ def api_key_rotate(
             grace_seconds=grace_seconds,
         )
     return replacement, new.plaintext
+
+
+def api_keys_revoke_for_member(
+    *, access: Access, membership: Membership, request: HttpRequest | None = None
+) -> int:
+    """Revoke every personal key of a member who is removed or leaves (audited, one
+    record a key); returns how many. Runs in the removal's transaction, so the
+    keys stay dead if the person is invited again: validity never comes back
+    from a new membership."""
+    now = clock.now()
+    keys = list(
+        ApiKey.objects.select_for_update().filter(
+            owner_user_id=membership.user_id, revoked_at__isnull=True
+        )
+    )
+    for key in keys:
+        key.revoked_at = now
+        key.save(update_fields=["revoked_at"])
+        _record(access, "api_key:revoke", key, request, prefix=key.prefix, reason="member_removed")
+    return len(keys)
+
+
+@receiver(member_removed, dispatch_uid="keys-member-removed-revoke-keys")
+def _member_removed(sender, membership: Membership, access: Access, request=None, **kwargs) -> None:
+    api_keys_revoke_for_member(access=access, membership=membership, request=request)
 
 
 # --- service accounts ------------------------------------------------------------------
