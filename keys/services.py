@@ -24,7 +24,7 @@ from orgs import access as acl
 from orgs.access import Access
 from orgs.models import Membership, Role
 from orgs.services import two_factor
-from orgs.signals import member_removed
+from orgs.signals import access_changed, member_removed
 
 MAX_GRACE_SECONDS = 7 * 24 * 3600
 
@@ -506,21 +506,46 @@ def provider_account_create(
     return account
 
 
+def _require_fresh_confirmation(
+    access: Access, otp_code: str | None, request: HttpRequest | None
+) -> None:
+    """Changing where an existing secret goes, or what it is: a signed-in user (never
+    an API key), with a fresh code when they use 2FA. Raises PERMISSION_DENIED,
+    OTP_REQUIRED or AUTHENTICATION_FAILED."""
+    access.require_human()
+    if access.user.has_confirmed_totp:
+        two_factor.verify_fresh(user=access.user, otp_code=otp_code, password=None, request=request)
+
+
+def _upstream_changed(account: ProviderAccount) -> None:
+    """Every gateway process uses the new base URL or secret from the next call on:
+    the org's epoch is bumped when the transaction commits."""
+    access_changed.send(sender=ProviderAccount, org_ids=[account.org_id])
+
+
 def provider_account_update(
     *,
     access: Access,
     account: ProviderAccount,
     changes: dict[str, Any],
+    otp_code: str | None = None,
     request: HttpRequest | None = None,
 ) -> ProviderAccount:
+    """Change an account's settings. Pointing an account that has a secret at another
+    base URL is as sensitive as replacing the secret (it decides where the secret
+    is sent): a signed-in user, with a fresh code when they use 2FA."""
     access.require_on("provider_account:manage", account)
     fields = []
     if "base_url" in changes:
-        account.base_url = ssrf.check_base_url(
+        url = ssrf.check_base_url(
             changes["base_url"],
             allowed_private_hosts=access.org.settings.get("allowed_private_hosts", []),
         )
-        fields.append("base_url")
+        if url != account.base_url:
+            if account.has_secret:
+                _require_fresh_confirmation(access, otp_code, request)
+            account.base_url = url
+            fields.append("base_url")
     if "models" in changes:
         account.enabled_models = _validate_models(changes["models"])
         fields.append("enabled_models")
@@ -534,6 +559,8 @@ def provider_account_update(
             _record(
                 access, "provider_account:manage", account, request, op="update", changed=fields
             )
+            if "base_url" in fields:
+                _upstream_changed(account)
     return account
 
 
@@ -553,11 +580,7 @@ def provider_account_set_secret(
             "Give a secret or a secret reference", details={"secret": ["Required."]}
         )
     if account.has_secret:
-        access.require_human()
-        if access.user.has_confirmed_totp:
-            two_factor.verify_fresh(
-                user=access.user, otp_code=otp_code, password=None, request=request
-            )
+        _require_fresh_confirmation(access, otp_code, request)
     _set_secret(account, secret, secret_ref)
     with transaction.atomic():
         account.save(
@@ -571,6 +594,7 @@ def provider_account_set_secret(
             op="set_secret",
             kind="reference" if account.secret_ref else "encrypted",
         )
+        _upstream_changed(account)
     return account
 
 
