@@ -7,5 +7,6 @@ class KeysConfig(AppConfig):
     name = "keys"
 
     def ready(self) -> None:
-        # Signals: members leaving drop out of access rules; team -> group mirroring.
-        from keys import access_rules, grants  # noqa: F401
+        # Signals: members leaving drop out of access rules and lose their personal
+        # keys; team -> group mirroring.
+        from keys import access_rules, grants, services  # noqa: F401

@@ -68,3 +68,31 @@ def model_matches(pattern_model: str, model: str) -> bool:
     if pattern_model.endswith("/*"):
         return model.startswith(pattern_model[:-1])
     return pattern_model == model
+
+
+def pattern_covers(outer: str, inner: str) -> bool:
+    """Whether every model ``inner`` (a pattern) can name is also named by ``outer``.
+
+    Both are key/rule patterns (``account/model``, ``account/*``, ``account/prefix/*``).
+    """
+    outer_account, outer_model = split_fqn(outer)
+    inner_account, inner_model = split_fqn(inner)
+    if outer_account != inner_account:
+        return False
+    if outer_model == "*":
+        return True
+    if inner_model == "*":
+        return False
+    if outer_model.endswith("/*"):
+        # A prefix covers a name or a narrower prefix that starts with it.
+        return inner_model.startswith(outer_model[:-1])
+    return outer_model == inner_model
+
+
+def patterns_cover(outer: list[str], inner: list[str]) -> bool:
+    """Whether a model restriction ``inner`` stays within ``outer`` ([] means every model)."""
+    if not outer:
+        return True
+    if not inner:
+        return False
+    return all(any(pattern_covers(o, i) for o in outer) for i in inner)

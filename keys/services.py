@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.dispatch import receiver
 from django.http import HttpRequest
 
 from audit import services as audit
@@ -21,8 +22,9 @@ from keys.models import ApiKey, ProviderAccount, ProviderType, ServiceAccount
 from keys.principals import service_account_permissions
 from orgs import access as acl
 from orgs.access import Access
-from orgs.models import Role
+from orgs.models import Membership, Role
 from orgs.services import two_factor
+from orgs.signals import access_changed, member_removed
 
 MAX_GRACE_SECONDS = 7 * 24 * 3600
 
@@ -71,6 +73,24 @@ def _expiry(access: Access, expires_in_days: int | None):
     return clock.now() + timedelta(days=expires_in_days) if expires_in_days else None
 
 
+# Per-key limits; null means "the org's key defaults".
+KEY_LIMIT_FIELDS = (
+    "requests_per_minute",
+    "tokens_per_minute",
+    "monthly_token_quota",
+    "monthly_cost_quota",
+)
+
+
+def _tighter(child: Any, parent: Any) -> Any:
+    """The stricter of two limits, where None means unlimited."""
+    if parent is None:
+        return child
+    if child is None:
+        return parent
+    return min(child, parent)
+
+
 def api_key_create(
     *,
     access: Access,
@@ -84,7 +104,10 @@ def api_key_create(
     """Mint a key; returns it with its plaintext (the only time it is shown).
 
     The scopes must be held by the actor (a key minting a key: by that key) and
-    by the key's owner. Raises PERMISSION_DENIED otherwise.
+    by the key's owner. Raises PERMISSION_DENIED otherwise. A key minted by a
+    key is bounded by its parent: its models stay within the parent's (none
+    given: the parent's), it expires no later and its limits are never looser
+    (an unlimited child of a limited parent gets the parent's limits).
     """
     access.require("api_key:create")
     scopes = acl.normalize_permissions(permissions)
@@ -105,6 +128,24 @@ def api_key_create(
             )
     expires_at = _expiry(access, expires_in_days)
     patterns = validate_model_patterns(models or [])
+    limits: dict[str, Any] = dict.fromkeys(KEY_LIMIT_FIELDS)
+    parent = access.api_key
+    if parent is not None:
+        if parent.model_patterns and not patterns:
+            patterns = list(parent.model_patterns)
+        if not names.patterns_cover(parent.model_patterns, patterns):
+            outside = [
+                p
+                for p in patterns
+                if not any(names.pattern_covers(o, p) for o in parent.model_patterns)
+            ]
+            raise PermissionDenied(
+                f"Cannot give a key models the key {parent.prefix} does not cover",
+                details={"models": [f"{p} is outside the parent key's models" for p in outside]},
+            )
+        if parent.expires_at is not None and (expires_at is None or expires_at > parent.expires_at):
+            expires_at = parent.expires_at
+        limits = {f: _tighter(limits[f], getattr(parent, f)) for f in KEY_LIMIT_FIELDS}
     for _attempt in range(3):
         new = apikeys.generate()
         try:
@@ -121,6 +162,7 @@ def api_key_create(
                     service_account=service_account,
                     created_by=access.user,
                     expires_at=expires_at,
+                    **limits,
                 )
                 _record(
                     access,
@@ -132,6 +174,7 @@ def api_key_create(
                     models=patterns,
                     owner=owner_user.username if owner_user else f"sa:{service_account.slug}",
                     expires_at=expires_at.isoformat() if expires_at else None,
+                    parent=parent.prefix if parent is not None else None,
                 )
             return key, new.plaintext
         except IntegrityError:
@@ -140,6 +183,7 @@ def api_key_create(
 
 
 def _is_own_key(access: Access, key: ApiKey) -> bool:
+    """Whether ``key`` belongs to the principal acting (the user, or the service account)."""
     if key.service_account_id is not None:
         return (
             access.service_account is not None
@@ -152,11 +196,34 @@ def _is_own_key(access: Access, key: ApiKey) -> bool:
     )
 
 
+def _key_covers(parent: ApiKey, key: ApiKey) -> bool:
+    """Whether ``parent``'s scopes and models include all of ``key``'s."""
+    return set(key.permissions) <= set(parent.permissions) and names.patterns_cover(
+        parent.model_patterns, key.model_patterns
+    )
+
+
 def _require_key_admin(access: Access, key: ApiKey) -> None:
-    if _is_own_key(access, key):
+    """Who may revoke or rotate ``key``.
+
+    A key acting on itself always may. A key acting on another key needs
+    ``api_key:revoke`` and must cover that key's scopes and models ("same owner"
+    alone is not enough: a narrow key never manages a broader one). A user
+    acting as themselves manages their own keys, others' with ``api_key:revoke``.
+    A service account's keys also need ``service_account:manage`` from outside it.
+    """
+    acting_key = access.api_key
+    if acting_key is not None and acting_key.pk == key.pk:
         return
-    access.require("api_key:revoke")
-    if key.service_account_id is not None:
+    if acting_key is not None:
+        if not _key_covers(acting_key, key):
+            raise PermissionDenied(
+                f"API key {acting_key.prefix} does not cover the scopes and models of {key.prefix}"
+            )
+        access.require("api_key:revoke")
+    elif not _is_own_key(access, key):
+        access.require("api_key:revoke")
+    if key.service_account_id is not None and not _is_own_key(access, key):
         access.require("service_account:manage")
 
 
@@ -176,7 +243,14 @@ def api_key_revoke(*, access: Access, key: ApiKey, request: HttpRequest | None =
 def api_key_rotate(
     *, access: Access, key: ApiKey, grace_seconds: int = 0, request: HttpRequest | None = None
 ) -> tuple[ApiKey, str]:
-    """Issue a new secret with the same scopes; the old key dies now or after a grace period."""
+    """Issue a new secret with the same scopes, models, expiry and limits; the old key
+    dies now or after a grace period.
+
+    The new secret goes to whoever rotates, so only the key's owner may: the user
+    themself (signed in, or through a key of theirs that covers it), or for a
+    service account's key that account or a human who manages service accounts and
+    holds the key's scopes. Anyone else gets PERMISSION_DENIED and may revoke instead.
+    """
     _require_key_admin(access, key)
     if not 0 <= grace_seconds <= MAX_GRACE_SECONDS:
         raise ValidationError(
@@ -184,6 +258,12 @@ def api_key_rotate(
             details={"grace_seconds": [f"Between 0 and {MAX_GRACE_SECONDS}."]},
         )
     if not _is_own_key(access, key):
+        if key.service_account_id is None:
+            raise PermissionDenied(
+                f"Only the owner of API key {key.prefix} can rotate it "
+                "(the new secret goes to whoever rotates); revoke it instead"
+            )
+        access.require_human()
         access.require_all(key.permissions, what="re-issue a key with")
     with transaction.atomic():
         key = ApiKey.objects.select_for_update().get(pk=key.pk)
@@ -202,6 +282,7 @@ def api_key_rotate(
             service_account=key.service_account,
             created_by=access.user,
             expires_at=key.expires_at,
+            **{f: getattr(key, f) for f in KEY_LIMIT_FIELDS},
         )
         now = clock.now()
         key.replaced_by = replacement
@@ -224,6 +305,31 @@ def api_key_rotate(
             grace_seconds=grace_seconds,
         )
     return replacement, new.plaintext
+
+
+def api_keys_revoke_for_member(
+    *, access: Access, membership: Membership, request: HttpRequest | None = None
+) -> int:
+    """Revoke every personal key of a member who is removed or leaves (audited, one
+    record a key); returns how many. Runs in the removal's transaction, so the
+    keys stay dead if the person is invited again: validity never comes back
+    from a new membership."""
+    now = clock.now()
+    keys = list(
+        ApiKey.objects.select_for_update().filter(
+            owner_user_id=membership.user_id, revoked_at__isnull=True
+        )
+    )
+    for key in keys:
+        key.revoked_at = now
+        key.save(update_fields=["revoked_at"])
+        _record(access, "api_key:revoke", key, request, prefix=key.prefix, reason="member_removed")
+    return len(keys)
+
+
+@receiver(member_removed, dispatch_uid="keys-member-removed-revoke-keys")
+def _member_removed(sender, membership: Membership, access: Access, request=None, **kwargs) -> None:
+    api_keys_revoke_for_member(access=access, membership=membership, request=request)
 
 
 # --- service accounts ------------------------------------------------------------------
@@ -400,21 +506,46 @@ def provider_account_create(
     return account
 
 
+def _require_fresh_confirmation(
+    access: Access, otp_code: str | None, request: HttpRequest | None
+) -> None:
+    """Changing where an existing secret goes, or what it is: a signed-in user (never
+    an API key), with a fresh code when they use 2FA. Raises PERMISSION_DENIED,
+    OTP_REQUIRED or AUTHENTICATION_FAILED."""
+    access.require_human()
+    if access.user.has_confirmed_totp:
+        two_factor.verify_fresh(user=access.user, otp_code=otp_code, password=None, request=request)
+
+
+def _upstream_changed(account: ProviderAccount) -> None:
+    """Every gateway process uses the new base URL or secret from the next call on:
+    the org's epoch is bumped when the transaction commits."""
+    access_changed.send(sender=ProviderAccount, org_ids=[account.org_id])
+
+
 def provider_account_update(
     *,
     access: Access,
     account: ProviderAccount,
     changes: dict[str, Any],
+    otp_code: str | None = None,
     request: HttpRequest | None = None,
 ) -> ProviderAccount:
+    """Change an account's settings. Pointing an account that has a secret at another
+    base URL is as sensitive as replacing the secret (it decides where the secret
+    is sent): a signed-in user, with a fresh code when they use 2FA."""
     access.require_on("provider_account:manage", account)
     fields = []
     if "base_url" in changes:
-        account.base_url = ssrf.check_base_url(
+        url = ssrf.check_base_url(
             changes["base_url"],
             allowed_private_hosts=access.org.settings.get("allowed_private_hosts", []),
         )
-        fields.append("base_url")
+        if url != account.base_url:
+            if account.has_secret:
+                _require_fresh_confirmation(access, otp_code, request)
+            account.base_url = url
+            fields.append("base_url")
     if "models" in changes:
         account.enabled_models = _validate_models(changes["models"])
         fields.append("enabled_models")
@@ -428,6 +559,8 @@ def provider_account_update(
             _record(
                 access, "provider_account:manage", account, request, op="update", changed=fields
             )
+            if "base_url" in fields:
+                _upstream_changed(account)
     return account
 
 
@@ -447,11 +580,7 @@ def provider_account_set_secret(
             "Give a secret or a secret reference", details={"secret": ["Required."]}
         )
     if account.has_secret:
-        access.require_human()
-        if access.user.has_confirmed_totp:
-            two_factor.verify_fresh(
-                user=access.user, otp_code=otp_code, password=None, request=request
-            )
+        _require_fresh_confirmation(access, otp_code, request)
     _set_secret(account, secret, secret_ref)
     with transaction.atomic():
         account.save(
@@ -465,6 +594,7 @@ def provider_account_set_secret(
             op="set_secret",
             kind="reference" if account.secret_ref else "encrypted",
         )
+        _upstream_changed(account)
     return account
 
 

@@ -9,6 +9,7 @@ do neither, gets 403 and no link. Secrets are shown once (new keys) or never
 
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
 
 from django.contrib import messages
@@ -296,6 +297,15 @@ def provider_account_update(request: OrgPageRequest, org: Organization, account_
     for name in ("name", "provider_type"):
         form.fields[name].disabled = True
     del form.fields["secret"]
+    needs_code = account.has_secret and request.user.has_confirmed_totp
+    if needs_code:
+        # Moving the base URL of an account with a secret needs a fresh code too.
+        form.fields["otp_code"] = copy.deepcopy(forms.ProviderSecretForm.base_fields["otp_code"])
+        form.fields[
+            "otp_code"
+        ].help_text = (
+            "Changing the base URL needs a fresh code when you use two-factor authentication."
+        )
     secret_form = forms.ProviderSecretForm(request.POST if op == "secret" else None)
     try:
         if op == "update" and form.is_valid():
@@ -311,6 +321,7 @@ def provider_account_update(request: OrgPageRequest, org: Organization, account_
                         "models": data["models"],
                         "tags": data["tags"],
                     },
+                    otp_code=data.get("otp_code") or None,
                 )
             except InferiaError as exc:
                 apply_error(form, request, exc)
@@ -348,7 +359,7 @@ def provider_account_update(request: OrgPageRequest, org: Organization, account_
             account=account,
             form=form,
             secret_form=secret_form,
-            needs_code=account.has_secret and request.user.has_confirmed_totp,
+            needs_code=needs_code,
         ),
         status=400 if failed else 200,
     )

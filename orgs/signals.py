@@ -8,6 +8,11 @@ from django.dispatch import Signal
 # post_save): kwargs ``org_ids``. The gateway bumps those orgs' epochs.
 access_changed = Signal()
 
+# Sent inside ``member_remove``'s transaction, before the membership row goes:
+# kwargs ``membership``, ``access`` (who removes), ``request``. keys/ revokes the
+# member's personal API keys (audited), so they stay dead if the person rejoins.
+member_removed = Signal()
+
 
 def user_org_ids(user) -> list:
     from orgs.models import Membership

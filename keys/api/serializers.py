@@ -152,6 +152,13 @@ class ProviderAccountUpdateInput(serializers.Serializer):
     deployments = serializers.DictField(child=serializers.CharField(max_length=200), required=False)
     models = ModelEntryField(many=True, required=False)
     tags = serializers.DictField(child=serializers.CharField(max_length=128), required=False)
+    otp_code = serializers.CharField(
+        max_length=64,
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        help_text="A fresh code when changing the base URL of an account with a secret (2FA users).",
+    )
 
 
 class ProviderSecretInput(serializers.Serializer):

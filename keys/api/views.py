@@ -222,9 +222,14 @@ class ProviderAccountDetailView(OrgAPIView):
     @extend_schema(request=s.ProviderAccountUpdateInput, responses={200: s.ProviderAccountOutput})
     def patch(self, request, org, id):
         account = self.get_object()
-        data = _valid(s.ProviderAccountUpdateInput, request)
+        data = dict(_valid(s.ProviderAccountUpdateInput, request))
+        otp_code = data.pop("otp_code", None) or None
         account = services.provider_account_update(
-            access=request.access, account=account, changes=data, request=request._request
+            access=request.access,
+            account=account,
+            changes=data,
+            otp_code=otp_code,
+            request=request._request,
         )
         return Response(s.ProviderAccountOutput(account).data)
 

@@ -38,6 +38,7 @@ from orgs.models import (
 )
 from orgs.scoping import org_scope
 from orgs.services import two_factor
+from orgs.signals import member_removed
 
 # --- organizations -------------------------------------------------------------------
 
@@ -73,8 +74,25 @@ def organization_create(
 def organization_update(
     *, access: Access, changes: dict[str, Any], request: HttpRequest | None = None
 ) -> Organization:
-    """Update name, ``require_2fa`` and policy settings (merged into ``org.settings``)."""
+    """Update name, ``require_2fa`` and policy settings (merged into ``org.settings``).
+
+    Changing ``require_2fa`` needs a signed-in user (PERMISSION_DENIED for a key);
+    turning it on needs the acting user's own confirmed TOTP first
+    (VALIDATION_ERROR on ``require_2fa``), so nobody locks themself out.
+    """
     org = access.org
+    if "require_2fa" in changes and bool(changes["require_2fa"]) != org.require_2fa:
+        access.require_human()
+        if changes["require_2fa"] and not access.user.has_confirmed_totp:
+            raise ValidationError(
+                "Turn on two-factor authentication for your own account before requiring it",
+                details={
+                    "require_2fa": [
+                        "Enable two-factor authentication for your account first, "
+                        "or you would be locked out of this organization."
+                    ]
+                },
+            )
     fields: list[str] = []
     before = {"name": org.name, "require_2fa": org.require_2fa, "settings": dict(org.settings)}
     if "name" in changes:
@@ -133,7 +151,9 @@ def ownership_transfer(
     password: str | None,
     request: HttpRequest | None = None,
 ) -> Membership:
-    """Make ``target`` an Owner and the acting Owner an Admin; needs a fresh code."""
+    """Make ``target`` an Owner and the acting Owner an Admin; needs a signed-in
+    Owner (never an API key) and a fresh code."""
+    access.require_human()
     if not access.is_owner:
         raise PermissionDenied("Only an Owner can transfer ownership")
     if target.pk == access.membership.pk:
@@ -179,8 +199,14 @@ def _guard_owner_change(access: Access, membership: Membership, new_role: Role |
 def member_change_role(
     *, access: Access, membership: Membership, role: Role, request: HttpRequest | None = None
 ) -> Membership:
-    """Give ``membership`` another role; the actor must hold every permission of it."""
+    """Give ``membership`` another role; the actor must hold every permission of it.
+
+    Needs a signed-in user (never an API key). The grant records its grantor, so it
+    stays bounded by the grantor's current role; changing your own role keeps the
+    grantor you had (nobody unbinds themself by re-granting their own role).
+    """
     access.require("member:update")
+    access.require_human()
     if role.org_id not in (None, access.org.pk):
         raise NotFound("Role not found")
     access.require_all(role.permissions, what="grant a role with")
@@ -197,7 +223,11 @@ def member_change_role(
         _guard_owner_change(access, membership, role)
         before = membership.role.slug
         membership.role = role
-        membership.granted_by_membership = None if role.slug == acl.OWNER else access.membership
+        if role.is_builtin and role.slug == acl.OWNER:
+            membership.granted_by_membership = None
+        elif membership.pk != access.membership.pk:
+            membership.granted_by_membership = access.membership
+        # else: your own role change keeps your existing grantor.
         membership.save(update_fields=["role", "granted_by_membership", "updated_at"])
         audit.record(
             action="member:update",
@@ -214,7 +244,13 @@ def member_change_role(
 def member_remove(
     *, access: Access, membership: Membership, request: HttpRequest | None = None
 ) -> None:
-    """Remove a member (anyone may leave; removing others needs ``member:delete``)."""
+    """Remove a member (anyone may leave; removing others needs ``member:delete``).
+
+    Needs a signed-in user (never an API key). The member's personal API keys are
+    revoked with the membership (``member_removed``), so they stay dead if the
+    person joins again.
+    """
+    access.require_human()
     leaving = membership.pk == access.membership.pk
     if not leaving:
         access.require("member:delete")
@@ -251,6 +287,9 @@ def member_remove(
                     granted_by_membership=membership
                 ).update(granted_by_membership=rebound_to)
         TeamMember.objects.filter(user=membership.user).delete()
+        member_removed.send(
+            sender=Membership, membership=membership, access=access, request=request
+        )
         username = membership.user.username
         membership_id = membership.pk  # delete() clears pk
         membership.delete()
@@ -319,6 +358,8 @@ def role_update(
     access.require_all(role.permissions, what="change a role with")
     fields = []
     if "permissions" in changes:
+        # Re-grants to everyone holding the role: a signed-in user only.
+        access.require_human()
         perms = acl.normalize_permissions(changes["permissions"])
         access.require_all(perms, what="grant")
         role.permissions = sorted(perms)
@@ -453,7 +494,10 @@ def team_delete(*, access: Access, team: Team, request: HttpRequest | None = Non
 def team_member_add(
     *, access: Access, team: Team, membership: Membership, request: HttpRequest | None = None
 ) -> TeamMember:
+    """Add a member to a team; a team carries grants (access rules, per-account
+    management), so this needs a signed-in user (never an API key)."""
     access.require("team:manage")
+    access.require_human()
     try:
         with transaction.atomic():
             member = TeamMember.objects.create(org=access.org, team=team, user=membership.user)
@@ -505,8 +549,12 @@ def _enqueue_send(invitation: Invitation) -> None:
 def invitation_create(
     *, access: Access, email: str, role: Role, request: HttpRequest | None = None
 ) -> Invitation:
-    """Invite ``email`` with ``role``; the e-mail carrying the link is sent by a worker."""
+    """Invite ``email`` with ``role``; the e-mail carrying the link is sent by a worker.
+
+    An invitation grants a role: it needs a signed-in user (never an API key).
+    """
     access.require("member:invite")
+    access.require_human()
     if role.org_id not in (None, access.org.pk):
         raise NotFound("Role not found")
     if role.is_builtin and role.slug == acl.OWNER and not access.is_owner:

@@ -65,8 +65,10 @@ CASES: dict[tuple[str, str], Case] = {
     ("api-key-detail", "DELETE"): Case(
         f"{ORG}/api-keys/{{key}}", 200, service_permission="api_key:revoke"
     ),
+    # Someone else's personal key is never rotated (its owner would not get the
+    # secret): the matrix rotates a service account's key instead.
     ("api-key-rotate", "POST"): Case(
-        f"{ORG}/api-keys/{{key}}/rotate", 201, {}, service_permission="api_key:revoke"
+        f"{ORG}/api-keys/{{sa_key}}/rotate", 201, {}, service_permission="api_key:revoke"
     ),
     ("provider-account-list", "GET"): Case(f"{ORG}/provider-accounts", 200),
     ("provider-account-list", "POST"): Case(
@@ -227,6 +229,7 @@ def world(cast, alice_client, dave_client):
         )
         assert rule.status_code == 201, rule.content
         key = mint(dave_client, name="dave-key")  # someone else's key
+        sa_key = mint(alice_client, name="bot-key", service_account="bot")
         return World(
             cast=cast,
             subject=subject,
@@ -235,6 +238,7 @@ def world(cast, alice_client, dave_client):
                 "account": account["id"],
                 "rule": rule.json()["id"],
                 "key": key["id"],
+                "sa_key": sa_key["id"],
             },
         )
 

@@ -298,6 +298,7 @@ def test_invalid_update_is_400_with_details(cast, alice_client, payload, field_p
 
 
 def test_require_2fa_locks_out_members_without_a_device(cast, alice_client, bob_client):
+    enable_totp(alice_client, cast.alice)
     response = alice_client.patch("/api/v1/orgs/acme", {"require_2fa": True}, format="json")
     assert response.status_code == 200, response.content
     assert response.json()["require_2fa"] is True

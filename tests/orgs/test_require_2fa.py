@@ -21,6 +21,7 @@ def require_2fa(client, value: bool = True, slug: str = "acme"):
 
 
 def test_owner_turns_on_require_2fa(cast, alice_client):
+    enable_totp(alice_client, cast.alice)  # nobody requires what they lack themself
     response = require_2fa(alice_client)
 
     assert response.status_code == 200, response.content
@@ -35,6 +36,7 @@ def test_owner_turns_on_require_2fa(cast, alice_client):
 def test_member_without_device_gets_403_until_they_enrol(cast, alice_client, bob_client):
     for path in ORG_ENDPOINTS:
         assert bob_client.get(path).status_code == 200, path
+    enable_totp(alice_client, cast.alice)
     assert require_2fa(alice_client).status_code == 200
 
     for path in ORG_ENDPOINTS:
@@ -72,9 +74,13 @@ def test_member_without_device_gets_403_until_they_enrol(cast, alice_client, bob
     assert_error(created, 403, "PERMISSION_DENIED")  # 2FA passes; his role still applies
 
 
-def test_the_policy_applies_to_owners_too_and_only_in_that_org(cast, alice_client, bob_client):
+def test_the_policy_applies_to_owners_too_and_only_in_that_org(
+    cast, alice_client, bob_client, dave_client
+):
     add_member(cast.globex, cast.bob, "member")
-    assert require_2fa(alice_client).status_code == 200
+    # dave (Admin, enrolled) turns it on; alice (Owner, not enrolled) is held to it too.
+    enable_totp(dave_client, cast.dave)
+    assert require_2fa(dave_client).status_code == 200
 
     assert_error(alice_client.get("/api/v1/orgs/acme"), 403, "TWO_FACTOR_REQUIRED")
     assert_error(bob_client.get("/api/v1/orgs/acme"), 403, "TWO_FACTOR_REQUIRED")
@@ -87,6 +93,7 @@ def test_the_policy_applies_to_owners_too_and_only_in_that_org(cast, alice_clien
 
 
 def test_non_members_still_get_404_not_403(cast, alice_client, charlie_client):
+    enable_totp(alice_client, cast.alice)
     assert require_2fa(alice_client).status_code == 200
     assert_error(charlie_client.get("/api/v1/orgs/acme"), 404, "NOT_FOUND")
     assert_error(charlie_client.get("/api/v1/orgs/acme/members"), 404, "NOT_FOUND")
@@ -94,6 +101,7 @@ def test_non_members_still_get_404_not_403(cast, alice_client, charlie_client):
 
 def test_member_with_2fa_is_not_affected(cast, alice_client, bob_client):
     enable_totp(bob_client, cast.bob)
+    enable_totp(alice_client, cast.alice)
     assert require_2fa(alice_client).status_code == 200
     assert bob_client.get("/api/v1/orgs/acme/members").status_code == 200
     assert not AuditRecord.objects.filter(action="auth:2fa_required").exists()
@@ -102,6 +110,7 @@ def test_member_with_2fa_is_not_affected(cast, alice_client, bob_client):
 def test_disabling_2fa_locks_the_member_out_again(cast, alice_client, bob_client, clock_shift):
     to_step_start()
     device, _codes = enable_totp(bob_client, cast.bob)
+    enable_totp(alice_client, cast.alice)
     assert require_2fa(alice_client).status_code == 200
     assert bob_client.get("/api/v1/orgs/acme").status_code == 200
     clock_shift(30)
@@ -116,6 +125,7 @@ def test_disabling_2fa_locks_the_member_out_again(cast, alice_client, bob_client
 
 def test_turning_the_policy_off_lets_members_back_in(cast, alice_client, bob_client, dave_client):
     enable_totp(dave_client, cast.dave)
+    enable_totp(alice_client, cast.alice)
     assert require_2fa(alice_client).status_code == 200
     assert_error(bob_client.get("/api/v1/orgs/acme"), 403, "TWO_FACTOR_REQUIRED")
 
