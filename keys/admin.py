@@ -121,7 +121,7 @@ class ProviderAccountForm(forms.ModelForm):
         if org is not None and base_url:
             try:
                 cleaned["base_url"] = ssrf.check_base_url(
-                    base_url, allowed_private_hosts=org.settings.get("allowed_private_hosts", [])
+                    base_url, allowed_private_hosts=list(org.policy.allowed_private_hosts)
                 )
             except InferiaValidationError as exc:
                 self.add_error(

@@ -60,7 +60,7 @@ def validate_model_patterns(patterns: list[str], *, field: str = "models") -> li
 
 
 def _expiry(access: Access, expires_in_days: int | None):
-    limit = access.org.settings.get("max_key_lifetime_days")
+    limit = access.policy.max_key_lifetime_days
     if expires_in_days is None and limit:
         expires_in_days = int(limit)
     if expires_in_days is not None and limit and expires_in_days > int(limit):
@@ -366,7 +366,7 @@ def provider_account_create(
             "Unknown provider type", details={"provider_type": [f"One of {ProviderType.values}."]}
         )
     url = ssrf.check_base_url(
-        base_url, allowed_private_hosts=access.org.settings.get("allowed_private_hosts", [])
+        base_url, allowed_private_hosts=list(access.policy.allowed_private_hosts)
     )
     account = ProviderAccount(
         org=access.org,
@@ -412,7 +412,7 @@ def provider_account_update(
     if "base_url" in changes:
         account.base_url = ssrf.check_base_url(
             changes["base_url"],
-            allowed_private_hosts=access.org.settings.get("allowed_private_hosts", []),
+            allowed_private_hosts=list(access.policy.allowed_private_hosts),
         )
         fields.append("base_url")
     if "models" in changes:

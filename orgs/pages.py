@@ -21,8 +21,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from audit import services as audit
-from inferia.errors import InferiaError
-from orgs.access import PERMISSION_SET, access_for_user
+from inferia.errors import InferiaError, NotFound, TwoFactorRequired
+from orgs.access import PERMISSION_SET, resolve_member
 from orgs.models import Organization
 from orgs.scoping import org_scope
 
@@ -56,12 +56,12 @@ def org_page(permission: str) -> Callable:
             if not request.user.is_authenticated:
                 return login_redirect(request)
             organization = Organization.objects.filter(slug=org).first()
-            access = (
-                access_for_user(organization, request.user) if organization is not None else None
-            )
-            if access is None:
+            # The one resolver's user part; this edge maps its refusals to pages.
+            try:
+                access = resolve_member(organization, request.user)
+            except NotFound:
                 return error_page(request, 404, "No such organization, or you are not a member.")
-            if organization.require_2fa and not request.user.has_confirmed_totp:
+            except TwoFactorRequired:
                 audit.record(
                     action="auth:2fa_required",
                     outcome="denied",

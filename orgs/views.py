@@ -275,12 +275,12 @@ def org_list(request: HttpRequest) -> HttpResponse:
 
 @org_page("org:update")
 def org_settings(request: HttpRequest, org) -> HttpResponse:
-    s = org.settings
+    policy = org.policy
     initial = {
         "name": org.name,
         "require_2fa": org.require_2fa,
-        "allowed_private_hosts": "\n".join(s.get("allowed_private_hosts", [])),
-        **{name: s.get(name) for name in forms.SettingsForm.SETTING_FIELDS},
+        "allowed_private_hosts": "\n".join(policy.allowed_private_hosts),
+        **{name: getattr(policy, name) for name in forms.SettingsForm.SETTING_FIELDS},
     }
     form = forms.SettingsForm(request.POST or None, initial=initial)
     return form_page(
