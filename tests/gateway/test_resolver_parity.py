@@ -87,9 +87,7 @@ def key_of_disabled_service_account(cast, llm):
         format="json",
     )
     assert response.status_code == 201, response.content
-    key = mint(
-        alice, permissions=["inference:run", "model:read"], service_account="ci-bot"
-    )["key"]
+    key = mint(alice, permissions=["inference:run", "model:read"], service_account="ci-bot")["key"]
     account = ServiceAccount.all_orgs.get(org=cast.acme, slug="ci-bot")
     response = alice.patch(
         f"/api/v1/orgs/acme/service-accounts/{account.pk}", {"disabled": True}, format="json"
