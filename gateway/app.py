@@ -29,7 +29,6 @@ import orjson
 from django.conf import settings
 
 from audit.redaction import redact_text
-from audit.services import client_ip_from
 from audit.services import record as audit_record
 from gateway import degraded, epochs, http, principals, ratelimit, redis_client, usage
 from gateway.orm import orm
@@ -47,6 +46,7 @@ from inferia.errors import (
     ValidationError,
     error_body,
 )
+from inferia.request_meta import RequestMeta
 
 logger = logging.getLogger("inferia.request")
 PREFIX = "/api/llm/"
@@ -91,14 +91,7 @@ class GatewayError(InferiaError):
         self.headers = headers or {}
 
 
-class _Headers(dict):
-    """Request headers by lower-case name; ``get`` takes any case (as Django's do)."""
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return super().get(name.lower(), default)
-
-
-def _proxied_https(headers: _Headers) -> bool:
+def _proxied_https(headers: dict[str, str]) -> bool:
     """Django's SECURE_PROXY_SSL_HEADER: a trusted proxy says the client used HTTPS."""
     marker = settings.SECURE_PROXY_SSL_HEADER
     if not marker:
@@ -117,25 +110,21 @@ def _hsts() -> bytes:
 
 
 class Request:
-    """What the gateway (and an audit record) needs of an ASGI request."""
+    """What the gateway needs of an ASGI request (headers by lower-case name); services
+    and the audit log get ``meta``, a ``RequestMeta``, never this object."""
 
     def __init__(self, scope: dict) -> None:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
-        headers = _Headers()
+        headers: dict[str, str] = {}
         for raw_name, raw_value in scope["headers"]:
             name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         self.headers = headers
         incoming = headers.get("x-request-id", "")
         self.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
-        client = scope.get("client")
-        # For audit.services.client_ip (X-Forwarded-For only from trusted proxies).
-        self.META = {
-            "REMOTE_ADDR": client[0] if client else None,
-            "HTTP_X_FORWARDED_FOR": headers.get("x-forwarded-for", ""),
-        }
-        self.client_ip = client_ip_from(self.META["REMOTE_ADDR"], self.META["HTTP_X_FORWARDED_FOR"])
+        self.meta = RequestMeta.from_asgi(scope, request_id=self.request_id)
+        self.client_ip = self.meta.ip
         self.secure = scope.get("scheme") == "https" or _proxied_https(headers)
 
     def credential(self) -> str | None:
@@ -569,7 +558,7 @@ async def _record(
             action="auth:gateway",
             outcome="denied",
             status_code=status,
-            request=call.request,
+            meta=call.request.meta,
             data={"endpoint": call.endpoint, "error_code": error_code},
         )
         return

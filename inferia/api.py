@@ -26,6 +26,7 @@ from inferia.authentication import (  # noqa: E402,F401
     bearer_credential,
 )
 from inferia.errors import AuthenticationFailed, NotFound, PermissionDenied, TwoFactorRequired
+from inferia.request_meta import RequestMeta
 from orgs.access import Access
 from orgs.scoping import activate, deactivate
 
@@ -54,7 +55,7 @@ class RequiredPermission(BasePermission):
                 actor=access.user,
                 actor_label=access.actor_label,
                 status_code=403,
-                request=request._request,
+                meta=RequestMeta.from_http(request._request),
                 data={"path": request.path, "method": request.method},
             )
             raise PermissionDenied(f"Missing permission {permission}")
@@ -118,7 +119,7 @@ class AuditedRequestMixin:
                 status_code=response.status_code,
                 target_type="path",
                 target_id=request.path[:100],
-                request=request,
+                meta=RequestMeta.from_http(request),
                 latency_ms=round((time.perf_counter() - started) * 1000, 3),
             )
         return response
@@ -189,7 +190,7 @@ class OrgAPIView(AuditedRequestMixin, generics.GenericAPIView):
                 actor=refused.user,
                 actor_label=refused.actor_label,
                 status_code=403,
-                request=request._request,
+                meta=RequestMeta.from_http(request._request),
                 data={"path": request.path, "method": request.method},
             )
             raise

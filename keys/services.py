@@ -16,6 +16,7 @@ from django.http import HttpRequest
 from audit import services as audit
 from inferia import clock, crypto
 from inferia.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from inferia.request_meta import RequestMeta
 from keys import apikeys, names, secret_refs, ssrf
 from keys.models import ApiKey, ProviderAccount, ProviderType, ServiceAccount
 from keys.principals import service_account_permissions
@@ -37,7 +38,7 @@ def _record(
         actor=access.user,
         actor_label=access.actor_label,
         target=target,
-        request=request,
+        meta=RequestMeta.from_http(request),
         data=data,
     )
 

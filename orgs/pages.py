@@ -22,6 +22,7 @@ from django.urls import reverse
 
 from audit import services as audit
 from inferia.errors import InferiaError, NotFound, TwoFactorRequired
+from inferia.request_meta import RequestMeta
 from orgs.access import PERMISSION_SET, resolve_member
 from orgs.models import Organization
 from orgs.scoping import org_scope
@@ -68,7 +69,7 @@ def org_page(permission: str) -> Callable:
                     org=organization,
                     actor=request.user,
                     status_code=302,
-                    request=request,
+                    meta=RequestMeta.from_http(request),
                     data={"path": request.path, "method": request.method},
                 )
                 messages.warning(
@@ -88,7 +89,7 @@ def org_page(permission: str) -> Callable:
                         org=organization,
                         actor=request.user,
                         status_code=403,
-                        request=request,
+                        meta=RequestMeta.from_http(request),
                         data={"path": request.path, "page": True},
                     )
                     return error_page(request, 403, f"Your role does not include {permission}.")
@@ -132,7 +133,7 @@ def post_refused(request: HttpRequest, permission: str) -> HttpResponse | None:
             org=request.access.org,
             actor=request.user,
             status_code=403,
-            request=request,
+            meta=RequestMeta.from_http(request),
             data={"path": request.path, "page": True},
         )
         return error_page(request, 403, f"Your role does not include {permission}.")

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_POST
 
 from audit import services as audit
 from inferia.errors import InferiaError, OtpRequired, ValidationError
+from inferia.request_meta import RequestMeta
 from orgs import forms, selectors
 from orgs.models import User
 from orgs.pages import (
@@ -157,7 +158,7 @@ def logout_view(request: HttpRequest) -> HttpResponse:
             action="auth:logout",
             outcome="success",
             actor=request.user,
-            request=request,
+            meta=RequestMeta.from_http(request),
             data={"via": "dashboard"},
         )
     django_logout(request)
