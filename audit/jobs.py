@@ -16,14 +16,6 @@ from audit.models import Alert, AuditRecord, Payload, UsageRecord
 from orgs.models import Membership, Organization
 
 logger = logging.getLogger(__name__)
-DEFAULT_RETENTION_DAYS = 365
-DEFAULT_PAYLOAD_RETENTION_DAYS = 7
-DEFAULTS = {
-    "alert_failed_logins": 20,  # failed logins of the org's members in 15 minutes
-    "alert_denials": 50,  # refused requests in the org in 15 minutes
-    "alert_token_spike_factor": 5.0,  # last hour's tokens vs the trailing 24 h hourly mean
-    "alert_token_spike_min": 10_000,  # and at least this many tokens
-}
 
 
 def audit_retention() -> int:
@@ -33,7 +25,7 @@ def audit_retention() -> int:
     """
     deleted = 0
     for org in Organization.objects.all():
-        days = int(org.settings.get("audit_retention_days") or DEFAULT_RETENTION_DAYS)
+        days = org.policy.audit_retention_days
         cutoff = timezone.now() - timedelta(days=days)
         with transaction.atomic():
             if connection.vendor == "postgresql":
@@ -44,9 +36,7 @@ def audit_retention() -> int:
             usage_count, _ = UsageRecord.objects.filter(
                 org_id=org.pk, created_at__lt=cutoff
             ).delete()
-            payload_days = int(
-                org.settings.get("payload_retention_days") or DEFAULT_PAYLOAD_RETENTION_DAYS
-            )
+            payload_days = org.policy.payload_retention_days
             payload_count, _ = Payload.objects.filter(
                 org_id=org.pk, created_at__lt=timezone.now() - timedelta(days=payload_days)
             ).delete()
@@ -55,7 +45,8 @@ def audit_retention() -> int:
 
 
 def _setting(org: Organization, name: str) -> float:
-    return float(org.settings.get(name) or DEFAULTS[name])
+    """An alert threshold of the org's policy (``orgs.policy.OrgPolicy``)."""
+    return float(getattr(org.policy, name))
 
 
 def raise_alert(

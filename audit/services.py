@@ -5,33 +5,23 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.http import HttpRequest
 
 from audit import chain
 from audit.models import AuditRecord, Outcome
 from audit.redaction import redact, redact_text
+from inferia.request_meta import RequestMeta, client_ip_from
+
+__all__ = ["RequestMeta", "client_ip", "client_ip_from", "record"]
 
 if TYPE_CHECKING:
     from orgs.models import Organization, User
 
 
-def client_ip(request: HttpRequest | None) -> str | None:
+def client_ip(request: HttpRequest | RequestMeta | None) -> str | None:
     """The client address; X-Forwarded-For is honoured only from trusted proxies."""
-    if request is None:
-        return None
-    return client_ip_from(
-        request.META.get("REMOTE_ADDR") or None, request.META.get("HTTP_X_FORWARDED_FOR", "")
-    )
-
-
-def client_ip_from(remote: str | None, forwarded: str) -> str | None:
-    if forwarded and remote in settings.INFERIA_TRUSTED_PROXIES:
-        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-        for hop in reversed(hops):
-            if hop not in settings.INFERIA_TRUSTED_PROXIES:
-                return hop
-    return remote
+    meta = RequestMeta.from_http(request)
+    return meta.ip if meta is not None else None
 
 
 _recorded: ContextVar[int] = ContextVar("inferia_audit_recorded", default=0)
@@ -61,11 +51,15 @@ def record(
     target_type: str = "",
     target_id: str = "",
     status_code: int | None = None,
-    request: HttpRequest | None = None,
+    meta: RequestMeta | None = None,
     data: dict[str, Any] | None = None,
     latency_ms: float | None = None,
 ) -> AuditRecord:
-    """Append one audit record (inside the caller's transaction, if any)."""
+    """Append one audit record (inside the caller's transaction, if any).
+
+    ``meta`` is the request's metadata (``RequestMeta.from_http(request)`` at the
+    edge); services never hand an ``HttpRequest`` here.
+    """
     if outcome not in Outcome.values:
         raise ValueError(f"unknown outcome {outcome}")
     if target is not None:
@@ -84,11 +78,9 @@ def record(
                 status_code=status_code,
                 target_type=target_type,
                 target_id=target_id,
-                client_ip=client_ip(request),
-                user_agent=redact_text(request.headers.get("User-Agent", ""))[:300]
-                if request
-                else "",
-                request_id=getattr(request, "request_id", "") if request else "",
+                client_ip=meta.ip if meta else None,
+                user_agent=redact_text(meta.user_agent)[:300] if meta else "",
+                request_id=meta.request_id if meta else "",
                 data=redact(data or {}),
                 latency_ms=latency_ms,
             )

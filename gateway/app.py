@@ -29,7 +29,6 @@ import orjson
 from django.conf import settings
 
 from audit.redaction import redact_text
-from audit.services import client_ip_from
 from audit.services import record as audit_record
 from gateway import degraded, epochs, http, principals, ratelimit, redis_client, usage
 from gateway.orm import orm
@@ -47,6 +46,7 @@ from inferia.errors import (
     ValidationError,
     error_body,
 )
+from inferia.request_meta import RequestMeta
 
 logger = logging.getLogger("inferia.request")
 PREFIX = "/api/llm/"
@@ -91,14 +91,7 @@ class GatewayError(InferiaError):
         self.headers = headers or {}
 
 
-class _Headers(dict):
-    """Request headers by lower-case name; ``get`` takes any case (as Django's do)."""
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return super().get(name.lower(), default)
-
-
-def _proxied_https(headers: _Headers) -> bool:
+def _proxied_https(headers: dict[str, str]) -> bool:
     """Django's SECURE_PROXY_SSL_HEADER: a trusted proxy says the client used HTTPS."""
     marker = settings.SECURE_PROXY_SSL_HEADER
     if not marker:
@@ -117,25 +110,21 @@ def _hsts() -> bytes:
 
 
 class Request:
-    """What the gateway (and an audit record) needs of an ASGI request."""
+    """What the gateway needs of an ASGI request (headers by lower-case name); services
+    and the audit log get ``meta``, a ``RequestMeta``, never this object."""
 
     def __init__(self, scope: dict) -> None:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
-        headers = _Headers()
+        headers: dict[str, str] = {}
         for raw_name, raw_value in scope["headers"]:
             name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         self.headers = headers
         incoming = headers.get("x-request-id", "")
         self.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
-        client = scope.get("client")
-        # For audit.services.client_ip (X-Forwarded-For only from trusted proxies).
-        self.META = {
-            "REMOTE_ADDR": client[0] if client else None,
-            "HTTP_X_FORWARDED_FOR": headers.get("x-forwarded-for", ""),
-        }
-        self.client_ip = client_ip_from(self.META["REMOTE_ADDR"], self.META["HTTP_X_FORWARDED_FOR"])
+        self.meta = RequestMeta.from_asgi(scope, request_id=self.request_id)
+        self.client_ip = self.meta.ip
         self.secure = scope.get("scheme") == "https" or _proxied_https(headers)
 
     def credential(self) -> str | None:
@@ -196,7 +185,7 @@ class Call:
         }
         if self.degraded:
             entry["degraded"] = self.degraded
-        if p.org_settings.get("payload_logging") and self.body:
+        if p.policy.payload_logging and self.body:
             # Prompt and answer, encrypted, only for orgs that turned payload logging on.
             from inferia import crypto
 
@@ -273,14 +262,15 @@ async def _load_principal(raw: str, hint: str) -> principals.Principal:
             # cached); the limits then fail too and the org's settings decide (_degraded).
             return await orm(principals.build)(raw, hint, verify_only=True)
         principals.remember(raw, hint, principal)
-    if principals.key_expired(principal):
+    # Every use, cache hit or not: a key's expiry or an access token's ``exp``.
+    if principals.expired(principal):
         principals.forget(raw, hint)
-        raise AuthenticationFailed(f"API key {principal.key_prefix} is expired")
+        raise principals.expired_error(principal)
     return principal
 
 
 def _limits(p: principals.Principal) -> list[ratelimit.Limit]:
-    s = p.org_settings
+    policy = p.policy
     limits: list[ratelimit.Limit] = []
 
     def add(scope: str, kind: str, subject: Any, value: Any, scale: float = 1) -> None:
@@ -294,7 +284,7 @@ def _limits(p: principals.Principal) -> list[ratelimit.Limit]:
             ratelimit.REQUESTS,
             p.key_id,
             kl.get("requests_per_minute")
-            or s.get("key_requests_per_minute")
+            or policy.key_requests_per_minute
             or settings.INFERIA_GATEWAY_DEFAULT_KEY_RPM,
         )
         add(
@@ -302,23 +292,23 @@ def _limits(p: principals.Principal) -> list[ratelimit.Limit]:
             ratelimit.TOKENS,
             p.key_id,
             kl.get("tokens_per_minute")
-            or s.get("key_tokens_per_minute")
+            or policy.key_tokens_per_minute
             or settings.INFERIA_GATEWAY_DEFAULT_KEY_TPM,
         )
         add("key", ratelimit.QUOTA_TOKENS, p.key_id, kl.get("monthly_token_quota"))
         add("key", ratelimit.QUOTA_COST, p.key_id, kl.get("monthly_cost_quota"), 1e6)
-    principal_rpm = s.get("principal_requests_per_minute") or (
+    principal_rpm = policy.principal_requests_per_minute or (
         None if p.key_id else settings.INFERIA_GATEWAY_DEFAULT_KEY_RPM
     )
-    principal_tpm = s.get("principal_tokens_per_minute") or (
+    principal_tpm = policy.principal_tokens_per_minute or (
         None if p.key_id else settings.INFERIA_GATEWAY_DEFAULT_KEY_TPM
     )
     add("principal", ratelimit.REQUESTS, p.principal_subject, principal_rpm)
     add("principal", ratelimit.TOKENS, p.principal_subject, principal_tpm)
-    add("org", ratelimit.REQUESTS, p.org_id, s.get("requests_per_minute"))
-    add("org", ratelimit.TOKENS, p.org_id, s.get("tokens_per_minute"))
-    add("org", ratelimit.QUOTA_TOKENS, p.org_id, s.get("monthly_token_quota"))
-    add("org", ratelimit.QUOTA_COST, p.org_id, s.get("monthly_cost_quota"), 1e6)
+    add("org", ratelimit.REQUESTS, p.org_id, policy.requests_per_minute)
+    add("org", ratelimit.TOKENS, p.org_id, policy.tokens_per_minute)
+    add("org", ratelimit.QUOTA_TOKENS, p.org_id, policy.monthly_token_quota)
+    add("org", ratelimit.QUOTA_COST, p.org_id, policy.monthly_cost_quota, 1e6)
     return limits
 
 
@@ -444,8 +434,8 @@ def _prepare(call: Call, raw_body: bytes) -> tuple[int, int]:
     _authorize(call, body)
     call.streamed = bool(body.get("stream"))
     chars = _prompt_chars(call.endpoint, body)
-    settings_ = call.principal.org_settings
-    max_chars = int(settings_.get("max_prompt_chars") or settings.INFERIA_GATEWAY_MAX_PROMPT_CHARS)
+    policy = call.principal.policy
+    max_chars = policy.max_prompt_chars or settings.INFERIA_GATEWAY_MAX_PROMPT_CHARS
     if chars > max_chars:
         raise ValidationError(
             f"Prompt too long: {chars} characters, the limit is {max_chars}",
@@ -458,7 +448,7 @@ def _prepare(call: Call, raw_body: bytes) -> tuple[int, int]:
         completion_budget = int(
             body.get("max_tokens")
             or body.get("max_completion_tokens")
-            or settings_.get("default_max_tokens")
+            or policy.default_max_tokens
             or settings.INFERIA_GATEWAY_DEFAULT_MAX_TOKENS
         )
     return prompt_estimate + completion_budget, call.route.cost_micros(
@@ -503,7 +493,7 @@ async def _admitted(call: Call, raw: str, hint: str, raw_body: bytes) -> ratelim
 
 async def _degraded(call: Call, raw: str, hint: str, raw_body: bytes) -> ratelimit.Decision:
     """Redis (or the embedded counter store) cannot count this request."""
-    allowed = degraded.allows(call.principal.org_settings, _limits(call.principal))
+    allowed = degraded.allows(call.principal.policy, _limits(call.principal))
     call.degraded = "allowed" if allowed else "denied"
     await degraded.alert(call.principal, allowed=allowed, endpoint=call.endpoint)
     if not allowed:
@@ -568,7 +558,7 @@ async def _record(
             action="auth:gateway",
             outcome="denied",
             status_code=status,
-            request=call.request,
+            meta=call.request.meta,
             data={"endpoint": call.endpoint, "error_code": error_code},
         )
         return
@@ -577,9 +567,7 @@ async def _record(
 
 async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
     p = call.principal
-    limit = min(
-        settings.INFERIA_MAX_BODY_BYTES, int(p.org_settings.get("max_body_bytes") or 10**12)
-    )
+    limit = min(settings.INFERIA_MAX_BODY_BYTES, p.policy.max_body_bytes or 10**12)
     raw_body = await _read_body(call, receive, limit)
     decision = await _admitted(call, raw, hint, raw_body)
     call.headers.update(decision.headers)

@@ -19,19 +19,21 @@ import time
 from gateway import ratelimit
 from gateway.orm import orm
 from inferia import clock
+from orgs.policy import ALLOW, OrgPolicy
 
 logger = logging.getLogger(__name__)
-SETTINGS = {"rate_limit_on_backend_error": "deny", "quota_on_backend_error": "deny"}
 _RATE_KINDS = (ratelimit.REQUESTS, ratelimit.TOKENS)
 _last_alert: dict[tuple[str, bool], float] = {}
 
 
-def allows(org_settings: dict, limits: list[ratelimit.Limit]) -> bool:
+def allows(policy: OrgPolicy, limits: list[ratelimit.Limit]) -> bool:
     needed = {
-        "rate_limit_on_backend_error" if limit.kind in _RATE_KINDS else "quota_on_backend_error"
+        policy.rate_limit_on_backend_error
+        if limit.kind in _RATE_KINDS
+        else policy.quota_on_backend_error
         for limit in limits
     }
-    return all(org_settings.get(name, SETTINGS[name]) == "allow" for name in needed)
+    return all(choice == ALLOW for choice in needed)
 
 
 def _raise(org_id, allowed: bool, endpoint: str) -> None:

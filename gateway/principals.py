@@ -1,7 +1,8 @@
 """Who is calling the gateway, cached in-process and checked against the org epoch.
 
-A ``Principal`` snapshot holds what one credential may do in one org: its
-effective permissions, the models it may use with their routes, and its limits.
+A ``Principal`` snapshot is the one resolver's ``Access`` (``keys.resolver``)
+projected for the gateway: its effective permissions, the org's policy and the
+credential's expiry, plus the models it may use with their routes and its limits.
 Snapshots are keyed by a SHA-256 of the credential (never the credential), live
 at most ``INFERIA_GATEWAY_CACHE_SECONDS``, and are dropped as soon as the org's
 epoch moves (checked on every request), so a revoke takes effect at once.
@@ -21,18 +22,16 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.db import DatabaseError
-from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.tokens import AccessToken
 
 from gateway import epochs
 from inferia import clock, crypto
-from inferia.errors import AuthenticationFailed, NotFound, ServiceUnavailable, TwoFactorRequired
-from keys import access_rules, apikeys, principals, secret_refs
+from inferia.errors import AuthenticationFailed, ServiceUnavailable
+from keys import access_rules, resolver, secret_refs
 from keys.models import ApiKey, ProviderAccount
-from orgs.access import access_for_user
-from orgs.models import Membership, Organization, User
+from orgs.access import API_KEY, Access
+from orgs.models import Organization
+from orgs.policy import OrgPolicy
 from orgs.scoping import org_scope
-from orgs.services.auth import VERSION_CLAIM
 
 
 @dataclass(frozen=True)
@@ -59,17 +58,20 @@ class Route:
 
 @dataclass(frozen=True)
 class Principal:
+    """An epoch-tagged projection of the resolver's ``Access`` (plus routes and limits)."""
+
     org_id: Any
     org_slug: str
-    org_settings: dict
+    policy: OrgPolicy
     epoch: int
     permissions: frozenset[str]
     label: str
+    credential_kind: str = API_KEY
+    expires_at: datetime | None = None
     user_id: Any = None
     service_account_id: Any = None
     key_id: Any = None
     key_prefix: str = ""
-    key_expires_at: datetime | None = None
     key_limits: dict = field(default_factory=dict)
     routes: dict[str, Route] = field(default_factory=dict)
     catalog: frozenset[str] = frozenset()
@@ -164,7 +166,9 @@ def _epoch(org_id, verify_only: bool) -> int:
         raise EpochUnavailable("Cannot verify credentials right now") from exc
 
 
-def _key_limits(key: ApiKey) -> dict:
+def _key_limits(key: ApiKey | None) -> dict:
+    if key is None:
+        return {}
     return {
         "requests_per_minute": key.requests_per_minute,
         "tokens_per_minute": key.tokens_per_minute,
@@ -173,33 +177,26 @@ def _key_limits(key: ApiKey) -> dict:
     }
 
 
-def _build_for_key(raw: str, verify_only: bool) -> Principal:
-    public_id = apikeys.parse_public_id(raw)
-    if public_id is None:
-        raise AuthenticationFailed("API key is malformed")
-    # Cross-org by design: the key names its org. Epoch first, then the rows.
-    org_id = ApiKey.all_orgs.filter(public_id=public_id).values_list("org_id", flat=True).first()
-    if org_id is None:
-        raise AuthenticationFailed(f"API key {apikeys.PREFIX}_{public_id} is not valid")
-    epoch = _epoch(org_id, verify_only)
-    key = principals.authenticate_key(raw)
-    org = key.org
-    with org_scope(org):
-        access = principals.access_for_key(key, org)
+def project(access: Access, *, epoch: int) -> Principal:
+    """The gateway's view of the resolver's ``Access``: the same decision, plus the
+    routes the access rules give it and the key's limits (never a second builder)."""
+    key = access.api_key
+    with org_scope(access.org):
         allowed = access_rules.allowed_models(access_rules.subject_for_access(access), key=key)
-        routes, catalog = _routes(org, allowed)
+        routes, catalog = _routes(access.org, allowed)
     return Principal(
-        org_id=org.pk,
-        org_slug=org.slug,
-        org_settings=dict(org.settings),
+        org_id=access.org.pk,
+        org_slug=access.org.slug,
+        policy=access.policy,
         epoch=epoch,
         permissions=access.permissions,
         label=access.actor_label,
+        credential_kind=access.credential_kind,
+        expires_at=access.expires_at,
         user_id=access.user.pk if access.user else None,
-        service_account_id=key.service_account_id,
-        key_id=key.pk,
-        key_prefix=key.prefix,
-        key_expires_at=key.expires_at,
+        service_account_id=access.service_account.pk if access.service_account else None,
+        key_id=key.pk if key is not None else None,
+        key_prefix=key.prefix if key is not None else "",
         key_limits=_key_limits(key),
         routes=routes,
         catalog=catalog,
@@ -207,60 +204,33 @@ def _build_for_key(raw: str, verify_only: bool) -> Principal:
     )
 
 
-def _build_for_jwt(raw: str, org_hint: str, verify_only: bool) -> Principal:
-    try:
-        token = AccessToken(raw)
-    except TokenError as exc:
-        raise AuthenticationFailed("Access token is invalid or expired") from exc
-    user = User.objects.filter(pk=token.get("sub")).first()
-    if user is None or not user.is_active or token.get(VERSION_CLAIM) != user.auth_version:
-        raise AuthenticationFailed("Access token is invalid or expired")
-    memberships = Membership.all_orgs.filter(user=user).select_related("org")
-    if org_hint:
-        memberships = memberships.filter(org__slug=org_hint)
-    found = list(memberships[:2])
-    if len(found) != 1:
-        raise NotFound("Organization not found; send its slug in the OpenAI-Organization header")
-    org = found[0].org
-    epoch = _epoch(org.pk, verify_only)
-    access = access_for_user(org, user)
-    if access is None:
-        raise NotFound("Organization not found")
-    if org.require_2fa and not user.has_confirmed_totp:
-        raise TwoFactorRequired()
-    with org_scope(org):
-        allowed = access_rules.allowed_models(access_rules.subject_for_access(access))
-        routes, catalog = _routes(org, allowed)
-    return Principal(
-        org_id=org.pk,
-        org_slug=org.slug,
-        org_settings=dict(org.settings),
-        epoch=epoch,
-        permissions=access.permissions,
-        label=user.username,
-        user_id=user.pk,
-        routes=routes,
-        catalog=catalog,
-        built_at=time.monotonic(),
-    )
-
-
 def build(raw: str, org_hint: str, *, verify_only: bool = False) -> Principal:
-    """Load a principal from the database (sync). Fails closed: a database or Redis
-    error (the org epoch lives there) is 503. ``verify_only``: without the epoch
-    (Redis is down), for one request and never cached."""
+    """Resolve the credential (``keys.resolver``) and project it (sync). The org's
+    epoch is read before the rows, so a change racing the build is caught. Fails
+    closed: a database or Redis error (the org epoch lives there) is 503.
+    ``verify_only``: without the epoch (Redis is down), for one request and never
+    cached."""
     try:
-        if apikeys.looks_like_key(raw):
-            return _build_for_key(raw, verify_only)
-        return _build_for_jwt(raw, org_hint, verify_only)
+        org_id = resolver.gateway_org_id(raw, org_hint)
+        epoch = _epoch(org_id, verify_only)
+        access = resolver.resolve_for_org_id(raw, org_id)
+        return project(access, epoch=epoch)
     except EpochUnavailable:
         raise
     except (DatabaseError, redis.RedisError) as exc:
         raise ServiceUnavailable("Cannot verify credentials right now") from exc
 
 
-def key_expired(principal: Principal) -> bool:
-    return principal.key_expires_at is not None and principal.key_expires_at <= clock.now()
+def expired(principal: Principal) -> bool:
+    """The credential behind a cached principal has expired (checked on every use,
+    cache hit or not: a key's expiry or an access token's ``exp``)."""
+    return principal.expires_at is not None and principal.expires_at <= clock.now()
+
+
+def expired_error(principal: Principal) -> AuthenticationFailed:
+    if principal.key_prefix:
+        return AuthenticationFailed(f"API key {principal.key_prefix} is expired")
+    return AuthenticationFailed("Access token is invalid or expired")
 
 
 def secret_for(route: Route) -> str | None:

@@ -1,7 +1,7 @@
 """Shared REST plumbing: bearer authentication, pagination and the org-scoped base view.
 
-``OrgAPIView`` resolves ``{org}`` and the caller's membership, builds the one
-``Access`` of the request, enforces the org's 2FA policy, checks the declared
+``OrgAPIView`` hands the credential and ``{org}`` to the one resolver
+(``keys.resolver``: membership, delegation, key scopes, 2FA policy), checks the declared
 ``required_permissions`` and activates the tenant scope. It owns
 ``get_queryset``/``get_object``; endpoints implement ``get_scoped_queryset``.
 """
@@ -26,7 +26,8 @@ from inferia.authentication import (  # noqa: E402,F401
     bearer_credential,
 )
 from inferia.errors import AuthenticationFailed, NotFound, PermissionDenied, TwoFactorRequired
-from orgs.access import Access, access_for_user
+from inferia.request_meta import RequestMeta
+from orgs.access import Access
 from orgs.scoping import activate, deactivate
 
 # Any member of the org may call it; the service applies finer rules (e.g. "own").
@@ -54,7 +55,7 @@ class RequiredPermission(BasePermission):
                 actor=access.user,
                 actor_label=access.actor_label,
                 status_code=403,
-                request=request._request,
+                meta=RequestMeta.from_http(request._request),
                 data={"path": request.path, "method": request.method},
             )
             raise PermissionDenied(f"Missing permission {permission}")
@@ -118,7 +119,7 @@ class AuditedRequestMixin:
                 status_code=response.status_code,
                 target_type="path",
                 target_id=request.path[:100],
-                request=request,
+                meta=RequestMeta.from_http(request),
                 latency_ms=round((time.perf_counter() - started) * 1000, 3),
             )
         return response
@@ -171,36 +172,29 @@ class OrgAPIView(AuditedRequestMixin, generics.GenericAPIView):
                 deactivate(self._scope_token)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        from keys.models import ApiKey
-        from keys.principals import access_for_key
-        from orgs.models import Organization
+        from keys import resolver
 
         self.perform_authentication(request)
-        if request.auth is None:
+        credential = getattr(request._request, "credential", None)
+        if request.auth is None or credential is None:
             raise AuthenticationFailed("Authentication credentials were not provided")
-        org = Organization.objects.filter(slug=kwargs.get("org", "")).first()
-        # Unknown org, "not a member" and "key of another org" answer the same 404.
-        access = None
-        if org is not None:
-            if isinstance(request.auth, ApiKey):
-                access = access_for_key(request.auth, org)
-            else:
-                access = access_for_user(org, request.user)
-        if access is None:
-            raise NotFound("Organization not found")
-        if org.require_2fa and access.user is not None and not access.user.has_confirmed_totp:
+        # The one resolver decides; this edge only audits a 2FA refusal and answers.
+        try:
+            access = resolver.resolve_slug(credential, kwargs.get("org", ""))
+        except TwoFactorRequired as exc:
+            refused: Access = exc.access  # type: ignore[attr-defined]
             audit.record(
                 action="auth:2fa_required",
                 outcome="denied",
-                org=org,
-                actor=access.user,
-                actor_label=access.actor_label,
+                org=refused.org,
+                actor=refused.user,
+                actor_label=refused.actor_label,
                 status_code=403,
-                request=request._request,
+                meta=RequestMeta.from_http(request._request),
                 data={"path": request.path, "method": request.method},
             )
-            raise TwoFactorRequired()
+            raise
         request.access = access
         request._request.access = access
-        self._scope_token = activate(org)
+        self._scope_token = activate(access.org)
         super().initial(request, *args, **kwargs)

@@ -6,10 +6,6 @@ from django.http import HttpRequest
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
-from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.tokens import AccessToken
-
-from inferia.errors import AuthenticationFailed
 
 
 def credential_from(authorization: str, api_key: str) -> str | None:
@@ -30,34 +26,26 @@ def bearer_credential(request: HttpRequest) -> str | None:
 class BearerAuthentication(BaseAuthentication):
     """An access JWT or an API key, in ``Authorization: Bearer`` or ``X-API-Key``.
 
-    Told apart by format (keys start with ``ifr_``). For a JWT the signature,
-    expiry, issuer, audience and type (``access``) are checked, then its
-    ``ver`` claim against the user's current auth version, so deactivation and
-    password changes kill every token at once. For a key, ``request.auth`` is
-    the ApiKey and ``request.user`` its owner (None for a service account).
+    Checked by the one resolver (``keys.resolver.authenticate``): a key, or an
+    access JWT (signature, expiry, issuer, audience, type, ``ver``). For a key,
+    ``request.auth`` is the ApiKey and ``request.user`` its owner (None for a
+    service account); for a JWT ``request.auth`` is the ``resolver.Credential``.
     """
 
     def authenticate(self, request: Request):
         from audit.services import client_ip
-        from keys import apikeys, principals
-        from orgs.models import User
-        from orgs.services.auth import VERSION_CLAIM
+        from keys import principals, resolver
 
         raw = bearer_credential(request._request)
         if raw is None:
             return None
-        if apikeys.looks_like_key(raw):
-            key = principals.authenticate_key(raw)
-            principals.note_key_use(key, client_ip(request._request))
-            return key.owner_user, key
-        try:
-            token = AccessToken(raw)
-        except TokenError as exc:
-            raise AuthenticationFailed("Access token is invalid or expired") from exc
-        user = User.objects.filter(pk=token.get("sub")).first()
-        if user is None or not user.is_active or token.get(VERSION_CLAIM) != user.auth_version:
-            raise AuthenticationFailed("Access token is invalid or expired")
-        return user, token
+        credential = resolver.authenticate(raw)
+        # OrgAPIView resolves this credential in the path's org (keys.resolver.resolve).
+        request._request.credential = credential
+        if credential.api_key is not None:
+            principals.note_key_use(credential.api_key, client_ip(request._request))
+            return credential.user, credential.api_key
+        return credential.user, credential
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'

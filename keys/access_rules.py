@@ -23,6 +23,7 @@ from django.http import HttpRequest
 
 from audit import services as audit
 from inferia.errors import ValidationError
+from inferia.request_meta import RequestMeta
 from keys import names
 from keys.models import AccessRule, ApiKey, ProviderAccount, ServiceAccount
 from orgs.access import Access
@@ -298,7 +299,7 @@ def access_rules_replace(
             actor=access.user,
             actor_label=access.actor_label,
             target_type="keys.accessrule",
-            request=request,
+            meta=RequestMeta.from_http(request),
             data={
                 "op": "access_rules_replace",
                 "source": source,
@@ -347,7 +348,7 @@ def access_rule_create(
             actor=access.user,
             actor_label=access.actor_label,
             target=created,
-            request=request,
+            meta=RequestMeta.from_http(request),
             data={"op": "access_rule_create", "models": item.models},
         )
     return created
@@ -365,7 +366,7 @@ def access_rule_delete(
             actor=access.user,
             actor_label=access.actor_label,
             target=rule,
-            request=request,
+            meta=RequestMeta.from_http(request),
             data={"op": "access_rule_delete", "models": rule.model_patterns},
         )
         rule.delete()

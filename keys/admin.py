@@ -12,6 +12,7 @@ from django.db import transaction
 from audit import services as audit
 from inferia import clock, crypto
 from inferia.errors import ValidationError as InferiaValidationError
+from inferia.request_meta import RequestMeta
 from keys import ssrf
 from keys.models import AccessRule, ApiKey, ProviderAccount, ServiceAccount
 from orgs.admin import AllOrgsAdmin
@@ -82,7 +83,7 @@ class ApiKeyAdmin(AllOrgsAdmin):
                     actor=request.user,
                     actor_label=f"admin:{request.user.username}",
                     target=key,
-                    request=request,
+                    meta=RequestMeta.from_http(request),
                     data={"prefix": key.prefix, "via": "admin"},
                 )
                 count += 1
@@ -121,7 +122,7 @@ class ProviderAccountForm(forms.ModelForm):
         if org is not None and base_url:
             try:
                 cleaned["base_url"] = ssrf.check_base_url(
-                    base_url, allowed_private_hosts=org.settings.get("allowed_private_hosts", [])
+                    base_url, allowed_private_hosts=list(org.policy.allowed_private_hosts)
                 )
             except InferiaValidationError as exc:
                 self.add_error(
@@ -159,7 +160,7 @@ class ProviderAccountAdmin(AllOrgsAdmin):
                 actor=request.user,
                 actor_label=f"admin:{request.user.username}",
                 target=obj,
-                request=request,
+                meta=RequestMeta.from_http(request),
                 data={
                     "op": "admin_change" if change else "admin_create",
                     "secret_set": bool(secret_plaintext),

@@ -19,6 +19,7 @@ from guardian.models import UserObjectPermission
 from guardian.shortcuts import assign_perm, get_groups_with_perms, get_users_with_perms, remove_perm
 
 from audit import services as audit
+from inferia.request_meta import RequestMeta
 from keys.models import ProviderAccount
 from orgs.access import OBJECT_GRANTS, Access
 from orgs.models import Membership, Team, TeamMember, User
@@ -110,7 +111,7 @@ def provider_account_grant(
             org=access.org,
             actor=access.user,
             target=account,
-            request=request,
+            meta=RequestMeta.from_http(request),
             data={
                 "op": "revoke_grant" if revoke else "grant",
                 "team": team.slug if team else None,

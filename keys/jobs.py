@@ -110,7 +110,7 @@ def api_key_unused_report(*, default_days: int = 30) -> int:
         .select_related("org", "owner_user")
     )
     for key in candidates.iterator():
-        days = int(key.org.settings.get("unused_key_days") or default_days)
+        days = key.org.policy.unused_key_days
         cutoff = now - timedelta(days=days)
         last = key.last_used_at or key.created_at
         if last > cutoff or (key.unused_notice_at and key.unused_notice_at > cutoff):

@@ -17,6 +17,7 @@ from django.http import HttpRequest
 from audit import services as audit
 from inferia import clock, crypto
 from inferia.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from inferia.request_meta import RequestMeta
 from keys import apikeys, names, secret_refs, ssrf
 from keys.models import ApiKey, ProviderAccount, ProviderType, ServiceAccount
 from keys.principals import service_account_permissions
@@ -39,7 +40,7 @@ def _record(
         actor=access.user,
         actor_label=access.actor_label,
         target=target,
-        request=request,
+        meta=RequestMeta.from_http(request),
         data=data,
     )
 
@@ -62,7 +63,7 @@ def validate_model_patterns(patterns: list[str], *, field: str = "models") -> li
 
 
 def _expiry(access: Access, expires_in_days: int | None):
-    limit = access.org.settings.get("max_key_lifetime_days")
+    limit = access.policy.max_key_lifetime_days
     if expires_in_days is None and limit:
         expires_in_days = int(limit)
     if expires_in_days is not None and limit and expires_in_days > int(limit):
@@ -472,7 +473,7 @@ def provider_account_create(
             "Unknown provider type", details={"provider_type": [f"One of {ProviderType.values}."]}
         )
     url = ssrf.check_base_url(
-        base_url, allowed_private_hosts=access.org.settings.get("allowed_private_hosts", [])
+        base_url, allowed_private_hosts=list(access.policy.allowed_private_hosts)
     )
     account = ProviderAccount(
         org=access.org,
@@ -539,7 +540,7 @@ def provider_account_update(
     if "base_url" in changes:
         url = ssrf.check_base_url(
             changes["base_url"],
-            allowed_private_hosts=access.org.settings.get("allowed_private_hosts", []),
+            allowed_private_hosts=list(access.policy.allowed_private_hosts),
         )
         if url != account.base_url:
             if account.has_secret:

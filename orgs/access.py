@@ -9,13 +9,24 @@ Default deny: a name not in the effective set is refused.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from inferia.errors import PermissionDenied, ValidationError
+from inferia.errors import (
+    AuthenticationFailed,
+    NotFound,
+    PermissionDenied,
+    TwoFactorRequired,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
     from orgs.models import Membership, Organization, User
+    from orgs.policy import OrgPolicy
+
+# How the caller proved who they are (``Access.credential_kind``).
+SESSION, ACCESS_TOKEN, API_KEY = "session", "jwt", "api_key"
 
 PERMISSIONS: tuple[str, ...] = (
     "org:view",
@@ -107,6 +118,19 @@ class Access:
     # Set when the principal is a service account and/or the request used an API key.
     service_account: Any = None
     api_key: Any = None
+    # The credential that proved it: ``session``, ``jwt`` or ``api_key``, and when it
+    # stops being valid (a key's expiry, an access token's ``exp``); caches of this
+    # Access (the gateway's) check ``expires_at`` on every use.
+    credential_kind: str = SESSION
+    expires_at: datetime | None = None
+
+    @property
+    def policy(self) -> OrgPolicy:
+        """The org's typed policy knobs (``orgs.policy.OrgPolicy``)."""
+        return self.org.policy
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
     @property
     def actor_label(self) -> str:
@@ -207,6 +231,70 @@ def access_for_user(org: Organization, user: User | None) -> Access | None:
         membership=membership,
         permissions=membership_permissions(membership),
     )
+
+
+def require_two_factor(access: Access) -> None:
+    """The org's 2FA policy, one rule for every edge and every credential of a person.
+
+    When the org requires 2FA, a user without a confirmed TOTP device is refused
+    TWO_FACTOR_REQUIRED whether they come with a session, an access token or one of
+    their personal API keys (a key must not be a way around the org's policy).
+    Service-account keys have no person behind them and are not affected. The
+    exception carries ``access`` so that edges can audit the refusal.
+    """
+    user = access.user
+    if access.org.require_2fa and user is not None and not user.has_confirmed_totp:
+        error = TwoFactorRequired()
+        error.access = access  # type: ignore[attr-defined]
+        raise error
+
+
+def resolve_member(
+    org: Organization | None,
+    user: User | None,
+    *,
+    credential_kind: str = SESSION,
+    expires_at: datetime | None = None,
+) -> Access:
+    """The Access of a signed-in person (session or access token) in ``org``.
+
+    Raises NOT_FOUND when the org is unknown or the user is not an active member
+    (the same answer, so membership cannot be probed), TWO_FACTOR_REQUIRED per
+    ``require_two_factor``. The full dispatcher for every credential, API keys
+    included, is ``keys.resolver``; this is its user part.
+    """
+    access = access_for_user(org, user) if org is not None else None
+    if access is None:
+        raise NotFound("Organization not found")
+    access = replace(access, credential_kind=credential_kind, expires_at=expires_at)
+    require_two_factor(access)
+    return access
+
+
+def user_for_access_token(raw: str) -> tuple[User, datetime | None]:
+    """The active user an access JWT speaks for, and when the token expires.
+
+    Signature, expiry, issuer, audience and type are checked by simplejwt, then
+    the ``ver`` claim against the user's current auth version (password changes
+    and deactivation kill every token). Anything wrong: AUTHENTICATION_FAILED.
+    """
+    from rest_framework_simplejwt.exceptions import TokenError
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from orgs.models import User
+    from orgs.services.auth import VERSION_CLAIM
+
+    try:
+        # simplejwt annotates the encoded token as Token; it takes the raw string.
+        token = AccessToken(raw)  # type: ignore[arg-type]
+    except TokenError as exc:
+        raise AuthenticationFailed("Access token is invalid or expired") from exc
+    user = User.objects.filter(pk=token.get("sub")).first()
+    if user is None or not user.is_active or token.get(VERSION_CLAIM) != user.auth_version:
+        raise AuthenticationFailed("Access token is invalid or expired")
+    exp = token.get("exp")
+    expires_at = datetime.fromtimestamp(int(exp), tz=UTC) if exp is not None else None
+    return user, expires_at
 
 
 def sync_builtin_roles(role_model) -> None:

@@ -7,7 +7,7 @@ import hmac
 import math
 import uuid
 from datetime import timedelta
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
@@ -24,6 +24,10 @@ slug_validator = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$",
     "Use 1-50 lowercase letters, digits and hyphens, not starting or ending with a hyphen.",
 )
+
+
+if TYPE_CHECKING:
+    from orgs.policy import OrgPolicy
 
 
 class User(AbstractUser):
@@ -46,7 +50,7 @@ class Organization(models.Model):
     slug = models.CharField(max_length=50, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=200)
     require_2fa = models.BooleanField(default=False)
-    # Policy knobs read by later parts (key lifetime, limits, private hosts...).
+    # Policy knobs as an admin set them; read them typed through ``policy``.
     settings = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -56,6 +60,13 @@ class Organization(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    @property
+    def policy(self) -> OrgPolicy:
+        """The typed policy knobs with their defaults (``orgs.policy.OrgPolicy``)."""
+        from orgs.policy import OrgPolicy
+
+        return OrgPolicy.from_settings(self.settings)
 
 
 class RoleQuerySet(models.QuerySet):

@@ -21,8 +21,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from audit import services as audit
-from inferia.errors import InferiaError
-from orgs.access import PERMISSION_SET, access_for_user
+from inferia.errors import InferiaError, NotFound, TwoFactorRequired
+from inferia.request_meta import RequestMeta
+from orgs.access import PERMISSION_SET, resolve_member
 from orgs.models import Organization
 from orgs.scoping import org_scope
 
@@ -56,19 +57,19 @@ def org_page(permission: str) -> Callable:
             if not request.user.is_authenticated:
                 return login_redirect(request)
             organization = Organization.objects.filter(slug=org).first()
-            access = (
-                access_for_user(organization, request.user) if organization is not None else None
-            )
-            if access is None:
+            # The one resolver's user part; this edge maps its refusals to pages.
+            try:
+                access = resolve_member(organization, request.user)
+            except NotFound:
                 return error_page(request, 404, "No such organization, or you are not a member.")
-            if organization.require_2fa and not request.user.has_confirmed_totp:
+            except TwoFactorRequired:
                 audit.record(
                     action="auth:2fa_required",
                     outcome="denied",
                     org=organization,
                     actor=request.user,
                     status_code=302,
-                    request=request,
+                    meta=RequestMeta.from_http(request),
                     data={"path": request.path, "method": request.method},
                 )
                 messages.warning(
@@ -88,7 +89,7 @@ def org_page(permission: str) -> Callable:
                         org=organization,
                         actor=request.user,
                         status_code=403,
-                        request=request,
+                        meta=RequestMeta.from_http(request),
                         data={"path": request.path, "page": True},
                     )
                     return error_page(request, 403, f"Your role does not include {permission}.")
@@ -132,7 +133,7 @@ def post_refused(request: HttpRequest, permission: str) -> HttpResponse | None:
             org=request.access.org,
             actor=request.user,
             status_code=403,
-            request=request,
+            meta=RequestMeta.from_http(request),
             data={"path": request.path, "page": True},
         )
         return error_page(request, 403, f"Your role does not include {permission}.")

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_POST
 
 from audit import services as audit
 from inferia.errors import InferiaError, OtpRequired, ValidationError
+from inferia.request_meta import RequestMeta
 from inferia.request_types import OrgPageRequest
 from orgs import forms, selectors
 from orgs.models import Organization, User
@@ -160,7 +161,7 @@ def logout_view(request: HttpRequest) -> HttpResponse:
             action="auth:logout",
             outcome="success",
             actor=request.user,
-            request=request,
+            meta=RequestMeta.from_http(request),
             data={"via": "dashboard"},
         )
     django_logout(request)
@@ -280,12 +281,12 @@ def org_list(request: HttpRequest) -> HttpResponse:
 
 @org_page("org:update")
 def org_settings(request: OrgPageRequest, org: Organization) -> HttpResponse:
-    s = org.settings
+    policy = org.policy
     initial = {
         "name": org.name,
         "require_2fa": org.require_2fa,
-        "allowed_private_hosts": "\n".join(s.get("allowed_private_hosts", [])),
-        **{name: s.get(name) for name in forms.SettingsForm.SETTING_FIELDS},
+        "allowed_private_hosts": "\n".join(policy.allowed_private_hosts),
+        **{name: getattr(policy, name) for name in forms.SettingsForm.SETTING_FIELDS},
     }
     form = forms.SettingsForm(request.POST or None, initial=initial)
     return form_page(

@@ -20,6 +20,7 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from audit import services as audit
 from inferia import counters
 from inferia.errors import AuthenticationFailed, RateLimited, ValidationError
+from inferia.request_meta import RequestMeta
 from orgs.models import RefreshTokenRecord, User
 from orgs.services import two_factor
 from orgs.signals import access_changed, user_org_ids
@@ -89,7 +90,7 @@ def _refuse_if_throttled(
                 actor=actor,
                 actor_label=actor_label,
                 status_code=429,
-                request=request,
+                meta=RequestMeta.from_http(request),
                 data={"reason": "throttled"},
             )
             raise RateLimited(message, retry_after=state.reset_in_seconds)
@@ -140,7 +141,7 @@ def login_verify(
             outcome="failure",
             actor_label=username,
             status_code=401,
-            request=request,
+            meta=RequestMeta.from_http(request),
             data={"reason": reason},
         )
         raise error
@@ -179,7 +180,7 @@ def login_second_factor(*, request: HttpRequest | None, user: User, otp_code: st
             outcome="failure",
             actor_label=user.username,
             status_code=401,
-            request=request,
+            meta=RequestMeta.from_http(request),
             data={"reason": "bad_otp"},
         )
         raise AuthenticationFailed("Invalid one-time code")
@@ -194,7 +195,7 @@ def login_record(*, request: HttpRequest | None, user: User, via: str = "api") -
         outcome="success",
         actor=user,
         status_code=200,
-        request=request,
+        meta=RequestMeta.from_http(request),
         data={"via": via} if via != "api" else None,
     )
 
@@ -244,7 +245,7 @@ def token_refresh(*, request: HttpRequest | None, refresh_token: str) -> TokenPa
                 outcome="denied",
                 actor=user,
                 status_code=401,
-                request=request,
+                meta=RequestMeta.from_http(request),
             )
         elif not user.is_active or token.get(VERSION_CLAIM) != user.auth_version:
             raise AuthenticationFailed("Refresh token is invalid or expired")
@@ -267,7 +268,12 @@ def logout(*, request: HttpRequest | None, refresh_token: str) -> None:
         RefreshTokenRecord.objects.filter(family=record.family, revoked_at__isnull=True).update(
             revoked_at=timezone.now()
         )
-        audit.record(action="auth:logout", outcome="success", actor=record.user, request=request)
+        audit.record(
+            action="auth:logout",
+            outcome="success",
+            actor=record.user,
+            meta=RequestMeta.from_http(request),
+        )
 
 
 def user_invalidate_tokens(*, user: User) -> None:
@@ -287,7 +293,12 @@ def password_change(
     if not password_verify(
         user=user, password=current_password, request=request, action="auth:password_change"
     ):
-        audit.record(action="auth:password_change", outcome="failure", actor=user, request=request)
+        audit.record(
+            action="auth:password_change",
+            outcome="failure",
+            actor=user,
+            meta=RequestMeta.from_http(request),
+        )
         raise AuthenticationFailed("Current password is wrong")
     try:
         validate_password(new_password, user)
@@ -299,7 +310,12 @@ def password_change(
         user.set_password(new_password)
         user.save(update_fields=["password"])
         user_invalidate_tokens(user=user)
-        audit.record(action="auth:password_change", outcome="success", actor=user, request=request)
+        audit.record(
+            action="auth:password_change",
+            outcome="success",
+            actor=user,
+            meta=RequestMeta.from_http(request),
+        )
         return token_pair_issue(user=user)
 
 
@@ -307,4 +323,9 @@ def user_deactivate(*, user: User, request: HttpRequest | None = None) -> None:
     with transaction.atomic():
         User.objects.filter(pk=user.pk).update(is_active=False)
         user_invalidate_tokens(user=user)
-        audit.record(action="auth:user_deactivate", outcome="success", target=user, request=request)
+        audit.record(
+            action="auth:user_deactivate",
+            outcome="success",
+            target=user,
+            meta=RequestMeta.from_http(request),
+        )

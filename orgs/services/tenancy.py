@@ -24,6 +24,7 @@ from inferia.errors import (
     PermissionDenied,
     ValidationError,
 )
+from inferia.request_meta import RequestMeta
 from orgs import access as acl
 from orgs.access import Access
 from orgs.models import (
@@ -62,7 +63,7 @@ def organization_create(
                 org=org,
                 actor=user,
                 target=org,
-                request=request,
+                meta=RequestMeta.from_http(request),
             )
     except IntegrityError as exc:
         raise Conflict(
@@ -114,7 +115,7 @@ def organization_update(
             org=org,
             actor=access.user,
             target=org,
-            request=request,
+            meta=RequestMeta.from_http(request),
             data={"changed": fields, "before": before},
         )
     return org
@@ -137,7 +138,7 @@ def organization_delete(
             outcome="success",
             actor=access.user,
             target=org,
-            request=request,
+            meta=RequestMeta.from_http(request),
             data={"slug": org.slug},
         )
         org.delete()
@@ -175,7 +176,7 @@ def ownership_transfer(
             org=access.org,
             actor=access.user,
             target=target,
-            request=request,
+            meta=RequestMeta.from_http(request),
         )
     return target
 
@@ -235,7 +236,7 @@ def member_change_role(
             org=access.org,
             actor=access.user,
             target=membership,
-            request=request,
+            meta=RequestMeta.from_http(request),
             data={"role_before": before, "role_after": role.slug, "user": membership.user.username},
         )
     return membership
@@ -300,7 +301,7 @@ def member_remove(
             actor=access.user,
             target_type="orgs.membership",
             target_id=str(membership_id),
-            request=request,
+            meta=RequestMeta.from_http(request),
             data={"user": username, "left": leaving},
         )
 
@@ -338,7 +339,7 @@ def role_create(
                 org=access.org,
                 actor=access.user,
                 target=role,
-                request=request,
+                meta=RequestMeta.from_http(request),
                 data={"op": "role_create", "permissions": sorted(perms)},
             )
     except IntegrityError as exc:
@@ -377,7 +378,7 @@ def role_update(
                 org=access.org,
                 actor=access.user,
                 target=role,
-                request=request,
+                meta=RequestMeta.from_http(request),
                 data={"op": "role_update", "changed": fields, "permissions": role.permissions},
             )
     return role
@@ -405,7 +406,7 @@ def role_delete(*, access: Access, role: Role, request: HttpRequest | None = Non
             org=access.org,
             actor=access.user,
             target=role,
-            request=request,
+            meta=RequestMeta.from_http(request),
             data={
                 "op": "role_delete",
                 "slug": role.slug,
@@ -444,7 +445,7 @@ def team_create(
                 org=access.org,
                 actor=access.user,
                 target=team,
-                request=request,
+                meta=RequestMeta.from_http(request),
                 data={"op": "create", "slug": slug},
             )
     except IntegrityError as exc:
@@ -470,7 +471,7 @@ def team_update(
                 org=access.org,
                 actor=access.user,
                 target=team,
-                request=request,
+                meta=RequestMeta.from_http(request),
                 data={"op": "update", "changed": fields},
             )
     return team
@@ -485,7 +486,7 @@ def team_delete(*, access: Access, team: Team, request: HttpRequest | None = Non
             org=access.org,
             actor=access.user,
             target=team,
-            request=request,
+            meta=RequestMeta.from_http(request),
             data={"op": "delete", "slug": team.slug},
         )
         team.delete()
@@ -507,7 +508,7 @@ def team_member_add(
                 org=access.org,
                 actor=access.user,
                 target=team,
-                request=request,
+                meta=RequestMeta.from_http(request),
                 data={"op": "member_add", "user": membership.user.username},
             )
     except IntegrityError as exc:
@@ -529,7 +530,7 @@ def team_member_remove(
             org=access.org,
             actor=access.user,
             target=team,
-            request=request,
+            meta=RequestMeta.from_http(request),
             data={"op": "member_remove", "user": membership.user.username},
         )
 
@@ -586,7 +587,7 @@ def invitation_create(
             org=access.org,
             actor=access.user,
             target=invitation,
-            request=request,
+            meta=RequestMeta.from_http(request),
             data={"role": role.slug, "email": email},
         )
         _enqueue_send(invitation)
@@ -609,7 +610,7 @@ def invitation_revoke(
             org=access.org,
             actor=access.user,
             target=invitation,
-            request=request,
+            meta=RequestMeta.from_http(request),
             data={"op": "revoke"},
         )
     return invitation
@@ -632,7 +633,7 @@ def invitation_resend(
             org=access.org,
             actor=access.user,
             target=invitation,
-            request=request,
+            meta=RequestMeta.from_http(request),
             data={"op": "resend"},
         )
         _enqueue_send(invitation)
@@ -752,7 +753,7 @@ def invitation_accept(
                 org=invitation.org,
                 actor=user,
                 target=membership,
-                request=request,
+                meta=RequestMeta.from_http(request),
                 data={"role": invitation.role.slug},
             )
     return membership

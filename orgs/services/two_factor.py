@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from audit import services as audit
 from inferia.errors import AuthenticationFailed, Conflict, OtpRequired, RateLimited, ValidationError
+from inferia.request_meta import RequestMeta
 from orgs.models import RecoveryCode, TOTPDevice, User
 
 RECOVERY_CODE_COUNT = 10
@@ -61,7 +62,9 @@ def totp_setup(*, user: User, request: HttpRequest | None = None) -> TotpSetup:
     device.save()
     uri = _otpauth_uri(user, seed_plaintext)
     qr_svg = segno.make(uri, error="m").svg_inline(scale=4)
-    audit.record(action="auth:2fa_setup", outcome="success", actor=user, request=request)
+    audit.record(
+        action="auth:2fa_setup", outcome="success", actor=user, meta=RequestMeta.from_http(request)
+    )
     return TotpSetup(otpauth_uri=uri, qr_svg=qr_svg)
 
 
@@ -88,9 +91,19 @@ def totp_confirm(*, user: User, otp_code: str, request: HttpRequest | None = Non
             device.confirmed = True
             device.save(update_fields=["confirmed"])
             codes = _new_recovery_codes(user)
-            audit.record(action="auth:2fa_enable", outcome="success", actor=user, request=request)
+            audit.record(
+                action="auth:2fa_enable",
+                outcome="success",
+                actor=user,
+                meta=RequestMeta.from_http(request),
+            )
     if failed:
-        audit.record(action="auth:2fa_enable", outcome="failure", actor=user, request=request)
+        audit.record(
+            action="auth:2fa_enable",
+            outcome="failure",
+            actor=user,
+            meta=RequestMeta.from_http(request),
+        )
         raise AuthenticationFailed("The code is wrong or was already used")
     return codes
 
@@ -155,7 +168,7 @@ def second_factor_verify(
             outcome="denied",
             actor=user,
             status_code=exc.status,
-            request=request,
+            meta=RequestMeta.from_http(request),
             data={"reason": "otp_required" if isinstance(exc, OtpRequired) else "otp_locked"},
         )
         raise
@@ -183,7 +196,12 @@ def verify_fresh(
 
         ok = password_verify(user=user, password=password, request=request, action="auth:reverify")
     if not ok:
-        audit.record(action="auth:reverify", outcome="failure", actor=user, request=request)
+        audit.record(
+            action="auth:reverify",
+            outcome="failure",
+            actor=user,
+            meta=RequestMeta.from_http(request),
+        )
         raise AuthenticationFailed("The confirmation code or password is wrong")
 
 
@@ -194,7 +212,9 @@ def _require_current_code(user: User, otp_code: str | None, request, action: str
     if not second_factor_verify(
         user=user, otp_code=otp_code, request=request, action=action, allow_recovery=False
     ):
-        audit.record(action=action, outcome="failure", actor=user, request=request)
+        audit.record(
+            action=action, outcome="failure", actor=user, meta=RequestMeta.from_http(request)
+        )
         raise AuthenticationFailed("The code is wrong or was already used")
 
 
@@ -204,7 +224,12 @@ def totp_disable(*, user: User, otp_code: str | None, request: HttpRequest | Non
     with transaction.atomic():
         TOTPDevice.objects.filter(user=user).delete()
         RecoveryCode.objects.filter(user=user).delete()
-        audit.record(action="auth:2fa_disable", outcome="success", actor=user, request=request)
+        audit.record(
+            action="auth:2fa_disable",
+            outcome="success",
+            actor=user,
+            meta=RequestMeta.from_http(request),
+        )
 
 
 def recovery_codes_regenerate(
@@ -215,6 +240,9 @@ def recovery_codes_regenerate(
     with transaction.atomic():
         codes = _new_recovery_codes(user)
         audit.record(
-            action="auth:2fa_recovery_codes", outcome="success", actor=user, request=request
+            action="auth:2fa_recovery_codes",
+            outcome="success",
+            actor=user,
+            meta=RequestMeta.from_http(request),
         )
     return codes

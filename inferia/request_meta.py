@@ -1,0 +1,76 @@
+"""What services and the audit log need to know about a request, without the request.
+
+Services take ``meta: RequestMeta | None``, never an ``HttpRequest``: the
+dashboard and the API build it with ``RequestMeta.from_http(request)``, the
+gateway (a plain ASGI app) with ``RequestMeta.from_asgi(scope, request_id=...)``,
+jobs and commands pass ``None``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+
+def client_ip_from(remote: str | None, forwarded: str) -> str | None:
+    """The client address; X-Forwarded-For is honoured only from trusted proxies."""
+    if forwarded and remote in settings.INFERIA_TRUSTED_PROXIES:
+        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        for hop in reversed(hops):
+            if hop not in settings.INFERIA_TRUSTED_PROXIES:
+                return hop
+    return remote
+
+
+@dataclass(frozen=True)
+class RequestMeta:
+    ip: str | None = None
+    user_agent: str = ""
+    request_id: str = ""
+    # orgs.access.SESSION, ACCESS_TOKEN or API_KEY; "" when nobody is known yet.
+    credential_kind: str = ""
+
+    @classmethod
+    def from_http(cls, request: Any) -> RequestMeta | None:
+        """From a Django ``HttpRequest`` or a DRF ``Request`` (None passes through)."""
+        if request is None:
+            return None
+        if isinstance(request, RequestMeta):
+            return request
+        meta = request.META
+        credential = getattr(request, "credential", None)
+        access = getattr(request, "access", None)
+        if credential is not None:
+            kind = credential.kind
+        elif access is not None:
+            kind = access.credential_kind
+        else:
+            user = getattr(request, "user", None)
+            kind = "session" if getattr(user, "is_authenticated", False) else ""
+        return cls(
+            ip=client_ip_from(
+                meta.get("REMOTE_ADDR") or None, meta.get("HTTP_X_FORWARDED_FOR", "")
+            ),
+            user_agent=meta.get("HTTP_USER_AGENT", ""),
+            request_id=getattr(request, "request_id", "") or "",
+            credential_kind=kind,
+        )
+
+    @classmethod
+    def from_asgi(
+        cls, scope: dict, *, request_id: str = "", credential_kind: str = ""
+    ) -> RequestMeta:
+        """From an ASGI HTTP scope (the gateway)."""
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope.get("headers", []):
+            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        client = scope.get("client")
+        return cls(
+            ip=client_ip_from(client[0] if client else None, headers.get("x-forwarded-for", "")),
+            user_agent=headers.get("user-agent", ""),
+            request_id=request_id,
+            credential_kind=credential_kind,
+        )

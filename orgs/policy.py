@@ -1,0 +1,84 @@
+"""An organization's policy knobs: one typed, frozen ``OrgPolicy`` with every default.
+
+``Organization.settings`` stores what an admin set (validated on the way in by
+``orgs.api.serializers.OrgSettingsInput``, whose fields must be exactly these
+knobs: a test holds the two lists together). Everything that reads a knob — the
+API, the dashboard, the gateway, the jobs — reads ``org.policy.<knob>`` (or
+``access.policy``, ``principal.policy``), never ``org.settings.get(...)``, so a
+knob has its type and its default in one place.
+
+``None`` for a limit means "no org-level value": unlimited, or the operator's
+default where the gateway has one (``INFERIA_GATEWAY_DEFAULT_*``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any
+
+ALLOW, DENY = "allow", "deny"
+
+
+@dataclass(frozen=True)
+class OrgPolicy:
+    # Keys
+    max_key_lifetime_days: int | None = None
+    unused_key_days: int = 30
+    # Provider accounts: private hosts allowed as base URLs (SSRF guard).
+    allowed_private_hosts: tuple[str, ...] = ()
+    # Gateway limits (None: unlimited / the operator's default).
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    principal_requests_per_minute: int | None = None
+    principal_tokens_per_minute: int | None = None
+    key_requests_per_minute: int | None = None
+    key_tokens_per_minute: int | None = None
+    monthly_token_quota: int | None = None
+    monthly_cost_quota: float | None = None
+    # What the gateway does when its limit store is down.
+    rate_limit_on_backend_error: str = DENY
+    quota_on_backend_error: str = DENY
+    # Request sizes (None: the operator's INFERIA_GATEWAY_* default).
+    default_max_tokens: int | None = None
+    max_prompt_chars: int | None = None
+    max_body_bytes: int | None = None
+    # Prompts and answers are stored (encrypted) only when this is on.
+    payload_logging: bool = False
+    payload_retention_days: int = 7
+    # Audit retention and alerts.
+    audit_retention_days: int = 365
+    alert_failed_logins: int = 20  # failed logins of the org's members in 15 minutes
+    alert_denials: int = 50  # refused requests in the org in 15 minutes
+    alert_token_spike_factor: float = 5.0  # last hour's tokens vs the trailing 24 h mean
+    alert_token_spike_min: int = 10_000  # and at least this many tokens
+
+    @classmethod
+    def knob_names(cls) -> frozenset[str]:
+        return frozenset(f.name for f in fields(cls))
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any] | None) -> OrgPolicy:
+        """The policy of a stored ``Organization.settings``: unset or null knobs take
+        their default; unknown keys (from older versions) are ignored."""
+        values: dict[str, Any] = {}
+        settings = settings or {}
+        for knob in fields(cls):
+            raw = settings.get(knob.name)
+            if raw is None or raw == "":
+                continue
+            values[knob.name] = _coerce(knob, raw)
+        return cls(**values)
+
+
+def _coerce(knob: dataclasses.Field, raw: Any) -> Any:
+    kind = str(knob.type)
+    if kind.startswith("tuple"):
+        return tuple(str(item) for item in raw)
+    if kind.startswith("bool"):
+        return bool(raw)
+    if kind.startswith("float"):
+        return float(raw)
+    if kind.startswith("int"):
+        return int(raw)
+    return str(raw)
