@@ -21,8 +21,6 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.db import DatabaseError
-from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.tokens import AccessToken
 
 from gateway import epochs
 from inferia import clock, crypto
@@ -32,7 +30,7 @@ from keys.models import ApiKey, ProviderAccount
 from orgs.access import access_for_user
 from orgs.models import Membership, Organization, User
 from orgs.scoping import org_scope
-from orgs.services.auth import VERSION_CLAIM
+from orgs.services.auth import access_token_verify
 
 
 @dataclass(frozen=True)
@@ -208,13 +206,7 @@ def _build_for_key(raw: str, verify_only: bool) -> Principal:
 
 
 def _build_for_jwt(raw: str, org_hint: str, verify_only: bool) -> Principal:
-    try:
-        token = AccessToken(raw)
-    except TokenError as exc:
-        raise AuthenticationFailed("Access token is invalid or expired") from exc
-    user = User.objects.filter(pk=token.get("sub")).first()
-    if user is None or not user.is_active or token.get(VERSION_CLAIM) != user.auth_version:
-        raise AuthenticationFailed("Access token is invalid or expired")
+    user, _token = access_token_verify(raw)
     memberships = Membership.all_orgs.filter(user=user).select_related("org")
     if org_hint:
         memberships = memberships.filter(org__slug=org_hint)

@@ -6,10 +6,6 @@ from django.http import HttpRequest
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
-from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.tokens import AccessToken
-
-from inferia.errors import AuthenticationFailed
 
 
 def credential_from(authorization: str, api_key: str) -> str | None:
@@ -32,16 +28,15 @@ class BearerAuthentication(BaseAuthentication):
 
     Told apart by format (keys start with ``ifr_``). For a JWT the signature,
     expiry, issuer, audience and type (``access``) are checked, then its
-    ``ver`` claim against the user's current auth version, so deactivation and
-    password changes kill every token at once. For a key, ``request.auth`` is
+    ``ver`` claim, its login family and the absolute session lifetime
+    (``orgs.services.auth.access_token_verify``, shared with the gateway). For a key, ``request.auth`` is
     the ApiKey and ``request.user`` its owner (None for a service account).
     """
 
     def authenticate(self, request: Request):
         from audit.services import client_ip
         from keys import apikeys, principals
-        from orgs.models import User
-        from orgs.services.auth import VERSION_CLAIM
+        from orgs.services.auth import access_token_verify
 
         raw = bearer_credential(request._request)
         if raw is None:
@@ -50,14 +45,7 @@ class BearerAuthentication(BaseAuthentication):
             key = principals.authenticate_key(raw)
             principals.note_key_use(key, client_ip(request._request))
             return key.owner_user, key
-        try:
-            token = AccessToken(raw)
-        except TokenError as exc:
-            raise AuthenticationFailed("Access token is invalid or expired") from exc
-        user = User.objects.filter(pk=token.get("sub")).first()
-        if user is None or not user.is_active or token.get(VERSION_CLAIM) != user.auth_version:
-            raise AuthenticationFailed("Access token is invalid or expired")
-        return user, token
+        return access_token_verify(raw)
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
