@@ -28,7 +28,7 @@ from inferia.errors import AuthenticationFailed, NotFound, ServiceUnavailable, T
 from keys import access_rules, apikeys, principals, secret_refs
 from keys.models import ApiKey, ProviderAccount
 from orgs.access import access_for_user
-from orgs.models import Membership, Organization, User
+from orgs.models import Membership, Organization
 from orgs.scoping import org_scope
 from orgs.services.auth import access_token_verify
 

@@ -446,3 +446,133 @@ def dashboard_session_valid(request: HttpRequest) -> bool:
     return not session_expired(session.get(SESSION_AUTH_TIME_KEY)) and _family_alive(
         session.get(SESSION_FAMILY_KEY)
     )
+
+
+# --- the Django admin's login ------------------------------------------------------------
+
+
+def admin_second_factor_needed(user: User) -> bool:
+    """Whether an admin session of ``user`` must have passed a second factor: always
+    when the user enrolled one; for everybody with ``INFERIA_ADMIN_REQUIRES_OTP``."""
+    return settings.INFERIA_ADMIN_REQUIRES_OTP or two_factor.confirmed_device(user) is not None
+
+
+def admin_login_verify(
+    *, request: HttpRequest | None, username: str, password: str, otp_code: str | None
+):
+    """The admin site's login: ``login_verify`` (throttles, audit, the second factor of
+    enrolled users), then staff only, then (``INFERIA_ADMIN_REQUIRES_OTP``) enrolled only.
+
+    Returns (user, confirmed TOTP device or None). Raises AUTHENTICATION_FAILED (same
+    message as a wrong password for non-staff), OTP_REQUIRED, RATE_LIMITED, and
+    TWO_FACTOR_REQUIRED for staff who must enrol first.
+    """
+    from inferia.errors import TwoFactorRequired
+
+    user = login_verify(request=request, username=username, password=password, otp_code=otp_code)
+    if not user.is_staff:
+        _count_failure(_throttle_keys(username, audit.client_ip(request)))
+        audit.record(
+            action="auth:login",
+            outcome="failure",
+            actor=user,
+            status_code=401,
+            request=request,
+            data={"reason": "not_staff", "via": "admin"},
+        )
+        raise AuthenticationFailed("Invalid username or password")
+    device = two_factor.confirmed_device(user)
+    if device is None and settings.INFERIA_ADMIN_REQUIRES_OTP:
+        audit.record(
+            action="auth:login",
+            outcome="denied",
+            actor=user,
+            status_code=403,
+            request=request,
+            data={"reason": "2fa_enrolment_required", "via": "admin"},
+        )
+        raise TwoFactorRequired(
+            "The admin requires two-factor authentication: set it up at /account/2fa first"
+        )
+    return user, device
+
+
+# --- platform staff editing users in the admin --------------------------------------------
+
+USER_ACCESS_FIELDS = ("is_active", "is_staff", "is_superuser")
+
+
+def user_admin_save(
+    *,
+    operator: User,
+    user: User,
+    changed_fields: list[str],
+    created: bool,
+    request: HttpRequest | None = None,
+) -> User:
+    """Save a user created or edited by platform staff in the admin; always audited.
+
+    Only a superuser may change ``is_staff`` or ``is_superuser``; a change that
+    narrows access (deactivation, staff or superuser removed) ends every session
+    and token of the user at once. Raises PERMISSION_DENIED.
+    """
+    from inferia.errors import PermissionDenied
+
+    names = (
+        USER_ACCESS_FIELDS if created else [n for n in USER_ACCESS_FIELDS if n in changed_fields]
+    )
+    changes = {name: bool(getattr(user, name)) for name in names}
+    privileged = {"is_staff", "is_superuser"} & {n for n in changes if changes[n] or not created}
+    if privileged and not operator.is_superuser:
+        audit.record(
+            action="auth:user_update",
+            outcome="denied",
+            actor=operator,
+            actor_label=f"admin:{operator.username}",
+            target=user if user.pk and not created else None,
+            status_code=403,
+            request=request,
+            data={"reason": "superuser_required", "fields": sorted(privileged), "via": "admin"},
+        )
+        raise PermissionDenied("Only a superuser may change staff or superuser status")
+    with transaction.atomic():
+        user.save()
+        if not created and any(value is False for value in changes.values()):
+            user_invalidate_tokens(user=user)
+        audit.record(
+            action="auth:user_create" if created else "auth:user_update",
+            outcome="success",
+            actor=operator,
+            actor_label=f"admin:{operator.username}",
+            target=user,
+            request=request,
+            data={"changes": changes, "fields": sorted(changed_fields), "via": "admin"},
+        )
+    return user
+
+
+def user_password_set(
+    *,
+    operator: User,
+    user: User,
+    new_password: str | None,
+    request: HttpRequest | None = None,
+) -> None:
+    """Platform staff set (or, with None, disable) a user's password in the admin:
+    every session and token of the user ends; audited."""
+    with transaction.atomic():
+        if new_password:
+            user.set_password(new_password)
+        else:
+            user.set_unusable_password()
+        user.save(update_fields=["password"])
+        user_invalidate_tokens(user=user)
+        audit.record(
+            action="auth:password_change",
+            outcome="success",
+            actor=operator,
+            actor_label=f"admin:{operator.username}",
+            target=user,
+            request=request,
+            data={"via": "admin", "usable": bool(new_password)},
+        )

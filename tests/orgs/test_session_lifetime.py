@@ -49,9 +49,7 @@ def dashboard_login(username: str) -> Client:
     return client
 
 
-def test_refresh_session_ends_absolute_hours_after_login_however_often_refreshed(
-    cast, clock_shift
-):
+def test_refresh_session_ends_absolute_hours_after_login_however_often_refreshed(cast, clock_shift):
     assert settings.INFERIA_SESSION_ABSOLUTE_HOURS == 12
     tokens = api_login("bob")
     # Refreshed every 3 hours (well inside the 7-day refresh lifetime): fine until hour 12.
