@@ -34,7 +34,9 @@ class RedactingFilter(logging.Filter):
             record.stack_info = redact_text(record.stack_info)
         for name, value in list(vars(record).items()):
             if name not in _STANDARD:
-                setattr(record, name, redact(value) if not isinstance(value, int | float) else value)
+                setattr(
+                    record, name, redact(value) if not isinstance(value, int | float) else value
+                )
         return True
 
 
