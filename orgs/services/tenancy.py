@@ -70,11 +70,35 @@ def organization_create(
     return org
 
 
+AUDIT_RETENTION_FLOOR_DAYS = 30  # the database's prune function has the same floor
+
+
+def audit_retention_change_check(access: Access, settings_changes: dict[str, Any]) -> None:
+    """Changing ``audit_retention_days`` needs the Owner (an Admin could otherwise erase
+    the trail of what they did), and never below the floor of 30 days.
+
+    Raises PERMISSION_DENIED or VALIDATION_ERROR.
+    """
+    if "audit_retention_days" not in settings_changes:
+        return
+    days = settings_changes["audit_retention_days"]
+    if days is not None and (not isinstance(days, int) or days < AUDIT_RETENTION_FLOOR_DAYS):
+        raise ValidationError(
+            "Audit retention is too short",
+            details={"audit_retention_days": [f"At least {AUDIT_RETENTION_FLOOR_DAYS} days."]},
+        )
+    if days != access.org.settings.get("audit_retention_days") and not access.is_owner:
+        raise PermissionDenied("Only the Owner may change the audit retention")
+
+
 def organization_update(
     *, access: Access, changes: dict[str, Any], request: HttpRequest | None = None
 ) -> Organization:
-    """Update name, ``require_2fa`` and policy settings (merged into ``org.settings``)."""
+    """Update name, ``require_2fa`` and policy settings (merged into ``org.settings``).
+
+    Raises as ``audit_retention_change_check`` does."""
     org = access.org
+    audit_retention_change_check(access, changes.get("settings") or {})
     fields: list[str] = []
     before = {"name": org.name, "require_2fa": org.require_2fa, "settings": dict(org.settings)}
     if "name" in changes:
