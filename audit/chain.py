@@ -89,24 +89,63 @@ class ChainBreak:
 def verify(chain: str, *, batch: int = 2000) -> tuple[int, ChainBreak | None]:
     """Walk one chain in order; returns (records checked, first break or None).
 
-    The first remaining record may follow pruned ones: its prev_hash is trusted.
+    Both ends are checked against the stored chain head: the first record must
+    follow the last one retention pruned (or be seq 1), the last must be the head's
+    seq and hash, so deleting the newest or the oldest records is detected too.
     """
+    head = AuditChainHead.objects.filter(chain=chain).first()
+    checked, broken, first, last = _walk(chain, batch)
+    if broken is not None:
+        return checked, broken
+    expected_first = (head.pruned_seq if head else 0) + 1
+    expected_prev = head.pruned_hash if head else ""
+    if first is not None and (first.seq != expected_first or first.prev_hash != expected_prev):
+        return checked, ChainBreak(
+            chain, first.seq, str(first.id), f"records before seq {first.seq} are missing"
+        )
+    head_seq = head.seq if head else 0
+    if last is None and head_seq > (head.pruned_seq if head else 0):
+        return checked, ChainBreak(chain, head_seq, "", "every record of the chain is missing")
+    if last is not None and (last.seq != head_seq or last.hash != (head.last_hash if head else "")):
+        return checked, ChainBreak(
+            chain, last.seq, str(last.id), f"records after seq {last.seq} are missing"
+        )
+    return checked, None
+
+
+def _walk(chain: str, batch: int):
     queryset = AuditRecord.objects.order_by("seq")
     queryset = (
         queryset.filter(org__isnull=True) if chain == GLOBAL else queryset.filter(org_id=chain)
     )
     checked, previous_hash, previous_seq = 0, None, None
+    first = last = None
     for record in queryset.iterator(chunk_size=batch):
         if previous_seq is not None and record.seq != previous_seq + 1:
-            return checked, ChainBreak(
-                chain, record.seq, str(record.id), f"missing record before seq {record.seq}"
+            return (
+                checked,
+                ChainBreak(
+                    chain, record.seq, str(record.id), f"missing record before seq {record.seq}"
+                ),
+                first,
+                last,
             )
         if previous_hash is not None and record.prev_hash != previous_hash:
-            return checked, ChainBreak(
-                chain, record.seq, str(record.id), "previous hash does not match"
+            return (
+                checked,
+                ChainBreak(chain, record.seq, str(record.id), "previous hash does not match"),
+                first,
+                last,
             )
         if content_hash(record) != record.hash:
-            return checked, ChainBreak(chain, record.seq, str(record.id), "content was changed")
+            return (
+                checked,
+                ChainBreak(chain, record.seq, str(record.id), "content was changed"),
+                first,
+                last,
+            )
         previous_hash, previous_seq = record.hash, record.seq
+        first = first or record
+        last = record
         checked += 1
-    return checked, None
+    return checked, None, first, last

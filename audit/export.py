@@ -27,6 +27,18 @@ CSV_COLUMNS = [
 ]
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """A CSV cell a spreadsheet shows as text: a string that could start a formula
+    gets a leading single quote (OWASP); numbers and empty values stay as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
 class _Echo:
     def write(self, value: str) -> str:
         return value
@@ -35,10 +47,12 @@ class _Echo:
 def csv_rows(queryset):
     writer = csv.writer(_Echo())
     yield writer.writerow(CSV_COLUMNS)
+    # Every cell of every row goes through csv_cell: actor labels, targets, models and
+    # request ids come from clients and tenants.
     for values in queryset.values_list(*CSV_COLUMNS).iterator(chunk_size=2000):
         row = list(values)
         row[-1] = json.dumps(row[-1], separators=(",", ":"))
-        yield writer.writerow(row)
+        yield writer.writerow([csv_cell(value) for value in row])
 
 
 def jsonl_rows(queryset):

@@ -12,30 +12,47 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from audit import services as audit
-from audit.models import Alert, AuditRecord, Payload, UsageRecord
+from audit.models import Alert, AuditChainHead, AuditRecord, Payload, UsageRecord
 from orgs.models import Membership, Organization
+from orgs.services.tenancy import AUDIT_RETENTION_FLOOR_DAYS
 
 logger = logging.getLogger(__name__)
 
 
-def audit_retention() -> int:
-    """Delete raw audit and usage records older than each org's ``audit_retention_days``.
+def retention_days(org: Organization) -> int:
+    """The org's audit retention, never below the floor (whatever the settings say)."""
+    return max(org.policy.audit_retention_days, AUDIT_RETENTION_FLOOR_DAYS)
 
-    Rollups stay. On PostgreSQL the append-only trigger lets this transaction through.
-    """
+
+def _prune(org: Organization, cutoff) -> tuple[int, int]:
+    """Delete the org's audit and usage records older than ``cutoff`` and note the last
+    pruned link on the chain head (``verify_audit_chain`` checks the first record).
+    PostgreSQL: through the SECURITY DEFINER function, the only way past the trigger."""
+    last = AuditRecord.objects.filter(org_id=org.pk, created_at__lt=cutoff).order_by("-seq")
+    last = last.values_list("seq", "hash").first()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM inferia_audit_prune(%s, %s)", [org.pk, cutoff])
+            count, usage_count, _seq, _hash = cursor.fetchone()
+    else:
+        # Queryset deletes bypass the models' refusal: this job is the one exception.
+        count, _ = AuditRecord.objects.filter(org_id=org.pk, created_at__lt=cutoff).delete()
+        usage_count, _ = UsageRecord.objects.filter(org_id=org.pk, created_at__lt=cutoff).delete()
+    if last is not None and count:
+        AuditChainHead.objects.filter(chain=str(org.pk), pruned_seq__lt=last[0]).update(
+            pruned_seq=last[0], pruned_hash=last[1]
+        )
+    return count, usage_count
+
+
+def audit_retention() -> int:
+    """Delete raw audit and usage records older than each org's ``audit_retention_days``
+    (at least AUDIT_RETENTION_FLOOR_DAYS). Rollups stay."""
     deleted = 0
     for org in Organization.objects.all():
-        days = org.policy.audit_retention_days
-        cutoff = timezone.now() - timedelta(days=days)
+        cutoff = timezone.now() - timedelta(days=retention_days(org))
         with transaction.atomic():
-            if connection.vendor == "postgresql":
-                with connection.cursor() as cursor:
-                    cursor.execute("SET LOCAL inferia.audit_retention = 'on'")
-            # Queryset deletes bypass the models' refusal: this job is the one exception.
-            count, _ = AuditRecord.objects.filter(org_id=org.pk, created_at__lt=cutoff).delete()
-            usage_count, _ = UsageRecord.objects.filter(
-                org_id=org.pk, created_at__lt=cutoff
-            ).delete()
+            count, usage_count = _prune(org, cutoff)
             payload_days = org.policy.payload_retention_days
             payload_count, _ = Payload.objects.filter(
                 org_id=org.pk, created_at__lt=timezone.now() - timedelta(days=payload_days)

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import logging
 
-from audit.redaction import redact_text
+from audit.redaction import redact, redact_text
+
+# The attributes every LogRecord has; anything else came in through ``extra=``.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
+_FORMATTER = logging.Formatter()
 
 
 class RedactingFilter(logging.Filter):
+    """Redacts every field of a log line, not only the message: the arguments (merged
+    into the message), each ``extra`` field, the exception text and the stack."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
@@ -15,8 +25,18 @@ class RedactingFilter(logging.Filter):
             message = str(record.msg)
         record.msg = redact_text(message)
         record.args = None
+        if record.exc_info and not record.exc_text:
+            # Formatted once here, redacted; formatters use exc_text when it is set.
+            record.exc_text = _FORMATTER.formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = redact_text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact_text(record.stack_info)
+        for name, value in list(vars(record).items()):
+            if name not in _STANDARD:
+                setattr(
+                    record, name, redact(value) if not isinstance(value, int | float) else value
+                )
         return True
 
 
@@ -40,6 +60,8 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, name, None)
             if value is not None:
                 payload[name] = value
-        if record.exc_info:
+        if record.exc_text:
+            payload["exception"] = redact_text(record.exc_text)
+        elif record.exc_info:
             payload["exception"] = redact_text(self.formatException(record.exc_info))
         return json.dumps(payload, default=str)

@@ -91,6 +91,10 @@ class AuditChainHead(models.Model):
     chain = models.CharField(max_length=64, primary_key=True)  # org id, or "global"
     seq = models.PositiveBigIntegerField(default=0)
     last_hash = models.CharField(max_length=64, blank=True)
+    # The last record retention removed (0 and "" when none): the first remaining
+    # record must follow it, so deleting the oldest records is detected too.
+    pruned_seq = models.PositiveBigIntegerField(default=0)
+    pruned_hash = models.CharField(max_length=64, blank=True)
 
     def __str__(self) -> str:
         return f"{self.chain}@{self.seq}"

@@ -10,6 +10,19 @@ from audit.models import AuditRecord, UsageRollup
 from orgs.scoping import current_org
 
 
+def member_auth_events(org_id) -> Q:
+    """Org-less authentication events (failed logins, lockouts, 2FA changes, refresh
+    reuse...) of the org's *current* members: their account, or a login attempt typed
+    with their username. Events of people outside the org never match."""
+    from orgs.models import Membership
+
+    members = Membership.all_orgs.filter(org_id=org_id)  # one org, by its id
+    return Q(org__isnull=True, action__startswith="auth:") & (
+        Q(actor_user_id__in=members.values("user_id"))
+        | Q(actor_label__in=members.values("user__username"))
+    )
+
+
 def audit_record_list(
     *,
     actor: str | None = None,
@@ -20,7 +33,10 @@ def audit_record_list(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> QuerySet[AuditRecord]:
-    records = AuditRecord.objects.filter(org_id=current_org().pk)
+    org_id = current_org().pk
+    # The org's own records plus the auth events of its members (recorded without an
+    # org: a login is not made in one org).
+    records = AuditRecord.objects.filter(Q(org_id=org_id) | member_auth_events(org_id))
     if actor:
         records = records.filter(Q(actor_label=actor) | Q(actor_label__startswith=f"{actor} via "))
     if action:
@@ -39,7 +55,8 @@ def audit_record_list(
         records = records.filter(created_at__gte=since)
     if until:
         records = records.filter(created_at__lt=until)
-    return records.order_by("-seq")
+    # Several chains (the org's and the org-less one): time orders them, not seq.
+    return records.order_by("-created_at", "-id")
 
 
 def usage_rollup_list(*, period: str, since: datetime, until: datetime) -> QuerySet[UsageRollup]:

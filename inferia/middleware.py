@@ -76,3 +76,23 @@ class BodySizeLimitMiddleware:
                 ErrorCode.PAYLOAD_TOO_LARGE, f"Request body is larger than {limit} bytes", 413
             )
         return self.get_response(request)
+
+
+class SessionLifetimeMiddleware:
+    """Signs a Django session out (dashboard and admin) once its login was ended
+    elsewhere (logout, "end other sessions", deactivation) or outlived
+    ``INFERIA_SESSION_ABSOLUTE_HOURS``. Runs after AuthenticationMiddleware."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from django.contrib.auth import logout
+        from django.contrib.auth.models import AnonymousUser
+
+        from orgs.services.auth import dashboard_session_valid
+
+        if request.user.is_authenticated and not dashboard_session_valid(request):
+            logout(request)
+            request.user = AnonymousUser()
+        return self.get_response(request)

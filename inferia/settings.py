@@ -120,6 +120,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "inferia.middleware.SessionLifetimeMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -242,6 +243,11 @@ LOGIN_URL = "/admin/login/"
 
 INFERIA_ACCESS_TOKEN_SECONDS = env.int("INFERIA_ACCESS_TOKEN_SECONDS", default=15 * 60)
 INFERIA_REFRESH_TOKEN_SECONDS = env.int("INFERIA_REFRESH_TOKEN_SECONDS", default=7 * 24 * 3600)
+# Absolute lifetime of a login (API refresh family or dashboard/admin session), counted
+# from the password, however often it is refreshed (NIST SP 800-63B AAL2: 12 hours).
+INFERIA_SESSION_ABSOLUTE_HOURS = env.int("INFERIA_SESSION_ABSOLUTE_HOURS", default=12)
+if INFERIA_SESSION_ABSOLUTE_HOURS < 1:
+    raise ImproperlyConfigured("INFERIA_SESSION_ABSOLUTE_HOURS must be at least 1")
 INFERIA_JWT_ISSUER = env.str("INFERIA_JWT_ISSUER", default="inferia")
 INFERIA_JWT_AUDIENCE = env.str("INFERIA_JWT_AUDIENCE", default="inferia-api")
 SIMPLE_JWT = {

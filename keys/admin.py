@@ -13,7 +13,7 @@ from audit import services as audit
 from inferia import clock, crypto
 from inferia.errors import ValidationError as InferiaValidationError
 from inferia.request_meta import RequestMeta
-from keys import ssrf
+from keys import services, ssrf
 from keys.models import AccessRule, ApiKey, ProviderAccount, ServiceAccount
 from orgs.admin import AllOrgsAdmin
 
@@ -24,6 +24,11 @@ class ServiceAccountAdmin(AllOrgsAdmin):
     list_filter = ("org", "role")
     search_fields = ("slug", "name", "org__slug")
     raw_id_fields = ("granted_by_membership", "created_by")
+    # Its role and state decide what its keys may do: changed through the API (audited).
+    readonly_fields = ("role", "disabled_at")
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(ApiKey)
@@ -62,31 +67,23 @@ class ApiKeyAdmin(AllOrgsAdmin):
         "org",
         "permissions",
         "model_patterns",
+        "expires_at",
     )
     actions = ["revoke_selected"]
 
     def has_add_permission(self, request) -> bool:
         return False  # keys are minted through the API, where the secret is shown once
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # revoke instead (audited, the record stays)
+
     @admin.action(description="Revoke selected keys (emergency)")
     def revoke_selected(self, request, queryset) -> None:
-        now = clock.now()
-        count = 0
-        with transaction.atomic():
-            for key in queryset.select_for_update().filter(revoked_at__isnull=True):
-                key.revoked_at = now
-                key.save(update_fields=["revoked_at"])
-                audit.record(
-                    action="api_key:revoke",
-                    outcome="success",
-                    org=key.org,
-                    actor=request.user,
-                    actor_label=f"admin:{request.user.username}",
-                    target=key,
-                    meta=RequestMeta.from_http(request),
-                    data={"prefix": key.prefix, "via": "admin"},
-                )
-                count += 1
+        count = services.api_key_revoke_by_operator(
+            operator=request.user,
+            key_ids=list(queryset.values_list("pk", flat=True)),
+            request=request,
+        )
         self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
 
 

@@ -49,6 +49,8 @@ class Credential:
     user: User | None
     api_key: ApiKey | None = None
     expires_at: datetime | None = None
+    # The login an access JWT belongs to ("end my other sessions" keeps this one).
+    family: str | None = None
 
 
 def session_credential(user: User) -> Credential:
@@ -67,8 +69,8 @@ def authenticate(raw: str) -> Credential:
             return Credential(
                 kind=API_KEY, user=key.owner_user, api_key=key, expires_at=key.expires_at
             )
-        user, expires_at = user_for_access_token(raw)
-        return Credential(kind=ACCESS_TOKEN, user=user, expires_at=expires_at)
+        user, expires_at, family = user_for_access_token(raw)
+        return Credential(kind=ACCESS_TOKEN, user=user, expires_at=expires_at, family=family)
     except DatabaseError as exc:
         raise ServiceUnavailable("Cannot verify credentials right now") from exc
 
@@ -125,7 +127,7 @@ def gateway_org_id(raw: str, org_hint: str):
         if org_id is None:
             raise AuthenticationFailed(f"API key {apikeys.PREFIX}_{public_id} is not valid")
         return org_id
-    user, _expires_at = user_for_access_token(raw)
+    user, _expires_at, _family = user_for_access_token(raw)
     memberships = Membership.all_orgs.filter(user=user)
     if org_hint:
         memberships = memberships.filter(org__slug=org_hint)

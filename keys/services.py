@@ -241,6 +241,33 @@ def api_key_revoke(*, access: Access, key: ApiKey, request: HttpRequest | None =
     return key
 
 
+def api_key_revoke_by_operator(
+    *, operator, key_ids: list, request: HttpRequest | None = None
+) -> int:
+    """Platform staff revoke keys of any org (the admin's emergency action); each
+    revocation is audited in the key's org. Already revoked keys are skipped.
+    Returns how many were revoked."""
+    count = 0
+    with transaction.atomic():
+        for key in ApiKey.all_orgs.select_for_update().filter(
+            pk__in=key_ids, revoked_at__isnull=True
+        ):
+            key.revoked_at = clock.now()
+            key.save(update_fields=["revoked_at"])
+            audit.record(
+                action="api_key:revoke",
+                outcome="success",
+                org=key.org,
+                actor=operator,
+                actor_label=f"admin:{operator.username}",
+                target=key,
+                meta=RequestMeta.from_http(request),
+                data={"prefix": key.prefix, "via": "admin"},
+            )
+            count += 1
+    return count
+
+
 def api_key_rotate(
     *, access: Access, key: ApiKey, grace_seconds: int = 0, request: HttpRequest | None = None
 ) -> tuple[ApiKey, str]:

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from inferia.errors import (
-    AuthenticationFailed,
     NotFound,
     PermissionDenied,
     TwoFactorRequired,
@@ -271,30 +270,21 @@ def resolve_member(
     return access
 
 
-def user_for_access_token(raw: str) -> tuple[User, datetime | None]:
-    """The active user an access JWT speaks for, and when the token expires.
+def user_for_access_token(raw: str) -> tuple[User, datetime | None, str | None]:
+    """The active user an access JWT speaks for, when the token expires, and its
+    login family.
 
-    Signature, expiry, issuer, audience and type are checked by simplejwt, then
-    the ``ver`` claim against the user's current auth version (password changes
-    and deactivation kill every token). Anything wrong: AUTHENTICATION_FAILED.
+    The one JWT check is ``orgs.services.auth.access_token_verify`` (signature,
+    expiry, issuer, audience, type, the ``ver`` claim, the login family not ended,
+    the absolute session lifetime). Anything wrong: AUTHENTICATION_FAILED.
     """
-    from rest_framework_simplejwt.exceptions import TokenError
-    from rest_framework_simplejwt.tokens import AccessToken
+    from orgs.services.auth import FAMILY_CLAIM, access_token_verify
 
-    from orgs.models import User
-    from orgs.services.auth import VERSION_CLAIM
-
-    try:
-        # simplejwt annotates the encoded token as Token; it takes the raw string.
-        token = AccessToken(raw)  # type: ignore[arg-type]
-    except TokenError as exc:
-        raise AuthenticationFailed("Access token is invalid or expired") from exc
-    user = User.objects.filter(pk=token.get("sub")).first()
-    if user is None or not user.is_active or token.get(VERSION_CLAIM) != user.auth_version:
-        raise AuthenticationFailed("Access token is invalid or expired")
+    user, token = access_token_verify(raw)
     exp = token.get("exp")
     expires_at = datetime.fromtimestamp(int(exp), tz=UTC) if exp is not None else None
-    return user, expires_at
+    family = token.get(FAMILY_CLAIM)
+    return user, expires_at, str(family) if family else None
 
 
 def sync_builtin_roles(role_model) -> None:

@@ -6,9 +6,14 @@ Secrets (TOTP seeds, token digests) are never shown.
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 
+from inferia.errors import InferiaError
 from orgs.models import (
     Invitation,
     Membership,
@@ -21,6 +26,7 @@ from orgs.models import (
     TOTPDevice,
     User,
 )
+from orgs.services import auth
 
 
 class AllOrgsAdmin(admin.ModelAdmin):
@@ -46,11 +52,78 @@ class AllOrgsAdmin(admin.ModelAdmin):
         return (*super().get_readonly_fields(request, obj), *org_owned_links)
 
 
+class ReadOnlyAccessAdmin(admin.ModelAdmin):
+    """Rows that decide tenant access (memberships, roles): changed through the API and
+    the dashboard only, where the services apply the rules (bounded delegation, last
+    owner) and write the audit record. Operators look, they do not edit here."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
+    """Users: access flags and passwords change through ``auth.user_admin_save`` and
+    ``auth.user_password_set`` (audited; narrowing access ends the user's sessions).
+    Django groups and permissions are not used by Inferia: read-only here."""
+
     list_display = ("username", "email", "is_active", "is_staff", "date_joined", "last_login")
     list_filter = ("is_active", "is_staff", "is_superuser")
-    readonly_fields = ("auth_version",)
+    readonly_fields = ("auth_version", "groups", "user_permissions", "last_login", "date_joined")
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        if not request.user.is_superuser:
+            # The service refuses it too; read-only here so the form says so.
+            fields = (*fields, "is_staff", "is_superuser")
+        return fields
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # deactivate instead: records keep their actor, tokens die audited
+
+    def save_model(self, request, obj, form, change) -> None:
+        try:
+            auth.user_admin_save(
+                operator=request.user,
+                user=obj,
+                changed_fields=list(form.changed_data),
+                created=not change,
+                request=request,
+            )
+        except InferiaError as exc:
+            raise DjangoPermissionDenied(exc.message) from exc
+
+    def save_related(self, request, form, formsets, change) -> None:
+        pass  # groups and permissions are read-only
+
+    def user_change_password(self, request, id, form_url=""):
+        user = self.get_object(request, unquote(id))
+        if (
+            request.method != "POST"
+            or user is None
+            or not self.has_change_permission(request, user)
+        ):
+            return super().user_change_password(request, id, form_url)
+        form = self.change_password_form(user, request.POST)
+        if not form.is_valid():
+            return super().user_change_password(request, id, form_url)
+        usable = form.cleaned_data.get("usable_password", "true") not in (False, "false")
+        auth.user_password_set(
+            operator=request.user,
+            user=user,
+            new_password=form.cleaned_data.get("password1") if usable else None,
+            request=request,
+        )
+        messages.success(request, "Password changed; every session of the user was ended.")
+        return HttpResponseRedirect(
+            reverse(f"{self.admin_site.name}:orgs_user_change", args=(user.pk,))
+        )
 
 
 @admin.register(Organization)
@@ -58,17 +131,20 @@ class OrganizationAdmin(admin.ModelAdmin):
     list_display = ("slug", "name", "require_2fa", "created_at")
     list_filter = ("require_2fa",)
     search_fields = ("slug", "name")
+    # Policy (2FA requirement, audit retention, limits) changes through the org's
+    # settings API, where the Owner rules and the audit record apply.
+    readonly_fields = ("require_2fa", "settings")
 
 
 @admin.register(Role)
-class RoleAdmin(admin.ModelAdmin):
+class RoleAdmin(ReadOnlyAccessAdmin):
     list_display = ("slug", "name", "org")
     list_filter = ("org",)
     search_fields = ("slug", "name")
 
 
 @admin.register(Membership)
-class MembershipAdmin(AllOrgsAdmin):
+class MembershipAdmin(ReadOnlyAccessAdmin, AllOrgsAdmin):
     list_display = ("user", "org", "role", "created_at")
     list_filter = ("org", "role")
     search_fields = ("user__username", "user__email", "org__slug")

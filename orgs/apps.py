@@ -16,5 +16,7 @@ class OrgsConfig(AppConfig):
     verbose_name = "Organizations"
 
     def ready(self) -> None:
+        from orgs import sessions  # noqa: F401  (connects the session-family receivers)
+
         # Code is the source of truth for built-in roles: resync after every migrate.
         post_migrate.connect(_sync_roles, sender=self, dispatch_uid="orgs-sync-builtin-roles")

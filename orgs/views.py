@@ -183,6 +183,12 @@ def password_change_view(request: HttpRequest) -> HttpResponse:
             request=request,
         )
         update_session_auth_hash(request, user)
+        # The change ended every login of the user; this session goes on, same login time.
+        auth.dashboard_session_start(
+            request=request,
+            user=user,
+            auth_time=request.session.get(auth.SESSION_AUTH_TIME_KEY),
+        )
 
     return form_page(
         request,

@@ -36,7 +36,8 @@ class JsonLinesRenderer(_StreamRenderer):
 
 
 class AuditCursorPagination(CursorPagination):
-    ordering = "-seq"
+    # Records of several chains are listed (the members' auth events): by time.
+    ordering = ("-created_at", "-id")
     page_size = 100
     page_size_query_param = "page_size"
     max_page_size = 1000

@@ -18,7 +18,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from audit import services as audit
-from inferia import counters
+from inferia import clock, counters
 from inferia.errors import AuthenticationFailed, RateLimited, ValidationError
 from inferia.request_meta import RequestMeta
 from orgs.models import RefreshTokenRecord, User
@@ -27,6 +27,12 @@ from orgs.signals import access_changed, user_org_ids
 
 VERSION_CLAIM = "ver"
 FAMILY_CLAIM = "fam"
+# When the person typed their password: carried unchanged through rotations, so a
+# session ends INFERIA_SESSION_ABSOLUTE_HOURS after the login however often it refreshes.
+AUTH_TIME_CLAIM = "auth_time"
+# Dashboard (Django) sessions are families too: one server-side record each.
+SESSION_FAMILY_KEY = "inferia_fam"
+SESSION_AUTH_TIME_KEY = "inferia_auth_time"
 
 
 @dataclass(frozen=True)
@@ -37,14 +43,33 @@ class TokenPair:
     user: User
 
 
-def _issue_pair(user: User, family: uuid.UUID) -> TokenPair:
+def session_deadline(auth_time: int) -> int:
+    """The epoch second at which a session that logged in at ``auth_time`` ends."""
+    return int(auth_time) + settings.INFERIA_SESSION_ABSOLUTE_HOURS * 3600
+
+
+def session_expired(auth_time: int | None) -> bool:
+    """True when the absolute session lifetime since the login is over (or unknown)."""
+    if not isinstance(auth_time, int | float):
+        return True
+    return clock.time() >= session_deadline(int(auth_time))
+
+
+def _issue_pair(user: User, family: uuid.UUID, auth_time: int | None = None) -> TokenPair:
+    auth_time = int(clock.time()) if auth_time is None else int(auth_time)
+    deadline = session_deadline(auth_time)
     refresh = RefreshToken()
     refresh["sub"] = str(user.pk)
     refresh[VERSION_CLAIM] = user.auth_version
     refresh[FAMILY_CLAIM] = str(family)
+    refresh[AUTH_TIME_CLAIM] = auth_time
+    refresh["exp"] = min(int(refresh["exp"]), deadline)
     access = AccessToken()
     access["sub"] = str(user.pk)
     access[VERSION_CLAIM] = user.auth_version
+    access[FAMILY_CLAIM] = str(family)
+    access[AUTH_TIME_CLAIM] = auth_time
+    access["exp"] = min(int(access["exp"]), deadline)
     RefreshTokenRecord.objects.create(
         jti=refresh["jti"],
         user=user,
@@ -224,7 +249,7 @@ def token_refresh(*, request: HttpRequest | None, refresh_token: str) -> TokenPa
     Presenting an already-rotated token is reuse: the whole family is revoked.
     """
     token = _decode_refresh(refresh_token)
-    reused = False
+    reused = expired = False
     with transaction.atomic():
         record = (
             RefreshTokenRecord.objects.select_for_update()
@@ -249,25 +274,39 @@ def token_refresh(*, request: HttpRequest | None, refresh_token: str) -> TokenPa
             )
         elif not user.is_active or token.get(VERSION_CLAIM) != user.auth_version:
             raise AuthenticationFailed("Refresh token is invalid or expired")
+        elif session_expired(token.get(AUTH_TIME_CLAIM)):
+            expired = True
+            RefreshTokenRecord.objects.filter(family=record.family, revoked_at__isnull=True).update(
+                revoked_at=timezone.now()
+            )
+            audit.record(
+                action="auth:refresh",
+                outcome="denied",
+                actor=user,
+                status_code=401,
+                meta=RequestMeta.from_http(request),
+                data={"reason": "session_lifetime"},
+            )
         else:
             record.used_at = timezone.now()
             record.save(update_fields=["used_at"])
-            pair = _issue_pair(user, record.family)
+            pair = _issue_pair(user, record.family, token[AUTH_TIME_CLAIM])
     if reused:
         raise AuthenticationFailed("Refresh token was already used; please log in again")
+    if expired:
+        raise AuthenticationFailed("The session is over; please log in again")
     return pair
 
 
 def logout(*, request: HttpRequest | None, refresh_token: str) -> None:
-    """Revoke the refresh token's whole family (idempotent for valid tokens)."""
+    """Revoke the refresh token's whole family (idempotent for valid tokens); the
+    family's access tokens die with it (``access_token_verify`` checks the family)."""
     token = _decode_refresh(refresh_token)
     with transaction.atomic():
         record = RefreshTokenRecord.objects.filter(jti=token.get("jti", "")).first()
         if record is None:
             raise AuthenticationFailed("Refresh token is invalid or expired")
-        RefreshTokenRecord.objects.filter(family=record.family, revoked_at__isnull=True).update(
-            revoked_at=timezone.now()
-        )
+        session_family_end(user=record.user, family=record.family)
         audit.record(
             action="auth:logout",
             outcome="success",
@@ -328,4 +367,237 @@ def user_deactivate(*, user: User, request: HttpRequest | None = None) -> None:
             outcome="success",
             target=user,
             meta=RequestMeta.from_http(request),
+        )
+
+
+# --- sessions: one family of server-side records per login -------------------------------
+
+
+def _family_alive(family: str | uuid.UUID | None) -> bool:
+    if not family:
+        return False
+    try:
+        family = uuid.UUID(str(family))
+    except ValueError:
+        return False
+    return RefreshTokenRecord.objects.filter(family=family, revoked_at__isnull=True).exists()
+
+
+def access_token_verify(raw: str) -> tuple[User, AccessToken]:
+    """The one validation of an access JWT (the API's BearerAuthentication and the
+    gateway call it): signature, expiry, issuer, audience and type, then the user is
+    active, the ``ver`` claim is current, the login's family is not revoked (logout,
+    refresh reuse, "end other sessions") and the absolute session lifetime is not over.
+
+    Raises AUTHENTICATION_FAILED, one message for every reason.
+    """
+    try:
+        token = AccessToken(raw)
+    except TokenError as exc:
+        raise AuthenticationFailed("Access token is invalid or expired") from exc
+    user = User.objects.filter(pk=token.get("sub")).first()
+    if (
+        user is None
+        or not user.is_active
+        or token.get(VERSION_CLAIM) != user.auth_version
+        or session_expired(token.get(AUTH_TIME_CLAIM))
+        or not _family_alive(token.get(FAMILY_CLAIM))
+    ):
+        raise AuthenticationFailed("Access token is invalid or expired")
+    return user, token
+
+
+def session_family_end(*, user: User, family: str | uuid.UUID) -> None:
+    """Revoke one login (refresh family or dashboard session) and drop cached principals."""
+    RefreshTokenRecord.objects.filter(family=family, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    access_changed.send(sender=User, org_ids=user_org_ids(user))
+
+
+def acting_family(request: HttpRequest | None) -> str | None:
+    """The login family of the credential making ``request``: the access JWT's
+    ``fam`` claim (DRF sets ``request.auth`` on the Django request too), else the
+    dashboard session's family; None for API keys and anonymous requests."""
+    if request is None:
+        return None
+    token = getattr(request, "auth", None)
+    if isinstance(token, AccessToken):
+        return token.get(FAMILY_CLAIM)
+    # The API's credential (keys.resolver.Credential) carries its login family.
+    family = getattr(token, "family", None)
+    if family:
+        return str(family)
+    session = getattr(request, "session", None)
+    user = getattr(request, "user", None)
+    if session is not None and user is not None and user.is_authenticated:
+        return session.get(SESSION_FAMILY_KEY)
+    return None
+
+
+def sessions_end_others(*, user: User, request: HttpRequest | None) -> int:
+    """End every session of ``user`` except the one making ``request``: other refresh
+    families with their access tokens, other dashboard sessions. Returns how many."""
+    keep = acting_family(request)
+    others = RefreshTokenRecord.objects.filter(user=user, revoked_at__isnull=True)
+    if keep:
+        others = others.exclude(family=keep)
+    ended = len(set(others.values_list("family", flat=True)))
+    others.update(revoked_at=timezone.now())
+    access_changed.send(sender=User, org_ids=user_org_ids(user))
+    return ended
+
+
+def dashboard_session_start(
+    *, request: HttpRequest, user: User, auth_time: int | None = None
+) -> None:
+    """Bind a (new) Django session to a server-side family record, so that logout,
+    "end other sessions" and the absolute lifetime reach dashboard and admin sessions."""
+    auth_time = int(clock.time()) if auth_time is None else int(auth_time)
+    family = uuid.uuid4()
+    RefreshTokenRecord.objects.create(
+        jti=f"session:{family.hex}",
+        user=user,
+        family=family,
+        expires_at=datetime.fromtimestamp(session_deadline(auth_time), tz=UTC),
+    )
+    request.session[SESSION_FAMILY_KEY] = str(family)
+    request.session[SESSION_AUTH_TIME_KEY] = auth_time
+
+
+def dashboard_session_valid(request: HttpRequest) -> bool:
+    """False when the signed-in Django session was ended or outlived its absolute lifetime."""
+    session = request.session
+    return not session_expired(session.get(SESSION_AUTH_TIME_KEY)) and _family_alive(
+        session.get(SESSION_FAMILY_KEY)
+    )
+
+
+# --- the Django admin's login ------------------------------------------------------------
+
+
+def admin_second_factor_needed(user: User) -> bool:
+    """Whether an admin session of ``user`` must have passed a second factor: always
+    when the user enrolled one; for everybody with ``INFERIA_ADMIN_REQUIRES_OTP``."""
+    return settings.INFERIA_ADMIN_REQUIRES_OTP or two_factor.confirmed_device(user) is not None
+
+
+def admin_login_verify(
+    *, request: HttpRequest | None, username: str, password: str, otp_code: str | None
+):
+    """The admin site's login: ``login_verify`` (throttles, audit, the second factor of
+    enrolled users), then staff only, then (``INFERIA_ADMIN_REQUIRES_OTP``) enrolled only.
+
+    Returns (user, confirmed TOTP device or None). Raises AUTHENTICATION_FAILED (same
+    message as a wrong password for non-staff), OTP_REQUIRED, RATE_LIMITED, and
+    TWO_FACTOR_REQUIRED for staff who must enrol first.
+    """
+    from inferia.errors import TwoFactorRequired
+
+    user = login_verify(request=request, username=username, password=password, otp_code=otp_code)
+    if not user.is_staff:
+        _count_failure(_throttle_keys(username, audit.client_ip(request)))
+        audit.record(
+            action="auth:login",
+            outcome="failure",
+            actor=user,
+            status_code=401,
+            meta=RequestMeta.from_http(request),
+            data={"reason": "not_staff", "via": "admin"},
+        )
+        raise AuthenticationFailed("Invalid username or password")
+    device = two_factor.confirmed_device(user)
+    if device is None and settings.INFERIA_ADMIN_REQUIRES_OTP:
+        audit.record(
+            action="auth:login",
+            outcome="denied",
+            actor=user,
+            status_code=403,
+            meta=RequestMeta.from_http(request),
+            data={"reason": "2fa_enrolment_required", "via": "admin"},
+        )
+        raise TwoFactorRequired(
+            "The admin requires two-factor authentication: set it up at /account/2fa first"
+        )
+    return user, device
+
+
+# --- platform staff editing users in the admin --------------------------------------------
+
+USER_ACCESS_FIELDS = ("is_active", "is_staff", "is_superuser")
+
+
+def user_admin_save(
+    *,
+    operator: User,
+    user: User,
+    changed_fields: list[str],
+    created: bool,
+    request: HttpRequest | None = None,
+) -> User:
+    """Save a user created or edited by platform staff in the admin; always audited.
+
+    Only a superuser may change ``is_staff`` or ``is_superuser``; a change that
+    narrows access (deactivation, staff or superuser removed) ends every session
+    and token of the user at once. Raises PERMISSION_DENIED.
+    """
+    from inferia.errors import PermissionDenied
+
+    names = (
+        USER_ACCESS_FIELDS if created else [n for n in USER_ACCESS_FIELDS if n in changed_fields]
+    )
+    changes = {name: bool(getattr(user, name)) for name in names}
+    privileged = {"is_staff", "is_superuser"} & {n for n in changes if changes[n] or not created}
+    if privileged and not operator.is_superuser:
+        audit.record(
+            action="auth:user_update",
+            outcome="denied",
+            actor=operator,
+            actor_label=f"admin:{operator.username}",
+            target=user if user.pk and not created else None,
+            status_code=403,
+            meta=RequestMeta.from_http(request),
+            data={"reason": "superuser_required", "fields": sorted(privileged), "via": "admin"},
+        )
+        raise PermissionDenied("Only a superuser may change staff or superuser status")
+    with transaction.atomic():
+        user.save()
+        if not created and any(value is False for value in changes.values()):
+            user_invalidate_tokens(user=user)
+        audit.record(
+            action="auth:user_create" if created else "auth:user_update",
+            outcome="success",
+            actor=operator,
+            actor_label=f"admin:{operator.username}",
+            target=user,
+            meta=RequestMeta.from_http(request),
+            data={"changes": changes, "fields": sorted(changed_fields), "via": "admin"},
+        )
+    return user
+
+
+def user_password_set(
+    *,
+    operator: User,
+    user: User,
+    new_password: str | None,
+    request: HttpRequest | None = None,
+) -> None:
+    """Platform staff set (or, with None, disable) a user's password in the admin:
+    every session and token of the user ends; audited."""
+    with transaction.atomic():
+        if new_password:
+            user.set_password(new_password)
+        else:
+            user.set_unusable_password()
+        user.save(update_fields=["password"])
+        user_invalidate_tokens(user=user)
+        audit.record(
+            action="auth:password_change",
+            outcome="success",
+            actor=operator,
+            actor_label=f"admin:{operator.username}",
+            target=user,
+            meta=RequestMeta.from_http(request),
+            data={"via": "admin", "usable": bool(new_password)},
         )

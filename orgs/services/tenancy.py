@@ -72,6 +72,27 @@ def organization_create(
     return org
 
 
+AUDIT_RETENTION_FLOOR_DAYS = 30  # the database's prune function has the same floor
+
+
+def audit_retention_change_check(access: Access, settings_changes: dict[str, Any]) -> None:
+    """Changing ``audit_retention_days`` needs the Owner (an Admin could otherwise erase
+    the trail of what they did), and never below the floor of 30 days.
+
+    Raises PERMISSION_DENIED or VALIDATION_ERROR.
+    """
+    if "audit_retention_days" not in settings_changes:
+        return
+    days = settings_changes["audit_retention_days"]
+    if days is not None and (not isinstance(days, int) or days < AUDIT_RETENTION_FLOOR_DAYS):
+        raise ValidationError(
+            "Audit retention is too short",
+            details={"audit_retention_days": [f"At least {AUDIT_RETENTION_FLOOR_DAYS} days."]},
+        )
+    if days != access.org.policy.audit_retention_days and not access.is_owner:
+        raise PermissionDenied("Only the Owner may change the audit retention")
+
+
 def organization_update(
     *, access: Access, changes: dict[str, Any], request: HttpRequest | None = None
 ) -> Organization:
@@ -80,8 +101,11 @@ def organization_update(
     Changing ``require_2fa`` needs a signed-in user (PERMISSION_DENIED for a key);
     turning it on needs the acting user's own confirmed TOTP first
     (VALIDATION_ERROR on ``require_2fa``), so nobody locks themself out.
+
+    Raises as ``audit_retention_change_check`` does (retention: Owner only, floor).
     """
     org = access.org
+    audit_retention_change_check(access, changes.get("settings") or {})
     if "require_2fa" in changes and bool(changes["require_2fa"]) != org.require_2fa:
         access.require_human()
         if changes["require_2fa"] and not access.user.has_confirmed_totp:

@@ -78,7 +78,9 @@ def _new_recovery_codes(user: User) -> list[str]:
 
 
 def totp_confirm(*, user: User, otp_code: str, request: HttpRequest | None = None) -> list[str]:
-    """Confirm the pending device with a current code; returns recovery codes (shown once)."""
+    """Confirm the pending device with a current code; returns recovery codes (shown once).
+
+    Ends every other session of the user (the one making ``request`` stays)."""
     with transaction.atomic():
         device = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=False).first()
         if device is None:
@@ -91,11 +93,13 @@ def totp_confirm(*, user: User, otp_code: str, request: HttpRequest | None = Non
             device.confirmed = True
             device.save(update_fields=["confirmed"])
             codes = _new_recovery_codes(user)
+            ended = _end_other_sessions(user, request)
             audit.record(
                 action="auth:2fa_enable",
                 outcome="success",
                 actor=user,
                 meta=RequestMeta.from_http(request),
+                data={"other_sessions_ended": ended},
             )
     if failed:
         audit.record(
@@ -106,6 +110,14 @@ def totp_confirm(*, user: User, otp_code: str, request: HttpRequest | None = Non
         )
         raise AuthenticationFailed("The code is wrong or was already used")
     return codes
+
+
+def _end_other_sessions(user: User, request: HttpRequest | None) -> int:
+    # A change of the second factor ends every other login of the user (a session
+    # opened with the old factor, or by whoever had it); the acting one stays usable.
+    from orgs.services.auth import sessions_end_others  # auth imports this module
+
+    return sessions_end_others(user=user, request=request)
 
 
 def _check_lock(device: TOTPDevice) -> None:
@@ -219,16 +231,19 @@ def _require_current_code(user: User, otp_code: str | None, request, action: str
 
 
 def totp_disable(*, user: User, otp_code: str | None, request: HttpRequest | None = None) -> None:
-    """Turn 2FA off; needs a fresh TOTP code (not a recovery code)."""
+    """Turn 2FA off; needs a fresh TOTP code (not a recovery code). Ends every other
+    session of the user (the one making ``request`` stays)."""
     _require_current_code(user, otp_code, request, "auth:2fa_disable")
     with transaction.atomic():
         TOTPDevice.objects.filter(user=user).delete()
         RecoveryCode.objects.filter(user=user).delete()
+        ended = _end_other_sessions(user, request)
         audit.record(
             action="auth:2fa_disable",
             outcome="success",
             actor=user,
             meta=RequestMeta.from_http(request),
+            data={"other_sessions_ended": ended},
         )
 
 

@@ -124,8 +124,10 @@ def test_admin_never_shows_secrets(admin_client, admin_data):
     assert device.seed_plaintext().hex() not in page
 
 
-def test_default_profile_admin_is_the_plain_site(settings):
-    from django_otp.admin import OTPAdminSite
+def test_default_profile_admin_is_the_inferia_site(settings):
+    from inferia.admin_config import InferiaAdminSite
 
+    # One site in every profile: its login has the product's throttles, audit and 2FA;
+    # the development profile only lets staff without 2FA in.
     assert settings.INFERIA_ADMIN_REQUIRES_OTP is False
-    assert not isinstance(admin.site, OTPAdminSite)
+    assert isinstance(admin.site, InferiaAdminSite)

@@ -112,7 +112,8 @@ django.setup()
 from django.contrib import admin
 from django.core.management import call_command
 from django.test import Client
-from django_otp.admin import OTPAdminSite
+from django.conf import settings
+from inferia.admin_config import InferiaAdminSite
 from django_otp.oath import TOTP
 
 from inferia import clock
@@ -121,7 +122,9 @@ from orgs.services import two_factor
 
 call_command("migrate", verbosity=0)
 call_command("collectstatic", interactive=False, verbosity=0)  # the manifest storage needs it
-out = {"site_is_otp": isinstance(admin.site, OTPAdminSite)}
+out = {
+    "site_is_otp": isinstance(admin.site, InferiaAdminSite) and settings.INFERIA_ADMIN_REQUIRES_OTP
+}
 root = User.objects.create_superuser("root", "root@example.com", "a-long-enough-passphrase")
 # Behind the TLS proxy, which sets X-Forwarded-Proto (SECURE_PROXY_SSL_HEADER).
 https = {"HTTP_X_FORWARDED_PROTO": "https", "HTTP_HOST": "%(host)s"}
@@ -172,7 +175,7 @@ def test_production_admin_requires_a_verified_otp_device(tmp_path):
     out = json.loads(line.removeprefix("RESULT "))
     assert out["site_is_otp"] is True
     assert out["no_device"] == [302, "/admin/login/?next=/admin/"]
-    assert out["password_only_login"] == 200  # the form again, with an error
+    assert out["password_only_login"] == 403  # the form again: enrol 2FA first
     assert out["after_password_only"] == 302
     assert out["otp_login"] == [302, "/admin/"]
     assert out["after_otp_login"] == 200

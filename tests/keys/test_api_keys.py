@@ -62,11 +62,12 @@ def test_revoked_key_is_refused_by_prefix_only(bob_client):
     assert AuditRecord.objects.filter(action="api_key:revoke", target_id=body["id"]).count() == 1
 
 
-def test_expired_key_is_refused(bob_client, clock_shift):
+def test_expired_key_is_refused(cast, bob_client, clock_shift):
     body = mint(bob_client, expires_in_days=1)
     client = key_client(body["key"])
     assert client.get("/api/v1/orgs/acme/access-rules").status_code == 200
     clock_shift(86400 + 1)
+    bob_client = client_for(cast.bob)  # a day later bob's login is over: a new one
     assert_error(client.get("/api/v1/orgs/acme/access-rules"), 401, "AUTHENTICATION_FAILED")
     assert bob_client.get(f"/api/v1/orgs/acme/api-keys/{body['id']}").json()["status"] == "expired"
 

@@ -55,9 +55,10 @@ def test_login_returns_bearer_pair_with_expiry_and_user(cast, anon_client, setti
     assert access["aud"] == settings.INFERIA_JWT_AUDIENCE
     assert datetime.fromtimestamp(access["exp"], tz=UTC) == parse_time(body["expires_at"])
     refresh_lifetime = datetime.fromtimestamp(refresh["exp"], tz=UTC) - before
-    assert (
-        timedelta(days=7) - timedelta(seconds=5) <= refresh_lifetime <= timedelta(days=7, seconds=5)
-    )
+    # 7 days, cut to the absolute session lifetime (12 hours from the login).
+    expected = min(timedelta(days=7), timedelta(hours=settings.INFERIA_SESSION_ABSOLUTE_HOURS))
+    assert expected - timedelta(seconds=5) <= refresh_lifetime <= expected + timedelta(seconds=5)
+    assert refresh["auth_time"] == access["auth_time"] and refresh["fam"] == access["fam"]
 
     # The access token works at once.
     anon_client.credentials(HTTP_AUTHORIZATION=f"Bearer {body['access_token']}")

@@ -290,6 +290,7 @@ def test_resend_sends_a_new_link_and_kills_the_old_one(cast, alice_client, invit
 def test_resend_revives_an_expired_invitation(cast, alice_client, invite, resend, clock_shift):
     response, old_token = invite(alice_client)
     clock_shift((settings.INFERIA_INVITATION_DAYS + 1) * 86400)
+    alice_client = client_for(cast.alice)  # days later alice's login is over: a new one
     assert (
         alice_client.get(f"/api/v1/orgs/acme/invitations/{response.json()['id']}").json()["status"]
         == "expired"
