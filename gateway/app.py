@@ -31,7 +31,16 @@ from django.conf import settings
 from audit.redaction import redact_text
 from audit.services import client_ip_from
 from audit.services import record as audit_record
-from gateway import degraded, epochs, http, principals, ratelimit, redis_client, usage
+from gateway import (
+    degraded,
+    epochs,
+    http,
+    principals,
+    ratelimit,
+    redis_client,
+    sizing,
+    usage,
+)
 from gateway.orm import orm
 from gateway.upstream import ADAPTERS
 from inferia import clock
@@ -157,6 +166,7 @@ class Call:
         self.model = ""
         self.headers: dict[str, str] = {}
         self.reserved: list[tuple[str, str, int]] = []
+        self.size: sizing.Size | None = None
         self.streamed = False
         self.degraded = ""  # "allowed" or "denied" when Redis could not decide
         self.body: dict[str, Any] = {}
@@ -379,28 +389,6 @@ class ClientGone(Exception):
     """The client hung up before its request was read."""
 
 
-def _prompt_chars(endpoint: str, body: dict[str, Any]) -> int:
-    if endpoint == "chat":
-        total = 0
-        for message in body.get("messages") or []:
-            content = message.get("content") if isinstance(message, dict) else None
-            if isinstance(content, str):
-                total += len(content)
-            elif isinstance(content, list):
-                total += sum(
-                    len(str(part.get("text", ""))) for part in content if isinstance(part, dict)
-                )
-        return total
-    value = body.get("prompt") if endpoint == "completions" else body.get("input")
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, list):
-        return sum(
-            len(item) if isinstance(item, str) else len(orjson.dumps(item)) for item in value
-        )
-    return 0
-
-
 def _parse(call: Call, raw_body: bytes) -> dict[str, Any]:
     content_type = call.request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if content_type != "application/json":
@@ -443,27 +431,9 @@ def _prepare(call: Call, raw_body: bytes) -> tuple[int, int]:
     call.body = body
     _authorize(call, body)
     call.streamed = bool(body.get("stream"))
-    chars = _prompt_chars(call.endpoint, body)
-    settings_ = call.principal.org_settings
-    max_chars = int(settings_.get("max_prompt_chars") or settings.INFERIA_GATEWAY_MAX_PROMPT_CHARS)
-    if chars > max_chars:
-        raise ValidationError(
-            f"Prompt too long: {chars} characters, the limit is {max_chars}",
-            details={"messages": [f"At most {max_chars} characters."]},
-        )
-    prompt_estimate = chars // 4 + 1
-    if call.endpoint == "embeddings":
-        completion_budget = 0
-    else:
-        completion_budget = int(
-            body.get("max_tokens")
-            or body.get("max_completion_tokens")
-            or settings_.get("default_max_tokens")
-            or settings.INFERIA_GATEWAY_DEFAULT_MAX_TOKENS
-        )
-    return prompt_estimate + completion_budget, call.route.cost_micros(
-        prompt_estimate, completion_budget
-    )
+    size = sizing.measure(call.endpoint, body, call.principal.org_settings)
+    call.size = size
+    return size.tokens, call.route.cost_micros(size.prompt_tokens, size.completion_tokens)
 
 
 async def _rebuild(call: Call, raw: str, hint: str, attempt: int) -> None:

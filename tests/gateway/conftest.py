@@ -140,6 +140,7 @@ def llm(transactional_db, cast, fake_upstream, gateway_server):
                 "fake-redirect",
                 "fake-stream-slow-200",
                 "fake-set-cookie",
+                "fake-dense",
             )
         ),
     ]
