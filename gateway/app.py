@@ -206,6 +206,8 @@ class Call:
         }
         if self.degraded:
             entry["degraded"] = self.degraded
+        if usage_data.get("estimated"):
+            entry["usage_estimated"] = True
         if p.org_settings.get("payload_logging") and self.body:
             # Prompt and answer, encrypted, only for orgs that turned payload logging on.
             from inferia import crypto
@@ -215,6 +217,16 @@ class Call:
                 payload, context=f"audit.payload:{p.org_id}:{self.request.request_id}"
             )
         return entry
+
+    def reserved_usage(self) -> dict[str, Any]:
+        """The usage to charge when the upstream was called but reported none (a stream
+        the client abandoned, or one that broke): the reservation, never zero."""
+        size = self.size
+        return {
+            "prompt_tokens": size.prompt_tokens if size else 0,
+            "completion_tokens": size.completion_tokens if size else 0,
+            "estimated": True,
+        }
 
     def adjustments(self, usage_data: dict | None) -> list[tuple[str, int]]:
         """Settle each reservation to the real usage (all of it released on failure)."""
@@ -657,6 +669,10 @@ async def _stream(
         watching.cancel()
         upstream.close()
         call.status = status
+        if not usage_data:
+            # The upstream worked (and bills) but its usage chunk never came: the
+            # client cannot make a call free by hanging up before the end.
+            usage_data.update(call.reserved_usage())
         await _record(call, status, error_code, usage_data)
     if status != 499:
         await send({"type": "http.response.body", "body": b""})

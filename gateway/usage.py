@@ -98,6 +98,7 @@ def _audit_for(entry: dict[str, Any]) -> AuditRecord:
             "latency_ms": entry.get("latency_ms"),
             "error_code": entry.get("error_code", ""),
             **({"degraded": entry["degraded"]} if entry.get("degraded") else {}),
+            **({"usage_estimated": True} if entry.get("usage_estimated") else {}),
         },
     )
 
