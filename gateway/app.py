@@ -136,8 +136,11 @@ class Request:
             name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         self.headers = headers
+        # The server's id keys this call's records; the client's X-Request-ID is
+        # echoed and stored as data only (two calls may send the same one).
+        self.id = str(uuid.uuid4())
         incoming = headers.get("x-request-id", "")
-        self.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        self.request_id = incoming if _REQUEST_ID_RE.match(incoming) else self.id.replace("-", "")
         client = scope.get("client")
         # For audit.services.client_ip (X-Forwarded-For only from trusted proxies).
         self.META = {
@@ -184,6 +187,7 @@ class Call:
         completion = int(usage_data.get("completion_tokens") or 0)
         p = self.principal
         entry = {
+            "id": self.request.id,
             "created_at": clock.time(),
             "org_id": str(p.org_id),
             "request_id": self.request.request_id,
@@ -214,7 +218,7 @@ class Call:
 
             payload = orjson.dumps({"request": self.body, "response": self.response_body})
             entry["payload"] = crypto.encrypt(
-                payload, context=f"audit.payload:{p.org_id}:{self.request.request_id}"
+                payload, context=f"audit.payload:{p.org_id}:{self.request.id}"
             )
         return entry
 
