@@ -588,7 +588,10 @@ async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
     started = time.perf_counter()
     try:
         upstream = await http.post(
-            upstream_call.url, upstream_call.headers, orjson.dumps(upstream_call.body)
+            upstream_call.url,
+            upstream_call.headers,
+            orjson.dumps(upstream_call.body),
+            allowed_private_hosts=call.principal.org_settings.get("allowed_private_hosts") or (),
         )
         if upstream.status == 200 and call.streamed:
             call.upstream_seconds += time.perf_counter() - started

@@ -272,6 +272,9 @@ INFERIA_PUBLIC_URL = env.str("INFERIA_PUBLIC_URL", default="http://127.0.0.1:800
 INFERIA_TRUSTED_PROXIES = env.list("INFERIA_TRUSTED_PROXIES", default=[])
 # Secret references (env:NAME, file:/path) resolve only under these prefixes.
 INFERIA_SECRET_REF_ALLOWLIST = env.list("INFERIA_SECRET_REF_ALLOWLIST", default=[])
+# Which private hosts orgs may list in allowed_private_hosts: "*" (any), host,
+# host:port or a CIDR; link-local and metadata addresses are refused regardless.
+INFERIA_PRIVATE_HOSTS_ALLOWED = env.list("INFERIA_PRIVATE_HOSTS_ALLOWED", default=["*"])
 INFERIA_MAX_BODY_BYTES = env.int("INFERIA_MAX_BODY_BYTES", default=10 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INFERIA_MAX_BODY_BYTES
 
