@@ -2,7 +2,15 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from audit.models import Alert, AuditChainHead, AuditRecord, Payload, UsageRecord, UsageRollup
+from audit.models import (
+    Alert,
+    AuditChainHead,
+    AuditRecord,
+    Payload,
+    UsageDeadLetter,
+    UsageRecord,
+    UsageRollup,
+)
 
 
 @admin.register(AuditRecord)
@@ -96,5 +104,12 @@ class AlertAdmin(ReadOnlyAdmin):
 class PayloadAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "org_id", "request_id")
     list_filter = ("created_at",)
-    search_fields = ("request_id",)
+    search_fields = ("request_id", "usage_id")
     exclude = ("encrypted",)
+
+
+@admin.register(UsageDeadLetter)
+class UsageDeadLetterAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "org_id", "stream_id", "reason")
+    list_filter = ("created_at",)
+    search_fields = ("stream_id", "reason")

@@ -67,8 +67,10 @@ def _setting(org: Organization, name: str) -> float:
 
 
 def raise_alert(
-    org: Organization, kind: str, dedupe_key: str, message: str, data: dict
+    org: Organization | None, kind: str, dedupe_key: str, message: str, data: dict
 ) -> Alert | None:
+    """Record an alert once per ``dedupe_key`` and mail the org's owners and admins;
+    without an org it is a platform alert for operators (admin only, no mail)."""
     try:
         with transaction.atomic():
             alert = Alert.objects.create(
@@ -84,6 +86,9 @@ def raise_alert(
             )
     except IntegrityError:
         return None  # already raised for this condition and period
+    if org is None:
+        logger.error("platform alert %s: %s", kind, message)
+        return alert
     recipients = sorted(
         email
         for email in Membership.all_orgs.filter(

@@ -30,7 +30,16 @@ from django.conf import settings
 
 from audit.redaction import redact_text
 from audit.services import record as audit_record
-from gateway import degraded, epochs, http, principals, ratelimit, redis_client, usage
+from gateway import (
+    degraded,
+    epochs,
+    http,
+    principals,
+    ratelimit,
+    redis_client,
+    sizing,
+    usage,
+)
 from gateway.orm import orm
 from gateway.upstream import ADAPTERS
 from inferia import clock
@@ -121,8 +130,11 @@ class Request:
             name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         self.headers = headers
+        # The server's id keys this call's records; the client's X-Request-ID is
+        # echoed and stored as data only (two calls may send the same one).
+        self.id = str(uuid.uuid4())
         incoming = headers.get("x-request-id", "")
-        self.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        self.request_id = incoming if _REQUEST_ID_RE.match(incoming) else self.id.replace("-", "")
         self.meta = RequestMeta.from_asgi(scope, request_id=self.request_id)
         self.client_ip = self.meta.ip
         self.secure = scope.get("scheme") == "https" or _proxied_https(headers)
@@ -146,6 +158,7 @@ class Call:
         self.model = ""
         self.headers: dict[str, str] = {}
         self.reserved: list[tuple[str, str, int]] = []
+        self.size: sizing.Size | None = None
         self.streamed = False
         self.degraded = ""  # "allowed" or "denied" when Redis could not decide
         self.body: dict[str, Any] = {}
@@ -163,6 +176,7 @@ class Call:
         completion = int(usage_data.get("completion_tokens") or 0)
         p = self.principal
         entry = {
+            "id": self.request.id,
             "created_at": clock.time(),
             "org_id": str(p.org_id),
             "request_id": self.request.request_id,
@@ -185,15 +199,27 @@ class Call:
         }
         if self.degraded:
             entry["degraded"] = self.degraded
+        if usage_data.get("estimated"):
+            entry["usage_estimated"] = True
         if p.policy.payload_logging and self.body:
             # Prompt and answer, encrypted, only for orgs that turned payload logging on.
             from inferia import crypto
 
             payload = orjson.dumps({"request": self.body, "response": self.response_body})
             entry["payload"] = crypto.encrypt(
-                payload, context=f"audit.payload:{p.org_id}:{self.request.request_id}"
+                payload, context=f"audit.payload:{p.org_id}:{self.request.id}"
             )
         return entry
+
+    def reserved_usage(self) -> dict[str, Any]:
+        """The usage to charge when the upstream was called but reported none (a stream
+        the client abandoned, or one that broke): the reservation, never zero."""
+        size = self.size
+        return {
+            "prompt_tokens": size.prompt_tokens if size else 0,
+            "completion_tokens": size.completion_tokens if size else 0,
+            "estimated": True,
+        }
 
     def adjustments(self, usage_data: dict | None) -> list[tuple[str, int]]:
         """Settle each reservation to the real usage (all of it released on failure)."""
@@ -369,28 +395,6 @@ class ClientGone(Exception):
     """The client hung up before its request was read."""
 
 
-def _prompt_chars(endpoint: str, body: dict[str, Any]) -> int:
-    if endpoint == "chat":
-        total = 0
-        for message in body.get("messages") or []:
-            content = message.get("content") if isinstance(message, dict) else None
-            if isinstance(content, str):
-                total += len(content)
-            elif isinstance(content, list):
-                total += sum(
-                    len(str(part.get("text", ""))) for part in content if isinstance(part, dict)
-                )
-        return total
-    value = body.get("prompt") if endpoint == "completions" else body.get("input")
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, list):
-        return sum(
-            len(item) if isinstance(item, str) else len(orjson.dumps(item)) for item in value
-        )
-    return 0
-
-
 def _parse(call: Call, raw_body: bytes) -> dict[str, Any]:
     content_type = call.request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if content_type != "application/json":
@@ -433,27 +437,9 @@ def _prepare(call: Call, raw_body: bytes) -> tuple[int, int]:
     call.body = body
     _authorize(call, body)
     call.streamed = bool(body.get("stream"))
-    chars = _prompt_chars(call.endpoint, body)
-    policy = call.principal.policy
-    max_chars = policy.max_prompt_chars or settings.INFERIA_GATEWAY_MAX_PROMPT_CHARS
-    if chars > max_chars:
-        raise ValidationError(
-            f"Prompt too long: {chars} characters, the limit is {max_chars}",
-            details={"messages": [f"At most {max_chars} characters."]},
-        )
-    prompt_estimate = chars // 4 + 1
-    if call.endpoint == "embeddings":
-        completion_budget = 0
-    else:
-        completion_budget = int(
-            body.get("max_tokens")
-            or body.get("max_completion_tokens")
-            or policy.default_max_tokens
-            or settings.INFERIA_GATEWAY_DEFAULT_MAX_TOKENS
-        )
-    return prompt_estimate + completion_budget, call.route.cost_micros(
-        prompt_estimate, completion_budget
-    )
+    size = sizing.measure(call.endpoint, body, call.principal.policy)
+    call.size = size
+    return size.tokens, call.route.cost_micros(size.prompt_tokens, size.completion_tokens)
 
 
 async def _rebuild(call: Call, raw: str, hint: str, attempt: int) -> None:
@@ -590,7 +576,10 @@ async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
     started = time.perf_counter()
     try:
         upstream = await http.post(
-            upstream_call.url, upstream_call.headers, orjson.dumps(upstream_call.body)
+            upstream_call.url,
+            upstream_call.headers,
+            orjson.dumps(upstream_call.body),
+            allowed_private_hosts=call.principal.policy.allowed_private_hosts,
         )
         if upstream.status == 200 and call.streamed:
             call.upstream_seconds += time.perf_counter() - started
@@ -675,6 +664,10 @@ async def _stream(
         watching.cancel()
         upstream.close()
         call.status = status
+        if not usage_data:
+            # The upstream worked (and bills) but its usage chunk never came: the
+            # client cannot make a call free by hanging up before the end.
+            usage_data.update(call.reserved_usage())
         await _record(call, status, error_code, usage_data)
     if status != 499:
         await send({"type": "http.response.body", "body": b""})

@@ -13,6 +13,10 @@ it through the gateway exactly as a client would:
 - ``fake-redirect``: answers 307 to another host (must not be followed);
 - ``fake-stream-slow-<ms>``: streams chunks that far apart;
 - ``fake-set-cookie``: a normal answer that also sets a cookie;
+- ``fake-dense``: a normal answer whose usage is the worst a byte-level BPE
+  tokenizer could report: one prompt token per UTF-8 byte of every string (and
+  key) in the messages, tools, functions, prompt or input plus 4 per message,
+  and every completion token the request allowed (``max_tokens`` times ``n``);
 - anything else: a normal answer.
 
 Anthropic's Messages API is served at ``/v1/messages`` (JSON and SSE), and
@@ -54,6 +58,30 @@ def _prompt_tokens(body: dict[str, Any]) -> int:
     return max(1, len(text.split()))
 
 
+def _text_bytes(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, dict):
+        return sum(_text_bytes(k) + _text_bytes(v) for k, v in value.items())
+    if isinstance(value, list):
+        return sum(_text_bytes(item) for item in value)
+    return 0 if value is None or isinstance(value, bool) else 1
+
+
+def _usage_for(model: str, body: dict[str, Any], completion_tokens: int) -> dict[str, int]:
+    if model != "fake-dense":
+        return _usage(_prompt_tokens(body), completion_tokens)
+    messages = body.get("messages") or []
+    prompt = 4 * len(messages) + sum(
+        _text_bytes(body.get(name))
+        for name in ("messages", "tools", "functions", "prompt", "input")
+    )
+    if body.get("input") is not None:
+        return _usage(prompt, 0)
+    allowed = max(body.get("max_tokens") or 0, body.get("max_completion_tokens") or 0)
+    return _usage(prompt, (allowed or len(WORDS)) * max(body.get("n") or 1, 1))
+
+
 async def _send_json(send, status: int, payload: Any, headers: list | None = None) -> None:
     data = json.dumps(payload).encode()
     await send(
@@ -92,7 +120,7 @@ def _chat_completion(model: str, body: dict[str, Any]) -> dict[str, Any]:
                 "finish_reason": "stop",
             }
         ],
-        "usage": _usage(_prompt_tokens(body), len(WORDS)),
+        "usage": _usage_for(model, body, len(WORDS)),
     }
 
 
@@ -178,7 +206,7 @@ async def _stream_words(
             "created": int(time.time()),
             "model": model,
             "choices": [],
-            "usage": _usage(_prompt_tokens(body), len(WORDS)),
+            "usage": _usage_for(model, body, len(WORDS)),
         }
         await send(
             {
@@ -363,8 +391,8 @@ async def app(scope, receive, send) -> None:
                     for i in range(len(items))
                 ],
                 "usage": {
-                    "prompt_tokens": _prompt_tokens(body),
-                    "total_tokens": _prompt_tokens(body),
+                    "prompt_tokens": _usage_for(model, body, 0)["prompt_tokens"],
+                    "total_tokens": _usage_for(model, body, 0)["prompt_tokens"],
                 },
             },
         )
@@ -381,7 +409,7 @@ async def app(scope, receive, send) -> None:
                 "choices": [
                     {"index": 0, "text": "".join(WORDS), "finish_reason": "stop", "logprobs": None}
                 ],
-                "usage": _usage(_prompt_tokens(body), len(WORDS)),
+                "usage": _usage_for(model, body, len(WORDS)),
             },
         )
         return

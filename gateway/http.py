@@ -11,16 +11,30 @@ follows no redirects (the provider secret never travels to another host),
 keeps no cookies (one session serves every org, so an upstream's Set-Cookie
 must never ride along on another org's call) and ignores proxy variables of
 the environment (nothing outside the provider account steers the call).
+
+The SSRF guard (``keys/ssrf.py``'s one rule) runs here too, with the org's
+``allowed_private_hosts`` of the request: each new connection resolves the
+host itself (no shared DNS cache), checks every address and connects only to
+those (pinned: DNS rebinding after validation is refused); each request also
+checks the addresses its host was last connected to, so a reused pooled
+connection is refused as soon as the org's list or the operator's cap no longer
+allows it. An IP-literal host costs one cached classification per request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import ipaddress
 import weakref
 from collections.abc import AsyncIterator
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from django.conf import settings
+
+from inferia.errors import ValidationError
+from keys import ssrf
 
 
 class UpstreamUnreachable(Exception):
@@ -31,7 +45,45 @@ class UpstreamTimeout(Exception):
     pass
 
 
+class UpstreamRefused(UpstreamUnreachable):
+    """The SSRF guard refused the address the connection would use."""
+
+
+# The org's allowed_private_hosts for the request being connected (None: no request).
+_ALLOWED: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
+    "upstream_allowed_private_hosts", default=None
+)
+# Addresses each (host, port) was resolved to for a connection that may sit in the pool.
+_CONNECTED: dict[tuple[str, int], frozenset[str]] = {}
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves, then applies the SSRF rule to every address (refusing the connection)."""
+
+    def __init__(self, inner: AbstractResolver | None = None) -> None:
+        self._inner = inner or aiohttp.ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0, family=0):
+        allowed = _ALLOWED.get()
+        if allowed is None:
+            raise UpstreamRefused("no SSRF policy for this connection")
+        infos = await self._inner.resolve(host, port, family)
+        addresses = frozenset(info["host"] for info in infos)
+        try:
+            ssrf.check_addresses(host, port, addresses, allowed)
+        except ValidationError as exc:
+            raise UpstreamRefused("address not allowed") from exc
+        key = (host.lower().rstrip("."), port)
+        _CONNECTED[key] = _CONNECTED.get(key, frozenset()) | addresses
+        return infos
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
 def _fault(exc: BaseException) -> Exception:
+    if isinstance(exc, UpstreamRefused):
+        return exc
     if isinstance(exc, TimeoutError | asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         return UpstreamTimeout("timed out")
     if isinstance(exc, aiohttp.ClientConnectorError):
@@ -84,7 +136,10 @@ def session() -> aiohttp.ClientSession:
     existing = _SESSIONS.get(loop)
     if existing is None or existing.closed:
         existing = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, ttl_dns_cache=60),
+            # No shared DNS cache: every new connection resolves and is checked itself.
+            connector=aiohttp.TCPConnector(
+                limit=1000, limit_per_host=0, use_dns_cache=False, resolver=GuardedResolver()
+            ),
             timeout=aiohttp.ClientTimeout(
                 total=None,
                 sock_connect=settings.INFERIA_GATEWAY_CONNECT_TIMEOUT,
@@ -98,11 +153,34 @@ def session() -> aiohttp.ClientSession:
     return existing
 
 
-async def post(url: str, headers: dict[str, str], body: bytes) -> UpstreamResponse:
+def _check_request(url: str, allowed: tuple[str, ...]) -> None:
+    """The rule for this request's host: an IP literal directly, a name on the
+    addresses a pooled connection to it may have (new connections: the resolver)."""
+    host, port = ssrf.host_and_port(url)
+    try:
+        ipaddress.ip_address(host)
+        addresses: frozenset[str] = frozenset((host,))
+    except ValueError:
+        addresses = _CONNECTED.get((host, port), frozenset())
+    try:
+        ssrf.check_addresses(host, port, addresses, allowed)
+    except ValidationError as exc:
+        raise UpstreamRefused("address not allowed") from exc
+
+
+async def post(
+    url: str, headers: dict[str, str], body: bytes, *, allowed_private_hosts=()
+) -> UpstreamResponse:
+    """POST to the upstream; ``allowed_private_hosts`` is the org's list (SSRF guard)."""
+    allowed = tuple(allowed_private_hosts or ())
+    _check_request(url, allowed)
+    token = _ALLOWED.set(allowed)
     try:
         response = await session().post(url, data=body, headers=headers, allow_redirects=False)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise _fault(exc) from exc
+    finally:
+        _ALLOWED.reset(token)
     return UpstreamResponse(response)
 
 

@@ -74,6 +74,12 @@ class Decision:
     degraded: bool = False
 
 
+def _require_non_negative(reserve_tokens: int, reserve_cost: int) -> None:
+    """A negative reservation would hand quota back: refused whatever the caller checked."""
+    if reserve_tokens < 0 or reserve_cost < 0:
+        raise ValueError(f"negative reservation ({reserve_tokens} tokens, {reserve_cost} cost)")
+
+
 def _amount(limit: Limit, reserve_tokens: int, reserve_cost: int) -> int:
     return {
         REQUESTS: 1,
@@ -168,6 +174,7 @@ def _plan(
     reserve_cost: int,
     count: bool,
 ) -> _Plan:
+    _require_non_negative(reserve_tokens, reserve_cost)
     now = clock.time()
     keys = [epochs.key_for(org_id)]
     args: list[int] = [expected_epoch, 1 if count else 0, len(limits)]
@@ -227,6 +234,7 @@ def check_db(
     *, limits: list[Limit], reserve_tokens: int = 0, reserve_cost: int = 0, count: bool = True
 ) -> Decision:
     """The embedded store: one transaction over locked counter rows (``count=False``: read only)."""
+    _require_non_negative(reserve_tokens, reserve_cost)
     now = clock.time()
     if not count:
         values = []

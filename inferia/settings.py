@@ -278,12 +278,18 @@ INFERIA_PUBLIC_URL = env.str("INFERIA_PUBLIC_URL", default="http://127.0.0.1:800
 INFERIA_TRUSTED_PROXIES = env.list("INFERIA_TRUSTED_PROXIES", default=[])
 # Secret references (env:NAME, file:/path) resolve only under these prefixes.
 INFERIA_SECRET_REF_ALLOWLIST = env.list("INFERIA_SECRET_REF_ALLOWLIST", default=[])
+# Which private hosts orgs may list in allowed_private_hosts: "*" (any), host,
+# host:port or a CIDR; link-local and metadata addresses are refused regardless.
+INFERIA_PRIVATE_HOSTS_ALLOWED = env.list("INFERIA_PRIVATE_HOSTS_ALLOWED", default=["*"])
 INFERIA_MAX_BODY_BYTES = env.int("INFERIA_MAX_BODY_BYTES", default=10 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INFERIA_MAX_BODY_BYTES
 
 # --- Gateway ---------------------------------------------------------------------
 INFERIA_GATEWAY_MAX_PROMPT_CHARS = env.int("INFERIA_GATEWAY_MAX_PROMPT_CHARS", default=10_000)
 INFERIA_GATEWAY_DEFAULT_MAX_TOKENS = env.int("INFERIA_GATEWAY_DEFAULT_MAX_TOKENS", default=1024)
+# The most a request may ask for: max_tokens / max_completion_tokens, and n / best_of.
+INFERIA_GATEWAY_MAX_TOKENS_CAP = env.int("INFERIA_GATEWAY_MAX_TOKENS_CAP", default=131_072)
+INFERIA_GATEWAY_MAX_CHOICES = env.int("INFERIA_GATEWAY_MAX_CHOICES", default=16)
 INFERIA_GATEWAY_DEFAULT_KEY_RPM = env.int("INFERIA_GATEWAY_DEFAULT_KEY_RPM", default=600)
 INFERIA_GATEWAY_DEFAULT_KEY_TPM = env.int("INFERIA_GATEWAY_DEFAULT_KEY_TPM", default=1_000_000)
 INFERIA_GATEWAY_CONNECT_TIMEOUT = env.float("INFERIA_GATEWAY_CONNECT_TIMEOUT", default=5.0)

@@ -77,10 +77,11 @@ def _usage_stream_per_worker(worker_id):
     its own usage stream, so one worker's flush never ingests another's records."""
     from gateway import usage
 
-    original = usage.STREAM
+    original, dead = usage.STREAM, usage.DEAD_LETTERS
     usage.STREAM = f"{original}:{worker_id}"
+    usage.DEAD_LETTERS = f"{dead}:{worker_id}"
     yield
-    usage.STREAM = original
+    usage.STREAM, usage.DEAD_LETTERS = original, dead
 
 
 def _drop_usage_stream() -> None:
@@ -140,6 +141,7 @@ def llm(transactional_db, cast, fake_upstream, gateway_server):
                 "fake-redirect",
                 "fake-stream-slow-200",
                 "fake-set-cookie",
+                "fake-dense",
             )
         ),
     ]

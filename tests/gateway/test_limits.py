@@ -93,24 +93,25 @@ def test_tokens_per_minute_reserve_max_tokens_and_settle(backend, llm, clock_shi
     row.tokens_per_minute = 100
     row.save(update_fields=["tokens_per_minute"])
     client = llm.sdk(key)
-    # "hi": 2 characters -> 1 token estimated; the worst case is 1 + max_tokens.
-    first = _raw(client, max_tokens=50)
+    # "hi": the prompt part of the reservation is the UTF-8 bytes of the prompt
+    # fields' JSON (gateway/sizing.py), 45 here; the worst case is 45 + max_tokens.
+    first = _raw(client, max_tokens=5)
     assert first.headers["X-RateLimit-Limit-Tokens"] == "100"
-    assert first.headers["X-RateLimit-Remaining-Tokens"] == "49"
-    # The fake upstream used 1 + 6 tokens: settled, so 100 - 7 - 51 remain now.
-    second = _raw(client, max_tokens=50)
-    assert second.headers["X-RateLimit-Remaining-Tokens"] == "42"
-    # 14 used; a worst case of 1 + 90 does not fit.
+    assert first.headers["X-RateLimit-Remaining-Tokens"] == "50"
+    # The fake upstream used 1 + 6 tokens: settled, so 100 - 7 - 50 remain now.
+    second = _raw(client, max_tokens=5)
+    assert second.headers["X-RateLimit-Remaining-Tokens"] == "43"
+    # 14 used; a worst case of 45 + 42 does not fit.
     with pytest.raises(openai.RateLimitError) as caught:
-        _raw(client, max_tokens=90)
+        _raw(client, max_tokens=42)
     error = assert_sdk_error(caught.value, 429, "RATE_LIMITED")
     assert "tokens" in error["message"]
     assert caught.value.response.headers["Retry-After"]
     assert caught.value.response.headers["X-RateLimit-Remaining-Tokens"] == "86"
     # A smaller one does.
-    assert _raw(client, max_tokens=80).http_response.status_code == 200
+    assert _raw(client, max_tokens=41).http_response.status_code == 200
     clock_shift(60)
-    assert _raw(client, max_tokens=98).headers["X-RateLimit-Remaining-Tokens"] == "1"
+    assert _raw(client, max_tokens=54).headers["X-RateLimit-Remaining-Tokens"] == "1"
 
 
 def test_default_max_tokens_is_reserved_when_the_client_sets_none(backend, llm):

@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from audit.models import UsageRecord
+from audit.models import AuditRecord, UsageRecord
 from tests.gateway.conftest import assert_sdk_error, flush_usage, wait_for
 
 CHAT = [{"role": "user", "content": "hi"}]
@@ -135,6 +135,52 @@ def test_client_disconnect_cancels_the_upstream(llm, upstream_requests):
 
     found = wait_for(record, what="the usage record")
     assert (found.status_code, found.error_code, found.streamed) == (499, "CLIENT_CLOSED", True)
+
+
+def test_an_abandoned_stream_is_charged_its_reservation(backend, llm, upstream_requests):
+    """Hanging up before the usage chunk does not make a call free: the record and the
+    quota carry the reservation (at least what was relayed), marked as estimated."""
+    llm.org_settings(monthly_token_quota=1000)
+    key = llm.key()
+    body = _stream_body("openai-main/fake-stream-slow-200", max_tokens=50)
+    with httpx.Client(timeout=30) as client:
+        with client.stream(
+            "POST",
+            f"{llm.base_url}/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
+        ) as response:
+            assert response.status_code == 200
+            request_id = response.headers["X-Request-ID"]
+            relayed = []
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    relayed.append(json.loads(line.removeprefix("data: ")))
+                if len(relayed) == 2:
+                    break
+    wait_for(
+        lambda: upstream_requests and upstream_requests[-1].get("stream_end"),
+        what="the upstream to stop",
+    )
+    assert upstream_requests[-1]["stream_end"] == "client_disconnected"
+
+    def record():
+        flush_usage()
+        return UsageRecord.objects.filter(request_id=request_id).first()
+
+    found = wait_for(record, what="the usage record")
+    assert (found.status_code, found.error_code) == (499, "CLIENT_CLOSED")
+    # The reservation: 45 for the prompt fields' JSON + max_tokens (gateway/sizing.py).
+    assert (found.prompt_tokens, found.completion_tokens) == (45, 50)
+    assert found.completion_tokens >= len(relayed)
+    audit = AuditRecord.objects.get(request_id=request_id)
+    assert audit.data["usage_estimated"] is True
+    # The quota keeps the charge: 1000 - 95 = 905 left, so 45 + 861 is refused.
+    with pytest.raises(openai.RateLimitError):
+        llm.sdk(key).chat.completions.create(
+            model="openai-main/gpt-4o", messages=CHAT, max_tokens=861
+        )
+    llm.sdk(key).chat.completions.create(model="openai-main/gpt-4o", messages=CHAT, max_tokens=860)
 
 
 def test_the_fake_upstream_reports_a_stream_read_to_the_end(llm, upstream_requests):

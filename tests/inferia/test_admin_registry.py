@@ -67,6 +67,9 @@ def admin_data(cast, django_capture_on_commit_callbacks, settings):
     from audit.models import Payload
 
     Payload.objects.create(org_id=cast.acme.pk, request_id="admin-test", encrypted="{}")
+    from audit.models import UsageDeadLetter
+
+    UsageDeadLetter.objects.create(org_id=cast.acme.pk, reason="admin-test", raw="{}")
     return cast
 
 
