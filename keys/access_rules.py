@@ -5,7 +5,7 @@ A rule grants model patterns (``account/model``, ``account/*``,
 in keys/names.py) to users, teams, roles and service accounts.
 A user matches through their username, their teams and their role; a
 service account through itself and its role; an API key through its owner,
-then narrowed by the key's own model restriction.
+then narrowed by the key's own model restriction and its ancestors'.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from inferia.errors import ValidationError
 from inferia.request_meta import RequestMeta
 from keys import names
 from keys.models import AccessRule, ApiKey, ProviderAccount, ServiceAccount
+from keys.principals import key_model_bounds
 from orgs.access import Access
 from orgs.models import Membership, Role, Team, TeamMember, User
 
@@ -111,16 +112,16 @@ def _rules_for(subject: Subject) -> list[AccessRule]:
 def allowed_models(
     subject: Subject | None, *, key: ApiKey | None = None, catalog: Catalog | None = None
 ) -> list[str]:
-    """FQNs the subject may use (narrowed by the key's model restriction, if any)."""
+    """FQNs the subject may use, narrowed by the key's model restriction and by that
+    of every key above it (a key minted by a key stays within its parent's models at
+    every use, not only when it was minted)."""
     if subject is None or not subject.is_active:
         return []
     catalog = catalog or Catalog.load()
     patterns = [p for rule in _rules_for(subject) for p in rule.model_patterns]
     allowed = [fqn for fqn, tags in catalog.models.items() if _patterns_allow(patterns, fqn, tags)]
-    if key is not None and key.model_patterns:
-        allowed = [
-            fqn for fqn in allowed if _patterns_allow(key.model_patterns, fqn, catalog.models[fqn])
-        ]
+    for bound in key_model_bounds(key) if key is not None else []:
+        allowed = [fqn for fqn in allowed if _patterns_allow(bound, fqn, catalog.models[fqn])]
     return sorted(allowed)
 
 

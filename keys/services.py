@@ -20,7 +20,7 @@ from inferia.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from inferia.request_meta import RequestMeta
 from keys import apikeys, names, secret_refs, ssrf
 from keys.models import ApiKey, ProviderAccount, ProviderType, ServiceAccount
-from keys.principals import service_account_permissions
+from keys.principals import MAX_KEY_CHAIN_DEPTH, key_ancestors, service_account_permissions
 from orgs import access as acl
 from orgs.access import Access
 from orgs.models import Membership, Role
@@ -108,7 +108,8 @@ def api_key_create(
     by the key's owner. Raises PERMISSION_DENIED otherwise. A key minted by a
     key is bounded by its parent: its models stay within the parent's (none
     given: the parent's), it expires no later and its limits are never looser
-    (an unlimited child of a limited parent gets the parent's limits).
+    (an unlimited child of a limited parent gets the parent's limits). It records
+    its parent, which bounds it again at every use (``keys.principals.access_for_key``).
     """
     access.require("api_key:create")
     scopes = acl.normalize_permissions(permissions)
@@ -147,6 +148,11 @@ def api_key_create(
         if parent.expires_at is not None and (expires_at is None or expires_at > parent.expires_at):
             expires_at = parent.expires_at
         limits = {f: _tighter(limits[f], getattr(parent, f)) for f in KEY_LIMIT_FIELDS}
+        if len(key_ancestors(parent)) + 1 >= MAX_KEY_CHAIN_DEPTH:
+            raise PermissionDenied(
+                f"API key {parent.prefix} cannot mint keys: keys minted by keys nest at most "
+                f"{MAX_KEY_CHAIN_DEPTH} deep"
+            )
     for _attempt in range(3):
         new = apikeys.generate()
         try:
@@ -163,6 +169,7 @@ def api_key_create(
                     service_account=service_account,
                     created_by=access.user,
                     expires_at=expires_at,
+                    parent=parent,
                     **limits,
                 )
                 _record(
@@ -283,8 +290,13 @@ def api_key_rotate(
             service_account=key.service_account,
             created_by=access.user,
             expires_at=key.expires_at,
+            # The same place in the delegation tree: a rotated child stays bounded by
+            # its parent, and the keys it minted move to the replacement (same scopes,
+            # models, expiry and limits), so a rotation is not a revocation for them.
+            parent=key.parent,
             **{f: getattr(key, f) for f in KEY_LIMIT_FIELDS},
         )
+        children = ApiKey.objects.filter(parent=key).update(parent=replacement)
         now = clock.now()
         key.replaced_by = replacement
         fields = ["replaced_by"]
@@ -304,6 +316,7 @@ def api_key_rotate(
             prefix=key.prefix,
             new_prefix=replacement.prefix,
             grace_seconds=grace_seconds,
+            children_moved=children,
         )
     return replacement, new.plaintext
 
