@@ -128,6 +128,12 @@ def api_key_create(
                 f"The service account does not hold: {', '.join(missing)}",
                 details={"missing_permissions": missing},
             )
+    if owner_user is not None:
+        owner_label = owner_user.username
+    elif service_account is not None:
+        owner_label = f"sa:{service_account.slug}"
+    else:
+        raise PermissionDenied("A key needs an owner: a member or a service account")
     expires_at = _expiry(access, expires_in_days)
     patterns = validate_model_patterns(models or [])
     limits: dict[str, Any] = dict.fromkeys(KEY_LIMIT_FIELDS)
@@ -180,7 +186,7 @@ def api_key_create(
                     prefix=key.prefix,
                     permissions=key.permissions,
                     models=patterns,
-                    owner=owner_user.username if owner_user else f"sa:{service_account.slug}",
+                    owner=owner_label,
                     expires_at=expires_at.isoformat() if expires_at else None,
                     parent=parent.prefix if parent is not None else None,
                 )
@@ -460,9 +466,13 @@ def _set_secret(
             secret_plaintext.encode(), context=account.secret_context()
         )
         account.secret_ref = ""
-    else:
+    elif secret_ref:
         account.secret_ref = secret_refs.validate_ref(secret_ref)
         account.encrypted_secret = ""
+    else:
+        raise ValidationError(
+            "Give a secret or a secret reference", details={"secret": ["Required."]}
+        )
     account.secret_updated_at = clock.now()
 
 
@@ -526,9 +536,9 @@ def _require_fresh_confirmation(
     """Changing where an existing secret goes, or what it is: a signed-in user (never
     an API key), with a fresh code when they use 2FA. Raises PERMISSION_DENIED,
     OTP_REQUIRED or AUTHENTICATION_FAILED."""
-    access.require_human()
-    if access.user.has_confirmed_totp:
-        two_factor.verify_fresh(user=access.user, otp_code=otp_code, password=None, request=request)
+    user, _membership = access.require_human()
+    if user.has_confirmed_totp:
+        two_factor.verify_fresh(user=user, otp_code=otp_code, password=None, request=request)
 
 
 def _upstream_changed(account: ProviderAccount) -> None:

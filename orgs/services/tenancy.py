@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import ForeignObjectRel, Model
 from django.db.models.deletion import RestrictedError
 from django.http import HttpRequest
 
@@ -83,8 +84,8 @@ def organization_update(
     """
     org = access.org
     if "require_2fa" in changes and bool(changes["require_2fa"]) != org.require_2fa:
-        access.require_human()
-        if changes["require_2fa"] and not access.user.has_confirmed_totp:
+        user, _membership = access.require_human()
+        if changes["require_2fa"] and not user.has_confirmed_totp:
             raise ValidationError(
                 "Turn on two-factor authentication for your own account before requiring it",
                 details={
@@ -130,6 +131,8 @@ def organization_delete(
 ) -> None:
     """Delete the org and everything it owns; needs ``org:delete`` and a fresh code."""
     access.require("org:delete")
+    if access.user is None:
+        raise PermissionDenied("Deleting an organization needs a person's fresh code")
     two_factor.verify_fresh(user=access.user, otp_code=otp_code, password=password, request=request)
     org = access.org
     with transaction.atomic():
@@ -154,19 +157,18 @@ def ownership_transfer(
 ) -> Membership:
     """Make ``target`` an Owner and the acting Owner an Admin; needs a signed-in
     Owner (never an API key) and a fresh code."""
-    access.require_human()
+    user, own = access.require_human()
     if not access.is_owner:
         raise PermissionDenied("Only an Owner can transfer ownership")
-    if target.pk == access.membership.pk:
+    if target.pk == own.pk:
         raise ValidationError(
             "You already own this organization", details={"member_id": ["Is you."]}
         )
-    two_factor.verify_fresh(user=access.user, otp_code=otp_code, password=password, request=request)
+    two_factor.verify_fresh(user=user, otp_code=otp_code, password=password, request=request)
     with transaction.atomic():
         target.role = _builtin(acl.OWNER)
         target.granted_by_membership = None
         target.save(update_fields=["role", "granted_by_membership", "updated_at"])
-        own = access.membership
         own.role = _builtin(acl.ADMIN)
         own.granted_by_membership = target
         own.save(update_fields=["role", "granted_by_membership", "updated_at"])
@@ -207,7 +209,7 @@ def member_change_role(
     grantor you had (nobody unbinds themself by re-granting their own role).
     """
     access.require("member:update")
-    access.require_human()
+    _user, actor_membership = access.require_human()
     if role.org_id not in (None, access.org.pk):
         raise NotFound("Role not found")
     access.require_all(role.permissions, what="grant a role with")
@@ -226,8 +228,8 @@ def member_change_role(
         membership.role = role
         if role.is_builtin and role.slug == acl.OWNER:
             membership.granted_by_membership = None
-        elif membership.pk != access.membership.pk:
-            membership.granted_by_membership = access.membership
+        elif membership.pk != actor_membership.pk:
+            membership.granted_by_membership = actor_membership
         # else: your own role change keeps your existing grantor.
         membership.save(update_fields=["role", "granted_by_membership", "updated_at"])
         audit.record(
@@ -251,8 +253,8 @@ def member_remove(
     revoked with the membership (``member_removed``), so they stay dead if the
     person joins again.
     """
-    access.require_human()
-    leaving = membership.pk == access.membership.pk
+    _user, actor_membership = access.require_human()
+    leaving = membership.pk == actor_membership.pk
     if not leaving:
         access.require("member:delete")
     with transaction.atomic():
@@ -276,17 +278,19 @@ def member_remove(
         # ``granted_by_membership`` pointing here) stay bounded by someone still in the
         # org: the remover, or when leaving, whoever bounded the leaver (None only if
         # the leaver was unbounded themself). Service accounts and their keys survive.
-        rebound_to = membership.granted_by_membership if leaving else access.membership
+        rebound_to = membership.granted_by_membership if leaving else actor_membership
         for relation in Membership._meta.get_fields(include_hidden=True):
-            if (
-                relation.is_relation
-                and relation.auto_created
-                and not relation.concrete
-                and (getattr(relation.field, "name", "") == "granted_by_membership")
-            ):
-                relation.related_model._default_manager.filter(
-                    granted_by_membership=membership
-                ).update(granted_by_membership=rebound_to)
+            # The reverse side of every ``granted_by_membership`` foreign key.
+            if not isinstance(relation, ForeignObjectRel):
+                continue
+            if relation.field.name != "granted_by_membership":
+                continue
+            granting_model = relation.related_model
+            if not (isinstance(granting_model, type) and issubclass(granting_model, Model)):
+                raise TypeError(f"Unresolved model behind {relation!r}")
+            granting_model._default_manager.filter(granted_by_membership=membership).update(
+                granted_by_membership=rebound_to
+            )
         TeamMember.objects.filter(user=membership.user).delete()
         member_removed.send(
             sender=Membership, membership=membership, access=access, request=request
@@ -683,6 +687,13 @@ def invitation_deliver(*, invitation_id: str, send_number: int) -> bool:
     return True
 
 
+def _new_account(username: str | None, password: str | None) -> tuple[str, str]:
+    """The username and password of an account made by accepting an invitation."""
+    if not (username and password):
+        raise AuthenticationFailed("Log in, or give a username and password for a new account")
+    return username, password
+
+
 def invitation_accept(
     *,
     token: str,
@@ -697,8 +708,8 @@ def invitation_accept(
     from django.contrib.auth.password_validation import validate_password
     from django.core.exceptions import ValidationError as DjangoValidationError
 
-    if user is None and not (username and password):
-        raise AuthenticationFailed("Log in, or give a username and password for a new account")
+    if user is None:
+        _new_account(username, password)  # refuse early, before any lock
     with transaction.atomic():
         # Cross-org by design: the token alone identifies its organization.
         invitation = (
@@ -720,6 +731,7 @@ def invitation_accept(
             ):
                 raise Conflict("This invitation is no longer valid; ask for a new one")
             if user is None:
+                username, password = _new_account(username, password)
                 if User.objects.filter(username=username).exists():
                     raise Conflict(
                         "This username is taken", details={"username": ["Already taken."]}
