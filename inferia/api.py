@@ -35,6 +35,12 @@ from orgs.scoping import activate, deactivate
 ANY_MEMBER = "*member"
 
 
+def request_meta(request: Request) -> RequestMeta | None:
+    """What a service records about this API request (ip, user agent, request id,
+    credential kind): services take this, never the request."""
+    return RequestMeta.from_http(request._request)
+
+
 def request_access(request: Request) -> Access:
     """The ``Access`` that ``OrgAPIView.initial`` resolved for this request.
 

@@ -19,7 +19,6 @@ from django.db import transaction
 from django.db.models import Q
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
-from django.http import HttpRequest
 
 from audit import services as audit
 from inferia.errors import ValidationError
@@ -284,7 +283,7 @@ def load_yaml(text: str) -> Any:
 
 
 def access_rules_replace(
-    *, access: Access, document: Any, request: HttpRequest | None = None, source: str = "api"
+    *, access: Access, document: Any, meta: RequestMeta | None = None, source: str = "api"
 ) -> list[AccessRule]:
     """Replace every rule of the org with ``document``: all or nothing."""
     access.require("policy:manage")
@@ -300,7 +299,7 @@ def access_rules_replace(
             actor=access.user,
             actor_label=access.actor_label,
             target_type="keys.accessrule",
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={
                 "op": "access_rules_replace",
                 "source": source,
@@ -324,7 +323,7 @@ def _create_rule(access: Access, position: int, item: ParsedRule) -> AccessRule:
 
 
 def access_rule_create(
-    *, access: Access, rule: dict[str, Any], request: HttpRequest | None = None
+    *, access: Access, rule: dict[str, Any], meta: RequestMeta | None = None
 ) -> AccessRule:
     """Append one rule (validated like an import of one rule)."""
     access.require("policy:manage")
@@ -349,14 +348,14 @@ def access_rule_create(
             actor=access.user,
             actor_label=access.actor_label,
             target=created,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"op": "access_rule_create", "models": item.models},
         )
     return created
 
 
 def access_rule_delete(
-    *, access: Access, rule: AccessRule, request: HttpRequest | None = None
+    *, access: Access, rule: AccessRule, meta: RequestMeta | None = None
 ) -> None:
     access.require("policy:manage")
     with transaction.atomic():
@@ -367,7 +366,7 @@ def access_rule_delete(
             actor=access.user,
             actor_label=access.actor_label,
             target=rule,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"op": "access_rule_delete", "models": rule.model_patterns},
         )
         rule.delete()

@@ -14,7 +14,6 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import ForeignObjectRel, Model
 from django.db.models.deletion import RestrictedError
-from django.http import HttpRequest
 
 from audit import services as audit
 from inferia import clock
@@ -25,7 +24,7 @@ from inferia.errors import (
     PermissionDenied,
     ValidationError,
 )
-from inferia.request_meta import RequestMeta
+from inferia.request_meta import RequestMeta, as_legacy_request
 from orgs import access as acl
 from orgs.access import Access
 from orgs.models import (
@@ -50,7 +49,7 @@ def _builtin(slug: str) -> Role:
 
 
 def organization_create(
-    *, user: User, slug: str, name: str, request: HttpRequest | None = None
+    *, user: User, slug: str, name: str, meta: RequestMeta | None = None
 ) -> Organization:
     """Create an org; its creator becomes its first Owner. CONFLICT if the slug is taken."""
     try:
@@ -64,7 +63,7 @@ def organization_create(
                 org=org,
                 actor=user,
                 target=org,
-                meta=RequestMeta.from_http(request),
+                meta=meta,
             )
     except IntegrityError as exc:
         raise Conflict(
@@ -74,7 +73,7 @@ def organization_create(
 
 
 def organization_update(
-    *, access: Access, changes: dict[str, Any], request: HttpRequest | None = None
+    *, access: Access, changes: dict[str, Any], meta: RequestMeta | None = None
 ) -> Organization:
     """Update name, ``require_2fa`` and policy settings (merged into ``org.settings``).
 
@@ -116,7 +115,7 @@ def organization_update(
             org=org,
             actor=access.user,
             target=org,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"changed": fields, "before": before},
         )
     return org
@@ -127,13 +126,15 @@ def organization_delete(
     access: Access,
     otp_code: str | None,
     password: str | None,
-    request: HttpRequest | None = None,
+    meta: RequestMeta | None = None,
 ) -> None:
     """Delete the org and everything it owns; needs ``org:delete`` and a fresh code."""
     access.require("org:delete")
     if access.user is None:
         raise PermissionDenied("Deleting an organization needs a person's fresh code")
-    two_factor.verify_fresh(user=access.user, otp_code=otp_code, password=password, request=request)
+    two_factor.verify_fresh(
+        user=access.user, otp_code=otp_code, password=password, request=as_legacy_request(meta)
+    )
     org = access.org
     with transaction.atomic():
         audit.record(
@@ -141,7 +142,7 @@ def organization_delete(
             outcome="success",
             actor=access.user,
             target=org,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"slug": org.slug},
         )
         org.delete()
@@ -153,7 +154,7 @@ def ownership_transfer(
     target: Membership,
     otp_code: str | None,
     password: str | None,
-    request: HttpRequest | None = None,
+    meta: RequestMeta | None = None,
 ) -> Membership:
     """Make ``target`` an Owner and the acting Owner an Admin; needs a signed-in
     Owner (never an API key) and a fresh code."""
@@ -164,7 +165,9 @@ def ownership_transfer(
         raise ValidationError(
             "You already own this organization", details={"member_id": ["Is you."]}
         )
-    two_factor.verify_fresh(user=user, otp_code=otp_code, password=password, request=request)
+    two_factor.verify_fresh(
+        user=user, otp_code=otp_code, password=password, request=as_legacy_request(meta)
+    )
     with transaction.atomic():
         target.role = _builtin(acl.OWNER)
         target.granted_by_membership = None
@@ -178,7 +181,7 @@ def ownership_transfer(
             org=access.org,
             actor=access.user,
             target=target,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
         )
     return target
 
@@ -200,7 +203,7 @@ def _guard_owner_change(access: Access, membership: Membership, new_role: Role |
 
 
 def member_change_role(
-    *, access: Access, membership: Membership, role: Role, request: HttpRequest | None = None
+    *, access: Access, membership: Membership, role: Role, meta: RequestMeta | None = None
 ) -> Membership:
     """Give ``membership`` another role; the actor must hold every permission of it.
 
@@ -238,14 +241,14 @@ def member_change_role(
             org=access.org,
             actor=access.user,
             target=membership,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"role_before": before, "role_after": role.slug, "user": membership.user.username},
         )
     return membership
 
 
 def member_remove(
-    *, access: Access, membership: Membership, request: HttpRequest | None = None
+    *, access: Access, membership: Membership, meta: RequestMeta | None = None
 ) -> None:
     """Remove a member (anyone may leave; removing others needs ``member:delete``).
 
@@ -292,9 +295,7 @@ def member_remove(
                 granted_by_membership=rebound_to
             )
         TeamMember.objects.filter(user=membership.user).delete()
-        member_removed.send(
-            sender=Membership, membership=membership, access=access, request=request
-        )
+        member_removed.send(sender=Membership, membership=membership, access=access, meta=meta)
         username = membership.user.username
         membership_id = membership.pk  # delete() clears pk
         membership.delete()
@@ -305,7 +306,7 @@ def member_remove(
             actor=access.user,
             target_type="orgs.membership",
             target_id=str(membership_id),
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"user": username, "left": leaving},
         )
 
@@ -320,7 +321,7 @@ def role_create(
     name: str,
     permissions: list[str],
     description: str = "",
-    request: HttpRequest | None = None,
+    meta: RequestMeta | None = None,
 ) -> Role:
     """A custom role; its permissions must all be held by the actor."""
     access.require("policy:manage")
@@ -343,7 +344,7 @@ def role_create(
                 org=access.org,
                 actor=access.user,
                 target=role,
-                meta=RequestMeta.from_http(request),
+                meta=meta,
                 data={"op": "role_create", "permissions": sorted(perms)},
             )
     except IntegrityError as exc:
@@ -354,7 +355,7 @@ def role_create(
 
 
 def role_update(
-    *, access: Access, role: Role, changes: dict[str, Any], request: HttpRequest | None = None
+    *, access: Access, role: Role, changes: dict[str, Any], meta: RequestMeta | None = None
 ) -> Role:
     access.require("policy:manage")
     if role.is_builtin:
@@ -382,13 +383,13 @@ def role_update(
                 org=access.org,
                 actor=access.user,
                 target=role,
-                meta=RequestMeta.from_http(request),
+                meta=meta,
                 data={"op": "role_update", "changed": fields, "permissions": role.permissions},
             )
     return role
 
 
-def role_delete(*, access: Access, role: Role, request: HttpRequest | None = None) -> None:
+def role_delete(*, access: Access, role: Role, meta: RequestMeta | None = None) -> None:
     access.require("policy:manage")
     if role.is_builtin:
         raise Conflict("Built-in roles cannot be deleted")
@@ -410,7 +411,7 @@ def role_delete(*, access: Access, role: Role, request: HttpRequest | None = Non
             org=access.org,
             actor=access.user,
             target=role,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={
                 "op": "role_delete",
                 "slug": role.slug,
@@ -435,7 +436,7 @@ def team_create(
     slug: str,
     name: str,
     description: str = "",
-    request: HttpRequest | None = None,
+    meta: RequestMeta | None = None,
 ) -> Team:
     access.require("team:manage")
     try:
@@ -449,7 +450,7 @@ def team_create(
                 org=access.org,
                 actor=access.user,
                 target=team,
-                meta=RequestMeta.from_http(request),
+                meta=meta,
                 data={"op": "create", "slug": slug},
             )
     except IntegrityError as exc:
@@ -460,7 +461,7 @@ def team_create(
 
 
 def team_update(
-    *, access: Access, team: Team, changes: dict[str, Any], request: HttpRequest | None = None
+    *, access: Access, team: Team, changes: dict[str, Any], meta: RequestMeta | None = None
 ) -> Team:
     access.require("team:manage")
     fields = [name for name in ("name", "description") if name in changes]
@@ -475,13 +476,13 @@ def team_update(
                 org=access.org,
                 actor=access.user,
                 target=team,
-                meta=RequestMeta.from_http(request),
+                meta=meta,
                 data={"op": "update", "changed": fields},
             )
     return team
 
 
-def team_delete(*, access: Access, team: Team, request: HttpRequest | None = None) -> None:
+def team_delete(*, access: Access, team: Team, meta: RequestMeta | None = None) -> None:
     access.require("team:manage")
     with transaction.atomic():
         audit.record(
@@ -490,14 +491,14 @@ def team_delete(*, access: Access, team: Team, request: HttpRequest | None = Non
             org=access.org,
             actor=access.user,
             target=team,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"op": "delete", "slug": team.slug},
         )
         team.delete()
 
 
 def team_member_add(
-    *, access: Access, team: Team, membership: Membership, request: HttpRequest | None = None
+    *, access: Access, team: Team, membership: Membership, meta: RequestMeta | None = None
 ) -> TeamMember:
     """Add a member to a team; a team carries grants (access rules, per-account
     management), so this needs a signed-in user (never an API key)."""
@@ -512,7 +513,7 @@ def team_member_add(
                 org=access.org,
                 actor=access.user,
                 target=team,
-                meta=RequestMeta.from_http(request),
+                meta=meta,
                 data={"op": "member_add", "user": membership.user.username},
             )
     except IntegrityError as exc:
@@ -521,7 +522,7 @@ def team_member_add(
 
 
 def team_member_remove(
-    *, access: Access, team: Team, membership: Membership, request: HttpRequest | None = None
+    *, access: Access, team: Team, membership: Membership, meta: RequestMeta | None = None
 ) -> None:
     access.require("team:manage")
     with transaction.atomic():
@@ -534,7 +535,7 @@ def team_member_remove(
             org=access.org,
             actor=access.user,
             target=team,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"op": "member_remove", "user": membership.user.username},
         )
 
@@ -552,7 +553,7 @@ def _enqueue_send(invitation: Invitation) -> None:
 
 
 def invitation_create(
-    *, access: Access, email: str, role: Role, request: HttpRequest | None = None
+    *, access: Access, email: str, role: Role, meta: RequestMeta | None = None
 ) -> Invitation:
     """Invite ``email`` with ``role``; the e-mail carrying the link is sent by a worker.
 
@@ -591,7 +592,7 @@ def invitation_create(
             org=access.org,
             actor=access.user,
             target=invitation,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"role": role.slug, "email": email},
         )
         _enqueue_send(invitation)
@@ -599,7 +600,7 @@ def invitation_create(
 
 
 def invitation_revoke(
-    *, access: Access, invitation: Invitation, request: HttpRequest | None = None
+    *, access: Access, invitation: Invitation, meta: RequestMeta | None = None
 ) -> Invitation:
     access.require("member:invite")
     with transaction.atomic():
@@ -614,14 +615,14 @@ def invitation_revoke(
             org=access.org,
             actor=access.user,
             target=invitation,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"op": "revoke"},
         )
     return invitation
 
 
 def invitation_resend(
-    *, access: Access, invitation: Invitation, request: HttpRequest | None = None
+    *, access: Access, invitation: Invitation, meta: RequestMeta | None = None
 ) -> Invitation:
     """Send a new link (the previous one stops working) and extend the expiry."""
     access.require("member:invite")
@@ -637,7 +638,7 @@ def invitation_resend(
             org=access.org,
             actor=access.user,
             target=invitation,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"op": "resend"},
         )
         _enqueue_send(invitation)
@@ -700,7 +701,7 @@ def invitation_accept(
     user: User | None,
     username: str | None = None,
     password: str | None = None,
-    request: HttpRequest | None = None,
+    meta: RequestMeta | None = None,
 ) -> Membership:
     """Accept once. A logged-in user must own the invited e-mail; otherwise a new
     account is created from ``username``/``password``. The inviter must still be
@@ -765,7 +766,7 @@ def invitation_accept(
                 org=invitation.org,
                 actor=user,
                 target=membership,
-                meta=RequestMeta.from_http(request),
+                meta=meta,
                 data={"role": invitation.role.slug},
             )
     return membership
