@@ -67,7 +67,10 @@ class Principal:
     permissions: frozenset[str]
     label: str
     credential_kind: str = API_KEY
+    # When the credential stops being valid: for a key minted by a key, the first key
+    # of its chain to expire; ``key_expires_at`` is the key's own expiry.
     expires_at: datetime | None = None
+    key_expires_at: datetime | None = None
     user_id: Any = None
     service_account_id: Any = None
     key_id: Any = None
@@ -197,6 +200,7 @@ def project(access: Access, *, epoch: int) -> Principal:
         service_account_id=access.service_account.pk if access.service_account else None,
         key_id=key.pk if key is not None else None,
         key_prefix=key.prefix if key is not None else "",
+        key_expires_at=key.expires_at if key is not None else None,
         key_limits=_key_limits(key),
         routes=routes,
         catalog=catalog,
@@ -228,7 +232,14 @@ def expired(principal: Principal) -> bool:
 
 
 def expired_error(principal: Principal) -> AuthenticationFailed:
+    """The resolver's words for an expiry seen on a cached principal."""
     if principal.key_prefix:
+        own = principal.key_expires_at
+        if own is None or own > clock.now():
+            return AuthenticationFailed(
+                f"API key {principal.key_prefix} is no longer valid: "
+                "the key that created it is expired"
+            )
         return AuthenticationFailed(f"API key {principal.key_prefix} is expired")
     return AuthenticationFailed("Access token is invalid or expired")
 

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
@@ -27,6 +27,7 @@ from inferia.authentication import (  # noqa: E402,F401
 )
 from inferia.errors import AuthenticationFailed, NotFound, PermissionDenied, TwoFactorRequired
 from inferia.request_meta import RequestMeta
+from inferia.request_types import OrgAPIRequest
 from orgs.access import Access
 from orgs.scoping import activate, deactivate
 
@@ -34,15 +35,35 @@ from orgs.scoping import activate, deactivate
 ANY_MEMBER = "*member"
 
 
+def request_meta(request: Request) -> RequestMeta | None:
+    """What a service records about this API request (ip, user agent, request id,
+    credential kind): services take this, never the request."""
+    return RequestMeta.from_http(request._request)
+
+
+def request_access(request: Request) -> Access:
+    """The ``Access`` that ``OrgAPIView.initial`` resolved for this request.
+
+    Permission classes get DRF's plain ``Request``; a request that reached them
+    without an Access (a view wired outside ``OrgAPIView``) is refused, never let through.
+    """
+    access = getattr(request, "access", None)
+    if not isinstance(access, Access):
+        raise AuthenticationFailed("Authentication credentials were not provided")
+    return access
+
+
 class RequiredPermission(BasePermission):
     """Enforce ``view.required_permissions[method]``; no declaration means refusal."""
 
     def has_permission(self, request: Request, view: Any) -> bool:
         method = "GET" if request.method in ("HEAD", "OPTIONS") else request.method
+        if method is None:
+            raise PermissionDenied("A request without a method is not allowed")
         if not hasattr(view, method.lower()):
             return True  # let DRF answer 405
         permission = view.required_permissions.get(method)
-        access: Access = request.access
+        access = request_access(request)
         if permission is None:
             raise PermissionDenied(f"{method} is not allowed here")
         if permission == ANY_MEMBER:
@@ -139,6 +160,8 @@ class OrgAPIView(AuditedRequestMixin, generics.GenericAPIView):
 
     required_permissions: ClassVar[dict[str, str]] = {}
     permission_classes = [HasPrincipal, RequiredPermission]
+    # Past ``initial()`` the request carries the resolved ``access``.
+    request: OrgAPIRequest
     lookup_field = "pk"
     lookup_url_kwarg = "id"
 
@@ -194,7 +217,8 @@ class OrgAPIView(AuditedRequestMixin, generics.GenericAPIView):
                 data={"path": request.path, "method": request.method},
             )
             raise
-        request.access = access
-        request._request.access = access
+        org_request = cast(OrgAPIRequest, request)
+        org_request.access = access
+        org_request._request.access = access
         self._scope_token = activate(access.org)
         super().initial(request, *args, **kwargs)

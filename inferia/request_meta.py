@@ -9,9 +9,12 @@ jobs and commands pass ``None``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
 
 
 def client_ip_from(remote: str | None, forwarded: str) -> str | None:
@@ -74,3 +77,15 @@ class RequestMeta:
             request_id=request_id,
             credential_kind=credential_kind,
         )
+
+
+def as_legacy_request(meta: RequestMeta | None) -> HttpRequest | None:
+    """Adapter for services that still type a ``request: HttpRequest`` parameter
+    (``orgs.services.two_factor``, ``orgs.services.auth``, edited on another branch).
+
+    They only read that request through ``RequestMeta.from_http`` and
+    ``audit.services.client_ip``, which pass a ``RequestMeta`` through unchanged,
+    so the meta itself is handed over; only its static type is adapted. Goes when
+    those services take ``meta`` (issue 10).
+    """
+    return cast("HttpRequest | None", meta)

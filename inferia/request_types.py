@@ -23,6 +23,13 @@ class InferiaRequest(HttpRequest):
     request_id: str
 
 
+class OrgHttpRequest(InferiaRequest):
+    """The Django request under an ``OrgAPIView`` past ``initial()``: ``access`` is set
+    on it too, for the middleware's request log and audit."""
+
+    access: Access
+
+
 class SignedInRequest(InferiaRequest):
     """A view that runs only for a signed-in user (``login_required`` or a page guard)."""
 
@@ -46,3 +53,4 @@ class OrgAPIRequest(Request):
     """A DRF request of an ``OrgAPIView`` past ``initial()``: ``access`` is set."""
 
     access: Access
+    _request: OrgHttpRequest

@@ -5,7 +5,7 @@ A rule grants model patterns (``account/model``, ``account/*``,
 in keys/names.py) to users, teams, roles and service accounts.
 A user matches through their username, their teams and their role; a
 service account through itself and its role; an API key through its owner,
-then narrowed by the key's own model restriction.
+then narrowed by the key's own model restriction and its ancestors'.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from django.db import transaction
 from django.db.models import Q
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
-from django.http import HttpRequest
 
 from audit import services as audit
 from inferia.errors import ValidationError
 from inferia.request_meta import RequestMeta
 from keys import names
 from keys.models import AccessRule, ApiKey, ProviderAccount, ServiceAccount
+from keys.principals import key_model_bounds
 from orgs.access import Access
 from orgs.models import Membership, Role, Team, TeamMember, User
 
@@ -111,16 +111,16 @@ def _rules_for(subject: Subject) -> list[AccessRule]:
 def allowed_models(
     subject: Subject | None, *, key: ApiKey | None = None, catalog: Catalog | None = None
 ) -> list[str]:
-    """FQNs the subject may use (narrowed by the key's model restriction, if any)."""
+    """FQNs the subject may use, narrowed by the key's model restriction and by that
+    of every key above it (a key minted by a key stays within its parent's models at
+    every use, not only when it was minted)."""
     if subject is None or not subject.is_active:
         return []
     catalog = catalog or Catalog.load()
     patterns = [p for rule in _rules_for(subject) for p in rule.model_patterns]
     allowed = [fqn for fqn, tags in catalog.models.items() if _patterns_allow(patterns, fqn, tags)]
-    if key is not None and key.model_patterns:
-        allowed = [
-            fqn for fqn in allowed if _patterns_allow(key.model_patterns, fqn, catalog.models[fqn])
-        ]
+    for bound in key_model_bounds(key) if key is not None else []:
+        allowed = [fqn for fqn in allowed if _patterns_allow(bound, fqn, catalog.models[fqn])]
     return sorted(allowed)
 
 
@@ -283,7 +283,7 @@ def load_yaml(text: str) -> Any:
 
 
 def access_rules_replace(
-    *, access: Access, document: Any, request: HttpRequest | None = None, source: str = "api"
+    *, access: Access, document: Any, meta: RequestMeta | None = None, source: str = "api"
 ) -> list[AccessRule]:
     """Replace every rule of the org with ``document``: all or nothing."""
     access.require("policy:manage")
@@ -299,7 +299,7 @@ def access_rules_replace(
             actor=access.user,
             actor_label=access.actor_label,
             target_type="keys.accessrule",
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={
                 "op": "access_rules_replace",
                 "source": source,
@@ -323,7 +323,7 @@ def _create_rule(access: Access, position: int, item: ParsedRule) -> AccessRule:
 
 
 def access_rule_create(
-    *, access: Access, rule: dict[str, Any], request: HttpRequest | None = None
+    *, access: Access, rule: dict[str, Any], meta: RequestMeta | None = None
 ) -> AccessRule:
     """Append one rule (validated like an import of one rule)."""
     access.require("policy:manage")
@@ -348,14 +348,14 @@ def access_rule_create(
             actor=access.user,
             actor_label=access.actor_label,
             target=created,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"op": "access_rule_create", "models": item.models},
         )
     return created
 
 
 def access_rule_delete(
-    *, access: Access, rule: AccessRule, request: HttpRequest | None = None
+    *, access: Access, rule: AccessRule, meta: RequestMeta | None = None
 ) -> None:
     access.require("policy:manage")
     with transaction.atomic():
@@ -366,7 +366,7 @@ def access_rule_delete(
             actor=access.user,
             actor_label=access.actor_label,
             target=rule,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"op": "access_rule_delete", "models": rule.model_patterns},
         )
         rule.delete()

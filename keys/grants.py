@@ -14,7 +14,6 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
-from django.http import HttpRequest
 from guardian.models import UserObjectPermission
 from guardian.shortcuts import assign_perm, get_groups_with_perms, get_users_with_perms, remove_perm
 
@@ -94,7 +93,7 @@ def provider_account_grant(
     team: Team | None = None,
     user: User | None = None,
     revoke: bool = False,
-    request: HttpRequest | None = None,
+    meta: RequestMeta | None = None,
 ) -> dict[str, list[str]]:
     """Grant (or revoke) ``provider_account:manage`` on one account to a team or a member."""
     access.require("provider_account:manage")
@@ -111,7 +110,7 @@ def provider_account_grant(
             org=access.org,
             actor=access.user,
             target=account,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={
                 "op": "revoke_grant" if revoke else "grant",
                 "team": team.slug if team else None,

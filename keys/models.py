@@ -104,6 +104,14 @@ class ApiKey(OrgOwnedModel):
     replaced_by = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The key that minted this one (None: minted by a signed-in user). The child is
+    # bounded by it at every use (keys.principals.key_ancestors). RESTRICT, not
+    # SET_NULL: a child whose parent row vanished would lose its bounds. Keys are
+    # revoked, not deleted; a parent row goes only together with its children (its
+    # owner or service account deleted, cascading to both).
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.RESTRICT, related_name="children"
+    )
 
     # Bare ClassVar: mypy infers the generated manager type, which has no name to write.
     objects: ClassVar = ApiKeyManager()

@@ -10,7 +10,8 @@ What one edge refuses for a credential, every edge refuses, with the same code:
   AUTHENTICATION_FAILED; 503 SERVICE_UNAVAILABLE when the database cannot confirm.
 - ``resolve(credential, org)``: membership, role, bounded delegation, key scopes,
   the org's 2FA policy (``orgs.access.require_two_factor``: also for a person's
-  personal keys, never for service-account keys), expiry. A key of another org,
+  personal keys, never for service-account keys), expiry; a key minted by a key
+  is bounded by its parent chain (``keys.principals.access_for_key``). A key of another org,
   a non-member or an unknown org: NOT_FOUND.
 """
 
@@ -93,7 +94,8 @@ def resolve(credential: Credential, org: Organization | None) -> Access:
         access = access_for_key(credential.api_key, org) if org is not None else None
         if access is None:
             raise NotFound("Organization not found")
-        access = replace(access, credential_kind=API_KEY, expires_at=credential.expires_at)
+        # The key's Access expires with the first key of its chain (access_for_key).
+        access = replace(access, credential_kind=API_KEY)
         require_two_factor(access)
         return access
     except DatabaseError as exc:

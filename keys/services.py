@@ -12,15 +12,14 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.dispatch import receiver
-from django.http import HttpRequest
 
 from audit import services as audit
 from inferia import clock, crypto
 from inferia.errors import Conflict, NotFound, PermissionDenied, ValidationError
-from inferia.request_meta import RequestMeta
+from inferia.request_meta import RequestMeta, as_legacy_request
 from keys import apikeys, names, secret_refs, ssrf
 from keys.models import ApiKey, ProviderAccount, ProviderType, ServiceAccount
-from keys.principals import service_account_permissions
+from keys.principals import MAX_KEY_CHAIN_DEPTH, key_ancestors, service_account_permissions
 from orgs import access as acl
 from orgs.access import Access
 from orgs.models import Membership, Role
@@ -31,7 +30,7 @@ MAX_GRACE_SECONDS = 7 * 24 * 3600
 
 
 def _record(
-    access: Access, action: str, target: Any, request: HttpRequest | None, **data: Any
+    access: Access, action: str, target: Any, meta: RequestMeta | None, **data: Any
 ) -> None:
     audit.record(
         action=action,
@@ -40,7 +39,7 @@ def _record(
         actor=access.user,
         actor_label=access.actor_label,
         target=target,
-        meta=RequestMeta.from_http(request),
+        meta=meta,
         data=data,
     )
 
@@ -100,7 +99,7 @@ def api_key_create(
     expires_in_days: int | None = None,
     service_account: ServiceAccount | None = None,
     models: list[str] | None = None,
-    request: HttpRequest | None = None,
+    meta: RequestMeta | None = None,
 ) -> tuple[ApiKey, str]:
     """Mint a key; returns it with its plaintext (the only time it is shown).
 
@@ -108,7 +107,8 @@ def api_key_create(
     by the key's owner. Raises PERMISSION_DENIED otherwise. A key minted by a
     key is bounded by its parent: its models stay within the parent's (none
     given: the parent's), it expires no later and its limits are never looser
-    (an unlimited child of a limited parent gets the parent's limits).
+    (an unlimited child of a limited parent gets the parent's limits). It records
+    its parent, which bounds it again at every use (``keys.principals.access_for_key``).
     """
     access.require("api_key:create")
     scopes = acl.normalize_permissions(permissions)
@@ -127,6 +127,12 @@ def api_key_create(
                 f"The service account does not hold: {', '.join(missing)}",
                 details={"missing_permissions": missing},
             )
+    if owner_user is not None:
+        owner_label = owner_user.username
+    elif service_account is not None:
+        owner_label = f"sa:{service_account.slug}"
+    else:
+        raise PermissionDenied("A key needs an owner: a member or a service account")
     expires_at = _expiry(access, expires_in_days)
     patterns = validate_model_patterns(models or [])
     limits: dict[str, Any] = dict.fromkeys(KEY_LIMIT_FIELDS)
@@ -147,6 +153,11 @@ def api_key_create(
         if parent.expires_at is not None and (expires_at is None or expires_at > parent.expires_at):
             expires_at = parent.expires_at
         limits = {f: _tighter(limits[f], getattr(parent, f)) for f in KEY_LIMIT_FIELDS}
+        if len(key_ancestors(parent)) + 1 >= MAX_KEY_CHAIN_DEPTH:
+            raise PermissionDenied(
+                f"API key {parent.prefix} cannot mint keys: keys minted by keys nest at most "
+                f"{MAX_KEY_CHAIN_DEPTH} deep"
+            )
     for _attempt in range(3):
         new = apikeys.generate()
         try:
@@ -163,17 +174,18 @@ def api_key_create(
                     service_account=service_account,
                     created_by=access.user,
                     expires_at=expires_at,
+                    parent=parent,
                     **limits,
                 )
                 _record(
                     access,
                     "api_key:create",
                     key,
-                    request,
+                    meta,
                     prefix=key.prefix,
                     permissions=key.permissions,
                     models=patterns,
-                    owner=owner_user.username if owner_user else f"sa:{service_account.slug}",
+                    owner=owner_label,
                     expires_at=expires_at.isoformat() if expires_at else None,
                     parent=parent.prefix if parent is not None else None,
                 )
@@ -228,7 +240,7 @@ def _require_key_admin(access: Access, key: ApiKey) -> None:
         access.require("service_account:manage")
 
 
-def api_key_revoke(*, access: Access, key: ApiKey, request: HttpRequest | None = None) -> ApiKey:
+def api_key_revoke(*, access: Access, key: ApiKey, meta: RequestMeta | None = None) -> ApiKey:
     """Revoke now. Everyone may revoke their own keys; others need ``api_key:revoke``."""
     _require_key_admin(access, key)
     with transaction.atomic():
@@ -237,7 +249,7 @@ def api_key_revoke(*, access: Access, key: ApiKey, request: HttpRequest | None =
             raise Conflict(f"API key {key.prefix} is already revoked")
         key.revoked_at = clock.now()
         key.save(update_fields=["revoked_at"])
-        _record(access, "api_key:revoke", key, request, prefix=key.prefix)
+        _record(access, "api_key:revoke", key, meta, prefix=key.prefix)
     return key
 
 
@@ -269,7 +281,7 @@ def api_key_revoke_by_operator(
 
 
 def api_key_rotate(
-    *, access: Access, key: ApiKey, grace_seconds: int = 0, request: HttpRequest | None = None
+    *, access: Access, key: ApiKey, grace_seconds: int = 0, meta: RequestMeta | None = None
 ) -> tuple[ApiKey, str]:
     """Issue a new secret with the same scopes, models, expiry and limits; the old key
     dies now or after a grace period.
@@ -310,8 +322,13 @@ def api_key_rotate(
             service_account=key.service_account,
             created_by=access.user,
             expires_at=key.expires_at,
+            # The same place in the delegation tree: a rotated child stays bounded by
+            # its parent, and the keys it minted move to the replacement (same scopes,
+            # models, expiry and limits), so a rotation is not a revocation for them.
+            parent=key.parent,
             **{f: getattr(key, f) for f in KEY_LIMIT_FIELDS},
         )
+        children = ApiKey.objects.filter(parent=key).update(parent=replacement)
         now = clock.now()
         key.replaced_by = replacement
         fields = ["replaced_by"]
@@ -327,16 +344,17 @@ def api_key_rotate(
             access,
             "api_key:rotate",
             key,
-            request,
+            meta,
             prefix=key.prefix,
             new_prefix=replacement.prefix,
             grace_seconds=grace_seconds,
+            children_moved=children,
         )
     return replacement, new.plaintext
 
 
 def api_keys_revoke_for_member(
-    *, access: Access, membership: Membership, request: HttpRequest | None = None
+    *, access: Access, membership: Membership, meta: RequestMeta | None = None
 ) -> int:
     """Revoke every personal key of a member who is removed or leaves (audited, one
     record a key); returns how many. Runs in the removal's transaction, so the
@@ -351,13 +369,19 @@ def api_keys_revoke_for_member(
     for key in keys:
         key.revoked_at = now
         key.save(update_fields=["revoked_at"])
-        _record(access, "api_key:revoke", key, request, prefix=key.prefix, reason="member_removed")
+        _record(access, "api_key:revoke", key, meta, prefix=key.prefix, reason="member_removed")
     return len(keys)
 
 
 @receiver(member_removed, dispatch_uid="keys-member-removed-revoke-keys")
-def _member_removed(sender, membership: Membership, access: Access, request=None, **kwargs) -> None:
-    api_keys_revoke_for_member(access=access, membership=membership, request=request)
+def _member_removed(
+    sender: Any,
+    membership: Membership,
+    access: Access,
+    meta: RequestMeta | None = None,
+    **kwargs: Any,
+) -> None:
+    api_keys_revoke_for_member(access=access, membership=membership, meta=meta)
 
 
 # --- service accounts ------------------------------------------------------------------
@@ -379,7 +403,7 @@ def service_account_create(
     name: str,
     role: Role,
     description: str = "",
-    request: HttpRequest | None = None,
+    meta: RequestMeta | None = None,
 ) -> ServiceAccount:
     access.require("service_account:manage")
     access.require_human()
@@ -395,7 +419,7 @@ def service_account_create(
                 granted_by_membership=access.membership,
                 created_by=access.user,
             )
-            _record(access, "service_account:manage", account, request, op="create", role=role.slug)
+            _record(access, "service_account:manage", account, meta, op="create", role=role.slug)
     except IntegrityError as exc:
         raise Conflict(
             "A service account with this slug exists", details={"slug": ["Already taken."]}
@@ -408,7 +432,7 @@ def service_account_update(
     access: Access,
     account: ServiceAccount,
     changes: dict[str, Any],
-    request: HttpRequest | None = None,
+    meta: RequestMeta | None = None,
 ) -> ServiceAccount:
     access.require("service_account:manage")
     fields = []
@@ -427,17 +451,17 @@ def service_account_update(
     if fields:
         with transaction.atomic():
             account.save(update_fields=fields)
-            _record(access, "service_account:manage", account, request, op="update", changed=fields)
+            _record(access, "service_account:manage", account, meta, op="update", changed=fields)
     return account
 
 
 def service_account_delete(
-    *, access: Access, account: ServiceAccount, request: HttpRequest | None = None
+    *, access: Access, account: ServiceAccount, meta: RequestMeta | None = None
 ) -> None:
     """Delete the account and its keys."""
     access.require("service_account:manage")
     with transaction.atomic():
-        _record(access, "service_account:manage", account, request, op="delete", slug=account.slug)
+        _record(access, "service_account:manage", account, meta, op="delete", slug=account.slug)
         account.delete()
 
 
@@ -474,9 +498,13 @@ def _set_secret(
             secret_plaintext.encode(), context=account.secret_context()
         )
         account.secret_ref = ""
-    else:
+    elif secret_ref:
         account.secret_ref = secret_refs.validate_ref(secret_ref)
         account.encrypted_secret = ""
+    else:
+        raise ValidationError(
+            "Give a secret or a secret reference", details={"secret": ["Required."]}
+        )
     account.secret_updated_at = clock.now()
 
 
@@ -492,7 +520,7 @@ def provider_account_create(
     tags: dict[str, str] | None = None,
     secret: str | None = None,
     secret_ref: str | None = None,
-    request: HttpRequest | None = None,
+    meta: RequestMeta | None = None,
 ) -> ProviderAccount:
     access.require("provider_account:manage")
     if provider_type not in ProviderType.values:
@@ -521,7 +549,7 @@ def provider_account_create(
                 access,
                 "provider_account:manage",
                 account,
-                request,
+                meta,
                 op="create",
                 name=name,
                 base_url=url,
@@ -535,14 +563,16 @@ def provider_account_create(
 
 
 def _require_fresh_confirmation(
-    access: Access, otp_code: str | None, request: HttpRequest | None
+    access: Access, otp_code: str | None, meta: RequestMeta | None
 ) -> None:
     """Changing where an existing secret goes, or what it is: a signed-in user (never
     an API key), with a fresh code when they use 2FA. Raises PERMISSION_DENIED,
     OTP_REQUIRED or AUTHENTICATION_FAILED."""
-    access.require_human()
-    if access.user.has_confirmed_totp:
-        two_factor.verify_fresh(user=access.user, otp_code=otp_code, password=None, request=request)
+    user, _membership = access.require_human()
+    if user.has_confirmed_totp:
+        two_factor.verify_fresh(
+            user=user, otp_code=otp_code, password=None, request=as_legacy_request(meta)
+        )
 
 
 def _upstream_changed(account: ProviderAccount) -> None:
@@ -557,7 +587,7 @@ def provider_account_update(
     account: ProviderAccount,
     changes: dict[str, Any],
     otp_code: str | None = None,
-    request: HttpRequest | None = None,
+    meta: RequestMeta | None = None,
 ) -> ProviderAccount:
     """Change an account's settings. Pointing an account that has a secret at another
     base URL is as sensitive as replacing the secret (it decides where the secret
@@ -571,7 +601,7 @@ def provider_account_update(
         )
         if url != account.base_url:
             if account.has_secret:
-                _require_fresh_confirmation(access, otp_code, request)
+                _require_fresh_confirmation(access, otp_code, meta)
             account.base_url = url
             fields.append("base_url")
     if "models" in changes:
@@ -584,9 +614,7 @@ def provider_account_update(
     if fields:
         with transaction.atomic():
             account.save(update_fields=[*fields, "updated_at"])
-            _record(
-                access, "provider_account:manage", account, request, op="update", changed=fields
-            )
+            _record(access, "provider_account:manage", account, meta, op="update", changed=fields)
             if "base_url" in fields:
                 _upstream_changed(account)
     return account
@@ -599,7 +627,7 @@ def provider_account_set_secret(
     secret: str | None = None,
     secret_ref: str | None = None,
     otp_code: str | None = None,
-    request: HttpRequest | None = None,
+    meta: RequestMeta | None = None,
 ) -> ProviderAccount:
     """Set or replace the upstream secret. Replacing one asks a user with 2FA for a fresh code."""
     access.require_on("provider_account:manage", account)
@@ -608,7 +636,7 @@ def provider_account_set_secret(
             "Give a secret or a secret reference", details={"secret": ["Required."]}
         )
     if account.has_secret:
-        _require_fresh_confirmation(access, otp_code, request)
+        _require_fresh_confirmation(access, otp_code, meta)
     _set_secret(account, secret, secret_ref)
     with transaction.atomic():
         account.save(
@@ -618,7 +646,7 @@ def provider_account_set_secret(
             access,
             "provider_account:manage",
             account,
-            request,
+            meta,
             op="set_secret",
             kind="reference" if account.secret_ref else "encrypted",
         )
@@ -627,11 +655,11 @@ def provider_account_set_secret(
 
 
 def provider_account_delete(
-    *, access: Access, account: ProviderAccount, request: HttpRequest | None = None
+    *, access: Access, account: ProviderAccount, meta: RequestMeta | None = None
 ) -> None:
     access.require_on("provider_account:manage", account)
     with transaction.atomic():
-        _record(access, "provider_account:manage", account, request, op="delete", name=account.name)
+        _record(access, "provider_account:manage", account, meta, op="delete", name=account.name)
         account.delete()
 
 

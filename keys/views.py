@@ -22,6 +22,7 @@ from django.views.decorators.http import require_POST
 from audit import selectors as audit_selectors
 from audit.charts import bar_chart
 from inferia.errors import InferiaError
+from inferia.request_meta import RequestMeta
 from inferia.request_types import OrgPageRequest
 from keys import access_rules, forms, selectors, services
 from keys.models import ApiKey, ProviderAccount
@@ -147,7 +148,7 @@ def api_key_list(request: OrgPageRequest, org: Organization) -> HttpResponse:
                 expires_in_days=data["expires_in_days"],
                 service_account=account,
                 models=data["models"],
-                request=request,
+                meta=RequestMeta.from_http(request),
             )
         except InferiaError as exc:
             apply_error(form, request, exc)
@@ -175,11 +176,13 @@ def api_key_action(request: OrgPageRequest, org: Organization, key_id, action: s
         )
     try:
         if action == "revoke":
-            services.api_key_revoke(access=request.access, key=key, request=request)
+            services.api_key_revoke(
+                access=request.access, key=key, meta=RequestMeta.from_http(request)
+            )
             messages.success(request, f"API key {key.prefix} revoked.")
         else:
             replacement, plaintext = services.api_key_rotate(
-                access=request.access, key=key, request=request
+                access=request.access, key=key, meta=RequestMeta.from_http(request)
             )
             messages.success(
                 request, f"API key {key.prefix} rotated; the old secret stopped working."
@@ -208,7 +211,7 @@ def service_account_list(request: OrgPageRequest, org: Organization) -> HttpResp
             name=form.cleaned_data["name"],
             description=form.cleaned_data["description"],
             role=org_selectors.role_require_by_ref(form.cleaned_data["role"]),
-            request=request,
+            meta=RequestMeta.from_http(request),
         ),
         success=lambda account: f"Service account {account.slug} created.",
         redirect_to=reverse("keys:service-account-list", kwargs={"org": org.slug}),
@@ -229,14 +232,16 @@ def service_account_update(request: OrgPageRequest, org: Organization, account_i
 
     def change() -> str:
         if op == "delete":
-            services.service_account_delete(access=request.access, account=account, request=request)
+            services.service_account_delete(
+                access=request.access, account=account, meta=RequestMeta.from_http(request)
+            )
             return f"Service account {account.slug} and its keys deleted."
         disable = op == "disable"
         services.service_account_update(
             access=request.access,
             account=account,
             changes={"disabled": disable},
-            request=request,
+            meta=RequestMeta.from_http(request),
         )
         return f"Service account {account.slug} {'disabled' if disable else 'enabled'}."
 
@@ -263,7 +268,7 @@ def provider_account_list(request: OrgPageRequest, org: Organization) -> HttpRes
             models=data["models"],
             tags=data["tags"],
             secret=data["secret"] or None,
-            request=request,
+            meta=RequestMeta.from_http(request),
         )
 
     return form_page(
@@ -314,7 +319,7 @@ def provider_account_update(request: OrgPageRequest, org: Organization, account_
                 services.provider_account_update(
                     access=request.access,
                     account=account,
-                    request=request,
+                    meta=RequestMeta.from_http(request),
                     changes={
                         "base_url": data["base_url"],
                         "api_version": data["api_version"],
@@ -335,7 +340,7 @@ def provider_account_update(request: OrgPageRequest, org: Organization, account_
                     account=account,
                     secret=secret_form.cleaned_data["secret"],
                     otp_code=secret_form.cleaned_data["otp_code"] or None,
-                    request=request,
+                    meta=RequestMeta.from_http(request),
                 )
             except InferiaError as exc:
                 apply_error(secret_form, request, exc)
@@ -344,7 +349,7 @@ def provider_account_update(request: OrgPageRequest, org: Organization, account_
                 return redirect("keys:provider-account-update", org=org.slug, account_id=account.pk)
         elif op == "delete":
             services.provider_account_delete(
-                access=request.access, account=account, request=request
+                access=request.access, account=account, meta=RequestMeta.from_http(request)
             )
             messages.success(request, f"Provider account {account.name} deleted.")
             return redirect("keys:provider-account-list", org=org.slug)
@@ -399,7 +404,7 @@ def access_rule_list(request: OrgPageRequest, org: Organization) -> HttpResponse
     if adding and rule_form.is_valid():
         try:
             access_rules.access_rule_create(
-                access=request.access, rule=rule_form.rule(), request=request
+                access=request.access, rule=rule_form.rule(), meta=RequestMeta.from_http(request)
             )
         except InferiaError as exc:
             apply_error(rule_form, request, exc)
@@ -413,7 +418,10 @@ def access_rule_list(request: OrgPageRequest, org: Organization) -> HttpResponse
             if isinstance(document, dict) and isinstance(document.get("authz_rules"), list):
                 submitted_rules = document["authz_rules"]
             access_rules.access_rules_replace(
-                access=request.access, document=document, request=request, source="dashboard"
+                access=request.access,
+                document=document,
+                meta=RequestMeta.from_http(request),
+                source="dashboard",
             )
         except InferiaError as exc:
             form.add_error(None, exc.message)
@@ -454,7 +462,9 @@ def access_rule_delete(request: OrgPageRequest, org: Organization, rule_id) -> H
         return error_page(request, 404)
 
     def delete() -> str:
-        access_rules.access_rule_delete(access=request.access, rule=rule, request=request)
+        access_rules.access_rule_delete(
+            access=request.access, rule=rule, meta=RequestMeta.from_http(request)
+        )
         return "Access rule deleted."
 
     return post_action(

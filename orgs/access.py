@@ -141,10 +141,15 @@ class Access:
             who = "operator"
         return f"{who} via {self.api_key.prefix}" if self.api_key is not None else who
 
-    def require_human(self) -> None:
-        """Grants of roles and ownership need a user acting as themselves, not a key."""
+    def require_human(self) -> tuple[User, Membership]:
+        """Grants of roles and ownership need a user acting as themselves, not a key.
+
+        Returns that user and their membership (no longer optional); raises
+        PERMISSION_DENIED otherwise.
+        """
         if self.user is None or self.membership is None or self.api_key is not None:
             raise PermissionDenied("This action needs a signed-in user, not an API key")
+        return self.user, self.membership
 
     @property
     def is_owner(self) -> bool:

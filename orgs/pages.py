@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar, cast
 from urllib.parse import urlencode
 
 from django import forms
@@ -23,8 +23,9 @@ from django.urls import reverse
 from audit import services as audit
 from inferia.errors import InferiaError, NotFound, TwoFactorRequired
 from inferia.request_meta import RequestMeta
+from inferia.request_types import OrgPageRequest
 from orgs.access import PERMISSION_SET, resolve_member
-from orgs.models import Organization
+from orgs.models import Organization, User
 from orgs.scoping import org_scope
 
 T = TypeVar("T")
@@ -44,22 +45,35 @@ def error_page(request: HttpRequest, status: int, message: str = "") -> HttpResp
     )
 
 
-def org_page(permission: str) -> Callable:
+class OrgPageView(Protocol):
+    """A view wrapped by ``org_page``: called with the org's slug, it knows its permission."""
+
+    required_permission: str
+
+    def __call__(
+        self, request: HttpRequest, org: str, *args: Any, **kwargs: Any
+    ) -> HttpResponse: ...
+
+
+def org_page(permission: str) -> Callable[[Callable[..., HttpResponse]], OrgPageView]:
     """A page of one org: a signed-in member (others: 404), 2FA when the org asks
     for it, ``permission`` held (else 403); the org scope is active in the view and
     ``request.access``/``request.org`` are set. The view takes ``(request, org, ...)``."""
     if permission not in PERMISSION_SET:
         raise ValueError(f"Unknown permission {permission}")
 
-    def decorate(view: Callable) -> Callable:
+    def decorate(view: Callable[..., HttpResponse]) -> OrgPageView:
         @functools.wraps(view)
-        def wrapper(request: HttpRequest, org: str, *args, **kwargs) -> HttpResponse:
-            if not request.user.is_authenticated:
+        def wrapper(request: HttpRequest, org: str, *args: Any, **kwargs: Any) -> HttpResponse:
+            user = request.user
+            if not user.is_authenticated or not isinstance(user, User):
                 return login_redirect(request)
             organization = Organization.objects.filter(slug=org).first()
+            if organization is None:
+                return error_page(request, 404, "No such organization, or you are not a member.")
             # The one resolver's user part; this edge maps its refusals to pages.
             try:
-                access = resolve_member(organization, request.user)
+                access = resolve_member(organization, user)
             except NotFound:
                 return error_page(request, 404, "No such organization, or you are not a member.")
             except TwoFactorRequired:
@@ -67,7 +81,7 @@ def org_page(permission: str) -> Callable:
                     action="auth:2fa_required",
                     outcome="denied",
                     org=organization,
-                    actor=request.user,
+                    actor=user,
                     status_code=302,
                     meta=RequestMeta.from_http(request),
                     data={"path": request.path, "method": request.method},
@@ -79,24 +93,27 @@ def org_page(permission: str) -> Callable:
                 return redirect(
                     f"{reverse('orgs:2fa-setup')}?{urlencode({'next': request.get_full_path()})}"
                 )
-            request.access = access
-            request.org = organization
+            # From here on the request is an OrgPageRequest: the views rely on it.
+            page_request = cast(OrgPageRequest, request)
+            page_request.access = access
+            page_request.org = organization
             with org_scope(organization):
                 if not access.can(permission):
                     audit.record(
                         action=permission,
                         outcome="denied",
                         org=organization,
-                        actor=request.user,
+                        actor=user,
                         status_code=403,
                         meta=RequestMeta.from_http(request),
                         data={"path": request.path, "page": True},
                     )
                     return error_page(request, 403, f"Your role does not include {permission}.")
-                return view(request, organization, *args, **kwargs)
+                return view(page_request, organization, *args, **kwargs)
 
-        wrapper.required_permission = permission
-        return wrapper
+        page = cast(OrgPageView, wrapper)
+        page.required_permission = permission
+        return page
 
     return decorate
 
@@ -123,7 +140,7 @@ def apply_error(form: forms.Form | None, request: HttpRequest, exc: InferiaError
         messages.error(request, exc.message)
 
 
-def post_refused(request: HttpRequest, permission: str) -> HttpResponse | None:
+def post_refused(request: OrgPageRequest, permission: str) -> HttpResponse | None:
     """A POST to a page that also shows read-only content: 403 unless ``permission`` is held
     (the service would refuse too; this answers before a form is even read)."""
     if request.method == "POST" and not request.access.can(permission):

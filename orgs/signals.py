@@ -9,7 +9,7 @@ from django.dispatch import Signal
 access_changed = Signal()
 
 # Sent inside ``member_remove``'s transaction, before the membership row goes:
-# kwargs ``membership``, ``access`` (who removes), ``request``. keys/ revokes the
+# kwargs ``membership``, ``access`` (who removes), ``meta``. keys/ revokes the
 # member's personal API keys (audited), so they stay dead if the person rejoins.
 member_removed = Signal()
 

@@ -134,7 +134,7 @@ def invitation_accept_page(request: HttpRequest, token: str) -> HttpResponse:
                 user=user,
                 username=form.cleaned_data["username"] if form is not None else None,
                 password=form.cleaned_data["password"] if form is not None else None,
-                request=request,
+                meta=RequestMeta.from_http(request),
             )
         except InferiaError as exc:
             apply_error(form, request, exc)
@@ -273,7 +273,7 @@ def org_list(request: HttpRequest) -> HttpResponse:
             user=user,
             slug=form.cleaned_data["slug"],
             name=form.cleaned_data["name"],
-            request=request,
+            meta=RequestMeta.from_http(request),
         ),
         success=lambda org: f"Organization {org.name} created; you are its Owner.",
         redirect_to=lambda org: reverse("keys:org-overview", kwargs={"org": org.slug}),
@@ -299,7 +299,7 @@ def org_settings(request: OrgPageRequest, org: Organization) -> HttpResponse:
         request,
         form,
         save=lambda: tenancy.organization_update(
-            access=request.access, changes=form.changes(), request=request
+            access=request.access, changes=form.changes(), meta=RequestMeta.from_http(request)
         ),
         success="Settings saved.",
         redirect_to=reverse("orgs:settings-update", kwargs={"org": org.slug}),
@@ -324,7 +324,7 @@ def member_list(request: OrgPageRequest, org: Organization) -> HttpResponse:
             access=request.access,
             email=invite_form.cleaned_data["email"],
             role=selectors.role_require_by_ref(invite_form.cleaned_data["role"]),
-            request=request,
+            meta=RequestMeta.from_http(request),
         ),
         success=lambda _: f"Invitation sent to {invite_form.cleaned_data['email']}.",
         redirect_to=reverse("orgs:member-list", kwargs={"org": org.slug}),
@@ -349,12 +349,17 @@ def member_update(request: OrgPageRequest, org: Organization, member_id) -> Http
 
     def change() -> str:
         if request.POST.get("op") == "remove":
-            tenancy.member_remove(access=request.access, membership=membership, request=request)
+            tenancy.member_remove(
+                access=request.access, membership=membership, meta=RequestMeta.from_http(request)
+            )
             return f"{membership.user.username} was removed."
         if role is None:
             raise ValidationError("Choose a role.")
         tenancy.member_change_role(
-            access=request.access, membership=membership, role=role, request=request
+            access=request.access,
+            membership=membership,
+            role=role,
+            meta=RequestMeta.from_http(request),
         )
         return f"{membership.user.username} is now {role.name}."
 
@@ -372,9 +377,13 @@ def invitation_update(request: OrgPageRequest, org: Organization, invitation_id)
 
     def change() -> str:
         if request.POST.get("op") == "resend":
-            tenancy.invitation_resend(access=request.access, invitation=invitation, request=request)
+            tenancy.invitation_resend(
+                access=request.access, invitation=invitation, meta=RequestMeta.from_http(request)
+            )
             return f"Invitation to {invitation.email} sent again."
-        tenancy.invitation_revoke(access=request.access, invitation=invitation, request=request)
+        tenancy.invitation_revoke(
+            access=request.access, invitation=invitation, meta=RequestMeta.from_http(request)
+        )
         return f"Invitation to {invitation.email} revoked."
 
     return post_action(
@@ -403,7 +412,7 @@ def team_list(request: OrgPageRequest, org: Organization) -> HttpResponse:
         request,
         form,
         save=lambda: tenancy.team_create(
-            access=request.access, request=request, **form.cleaned_data
+            access=request.access, meta=RequestMeta.from_http(request), **form.cleaned_data
         ),
         success=lambda team: f"Team {team.name} created.",
         redirect_to=reverse("orgs:team-list", kwargs={"org": org.slug}),
@@ -422,7 +431,9 @@ def team_update(request: OrgPageRequest, org: Organization, team_id) -> HttpResp
 
     def change() -> str:
         if op == "delete":
-            tenancy.team_delete(access=request.access, team=team, request=request)
+            tenancy.team_delete(
+                access=request.access, team=team, meta=RequestMeta.from_http(request)
+            )
             return f"Team {team.name} deleted."
         user = User.objects.filter(username=request.POST.get("username", "")).first()
         membership = selectors.member_get_by_user(user.pk) if user else None
@@ -430,11 +441,17 @@ def team_update(request: OrgPageRequest, org: Organization, team_id) -> HttpResp
             raise ValidationError("Choose a member of this organization.")
         if op == "remove_member":
             tenancy.team_member_remove(
-                access=request.access, team=team, membership=membership, request=request
+                access=request.access,
+                team=team,
+                membership=membership,
+                meta=RequestMeta.from_http(request),
             )
             return f"{user.username} left {team.name}."
         tenancy.team_member_add(
-            access=request.access, team=team, membership=membership, request=request
+            access=request.access,
+            team=team,
+            membership=membership,
+            meta=RequestMeta.from_http(request),
         )
         return f"{user.username} joined {team.name}."
 
@@ -455,7 +472,7 @@ def role_list(request: OrgPageRequest, org: Organization) -> HttpResponse:
         request,
         form,
         save=lambda: tenancy.role_create(
-            access=request.access, request=request, **form.cleaned_data
+            access=request.access, meta=RequestMeta.from_http(request), **form.cleaned_data
         ),
         success=lambda role: f"Role {role.name} created.",
         redirect_to=reverse("orgs:role-list", kwargs={"org": org.slug}),
@@ -484,13 +501,18 @@ def role_update(request: OrgPageRequest, org: Organization, role_id) -> HttpResp
     if request.method == "POST":
         try:
             if request.POST.get("op") == "delete":
-                tenancy.role_delete(access=request.access, role=role, request=request)
+                tenancy.role_delete(
+                    access=request.access, role=role, meta=RequestMeta.from_http(request)
+                )
                 messages.success(request, f"Role {role.name} deleted.")
                 return redirect("orgs:role-list", org=org.slug)
             if form.is_valid():
                 changes = {k: form.cleaned_data[k] for k in ("name", "description", "permissions")}
                 tenancy.role_update(
-                    access=request.access, role=role, changes=changes, request=request
+                    access=request.access,
+                    role=role,
+                    changes=changes,
+                    meta=RequestMeta.from_http(request),
                 )
                 messages.success(request, f"Role {role.name} saved.")
                 return redirect("orgs:role-list", org=org.slug)

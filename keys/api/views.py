@@ -9,7 +9,7 @@ from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNeg
 from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.response import Response
 
-from inferia.api import ANY_MEMBER, OrgAPIView
+from inferia.api import ANY_MEMBER, OrgAPIView, request_meta
 from inferia.errors import NotFound, ValidationError
 from inferia.request_types import OrgAPIRequest
 from keys import access_rules, grants, selectors, services
@@ -57,7 +57,7 @@ class ServiceAccountListView(OrgAPIView):
             name=data["name"],
             description=data["description"],
             role=_role_or_400(data["role"]),
-            request=request._request,
+            meta=request_meta(request),
         )
         return Response(s.ServiceAccountOutput(account).data, status=status.HTTP_201_CREATED)
 
@@ -84,14 +84,14 @@ class ServiceAccountDetailView(OrgAPIView):
         if "role" in data:
             data["role"] = _role_or_400(data["role"])
         account = services.service_account_update(
-            access=request.access, account=account, changes=data, request=request._request
+            access=request.access, account=account, changes=data, meta=request_meta(request)
         )
         return Response(s.ServiceAccountOutput(account).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request, org, id):
         services.service_account_delete(
-            access=request.access, account=self.get_object(), request=request._request
+            access=request.access, account=self.get_object(), meta=request_meta(request)
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -131,7 +131,7 @@ class ApiKeyListView(OrgAPIView):
             expires_in_days=data.get("expires_in_days"),
             service_account=service_account,
             models=data.get("models"),
-            request=request._request,
+            meta=request_meta(request),
         )
         body = s.ApiKeyOutput(key).data | {"key": plaintext}
         return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
@@ -153,7 +153,7 @@ class ApiKeyDetailView(OrgAPIView):
     @extend_schema(responses={200: s.ApiKeyOutput})
     def delete(self, request, org, id):
         key = services.api_key_revoke(
-            access=request.access, key=self.get_object(), request=request._request
+            access=request.access, key=self.get_object(), meta=request_meta(request)
         )
         return Response(s.ApiKeyOutput(key).data)
 
@@ -173,7 +173,7 @@ class ApiKeyRotateView(OrgAPIView):
             access=request.access,
             key=self.get_object(),
             grace_seconds=data["grace_seconds"],
-            request=request._request,
+            meta=request_meta(request),
         )
         body = s.ApiKeyOutput(key).data | {"key": plaintext}
         return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
@@ -198,7 +198,7 @@ class ProviderAccountListView(OrgAPIView):
     def post(self, request, org):
         data = _valid(s.ProviderAccountCreateInput, request)
         account = services.provider_account_create(
-            access=request.access, request=request._request, **data
+            access=request.access, meta=request_meta(request), **data
         )
         return Response(s.ProviderAccountOutput(account).data, status=status.HTTP_201_CREATED)
 
@@ -229,14 +229,14 @@ class ProviderAccountDetailView(OrgAPIView):
             account=account,
             changes=data,
             otp_code=otp_code,
-            request=request._request,
+            meta=request_meta(request),
         )
         return Response(s.ProviderAccountOutput(account).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request, org, id):
         services.provider_account_delete(
-            access=request.access, account=self.get_object(), request=request._request
+            access=request.access, account=self.get_object(), meta=request_meta(request)
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -258,7 +258,7 @@ class ProviderSecretView(OrgAPIView):
             secret=data.get("secret"),
             secret_ref=data.get("secret_ref"),
             otp_code=data.get("otp_code") or None,
-            request=request._request,
+            meta=request_meta(request),
         )
         return Response(s.ProviderAccountOutput(account).data)
 
@@ -301,7 +301,7 @@ class ProviderGrantView(OrgAPIView):
         result = grants.provider_account_grant(
             access=request.access,
             account=account,
-            request=request._request,
+            meta=request_meta(request),
             **self._holder(request),
         )
         return Response(result)
@@ -313,7 +313,7 @@ class ProviderGrantView(OrgAPIView):
             access=request.access,
             account=account,
             revoke=True,
-            request=request._request,
+            meta=request_meta(request),
             **self._holder(request),
         )
         return Response(result)
@@ -361,7 +361,7 @@ class AccessRuleListView(OrgAPIView):
         if not isinstance(request.data, dict):
             raise ValidationError("Expected a JSON object")
         rule = access_rules.access_rule_create(
-            access=request.access, rule=request.data, request=request._request
+            access=request.access, rule=request.data, meta=request_meta(request)
         )
         return Response(s.AccessRuleOutput(rule).data, status=status.HTTP_201_CREATED)
 
@@ -380,7 +380,7 @@ class AccessRuleDetailView(OrgAPIView):
     @extend_schema(responses={204: None})
     def delete(self, request, org, id):
         access_rules.access_rule_delete(
-            access=request.access, rule=self.get_object(), request=request._request
+            access=request.access, rule=self.get_object(), meta=request_meta(request)
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -408,7 +408,7 @@ class AccessRulesYamlView(OrgAPIView):
         data = request.data
         document = access_rules.load_yaml(data) if isinstance(data, str) else data
         rules = access_rules.access_rules_replace(
-            access=request.access, document=document, request=request._request
+            access=request.access, document=document, meta=request_meta(request)
         )
         return Response({"count": len(rules), "results": s.AccessRuleOutput(rules, many=True).data})
 

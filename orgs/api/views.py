@@ -9,7 +9,7 @@ from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from inferia.api import ANY_MEMBER, OrgAPIView, UserAPIView
+from inferia.api import ANY_MEMBER, OrgAPIView, UserAPIView, request_meta
 from inferia.errors import NotFound, ValidationError
 from inferia.request_types import SignedInAPIRequest
 from orgs import selectors
@@ -163,7 +163,7 @@ class OrgListView(UserAPIView):
     def post(self, request):
         data = _valid(s.OrganizationCreateInput, request)
         org = tenancy.organization_create(
-            user=request.user, slug=data["slug"], name=data["name"], request=request._request
+            user=request.user, slug=data["slug"], name=data["name"], meta=request_meta(request)
         )
         return Response(s.OrganizationOutput(org).data, status=status.HTTP_201_CREATED)
 
@@ -186,7 +186,7 @@ class OrgDetailView(OrgAPIView):
     def patch(self, request, org):
         data = _valid(s.OrganizationUpdateInput, request)
         updated = tenancy.organization_update(
-            access=request.access, changes=data, request=request._request
+            access=request.access, changes=data, meta=request_meta(request)
         )
         return Response(s.OrganizationOutput(updated).data)
 
@@ -197,7 +197,7 @@ class OrgDetailView(OrgAPIView):
             access=request.access,
             otp_code=data.get("otp_code") or None,
             password=data.get("password") or None,
-            request=request._request,
+            meta=request_meta(request),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -220,7 +220,7 @@ class OrgTransferOwnershipView(OrgAPIView):
             target=target,
             otp_code=data.get("otp_code") or None,
             password=data.get("password") or None,
-            request=request._request,
+            meta=request_meta(request),
         )
         return Response(s.MembershipOutput(membership).data)
 
@@ -270,14 +270,14 @@ class MemberDetailView(OrgAPIView):
             access=request.access,
             membership=membership,
             role=_role_or_400(data["role"]),
-            request=request._request,
+            meta=request_meta(request),
         )
         return Response(s.MembershipOutput(updated).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request, org, id):
         tenancy.member_remove(
-            access=request.access, membership=self.get_object(), request=request._request
+            access=request.access, membership=self.get_object(), meta=request_meta(request)
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -300,7 +300,7 @@ class RoleListView(OrgAPIView):
     @extend_schema(request=s.RoleCreateInput, responses={201: s.RoleOutput})
     def post(self, request, org):
         data = _valid(s.RoleCreateInput, request)
-        role = tenancy.role_create(access=request.access, request=request._request, **data)
+        role = tenancy.role_create(access=request.access, meta=request_meta(request), **data)
         return Response(s.RoleOutput(role).data, status=status.HTTP_201_CREATED)
 
 
@@ -324,13 +324,15 @@ class RoleDetailView(OrgAPIView):
         role = self.get_object()
         data = _valid(s.RoleUpdateInput, request)
         role = tenancy.role_update(
-            access=request.access, role=role, changes=data, request=request._request
+            access=request.access, role=role, changes=data, meta=request_meta(request)
         )
         return Response(s.RoleOutput(role).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request, org, id):
-        tenancy.role_delete(access=request.access, role=self.get_object(), request=request._request)
+        tenancy.role_delete(
+            access=request.access, role=self.get_object(), meta=request_meta(request)
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -352,7 +354,7 @@ class TeamListView(OrgAPIView):
     @extend_schema(request=s.TeamCreateInput, responses={201: s.TeamOutput})
     def post(self, request, org):
         data = _valid(s.TeamCreateInput, request)
-        team = tenancy.team_create(access=request.access, request=request._request, **data)
+        team = tenancy.team_create(access=request.access, meta=request_meta(request), **data)
         return Response(s.TeamOutput(team).data, status=status.HTTP_201_CREATED)
 
 
@@ -372,13 +374,15 @@ class TeamDetailView(OrgAPIView):
         team = self.get_object()
         data = _valid(s.TeamUpdateInput, request)
         team = tenancy.team_update(
-            access=request.access, team=team, changes=data, request=request._request
+            access=request.access, team=team, changes=data, meta=request_meta(request)
         )
         return Response(s.TeamOutput(team).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request, org, id):
-        tenancy.team_delete(access=request.access, team=self.get_object(), request=request._request)
+        tenancy.team_delete(
+            access=request.access, team=self.get_object(), meta=request_meta(request)
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -410,7 +414,7 @@ class TeamMemberListView(OrgAPIView):
             access=request.access,
             team=team,
             membership=_member_by_user_or_404(data["user_id"]),
-            request=request._request,
+            meta=request_meta(request),
         )
         return Response(s.TeamMemberOutput(member).data, status=status.HTTP_201_CREATED)
 
@@ -428,7 +432,7 @@ class TeamMemberDetailView(OrgAPIView):
             access=request.access,
             team=team,
             membership=_member_by_user_or_404(user_id),
-            request=request._request,
+            meta=request_meta(request),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -455,7 +459,7 @@ class InvitationListView(OrgAPIView):
             access=request.access,
             email=data["email"],
             role=_role_or_400(data["role"]),
-            request=request._request,
+            meta=request_meta(request),
         )
         return Response(s.InvitationOutput(invitation).data, status=status.HTTP_201_CREATED)
 
@@ -474,7 +478,7 @@ class InvitationDetailView(OrgAPIView):
     @extend_schema(responses={200: s.InvitationOutput})
     def delete(self, request, org, id):
         invitation = tenancy.invitation_revoke(
-            access=request.access, invitation=self.get_object(), request=request._request
+            access=request.access, invitation=self.get_object(), meta=request_meta(request)
         )
         return Response(s.InvitationOutput(invitation).data)
 
@@ -489,7 +493,7 @@ class InvitationResendView(OrgAPIView):
     @extend_schema(request=None, responses={200: s.InvitationOutput})
     def post(self, request, org, id):
         invitation = tenancy.invitation_resend(
-            access=request.access, invitation=self.get_object(), request=request._request
+            access=request.access, invitation=self.get_object(), meta=request_meta(request)
         )
         return Response(s.InvitationOutput(invitation).data)
 
@@ -507,6 +511,6 @@ class InvitationAcceptView(UserAPIView):
             user=request.user,
             username=data.get("username"),
             password=data.get("password"),
-            request=request._request,
+            meta=request_meta(request),
         )
         return Response(s.MembershipOutput(membership).data, status=status.HTTP_201_CREATED)

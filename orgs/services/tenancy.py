@@ -12,8 +12,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import ForeignObjectRel, Model
 from django.db.models.deletion import RestrictedError
-from django.http import HttpRequest
 
 from audit import services as audit
 from inferia import clock
@@ -24,7 +24,7 @@ from inferia.errors import (
     PermissionDenied,
     ValidationError,
 )
-from inferia.request_meta import RequestMeta
+from inferia.request_meta import RequestMeta, as_legacy_request
 from orgs import access as acl
 from orgs.access import Access
 from orgs.models import (
@@ -49,7 +49,7 @@ def _builtin(slug: str) -> Role:
 
 
 def organization_create(
-    *, user: User, slug: str, name: str, request: HttpRequest | None = None
+    *, user: User, slug: str, name: str, meta: RequestMeta | None = None
 ) -> Organization:
     """Create an org; its creator becomes its first Owner. CONFLICT if the slug is taken."""
     try:
@@ -63,7 +63,7 @@ def organization_create(
                 org=org,
                 actor=user,
                 target=org,
-                meta=RequestMeta.from_http(request),
+                meta=meta,
             )
     except IntegrityError as exc:
         raise Conflict(
@@ -94,7 +94,7 @@ def audit_retention_change_check(access: Access, settings_changes: dict[str, Any
 
 
 def organization_update(
-    *, access: Access, changes: dict[str, Any], request: HttpRequest | None = None
+    *, access: Access, changes: dict[str, Any], meta: RequestMeta | None = None
 ) -> Organization:
     """Update name, ``require_2fa`` and policy settings (merged into ``org.settings``).
 
@@ -107,8 +107,8 @@ def organization_update(
     org = access.org
     audit_retention_change_check(access, changes.get("settings") or {})
     if "require_2fa" in changes and bool(changes["require_2fa"]) != org.require_2fa:
-        access.require_human()
-        if changes["require_2fa"] and not access.user.has_confirmed_totp:
+        user, _membership = access.require_human()
+        if changes["require_2fa"] and not user.has_confirmed_totp:
             raise ValidationError(
                 "Turn on two-factor authentication for your own account before requiring it",
                 details={
@@ -139,7 +139,7 @@ def organization_update(
             org=org,
             actor=access.user,
             target=org,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"changed": fields, "before": before},
         )
     return org
@@ -150,11 +150,15 @@ def organization_delete(
     access: Access,
     otp_code: str | None,
     password: str | None,
-    request: HttpRequest | None = None,
+    meta: RequestMeta | None = None,
 ) -> None:
     """Delete the org and everything it owns; needs ``org:delete`` and a fresh code."""
     access.require("org:delete")
-    two_factor.verify_fresh(user=access.user, otp_code=otp_code, password=password, request=request)
+    if access.user is None:
+        raise PermissionDenied("Deleting an organization needs a person's fresh code")
+    two_factor.verify_fresh(
+        user=access.user, otp_code=otp_code, password=password, request=as_legacy_request(meta)
+    )
     org = access.org
     with transaction.atomic():
         audit.record(
@@ -162,7 +166,7 @@ def organization_delete(
             outcome="success",
             actor=access.user,
             target=org,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"slug": org.slug},
         )
         org.delete()
@@ -174,23 +178,24 @@ def ownership_transfer(
     target: Membership,
     otp_code: str | None,
     password: str | None,
-    request: HttpRequest | None = None,
+    meta: RequestMeta | None = None,
 ) -> Membership:
     """Make ``target`` an Owner and the acting Owner an Admin; needs a signed-in
     Owner (never an API key) and a fresh code."""
-    access.require_human()
+    user, own = access.require_human()
     if not access.is_owner:
         raise PermissionDenied("Only an Owner can transfer ownership")
-    if target.pk == access.membership.pk:
+    if target.pk == own.pk:
         raise ValidationError(
             "You already own this organization", details={"member_id": ["Is you."]}
         )
-    two_factor.verify_fresh(user=access.user, otp_code=otp_code, password=password, request=request)
+    two_factor.verify_fresh(
+        user=user, otp_code=otp_code, password=password, request=as_legacy_request(meta)
+    )
     with transaction.atomic():
         target.role = _builtin(acl.OWNER)
         target.granted_by_membership = None
         target.save(update_fields=["role", "granted_by_membership", "updated_at"])
-        own = access.membership
         own.role = _builtin(acl.ADMIN)
         own.granted_by_membership = target
         own.save(update_fields=["role", "granted_by_membership", "updated_at"])
@@ -200,7 +205,7 @@ def ownership_transfer(
             org=access.org,
             actor=access.user,
             target=target,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
         )
     return target
 
@@ -222,7 +227,7 @@ def _guard_owner_change(access: Access, membership: Membership, new_role: Role |
 
 
 def member_change_role(
-    *, access: Access, membership: Membership, role: Role, request: HttpRequest | None = None
+    *, access: Access, membership: Membership, role: Role, meta: RequestMeta | None = None
 ) -> Membership:
     """Give ``membership`` another role; the actor must hold every permission of it.
 
@@ -231,7 +236,7 @@ def member_change_role(
     grantor you had (nobody unbinds themself by re-granting their own role).
     """
     access.require("member:update")
-    access.require_human()
+    _user, actor_membership = access.require_human()
     if role.org_id not in (None, access.org.pk):
         raise NotFound("Role not found")
     access.require_all(role.permissions, what="grant a role with")
@@ -250,8 +255,8 @@ def member_change_role(
         membership.role = role
         if role.is_builtin and role.slug == acl.OWNER:
             membership.granted_by_membership = None
-        elif membership.pk != access.membership.pk:
-            membership.granted_by_membership = access.membership
+        elif membership.pk != actor_membership.pk:
+            membership.granted_by_membership = actor_membership
         # else: your own role change keeps your existing grantor.
         membership.save(update_fields=["role", "granted_by_membership", "updated_at"])
         audit.record(
@@ -260,14 +265,14 @@ def member_change_role(
             org=access.org,
             actor=access.user,
             target=membership,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"role_before": before, "role_after": role.slug, "user": membership.user.username},
         )
     return membership
 
 
 def member_remove(
-    *, access: Access, membership: Membership, request: HttpRequest | None = None
+    *, access: Access, membership: Membership, meta: RequestMeta | None = None
 ) -> None:
     """Remove a member (anyone may leave; removing others needs ``member:delete``).
 
@@ -275,8 +280,8 @@ def member_remove(
     revoked with the membership (``member_removed``), so they stay dead if the
     person joins again.
     """
-    access.require_human()
-    leaving = membership.pk == access.membership.pk
+    _user, actor_membership = access.require_human()
+    leaving = membership.pk == actor_membership.pk
     if not leaving:
         access.require("member:delete")
     with transaction.atomic():
@@ -300,21 +305,21 @@ def member_remove(
         # ``granted_by_membership`` pointing here) stay bounded by someone still in the
         # org: the remover, or when leaving, whoever bounded the leaver (None only if
         # the leaver was unbounded themself). Service accounts and their keys survive.
-        rebound_to = membership.granted_by_membership if leaving else access.membership
+        rebound_to = membership.granted_by_membership if leaving else actor_membership
         for relation in Membership._meta.get_fields(include_hidden=True):
-            if (
-                relation.is_relation
-                and relation.auto_created
-                and not relation.concrete
-                and (getattr(relation.field, "name", "") == "granted_by_membership")
-            ):
-                relation.related_model._default_manager.filter(
-                    granted_by_membership=membership
-                ).update(granted_by_membership=rebound_to)
+            # The reverse side of every ``granted_by_membership`` foreign key.
+            if not isinstance(relation, ForeignObjectRel):
+                continue
+            if relation.field.name != "granted_by_membership":
+                continue
+            granting_model = relation.related_model
+            if not (isinstance(granting_model, type) and issubclass(granting_model, Model)):
+                raise TypeError(f"Unresolved model behind {relation!r}")
+            granting_model._default_manager.filter(granted_by_membership=membership).update(
+                granted_by_membership=rebound_to
+            )
         TeamMember.objects.filter(user=membership.user).delete()
-        member_removed.send(
-            sender=Membership, membership=membership, access=access, request=request
-        )
+        member_removed.send(sender=Membership, membership=membership, access=access, meta=meta)
         username = membership.user.username
         membership_id = membership.pk  # delete() clears pk
         membership.delete()
@@ -325,7 +330,7 @@ def member_remove(
             actor=access.user,
             target_type="orgs.membership",
             target_id=str(membership_id),
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"user": username, "left": leaving},
         )
 
@@ -340,7 +345,7 @@ def role_create(
     name: str,
     permissions: list[str],
     description: str = "",
-    request: HttpRequest | None = None,
+    meta: RequestMeta | None = None,
 ) -> Role:
     """A custom role; its permissions must all be held by the actor."""
     access.require("policy:manage")
@@ -363,7 +368,7 @@ def role_create(
                 org=access.org,
                 actor=access.user,
                 target=role,
-                meta=RequestMeta.from_http(request),
+                meta=meta,
                 data={"op": "role_create", "permissions": sorted(perms)},
             )
     except IntegrityError as exc:
@@ -374,7 +379,7 @@ def role_create(
 
 
 def role_update(
-    *, access: Access, role: Role, changes: dict[str, Any], request: HttpRequest | None = None
+    *, access: Access, role: Role, changes: dict[str, Any], meta: RequestMeta | None = None
 ) -> Role:
     access.require("policy:manage")
     if role.is_builtin:
@@ -402,13 +407,13 @@ def role_update(
                 org=access.org,
                 actor=access.user,
                 target=role,
-                meta=RequestMeta.from_http(request),
+                meta=meta,
                 data={"op": "role_update", "changed": fields, "permissions": role.permissions},
             )
     return role
 
 
-def role_delete(*, access: Access, role: Role, request: HttpRequest | None = None) -> None:
+def role_delete(*, access: Access, role: Role, meta: RequestMeta | None = None) -> None:
     access.require("policy:manage")
     if role.is_builtin:
         raise Conflict("Built-in roles cannot be deleted")
@@ -430,7 +435,7 @@ def role_delete(*, access: Access, role: Role, request: HttpRequest | None = Non
             org=access.org,
             actor=access.user,
             target=role,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={
                 "op": "role_delete",
                 "slug": role.slug,
@@ -455,7 +460,7 @@ def team_create(
     slug: str,
     name: str,
     description: str = "",
-    request: HttpRequest | None = None,
+    meta: RequestMeta | None = None,
 ) -> Team:
     access.require("team:manage")
     try:
@@ -469,7 +474,7 @@ def team_create(
                 org=access.org,
                 actor=access.user,
                 target=team,
-                meta=RequestMeta.from_http(request),
+                meta=meta,
                 data={"op": "create", "slug": slug},
             )
     except IntegrityError as exc:
@@ -480,7 +485,7 @@ def team_create(
 
 
 def team_update(
-    *, access: Access, team: Team, changes: dict[str, Any], request: HttpRequest | None = None
+    *, access: Access, team: Team, changes: dict[str, Any], meta: RequestMeta | None = None
 ) -> Team:
     access.require("team:manage")
     fields = [name for name in ("name", "description") if name in changes]
@@ -495,13 +500,13 @@ def team_update(
                 org=access.org,
                 actor=access.user,
                 target=team,
-                meta=RequestMeta.from_http(request),
+                meta=meta,
                 data={"op": "update", "changed": fields},
             )
     return team
 
 
-def team_delete(*, access: Access, team: Team, request: HttpRequest | None = None) -> None:
+def team_delete(*, access: Access, team: Team, meta: RequestMeta | None = None) -> None:
     access.require("team:manage")
     with transaction.atomic():
         audit.record(
@@ -510,14 +515,14 @@ def team_delete(*, access: Access, team: Team, request: HttpRequest | None = Non
             org=access.org,
             actor=access.user,
             target=team,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"op": "delete", "slug": team.slug},
         )
         team.delete()
 
 
 def team_member_add(
-    *, access: Access, team: Team, membership: Membership, request: HttpRequest | None = None
+    *, access: Access, team: Team, membership: Membership, meta: RequestMeta | None = None
 ) -> TeamMember:
     """Add a member to a team; a team carries grants (access rules, per-account
     management), so this needs a signed-in user (never an API key)."""
@@ -532,7 +537,7 @@ def team_member_add(
                 org=access.org,
                 actor=access.user,
                 target=team,
-                meta=RequestMeta.from_http(request),
+                meta=meta,
                 data={"op": "member_add", "user": membership.user.username},
             )
     except IntegrityError as exc:
@@ -541,7 +546,7 @@ def team_member_add(
 
 
 def team_member_remove(
-    *, access: Access, team: Team, membership: Membership, request: HttpRequest | None = None
+    *, access: Access, team: Team, membership: Membership, meta: RequestMeta | None = None
 ) -> None:
     access.require("team:manage")
     with transaction.atomic():
@@ -554,7 +559,7 @@ def team_member_remove(
             org=access.org,
             actor=access.user,
             target=team,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"op": "member_remove", "user": membership.user.username},
         )
 
@@ -572,7 +577,7 @@ def _enqueue_send(invitation: Invitation) -> None:
 
 
 def invitation_create(
-    *, access: Access, email: str, role: Role, request: HttpRequest | None = None
+    *, access: Access, email: str, role: Role, meta: RequestMeta | None = None
 ) -> Invitation:
     """Invite ``email`` with ``role``; the e-mail carrying the link is sent by a worker.
 
@@ -611,7 +616,7 @@ def invitation_create(
             org=access.org,
             actor=access.user,
             target=invitation,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"role": role.slug, "email": email},
         )
         _enqueue_send(invitation)
@@ -619,7 +624,7 @@ def invitation_create(
 
 
 def invitation_revoke(
-    *, access: Access, invitation: Invitation, request: HttpRequest | None = None
+    *, access: Access, invitation: Invitation, meta: RequestMeta | None = None
 ) -> Invitation:
     access.require("member:invite")
     with transaction.atomic():
@@ -634,14 +639,14 @@ def invitation_revoke(
             org=access.org,
             actor=access.user,
             target=invitation,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"op": "revoke"},
         )
     return invitation
 
 
 def invitation_resend(
-    *, access: Access, invitation: Invitation, request: HttpRequest | None = None
+    *, access: Access, invitation: Invitation, meta: RequestMeta | None = None
 ) -> Invitation:
     """Send a new link (the previous one stops working) and extend the expiry."""
     access.require("member:invite")
@@ -657,7 +662,7 @@ def invitation_resend(
             org=access.org,
             actor=access.user,
             target=invitation,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"op": "resend"},
         )
         _enqueue_send(invitation)
@@ -707,13 +712,20 @@ def invitation_deliver(*, invitation_id: str, send_number: int) -> bool:
     return True
 
 
+def _new_account(username: str | None, password: str | None) -> tuple[str, str]:
+    """The username and password of an account made by accepting an invitation."""
+    if not (username and password):
+        raise AuthenticationFailed("Log in, or give a username and password for a new account")
+    return username, password
+
+
 def invitation_accept(
     *,
     token: str,
     user: User | None,
     username: str | None = None,
     password: str | None = None,
-    request: HttpRequest | None = None,
+    meta: RequestMeta | None = None,
 ) -> Membership:
     """Accept once. A logged-in user must own the invited e-mail; otherwise a new
     account is created from ``username``/``password``. The inviter must still be
@@ -721,8 +733,8 @@ def invitation_accept(
     from django.contrib.auth.password_validation import validate_password
     from django.core.exceptions import ValidationError as DjangoValidationError
 
-    if user is None and not (username and password):
-        raise AuthenticationFailed("Log in, or give a username and password for a new account")
+    if user is None:
+        _new_account(username, password)  # refuse early, before any lock
     with transaction.atomic():
         # Cross-org by design: the token alone identifies its organization.
         invitation = (
@@ -744,6 +756,7 @@ def invitation_accept(
             ):
                 raise Conflict("This invitation is no longer valid; ask for a new one")
             if user is None:
+                username, password = _new_account(username, password)
                 if User.objects.filter(username=username).exists():
                     raise Conflict(
                         "This username is taken", details={"username": ["Already taken."]}
@@ -777,7 +790,7 @@ def invitation_accept(
                 org=invitation.org,
                 actor=user,
                 target=membership,
-                meta=RequestMeta.from_http(request),
+                meta=meta,
                 data={"role": invitation.role.slug},
             )
     return membership
