@@ -82,7 +82,7 @@ class ApiKeyAdmin(AllOrgsAdmin):
         count = services.api_key_revoke_by_operator(
             operator=request.user,
             key_ids=list(queryset.values_list("pk", flat=True)),
-            request=request,
+            meta=RequestMeta.from_http(request),
         )
         self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
 

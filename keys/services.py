@@ -22,7 +22,7 @@ from keys.models import ApiKey, ProviderAccount, ProviderType, ServiceAccount
 from keys.principals import MAX_KEY_CHAIN_DEPTH, key_ancestors, service_account_permissions
 from orgs import access as acl
 from orgs.access import Access
-from orgs.models import Membership, Role
+from orgs.models import Membership, Role, User
 from orgs.services import two_factor
 from orgs.signals import access_changed, member_removed
 
@@ -254,7 +254,7 @@ def api_key_revoke(*, access: Access, key: ApiKey, meta: RequestMeta | None = No
 
 
 def api_key_revoke_by_operator(
-    *, operator, key_ids: list, request: HttpRequest | None = None
+    *, operator: User, key_ids: list, meta: RequestMeta | None = None
 ) -> int:
     """Platform staff revoke keys of any org (the admin's emergency action); each
     revocation is audited in the key's org. Already revoked keys are skipped.
@@ -273,7 +273,7 @@ def api_key_revoke_by_operator(
                 actor=operator,
                 actor_label=f"admin:{operator.username}",
                 target=key,
-                meta=RequestMeta.from_http(request),
+                meta=meta,
                 data={"prefix": key.prefix, "via": "admin"},
             )
             count += 1
