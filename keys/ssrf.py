@@ -24,9 +24,8 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-from django.conf import settings
-
 from inferia.errors import ValidationError
+from inferia.private_hosts import operator_allows
 
 METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data"}
 # Never reachable through a provider account, whatever an org or operator lists:
@@ -62,23 +61,6 @@ def _classify(address: str) -> str:
     return "private"
 
 
-def _operator_allows(host: str, port: int, address: str) -> bool:
-    """Does ``INFERIA_PRIVATE_HOSTS_ALLOWED`` let orgs list this host (or address)?"""
-    for entry in settings.INFERIA_PRIVATE_HOSTS_ALLOWED:
-        entry = entry.strip().lower()
-        if entry == "*" or entry in (host, f"{host}:{port}"):
-            return True
-        if "/" in entry:
-            try:
-                network = ipaddress.ip_network(entry, strict=False)
-                ip = ipaddress.ip_address(address.split("%", 1)[0])
-            except ValueError:
-                continue
-            if ip.version == network.version and ip in network:
-                return True
-    return False
-
-
 def address_allowed(address: str, *, host: str, port: int, allowed_private_hosts) -> bool:
     """The one rule: may a connection for ``host:port`` go to ``address``?"""
     kind = _classify(address)
@@ -89,7 +71,7 @@ def address_allowed(address: str, *, host: str, port: int, allowed_private_hosts
     listed = {entry.strip().lower() for entry in allowed_private_hosts or ()}
     if host not in listed and f"{host}:{port}" not in listed:
         return False
-    return _operator_allows(host, port, address)
+    return operator_allows(host, port, address)
 
 
 def check_addresses(host: str, port: int, addresses, allowed_private_hosts) -> None:

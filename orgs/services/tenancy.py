@@ -16,7 +16,7 @@ from django.db.models import ForeignObjectRel, Model
 from django.db.models.deletion import RestrictedError
 
 from audit import services as audit
-from inferia import clock
+from inferia import clock, private_hosts
 from inferia.errors import (
     AuthenticationFailed,
     Conflict,
@@ -93,6 +93,17 @@ def audit_retention_change_check(access: Access, settings_changes: dict[str, Any
         raise PermissionDenied("Only the Owner may change the audit retention")
 
 
+def private_hosts_check(entries: list[str] | None) -> None:
+    """An org lists only private hosts the operator's ``INFERIA_PRIVATE_HOSTS_ALLOWED``
+    covers (the SSRF guard applies the same cap at every connection).
+
+    Raises VALIDATION_ERROR naming each refused entry.
+    """
+    problems = [error for error in map(private_hosts.listing_error, entries or ()) if error]
+    if problems:
+        raise ValidationError("Private hosts refused", details={"allowed_private_hosts": problems})
+
+
 def organization_update(
     *, access: Access, changes: dict[str, Any], meta: RequestMeta | None = None
 ) -> Organization:
@@ -106,6 +117,7 @@ def organization_update(
     """
     org = access.org
     audit_retention_change_check(access, changes.get("settings") or {})
+    private_hosts_check((changes.get("settings") or {}).get("allowed_private_hosts"))
     if "require_2fa" in changes and bool(changes["require_2fa"]) != org.require_2fa:
         user, _membership = access.require_human()
         if changes["require_2fa"] and not user.has_confirmed_totp:
