@@ -6,6 +6,8 @@ Secrets (TOTP seeds, token digests) are never shown.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -38,7 +40,7 @@ class AllOrgsAdmin(admin.ModelAdmin):
     services' rules; so those links are shown read-only.
     """
 
-    list_filter: tuple = ("org",)
+    list_filter: ClassVar[tuple[str, ...]] = ("org",)
 
     def get_queryset(self, request):
         return self.model.all_orgs.get_queryset()
@@ -139,7 +141,7 @@ class OrganizationAdmin(admin.ModelAdmin):
 @admin.register(Role)
 class RoleAdmin(ReadOnlyAccessAdmin):
     list_display = ("slug", "name", "org")
-    list_filter = ("org",)
+    list_filter: ClassVar[tuple[str, ...]] = ("org",)
     search_fields = ("slug", "name")
 
 

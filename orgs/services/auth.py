@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NoReturn
 
 from django.conf import settings
 from django.contrib.auth import authenticate
@@ -159,7 +160,7 @@ def login_verify(
         message="Too many failed login attempts; try again later",
     )
 
-    def fail(reason: str, error: Exception) -> None:
+    def fail(reason: str, error: Exception) -> NoReturn:
         _count_failure(keys)
         audit.record(
             action="auth:login",
@@ -238,7 +239,9 @@ def login(
 
 def _decode_refresh(raw: str) -> RefreshToken:
     try:
-        return RefreshToken(raw)  # checks signature, exp, iss, aud and typ=refresh
+        # checks signature, exp, iss, aud and typ=refresh. The stubs type the argument
+        # as a Token; simplejwt takes the encoded token (str or bytes).
+        return RefreshToken(raw)  # type: ignore[arg-type]
     except TokenError as exc:
         raise AuthenticationFailed("Refresh token is invalid or expired") from exc
 
@@ -392,7 +395,8 @@ def access_token_verify(raw: str) -> tuple[User, AccessToken]:
     Raises AUTHENTICATION_FAILED, one message for every reason.
     """
     try:
-        token = AccessToken(raw)
+        # The stubs type the argument as a Token; simplejwt takes the encoded token.
+        token = AccessToken(raw)  # type: ignore[arg-type]
     except TokenError as exc:
         raise AuthenticationFailed("Access token is invalid or expired") from exc
     user = User.objects.filter(pk=token.get("sub")).first()
