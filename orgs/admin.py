@@ -16,6 +16,7 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 
 from inferia.errors import InferiaError
+from inferia.request_meta import RequestMeta
 from orgs.models import (
     Invitation,
     Membership,
@@ -96,7 +97,7 @@ class UserAdmin(DjangoUserAdmin):
                 user=obj,
                 changed_fields=list(form.changed_data),
                 created=not change,
-                request=request,
+                meta=RequestMeta.from_http(request),
             )
         except InferiaError as exc:
             raise DjangoPermissionDenied(exc.message) from exc
@@ -120,7 +121,7 @@ class UserAdmin(DjangoUserAdmin):
             operator=request.user,
             user=user,
             new_password=form.cleaned_data.get("password1") if usable else None,
-            request=request,
+            meta=RequestMeta.from_http(request),
         )
         messages.success(request, "Password changed; every session of the user was ended.")
         return HttpResponseRedirect(
