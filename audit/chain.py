@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -116,7 +117,9 @@ def verify(chain: str, *, batch: int = 2000) -> tuple[int, ChainBreak | None]:
 def _walk(chain: str, batch: int):
     queryset = AuditRecord.objects.order_by("seq")
     queryset = (
-        queryset.filter(org__isnull=True) if chain == GLOBAL else queryset.filter(org_id=chain)
+        queryset.filter(org__isnull=True)
+        if chain == GLOBAL
+        else queryset.filter(org_id=uuid.UUID(chain))
     )
     checked, previous_hash, previous_seq = 0, None, None
     first = last = None

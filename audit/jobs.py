@@ -28,8 +28,12 @@ def _prune(org: Organization, cutoff) -> tuple[int, int]:
     """Delete the org's audit and usage records older than ``cutoff`` and note the last
     pruned link on the chain head (``verify_audit_chain`` checks the first record).
     PostgreSQL: through the SECURITY DEFINER function, the only way past the trigger."""
-    last = AuditRecord.objects.filter(org_id=org.pk, created_at__lt=cutoff).order_by("-seq")
-    last = last.values_list("seq", "hash").first()
+    last = (
+        AuditRecord.objects.filter(org_id=org.pk, created_at__lt=cutoff)
+        .order_by("-seq")
+        .values_list("seq", "hash")
+        .first()
+    )
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT * FROM inferia_audit_prune(%s, %s)", [org.pk, cutoff])
@@ -188,6 +192,8 @@ def _new_ip_ranges(org: Organization, now) -> list[Alert | None]:
     )
     alerts = []
     for prefix, ip in recent:
+        if ip is None:  # excluded by the filter; the column is nullable
+            continue
         network = _range(ip)
         history = (
             UsageRecord.objects.filter(
@@ -200,7 +206,7 @@ def _new_ip_ranges(org: Organization, now) -> list[Alert | None]:
             .values_list("client_ip", flat=True)
             .distinct()
         )
-        known = {_range(old) for old in history}
+        known = {_range(old) for old in history if old is not None}
         if known and network not in known:
             alerts.append(
                 raise_alert(

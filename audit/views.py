@@ -6,6 +6,7 @@ from urllib.parse import urlencode
 
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 
 from audit import selectors
@@ -18,7 +19,13 @@ FILTERS = ("actor", "action", "outcome", "model")
 
 def _records(request: HttpRequest):
     filters = {name: request.GET.get(name, "").strip() for name in FILTERS}
-    return filters, selectors.audit_record_list(**{k: v for k, v in filters.items() if v})
+    records = selectors.audit_record_list(
+        actor=filters["actor"] or None,
+        action=filters["action"] or None,
+        outcome=filters["outcome"] or None,
+        model=filters["model"] or None,
+    )
+    return filters, records
 
 
 @org_page("audit_log:view")
@@ -34,7 +41,7 @@ def audit_record_list(request: HttpRequest, org) -> HttpResponse:
 
 
 @org_page("audit_log:view")
-def audit_record_export(request: HttpRequest, org) -> HttpResponse:
+def audit_record_export(request: HttpRequest, org) -> HttpResponseBase:
     _filters, records = _records(request)
     response = StreamingHttpResponse(csv_rows(records), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="audit-{org.slug}.csv"'

@@ -165,6 +165,20 @@ class Call:
         self.response_body: Any = None
         self.status = 0
 
+    @property
+    def caller(self) -> principals.Principal:
+        """The authenticated principal: ``_serve`` sets it before anything reads it."""
+        if self.principal is None:
+            raise AuthenticationFailed("Send an Inferia API key as 'Authorization: Bearer <key>'")
+        return self.principal
+
+    @property
+    def chosen_route(self) -> principals.Route:
+        """The route of the requested model: ``_authorize`` sets it before anything reads it."""
+        if self.route is None:
+            raise GatewayError(ErrorCode.INTERNAL_ERROR, 500, "No route chosen for the request")
+        return self.route
+
     def overhead_ms(self) -> float:
         return max(0.0, (time.perf_counter() - self.started - self.upstream_seconds) * 1000)
 
@@ -174,8 +188,8 @@ class Call:
         usage_data = usage_data or {}
         prompt = int(usage_data.get("prompt_tokens") or 0)
         completion = int(usage_data.get("completion_tokens") or 0)
-        p = self.principal
-        entry = {
+        p = self.caller
+        entry: dict[str, Any] = {
             "id": self.request.id,
             "created_at": clock.time(),
             "org_id": str(p.org_id),
@@ -352,7 +366,7 @@ def _check_db(p: principals.Principal, limits, reserve_tokens: int, reserve_cost
 
 async def _limits_check(call: Call, *, count: bool, reserve_tokens: int = 0, reserve_cost: int = 0):
     """Epoch and limits in one step; raises StaleEpoch or BackendUnavailable."""
-    p = call.principal
+    p = call.caller
     limits = _limits(p)
     if redis_client.enabled():
         return await ratelimit.check_redis(
@@ -411,7 +425,7 @@ def _parse(call: Call, raw_body: bytes) -> dict[str, Any]:
 
 
 def _authorize(call: Call, body: dict[str, Any]) -> None:
-    p = call.principal
+    p = call.caller
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ValidationError(
@@ -437,9 +451,9 @@ def _prepare(call: Call, raw_body: bytes) -> tuple[int, int]:
     call.body = body
     _authorize(call, body)
     call.streamed = bool(body.get("stream"))
-    size = sizing.measure(call.endpoint, body, call.principal.policy)
+    size = sizing.measure(call.endpoint, body, call.caller.policy)
     call.size = size
-    return size.tokens, call.route.cost_micros(size.prompt_tokens, size.completion_tokens)
+    return size.tokens, call.chosen_route.cost_micros(size.prompt_tokens, size.completion_tokens)
 
 
 async def _rebuild(call: Call, raw: str, hint: str, attempt: int) -> None:
@@ -479,13 +493,14 @@ async def _admitted(call: Call, raw: str, hint: str, raw_body: bytes) -> ratelim
 
 async def _degraded(call: Call, raw: str, hint: str, raw_body: bytes) -> ratelimit.Decision:
     """Redis (or the embedded counter store) cannot count this request."""
-    allowed = degraded.allows(call.principal.policy, _limits(call.principal))
+    p = call.caller
+    allowed = degraded.allows(p.policy, _limits(p))
     call.degraded = "allowed" if allowed else "denied"
-    await degraded.alert(call.principal, allowed=allowed, endpoint=call.endpoint)
+    await degraded.alert(p, allowed=allowed, endpoint=call.endpoint)
     if not allowed:
         # Fail closed: the shared store cannot confirm the key is still valid.
         raise ServiceUnavailable("Cannot verify credentials or limits right now")
-    if call.principal.epoch != -1:
+    if p.epoch != -1:
         # The epoch cannot be read, so the credential is verified from the database
         # on every degraded request (never from the cache) and access re-decided.
         call.principal = await orm(principals.build)(raw, hint, verify_only=True)
@@ -552,22 +567,25 @@ async def _record(
 
 
 async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
-    p = call.principal
+    p = call.caller
     limit = min(settings.INFERIA_MAX_BODY_BYTES, p.policy.max_body_bytes or 10**12)
     raw_body = await _read_body(call, receive, limit)
     decision = await _admitted(call, raw, hint, raw_body)
     call.headers.update(decision.headers)
     if not decision.allowed:
-        quota = decision.denied.kind in (ratelimit.QUOTA_TOKENS, ratelimit.QUOTA_COST)
+        denied = decision.denied
+        if denied is None:
+            raise GatewayError(ErrorCode.INTERNAL_ERROR, 500, "A refusal without its limit")
+        quota = denied.kind in (ratelimit.QUOTA_TOKENS, ratelimit.QUOTA_COST)
         raise GatewayError(
             ErrorCode.QUOTA_EXCEEDED if quota else ErrorCode.RATE_LIMITED,
             429,
-            f"{'Monthly quota' if quota else 'Rate limit'} of the {decision.denied.scope} reached "
-            f"({decision.denied.kind.replace('_', ' ')} {decision.denied.limit})",
+            f"{'Monthly quota' if quota else 'Rate limit'} of the {denied.scope} reached "
+            f"({denied.kind.replace('_', ' ')} {denied.limit})",
             retry_after=decision.retry_after,
         )
     call.reserved = decision.reserved
-    route = call.route
+    route = call.chosen_route
     hit, secret_plaintext = principals.secret_cached(route)
     if not hit:
         secret_plaintext = await orm(principals.secret_for)(route)
@@ -579,7 +597,7 @@ async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
             upstream_call.url,
             upstream_call.headers,
             orjson.dumps(upstream_call.body),
-            allowed_private_hosts=call.principal.policy.allowed_private_hosts,
+            allowed_private_hosts=call.caller.policy.allowed_private_hosts,
         )
         if upstream.status == 200 and call.streamed:
             call.upstream_seconds += time.perf_counter() - started
@@ -630,7 +648,7 @@ async def _stream(
 
     async def relay() -> None:
         async for chunk in adapter.stream_to_openai(
-            call.route, upstream_call, upstream.lines(), usage_data
+            call.chosen_route, upstream_call, upstream.lines(), usage_data
         ):
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
@@ -684,7 +702,7 @@ async def _models(call: Call, send, raw: str, hint: str) -> None:
         except ratelimit.BackendUnavailable:
             # Fail closed: the shared store cannot confirm the credential is still valid.
             raise ServiceUnavailable("Cannot verify credentials right now") from None
-    p = call.principal
+    p = call.caller
     usable = sorted(p.routes) if "inference:run" in p.permissions else []
     data = [
         {"id": fqn, "object": "model", "created": 0, "owned_by": p.routes[fqn].account_name}

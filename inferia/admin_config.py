@@ -52,6 +52,7 @@ class InferiaAdminSite(AdminSite):
         from django.utils.http import url_has_allowed_host_and_scheme
 
         from inferia.errors import InferiaError, OtpRequired
+        from inferia.request_meta import RequestMeta
         from orgs.services import auth
 
         next_url = request.POST.get("next") or request.GET.get("next") or ""
@@ -82,7 +83,7 @@ class InferiaAdminSite(AdminSite):
                     django_login(request, user, backend="django.contrib.auth.backends.ModelBackend")
                     if device is not None:
                         django_otp.login(request, device)
-                    auth.login_record(request=request, user=user, via="admin")
+                    auth.login_record(meta=RequestMeta.from_http(request), user=user, via="admin")
                     return redirect(next_url)
         context = {
             **self.each_context(request),

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.http import HttpRequest
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
+
+from inferia.request_types import BearerHttpRequest
 
 
 def credential_from(authorization: str, api_key: str) -> str | None:
@@ -41,9 +45,10 @@ class BearerAuthentication(BaseAuthentication):
             return None
         credential = resolver.authenticate(raw)
         # OrgAPIView resolves this credential in the path's org (keys.resolver.resolve).
-        request._request.credential = credential
+        django_request = cast(BearerHttpRequest, request._request)
+        django_request.credential = credential
         if credential.api_key is not None:
-            principals.note_key_use(credential.api_key, client_ip(request._request))
+            principals.note_key_use(credential.api_key, client_ip(django_request))
             return credential.user, credential.api_key
         return credential.user, credential
 

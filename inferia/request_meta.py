@@ -9,12 +9,9 @@ jobs and commands pass ``None``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from django.conf import settings
-
-if TYPE_CHECKING:
-    from django.http import HttpRequest
 
 
 def client_ip_from(remote: str | None, forwarded: str) -> str | None:
@@ -34,6 +31,9 @@ class RequestMeta:
     request_id: str = ""
     # orgs.access.SESSION, ACCESS_TOKEN or API_KEY; "" when nobody is known yet.
     credential_kind: str = ""
+    # The login family of the acting session or access token (None for API keys, jobs
+    # and anonymous requests): "end the other sessions" keeps this one.
+    family: str | None = None
 
     @classmethod
     def from_http(cls, request: Any) -> RequestMeta | None:
@@ -59,6 +59,7 @@ class RequestMeta:
             user_agent=meta.get("HTTP_USER_AGENT", ""),
             request_id=getattr(request, "request_id", "") or "",
             credential_kind=kind,
+            family=_login_family(request),
         )
 
     @classmethod
@@ -79,13 +80,23 @@ class RequestMeta:
         )
 
 
-def as_legacy_request(meta: RequestMeta | None) -> HttpRequest | None:
-    """Adapter for services that still type a ``request: HttpRequest`` parameter
-    (``orgs.services.two_factor``, ``orgs.services.auth``, edited on another branch).
+def _login_family(request: Any) -> str | None:
+    """The access JWT's ``fam`` claim (DRF sets ``request.auth`` on the Django request
+    too), the API credential's family (``keys.resolver.Credential``), else the signed-in
+    dashboard session's family."""
+    from rest_framework_simplejwt.tokens import AccessToken
 
-    They only read that request through ``RequestMeta.from_http`` and
-    ``audit.services.client_ip``, which pass a ``RequestMeta`` through unchanged,
-    so the meta itself is handed over; only its static type is adapted. Goes when
-    those services take ``meta`` (issue 10).
-    """
-    return cast("HttpRequest | None", meta)
+    from orgs.services.auth import FAMILY_CLAIM, SESSION_FAMILY_KEY
+
+    token = getattr(request, "auth", None)
+    if isinstance(token, AccessToken):
+        claim = token.get(FAMILY_CLAIM)
+        return str(claim) if claim else None
+    family = getattr(token, "family", None)
+    if family:
+        return str(family)
+    session = getattr(request, "session", None)
+    user = getattr(request, "user", None)
+    if session is not None and user is not None and user.is_authenticated:
+        return session.get(SESSION_FAMILY_KEY)
+    return None

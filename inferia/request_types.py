@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from rest_framework.request import Request
 
 if TYPE_CHECKING:
+    from keys.resolver import Credential
     from orgs.access import Access
     from orgs.models import Organization, User
 
@@ -21,6 +22,13 @@ class InferiaRequest(HttpRequest):
     """Past ``RequestIdMiddleware``: ``request_id`` is set."""
 
     request_id: str
+
+
+class BearerHttpRequest(HttpRequest):
+    """The Django request under DRF once ``BearerAuthentication`` found a credential:
+    the resolver's ``credential`` is set on it (``OrgAPIView`` resolves it in the org)."""
+
+    credential: Credential
 
 
 class OrgHttpRequest(InferiaRequest):

@@ -110,7 +110,8 @@ class ProviderAccountForm(forms.ModelForm):
         )
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         # An emptied JSON box means "none": the columns are NOT NULL (else a 500 on save).
         for name, empty in (("deployments", dict), ("enabled_models", list), ("tags", dict)):
             if name in cleaned and cleaned[name] is None:

@@ -16,7 +16,7 @@ from django.dispatch import receiver
 from audit import services as audit
 from inferia import clock, crypto
 from inferia.errors import Conflict, NotFound, PermissionDenied, ValidationError
-from inferia.request_meta import RequestMeta, as_legacy_request
+from inferia.request_meta import RequestMeta
 from keys import apikeys, names, secret_refs, ssrf
 from keys.models import ApiKey, ProviderAccount, ProviderType, ServiceAccount
 from keys.principals import MAX_KEY_CHAIN_DEPTH, key_ancestors, service_account_permissions
@@ -570,9 +570,7 @@ def _require_fresh_confirmation(
     OTP_REQUIRED or AUTHENTICATION_FAILED."""
     user, _membership = access.require_human()
     if user.has_confirmed_totp:
-        two_factor.verify_fresh(
-            user=user, otp_code=otp_code, password=None, request=as_legacy_request(meta)
-        )
+        two_factor.verify_fresh(user=user, otp_code=otp_code, password=None, meta=meta)
 
 
 def _upstream_changed(account: ProviderAccount) -> None:

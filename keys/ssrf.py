@@ -96,7 +96,8 @@ def resolve_host(host: str, port: int) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise _error(f"Host {host} does not resolve") from exc
-    return sorted({info[4][0] for info in infos})
+    # The address of an AF_INET/AF_INET6 result is a str (typeshed allows int for others).
+    return sorted({str(info[4][0]) for info in infos})
 
 
 def host_and_port(url: str) -> tuple[str, int]:

@@ -6,6 +6,8 @@ Secrets (TOTP seeds, token digests) are never shown.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -14,6 +16,7 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 
 from inferia.errors import InferiaError
+from inferia.request_meta import RequestMeta
 from orgs.models import (
     Invitation,
     Membership,
@@ -38,7 +41,7 @@ class AllOrgsAdmin(admin.ModelAdmin):
     services' rules; so those links are shown read-only.
     """
 
-    list_filter: tuple = ("org",)
+    list_filter: ClassVar[tuple[str, ...]] = ("org",)
 
     def get_queryset(self, request):
         return self.model.all_orgs.get_queryset()
@@ -94,7 +97,7 @@ class UserAdmin(DjangoUserAdmin):
                 user=obj,
                 changed_fields=list(form.changed_data),
                 created=not change,
-                request=request,
+                meta=RequestMeta.from_http(request),
             )
         except InferiaError as exc:
             raise DjangoPermissionDenied(exc.message) from exc
@@ -118,7 +121,7 @@ class UserAdmin(DjangoUserAdmin):
             operator=request.user,
             user=user,
             new_password=form.cleaned_data.get("password1") if usable else None,
-            request=request,
+            meta=RequestMeta.from_http(request),
         )
         messages.success(request, "Password changed; every session of the user was ended.")
         return HttpResponseRedirect(
@@ -139,7 +142,7 @@ class OrganizationAdmin(admin.ModelAdmin):
 @admin.register(Role)
 class RoleAdmin(ReadOnlyAccessAdmin):
     list_display = ("slug", "name", "org")
-    list_filter = ("org",)
+    list_filter: ClassVar[tuple[str, ...]] = ("org",)
     search_fields = ("slug", "name")
 
 

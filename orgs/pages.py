@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
@@ -52,19 +53,19 @@ class OrgPageView(Protocol):
 
     def __call__(
         self, request: HttpRequest, org: str, *args: Any, **kwargs: Any
-    ) -> HttpResponse: ...
+    ) -> HttpResponseBase: ...
 
 
-def org_page(permission: str) -> Callable[[Callable[..., HttpResponse]], OrgPageView]:
+def org_page(permission: str) -> Callable[[Callable[..., HttpResponseBase]], OrgPageView]:
     """A page of one org: a signed-in member (others: 404), 2FA when the org asks
     for it, ``permission`` held (else 403); the org scope is active in the view and
     ``request.access``/``request.org`` are set. The view takes ``(request, org, ...)``."""
     if permission not in PERMISSION_SET:
         raise ValueError(f"Unknown permission {permission}")
 
-    def decorate(view: Callable[..., HttpResponse]) -> OrgPageView:
+    def decorate(view: Callable[..., HttpResponseBase]) -> OrgPageView:
         @functools.wraps(view)
-        def wrapper(request: HttpRequest, org: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapper(request: HttpRequest, org: str, *args: Any, **kwargs: Any) -> HttpResponseBase:
             user = request.user
             if not user.is_authenticated or not isinstance(user, User):
                 return login_redirect(request)

@@ -52,7 +52,7 @@ def _next_url(request: HttpRequest, default: str) -> str:
 
 def _start_session(request: HttpRequest, user: User) -> None:
     django_login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-    auth.login_record(request=request, user=user, via="dashboard")
+    auth.login_record(meta=RequestMeta.from_http(request), user=user, via="dashboard")
     messages.success(request, f"Signed in as {user.username}.")
 
 
@@ -77,7 +77,9 @@ def login_view(request: HttpRequest) -> HttpResponse:
         if otp_form.is_valid() and user is not None:
             try:
                 auth.login_second_factor(
-                    request=request, user=user, otp_code=otp_form.cleaned_data["otp_code"]
+                    meta=RequestMeta.from_http(request),
+                    user=user,
+                    otp_code=otp_form.cleaned_data["otp_code"],
                 )
             except InferiaError as exc:
                 apply_error(otp_form, request, exc)
@@ -180,7 +182,7 @@ def password_change_view(request: HttpRequest) -> HttpResponse:
             user=user,
             current_password=form.cleaned_data["current_password"],
             new_password=form.cleaned_data["new_password"],
-            request=request,
+            meta=RequestMeta.from_http(request),
         )
         update_session_auth_hash(request, user)
         # The change ended every login of the user; this session goes on, same login time.
@@ -211,7 +213,7 @@ def two_factor_view(request: HttpRequest) -> HttpResponse:
     op = request.POST.get("op") if request.method == "POST" else None
     try:
         if op == "start" and not enabled:
-            setup = two_factor.totp_setup(user=user, request=request)
+            setup = two_factor.totp_setup(user=user, meta=RequestMeta.from_http(request))
             secret = setup.otpauth_uri.split("secret=", 1)[1].split("&", 1)[0]
             return render(
                 request,
@@ -227,7 +229,9 @@ def two_factor_view(request: HttpRequest) -> HttpResponse:
             form = forms.OtpForm(request.POST)
             if form.is_valid():
                 codes = two_factor.totp_confirm(
-                    user=user, otp_code=form.cleaned_data["otp_code"], request=request
+                    user=user,
+                    otp_code=form.cleaned_data["otp_code"],
+                    meta=RequestMeta.from_http(request),
                 )
                 messages.success(
                     request, "Two-factor authentication is on. Keep your recovery codes safe."
@@ -243,7 +247,9 @@ def two_factor_view(request: HttpRequest) -> HttpResponse:
             form = forms.OtpForm(request.POST)
             if form.is_valid():
                 two_factor.totp_disable(
-                    user=user, otp_code=form.cleaned_data["otp_code"], request=request
+                    user=user,
+                    otp_code=form.cleaned_data["otp_code"],
+                    meta=RequestMeta.from_http(request),
                 )
                 messages.success(request, "Two-factor authentication is off.")
                 return redirect("orgs:2fa-setup")

@@ -66,7 +66,7 @@ class RefreshView(UserAPIView):
     def post(self, request):
         data = _valid(s.RefreshInput, request)
         return _pair_response(
-            auth.token_refresh(request=request._request, refresh_token=data["refresh_token"])
+            auth.token_refresh(meta=request_meta(request), refresh_token=data["refresh_token"])
         )
 
 
@@ -77,7 +77,7 @@ class LogoutView(UserAPIView):
     @extend_schema(request=s.RefreshInput, responses={204: None}, auth=[])
     def post(self, request):
         data = _valid(s.RefreshInput, request)
-        auth.logout(request=request._request, refresh_token=data["refresh_token"])
+        auth.logout(meta=request_meta(request), refresh_token=data["refresh_token"])
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -99,7 +99,7 @@ class PasswordChangeView(UserAPIView):
             user=request.user,
             current_password=data["current_password"],
             new_password=data["new_password"],
-            request=request._request,
+            meta=request_meta(request),
         )
         return _pair_response(pair)
 
@@ -107,7 +107,7 @@ class PasswordChangeView(UserAPIView):
 class TwoFactorSetupView(UserAPIView):
     @extend_schema(request=None, responses={200: s.TotpSetupOutput})
     def post(self, request):
-        setup = two_factor.totp_setup(user=request.user, request=request._request)
+        setup = two_factor.totp_setup(user=request.user, meta=request_meta(request))
         return Response(
             s.TotpSetupOutput({"otpauth_uri": setup.otpauth_uri, "qr_svg": setup.qr_svg}).data,
             headers={"Cache-Control": "no-store"},
@@ -119,7 +119,7 @@ class TwoFactorConfirmView(UserAPIView):
     def post(self, request):
         data = _valid(s.OtpCodeInput, request)
         codes = two_factor.totp_confirm(
-            user=request.user, otp_code=data["otp_code"], request=request._request
+            user=request.user, otp_code=data["otp_code"], meta=request_meta(request)
         )
         return Response({"recovery_codes": codes}, headers={"Cache-Control": "no-store"})
 
@@ -129,7 +129,7 @@ class TwoFactorDisableView(UserAPIView):
     def post(self, request):
         data = _valid(s.OtpCodeInput, request)
         two_factor.totp_disable(
-            user=request.user, otp_code=data["otp_code"], request=request._request
+            user=request.user, otp_code=data["otp_code"], meta=request_meta(request)
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -139,7 +139,7 @@ class RecoveryCodesView(UserAPIView):
     def post(self, request):
         data = _valid(s.OtpCodeInput, request)
         codes = two_factor.recovery_codes_regenerate(
-            user=request.user, otp_code=data["otp_code"], request=request._request
+            user=request.user, otp_code=data["otp_code"], meta=request_meta(request)
         )
         return Response({"recovery_codes": codes}, headers={"Cache-Control": "no-store"})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NoReturn
 
 from django.conf import settings
 from django.contrib.auth import authenticate
@@ -100,7 +101,7 @@ def _refuse_if_throttled(
     keys: list[tuple[str, int]],
     *,
     action: str,
-    request: HttpRequest | None,
+    meta: RequestMeta | None,
     actor: User | None = None,
     actor_label: str = "",
     message: str = "Too many failed password attempts; try again later",
@@ -115,7 +116,7 @@ def _refuse_if_throttled(
                 actor=actor,
                 actor_label=actor_label,
                 status_code=429,
-                meta=RequestMeta.from_http(request),
+                meta=meta,
                 data={"reason": "throttled"},
             )
             raise RateLimited(message, retry_after=state.reset_in_seconds)
@@ -126,15 +127,15 @@ def _count_failure(keys: list[tuple[str, int]]) -> None:
         counters.hit(key, window_seconds=settings.INFERIA_LOGIN_WINDOW_SECONDS)
 
 
-def password_verify(*, user: User, password: str, request: HttpRequest | None, action: str) -> bool:
+def password_verify(*, user: User, password: str, meta: RequestMeta | None, action: str) -> bool:
     """Check a logged-in user's password (sudo confirmation, password change).
 
     Wrong passwords count against the same per-username and per-IP limits as
     login, so a stolen access token is no unthrottled password oracle.
     Raises RATE_LIMITED past the limit, even for the right password.
     """
-    keys = _throttle_keys(user.username, audit.client_ip(request))
-    _refuse_if_throttled(keys, action=action, request=request, actor=user)
+    keys = _throttle_keys(user.username, (meta.ip if meta else None))
+    _refuse_if_throttled(keys, action=action, meta=meta, actor=user)
     if user.check_password(password):
         return True
     _count_failure(keys)
@@ -149,24 +150,26 @@ def login_verify(
     One message for unknown user, inactive user and wrong password; failures
     are counted per username and per client IP (RATE_LIMITED past the limit).
     Raises OTP_REQUIRED (audited) when the password is right and a code is needed.
+    Takes the request: ``authenticate`` hands it to the backends and signals.
     """
-    keys = _throttle_keys(username, audit.client_ip(request))
+    meta = RequestMeta.from_http(request)
+    keys = _throttle_keys(username, (meta.ip if meta else None))
     _refuse_if_throttled(
         keys,
         action="auth:login",
-        request=request,
+        meta=meta,
         actor_label=username,
         message="Too many failed login attempts; try again later",
     )
 
-    def fail(reason: str, error: Exception) -> None:
+    def fail(reason: str, error: Exception) -> NoReturn:
         _count_failure(keys)
         audit.record(
             action="auth:login",
             outcome="failure",
             actor_label=username,
             status_code=401,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"reason": reason},
         )
         raise error
@@ -176,28 +179,28 @@ def login_verify(
     if user is None:
         fail("bad_credentials", AuthenticationFailed("Invalid username or password"))
     second_factor_ok = two_factor.second_factor_verify(
-        user=user, otp_code=otp_code, request=request, action="auth:login"
+        user=user, otp_code=otp_code, meta=meta, action="auth:login"
     )
     if not second_factor_ok:
         fail("bad_otp", AuthenticationFailed("Invalid one-time code"))
     return user
 
 
-def login_second_factor(*, request: HttpRequest | None, user: User, otp_code: str | None) -> User:
+def login_second_factor(*, meta: RequestMeta | None, user: User, otp_code: str | None) -> User:
     """The second step of a two-step (page) login: the password was checked by
     ``login_verify`` moments ago; check the code under the same throttles."""
-    keys = _throttle_keys(user.username, audit.client_ip(request))
+    keys = _throttle_keys(user.username, (meta.ip if meta else None))
     _refuse_if_throttled(
         keys,
         action="auth:login",
-        request=request,
+        meta=meta,
         actor_label=user.username,
         message="Too many failed login attempts; try again later",
     )
     if not user.is_active:
         raise AuthenticationFailed("Invalid username or password")
     if not two_factor.second_factor_verify(
-        user=user, otp_code=otp_code, request=request, action="auth:login"
+        user=user, otp_code=otp_code, meta=meta, action="auth:login"
     ):
         _count_failure(keys)
         audit.record(
@@ -205,14 +208,14 @@ def login_second_factor(*, request: HttpRequest | None, user: User, otp_code: st
             outcome="failure",
             actor_label=user.username,
             status_code=401,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"reason": "bad_otp"},
         )
         raise AuthenticationFailed("Invalid one-time code")
     return user
 
 
-def login_record(*, request: HttpRequest | None, user: User, via: str = "api") -> None:
+def login_record(*, meta: RequestMeta | None, user: User, via: str = "api") -> None:
     """Stamp ``last_login`` and audit a successful login."""
     User.objects.filter(pk=user.pk).update(last_login=timezone.now())
     audit.record(
@@ -220,7 +223,7 @@ def login_record(*, request: HttpRequest | None, user: User, via: str = "api") -
         outcome="success",
         actor=user,
         status_code=200,
-        meta=RequestMeta.from_http(request),
+        meta=meta,
         data={"via": via} if via != "api" else None,
     )
 
@@ -232,18 +235,20 @@ def login(
     user = login_verify(request=request, username=username, password=password, otp_code=otp_code)
     with transaction.atomic():
         pair = token_pair_issue(user=user)
-        login_record(request=request, user=user)
+        login_record(meta=RequestMeta.from_http(request), user=user)
     return pair
 
 
 def _decode_refresh(raw: str) -> RefreshToken:
     try:
-        return RefreshToken(raw)  # checks signature, exp, iss, aud and typ=refresh
+        # checks signature, exp, iss, aud and typ=refresh. The stubs type the argument
+        # as a Token; simplejwt takes the encoded token (str or bytes).
+        return RefreshToken(raw)  # type: ignore[arg-type]
     except TokenError as exc:
         raise AuthenticationFailed("Refresh token is invalid or expired") from exc
 
 
-def token_refresh(*, request: HttpRequest | None, refresh_token: str) -> TokenPair:
+def token_refresh(*, meta: RequestMeta | None, refresh_token: str) -> TokenPair:
     """Rotate: the presented token dies and a new pair is issued in its family.
 
     Presenting an already-rotated token is reuse: the whole family is revoked.
@@ -270,7 +275,7 @@ def token_refresh(*, request: HttpRequest | None, refresh_token: str) -> TokenPa
                 outcome="denied",
                 actor=user,
                 status_code=401,
-                meta=RequestMeta.from_http(request),
+                meta=meta,
             )
         elif not user.is_active or token.get(VERSION_CLAIM) != user.auth_version:
             raise AuthenticationFailed("Refresh token is invalid or expired")
@@ -284,7 +289,7 @@ def token_refresh(*, request: HttpRequest | None, refresh_token: str) -> TokenPa
                 outcome="denied",
                 actor=user,
                 status_code=401,
-                meta=RequestMeta.from_http(request),
+                meta=meta,
                 data={"reason": "session_lifetime"},
             )
         else:
@@ -298,7 +303,7 @@ def token_refresh(*, request: HttpRequest | None, refresh_token: str) -> TokenPa
     return pair
 
 
-def logout(*, request: HttpRequest | None, refresh_token: str) -> None:
+def logout(*, meta: RequestMeta | None, refresh_token: str) -> None:
     """Revoke the refresh token's whole family (idempotent for valid tokens); the
     family's access tokens die with it (``access_token_verify`` checks the family)."""
     token = _decode_refresh(refresh_token)
@@ -311,7 +316,7 @@ def logout(*, request: HttpRequest | None, refresh_token: str) -> None:
             action="auth:logout",
             outcome="success",
             actor=record.user,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
         )
 
 
@@ -326,17 +331,17 @@ def user_invalidate_tokens(*, user: User) -> None:
 
 
 def password_change(
-    *, user: User, current_password: str, new_password: str, request: HttpRequest | None = None
+    *, user: User, current_password: str, new_password: str, meta: RequestMeta | None = None
 ) -> TokenPair:
     """Change the password; kills every token of the user and returns a fresh pair."""
     if not password_verify(
-        user=user, password=current_password, request=request, action="auth:password_change"
+        user=user, password=current_password, meta=meta, action="auth:password_change"
     ):
         audit.record(
             action="auth:password_change",
             outcome="failure",
             actor=user,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
         )
         raise AuthenticationFailed("Current password is wrong")
     try:
@@ -353,12 +358,12 @@ def password_change(
             action="auth:password_change",
             outcome="success",
             actor=user,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
         )
         return token_pair_issue(user=user)
 
 
-def user_deactivate(*, user: User, request: HttpRequest | None = None) -> None:
+def user_deactivate(*, user: User, meta: RequestMeta | None = None) -> None:
     with transaction.atomic():
         User.objects.filter(pk=user.pk).update(is_active=False)
         user_invalidate_tokens(user=user)
@@ -366,7 +371,7 @@ def user_deactivate(*, user: User, request: HttpRequest | None = None) -> None:
             action="auth:user_deactivate",
             outcome="success",
             target=user,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
         )
 
 
@@ -392,7 +397,8 @@ def access_token_verify(raw: str) -> tuple[User, AccessToken]:
     Raises AUTHENTICATION_FAILED, one message for every reason.
     """
     try:
-        token = AccessToken(raw)
+        # The stubs type the argument as a Token; simplejwt takes the encoded token.
+        token = AccessToken(raw)  # type: ignore[arg-type]
     except TokenError as exc:
         raise AuthenticationFailed("Access token is invalid or expired") from exc
     user = User.objects.filter(pk=token.get("sub")).first()
@@ -415,30 +421,10 @@ def session_family_end(*, user: User, family: str | uuid.UUID) -> None:
     access_changed.send(sender=User, org_ids=user_org_ids(user))
 
 
-def acting_family(request: HttpRequest | None) -> str | None:
-    """The login family of the credential making ``request``: the access JWT's
-    ``fam`` claim (DRF sets ``request.auth`` on the Django request too), else the
-    dashboard session's family; None for API keys and anonymous requests."""
-    if request is None:
-        return None
-    token = getattr(request, "auth", None)
-    if isinstance(token, AccessToken):
-        return token.get(FAMILY_CLAIM)
-    # The API's credential (keys.resolver.Credential) carries its login family.
-    family = getattr(token, "family", None)
-    if family:
-        return str(family)
-    session = getattr(request, "session", None)
-    user = getattr(request, "user", None)
-    if session is not None and user is not None and user.is_authenticated:
-        return session.get(SESSION_FAMILY_KEY)
-    return None
-
-
-def sessions_end_others(*, user: User, request: HttpRequest | None) -> int:
-    """End every session of ``user`` except the one making ``request``: other refresh
+def sessions_end_others(*, user: User, meta: RequestMeta | None) -> int:
+    """End every session of ``user`` except the acting one (``meta.family``): other refresh
     families with their access tokens, other dashboard sessions. Returns how many."""
-    keep = acting_family(request)
+    keep = meta.family if meta else None
     others = RefreshTokenRecord.objects.filter(user=user, revoked_at__isnull=True)
     if keep:
         others = others.exclude(family=keep)
@@ -494,15 +480,16 @@ def admin_login_verify(
     """
     from inferia.errors import TwoFactorRequired
 
+    meta = RequestMeta.from_http(request)
     user = login_verify(request=request, username=username, password=password, otp_code=otp_code)
     if not user.is_staff:
-        _count_failure(_throttle_keys(username, audit.client_ip(request)))
+        _count_failure(_throttle_keys(username, (meta.ip if meta else None)))
         audit.record(
             action="auth:login",
             outcome="failure",
             actor=user,
             status_code=401,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"reason": "not_staff", "via": "admin"},
         )
         raise AuthenticationFailed("Invalid username or password")
@@ -513,7 +500,7 @@ def admin_login_verify(
             outcome="denied",
             actor=user,
             status_code=403,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"reason": "2fa_enrolment_required", "via": "admin"},
         )
         raise TwoFactorRequired(
@@ -533,7 +520,7 @@ def user_admin_save(
     user: User,
     changed_fields: list[str],
     created: bool,
-    request: HttpRequest | None = None,
+    meta: RequestMeta | None = None,
 ) -> User:
     """Save a user created or edited by platform staff in the admin; always audited.
 
@@ -556,7 +543,7 @@ def user_admin_save(
             actor_label=f"admin:{operator.username}",
             target=user if user.pk and not created else None,
             status_code=403,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"reason": "superuser_required", "fields": sorted(privileged), "via": "admin"},
         )
         raise PermissionDenied("Only a superuser may change staff or superuser status")
@@ -570,7 +557,7 @@ def user_admin_save(
             actor=operator,
             actor_label=f"admin:{operator.username}",
             target=user,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"changes": changes, "fields": sorted(changed_fields), "via": "admin"},
         )
     return user
@@ -581,7 +568,7 @@ def user_password_set(
     operator: User,
     user: User,
     new_password: str | None,
-    request: HttpRequest | None = None,
+    meta: RequestMeta | None = None,
 ) -> None:
     """Platform staff set (or, with None, disable) a user's password in the admin:
     every session and token of the user ends; audited."""
@@ -598,6 +585,6 @@ def user_password_set(
             actor=operator,
             actor_label=f"admin:{operator.username}",
             target=user,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"via": "admin", "usable": bool(new_password)},
         )

@@ -24,7 +24,7 @@ from inferia.errors import (
     PermissionDenied,
     ValidationError,
 )
-from inferia.request_meta import RequestMeta, as_legacy_request
+from inferia.request_meta import RequestMeta
 from orgs import access as acl
 from orgs.access import Access
 from orgs.models import (
@@ -168,9 +168,7 @@ def organization_delete(
     access.require("org:delete")
     if access.user is None:
         raise PermissionDenied("Deleting an organization needs a person's fresh code")
-    two_factor.verify_fresh(
-        user=access.user, otp_code=otp_code, password=password, request=as_legacy_request(meta)
-    )
+    two_factor.verify_fresh(user=access.user, otp_code=otp_code, password=password, meta=meta)
     org = access.org
     with transaction.atomic():
         audit.record(
@@ -201,9 +199,7 @@ def ownership_transfer(
         raise ValidationError(
             "You already own this organization", details={"member_id": ["Is you."]}
         )
-    two_factor.verify_fresh(
-        user=user, otp_code=otp_code, password=password, request=as_legacy_request(meta)
-    )
+    two_factor.verify_fresh(user=user, otp_code=otp_code, password=password, meta=meta)
     with transaction.atomic():
         target.role = _builtin(acl.OWNER)
         target.granted_by_membership = None

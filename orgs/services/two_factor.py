@@ -12,7 +12,6 @@ from urllib.parse import quote, urlencode
 import segno
 from django.conf import settings
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
 from audit import services as audit
@@ -48,7 +47,7 @@ def confirmed_device(user: User) -> TOTPDevice | None:
 
 
 @transaction.atomic
-def totp_setup(*, user: User, request: HttpRequest | None = None) -> TotpSetup:
+def totp_setup(*, user: User, meta: RequestMeta | None = None) -> TotpSetup:
     """Start (or restart) enrolment: a new unconfirmed device; returns URI and QR.
 
     Raises CONFLICT when 2FA is already on (disable it first).
@@ -62,9 +61,7 @@ def totp_setup(*, user: User, request: HttpRequest | None = None) -> TotpSetup:
     device.save()
     uri = _otpauth_uri(user, seed_plaintext)
     qr_svg = segno.make(uri, error="m").svg_inline(scale=4)
-    audit.record(
-        action="auth:2fa_setup", outcome="success", actor=user, meta=RequestMeta.from_http(request)
-    )
+    audit.record(action="auth:2fa_setup", outcome="success", actor=user, meta=meta)
     return TotpSetup(otpauth_uri=uri, qr_svg=qr_svg)
 
 
@@ -77,10 +74,10 @@ def _new_recovery_codes(user: User) -> list[str]:
     return codes
 
 
-def totp_confirm(*, user: User, otp_code: str, request: HttpRequest | None = None) -> list[str]:
+def totp_confirm(*, user: User, otp_code: str, meta: RequestMeta | None = None) -> list[str]:
     """Confirm the pending device with a current code; returns recovery codes (shown once).
 
-    Ends every other session of the user (the one making ``request`` stays)."""
+    Ends every other session of the user (the acting one, ``meta.family``, stays)."""
     with transaction.atomic():
         device = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=False).first()
         if device is None:
@@ -93,12 +90,12 @@ def totp_confirm(*, user: User, otp_code: str, request: HttpRequest | None = Non
             device.confirmed = True
             device.save(update_fields=["confirmed"])
             codes = _new_recovery_codes(user)
-            ended = _end_other_sessions(user, request)
+            ended = _end_other_sessions(user, meta)
             audit.record(
                 action="auth:2fa_enable",
                 outcome="success",
                 actor=user,
-                meta=RequestMeta.from_http(request),
+                meta=meta,
                 data={"other_sessions_ended": ended},
             )
     if failed:
@@ -106,18 +103,18 @@ def totp_confirm(*, user: User, otp_code: str, request: HttpRequest | None = Non
             action="auth:2fa_enable",
             outcome="failure",
             actor=user,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
         )
         raise AuthenticationFailed("The code is wrong or was already used")
     return codes
 
 
-def _end_other_sessions(user: User, request: HttpRequest | None) -> int:
+def _end_other_sessions(user: User, meta: RequestMeta | None) -> int:
     # A change of the second factor ends every other login of the user (a session
     # opened with the old factor, or by whoever had it); the acting one stays usable.
     from orgs.services.auth import sessions_end_others  # auth imports this module
 
-    return sessions_end_others(user=user, request=request)
+    return sessions_end_others(user=user, meta=meta)
 
 
 def _check_lock(device: TOTPDevice) -> None:
@@ -166,7 +163,7 @@ def second_factor_verify(
     *,
     user: User,
     otp_code: str | None,
-    request: HttpRequest | None,
+    meta: RequestMeta | None,
     action: str,
     allow_recovery: bool = True,
 ) -> bool:
@@ -180,21 +177,21 @@ def second_factor_verify(
             outcome="denied",
             actor=user,
             status_code=exc.status,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"reason": "otp_required" if isinstance(exc, OtpRequired) else "otp_locked"},
         )
         raise
 
 
 def verify_fresh(
-    *, user: User, otp_code: str | None, password: str | None, request: HttpRequest | None
+    *, user: User, otp_code: str | None, password: str | None, meta: RequestMeta | None
 ) -> None:
     """Sudo check for sensitive actions: a fresh TOTP code if 2FA is on, else the password."""
     if confirmed_device(user) is not None:
         ok = second_factor_verify(
             user=user,
             otp_code=otp_code,
-            request=request,
+            meta=meta,
             action="auth:reverify",
             allow_recovery=False,
         )
@@ -206,58 +203,58 @@ def verify_fresh(
     else:
         from orgs.services.auth import password_verify  # auth imports this module
 
-        ok = password_verify(user=user, password=password, request=request, action="auth:reverify")
+        ok = password_verify(user=user, password=password, meta=meta, action="auth:reverify")
     if not ok:
         audit.record(
             action="auth:reverify",
             outcome="failure",
             actor=user,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
         )
         raise AuthenticationFailed("The confirmation code or password is wrong")
 
 
-def _require_current_code(user: User, otp_code: str | None, request, action: str) -> None:
+def _require_current_code(
+    user: User, otp_code: str | None, meta: RequestMeta | None, action: str
+) -> None:
     # Runs outside the caller's transaction so a failure count is never rolled back.
     if confirmed_device(user) is None:
         raise Conflict("Two-factor authentication is not enabled")
     if not second_factor_verify(
-        user=user, otp_code=otp_code, request=request, action=action, allow_recovery=False
+        user=user, otp_code=otp_code, meta=meta, action=action, allow_recovery=False
     ):
-        audit.record(
-            action=action, outcome="failure", actor=user, meta=RequestMeta.from_http(request)
-        )
+        audit.record(action=action, outcome="failure", actor=user, meta=meta)
         raise AuthenticationFailed("The code is wrong or was already used")
 
 
-def totp_disable(*, user: User, otp_code: str | None, request: HttpRequest | None = None) -> None:
+def totp_disable(*, user: User, otp_code: str | None, meta: RequestMeta | None = None) -> None:
     """Turn 2FA off; needs a fresh TOTP code (not a recovery code). Ends every other
-    session of the user (the one making ``request`` stays)."""
-    _require_current_code(user, otp_code, request, "auth:2fa_disable")
+    session of the user (the acting one, ``meta.family``, stays)."""
+    _require_current_code(user, otp_code, meta, "auth:2fa_disable")
     with transaction.atomic():
         TOTPDevice.objects.filter(user=user).delete()
         RecoveryCode.objects.filter(user=user).delete()
-        ended = _end_other_sessions(user, request)
+        ended = _end_other_sessions(user, meta)
         audit.record(
             action="auth:2fa_disable",
             outcome="success",
             actor=user,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
             data={"other_sessions_ended": ended},
         )
 
 
 def recovery_codes_regenerate(
-    *, user: User, otp_code: str | None, request: HttpRequest | None = None
+    *, user: User, otp_code: str | None, meta: RequestMeta | None = None
 ) -> list[str]:
     """Replace every recovery code; needs a fresh TOTP code. Returns the new codes once."""
-    _require_current_code(user, otp_code, request, "auth:2fa_recovery_codes")
+    _require_current_code(user, otp_code, meta, "auth:2fa_recovery_codes")
     with transaction.atomic():
         codes = _new_recovery_codes(user)
         audit.record(
             action="auth:2fa_recovery_codes",
             outcome="success",
             actor=user,
-            meta=RequestMeta.from_http(request),
+            meta=meta,
         )
     return codes
