@@ -267,9 +267,7 @@ def token_refresh(*, meta: RequestMeta | None, refresh_token: str) -> TokenPair:
         user = record.user
         if record.used_at is not None:
             reused = True
-            RefreshTokenRecord.objects.filter(family=record.family, revoked_at__isnull=True).update(
-                revoked_at=timezone.now()
-            )
+            session_family_end(user=user, family=record.family)
             audit.record(
                 action="auth:refresh_reuse",
                 outcome="denied",
@@ -281,9 +279,7 @@ def token_refresh(*, meta: RequestMeta | None, refresh_token: str) -> TokenPair:
             raise AuthenticationFailed("Refresh token is invalid or expired")
         elif session_expired(token.get(AUTH_TIME_CLAIM)):
             expired = True
-            RefreshTokenRecord.objects.filter(family=record.family, revoked_at__isnull=True).update(
-                revoked_at=timezone.now()
-            )
+            session_family_end(user=user, family=record.family)
             audit.record(
                 action="auth:refresh",
                 outcome="denied",

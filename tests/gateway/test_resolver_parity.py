@@ -180,3 +180,122 @@ def test_api_and_gateway_agree(cast, llm, make, expected):
         ),
     }
     assert answers == dict.fromkeys(answers, expected)
+
+
+# The same credential, answered once by every edge (so the gateway has cached its
+# principal), then a change: every edge must refuse it alike on the very next call.
+
+
+def _refresh(raw_refresh: str):
+    return APIClient().post("/api/v1/auth/refresh", {"refresh_token": raw_refresh}, format="json")
+
+
+def jwt_then_logout(cast, llm):
+    pair = auth.token_pair_issue(user=cast.bob)
+
+    def change():
+        response = APIClient().post(
+            "/api/v1/auth/logout", {"refresh_token": pair.refresh_token}, format="json"
+        )
+        assert response.status_code == 204, response.content
+
+    return pair.access_token, "acme", change
+
+
+def jwt_then_refresh_token_reuse(cast, llm):
+    pair = auth.token_pair_issue(user=cast.bob)
+
+    def change():
+        assert _refresh(pair.refresh_token).status_code == 200
+        # Reusing the rotated refresh token ends the whole login, its access tokens too.
+        assert _refresh(pair.refresh_token).status_code == 401
+
+    return pair.access_token, "acme", change
+
+
+def jwt_then_password_change(cast, llm):
+    def change():
+        auth.password_change(
+            user=cast.bob, current_password=PASSWORD, new_password="another-horse-battery-9"
+        )
+
+    return _jwt(cast.bob), "acme", change
+
+
+def jwt_then_member_removed(cast, llm):
+    def change():
+        membership = Membership.all_orgs.get(org=cast.acme, user=cast.bob)
+        response = client_for(cast.alice).delete(f"/api/v1/orgs/acme/members/{membership.pk}")
+        assert response.status_code == 204, response.content
+
+    return _jwt(cast.bob), "acme", change
+
+
+def jwt_then_2fa_required(cast, llm):
+    return _jwt(cast.bob), "acme", lambda: _require_2fa_announced(cast.acme)
+
+
+def key_then_revoked(cast, llm):
+    info = llm.key_info()
+
+    def change():
+        response = client_for(cast.bob).delete(f"/api/v1/orgs/acme/api-keys/{info['id']}")
+        assert response.status_code in (200, 204), response.content
+
+    return info["key"], "acme", change
+
+
+def key_then_owner_removed(cast, llm):
+    key = llm.key()
+    _raw, _org, change = jwt_then_member_removed(cast, llm)
+    return key, "acme", change
+
+
+def key_then_2fa_required(cast, llm):
+    return llm.key(), "acme", lambda: _require_2fa_announced(cast.acme)
+
+
+def _require_2fa_announced(org: Organization) -> None:
+    # As the service would, minus its own rules (who may turn it on): the flag, then
+    # the epoch, so every gateway process drops what it cached for the org.
+    from orgs.signals import access_changed
+
+    _require_2fa(org)
+    access_changed.send(sender=Organization, org_ids=[org.pk])
+
+
+CHANGES = [
+    (jwt_then_logout, UNAUTHENTICATED),
+    (jwt_then_refresh_token_reuse, UNAUTHENTICATED),
+    (jwt_then_password_change, UNAUTHENTICATED),
+    (jwt_then_member_removed, NOT_FOUND),
+    (jwt_then_2fa_required, TWO_FACTOR),
+    (key_then_revoked, UNAUTHENTICATED),
+    (key_then_owner_removed, UNAUTHENTICATED),
+    (key_then_2fa_required, TWO_FACTOR),
+]
+
+
+def _answers(llm, raw: str, org: str) -> dict:
+    return {
+        "api": _api(raw, org),
+        "gateway models": _gateway(llm, "GET", "/models", raw, org),
+        "gateway chat": _gateway(
+            llm,
+            "POST",
+            "/chat/completions",
+            raw,
+            org,
+            {"model": "openai-main/gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+        ),
+    }
+
+
+@pytest.mark.parametrize(("make", "expected"), CHANGES, ids=[case.__name__ for case, _ in CHANGES])
+def test_api_and_gateway_agree_right_after_a_change(cast, llm, make, expected):
+    raw, org, change = make(cast, llm)
+    before = _answers(llm, raw, org)
+    assert before == dict.fromkeys(before, OK)  # the gateway has cached the principal now
+    change()
+    after = _answers(llm, raw, org)
+    assert after == dict.fromkeys(after, expected)
