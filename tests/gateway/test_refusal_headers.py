@@ -7,6 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from inferia import clock
 from tests.gateway.conftest import assert_gateway_error
 
 CHAT = [{"role": "user", "content": "hi"}]
@@ -107,6 +108,9 @@ def test_a_grant_is_honoured_by_the_next_call_although_the_denial_was_cached(bac
 
 def test_unauthenticated_calls_are_braked_per_address(backend, llm, settings):
     settings.INFERIA_GATEWAY_ANONYMOUS_RPM = 3
+    # Start one second into a fresh per-minute window, so the calls below cannot
+    # straddle two windows (the gateway runs in this process, on the same clock).
+    clock.advance(60 - clock.time() % 60 + 1)
     url = f"{llm.base_url}/chat/completions"
     body = {"model": "openai-main/gpt-4o", "messages": CHAT}
     bad = {"Authorization": "Bearer ifr_AAAAAAAAAAAA_" + "B" * 50}
