@@ -76,7 +76,7 @@ class RequiredPermission(BasePermission):
                 actor=access.user,
                 actor_label=access.actor_label,
                 status_code=403,
-                meta=RequestMeta.from_http(request._request),
+                meta=request_meta(request),
                 data={"path": request.path, "method": request.method},
             )
             raise PermissionDenied(f"Missing permission {permission}")
@@ -213,7 +213,7 @@ class OrgAPIView(AuditedRequestMixin, generics.GenericAPIView):
                 actor=refused.user,
                 actor_label=refused.actor_label,
                 status_code=403,
-                meta=RequestMeta.from_http(request._request),
+                meta=request_meta(request),
                 data={"path": request.path, "method": request.method},
             )
             raise

@@ -254,7 +254,8 @@ def token_refresh(*, meta: RequestMeta | None, refresh_token: str) -> TokenPair:
     Presenting an already-rotated token is reuse: the whole family is revoked.
     """
     token = _decode_refresh(refresh_token)
-    reused = expired = False
+    # (audit action, audit data, answer) when this refresh ends the login instead.
+    ended: tuple[str, dict[str, str] | None, str] | None = None
     with transaction.atomic():
         record = (
             RefreshTokenRecord.objects.select_for_update()
@@ -266,36 +267,31 @@ def token_refresh(*, meta: RequestMeta | None, refresh_token: str) -> TokenPair:
             raise AuthenticationFailed("Refresh token is invalid or expired")
         user = record.user
         if record.used_at is not None:
-            reused = True
-            session_family_end(user=user, family=record.family)
-            audit.record(
-                action="auth:refresh_reuse",
-                outcome="denied",
-                actor=user,
-                status_code=401,
-                meta=meta,
+            ended = (
+                "auth:refresh_reuse",
+                None,
+                "Refresh token was already used; please log in again",
             )
         elif not user.is_active or token.get(VERSION_CLAIM) != user.auth_version:
             raise AuthenticationFailed("Refresh token is invalid or expired")
         elif session_expired(token.get(AUTH_TIME_CLAIM)):
-            expired = True
+            ended = (
+                "auth:refresh",
+                {"reason": "session_lifetime"},
+                "The session is over; please log in again",
+            )
+        if ended is not None:
+            action, data, _answer = ended
             session_family_end(user=user, family=record.family)
             audit.record(
-                action="auth:refresh",
-                outcome="denied",
-                actor=user,
-                status_code=401,
-                meta=meta,
-                data={"reason": "session_lifetime"},
+                action=action, outcome="denied", actor=user, status_code=401, meta=meta, data=data
             )
         else:
             record.used_at = timezone.now()
             record.save(update_fields=["used_at"])
             pair = _issue_pair(user, record.family, token[AUTH_TIME_CLAIM])
-    if reused:
-        raise AuthenticationFailed("Refresh token was already used; please log in again")
-    if expired:
-        raise AuthenticationFailed("The session is over; please log in again")
+    if ended is not None:
+        raise AuthenticationFailed(ended[2])
     return pair
 
 

@@ -167,18 +167,7 @@ def _gateway(llm, method: str, path: str, raw: str, org: str, body=None):
 @pytest.mark.parametrize(("make", "expected"), CASES, ids=[case.__name__ for case, _ in CASES])
 def test_api_and_gateway_agree(cast, llm, make, expected):
     raw, org = make(cast, llm)
-    answers = {
-        "api": _api(raw, org),
-        "gateway models": _gateway(llm, "GET", "/models", raw, org),
-        "gateway chat": _gateway(
-            llm,
-            "POST",
-            "/chat/completions",
-            raw,
-            org,
-            {"model": "openai-main/gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
-        ),
-    }
+    answers = _answers(llm, raw, org)
     assert answers == dict.fromkeys(answers, expected)
 
 
