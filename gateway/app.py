@@ -37,6 +37,7 @@ from gateway import (
     principals,
     ratelimit,
     redis_client,
+    responses,
     sizing,
     usage,
 )
@@ -64,7 +65,12 @@ ROUTES = {
     "/api/llm/v1/completions": ("completions", "POST"),
     "/api/llm/v1/embeddings": ("embeddings", "POST"),
     "/api/llm/v1/models": ("models", "GET"),
+    "/api/llm/v1/responses": ("responses", "POST"),
 }
+MODEL_PREFIX = "/api/llm/v1/models/"  # + the FQN, which holds a "/": GET one model
+# Client dialects translated to chat completions and back (gateway/responses.py has
+# the interface): the endpoint keeps its own name in the usage and audit records.
+DIALECTS: dict[str, Any] = {"responses": responses}
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 OPENAI_TYPES = {
@@ -164,6 +170,13 @@ class Call:
         self.body: dict[str, Any] = {}
         self.response_body: Any = None
         self.status = 0
+        self.dialect = DIALECTS.get(endpoint)
+        self.client_body: dict[str, Any] = {}  # the request as a dialect's client sent it
+
+    @property
+    def upstream_endpoint(self) -> str:
+        """The endpoint the adapters and sizing see (a dialect's is chat)."""
+        return self.dialect.upstream_endpoint if self.dialect else self.endpoint
 
     @property
     def caller(self) -> principals.Principal:
@@ -448,12 +461,29 @@ def _prepare(call: Call, raw_body: bytes) -> tuple[int, int]:
     """Parse, authorize and size the request; returns the worst case to reserve
     (tokens, cost in micro-units)."""
     body = _parse(call, raw_body)
+    if call.dialect:
+        call.client_body = body
+        body = call.dialect.to_chat(body)
     call.body = body
     _authorize(call, body)
     call.streamed = bool(body.get("stream"))
-    size = sizing.measure(call.endpoint, body, call.caller.policy)
+    try:
+        size = sizing.measure(call.upstream_endpoint, body, call.caller.policy)
+    except ValidationError as error:
+        raise _in_client_terms(call, error) from None
     call.size = size
     return size.tokens, call.chosen_route.cost_micros(size.prompt_tokens, size.completion_tokens)
+
+
+def _in_client_terms(call: Call, error: ValidationError) -> ValidationError:
+    """A chat-body error named with the dialect client's field (``max_output_tokens``)."""
+    names = call.dialect.field_names if call.dialect else {}
+    message, details = error.message, error.details
+    if isinstance(details, dict):
+        details = {names.get(field, field): value for field, value in details.items()}
+    for chat_name, client_name in names.items():
+        message = message.replace(f"'{chat_name}'", f"'{client_name}'")
+    return ValidationError(message, details=details)
 
 
 async def _rebuild(call: Call, raw: str, hint: str, attempt: int) -> None:
@@ -590,7 +620,7 @@ async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
     if not hit:
         secret_plaintext = await orm(principals.secret_for)(route)
     adapter = ADAPTERS[route.provider_type]
-    upstream_call = adapter.prepare(route, call.endpoint, call.body, secret_plaintext)
+    upstream_call = adapter.prepare(route, call.upstream_endpoint, call.body, secret_plaintext)
     started = time.perf_counter()
     try:
         upstream = await http.post(
@@ -624,9 +654,12 @@ async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
         raise GatewayError(
             ErrorCode.UPSTREAM_ERROR, 502, "Upstream sent an unreadable answer"
         ) from exc
-    out = adapter.to_openai(route, call.endpoint, data)
+    out = adapter.to_openai(route, call.upstream_endpoint, data)
+    usage_data = out.get("usage") if isinstance(out, dict) else None
+    if call.dialect:
+        out = call.dialect.from_chat(call.client_body, out)
     call.response_body = out
-    await _record(call, 200, usage_data=out.get("usage") if isinstance(out, dict) else None)
+    await _record(call, 200, usage_data=usage_data)
     await _send_json(send, call, 200, out)
 
 
@@ -646,10 +679,14 @@ async def _stream(
     call.status = 200
     await send({"type": "http.response.start", "status": 200, "headers": headers})
 
+    events = adapter.stream_to_openai(
+        call.chosen_route, upstream_call, upstream.lines(), usage_data
+    )
+    if call.dialect:
+        events = call.dialect.stream_from_chat(call.client_body, events, usage_data)
+
     async def relay() -> None:
-        async for chunk in adapter.stream_to_openai(
-            call.chosen_route, upstream_call, upstream.lines(), usage_data
-        ):
+        async for chunk in events:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
     status, error_code = 200, ""
@@ -666,14 +703,13 @@ async def _stream(
         elif relaying.exception() is not None:
             logger.warning("upstream stream broke: %s", type(relaying.exception()).__name__)
             status, error_code = 502, str(ErrorCode.UPSTREAM_ERROR)
-            await send(
-                {
-                    "type": "http.response.body",
-                    "more_body": True,
-                    "body": b'data: {"error": {"code": '
-                    b'"UPSTREAM_ERROR", "message": "Upstream stream broke", "type": "api_error"}}\n\n',
-                }
+            broke = (
+                events.error(str(ErrorCode.UPSTREAM_ERROR), "Upstream stream broke")
+                if call.dialect
+                else b'data: {"error": {"code": '
+                b'"UPSTREAM_ERROR", "message": "Upstream stream broke", "type": "api_error"}}\n\n'
             )
+            await send({"type": "http.response.body", "more_body": True, "body": broke})
     except BaseException:
         status, error_code = 499, "CLIENT_CLOSED"  # the server cancelled us (client gone, shutdown)
         relaying.cancel()
@@ -691,8 +727,12 @@ async def _stream(
         await send({"type": "http.response.body", "body": b""})
 
 
-async def _models(call: Call, send, raw: str, hint: str) -> None:
-    """The models the caller may use (``inference:run`` and an access rule)."""
+async def _models(call: Call, send, raw: str, hint: str, one: str | None = None) -> None:
+    """The models the caller may use (``inference:run`` and an access rule), or ``one``
+    of them (``GET /models/{account}/{model}``) refused like ``_authorize`` refuses a
+    call: 403 without ``inference:run`` or for a model of the org's catalog the caller
+    is not granted (the same caller gets that 403 from any call naming it), 404 for
+    an unknown one."""
     for attempt in (0, 1):
         try:
             call.headers.update((await _limits_check(call, count=False)).headers)
@@ -703,6 +743,13 @@ async def _models(call: Call, send, raw: str, hint: str) -> None:
             # Fail closed: the shared store cannot confirm the credential is still valid.
             raise ServiceUnavailable("Cannot verify credentials right now") from None
     p = call.caller
+    if one is not None:
+        call.model = one
+        _authorize(call, {"model": one})
+        route = call.chosen_route
+        model = {"id": route.fqn, "object": "model", "created": 0, "owned_by": route.account_name}
+        await _send_json(send, call, 200, model)
+        return
     usable = sorted(p.routes) if "inference:run" in p.permissions else []
     data = [
         {"id": fqn, "object": "model", "created": 0, "owned_by": p.routes[fqn].account_name}
@@ -758,6 +805,8 @@ async def _serve(call: Call, send, receive, method: str) -> None:
     call.principal = await _load_principal(raw, hint)
     if call.endpoint == "models":
         await _models(call, send, raw, hint)
+    elif call.endpoint == "model":
+        await _models(call, send, raw, hint, one=request.path.removeprefix(MODEL_PREFIX))
     else:
         await _complete(call, send, receive, raw, hint)
 
@@ -766,6 +815,9 @@ async def application(scope, receive, send) -> None:
     """ASGI entry point for ``/api/llm/...`` (HTTP only)."""
     request = Request(scope)
     endpoint, method = ROUTES.get(request.path, ("unknown", ""))
+    if endpoint == "unknown" and len(request.path) > len(MODEL_PREFIX):
+        if request.path.startswith(MODEL_PREFIX):
+            endpoint, method = "model", "GET"
     call = Call(request, endpoint)
     try:
         try:
