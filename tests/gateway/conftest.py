@@ -256,6 +256,21 @@ def assert_sdk_error(error: openai.APIStatusError, status: int, code: str) -> di
     return error.body
 
 
+def usage_rows(expected: int = 1, **filters) -> list:
+    """Flush and read the usage records matching ``filters``, waiting until there are
+    ``expected`` of them: the OpenAI SDK (2.x on) stops reading a stream at ``[DONE]``
+    and hangs up, while the gateway writes the stream's record and then ends the
+    response, so the record may land just after the client has returned."""
+    from audit.models import UsageRecord
+
+    def rows() -> list | None:
+        flush_usage()
+        found = list(UsageRecord.objects.filter(**filters).order_by("created_at"))
+        return found if len(found) >= expected else None
+
+    return wait_for(rows, what=f"{expected} usage record(s) {filters}")
+
+
 def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
     """Poll until ``predicate()`` is truthy (for work that finishes after a response)."""
     deadline = time.monotonic() + timeout

@@ -7,7 +7,7 @@ import openai
 import pytest
 
 from audit.models import UsageRecord
-from tests.gateway.conftest import UPSTREAM_SECRET, assert_sdk_error, flush_usage
+from tests.gateway.conftest import UPSTREAM_SECRET, assert_sdk_error, flush_usage, usage_rows
 
 CHAT = [{"role": "user", "content": "Say hello"}]
 
@@ -61,8 +61,7 @@ def test_azure_embeddings_and_streaming(azure, upstream_requests):
     ]
     assert "".join(pieces) == "Hello from the fake upstream."
     assert upstream_requests[-1]["body"]["stream_options"] == {"include_usage": True}
-    flush_usage()
-    record = UsageRecord.objects.get(streamed=True)
+    [record] = usage_rows(streamed=True)
     assert (record.provider_account, record.model, record.completion_tokens) == (
         "azure-prod",
         "azure-prod/gpt-4o",
@@ -154,8 +153,7 @@ def test_anthropic_streaming_through_the_sdk(anthropic, upstream_requests):
     )
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert {c.model for c in chunks} == {"claude/claude-3-5-sonnet"}
-    flush_usage()
-    record = UsageRecord.objects.get(streamed=True)
+    [record] = usage_rows(streamed=True)
     assert (record.status_code, record.prompt_tokens, record.completion_tokens) == (200, 4, 6)
 
 

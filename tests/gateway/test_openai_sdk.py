@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from audit.models import UsageRecord
-from tests.gateway.conftest import UPSTREAM_SECRET, flush_usage
+from tests.gateway.conftest import UPSTREAM_SECRET, flush_usage, usage_rows
 
 
 def test_chat_completion_with_the_sdk(llm, upstream_requests):
@@ -52,8 +52,7 @@ def test_streaming_with_the_sdk(llm):
     )
     pieces = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
     assert "".join(pieces) == "Hello from the fake upstream."
-    flush_usage()
-    record = UsageRecord.objects.get(streamed=True)
+    [record] = usage_rows(streamed=True)
     assert record.completion_tokens == 6 and record.status_code == 200
 
 

@@ -14,14 +14,13 @@ from django.forms.models import model_to_dict
 
 from audit.models import AuditRecord, UsageRecord
 from tests.conftest import client_for, to_step_start
-from tests.gateway.conftest import UPSTREAM_SECRET, flush_usage, wait_for
+from tests.gateway.conftest import UPSTREAM_SECRET, usage_rows, wait_for
 
 CHAT = [{"role": "user", "content": "Say hello"}]
 
 
 def _rows(request_id: str) -> tuple[UsageRecord, AuditRecord]:
-    flush_usage()
-    usage = list(UsageRecord.objects.filter(request_id=request_id))
+    usage = usage_rows(request_id=request_id)
     audit = list(AuditRecord.objects.filter(request_id=request_id))
     assert len(usage) == 1 and len(audit) == 1, (usage, audit)
     return usage[0], audit[0]
@@ -178,8 +177,7 @@ def test_nothing_secret_in_any_row(llm, cast):
     with pytest.raises(openai.APIStatusError):
         client.chat.completions.create(model="openai-main/fake-error-400", messages=CHAT)
     list(client.chat.completions.create(model="openai-main/gpt-4o", messages=CHAT, stream=True))
-    flush_usage()
-    usage = list(UsageRecord.objects.all())
+    usage = usage_rows(4)
     audit = list(AuditRecord.objects.all())
     assert len(usage) == 4
     dumped = _dump(*usage, *audit)
