@@ -35,8 +35,7 @@ def key(llm) -> str:
 
 def _text(message) -> str:
     """A LangChain message's text (content is a list of blocks with the Responses API)."""
-    text = message.text
-    return text() if callable(text) else text
+    return str(message.text)
 
 
 def test_importing_the_clients_reached_no_network():
