@@ -12,6 +12,7 @@ it through the gateway exactly as a client would:
   exception before the answer would only make uvicorn send a 500);
 - ``fake-redirect``: answers 307 to another host (must not be followed);
 - ``fake-stream-slow-<ms>``: streams chunks that far apart;
+- ``fake-stream-reset``: streams two chunks, then drops the connection;
 - ``fake-set-cookie``: a normal answer that also sets a cookie;
 - ``fake-dense``: a normal answer whose usage is the worst a byte-level BPE
   tokenizer could report: one prompt token per UTF-8 byte of every string (and
@@ -180,6 +181,8 @@ async def _stream_words(
                 "more_body": True,
             }
         )
+        if model == "fake-stream-reset" and index == 1:
+            raise ConnectionResetError("fake stream reset")  # uvicorn drops the connection
         if delay_seconds:
             await asyncio.sleep(delay_seconds)
         if gone.is_set():

@@ -142,6 +142,7 @@ def llm(transactional_db, cast, fake_upstream, gateway_server):
                 "fake-stream-slow-200",
                 "fake-set-cookie",
                 "fake-dense",
+                "fake-stream-reset",
             )
         ),
     ]

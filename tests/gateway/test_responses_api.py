@@ -420,3 +420,65 @@ def test_a_truncated_answer_is_incomplete():
 def test_unknown_paths_stay_404(llm):
     response = llm.post("/responses/resp_123", llm.key(), {})
     assert_gateway_error(response, 404, "NOT_FOUND")
+
+
+def test_responses_count_in_the_usage_view_like_chat(llm):
+    from django.utils import timezone
+
+    from audit import rollups
+
+    key = llm.key()
+    chat = llm.post(
+        "/chat/completions",
+        key,
+        {"model": "openai-main/gpt-4o", "messages": [{"role": "user", "content": "Say hello"}]},
+    )
+    answered = llm.post("/responses", key, {"model": "openai-main/gpt-4o", "input": "Say hello"})
+    assert (chat.status_code, answered.status_code) == (200, 200)
+    flush_usage()
+    rollups.usage_rollup(period="day", moment=timezone.now())
+    response = llm.admin.get(
+        "/api/v1/orgs/acme/usage",
+        {"group_by": "model", "model": "openai-main/gpt-4o", "period": "day"},
+    )
+    assert response.status_code == 200, response.content
+    [total] = response.json()["totals"]
+    assert (total["requests"], total["denied"], total["total_tokens"]) == (2, 0, 2 * (2 + 6))
+    logged = llm.admin.get("/api/v1/orgs/acme/audit-logs", {"model": "openai-main/gpt-4o"})
+    assert logged.status_code == 200, logged.content
+    actions = [row["action"] for row in logged.json()["results"]]
+    assert actions.count("inference:run") == 2
+
+
+def test_a_stream_that_breaks_ends_with_an_error_event(llm):
+    llm.grant("authz_rules:\n  - models: ['*']\n    users: [bob]\n")
+    with httpx.stream(
+        "POST",
+        f"{llm.base_url}/responses",
+        json={"model": "openai-main/fake-stream-reset", "input": "hi", "stream": True},
+        headers={"Authorization": f"Bearer {llm.key()}"},
+        timeout=30,
+    ) as response:
+        response.read()
+    events = _events(response)
+    kinds = [kind for kind, _ in events]
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert "response.completed" not in kinds
+    kind, error = events[-1]
+    assert kind == "error" and error["type"] == "error"
+    assert (error["code"], error["message"]) == ("UPSTREAM_ERROR", "Upstream stream broke")
+    assert [data["sequence_number"] for _, data in events] == list(range(len(events)))
+    usage, audit = _records(response.headers["X-Request-ID"])
+    assert (usage.endpoint, usage.status_code, usage.error_code) == (
+        "responses",
+        502,
+        "UPSTREAM_ERROR",
+    )
+    # Charged its reservation, as a broken chat stream is:
+    # len('{"messages":[{"role":"user","content":"hi"}]}') == 45.
+    assert usage.prompt_tokens == 45 and audit.data["usage_estimated"] is True
