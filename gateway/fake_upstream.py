@@ -13,6 +13,9 @@ it through the gateway exactly as a client would:
 - ``fake-redirect``: answers 307 to another host (must not be followed);
 - ``fake-stream-slow-<ms>``: streams chunks that far apart;
 - ``fake-stream-reset``: streams two chunks, then drops the connection;
+- ``fake-tool-call``: calls the request's first tool with ``{"city": "Paris"}``
+  (JSON and stream), unless the conversation already holds a tool result: then a
+  normal answer;
 - ``fake-set-cookie``: a normal answer that also sets a cookie;
 - ``fake-dense``: a normal answer whose usage is the worst a byte-level BPE
   tokenizer could report: one prompt token per UTF-8 byte of every string (and
@@ -290,6 +293,74 @@ async def _anthropic(send, body: dict[str, Any]) -> None:
     await event("message_stop", {"type": "message_stop"}, more=False)
 
 
+TOOL_ARGUMENTS = ['{"city": ', '"Paris"}']
+
+
+def _wants_tool_call(model: str, body: dict[str, Any]) -> str | None:
+    """The name of the tool ``fake-tool-call`` calls, if it calls one now."""
+    tools = body.get("tools") or []
+    if model != "fake-tool-call" or not tools:
+        return None
+    if any(m.get("role") == "tool" for m in body.get("messages") or []):
+        return None
+    return tools[0].get("function", {}).get("name")
+
+
+async def _tool_call(send, model: str, name: str, body: dict[str, Any]) -> None:
+    call = {"id": "call_fake", "type": "function"}
+    usage = _usage_for(model, body, 9)
+    if not body.get("stream"):
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {**call, "function": {"name": name, "arguments": "".join(TOOL_ARGUMENTS)}}
+            ],
+        }
+        await _send_json(
+            send,
+            200,
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+                "usage": usage,
+            },
+        )
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/event-stream")],
+        }
+    )
+
+    async def chunk(choices: list, **extra) -> None:
+        data = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": choices,
+            **extra,
+        }
+        payload = f"data: {json.dumps(data)}\n\n".encode()
+        await send({"type": "http.response.body", "body": payload, "more_body": True})
+
+    first = {**call, "index": 0, "function": {"name": name, "arguments": ""}}
+    await chunk([{"index": 0, "delta": {"role": "assistant", "tool_calls": [first]}}])
+    for piece in TOOL_ARGUMENTS:
+        delta = {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
+        await chunk([{"index": 0, "delta": delta, "finish_reason": None}])
+    await chunk([{"index": 0, "delta": {}, "finish_reason": "tool_calls"}])
+    if (body.get("stream_options") or {}).get("include_usage"):
+        await chunk([], usage=usage)
+    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+
 async def app(scope, receive, send) -> None:
     if scope["type"] == "lifespan":
         while True:
@@ -415,6 +486,9 @@ async def app(scope, receive, send) -> None:
                 "usage": _usage_for(model, body, len(WORDS)),
             },
         )
+        return
+    if tool := _wants_tool_call(model, body):
+        await _tool_call(send, model, tool, body)
         return
     if body.get("stream"):
         delay = 0.0

@@ -15,15 +15,18 @@ VALIDATION_ERROR naming the field), ``from_chat(request, answer)``,
 
 Supported: ``model``, ``input`` (a string, or a list of messages with roles
 ``user``/``system``/``developer``/``assistant`` whose content is a string or
-``input_text``/``output_text``/``input_image`` parts), ``instructions``,
-``max_output_tokens``, ``temperature``, ``top_p``, ``stream``, ``metadata``,
-``user``, ``text.format`` (``text``, ``json_object``, ``json_schema``), and the
-no-op values of ``store``, ``truncation``, ``parallel_tool_calls``,
-``tool_choice`` (``auto``/``none``), ``include`` (empty), ``background`` (false),
-``service_tier``, ``stream_options``. Refused with VALIDATION_ERROR naming the field:
-``tools``, function calls and other non-message input items,
-``previous_response_id``, ``conversation``, ``reasoning``, ``prompt``, any other
-field. Responses are not stored (``store`` is always ``false`` in the answer).
+``input_text``/``output_text``/``input_image`` parts, and ``function_call`` /
+``function_call_output`` items), ``instructions``, ``max_output_tokens``,
+``temperature``, ``top_p``, ``stream``, ``metadata``, ``user``, ``text.format``
+(``text``, ``json_object``, ``json_schema``), function ``tools``, ``tool_choice``,
+``parallel_tool_calls``, and the no-op values of ``store``, ``truncation``,
+``include`` (empty), ``background`` (false), ``service_tier``, ``stream_options``.
+Refused with VALIDATION_ERROR naming the field: tools of another type than
+``function`` (web search, file search...), other input items (``reasoning``,
+``item_reference``...), ``previous_response_id``, ``conversation``, ``reasoning``,
+``prompt``, any other field. Responses are not stored (``store`` is always ``false``
+in the answer). Tool calls reach the upstream as chat ``tools``: an adapter whose
+chat translation has no tools (Anthropic's) answers without calling them.
 """
 
 from __future__ import annotations
@@ -46,9 +49,6 @@ TEXT_PARTS = ("input_text", "output_text", "text")
 NO_OP = {
     "store": lambda v: isinstance(v, bool),  # never stored: answered as false
     "truncation": lambda v: v in ("disabled", "auto"),
-    "parallel_tool_calls": lambda v: isinstance(v, bool),
-    "tool_choice": lambda v: v in ("auto", "none"),
-    "tools": lambda v: v == [],
     "include": lambda v: v == [],
     "background": lambda v: v is False,
     "service_tier": lambda v: v in ("auto", "default"),
@@ -66,6 +66,9 @@ SUPPORTED = {
     "metadata",
     "user",
     "text",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
 }
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -133,6 +136,24 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(item, dict):
             raise _bad("input", f"{where} must be an object")
         kind = item.get("type", "message")
+        if kind == "function_call":
+            call = _function_call(item, where)
+            previous = messages[-1] if messages else None
+            if previous and previous["role"] == "assistant" and previous.get("tool_calls"):
+                previous["tool_calls"].append(call)  # parallel calls: one assistant turn
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+            continue
+        if kind == "function_call_output":
+            call_id, output = item.get("call_id"), item.get("output")
+            if not isinstance(call_id, str) or not call_id:
+                raise _bad("input", f"{where}.call_id must be a string")
+            if not isinstance(output, str):
+                output = _content(output, where)
+                if not isinstance(output, str):
+                    raise _bad("input", f"{where}.output must be a string or text parts")
+            messages.append({"role": "tool", "tool_call_id": call_id, "content": output})
+            continue
         if kind != "message":
             raise _bad(
                 "input", f"{where}: input items of type {str(kind)[:40]!r} are not supported"
@@ -142,6 +163,63 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
             raise _bad("input", f"{where}.role must be one of user, assistant, system, developer")
         messages.append({"role": ROLES[role], "content": _content(item.get("content"), where)})
     return messages
+
+
+def _function_call(item: dict[str, Any], where: str) -> dict[str, Any]:
+    call_id, name, arguments = item.get("call_id"), item.get("name"), item.get("arguments")
+    if not (isinstance(call_id, str) and call_id and isinstance(name, str) and name):
+        raise _bad("input", f"{where}: a function_call needs a call_id and a name")
+    if not isinstance(arguments, str):
+        raise _bad("input", f"{where}.arguments must be a string (JSON)")
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def _tools(body: dict[str, Any]) -> dict[str, Any]:
+    """``tools``, ``tool_choice`` and ``parallel_tool_calls`` in chat terms."""
+    chat: dict[str, Any] = {}
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise _bad("tools", "'tools' must be a list")
+        converted = []
+        for i, tool in enumerate(tools):
+            if not isinstance(tool, dict) or tool.get("type") != "function":
+                kind = str(tool.get("type"))[:40] if isinstance(tool, dict) else None
+                raise _bad("tools", f"tools[{i}]: only function tools are supported, not {kind!r}")
+            name = tool.get("name")
+            if not isinstance(name, str) or not name:
+                raise _bad("tools", f"tools[{i}].name must be a string")
+            function = {
+                key: tool[key]
+                for key in ("name", "description", "parameters", "strict")
+                if tool.get(key) is not None
+            }
+            converted.append({"type": "function", "function": function})
+        if converted:
+            chat["tools"] = converted
+    choice = body.get("tool_choice")
+    if choice is not None:
+        if choice in ("auto", "none", "required"):
+            chat["tool_choice"] = choice
+        elif (
+            isinstance(choice, dict)
+            and choice.get("type") == "function"
+            and isinstance(choice.get("name"), str)
+        ):
+            chat["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+        else:
+            raise _bad("tool_choice", "'tool_choice' must be auto, none, required or a function")
+        if "tools" not in chat:
+            if choice not in ("auto", "none"):
+                raise _bad("tool_choice", "'tool_choice' needs 'tools'")
+            del chat["tool_choice"]  # nothing to choose from: a no-op
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None:
+        if not isinstance(parallel, bool):
+            raise _bad("parallel_tool_calls", "'parallel_tool_calls' must be true or false")
+        if "tools" in chat:
+            chat["parallel_tool_calls"] = parallel
+    return chat
 
 
 def _response_format(text: Any) -> dict[str, Any] | None:
@@ -214,6 +292,7 @@ def to_chat(body: dict[str, Any]) -> dict[str, Any]:
         response_format = _response_format(body["text"])
         if response_format:
             chat["response_format"] = response_format
+    chat.update(_tools(body))
     return chat
 
 
@@ -245,6 +324,7 @@ def _text_of(content: Any) -> str:
 
 def _envelope(request: dict[str, Any], response_id: str, model: str, created: int) -> dict:
     text = request.get("text") if isinstance(request.get("text"), dict) else None
+    parallel = request.get("parallel_tool_calls")
     return {
         "id": response_id,
         "object": "response",
@@ -257,7 +337,7 @@ def _envelope(request: dict[str, Any], response_id: str, model: str, created: in
         "max_output_tokens": request.get("max_output_tokens"),
         "model": model,
         "output": [],
-        "parallel_tool_calls": True,
+        "parallel_tool_calls": parallel if isinstance(parallel, bool) else True,
         "previous_response_id": None,
         "reasoning": {"effort": None, "summary": None},
         "service_tier": "default",
@@ -265,7 +345,7 @@ def _envelope(request: dict[str, Any], response_id: str, model: str, created: in
         "temperature": request.get("temperature", 1.0),
         "text": {"format": (text or {}).get("format") or {"type": "text"}},
         "tool_choice": request.get("tool_choice") or "auto",
-        "tools": [],
+        "tools": request.get("tools") or [],
         "top_p": request.get("top_p", 1.0),
         "truncation": request.get("truncation") or "disabled",
         "usage": None,
@@ -284,8 +364,19 @@ def _message(item_id: str, text: str, status: str) -> dict[str, Any]:
     }
 
 
+def _function_call_item(item_id: str, call_id: str, name: str, arguments: str, status: str):
+    return {
+        "type": "function_call",
+        "id": item_id,
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+        "status": status,
+    }
+
+
 def _finish(response: dict[str, Any], finish_reason: str | None) -> str:
-    """Set the final status from the chat finish reason; returns the item status."""
+    """Set the final status from the chat finish reason; returns the items' status."""
     reason = INCOMPLETE.get(finish_reason or "")
     if reason:
         response["status"] = "incomplete"
@@ -300,7 +391,8 @@ def new_id(prefix: str) -> str:
 
 
 def from_chat(request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
-    """The Responses object for a chat completion."""
+    """The Responses object for a chat completion: the text as a message item, each
+    tool call as a function_call item."""
     choices = answer.get("choices") or [{}]
     choice = choices[0] if isinstance(choices[0], dict) else {}
     message = choice.get("message") or {}
@@ -311,14 +403,39 @@ def from_chat(request: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]
         int(answer.get("created") or time.time()),
     )
     status = _finish(response, choice.get("finish_reason"))
-    response["output"] = [_message(new_id("msg"), _text_of(message.get("content")), status)]
+    text = _text_of(message.get("content"))
+    calls = [c for c in message.get("tool_calls") or [] if isinstance(c, dict)]
+    output = []
+    if text or not calls:
+        output.append(_message(new_id("msg"), text, status))
+    for call in calls:
+        function = call.get("function") or {}
+        output.append(
+            _function_call_item(
+                new_id("fc"),
+                str(call.get("id") or new_id("call")),
+                str(function.get("name") or ""),
+                str(function.get("arguments") or ""),
+                status,
+            )
+        )
+    response["output"] = output
     response["usage"] = _usage(answer.get("usage"))
     return response
 
 
+class _Call:
+    """A function call being streamed: chat's tool-call deltas, keyed by their index."""
+
+    def __init__(self, output_index: int, call_id: str, name: str) -> None:
+        self.output_index, self.item_id = output_index, new_id("fc")
+        self.call_id, self.name, self.arguments = call_id, name, ""
+
+
 class ResponsesStream:
     """Chat-completion SSE chunks in, Responses API events out (``event:`` + ``data:``,
-    each with its ``sequence_number``)."""
+    each with its ``sequence_number``). The message item opens with the first text
+    (or at the end when nothing else came); each tool call is a function_call item."""
 
     def __init__(
         self, request: dict[str, Any], chunks: AsyncIterator[bytes], usage: dict[str, Any]
@@ -329,6 +446,10 @@ class ResponsesStream:
             request, new_id("resp"), str(request.get("model") or ""), int(time.time())
         )
         self.item_id = new_id("msg")
+        self.text_index: int | None = None  # the message item's output index, once open
+        self.pieces: list[str] = []
+        self.calls: dict[int, _Call] = {}
+        self.outputs = 0
 
     def event(self, kind: str, **data: Any) -> bytes:
         payload = {"type": kind, "sequence_number": self.sequence, **data}
@@ -356,24 +477,108 @@ class ResponsesStream:
                 if isinstance(chunk, dict):
                     yield chunk
 
+    def _open_message(self) -> list[bytes]:
+        self.text_index, self.outputs = self.outputs, self.outputs + 1
+        empty = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+        return [
+            self.event(
+                "response.output_item.added",
+                output_index=self.text_index,
+                item={**_message(self.item_id, "", "in_progress"), "content": []},
+            ),
+            self.event(
+                "response.content_part.added",
+                item_id=self.item_id,
+                output_index=self.text_index,
+                content_index=0,
+                part=empty,
+            ),
+        ]
+
+    def _text(self, delta: str) -> list[bytes]:
+        events = self._open_message() if self.text_index is None else []
+        self.pieces.append(delta)
+        events.append(
+            self.event(
+                "response.output_text.delta",
+                item_id=self.item_id,
+                output_index=self.text_index,
+                content_index=0,
+                delta=delta,
+                logprobs=[],
+            )
+        )
+        return events
+
+    def _tool_call(self, delta: dict[str, Any]) -> list[bytes]:
+        events = []
+        index = delta.get("index", 0)
+        function = delta.get("function") or {}
+        call = self.calls.get(index)
+        if call is None:
+            call = _Call(
+                self.outputs, str(delta.get("id") or new_id("call")), function.get("name") or ""
+            )
+            self.calls[index] = call
+            self.outputs += 1
+            item = _function_call_item(call.item_id, call.call_id, call.name, "", "in_progress")
+            events.append(
+                self.event("response.output_item.added", output_index=call.output_index, item=item)
+            )
+        arguments = function.get("arguments")
+        if isinstance(arguments, str) and arguments:
+            call.arguments += arguments
+            events.append(
+                self.event(
+                    "response.function_call_arguments.delta",
+                    item_id=call.item_id,
+                    output_index=call.output_index,
+                    delta=arguments,
+                )
+            )
+        return events
+
+    def _close(self, status: str) -> tuple[list[bytes], list[dict[str, Any]]]:
+        """The closing events of every item, and the items in output order."""
+        events: list[bytes] = []
+        items: list[tuple[int, dict[str, Any]]] = []
+        if self.text_index is None and not self.calls:
+            events.extend(self._open_message())
+        if self.text_index is not None:
+            text = "".join(self.pieces)
+            item = _message(self.item_id, text, status)
+            where = {"item_id": self.item_id, "output_index": self.text_index, "content_index": 0}
+            events.append(self.event("response.output_text.done", **where, text=text, logprobs=[]))
+            events.append(
+                self.event("response.content_part.done", **where, part=item["content"][0])
+            )
+            events.append(
+                self.event("response.output_item.done", output_index=self.text_index, item=item)
+            )
+            items.append((self.text_index, item))
+        for call in self.calls.values():
+            item = _function_call_item(
+                call.item_id, call.call_id, call.name, call.arguments, status
+            )
+            events.append(
+                self.event(
+                    "response.function_call_arguments.done",
+                    item_id=call.item_id,
+                    output_index=call.output_index,
+                    name=call.name,
+                    arguments=call.arguments,
+                )
+            )
+            events.append(
+                self.event("response.output_item.done", output_index=call.output_index, item=item)
+            )
+            items.append((call.output_index, item))
+        return events, [item for _, item in sorted(items, key=lambda pair: pair[0])]
+
     async def _events(self) -> AsyncIterator[bytes]:
-        response, item_id = self.response, self.item_id
+        response = self.response
         yield self.event("response.created", response=response)
         yield self.event("response.in_progress", response=response)
-        yield self.event(
-            "response.output_item.added",
-            output_index=0,
-            item={**_message(item_id, "", "in_progress"), "content": []},
-        )
-        empty_part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-        yield self.event(
-            "response.content_part.added",
-            item_id=item_id,
-            output_index=0,
-            content_index=0,
-            part=empty_part,
-        )
-        pieces: list[str] = []
         finish_reason = None
         async for chunk in self._chat_chunks():
             if chunk.get("model"):
@@ -381,39 +586,21 @@ class ResponsesStream:
             for choice in chunk.get("choices") or []:
                 if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                     continue
-                delta = (choice.get("delta") or {}).get("content")
-                if isinstance(delta, str) and delta:
-                    pieces.append(delta)
-                    yield self.event(
-                        "response.output_text.delta",
-                        item_id=item_id,
-                        output_index=0,
-                        content_index=0,
-                        delta=delta,
-                        logprobs=[],
-                    )
+                delta = choice.get("delta") or {}
+                content = delta.get("content")
+                if isinstance(content, str) and content:
+                    for event in self._text(content):
+                        yield event
+                for call in delta.get("tool_calls") or []:
+                    if isinstance(call, dict):
+                        for event in self._tool_call(call):
+                            yield event
                 finish_reason = choice.get("finish_reason") or finish_reason
-        text = "".join(pieces)
         status = _finish(response, finish_reason)
-        item = _message(item_id, text, status)
-        part = item["content"][0]
-        yield self.event(
-            "response.output_text.done",
-            item_id=item_id,
-            output_index=0,
-            content_index=0,
-            text=text,
-            logprobs=[],
-        )
-        yield self.event(
-            "response.content_part.done",
-            item_id=item_id,
-            output_index=0,
-            content_index=0,
-            part=part,
-        )
-        yield self.event("response.output_item.done", output_index=0, item=item)
-        response["output"] = [item]
+        events, items = self._close(status)
+        for event in events:
+            yield event
+        response["output"] = items
         # The adapter has noted the upstream's usage by the end of its stream.
         response["usage"] = _usage(self.usage)
         final = "response.incomplete" if status == "incomplete" else "response.completed"

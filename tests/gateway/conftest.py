@@ -143,6 +143,7 @@ def llm(transactional_db, cast, fake_upstream, gateway_server):
                 "fake-set-cookie",
                 "fake-dense",
                 "fake-stream-reset",
+                "fake-tool-call",
             )
         ),
     ]

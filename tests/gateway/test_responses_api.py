@@ -165,7 +165,7 @@ def test_input_as_a_list_of_messages_and_content_parts(llm, upstream_requests):
             {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
             "input",
         ),
-        ({"input": [{"type": "function_call_output", "call_id": "c", "output": "1"}]}, "input"),
+        ({"input": [{"type": "function_call_output", "output": "1"}]}, "input"),
         ({"input": "hi", "instructions": ["x"]}, "instructions"),
         ({"input": "hi", "temperature": "hot"}, "temperature"),
         ({"input": "hi", "temperature": 3}, "temperature"),
@@ -176,13 +176,12 @@ def test_input_as_a_list_of_messages_and_content_parts(llm, upstream_requests):
         ({"input": "hi", "max_output_tokens": 0}, "max_output_tokens"),
         ({"input": "hi", "max_output_tokens": "100"}, "max_output_tokens"),
         ({"input": "hi", "text": {"format": {"type": "grammar"}}}, "text"),
-        (
-            {
-                "input": "hi",
-                "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
-            },
-            "tools",
-        ),
+        ({"input": "hi", "tools": [{"type": "web_search"}]}, "tools"),
+        ({"input": "hi", "tools": [{"type": "function", "parameters": {}}]}, "tools"),
+        ({"input": "hi", "tools": {"type": "function"}}, "tools"),
+        ({"input": "hi", "parallel_tool_calls": "yes"}, "parallel_tool_calls"),
+        ({"input": [{"type": "function_call", "name": "f", "arguments": "{}"}]}, "input"),
+        ({"input": [{"type": "reasoning", "summary": []}]}, "input"),
         ({"input": "hi", "tool_choice": "required"}, "tool_choice"),
         ({"input": "hi", "previous_response_id": "resp_123"}, "previous_response_id"),
         ({"input": "hi", "reasoning": {"effort": "high"}}, "reasoning"),
@@ -482,3 +481,122 @@ def test_a_stream_that_breaks_ends_with_an_error_event(llm):
     # Charged its reservation, as a broken chat stream is:
     # len('{"messages":[{"role":"user","content":"hi"}]}') == 45.
     assert usage.prompt_tokens == 45 and audit.data["usage_estimated"] is True
+
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
+def test_function_tools_are_translated_both_ways(llm, upstream_requests):
+    llm.grant("authz_rules:\n  - models: ['*']\n    users: [bob]\n")
+    key = llm.key()
+    body = {
+        "model": "openai-main/fake-tool-call",
+        "input": "Weather in Paris?",
+        "tools": [WEATHER],
+        "tool_choice": {"type": "function", "name": "get_weather"},
+        "parallel_tool_calls": False,
+    }
+    response = llm.post("/responses", key, body)
+    assert response.status_code == 200, response.text
+    [call] = response.json()["output"]
+    assert call["type"] == "function_call" and call["id"].startswith("fc_")
+    assert (call["call_id"], call["name"], call["arguments"], call["status"]) == (
+        "call_fake",
+        "get_weather",
+        '{"city": "Paris"}',
+        "completed",
+    )
+    assert response.json()["tools"] == [WEATHER]
+    sent = upstream_requests[-1]["body"]
+    assert sent["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "The weather in a city",
+                "parameters": WEATHER["parameters"],
+            },
+        }
+    ]
+    assert sent["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert sent["parallel_tool_calls"] is False
+
+    # The client runs the tool and sends the call and its output back.
+    follow_up = llm.post(
+        "/responses",
+        key,
+        {
+            "model": "openai-main/fake-tool-call",
+            "tools": [WEATHER],
+            "input": [
+                {"role": "user", "content": "Weather in Paris?"},
+                {k: call[k] for k in ("type", "call_id", "name", "arguments")},
+                {"type": "function_call_output", "call_id": "call_fake", "output": "Sunny"},
+            ],
+        },
+    )
+    assert follow_up.status_code == 200, follow_up.text
+    assert follow_up.json()["output"][0]["content"][0]["text"] == ANSWER
+    assert upstream_requests[-1]["body"]["messages"] == [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_fake",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_fake", "content": "Sunny"},
+    ]
+
+
+def test_a_streamed_function_call(llm):
+    llm.grant("authz_rules:\n  - models: ['*']\n    users: [bob]\n")
+    with httpx.stream(
+        "POST",
+        f"{llm.base_url}/responses",
+        json={
+            "model": "openai-main/fake-tool-call",
+            "input": "Weather in Paris?",
+            "tools": [WEATHER],
+            "stream": True,
+        },
+        headers={"Authorization": f"Bearer {llm.key()}"},
+        timeout=30,
+    ) as response:
+        response.read()
+    events = _events(response)
+    assert [kind for kind, _ in events] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    added = events[2][1]["item"]
+    assert (added["type"], added["name"], added["call_id"]) == (
+        "function_call",
+        "get_weather",
+        "call_fake",
+    )
+    assert events[5][1]["arguments"] == '{"city": "Paris"}'
+    [item] = events[-1][1]["response"]["output"]
+    assert (item["id"], item["arguments"], item["status"]) == (
+        added["id"],
+        '{"city": "Paris"}',
+        "completed",
+    )
+    usage, _ = _records(response.headers["X-Request-ID"])
+    assert (usage.endpoint, usage.streamed, usage.completion_tokens) == ("responses", True, 9)
