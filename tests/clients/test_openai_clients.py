@@ -153,6 +153,51 @@ def test_sdk_refuses_a_model_not_granted(llm, key, upstream_requests, call):
     assert (record.model, record.error_code) == (NOT_GRANTED, "PERMISSION_DENIED")
 
 
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+TOOL_MODEL = "openai-main/fake-tool-call"
+
+
+@pytest.fixture
+def tool_key(llm) -> str:
+    llm.grant(f"authz_rules:\n  - models: ['{TOOL_MODEL}']\n    users: [bob]\n")
+    return llm.key()
+
+
+def test_sdk_responses_function_call_round_trip(llm, tool_key):
+    client = llm.sdk(tool_key)
+    first = client.responses.create(model=TOOL_MODEL, input="Weather in Paris?", tools=[WEATHER])
+    [call] = first.output
+    assert (call.type, call.name, call.call_id) == ("function_call", "get_weather", "call_fake")
+    assert call.arguments == '{"city": "Paris"}'
+    second = client.responses.create(
+        model=TOOL_MODEL,
+        tools=[WEATHER],
+        input=[
+            {"role": "user", "content": "Weather in Paris?"},
+            call.model_dump(include={"type", "call_id", "name", "arguments"}),
+            {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny"},
+        ],
+    )
+    assert second.output_text == ANSWER
+    events = list(
+        client.responses.create(
+            model=TOOL_MODEL, input="Weather in Paris?", tools=[WEATHER], stream=True
+        )
+    )
+    done = [e for e in events if e.type == "response.function_call_arguments.done"]
+    assert [e.arguments for e in done] == ['{"city": "Paris"}']
+    assert events[-1].response.output[0].name == "get_weather"
+
+
 # --- LangChain --------------------------------------------------------------------------------
 
 
@@ -180,6 +225,17 @@ def test_langchain_chat_invoke_and_stream(llm, key, upstream_requests, use_respo
     assert [(r.streamed, r.status_code, r.completion_tokens) for r in records] == [
         (False, 200, 6),
         (True, 200, 6),
+    ]
+
+
+@pytest.mark.parametrize("use_responses_api", [False, True], ids=["chat", "responses"])
+def test_langchain_bind_tools(llm, tool_key, use_responses_api):
+    chat = _chat_model(llm, tool_key, TOOL_MODEL, use_responses_api=use_responses_api)
+    # LangChain's own function format, which it sends in each API's shape.
+    function = {key: WEATHER[key] for key in ("name", "description", "parameters")}
+    message = chat.bind_tools([function]).invoke("Weather in Paris?")
+    assert [(c["name"], c["args"], c["id"]) for c in message.tool_calls] == [
+        ("get_weather", {"city": "Paris"}, "call_fake")
     ]
 
 
