@@ -744,7 +744,6 @@ async def _models(call: Call, send, raw: str, hint: str, one: str | None = None)
             raise ServiceUnavailable("Cannot verify credentials right now") from None
     p = call.caller
     if one is not None:
-        call.model = one
         _authorize(call, {"model": one})
         route = call.chosen_route
         model = {"id": route.fqn, "object": "model", "created": 0, "owned_by": route.account_name}
