@@ -43,7 +43,7 @@ from gateway import (
 from gateway.orm import orm
 from gateway.upstream import ADAPTERS
 from inferia import clock
-from inferia.authentication import credential_from
+from inferia.authentication import CREDENTIAL_HELP, credential_from
 from inferia.errors import (
     AuthenticationFailed,
     ErrorCode,
@@ -141,7 +141,9 @@ class Request:
 
     def credential(self) -> str | None:
         return credential_from(
-            self.headers.get("authorization", ""), self.headers.get("x-api-key", "")
+            self.headers.get("authorization", ""),
+            self.headers.get("x-api-key", ""),
+            self.headers.get("api-key", ""),
         )
 
 
@@ -169,7 +171,7 @@ class Call:
     def caller(self) -> principals.Principal:
         """The authenticated principal: ``_serve`` sets it before anything reads it."""
         if self.principal is None:
-            raise AuthenticationFailed("Send an Inferia API key as 'Authorization: Bearer <key>'")
+            raise AuthenticationFailed(CREDENTIAL_HELP)
         return self.principal
 
     @property
@@ -753,7 +755,7 @@ async def _serve(call: Call, send, receive, method: str) -> None:
         )
     raw = request.credential()
     if raw is None:
-        raise AuthenticationFailed("Send an Inferia API key as 'Authorization: Bearer <key>'")
+        raise AuthenticationFailed(CREDENTIAL_HELP)
     hint = request.headers.get("openai-organization", "").strip()
     call.principal = await _load_principal(raw, hint)
     if call.endpoint == "models":
