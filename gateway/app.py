@@ -34,6 +34,7 @@ from gateway import (
     degraded,
     epochs,
     http,
+    messages,
     principals,
     ratelimit,
     redis_client,
@@ -64,7 +65,11 @@ ROUTES = {
     "/api/llm/v1/completions": ("completions", "POST"),
     "/api/llm/v1/embeddings": ("embeddings", "POST"),
     "/api/llm/v1/models": ("models", "GET"),
+    "/api/llm/v1/messages": ("messages", "POST"),
 }
+# Client dialects translated to chat completions and back (gateway/messages.py has
+# the interface): the endpoint keeps its own name in the usage and audit records.
+DIALECTS: dict[str, Any] = {"messages": messages}
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 OPENAI_TYPES = {
@@ -166,6 +171,13 @@ class Call:
         self.body: dict[str, Any] = {}
         self.response_body: Any = None
         self.status = 0
+        self.dialect = DIALECTS.get(endpoint)
+        self.client_body: dict[str, Any] = {}  # the request as a dialect's client sent it
+
+    @property
+    def upstream_endpoint(self) -> str:
+        """The endpoint the adapters and sizing see (a dialect's is chat)."""
+        return self.dialect.upstream_endpoint if self.dialect else self.endpoint
 
     @property
     def caller(self) -> principals.Principal:
@@ -285,6 +297,8 @@ async def _send_json(
 async def _send_error(send, call: Call, error: InferiaError) -> None:
     body = error_body(error.code, error.message, error.details)
     body["error"]["type"] = OPENAI_TYPES.get(error.code, "api_error")
+    if call.dialect is not None and hasattr(call.dialect, "error_body"):
+        body = call.dialect.error_body(body)  # the dialect's SDK error shape, envelope kept
     extra = dict(getattr(error, "headers", {}))
     if error.retry_after is not None:
         extra["Retry-After"] = str(max(1, int(error.retry_after)))
@@ -450,12 +464,29 @@ def _prepare(call: Call, raw_body: bytes) -> tuple[int, int]:
     """Parse, authorize and size the request; returns the worst case to reserve
     (tokens, cost in micro-units)."""
     body = _parse(call, raw_body)
+    if call.dialect:
+        call.client_body = body
+        body = call.dialect.to_chat(body)
     call.body = body
     _authorize(call, body)
     call.streamed = bool(body.get("stream"))
-    size = sizing.measure(call.endpoint, body, call.caller.policy)
+    try:
+        size = sizing.measure(call.upstream_endpoint, body, call.caller.policy)
+    except ValidationError as error:
+        raise _in_client_terms(call, error) from None
     call.size = size
     return size.tokens, call.chosen_route.cost_micros(size.prompt_tokens, size.completion_tokens)
+
+
+def _in_client_terms(call: Call, error: ValidationError) -> ValidationError:
+    """A chat-body error named with the dialect client's field (``max_output_tokens``)."""
+    names = call.dialect.field_names if call.dialect else {}
+    message, details = error.message, error.details
+    if isinstance(details, dict):
+        details = {names.get(field, field): value for field, value in details.items()}
+    for chat_name, client_name in names.items():
+        message = message.replace(f"'{chat_name}'", f"'{client_name}'")
+    return ValidationError(message, details=details)
 
 
 async def _rebuild(call: Call, raw: str, hint: str, attempt: int) -> None:
@@ -592,7 +623,7 @@ async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
     if not hit:
         secret_plaintext = await orm(principals.secret_for)(route)
     adapter = ADAPTERS[route.provider_type]
-    upstream_call = adapter.prepare(route, call.endpoint, call.body, secret_plaintext)
+    upstream_call = adapter.prepare(route, call.upstream_endpoint, call.body, secret_plaintext)
     started = time.perf_counter()
     try:
         upstream = await http.post(
@@ -626,9 +657,12 @@ async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
         raise GatewayError(
             ErrorCode.UPSTREAM_ERROR, 502, "Upstream sent an unreadable answer"
         ) from exc
-    out = adapter.to_openai(route, call.endpoint, data)
+    out = adapter.to_openai(route, call.upstream_endpoint, data)
+    usage_data = out.get("usage") if isinstance(out, dict) else None
+    if call.dialect:
+        out = call.dialect.from_chat(call.client_body, out)
     call.response_body = out
-    await _record(call, 200, usage_data=out.get("usage") if isinstance(out, dict) else None)
+    await _record(call, 200, usage_data=usage_data)
     await _send_json(send, call, 200, out)
 
 
@@ -648,10 +682,14 @@ async def _stream(
     call.status = 200
     await send({"type": "http.response.start", "status": 200, "headers": headers})
 
+    events = adapter.stream_to_openai(
+        call.chosen_route, upstream_call, upstream.lines(), usage_data
+    )
+    if call.dialect:
+        events = call.dialect.stream_from_chat(call.client_body, events, usage_data)
+
     async def relay() -> None:
-        async for chunk in adapter.stream_to_openai(
-            call.chosen_route, upstream_call, upstream.lines(), usage_data
-        ):
+        async for chunk in events:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
     status, error_code = 200, ""
@@ -668,14 +706,13 @@ async def _stream(
         elif relaying.exception() is not None:
             logger.warning("upstream stream broke: %s", type(relaying.exception()).__name__)
             status, error_code = 502, str(ErrorCode.UPSTREAM_ERROR)
-            await send(
-                {
-                    "type": "http.response.body",
-                    "more_body": True,
-                    "body": b'data: {"error": {"code": '
-                    b'"UPSTREAM_ERROR", "message": "Upstream stream broke", "type": "api_error"}}\n\n',
-                }
+            broke = (
+                events.error(str(ErrorCode.UPSTREAM_ERROR), "Upstream stream broke")
+                if call.dialect
+                else b'data: {"error": {"code": '
+                b'"UPSTREAM_ERROR", "message": "Upstream stream broke", "type": "api_error"}}\n\n'
             )
+            await send({"type": "http.response.body", "more_body": True, "body": broke})
     except BaseException:
         status, error_code = 499, "CLIENT_CLOSED"  # the server cancelled us (client gone, shutdown)
         relaying.cancel()
