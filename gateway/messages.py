@@ -73,11 +73,13 @@ STOP_REASONS = {
 ERROR_TYPES = {
     ErrorCode.VALIDATION_ERROR: "invalid_request_error",
     ErrorCode.AUTHENTICATION_FAILED: "authentication_error",
+    ErrorCode.OTP_REQUIRED: "authentication_error",
     ErrorCode.PERMISSION_DENIED: "permission_error",
     ErrorCode.TWO_FACTOR_REQUIRED: "permission_error",
     ErrorCode.NOT_FOUND: "not_found_error",
     ErrorCode.METHOD_NOT_ALLOWED: "invalid_request_error",
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: "invalid_request_error",
+    ErrorCode.CONFLICT: "invalid_request_error",
     ErrorCode.PAYLOAD_TOO_LARGE: "request_too_large",
     ErrorCode.RATE_LIMITED: "rate_limit_error",
     ErrorCode.QUOTA_EXCEEDED: "rate_limit_error",
