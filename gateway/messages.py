@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from inferia.errors import ErrorCode, ValidationError
@@ -70,7 +70,7 @@ STOP_REASONS = {
     "function_call": "tool_use",
     "content_filter": "refusal",
 }
-ERROR_TYPES = {
+ERROR_TYPES: dict[str, str] = {
     ErrorCode.VALIDATION_ERROR: "invalid_request_error",
     ErrorCode.AUTHENTICATION_FAILED: "authentication_error",
     ErrorCode.OTP_REQUIRED: "authentication_error",
@@ -345,7 +345,7 @@ class Events:
     def error(code: str, message: str) -> bytes:
         return _error_event(code, message)
 
-    async def _translate(self) -> AsyncIterator[bytes]:
+    async def _translate(self) -> AsyncGenerator[bytes, None]:
         request = self._request
         started = False
         finish: Any = None
