@@ -12,7 +12,7 @@ import anthropic
 import pytest
 
 from audit.models import AuditRecord, UsageRecord
-from tests.gateway.conftest import UPSTREAM_SECRET, flush_usage
+from tests.gateway.conftest import UPSTREAM_SECRET, flush_usage, wait_for
 
 PROMPT = [{"role": "user", "content": "Say hello"}]
 ANSWER = "Hello from the fake upstream."
@@ -113,8 +113,13 @@ def test_messages_stream_helper(claude, upstream_requests, model, path, secret):
     assert final.usage.output_tokens == 6 and final.usage.input_tokens > 0
     assert upstream_requests[-1]["path"] == path
     assert upstream_requests[-1]["body"]["stream"] is True
-    flush_usage()
-    record = UsageRecord.objects.get(streamed=True)
+
+    def streamed():
+        flush_usage()
+        return UsageRecord.objects.filter(streamed=True).first()
+
+    # Written as the stream ends: waited for, should a client hang up at message_stop.
+    record = wait_for(streamed, what="the usage record")
     assert (record.endpoint, record.model, record.status_code) == ("messages", model, 200)
     assert (record.prompt_tokens, record.completion_tokens) == (final.usage.input_tokens, 6)
 

@@ -211,6 +211,17 @@ def _events(response: httpx.Response) -> list[tuple[str, dict]]:
     return out
 
 
+def _streamed_record() -> UsageRecord:
+    """The streamed call's usage record (written as the stream ends: waited for, in case
+    a client hangs up at ``message_stop`` before the gateway is done)."""
+
+    def find():
+        flush_usage()
+        return UsageRecord.objects.filter(streamed=True).first()
+
+    return wait_for(find, what="the usage record")
+
+
 def test_the_stream_has_the_messages_event_types(llm):
     events = _events(_post(llm, {**BODY, "stream": True}))
     names = [name for name, _ in events]
@@ -230,8 +241,7 @@ def test_the_stream_has_the_messages_event_types(llm):
     assert all(delta["type"] == "text_delta" for delta in deltas)
     assert "".join(delta["text"] for delta in deltas) == "Hello from the fake upstream."
     assert events[-2][1]["usage"] == {"input_tokens": 1, "output_tokens": 6}
-    flush_usage()
-    record = UsageRecord.objects.get(streamed=True)
+    record = _streamed_record()
     assert (record.endpoint, record.completion_tokens, record.status_code) == ("messages", 6, 200)
 
 
