@@ -258,3 +258,28 @@ def test_bad_request_is_a_bad_request_error(claude):
     assert (error["type"], error["code"]) == ("invalid_request_error", "VALIDATION_ERROR")
     assert error["details"] == {"messages[0].content[0]": [error["message"]]}
     assert "'image'" in error["message"]
+
+
+def test_the_key_as_auth_token_and_the_async_client(claude):
+    """``auth_token=`` sends the key as ``Authorization: Bearer``; the async client
+    streams the same events."""
+    import asyncio
+
+    key = claude.key()
+    base_url = claude.base_url.removesuffix("/v1")
+    bearer = anthropic.Anthropic(base_url=base_url, auth_token=key, max_retries=0)
+    raw = bearer.messages.with_raw_response.create(
+        model="claude/claude-sonnet-4", max_tokens=16, messages=PROMPT
+    )
+    assert raw.http_request.headers["authorization"] == f"Bearer {key}"
+    assert "x-api-key" not in raw.http_request.headers
+    assert raw.parse().content[0].text == ANSWER
+
+    async def stream() -> str:
+        client = anthropic.AsyncAnthropic(base_url=base_url, api_key=key, max_retries=0)
+        async with client.messages.stream(
+            model="openai-main/gpt-4o", max_tokens=16, messages=PROMPT
+        ) as events:
+            return "".join([text async for text in events.text_stream])
+
+    assert asyncio.run(stream()) == ANSWER
