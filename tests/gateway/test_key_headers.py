@@ -129,3 +129,17 @@ def test_azure_sdk_url_shape_is_not_served(llm):
     with pytest.raises(openai.NotFoundError) as raised:
         client.chat.completions.create(**CHAT)
     assert raised.value.body["code"] == "NOT_FOUND"
+
+
+@pytest.mark.parametrize("header", ["X-API-Key", "api-key"])
+def test_the_rest_api_over_real_http_takes_each_header(llm, header):
+    """The same headers on the REST API served by the same ASGI application (a real
+    HTTP header name, not a test client's META key)."""
+    server = llm.base_url.removesuffix("/api/llm/v1")
+    key = llm.key()
+    response = httpx.get(f"{server}/api/v1/orgs/acme/access-rules", headers={header: key})
+    assert response.status_code == 200, response.text
+    both = {"X-API-Key": key, "api-key": llm.key()}
+    response = httpx.get(f"{server}/api/v1/orgs/acme/access-rules", headers=both)
+    assert response.status_code == 401
+    assert "Two different credentials" in response.json()["error"]["message"]

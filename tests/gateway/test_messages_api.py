@@ -13,7 +13,7 @@ import json
 import httpx
 import pytest
 
-from audit.models import UsageRecord
+from audit.models import AuditRecord, UsageRecord
 from gateway import messages
 from tests.gateway.conftest import flush_usage, wait_for
 
@@ -434,3 +434,32 @@ def test_a_client_hanging_up_is_charged_the_reservation(llm, upstream_requests):
     # The reservation of the chat request it became: the prompt fields' JSON + max_tokens.
     chat_prompt = len(json.dumps({"messages": BODY["messages"]}, separators=(",", ":")))
     assert (found.prompt_tokens, found.completion_tokens) == (chat_prompt, 50)
+
+
+def test_messages_count_in_the_usage_and_audit_views_like_chat(llm):
+    from django.utils import timezone
+
+    from audit import rollups
+
+    key = llm.key()
+    chat = llm.post(
+        "/chat/completions", key, {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+    )
+    answered = _post(llm, BODY, key=key)
+    assert (chat.status_code, answered.status_code) == (200, 200)
+    flush_usage()
+    audit = AuditRecord.objects.get(request_id=answered.headers["X-Request-ID"])
+    assert (audit.action, audit.outcome, audit.data["endpoint"]) == (
+        "inference:run",
+        "success",
+        "messages",
+    )
+    rollups.usage_rollup(period="day", moment=timezone.now())
+    response = llm.admin.get(
+        "/api/v1/orgs/acme/usage", {"group_by": "model", "model": MODEL, "period": "day"}
+    )
+    assert response.status_code == 200, response.content
+    [total] = response.json()["totals"]
+    assert (total["requests"], total["denied"], total["total_tokens"]) == (2, 0, 2 * (1 + 6))
+    logged = llm.admin.get("/api/v1/orgs/acme/audit-logs", {"model": MODEL})
+    assert [row["action"] for row in logged.json()["results"]].count("inference:run") == 2
