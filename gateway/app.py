@@ -34,6 +34,7 @@ from gateway import (
     degraded,
     epochs,
     http,
+    messages,
     principals,
     ratelimit,
     redis_client,
@@ -44,7 +45,7 @@ from gateway import (
 from gateway.orm import orm
 from gateway.upstream import ADAPTERS
 from inferia import clock
-from inferia.authentication import credential_from
+from inferia.authentication import CREDENTIAL_HELP, credential_from
 from inferia.errors import (
     AuthenticationFailed,
     ErrorCode,
@@ -66,11 +67,12 @@ ROUTES = {
     "/api/llm/v1/embeddings": ("embeddings", "POST"),
     "/api/llm/v1/models": ("models", "GET"),
     "/api/llm/v1/responses": ("responses", "POST"),
+    "/api/llm/v1/messages": ("messages", "POST"),
 }
 MODEL_PREFIX = "/api/llm/v1/models/"  # + the FQN, which holds a "/": GET one model
 # Client dialects translated to chat completions and back (gateway/responses.py has
 # the interface): the endpoint keeps its own name in the usage and audit records.
-DIALECTS: dict[str, Any] = {"responses": responses}
+DIALECTS: dict[str, Any] = {"responses": responses, "messages": messages}
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 OPENAI_TYPES = {
@@ -147,7 +149,9 @@ class Request:
 
     def credential(self) -> str | None:
         return credential_from(
-            self.headers.get("authorization", ""), self.headers.get("x-api-key", "")
+            self.headers.get("authorization", ""),
+            self.headers.get("x-api-key", ""),
+            self.headers.get("api-key", ""),
         )
 
 
@@ -182,7 +186,7 @@ class Call:
     def caller(self) -> principals.Principal:
         """The authenticated principal: ``_serve`` sets it before anything reads it."""
         if self.principal is None:
-            raise AuthenticationFailed("Send an Inferia API key as 'Authorization: Bearer <key>'")
+            raise AuthenticationFailed(CREDENTIAL_HELP)
         return self.principal
 
     @property
@@ -296,6 +300,8 @@ async def _send_json(
 async def _send_error(send, call: Call, error: InferiaError) -> None:
     body = error_body(error.code, error.message, error.details)
     body["error"]["type"] = OPENAI_TYPES.get(error.code, "api_error")
+    if call.dialect is not None and hasattr(call.dialect, "error_body"):
+        body = call.dialect.error_body(body)  # the dialect's SDK error shape, envelope kept
     extra = dict(getattr(error, "headers", {}))
     if error.retry_after is not None:
         extra["Retry-After"] = str(max(1, int(error.retry_after)))
@@ -799,7 +805,7 @@ async def _serve(call: Call, send, receive, method: str) -> None:
         )
     raw = request.credential()
     if raw is None:
-        raise AuthenticationFailed("Send an Inferia API key as 'Authorization: Bearer <key>'")
+        raise AuthenticationFailed(CREDENTIAL_HELP)
     hint = request.headers.get("openai-organization", "").strip()
     call.principal = await _load_principal(raw, hint)
     if call.endpoint == "models":

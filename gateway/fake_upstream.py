@@ -21,6 +21,11 @@ it through the gateway exactly as a client would:
   tokenizer could report: one prompt token per UTF-8 byte of every string (and
   key) in the messages, tools, functions, prompt or input plus 4 per message,
   and every completion token the request allowed (``max_tokens`` times ``n``);
+- ``fake-stops``: an answer that obeys ``max_tokens`` (one token per word: cut
+  with ``finish_reason`` ``length``, Anthropic ``max_tokens``) and the stop
+  sequences (``stop``; Anthropic ``stop_sequences``): cut before the first match,
+  ``finish_reason`` ``stop`` with the matched sequence as ``stop_reason`` (as
+  vLLM reports it), Anthropic ``stop_sequence``;
 - anything else: a normal answer.
 
 Anthropic's Messages API is served at ``/v1/messages`` (JSON and SSE), and
@@ -72,6 +77,33 @@ def _text_bytes(value: Any) -> int:
     return 0 if value is None or isinstance(value, bool) else 1
 
 
+def _answer(model: str, body: dict[str, Any]) -> tuple[list[str], str, str | None]:
+    """The answer's pieces, the chat finish reason and the stop sequence that matched."""
+    if model != "fake-stops":
+        return list(WORDS), "stop", None
+    stops = body.get("stop") or body.get("stop_sequences") or []
+    stops = [stops] if isinstance(stops, str) else stops
+    limit = body.get("max_tokens") or body.get("max_completion_tokens") or len(WORDS)
+    pieces: list[str] = []
+    text = ""
+    for word in WORDS:
+        if len(pieces) >= limit:
+            return pieces, "length", None
+        candidate = text + word
+        hits = sorted((candidate.find(stop), stop) for stop in stops if stop in candidate)
+        if hits:
+            position, stop = hits[0]
+            if candidate[len(text) : position]:
+                pieces.append(candidate[len(text) : position])
+            return pieces, "stop", stop
+        pieces.append(word)
+        text = candidate
+    return pieces, "stop", None
+
+
+ANTHROPIC_STOPS = {"length": "max_tokens", "stop": "end_turn"}
+
+
 def _usage_for(model: str, body: dict[str, Any], completion_tokens: int) -> dict[str, int]:
     if model != "fake-dense":
         return _usage(_prompt_tokens(body), completion_tokens)
@@ -112,19 +144,21 @@ async def _read_body(receive) -> bytes:
 
 
 def _chat_completion(model: str, body: dict[str, Any]) -> dict[str, Any]:
+    pieces, finish, matched = _answer(model, body)
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": {"role": "assistant", "content": "".join(pieces)},
+        "finish_reason": finish,
+    }
+    if matched:
+        choice["stop_reason"] = matched
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "".join(WORDS)},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": _usage_for(model, body, len(WORDS)),
+        "choices": [choice],
+        "usage": _usage_for(model, body, len(pieces)),
     }
 
 
@@ -163,7 +197,8 @@ async def _stream_words(
         }
     )
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    for index, word in enumerate(WORDS):
+    pieces, finish, matched = _answer(model, body)
+    for index, word in enumerate(pieces):
         chunk = {
             "id": "chatcmpl-fake",
             "object": "chat.completion.chunk",
@@ -196,7 +231,9 @@ async def _stream_words(
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]
+        if not matched
+        else [{"index": 0, "delta": {}, "finish_reason": finish, "stop_reason": matched}],
     }
     await send(
         {
@@ -212,7 +249,7 @@ async def _stream_words(
             "created": int(time.time()),
             "model": model,
             "choices": [],
-            "usage": _usage_for(model, body, len(WORDS)),
+            "usage": _usage_for(model, body, len(pieces)),
         }
         await send(
             {
@@ -230,6 +267,8 @@ async def _anthropic(send, body: dict[str, Any]) -> None:
     prompt_tokens = _prompt_tokens(body) + (
         len(str(body.get("system", "")).split()) if body.get("system") else 0
     )
+    pieces, finish, matched = _answer(model, body)
+    stop_reason = "stop_sequence" if matched else ANTHROPIC_STOPS[finish]
     if not body.get("stream"):
         await _send_json(
             send,
@@ -239,9 +278,10 @@ async def _anthropic(send, body: dict[str, Any]) -> None:
                 "type": "message",
                 "role": "assistant",
                 "model": model,
-                "content": [{"type": "text", "text": "".join(WORDS)}],
-                "stop_reason": "end_turn",
-                "usage": {"input_tokens": prompt_tokens, "output_tokens": len(WORDS)},
+                "content": [{"type": "text", "text": "".join(pieces)}],
+                "stop_reason": stop_reason,
+                "stop_sequence": matched,
+                "usage": {"input_tokens": prompt_tokens, "output_tokens": len(pieces)},
             },
         )
         return
@@ -272,7 +312,7 @@ async def _anthropic(send, body: dict[str, Any]) -> None:
         "content_block_start",
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
     )
-    for word in WORDS:
+    for word in pieces:
         await event(
             "content_block_delta",
             {
@@ -286,8 +326,8 @@ async def _anthropic(send, body: dict[str, Any]) -> None:
         "message_delta",
         {
             "type": "message_delta",
-            "delta": {"stop_reason": "end_turn"},
-            "usage": {"output_tokens": len(WORDS)},
+            "delta": {"stop_reason": stop_reason, "stop_sequence": matched},
+            "usage": {"output_tokens": len(pieces)},
         },
     )
     await event("message_stop", {"type": "message_stop"}, more=False)

@@ -21,9 +21,11 @@ from audit import services as audit
 
 # Re-exported: the DRF settings name them here.
 from inferia.authentication import (  # noqa: E402,F401
+    CREDENTIAL_HELP,
     BearerAuthentication,
     Pagination,
     bearer_credential,
+    presents_credential,
 )
 from inferia.errors import AuthenticationFailed, NotFound, PermissionDenied, TwoFactorRequired
 from inferia.request_meta import RequestMeta
@@ -49,7 +51,9 @@ def request_access(request: Request) -> Access:
     """
     access = getattr(request, "access", None)
     if not isinstance(access, Access):
-        raise AuthenticationFailed("Authentication credentials were not provided")
+        raise AuthenticationFailed(
+            f"Authentication credentials were not provided. {CREDENTIAL_HELP}"
+        )
     return access
 
 
@@ -92,14 +96,18 @@ class SignedInUser(BasePermission):
         if isinstance(request.auth, ApiKey):
             raise PermissionDenied("API keys cannot be used here; sign in as a user")
         if request.user is None:
-            raise AuthenticationFailed("Authentication credentials were not provided")
+            raise AuthenticationFailed(
+                f"Authentication credentials were not provided. {CREDENTIAL_HELP}"
+            )
         return True
 
 
 class HasPrincipal(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         if request.auth is None:
-            raise AuthenticationFailed("Authentication credentials were not provided")
+            raise AuthenticationFailed(
+                f"Authentication credentials were not provided. {CREDENTIAL_HELP}"
+            )
         return True
 
 
@@ -121,7 +129,7 @@ class AuditedRequestMixin:
         started = time.perf_counter()
         before = audit.recorded_count()
         response = handler(request, *args, **kwargs)
-        if audit.recorded_count() == before and bearer_credential(request) is not None:
+        if audit.recorded_count() == before and presents_credential(request):
             access = getattr(request, "access", None)
             method = "GET" if request.method in ("HEAD", "OPTIONS") else request.method
             declared = getattr(self, "required_permissions", {}).get(method)
@@ -200,7 +208,9 @@ class OrgAPIView(AuditedRequestMixin, generics.GenericAPIView):
         self.perform_authentication(request)
         credential = getattr(request._request, "credential", None)
         if request.auth is None or credential is None:
-            raise AuthenticationFailed("Authentication credentials were not provided")
+            raise AuthenticationFailed(
+                f"Authentication credentials were not provided. {CREDENTIAL_HELP}"
+            )
         # The one resolver decides; this edge only audits a 2FA refusal and answers.
         try:
             access = resolver.resolve_slug(credential, kwargs.get("org", ""))

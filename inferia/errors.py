@@ -208,7 +208,9 @@ def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
                     headers["Retry-After"] = str(int(wait) + 1)
             if status == 401:
                 headers["WWW-Authenticate"] = 'Bearer realm="api"'
-                message = "Authentication credentials were not provided or are invalid"
+                from inferia.authentication import CREDENTIAL_HELP
+
+                message = f"Authentication credentials were not provided or are invalid. {CREDENTIAL_HELP}"
             return Response(error_body(code, message), status=status, headers=headers)
     request = context.get("request")
     request_id = getattr(request, "request_id", None) if request is not None else None

@@ -51,7 +51,7 @@ def prepare(
     }
     if system:
         upstream["system"] = "\n".join(system)
-    for name in ("temperature", "top_p"):
+    for name in ("temperature", "top_p", "top_k"):
         if body.get(name) is not None:
             upstream[name] = body[name]
     if body.get("stop"):
@@ -66,6 +66,15 @@ def prepare(
     return UpstreamCall(url=join(route.base_url, path), headers=headers, body=upstream)
 
 
+def _choice(choice: dict[str, Any], reason: str | None, sequence: Any) -> dict[str, Any]:
+    """The choice with its ``finish_reason``; the stop sequence that matched, if one did,
+    as ``stop_reason`` (as vLLM reports it), so a Messages client learns it."""
+    choice["finish_reason"] = STOP_REASONS.get(reason, "stop")
+    if reason == "stop_sequence" and isinstance(sequence, str):
+        choice["stop_reason"] = sequence
+    return choice
+
+
 def to_openai(route, endpoint: str, data: dict[str, Any]) -> dict[str, Any]:
     usage = data.get("usage") or {}
     prompt, completion = int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))
@@ -75,11 +84,14 @@ def to_openai(route, endpoint: str, data: dict[str, Any]) -> dict[str, Any]:
         "created": int(time.time()),
         "model": route.fqn,
         "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": _text(data.get("content"))},
-                "finish_reason": STOP_REASONS.get(data.get("stop_reason"), "stop"),
-            }
+            _choice(
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": _text(data.get("content"))},
+                },
+                data.get("stop_reason"),
+                data.get("stop_sequence"),
+            )
         ],
         "usage": {
             "prompt_tokens": prompt,
@@ -96,14 +108,14 @@ async def stream_to_openai(
     message_id = "chatcmpl-anthropic"
     prompt = completion = 0
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    def chunk(delta: dict[str, Any], choice: dict[str, Any] | None = None) -> bytes:
         return sse(
             {
                 "id": message_id,
                 "object": "chat.completion.chunk",
                 "created": created,
                 "model": route.fqn,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                "choices": [choice or {"index": 0, "delta": delta, "finish_reason": None}],
             }
         )
 
@@ -124,8 +136,11 @@ async def stream_to_openai(
                 yield chunk({"content": text})
         elif kind == "message_delta":
             completion = int((payload.get("usage") or {}).get("output_tokens", completion))
-            reason = (payload.get("delta") or {}).get("stop_reason")
-            yield chunk({}, STOP_REASONS.get(reason, "stop"))
+            delta = payload.get("delta") or {}
+            final = _choice(
+                {"index": 0, "delta": {}}, delta.get("stop_reason"), delta.get("stop_sequence")
+            )
+            yield chunk({}, final)
         elif kind == "message_stop":
             break
         elif kind == "error":
