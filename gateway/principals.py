@@ -291,10 +291,10 @@ def secret_failure_record(
     if account is None:
         return
     if isinstance(error, secret_refs.SecretRefError):
-        data = {"secret_ref_backend": error.scheme, "failure": str(error.failure)}
+        data = {"backend": error.scheme, "failure": str(error.failure)}
     else:
         data = {
-            "secret_ref_backend": secret_refs.scheme_of(account.secret_ref),
+            "backend": secret_refs.scheme_of(account.secret_ref),
             "failure": "not_allowed",
         }
     audit_record(

@@ -426,7 +426,14 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": env.str("INFERIA_LOG_LEVEL", default="INFO")},
-    "loggers": {"django.server": {"level": "WARNING"}},
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+        # The secret managers' clients log every request and response at INFO.
+        "azure": {"level": "WARNING"},
+        "botocore": {"level": "WARNING"},
+        "hvac": {"level": "WARNING"},
+        "google": {"level": "WARNING"},
+    },
 }
 
 CONFIG_SUMMARY = (

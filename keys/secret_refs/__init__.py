@@ -96,10 +96,7 @@ def _normalized(ref: str) -> tuple[SecretBackend, str]:
     return backend, canonical_name
 
 
-def validate_ref(ref: str) -> str:
-    """Return the canonical reference, or raise VALIDATION_ERROR when it is malformed,
-    outside ``INFERIA_SECRET_REF_ALLOWLIST`` or its backend's client is not installed.
-    Does not contact the secret manager (a save never depends on, nor probes, it)."""
+def _allowed(ref: str) -> tuple[SecretBackend, str]:
     backend, name = _normalized(ref)
     canonical = f"{backend.scheme}:{name}"
     allowed = [prefix for prefix in settings.INFERIA_SECRET_REF_ALLOWLIST if prefix]
@@ -108,6 +105,14 @@ def validate_ref(ref: str) -> str:
             "This secret reference is not allowed by the operator",
             "Not inside INFERIA_SECRET_REF_ALLOWLIST.",
         )
+    return backend, canonical
+
+
+def validate_ref(ref: str) -> str:
+    """Return the canonical reference, or raise VALIDATION_ERROR when it is malformed,
+    outside ``INFERIA_SECRET_REF_ALLOWLIST`` or its backend's client is not installed.
+    Does not contact the secret manager (a save never depends on, nor probes, it)."""
+    backend, canonical = _allowed(ref)
     if not client_installed(backend.requires):
         raise _invalid(
             f"The {backend.scheme} client is not installed on this server",
@@ -161,9 +166,10 @@ def resolve_ref_for(ref: str) -> tuple[str, float | None]:
 
     The reference is checked against the allow-list again first. Raises
     ValidationError (no longer allowed) or SecretRefError (cannot resolve now)."""
-    canonical = validate_ref(ref)
+    backend, canonical = _allowed(ref)
     scheme, name = canonical.split(":", 1)
-    backend = BACKENDS[scheme]
+    if not client_installed(backend.requires):
+        raise SecretRefError(scheme, Failure.NOT_CONFIGURED, "client not installed")
     if not backend.cached:
         return backend.resolve(name), None
     now = clock.time()
@@ -177,10 +183,7 @@ def resolve_ref_for(ref: str) -> tuple[str, float | None]:
     try:
         value_plaintext = backend.resolve(name)
     except SecretRefError as exc:
-        logger.warning(
-            "secret reference failed",
-            extra={"secret_ref_backend": scheme, "failure": str(exc.failure)},
-        )
+        logger.warning("secret reference failed: %s %s", scheme, exc.failure)
         failure_until = now + settings.INFERIA_SECRET_REF_FAILURE_SECONDS
         stale = entry is not None and entry.value is not None and now < entry.stale_until
         if stale and exc.failure == Failure.UNREACHABLE and entry is not None:

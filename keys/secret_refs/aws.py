@@ -105,7 +105,14 @@ def _call(scheme: str, service: str, region: str | None, operation: str, **param
             raise SecretRefError(scheme, Failure.ACCESS_DENIED) from None
         if code in _UNAVAILABLE:
             raise SecretRefError(scheme, Failure.UNREACHABLE) from None
-        raise SecretRefError(scheme, Failure.REFUSED, f"AWS error code {code[:64]}") from None
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if status in (401, 403):
+            raise SecretRefError(scheme, Failure.ACCESS_DENIED) from None
+        if status == 404:
+            raise SecretRefError(scheme, Failure.NOT_FOUND) from None
+        if status == 429 or status >= 500:
+            raise SecretRefError(scheme, Failure.UNREACHABLE) from None
+        raise SecretRefError(scheme, Failure.REFUSED, f"HTTP {status}") from None
     except (errors.NoRegionError, errors.NoCredentialsError, errors.PartialCredentialsError):
         raise SecretRefError(scheme, Failure.NOT_CONFIGURED, "no AWS region or credentials") from None
     except (errors.EndpointConnectionError, errors.ConnectionError, errors.HTTPClientError):
