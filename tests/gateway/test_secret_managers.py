@@ -14,6 +14,7 @@ import socket
 import pytest
 
 from audit.models import AuditRecord
+from inferia.errors import ValidationError
 from keys import secret_refs
 from keys.models import ProviderAccount
 from tests.gateway.conftest import assert_gateway_error
@@ -86,7 +87,7 @@ def test_aws_ssm_arn_form_resolves_when_the_operator_allows_arns(aws, settings):
     name = aws.name("/inferia/by-arn")
     aws.ssm.put_parameter(Name=name, Value="sk-from-ssm-arn-0123456789", Type="SecureString")
     arn = f"arn:aws:ssm:us-east-1:123456789012:parameter{name}"
-    with pytest.raises(secret_refs.ValidationError):  # a name prefix does not allow ARNs
+    with pytest.raises(ValidationError):  # a name prefix does not allow ARNs
         secret_refs.validate_ref(f"aws-ssm:{arn}")
     settings.INFERIA_SECRET_REF_ALLOWLIST = [
         "aws-ssm:arn:aws:ssm:us-east-1:123456789012:parameter/inferia/"
