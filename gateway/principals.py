@@ -23,9 +23,9 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError
 
+from audit.services import record as audit_record
 from gateway import epochs
 from inferia import clock, crypto
-from audit.services import record as audit_record
 from inferia.errors import AuthenticationFailed, ServiceUnavailable, ValidationError
 from inferia.request_meta import RequestMeta
 from keys import access_rules, resolver, secret_refs

@@ -90,9 +90,7 @@ def _normalized(ref: str) -> tuple[SecretBackend, str]:
     try:
         canonical_name = backend.canonical(name)
     except ValueError as exc:
-        raise _invalid(
-            f"Malformed {scheme} secret reference", f"{backend.syntax}: {exc}"
-        ) from exc
+        raise _invalid(f"Malformed {scheme} secret reference", f"{backend.syntax}: {exc}") from exc
     return backend, canonical_name
 
 

@@ -114,7 +114,9 @@ def _call(scheme: str, service: str, region: str | None, operation: str, **param
             raise SecretRefError(scheme, Failure.UNREACHABLE) from None
         raise SecretRefError(scheme, Failure.REFUSED, f"HTTP {status}") from None
     except (errors.NoRegionError, errors.NoCredentialsError, errors.PartialCredentialsError):
-        raise SecretRefError(scheme, Failure.NOT_CONFIGURED, "no AWS region or credentials") from None
+        raise SecretRefError(
+            scheme, Failure.NOT_CONFIGURED, "no AWS region or credentials"
+        ) from None
     except (errors.EndpointConnectionError, errors.ConnectionError, errors.HTTPClientError):
         raise SecretRefError(scheme, Failure.UNREACHABLE) from None
     except errors.BotoCoreError:
@@ -124,7 +126,7 @@ def _call(scheme: str, service: str, region: str | None, operation: str, **param
 class SsmBackend:
     scheme = "aws-ssm"
     syntax = "aws-ssm:/parameter/name or aws-ssm:arn:aws:ssm:<region>:<account>:parameter/name"
-    requires = ("boto3",)
+    requires: tuple[str, ...] = ("boto3",)
     cached = True
 
     def canonical(self, name: str) -> str:
@@ -133,7 +135,11 @@ class SsmBackend:
             if not match or not segments_clean(match["name"]):
                 raise ValueError("Not a Parameter Store ARN.")
             return name
-        if len(name) > 2048 or not _SSM_NAME.fullmatch(name) or not segments_clean(name.lstrip("/")):
+        if (
+            len(name) > 2048
+            or not _SSM_NAME.fullmatch(name)
+            or not segments_clean(name.lstrip("/"))
+        ):
             raise ValueError("A parameter name: letters, digits, _ . - and / between segments.")
         return name
 
@@ -155,7 +161,7 @@ class SsmBackend:
 class SecretsManagerBackend:
     scheme = "aws-sm"
     syntax = "aws-sm:<secret name or ARN>[#json-key]"
-    requires = ("boto3",)
+    requires: tuple[str, ...] = ("boto3",)
     cached = True
 
     def canonical(self, name: str) -> str:
@@ -166,7 +172,11 @@ class SecretsManagerBackend:
             match = _SM_ARN.fullmatch(secret_id)
             if not match or not segments_clean(match["name"]):
                 raise ValueError("Not a Secrets Manager ARN.")
-        elif len(secret_id) > 512 or not _SM_NAME.fullmatch(secret_id) or not segments_clean(secret_id):
+        elif (
+            len(secret_id) > 512
+            or not _SM_NAME.fullmatch(secret_id)
+            or not segments_clean(secret_id)
+        ):
             raise ValueError("A secret name: letters, digits, / _ + = . @ -")
         return name
 
@@ -195,5 +205,7 @@ class SecretsManagerBackend:
             raise SecretRefError(self.scheme, Failure.INVALID_VALUE, "not JSON") from None
         value = document.get(key) if isinstance(document, dict) else None
         if not isinstance(value, str) or not value:
-            raise SecretRefError(self.scheme, Failure.INVALID_VALUE, f"no string at #{key}") from None
+            raise SecretRefError(
+                self.scheme, Failure.INVALID_VALUE, f"no string at #{key}"
+            ) from None
         return value

@@ -52,7 +52,7 @@ def clear_clients() -> None:
 class AzureKeyVaultBackend:
     scheme = "azure-kv"
     syntax = "azure-kv:<vault>/<secret name>[/<version>]"
-    requires = ("azure.keyvault.secrets", "azure.identity")
+    requires: tuple[str, ...] = ("azure.keyvault.secrets", "azure.identity")
     cached = True
 
     def canonical(self, name: str) -> str:

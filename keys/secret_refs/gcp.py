@@ -46,7 +46,7 @@ def clear_clients() -> None:
 class GcpSecretManagerBackend:
     scheme = "gcp-sm"
     syntax = "gcp-sm:projects/<project>/secrets/<secret>/versions/<version|latest>"
-    requires = ("google.cloud.secretmanager",)
+    requires: tuple[str, ...] = ("google.cloud.secretmanager",)
     cached = True
 
     def canonical(self, name: str) -> str:
@@ -87,7 +87,9 @@ class GcpSecretManagerBackend:
         except errors.GoogleAPIError:
             raise SecretRefError(self.scheme, Failure.REFUSED) from None
         except auth_errors.DefaultCredentialsError:
-            raise SecretRefError(self.scheme, Failure.NOT_CONFIGURED, "no Google credentials") from None
+            raise SecretRefError(
+                self.scheme, Failure.NOT_CONFIGURED, "no Google credentials"
+            ) from None
         except (auth_errors.TransportError, requests.RequestException):
             raise SecretRefError(self.scheme, Failure.UNREACHABLE) from None
         try:

@@ -14,13 +14,15 @@ from django.conf import settings
 from keys.secret_refs.base import Failure, SecretRefError, segments_clean
 
 _SEGMENT = r"[A-Za-z0-9_.\-]+"
-_REF = re.compile(rf"(?P<mount>{_SEGMENT})/(?P<path>{_SEGMENT}(?:/{_SEGMENT})*)#(?P<key>{_SEGMENT})")
+_REF = re.compile(
+    rf"(?P<mount>{_SEGMENT})/(?P<path>{_SEGMENT}(?:/{_SEGMENT})*)#(?P<key>{_SEGMENT})"
+)
 
 
 class VaultBackend:
     scheme = "vault"
     syntax = "vault:<mount>/<path>#<key>"
-    requires = ("hvac",)
+    requires: tuple[str, ...] = ("hvac",)
     cached = True
 
     def canonical(self, name: str) -> str:
@@ -33,7 +35,9 @@ class VaultBackend:
         import hvac
 
         if not settings.VAULT_ADDR or not settings.VAULT_TOKEN:
-            raise SecretRefError(self.scheme, Failure.NOT_CONFIGURED, "VAULT_ADDR or VAULT_TOKEN unset")
+            raise SecretRefError(
+                self.scheme, Failure.NOT_CONFIGURED, "VAULT_ADDR or VAULT_TOKEN unset"
+            )
         return hvac.Client(
             url=settings.VAULT_ADDR,
             token=settings.VAULT_TOKEN,
@@ -47,7 +51,9 @@ class VaultBackend:
             import hvac.exceptions as errors
             import requests
         except ImportError as exc:
-            raise SecretRefError(self.scheme, Failure.NOT_CONFIGURED, "hvac is not installed") from exc
+            raise SecretRefError(
+                self.scheme, Failure.NOT_CONFIGURED, "hvac is not installed"
+            ) from exc
         match = _REF.fullmatch(name)
         if match is None:  # canonical() let it through: cannot happen
             raise SecretRefError(self.scheme, Failure.INVALID_VALUE)
@@ -69,5 +75,7 @@ class VaultBackend:
         data = answer.get("data", {}).get("data") if isinstance(answer, dict) else None
         value = data.get(match["key"]) if isinstance(data, dict) else None
         if not isinstance(value, str) or not value:
-            raise SecretRefError(self.scheme, Failure.INVALID_VALUE, f"no string at #{match['key']}")
+            raise SecretRefError(
+                self.scheme, Failure.INVALID_VALUE, f"no string at #{match['key']}"
+            )
         return value

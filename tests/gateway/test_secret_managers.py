@@ -18,16 +18,6 @@ from inferia.errors import ValidationError
 from keys import secret_refs
 from keys.models import ProviderAccount
 from tests.gateway.conftest import assert_gateway_error
-from tests.keys.secret_manager_fixtures import (  # noqa: F401 - fixtures
-    aws,
-    azure,
-    azure_server,
-    gcp,
-    gcp_server,
-    moto_server,
-    vault,
-    vault_server,
-)
 
 CHAT = {"model": "", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -113,7 +103,9 @@ def test_aws_secrets_manager_string_and_json_key(aws, llm, upstream_requests):
 
 def test_aws_secrets_manager_missing_json_key_is_502(aws, llm, upstream_requests):
     document = aws.name("inferia/doc")
-    aws.sm.create_secret(Name=document, SecretString=json.dumps({"api_key": "sk-json-0123456789abc"}))
+    aws.sm.create_secret(
+        Name=document, SecretString=json.dumps({"api_key": "sk-json-0123456789abc"})
+    )
     model = _account_with_ref(llm, f"aws-sm:{document}#missing")
     response = _chat(llm, llm.key(), model)
     _assert_secret_failure(
@@ -152,7 +144,9 @@ def test_aws_access_denied_by_iam_is_502_access_denied(aws, llm, upstream_reques
     assert _sent_secret(upstream_requests) == "sk-guarded-value-0123456789"
 
 
-def test_aws_rotation_is_picked_up_after_the_ttl(aws, llm, upstream_requests, settings, clock_shift):
+def test_aws_rotation_is_picked_up_after_the_ttl(
+    aws, llm, upstream_requests, settings, clock_shift
+):
     settings.INFERIA_SECRET_REF_TTL_SECONDS = 120
     name = aws.name("/inferia/rotating")
     aws.ssm.put_parameter(Name=name, Value="sk-rotation-one-0123456789", Type="SecureString")
@@ -260,7 +254,9 @@ def test_vault_kv2_secret_reaches_the_upstream(vault, llm, upstream_requests):
         ("down", 503, "SERVICE_UNAVAILABLE", "unreachable", "unreachable"),
     ],
 )
-def test_vault_failures(vault, llm, upstream_requests, settings, setup, status, code, words, failure):
+def test_vault_failures(
+    vault, llm, upstream_requests, settings, setup, status, code, words, failure
+):
     vault.put("secret", "inferia/openai", {"other": "sk-other-field-0123456789"})
     if setup == "missing":
         vault.secrets.clear()
@@ -270,7 +266,9 @@ def test_vault_failures(vault, llm, upstream_requests, settings, setup, status, 
         settings.VAULT_ADDR = f"http://127.0.0.1:{_closed_port()}"
     model = _account_with_ref(llm, "vault:secret/inferia/openai#api_key")
     response = _chat(llm, llm.key(), model)
-    _assert_secret_failure(response, status, code, "vault", words, "sk-other-field", "inferia-token")
+    _assert_secret_failure(
+        response, status, code, "vault", words, "sk-other-field", "inferia-token"
+    )
     assert _failure_record(model).data == {
         "op": "secret_ref_resolve",
         "model": model,

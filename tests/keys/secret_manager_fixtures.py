@@ -88,7 +88,9 @@ def moto_server():
         ("outsider", ("ssm:DescribeParameters",)),
     ):
         iam.create_user(UserName=user)
-        iam.put_user_policy(UserName=user, PolicyName=f"{user}-policy", PolicyDocument=_policy(*actions))
+        iam.put_user_policy(
+            UserName=user, PolicyName=f"{user}-policy", PolicyDocument=_policy(*actions)
+        )
         created = iam.create_access_key(UserName=user)["AccessKey"]
         keys[user] = (created["AccessKeyId"], created["SecretAccessKey"])
     # From here on moto authenticates and authorizes every call (IAM enforcement).

@@ -165,7 +165,10 @@ class GcpSecretManagerServer(_Server):
         number = len(values) if version == "latest" else int(version)
         if not values or not 1 <= number <= len(values):
             self._error(
-                request, 404, "NOT_FOUND", f"Secret Version [{secret}/versions/{version}] not found."
+                request,
+                404,
+                "NOT_FOUND",
+                f"Secret Version [{secret}/versions/{version}] not found.",
             )
             return
         data = values[number - 1].encode()
@@ -271,7 +274,12 @@ class AzureKeyVaultServer(_Server):
         if not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
             request._send(
                 401,
-                {"error": {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer or PoP token."}},
+                {
+                    "error": {
+                        "code": "Unauthorized",
+                        "message": "AKV10000: Request is missing a Bearer or PoP token.",
+                    }
+                },
                 {"WWW-Authenticate": self.CHALLENGE},
             )
             return
@@ -290,7 +298,11 @@ class AzureKeyVaultServer(_Server):
             )
             return
         versions = self.versions.get(name, [])
-        index = len(versions) - 1 if not version else (versions.index(version) if version in versions else -1)
+        index = (
+            len(versions) - 1
+            if not version
+            else (versions.index(version) if version in versions else -1)
+        )
         if index < 0:
             request._send(
                 404,

@@ -176,4 +176,3 @@ def test_references_are_checked_against_the_allowlist_again_at_use(
     with pytest.raises(ValidationError):
         secret_refs.resolve_ref(ProviderAccount.all_orgs.get(pk=body["id"]).secret_ref)
     assert resolutions == []
-
