@@ -4,7 +4,9 @@ contacts the manager; nothing is stored when a reference is refused."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -176,3 +178,50 @@ def test_references_are_checked_against_the_allowlist_again_at_use(
     with pytest.raises(ValidationError):
         secret_refs.resolve_ref(ProviderAccount.all_orgs.get(pk=body["id"]).secret_ref)
     assert resolutions == []
+
+
+def test_the_core_runs_without_any_secret_manager_client(tmp_path):
+    """A server without ``inferia[secret-managers]``: everything imports, env:
+    references resolve, and a manager's reference is refused with a clear reason."""
+    script = tmp_path / "without_clients.py"
+    script.write_text(
+        """
+import subprocess
+import sys
+from pathlib import Path
+BLOCKED = ("boto3", "botocore", "google.cloud.secretmanager", "azure", "hvac")
+
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith(BLOCKED):
+            raise ImportError(f"{name} is not installed")
+        return None
+
+sys.meta_path.insert(0, Block())
+import os
+os.environ["DJANGO_SETTINGS_MODULE"] = "inferia.test_settings"
+os.environ["INFERIA_UPSTREAM_X"] = "env-value"
+import django
+django.setup()
+import gateway.app, keys.services  # noqa: E401,F401
+from django.conf import settings
+from inferia.errors import ValidationError
+from keys import secret_refs
+settings.INFERIA_SECRET_REF_ALLOWLIST = ["env:INFERIA_UPSTREAM_", "vault:secret/"]
+assert secret_refs.resolve_ref("env:INFERIA_UPSTREAM_X") == "env-value"
+try:
+    secret_refs.validate_ref("vault:secret/x#k")
+except ValidationError as exc:
+    print("refused:", exc.message)
+assert not any(name.startswith(BLOCKED) for name in sys.modules)
+"""
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "refused: The vault client is not installed on this server" in result.stdout
