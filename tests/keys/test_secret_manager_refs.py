@@ -225,3 +225,27 @@ assert not any(name.startswith(BLOCKED) for name in sys.modules)
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "refused: The vault client is not installed on this server" in result.stdout
+
+
+def test_admin_checks_references_like_the_api(cast, admin_client, allowlist):
+    data = {
+        "org": cast.acme.pk,
+        "name": "admin-ref",
+        "provider_type": "openai",
+        "base_url": PUBLIC_URL,
+        "api_version": "",
+        "deployments": "{}",
+        "enabled_models": "[]",
+        "tags": "{}",
+        "secret_ref": "aws-ssm:/inferia/../other",
+        "new_secret": "",
+    }
+    response = admin_client.post("/admin/keys/provideraccount/add/", data)
+    assert response.status_code == 200
+    assert "errorlist" in response.content.decode()
+    assert not ProviderAccount.all_orgs.filter(name="admin-ref").exists()
+    data["secret_ref"] = "azure-kv:Acme-Prod/Inferia-OpenAI"
+    response = admin_client.post("/admin/keys/provideraccount/add/", data)
+    assert response.status_code == 302
+    row = ProviderAccount.all_orgs.get(name="admin-ref")
+    assert row.secret_ref == "azure-kv:acme-prod/inferia-openai"
