@@ -183,13 +183,16 @@ def resolve_ref_for(ref: str) -> tuple[str, float | None]:
     except SecretRefError as exc:
         logger.warning("secret reference failed: %s %s", scheme, exc.failure)
         failure_until = now + settings.INFERIA_SECRET_REF_FAILURE_SECONDS
-        stale = entry is not None and entry.value is not None and now < entry.stale_until
-        if stale and exc.failure == Failure.UNREACHABLE and entry is not None:
+        if (
+            exc.failure == Failure.UNREACHABLE
+            and entry is not None
+            and entry.value is not None
+            and now < entry.stale_until
+        ):
             # Bounded grace: the manager is down, not saying no. Retry after the
             # failure lifetime; never past stale_until.
             entry.fresh_until = min(failure_until, entry.stale_until)
             _store(canonical, entry)
-            assert entry.value is not None  # noqa: S101 - narrowed by ``stale``
             return entry.value, entry.fresh_until - now
         # Not found / access denied / anything else: the old value ends here.
         _store(canonical, _Entry(None, failure_until, failure_until, exc))

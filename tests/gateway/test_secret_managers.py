@@ -14,6 +14,7 @@ import socket
 import pytest
 
 from audit.models import AuditRecord
+from gateway import principals
 from inferia.errors import ValidationError
 from keys import secret_refs
 from keys.models import ProviderAccount
@@ -355,6 +356,21 @@ def test_azure_failures_are_502(azure, llm, upstream_requests, setup, words, fai
     assert upstream_requests == []
 
 
+def test_gcp_and_azure_unreachable_are_503(gcp, azure, llm, upstream_requests, settings):
+    settings.INFERIA_GCP_SECRET_MANAGER_ENDPOINT = f"http://127.0.0.1:{_closed_port()}"
+    settings.INFERIA_AZURE_KEYVAULT_URL = f"https://127.0.0.1:{_closed_port()}"
+    key = llm.key()
+    for backend, ref in (
+        ("gcp-sm", "gcp-sm:projects/acme-prod/secrets/inferia-openai/versions/latest"),
+        ("azure-kv", "azure-kv:acme-prod/inferia-openai"),
+    ):
+        model = _account_with_ref(llm, ref, f"down-{backend}")
+        response = _chat(llm, key, model)
+        _assert_secret_failure(response, 503, "SERVICE_UNAVAILABLE", backend, "unreachable")
+        assert _failure_record(model).data["failure"] == "unreachable"
+    assert upstream_requests == []
+
+
 # --- a client that is not installed ----------------------------------------------------------
 
 
@@ -366,4 +382,21 @@ def test_reference_of_a_backend_without_its_client_is_503_at_use(
     monkeypatch.setitem(__import__("sys").modules, "hvac", None)  # uninstalled
     response = _chat(llm, llm.key(), model)
     _assert_secret_failure(response, 503, "SERVICE_UNAVAILABLE", "vault", "not installed")
+    assert upstream_requests == []
+
+
+def test_reference_the_operator_no_longer_allows_is_502_at_use(
+    vault, llm, upstream_requests, settings
+):
+    vault.put("secret", "inferia/openai", {"api_key": "sk-from-vault-0123456789"})
+    model = _account_with_ref(llm, "vault:secret/inferia/openai#api_key")
+    key = llm.key()
+    assert _chat(llm, key, model).status_code == 200
+    settings.INFERIA_SECRET_REF_ALLOWLIST = ["vault:secret/other/"]
+    principals.clear()  # as after the restart that changes a setting: no cached secret
+    upstream_requests.clear()
+    response = _chat(llm, key, model)
+    error = assert_gateway_error(response, 502, "UPSTREAM_ERROR")
+    assert "no longer allowed by the operator" in error["message"]
+    assert _failure_record(model).data["failure"] == "not_allowed"
     assert upstream_requests == []
