@@ -58,6 +58,7 @@ from inferia.errors import (
     error_body,
 )
 from inferia.request_meta import RequestMeta
+from keys import secret_refs
 
 logger = logging.getLogger("inferia.request")
 PREFIX = "/api/llm/"
@@ -579,6 +580,40 @@ def _upstream_error(
     return GatewayError(ErrorCode.UPSTREAM_ERROR, 502, f"Upstream error {status}: {message}")
 
 
+async def _secret_for(call: Call, route: principals.Route) -> str | None:
+    """The route's upstream secret; a secret reference that cannot be read now is
+    502 (the manager answered no) or 503 (unreachable or not set up), named by its
+    backend and failure class only, and audited."""
+    try:
+        return await orm(principals.secret_for)(route)
+    except (secret_refs.SecretRefError, ValidationError) as exc:
+        if isinstance(exc, secret_refs.SecretRefError):
+            scheme, failure = exc.scheme, exc.failure
+            what = secret_refs.DESCRIPTIONS[failure]
+        else:  # the operator no longer allows the stored reference
+            scheme, failure, what = "", None, "reference no longer allowed by the operator"
+        logger.warning(
+            "provider secret unavailable for %s: %s %s",
+            route.fqn,
+            scheme or "reference",
+            failure or "not_allowed",
+            extra={"request_id": call.request.request_id},
+        )
+        try:
+            await orm(principals.secret_failure_record)(route, exc, call.request.meta)
+        except Exception:  # noqa: BLE001 - the refusal stands even when it cannot be recorded
+            logger.exception("could not record a provider secret failure")
+        message = f"Provider account {route.account_name}: {scheme or 'secret'} {what}"
+        if failure in (secret_refs.Failure.UNREACHABLE, secret_refs.Failure.NOT_CONFIGURED):
+            raise GatewayError(
+                ErrorCode.SERVICE_UNAVAILABLE,
+                503,
+                message,
+                retry_after=max(1, settings.INFERIA_SECRET_REF_FAILURE_SECONDS),
+            ) from None
+        raise GatewayError(ErrorCode.UPSTREAM_ERROR, 502, message) from None
+
+
 def _fault(exc: Exception) -> GatewayError:
     if isinstance(exc, http.UpstreamTimeout):
         return GatewayError(ErrorCode.UPSTREAM_TIMEOUT, 504, "Upstream timed out")
@@ -624,7 +659,7 @@ async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
     route = call.chosen_route
     hit, secret_plaintext = principals.secret_cached(route)
     if not hit:
-        secret_plaintext = await orm(principals.secret_for)(route)
+        secret_plaintext = await _secret_for(call, route)
     adapter = ADAPTERS[route.provider_type]
     upstream_call = adapter.prepare(route, call.upstream_endpoint, call.body, secret_plaintext)
     started = time.perf_counter()

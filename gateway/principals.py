@@ -23,9 +23,11 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError
 
+from audit.services import record as audit_record
 from gateway import epochs
 from inferia import clock, crypto
-from inferia.errors import AuthenticationFailed, ServiceUnavailable
+from inferia.errors import AuthenticationFailed, ServiceUnavailable, ValidationError
+from inferia.request_meta import RequestMeta
 from keys import access_rules, resolver, secret_refs
 from keys.models import ApiKey, ProviderAccount
 from orgs.access import API_KEY, Access
@@ -127,6 +129,7 @@ def clear() -> None:
     with _LOCK:
         _CACHE.clear()
         _SECRETS.clear()
+    secret_refs.clear_cache()
 
 
 def _routes(org: Organization, allowed: list[str]) -> tuple[dict[str, Route], frozenset[str]]:
@@ -245,34 +248,67 @@ def expired_error(principal: Principal) -> AuthenticationFailed:
 
 
 def secret_for(route: Route) -> str | None:
-    """The decrypted upstream secret, from a short-lived in-process cache (sync)."""
+    """The decrypted upstream secret, from a short-lived in-process cache (sync).
+
+    A secret reference's entry lives no longer than its value may be cached by
+    ``keys.secret_refs`` (one lifetime, not two caches that disagree). Raises
+    ``secret_refs.SecretRefError`` when a reference cannot be resolved now, and
+    ValidationError when the operator no longer allows it."""
     cache_key = (route.account_id, route.secret_version)
     hit = _SECRETS.get(cache_key)
-    if hit is not None and time.monotonic() < hit[1]:
+    if hit is not None and clock.time() < hit[1]:
         return hit[0]
     # Bound to the route's org (the hot path's cold branch has no org scope active).
     account = ProviderAccount.all_orgs.filter(pk=route.account_id, org_id=route.org_id).first()
     if account is None or not account.has_secret:
         return None
+    lifetime = float(settings.INFERIA_GATEWAY_SECRET_CACHE_SECONDS)
     if account.secret_ref:
-        secret_plaintext = secret_refs.resolve_ref(account.secret_ref)
+        secret_plaintext, ref_lifetime = secret_refs.resolve_ref_for(account.secret_ref)
+        if ref_lifetime is not None:
+            lifetime = min(lifetime, ref_lifetime)
     else:
         secret_plaintext = crypto.decrypt(
             account.encrypted_secret, context=account.secret_context()
         ).decode()
-    now = time.monotonic()
+    now = clock.time()
     if len(_SECRETS) >= settings.INFERIA_GATEWAY_CACHE_SIZE:
         # Bounded: drop what expired, then the oldest entries.
         for stale in [k for k, (_value, until) in _SECRETS.items() if until <= now]:
             _SECRETS.pop(stale, None)
         while len(_SECRETS) >= settings.INFERIA_GATEWAY_CACHE_SIZE:
             _SECRETS.pop(next(iter(_SECRETS)))
-    _SECRETS[cache_key] = (secret_plaintext, now + settings.INFERIA_GATEWAY_SECRET_CACHE_SECONDS)
+    _SECRETS[cache_key] = (secret_plaintext, now + lifetime)
     return secret_plaintext
+
+
+def secret_failure_record(
+    route: Route, error: secret_refs.SecretRefError | ValidationError, meta: RequestMeta | None
+) -> None:
+    """Audit a provider secret that could not be read (backend and failure class,
+    never the secret, the reference's path or the vendor's text)."""
+    account = ProviderAccount.all_orgs.filter(pk=route.account_id, org_id=route.org_id).first()
+    if account is None:
+        return
+    if isinstance(error, secret_refs.SecretRefError):
+        data = {"backend": error.scheme, "failure": str(error.failure)}
+    else:
+        data = {
+            "backend": secret_refs.scheme_of(account.secret_ref),
+            "failure": "not_allowed",
+        }
+    audit_record(
+        action="inference:run",
+        outcome="failure",
+        org=Organization.objects.get(pk=route.org_id),
+        target=account,
+        meta=meta,
+        data={"op": "secret_ref_resolve", "model": route.fqn, **data},
+    )
 
 
 def secret_cached(route: Route) -> tuple[bool, str | None]:
     hit = _SECRETS.get((route.account_id, route.secret_version))
-    if hit is not None and time.monotonic() < hit[1]:
+    if hit is not None and clock.time() < hit[1]:
         return True, hit[0]
     return False, None

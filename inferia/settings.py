@@ -276,8 +276,44 @@ INFERIA_OTP_ISSUER = env.str("INFERIA_OTP_ISSUER", default="Inferia")
 INFERIA_INVITATION_DAYS = env.int("INFERIA_INVITATION_DAYS", default=7)
 INFERIA_PUBLIC_URL = env.str("INFERIA_PUBLIC_URL", default="http://127.0.0.1:8000")
 INFERIA_TRUSTED_PROXIES = env.list("INFERIA_TRUSTED_PROXIES", default=[])
-# Secret references (env:NAME, file:/path) resolve only under these prefixes.
+# Secret references (env:, file:, aws-ssm:, aws-sm:, gcp-sm:, azure-kv:, vault:) resolve
+# only under these prefixes of their canonical form (README "Secret managers").
 INFERIA_SECRET_REF_ALLOWLIST = env.list("INFERIA_SECRET_REF_ALLOWLIST", default=[])
+# Secret-manager values are cached per process for this long; a failure for
+# INFERIA_SECRET_REF_FAILURE_SECONDS; when the manager is unreachable, a value
+# fetched before is served for at most INFERIA_SECRET_REF_STALE_SECONDS past its TTL.
+INFERIA_SECRET_REF_TTL_SECONDS = env.int("INFERIA_SECRET_REF_TTL_SECONDS", default=300)
+INFERIA_SECRET_REF_FAILURE_SECONDS = env.int("INFERIA_SECRET_REF_FAILURE_SECONDS", default=5)
+INFERIA_SECRET_REF_STALE_SECONDS = env.int("INFERIA_SECRET_REF_STALE_SECONDS", default=600)
+INFERIA_SECRET_REF_TIMEOUT_SECONDS = env.float("INFERIA_SECRET_REF_TIMEOUT_SECONDS", default=5.0)
+# The managers' endpoints and credentials are the operator's (never a tenant's).
+# AWS: boto3's own chain (AWS_REGION, AWS_ACCESS_KEY_ID, profiles, instance roles);
+# an endpoint override for both SSM and Secrets Manager (VPC endpoint, test server).
+INFERIA_AWS_ENDPOINT_URL = env.str("INFERIA_AWS_ENDPOINT_URL", default="")
+# Google: Application Default Credentials; an endpoint override; "anonymous"
+# credentials only for a local emulator.
+INFERIA_GCP_SECRET_MANAGER_ENDPOINT = env.str("INFERIA_GCP_SECRET_MANAGER_ENDPOINT", default="")
+INFERIA_GCP_CREDENTIALS = env.str("INFERIA_GCP_CREDENTIALS", default="default")
+if INFERIA_GCP_CREDENTIALS not in ("default", "anonymous"):
+    raise ImproperlyConfigured("INFERIA_GCP_CREDENTIALS must be 'default' or 'anonymous'")
+# Azure: DefaultAzureCredential (AZURE_TENANT_ID, AZURE_CLIENT_ID, ..., managed
+# identity); the vault URL for azure-kv:<vault>/<name>, and an optional CA bundle.
+INFERIA_AZURE_KEYVAULT_URL = env.str(
+    "INFERIA_AZURE_KEYVAULT_URL", default="https://{vault}.vault.azure.net"
+)
+if "{vault}" not in INFERIA_AZURE_KEYVAULT_URL:
+    raise ImproperlyConfigured("INFERIA_AZURE_KEYVAULT_URL must contain {vault}")
+INFERIA_AZURE_KEYVAULT_CA_BUNDLE = env.str("INFERIA_AZURE_KEYVAULT_CA_BUNDLE", default="")
+# Off only for a private endpoint or an emulator whose host is not under the
+# resource domain named in Key Vault's authentication challenge.
+INFERIA_AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE = env.bool(
+    "INFERIA_AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE", default=True
+)
+# HashiCorp Vault (KV v2): address, token (or VAULT_TOKEN_FILE), namespace, CA bundle.
+VAULT_ADDR = env.str("VAULT_ADDR", default="")
+VAULT_TOKEN = _env_secret("VAULT_TOKEN") or ""
+VAULT_NAMESPACE = env.str("VAULT_NAMESPACE", default="")
+VAULT_CACERT = env.str("VAULT_CACERT", default="")
 # Which private hosts orgs may list in allowed_private_hosts: "*" (any), host,
 # host:port or a CIDR; link-local and metadata addresses are refused regardless.
 INFERIA_PRIVATE_HOSTS_ALLOWED = env.list("INFERIA_PRIVATE_HOSTS_ALLOWED", default=["*"])
@@ -390,7 +426,14 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": env.str("INFERIA_LOG_LEVEL", default="INFO")},
-    "loggers": {"django.server": {"level": "WARNING"}},
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+        # The secret managers' clients log every request and response at INFO.
+        "azure": {"level": "WARNING"},
+        "botocore": {"level": "WARNING"},
+        "hvac": {"level": "WARNING"},
+        "google": {"level": "WARNING"},
+    },
 }
 
 CONFIG_SUMMARY = (

@@ -13,7 +13,7 @@ from audit import services as audit
 from inferia import clock, crypto
 from inferia.errors import ValidationError as InferiaValidationError
 from inferia.request_meta import RequestMeta
-from keys import services, ssrf
+from keys import secret_refs, services, ssrf
 from keys.models import AccessRule, ApiKey, ProviderAccount, ServiceAccount
 from orgs.admin import AllOrgsAdmin
 
@@ -116,6 +116,15 @@ class ProviderAccountForm(forms.ModelForm):
         for name, empty in (("deployments", dict), ("enabled_models", list), ("tags", dict)):
             if name in cleaned and cleaned[name] is None:
                 cleaned[name] = empty()
+        secret_ref = cleaned.get("secret_ref")
+        if secret_ref:
+            # The same syntax, allow-list and canonical form as the API (keys.secret_refs).
+            try:
+                cleaned["secret_ref"] = secret_refs.validate_ref(secret_ref)
+            except InferiaValidationError as exc:
+                self.add_error(
+                    "secret_ref", "; ".join((exc.details or {}).get("secret_ref", [exc.message]))
+                )
         org, base_url = cleaned.get("org"), cleaned.get("base_url")
         if org is not None and base_url:
             try:

@@ -19,6 +19,16 @@ from gateway.fake_upstream import app as fake_app
 from keys.models import ApiKey
 from tests.conftest import client_for, require_or_skip
 from tests.keys.conftest import mint
+from tests.keys.secret_manager_fixtures import (  # noqa: F401 - fixtures for test_secret_managers
+    aws,
+    azure,
+    azure_server,
+    gcp,
+    gcp_server,
+    moto_server,
+    vault,
+    vault_server,
+)
 
 
 def _free_port() -> int:
