@@ -7,6 +7,7 @@ import re
 from django import forms
 
 from keys.models import ProviderType
+from orgs.access import permission_groups
 from orgs.forms import set_choices, slug_field
 
 _SPLIT = re.compile(r"[\s,]+")
@@ -18,7 +19,11 @@ def split_names(text: str) -> list[str]:
 
 class ApiKeyCreateForm(forms.Form):
     name = forms.CharField(max_length=200)
-    permissions = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, label="Scopes")
+    permissions = forms.MultipleChoiceField(
+        widget=forms.CheckboxSelectMultiple,
+        label="Scopes",
+        help_text="Only the permissions you hold are offered; the key can never do more.",
+    )
     models = forms.CharField(
         required=False,
         label="Models (optional)",
@@ -35,6 +40,8 @@ class ApiKeyCreateForm(forms.Form):
     def __init__(self, *args, permissions=(), service_accounts=(), **kwargs):
         super().__init__(*args, **kwargs)
         set_choices(self, "permissions", [(p, p) for p in permissions])
+        # Shown grouped by resource, each with its one-line description.
+        self.scope_groups = permission_groups(permissions)
         set_choices(
             self,
             "service_account",
