@@ -8,6 +8,7 @@ API declares; POST handlers call services and show ``InferiaError`` on the form.
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -17,6 +18,7 @@ from django.contrib.auth import update_session_auth_hash
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -442,7 +444,12 @@ def team_list(request: OrgPageRequest, org: Organization) -> HttpResponse:
             for team in selectors.team_list()
         ]
         member_form = forms.TeamMemberForm(members=selectors.member_list())
-        return page_context(request, teams=teams, form=form, member_form=member_form)
+        usage = None
+        if request.access.can("usage:view"):
+            usage = _team_usage_last_30_days()
+        return page_context(
+            request, teams=teams, form=form, member_form=member_form, team_usage=usage
+        )
 
     return form_page(
         request,
@@ -455,6 +462,18 @@ def team_list(request: OrgPageRequest, org: Organization) -> HttpResponse:
         template="orgs/team_list.html",
         context=context,
     )
+
+
+def _team_usage_last_30_days() -> dict[str, dict]:
+    """Each team's requests, tokens and cost over the last 30 days (the usage page's
+    selector, grouped by team), keyed by team slug."""
+    from audit import selectors as audit_selectors
+
+    until = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    report = audit_selectors.usage_report(
+        period="day", since=until - timedelta(days=30), until=until, group_by="team"
+    )
+    return {entry["group"]: entry for entry in report["groups"]}
 
 
 @require_POST
