@@ -360,6 +360,7 @@ def provider_account_update(request: OrgPageRequest, org: Organization, account_
     }
     op = request.POST.get("op") if request.method == "POST" else None
     form = forms.ProviderAccountForm(request.POST if op == "update" else None, initial=initial)
+    form.add_price_fields(account.enabled_models)
     for name in ("name", "provider_type"):
         form.fields[name].disabled = True
     del form.fields["secret"]
@@ -384,7 +385,7 @@ def provider_account_update(request: OrgPageRequest, org: Organization, account_
                     changes={
                         "base_url": data["base_url"],
                         "api_version": data["api_version"],
-                        "models": data["models"],
+                        "models": form.models_with_prices(account.enabled_models),
                         "tags": data["tags"],
                     },
                     otp_code=data.get("otp_code") or None,
