@@ -132,17 +132,21 @@ def _key_form(request: OrgPageRequest, data=None) -> forms.ApiKeyCreateForm:
     )
 
 
-NEW_KEY_SLOT = "new_api_key"
+NEW_KEY_SLOT = "new_api_keys"
+NEW_KEY_SLOTS_MAX = 5
 
 
 def _secret_slot_fill(request: HttpRequest, key: ApiKey, plaintext: str) -> HttpResponse:
     """After a key is minted (or rotated): its secret goes to a one-time slot of the
     session (encrypted, bound to the key) and the browser is sent to the page that shows
     it (POST-redirect-GET), so a reload never mints a second key."""
-    request.session[NEW_KEY_SLOT] = {
-        "key_id": str(key.pk),
-        "secret": crypto.encrypt(plaintext.encode(), context=_slot_context(key)),
-    }
+    slots = request.session.get(NEW_KEY_SLOT)
+    slots = dict(slots) if isinstance(slots, dict) else {}
+    # One slot per key (two tabs minting at once each get theirs), a few at most.
+    for stale in list(slots)[: max(0, len(slots) - NEW_KEY_SLOTS_MAX + 1)]:
+        del slots[stale]
+    slots[str(key.pk)] = crypto.encrypt(plaintext.encode(), context=_slot_context(key))
+    request.session[NEW_KEY_SLOT] = slots
     return redirect("keys:api-key-created", org=key.org.slug, key_id=key.pk)
 
 
@@ -157,11 +161,13 @@ def api_key_created(request: OrgPageRequest, org: Organization, key_id) -> HttpR
     key = selectors.api_key_list_for(request.access).filter(pk=key_id).first()
     if key is None:
         return error_page(request, 404)
-    slot = request.session.get(NEW_KEY_SLOT)
+    slots = request.session.get(NEW_KEY_SLOT)
+    slots = dict(slots) if isinstance(slots, dict) else {}
     plaintext = None
-    if isinstance(slot, dict) and slot.get("key_id") == str(key.pk):
-        del request.session[NEW_KEY_SLOT]
-        plaintext = crypto.decrypt(slot["secret"], context=_slot_context(key)).decode()
+    if str(key.pk) in slots:
+        token = slots.pop(str(key.pk))
+        request.session[NEW_KEY_SLOT] = slots
+        plaintext = crypto.decrypt(token, context=_slot_context(key)).decode()
     response = render(
         request, "keys/api_key_secret.html", page_context(request, key=key, plaintext=plaintext)
     )

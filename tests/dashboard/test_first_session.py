@@ -44,6 +44,18 @@ def test_reloading_the_created_page_never_mints_a_second_key_nor_shows_the_secre
     assert secret not in str(dict(bob_page.session))
 
 
+def test_two_keys_minted_before_either_page_is_read_each_show_their_secret_once(bob_page, cast):
+    first = bob_page.post(KEYS, {"name": "tab-1", "permissions": ["inference:run"]})
+    second = bob_page.post(KEYS, {"name": "tab-2", "permissions": ["inference:run"]})
+    (key1,) = _keys(cast, name="tab-1")
+    (key2,) = _keys(cast, name="tab-2")
+    for response, key in ((second, key2), (first, key1)):
+        page = bob_page.get(response["Location"]).content.decode()
+        secret = re.search(r'id="new-key-secret"[^>]*value="([^"]+)"', page).group(1)
+        assert secret.startswith(key.prefix)
+        assert b"new-key-secret" not in bob_page.get(response["Location"]).content
+
+
 def test_the_created_page_of_another_users_or_orgs_key_shows_nothing(bob_page, alice_page, cast):
     bob_page.post(KEYS, {"name": "mine", "permissions": ["inference:run"]})
     (key,) = _keys(cast, name="mine")
