@@ -181,6 +181,9 @@ class UsageRollup(models.Model):
     cost = models.FloatField(default=0.0)
     latency_p50_ms = models.FloatField(default=0.0)
     latency_p95_ms = models.FloatField(default=0.0)
+    # Requests per fixed latency bucket (``audit.latency``): percentiles of several
+    # rows come from their summed histograms, never from their percentiles.
+    latency_histogram = models.JSONField(default=list, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["org_id", "period", "period_start"])]

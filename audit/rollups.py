@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
+from audit.latency import histogram as latency_histogram
 from audit.models import UsageRecord, UsageRollup
 
 DENIED = {401, 403, 404, 413, 415, 429}
@@ -97,6 +98,7 @@ def usage_rollup(*, period: str, moment: datetime) -> int:
             cost=g["cost"],
             latency_p50_ms=_percentile(g["latencies"], 0.5),
             latency_p95_ms=_percentile(g["latencies"], 0.95),
+            latency_histogram=latency_histogram(g["latencies"]),
         )
         for (org_id, model, prefix, user_id, sa_id), g in groups.items()
     ]

@@ -188,3 +188,11 @@ async def close_all() -> None:
     for existing in list(_SESSIONS.values()):
         await existing.close()
     _SESSIONS.clear()
+
+
+async def close_current() -> None:
+    """Close this loop's session (a short-lived loop, e.g. the dashboard's connection
+    test, must not leave an open session behind)."""
+    existing = _SESSIONS.pop(asyncio.get_running_loop(), None)
+    if existing is not None:
+        await existing.close()

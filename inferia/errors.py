@@ -14,7 +14,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
@@ -230,8 +230,23 @@ def handler403(request: HttpRequest, exception: Exception | None = None) -> Json
     return error_response(ErrorCode.PERMISSION_DENIED, "Permission denied", 403)
 
 
-def handler404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return error_response(ErrorCode.NOT_FOUND, "Not found", 404)
+def _is_api_path(path: str) -> bool:
+    """Clients of the REST API and the gateway get the JSON envelope; people get pages."""
+    return path.startswith(("/api/", "/healthz", "/readyz"))
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _is_api_path(request.path):
+        return error_response(ErrorCode.NOT_FOUND, "Not found", 404)
+    # A dashboard URL nobody routes: the site's own 404 page, not JSON.
+    from django.shortcuts import render
+
+    return render(
+        request,
+        "errors/error.html",
+        {"status": 404, "title": "Not found", "message": ""},
+        status=404,
+    )
 
 
 def handler500(request: HttpRequest) -> JsonResponse:

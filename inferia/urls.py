@@ -23,6 +23,7 @@ urlpatterns = [
     path("", include("orgs.urls")),
     path("", include("keys.urls")),
     path("", include("audit.urls")),
+    path("", include("gateway.urls")),
 ]
 
 handler400 = "inferia.errors.handler400"

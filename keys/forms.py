@@ -7,6 +7,7 @@ import re
 from django import forms
 
 from keys.models import ProviderType
+from orgs.access import permission_groups
 from orgs.forms import set_choices, slug_field
 
 _SPLIT = re.compile(r"[\s,]+")
@@ -18,7 +19,11 @@ def split_names(text: str) -> list[str]:
 
 class ApiKeyCreateForm(forms.Form):
     name = forms.CharField(max_length=200)
-    permissions = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, label="Scopes")
+    permissions = forms.MultipleChoiceField(
+        widget=forms.CheckboxSelectMultiple,
+        label="Scopes",
+        help_text="Only the permissions you hold are offered; the key can never do more.",
+    )
     models = forms.CharField(
         required=False,
         label="Models (optional)",
@@ -35,6 +40,8 @@ class ApiKeyCreateForm(forms.Form):
     def __init__(self, *args, permissions=(), service_accounts=(), **kwargs):
         super().__init__(*args, **kwargs)
         set_choices(self, "permissions", [(p, p) for p in permissions])
+        # Shown grouped by resource, each with its one-line description.
+        self.scope_groups = permission_groups(permissions)
         set_choices(
             self,
             "service_account",
@@ -100,8 +107,51 @@ class ProviderAccountForm(forms.Form):
         help_text="Write-only: stored encrypted and never shown again.",
     )
 
+    PRICES = (("input", "input_price_per_million"), ("output", "output_price_per_million"))
+
+    def add_price_fields(self, entries: list[dict]) -> None:
+        """One input and one output price field per enabled model (USD, or the org's
+        currency, per million tokens): non-negative decimals, empty for none."""
+        self.price_models = [entry["name"] for entry in entries]
+        for index, entry in enumerate(entries):
+            for side, key in self.PRICES:
+                self.fields[f"price_{side}_{index}"] = forms.DecimalField(
+                    required=False,
+                    min_value=0,
+                    max_digits=12,
+                    decimal_places=6,
+                    label=f"{entry['name']}: {side} price per million tokens",
+                    initial=entry.get(key),
+                    widget=forms.NumberInput(attrs={"step": "any", "min": "0"}),
+                )
+
     def clean_models(self) -> list[dict]:
         return [{"name": name} for name in split_names(self.cleaned_data["models"])]
+
+    def models_with_prices(self, current: list[dict]) -> list[dict]:
+        """The cleaned models, each with its price: the one typed on this form, else the
+        one it had (a model added in the same save starts without)."""
+        typed: dict[str, dict] = {}
+        for index, name in enumerate(getattr(self, "price_models", [])):
+            if not any(f"price_{side}_{index}" in self.data for side, _key in self.PRICES):
+                continue  # not on the submitted form: keep what it had
+            typed[name] = {
+                key: self.cleaned_data.get(f"price_{side}_{index}") for side, key in self.PRICES
+            }
+        before = {entry["name"]: entry for entry in current}
+        result = []
+        for entry in self.cleaned_data["models"]:
+            name = entry["name"]
+            prices = typed.get(name) or {
+                key: before.get(name, {}).get(key) for _side, key in self.PRICES
+            }
+            result.append(
+                {
+                    "name": name,
+                    **{key: float(value) for key, value in prices.items() if value is not None},
+                }
+            )
+        return result
 
     def clean_tags(self) -> dict[str, str]:
         return _parse_pairs(self.cleaned_data["tags"], "tag")

@@ -7,6 +7,7 @@ one the actor could grant. Secrets are encrypted before they touch a row.
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -482,6 +483,21 @@ def _validate_models(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "Duplicate model", details={"models": [f"{name} is listed twice"]}
             )
         seen.add(name)
+        for price in ("input_price_per_million", "output_price_per_million"):
+            value = entry.get(price)
+            if value is None:
+                continue
+            # Edges validate too (serializer, form); this is the rule they share.
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise ValidationError(
+                    "Invalid price",
+                    details={"models": [f"{name}: {price} must be a non-negative number"]},
+                )
         cleaned.append(entry)
     return cleaned
 

@@ -10,6 +10,11 @@ urlpatterns = [
     path("orgs/<slug:org>/", views.org_overview, name="org-overview"),
     path("orgs/<slug:org>/api-keys", views.api_key_list, name="api-key-list"),
     path(
+        "orgs/<slug:org>/api-keys/<uuid:key_id>/created",
+        views.api_key_created,
+        name="api-key-created",
+    ),
+    path(
         "orgs/<slug:org>/api-keys/<uuid:key_id>/revoke",
         views.api_key_action,
         {"action": "revoke"},

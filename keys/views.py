@@ -21,6 +21,7 @@ from django.views.decorators.http import require_POST
 
 from audit import selectors as audit_selectors
 from audit.charts import bar_chart
+from inferia import crypto
 from inferia.errors import InferiaError
 from inferia.request_meta import RequestMeta
 from inferia.request_types import OrgPageRequest
@@ -29,7 +30,10 @@ from keys.models import ApiKey, ProviderAccount
 from orgs import selectors as org_selectors
 from orgs.models import Organization
 from orgs.pages import (
+    CONFIRM_FIELD,
+    CONFIRM_VALUE,
     apply_error,
+    confirmation_page,
     error_page,
     form_page,
     org_page,
@@ -116,12 +120,54 @@ def _key_form(request: OrgPageRequest, data=None) -> forms.ApiKeyCreateForm:
         data,
         permissions=sorted(access.permissions),
         service_accounts=accounts,
-        initial={"permissions": ["inference:run", "model:read"]},
+        # What a key is usually for, among what the user holds: calling (and streaming
+        # from) models. Streaming is preselected because SDKs stream by default.
+        initial={
+            "permissions": [
+                name
+                for name in ("inference:run", "inference:stream", "model:read")
+                if access.can(name)
+            ]
+        },
     )
 
 
-def _secret_page(request: HttpRequest, key: ApiKey, plaintext: str) -> HttpResponse:
-    """The one response that carries a key's secret: never cached."""
+NEW_KEY_SLOT = "new_api_keys"
+NEW_KEY_SLOTS_MAX = 5
+
+
+def _secret_slot_fill(request: HttpRequest, key: ApiKey, plaintext: str) -> HttpResponse:
+    """After a key is minted (or rotated): its secret goes to a one-time slot of the
+    session (encrypted, bound to the key) and the browser is sent to the page that shows
+    it (POST-redirect-GET), so a reload never mints a second key."""
+    slots = request.session.get(NEW_KEY_SLOT)
+    slots = dict(slots) if isinstance(slots, dict) else {}
+    # One slot per key (two tabs minting at once each get theirs), a few at most.
+    for stale in list(slots)[: max(0, len(slots) - NEW_KEY_SLOTS_MAX + 1)]:
+        del slots[stale]
+    slots[str(key.pk)] = crypto.encrypt(plaintext.encode(), context=_slot_context(key))
+    request.session[NEW_KEY_SLOT] = slots
+    return redirect("keys:api-key-created", org=key.org.slug, key_id=key.pk)
+
+
+def _slot_context(key: ApiKey) -> str:
+    return f"dashboard.new_api_key:{key.org_id}:{key.pk}"
+
+
+@org_page("api_key:create")
+def api_key_created(request: OrgPageRequest, org: Organization, key_id) -> HttpResponse:
+    """The one page that shows a new key's secret, once: the slot is emptied as it is read;
+    a reload (or another tab) says it was already shown. Never cached."""
+    key = selectors.api_key_list_for(request.access).filter(pk=key_id).first()
+    if key is None:
+        return error_page(request, 404)
+    slots = request.session.get(NEW_KEY_SLOT)
+    slots = dict(slots) if isinstance(slots, dict) else {}
+    plaintext = None
+    if str(key.pk) in slots:
+        token = slots.pop(str(key.pk))
+        request.session[NEW_KEY_SLOT] = slots
+        plaintext = crypto.decrypt(token, context=_slot_context(key)).decode()
     response = render(
         request, "keys/api_key_secret.html", page_context(request, key=key, plaintext=plaintext)
     )
@@ -154,7 +200,7 @@ def api_key_list(request: OrgPageRequest, org: Organization) -> HttpResponse:
             apply_error(form, request, exc)
         else:
             messages.success(request, f"API key {key.prefix} created.")
-            return _secret_page(request, key, plaintext)
+            return _secret_slot_fill(request, key, plaintext)
     keys = list(selectors.api_key_list_for(request.access)[:200])
     return render(
         request,
@@ -170,9 +216,19 @@ def api_key_action(request: OrgPageRequest, org: Organization, key_id, action: s
     key = selectors.api_key_list_for(request.access).filter(pk=key_id).first()
     if key is None:
         return error_page(request, 404)
-    if request.method != "POST":
+    # Only a POST from the confirmation page (it carries the flag) acts: a bare POST
+    # (a replayed form, a script without the flag) gets the question, not the change.
+    if request.method != "POST" or request.POST.get(CONFIRM_FIELD) != CONFIRM_VALUE:
         return render(
-            request, "keys/api_key_confirm.html", page_context(request, key=key, action=action)
+            request,
+            "keys/api_key_confirm.html",
+            page_context(
+                request,
+                key=key,
+                action=action,
+                confirm_field=CONFIRM_FIELD,
+                confirm_value=CONFIRM_VALUE,
+            ),
         )
     try:
         if action == "revoke":
@@ -187,7 +243,7 @@ def api_key_action(request: OrgPageRequest, org: Organization, key_id, action: s
             messages.success(
                 request, f"API key {key.prefix} rotated; the old secret stopped working."
             )
-            return _secret_page(request, replacement, plaintext)
+            return _secret_slot_fill(request, replacement, plaintext)
     except InferiaError as exc:
         apply_error(None, request, exc)
     return redirect("keys:api-key-list", org=org.slug)
@@ -229,6 +285,17 @@ def service_account_update(request: OrgPageRequest, org: Organization, account_i
     if account is None:
         return error_page(request, 404)
     op = request.POST.get("op")
+    if op == "delete" and (
+        ask := confirmation_page(
+            request,
+            title=f"Delete service account {account.slug}?",
+            consequence="Its API keys stop working at once and are deleted with it. "
+            "This cannot be undone.",
+            button="Yes, delete it",
+            cancel_url=reverse("keys:service-account-list", kwargs={"org": org.slug}),
+        )
+    ):
+        return ask
 
     def change() -> str:
         if op == "delete":
@@ -299,6 +366,7 @@ def provider_account_update(request: OrgPageRequest, org: Organization, account_
     }
     op = request.POST.get("op") if request.method == "POST" else None
     form = forms.ProviderAccountForm(request.POST if op == "update" else None, initial=initial)
+    form.add_price_fields(account.enabled_models)
     for name in ("name", "provider_type"):
         form.fields[name].disabled = True
     del form.fields["secret"]
@@ -323,7 +391,7 @@ def provider_account_update(request: OrgPageRequest, org: Organization, account_
                     changes={
                         "base_url": data["base_url"],
                         "api_version": data["api_version"],
-                        "models": data["models"],
+                        "models": form.models_with_prices(account.enabled_models),
                         "tags": data["tags"],
                     },
                     otp_code=data.get("otp_code") or None,
@@ -348,6 +416,18 @@ def provider_account_update(request: OrgPageRequest, org: Organization, account_
                 messages.success(request, f"Secret of {account.name} saved.")
                 return redirect("keys:provider-account-update", org=org.slug, account_id=account.pk)
         elif op == "delete":
+            if ask := confirmation_page(
+                request,
+                title=f"Delete provider account {account.name}?",
+                consequence=f"Every model of {account.name} stops answering through the "
+                "gateway and its encrypted secret is deleted. This cannot be undone.",
+                button="Yes, delete it",
+                cancel_url=reverse(
+                    "keys:provider-account-update",
+                    kwargs={"org": org.slug, "account_id": account.pk},
+                ),
+            ):
+                return ask
             services.provider_account_delete(
                 access=request.access, account=account, meta=RequestMeta.from_http(request)
             )
@@ -460,6 +540,15 @@ def access_rule_delete(request: OrgPageRequest, org: Organization, rule_id) -> H
     rule = selectors.access_rule_list().filter(pk=rule_id).first()
     if rule is None:
         return error_page(request, 404)
+    if ask := confirmation_page(
+        request,
+        title="Delete this access rule?",
+        consequence=f"Whoever it grants ({', '.join(rule.model_patterns)}) loses that access "
+        "at once, unless another rule grants it.",
+        button="Yes, delete it",
+        cancel_url=reverse("keys:access-rule-list", kwargs={"org": org.slug}),
+    ):
+        return ask
 
     def delete() -> str:
         access_rules.access_rule_delete(

@@ -60,6 +60,72 @@ PERMISSIONS: tuple[str, ...] = (
 )
 PERMISSION_SET: frozenset[str] = frozenset(PERMISSIONS)
 
+# One line per permission: what holding it lets a user, a role or a key do. The
+# dashboard's scope and role pickers show these (grouped by resource); a test keeps
+# this table and ``PERMISSIONS`` equal.
+PERMISSION_DESCRIPTIONS: dict[str, str] = {
+    "org:view": "See the organization and its overview.",
+    "org:update": "Change the organization's name and settings (limits, 2FA policy).",
+    "org:delete": "Delete the organization.",
+    "billing:manage": "Manage billing.",
+    "policy:manage": "Edit model access rules and custom roles.",
+    "member:view": "See members, teams, roles and service accounts.",
+    "member:invite": "Invite people and revoke invitations.",
+    "member:update": "Change members' roles.",
+    "member:delete": "Remove members.",
+    "team:manage": "Create and delete teams, add and remove their members.",
+    "service_account:manage": "Create, disable and delete service accounts.",
+    "api_key:create": "Mint API keys (each bounded by its owner's permissions).",
+    "api_key:revoke": "Revoke other people's API keys.",
+    "api_key:view": "See every API key of the organization.",
+    "provider_account:view": "See provider accounts (never their secrets).",
+    "provider_account:manage": "Add, edit, test and delete provider accounts and their secrets.",
+    "model:read": "List the models and see who may use them.",
+    "model:write": "Register and change models.",
+    "model:delete": "Remove models.",
+    "deployment:view": "See deployments.",
+    "deployment:create": "Create deployments.",
+    "deployment:delete": "Delete deployments.",
+    "knowledge_base:view": "Read knowledge bases.",
+    "knowledge_base:add_data": "Add documents to knowledge bases.",
+    "knowledge_base:delete": "Delete knowledge bases.",
+    "inference:run": "Call models through the gateway.",
+    "inference:stream": "Stream answers (stream: true) through the gateway.",
+    "usage:view": "See usage, costs and the request log.",
+    "audit_log:view": "Read and export the audit log.",
+}
+RESOURCE_LABELS: dict[str, str] = {
+    "org": "Organization",
+    "billing": "Billing",
+    "policy": "Policy",
+    "member": "Members",
+    "team": "Teams",
+    "service_account": "Service accounts",
+    "api_key": "API keys",
+    "provider_account": "Provider accounts",
+    "model": "Models",
+    "deployment": "Deployments",
+    "knowledge_base": "Knowledge bases",
+    "inference": "Inference",
+    "usage": "Usage",
+    "audit_log": "Audit log",
+}
+
+
+def permission_groups(names: Iterable[str]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """``names`` grouped by resource in vocabulary order, each with its description:
+    ``[("API keys", [("api_key:create", "Mint API keys ..."), ...]), ...]``."""
+    wanted = set(names)
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for name in PERMISSIONS:
+        if name in wanted:
+            resource = name.split(":", 1)[0]
+            groups.setdefault(RESOURCE_LABELS.get(resource, resource), []).append(
+                (name, PERMISSION_DESCRIPTIONS[name])
+            )
+    return list(groups.items())
+
+
 # Names used by older API-key clients.
 ALIASES: dict[str, str] = {
     "read_models": "model:read",

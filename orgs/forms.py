@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 from django.core.validators import RegexValidator
 
-from orgs.access import PERMISSIONS
+from orgs.access import PERMISSIONS, permission_groups
 
 slug_field = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$", "Lowercase letters, digits and dashes."
@@ -135,6 +135,8 @@ class RoleForm(forms.Form):
     permissions = forms.MultipleChoiceField(
         choices=permission_choices, widget=forms.CheckboxSelectMultiple, required=False
     )
+    # Shown grouped by resource, each with its one-line description.
+    scope_groups = permission_groups(PERMISSIONS)
 
 
 class SettingsForm(forms.Form):

@@ -38,11 +38,59 @@ def login_redirect(request: HttpRequest) -> HttpResponse:
 
 def error_page(request: HttpRequest, status: int, message: str = "") -> HttpResponse:
     titles = {403: "Permission denied", 404: "Not found"}
+    # Inside an org (a 403, or an unknown id of a page the user may open) the page keeps
+    # the org's navigation: ``page_context`` carries what ``org_page`` resolved.
     return render(
         request,
         "errors/error.html",
-        {"status": status, "title": titles.get(status, "Error"), "message": message},
+        page_context(request, status=status, title=titles.get(status, "Error"), message=message),
         status=status,
+    )
+
+
+CONFIRM_FIELD = "confirm"
+CONFIRM_VALUE = "yes"
+
+
+def confirmation_page(
+    request: HttpRequest,
+    *,
+    title: str,
+    consequence: str,
+    button: str,
+    cancel_url: str,
+    permission: str | None = None,
+) -> HttpResponse | None:
+    """Destructive POSTs ask first: ``None`` when the POST carries the confirmation
+    flag (go on and act), else a page repeating the POST's fields with the flag set
+    (nothing is changed yet). A plain form, so it works without JavaScript; with it,
+    ``inferia.js`` asks in a ``<dialog>`` and sends the flag itself."""
+    if request.POST.get(CONFIRM_FIELD) == CONFIRM_VALUE:
+        return None
+    access = getattr(request, "access", None)
+    if permission is not None and (access is None or not access.can(permission)):
+        # Nothing to confirm: the service refuses it, with its own message.
+        return None
+    fields = [
+        (name, value)
+        for name, values in request.POST.lists()
+        if name not in ("csrfmiddlewaretoken", CONFIRM_FIELD)
+        for value in values
+    ]
+    return render(
+        request,
+        "includes/confirm.html",
+        page_context(
+            request,
+            title=title,
+            consequence=consequence,
+            button=button,
+            cancel_url=cancel_url,
+            fields=fields,
+            action=request.path,
+            confirm_field=CONFIRM_FIELD,
+            confirm_value=CONFIRM_VALUE,
+        ),
     )
 
 

@@ -82,3 +82,43 @@ def _coerce(knob: dataclasses.Field, raw: Any) -> Any:
     if kind.startswith("int"):
         return int(raw)
     return str(raw)
+
+
+# Knobs whose "no org-level value" falls back to an operator setting (the gateway's
+# ``_limits``/``sizing`` read the same names): the dashboard states these numbers.
+OPERATOR_DEFAULTS: dict[str, str] = {
+    "key_requests_per_minute": "INFERIA_GATEWAY_DEFAULT_KEY_RPM",
+    "key_tokens_per_minute": "INFERIA_GATEWAY_DEFAULT_KEY_TPM",
+    "default_max_tokens": "INFERIA_GATEWAY_DEFAULT_MAX_TOKENS",
+    "max_prompt_chars": "INFERIA_GATEWAY_MAX_PROMPT_CHARS",
+    "max_body_bytes": "INFERIA_MAX_BODY_BYTES",
+}
+_UNSET_MEANS: dict[str, str] = {
+    "max_key_lifetime_days": "no limit (keys may also never expire)",
+    "requests_per_minute": "no org-wide limit (per-key limits still apply)",
+    "tokens_per_minute": "no org-wide limit (per-key limits still apply)",
+    "principal_requests_per_minute": "no per-member limit for API-key calls",
+    "principal_tokens_per_minute": "no per-member limit for API-key calls",
+    "monthly_token_quota": "no quota",
+    "monthly_cost_quota": "no quota",
+}
+
+
+def unset_value(knob: str) -> Any:
+    """What applies when an org leaves ``knob`` empty: the operator's setting for knobs
+    in ``OPERATOR_DEFAULTS``, else the policy default (``None``: nothing applies)."""
+    from django.conf import settings
+
+    if knob in OPERATOR_DEFAULTS:
+        return getattr(settings, OPERATOR_DEFAULTS[knob])
+    return next(f.default for f in fields(OrgPolicy) if f.name == knob)
+
+
+def unset_meaning(knob: str) -> str:
+    """``unset_value`` in words, for the settings page ("Empty: 600")."""
+    value = unset_value(knob)
+    if value is None:
+        return _UNSET_MEANS.get(knob, "not set")
+    if knob in OPERATOR_DEFAULTS:
+        return f"{value:,} (the server's default)"
+    return f"{value:,}"

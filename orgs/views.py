@@ -8,6 +8,7 @@ API declares; POST handlers call services and show ``InferiaError`` on the form.
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -17,6 +18,7 @@ from django.contrib.auth import update_session_auth_hash
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -25,9 +27,12 @@ from inferia.errors import InferiaError, OtpRequired, ValidationError
 from inferia.request_meta import RequestMeta
 from inferia.request_types import OrgPageRequest
 from orgs import forms, selectors
+from orgs import policy as policy_defaults
+from orgs.access import MEMBER
 from orgs.models import Organization, User
 from orgs.pages import (
     apply_error,
+    confirmation_page,
     error_page,
     form_page,
     login_redirect,
@@ -301,6 +306,9 @@ def org_settings(request: OrgPageRequest, org: Organization) -> HttpResponse:
         **{name: getattr(policy, name) for name in forms.SettingsForm.SETTING_FIELDS},
     }
     form = forms.SettingsForm(request.POST or None, initial=initial)
+    for name in forms.SettingsForm.SETTING_FIELDS:
+        # The real value behind an empty field, from the same source the gateway reads.
+        form.fields[name].help_text = f"Empty: {policy_defaults.unset_meaning(name)}."
     return form_page(
         request,
         form,
@@ -322,7 +330,10 @@ def member_list(request: OrgPageRequest, org: Organization) -> HttpResponse:
     if refused := post_refused(request, "member:invite"):
         return refused
     roles = list(selectors.role_list())
-    invite_form = forms.InvitationForm(request.POST or None, roles=roles, prefix="invite")
+    # Least privilege by default: a new invitation is for a Member unless changed.
+    invite_form = forms.InvitationForm(
+        request.POST or None, roles=roles, prefix="invite", initial={"role": MEMBER}
+    )
     return form_page(
         request,
         invite_form,
@@ -352,6 +363,17 @@ def member_update(request: OrgPageRequest, org: Organization, member_id) -> Http
     if membership is None:
         return error_page(request, 404)
     role = selectors.role_get_by_ref(request.POST.get("role", ""))
+    if request.POST.get("op") == "remove" and (
+        ask := confirmation_page(
+            request,
+            title=f"Remove {membership.user.username} from {org.name}?",
+            consequence="They lose access at once; their personal API keys stop working.",
+            button="Yes, remove",
+            cancel_url=reverse("orgs:member-list", kwargs={"org": org.slug}),
+            permission="member:delete",
+        )
+    ):
+        return ask
 
     def change() -> str:
         if request.POST.get("op") == "remove":
@@ -380,6 +402,16 @@ def invitation_update(request: OrgPageRequest, org: Organization, invitation_id)
     invitation = selectors.invitation_list().filter(pk=invitation_id).first()
     if invitation is None:
         return error_page(request, 404)
+    if request.POST.get("op") != "resend" and (
+        ask := confirmation_page(
+            request,
+            title=f"Revoke the invitation to {invitation.email}?",
+            consequence="The link in the e-mail stops working.",
+            button="Yes, revoke",
+            cancel_url=reverse("orgs:member-list", kwargs={"org": org.slug}),
+        )
+    ):
+        return ask
 
     def change() -> str:
         if request.POST.get("op") == "resend":
@@ -412,7 +444,12 @@ def team_list(request: OrgPageRequest, org: Organization) -> HttpResponse:
             for team in selectors.team_list()
         ]
         member_form = forms.TeamMemberForm(members=selectors.member_list())
-        return page_context(request, teams=teams, form=form, member_form=member_form)
+        usage = None
+        if request.access.can("usage:view"):
+            usage = _team_usage_last_30_days()
+        return page_context(
+            request, teams=teams, form=form, member_form=member_form, team_usage=usage
+        )
 
     return form_page(
         request,
@@ -427,6 +464,18 @@ def team_list(request: OrgPageRequest, org: Organization) -> HttpResponse:
     )
 
 
+def _team_usage_last_30_days() -> dict[str, dict]:
+    """Each team's requests, tokens and cost over the last 30 days (the usage page's
+    selector, grouped by team), keyed by team slug."""
+    from audit import selectors as audit_selectors
+
+    until = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    report = audit_selectors.usage_report(
+        period="day", since=until - timedelta(days=30), until=until, group_by="team"
+    )
+    return {entry["group"]: entry for entry in report["groups"]}
+
+
 @require_POST
 @org_page("team:manage")
 def team_update(request: OrgPageRequest, org: Organization, team_id) -> HttpResponse:
@@ -434,6 +483,16 @@ def team_update(request: OrgPageRequest, org: Organization, team_id) -> HttpResp
     if team is None:
         return error_page(request, 404)
     op = request.POST.get("op")
+    if op == "delete" and (
+        ask := confirmation_page(
+            request,
+            title=f"Delete team {team.name}?",
+            consequence="Access rules stop granting models through this team.",
+            button="Yes, delete it",
+            cancel_url=reverse("orgs:team-list", kwargs={"org": org.slug}),
+        )
+    ):
+        return ask
 
     def change() -> str:
         if op == "delete":
@@ -507,6 +566,15 @@ def role_update(request: OrgPageRequest, org: Organization, role_id) -> HttpResp
     if request.method == "POST":
         try:
             if request.POST.get("op") == "delete":
+                if ask := confirmation_page(
+                    request,
+                    title=f"Delete role {role.name}?",
+                    consequence="A role still held by members or service accounts "
+                    "cannot be deleted.",
+                    button="Yes, delete it",
+                    cancel_url=reverse("orgs:role-list", kwargs={"org": org.slug}),
+                ):
+                    return ask
                 tenancy.role_delete(
                     access=request.access, role=role, meta=RequestMeta.from_http(request)
                 )

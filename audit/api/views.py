@@ -13,7 +13,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 
-from audit import selectors
+from audit import latency, selectors
 from audit.api import serializers as s
 from audit.export import csv_rows, jsonl_rows
 from inferia.api import OrgAPIView
@@ -87,8 +87,8 @@ class AuditLogListView(OrgAPIView):
 class UsageView(OrgAPIView):
     """Usage over time grouped by model, key, user, team or service account, from the rollups.
 
-    Percentiles of a group spanning several rollup rows are approximated:
-    p50 is the request-weighted mean of the rows' p50, p95 the largest p95.
+    Percentiles of a group spanning several rollup rows come from the rows' summed
+    latency histograms (``audit.latency``), never from averaging their percentiles.
     """
 
     required_permissions = {"GET": "usage:view"}
@@ -129,11 +129,11 @@ class UsageView(OrgAPIView):
                         "cost",
                     ):
                         target[name] += getattr(row, name)
-                    target["_p50_weighted"] += row.latency_p50_ms * row.requests
-                    target["latency_p95_ms"] = max(target["latency_p95_ms"], row.latency_p95_ms)
+                    target.setdefault("_histograms", []).append(row.latency_histogram or [])
 
         def shape(values: dict) -> dict:
             requests = int(values["requests"])
+            merged = latency.merge(values.get("_histograms", []))
             return {
                 "requests": requests,
                 "errors": int(values["errors"]),
@@ -142,8 +142,8 @@ class UsageView(OrgAPIView):
                 "completion_tokens": int(values["completion_tokens"]),
                 "total_tokens": int(values["prompt_tokens"] + values["completion_tokens"]),
                 "cost": round(values["cost"], 6),
-                "latency_p50_ms": round(values["_p50_weighted"] / requests, 3) if requests else 0.0,
-                "latency_p95_ms": round(values["latency_p95_ms"], 3),
+                "latency_p50_ms": latency.percentile(merged, 0.50),
+                "latency_p95_ms": latency.percentile(merged, 0.95),
             }
 
         series = [

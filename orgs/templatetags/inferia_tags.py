@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import template
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -15,3 +16,13 @@ def can(access, permission: str) -> bool:
 @register.filter
 def get_item(mapping, key):
     return mapping.get(key) if isinstance(mapping, dict) else None
+
+
+@register.simple_tag(takes_context=True)
+def nav_current(context, *view_names: str) -> str:
+    """`` aria-current="page"`` on the nav link of the page being shown (any of its views)."""
+    request = context.get("request")
+    match = getattr(request, "resolver_match", None)
+    if match is not None and match.view_name in view_names:
+        return mark_safe(' aria-current="page"')  # noqa: S308 - a constant, no user input
+    return ""

@@ -60,6 +60,9 @@ def test_an_admin_deletes_a_rule_and_another_orgs_rule_is_404(cast, alice_page, 
     _add(alice_page, models="openai-main/*", users="bob")
     (rule,) = _rules(cast.acme)
     assert charlie_page.post(f"/orgs/globex/access-rules/{rule.pk}/delete").status_code == 404
-    deleted = alice_page.post(f"{PAGE}/{rule.pk}/delete")
+    asked = alice_page.post(f"{PAGE}/{rule.pk}/delete")
+    assert asked.status_code == 200 and b'name="confirm" value="yes"' in asked.content
+    assert len(_rules(cast.acme)) == 1  # a bare POST only asks
+    deleted = alice_page.post(f"{PAGE}/{rule.pk}/delete", {"confirm": "yes"})
     assert deleted.status_code == 302
     assert _rules(cast.acme) == []

@@ -266,7 +266,9 @@ def test_invite_revoke_and_change_role(
     with org_scope(cast.acme):
         invitation = Invitation.objects.get(email="new@example.com")
     assert len(mailoutbox) == 1
-    response = alice_page.post(f"/orgs/acme/invitations/{invitation.pk}", {"op": "revoke"})
+    response = alice_page.post(
+        f"/orgs/acme/invitations/{invitation.pk}", {"op": "revoke", "confirm": "yes"}
+    )
     assert response.status_code == 302
     with org_scope(cast.acme):
         assert Invitation.objects.get(pk=invitation.pk).status == "revoked"
@@ -293,7 +295,9 @@ def test_member_cannot_invite_or_remove(bob_page, cast):
 def test_remove_member(alice_page, cast):
     with org_scope(cast.acme):
         vera = Membership.objects.get(user=cast.vera)
-    response = alice_page.post(f"/orgs/acme/members/{vera.pk}", {"op": "remove"}, follow=True)
+    response = alice_page.post(
+        f"/orgs/acme/members/{vera.pk}", {"op": "remove", "confirm": "yes"}, follow=True
+    )
     assert b"vera was removed" in response.content
     assert not Membership.all_orgs.filter(pk=vera.pk).exists()
     assert _audit("member:delete").data["user"] == "vera"
@@ -362,9 +366,12 @@ def test_key_secret_is_shown_once(bob_page, cast):
             "expires_in_days": "30",
         },
     )
-    assert response.status_code == 200
     with org_scope(cast.acme):
         key = ApiKey.objects.get(name="laptop")
+    # POST-redirect-GET: the POST answers a redirect, the secret is on the page it names.
+    assert response.status_code == 302
+    assert response["Location"] == f"/orgs/acme/api-keys/{key.pk}/created"
+    response = bob_page.get(response["Location"])
     body = response.content.decode()
     import re
 
@@ -394,11 +401,16 @@ def test_revoke_and_rotate_need_post_and_confirmation(bob_page, alice_page, char
     assert confirm.status_code == 200 and b"cannot be undone" in confirm.content
     with org_scope(cast.acme):
         assert ApiKey.objects.get(pk=key.pk).revoked_at is None
-    rotated = bob_page.post(f"/orgs/acme/api-keys/{key.pk}/rotate")
+    rotated = bob_page.post(f"/orgs/acme/api-keys/{key.pk}/rotate", {"confirm": "yes"}, follow=True)
     assert rotated.status_code == 200 and b"new-key-secret" in rotated.content
     with org_scope(cast.acme):
         replacement = ApiKey.objects.get(name="k1", revoked_at__isnull=True)
-    assert bob_page.post(f"/orgs/acme/api-keys/{replacement.pk}/revoke").status_code == 302
+    bare = bob_page.post(f"/orgs/acme/api-keys/{replacement.pk}/revoke")
+    assert bare.status_code == 200 and b"cannot be undone" in bare.content
+    with org_scope(cast.acme):
+        assert ApiKey.objects.get(pk=replacement.pk).revoked_at is None
+    revoked = bob_page.post(f"/orgs/acme/api-keys/{replacement.pk}/revoke", {"confirm": "yes"})
+    assert revoked.status_code == 302
     with org_scope(cast.acme):
         assert ApiKey.objects.get(pk=replacement.pk).revoked_at is not None
     assert _audit("api_key:revoke").target_id == str(replacement.pk)
@@ -406,7 +418,9 @@ def test_revoke_and_rotate_need_post_and_confirmation(bob_page, alice_page, char
     alice_page.post("/orgs/acme/api-keys", {"name": "alices", "permissions": ["model:read"]})
     with org_scope(cast.acme):
         alices = ApiKey.objects.get(name="alices")
-    response = bob_page.post(f"/orgs/acme/api-keys/{alices.pk}/revoke", follow=True)
+    response = bob_page.post(
+        f"/orgs/acme/api-keys/{alices.pk}/revoke", {"confirm": "yes"}, follow=True
+    )
     assert b"Missing permission api_key:revoke" in response.content
     with org_scope(cast.acme):
         assert ApiKey.objects.get(pk=alices.pk).revoked_at is None

@@ -25,13 +25,20 @@ handler404 = inferia.urls.handler404
 handler500 = inferia.urls.handler500
 
 
-@pytest.mark.parametrize(
-    "url", ["/no-such-page", "/api/v1/no-such-endpoint", "/api/v1/orgs/acme/nothing"]
-)
+@pytest.mark.parametrize("url", ["/api/v1/no-such-endpoint", "/api/v1/orgs/acme/nothing"])
 def test_unknown_url_is_404_envelope(db, url):
     response = Client().get(url)
     assert_error(response, 404, "NOT_FOUND")
     assert response["Content-Type"] == "application/json"
+    assert response["X-Request-ID"]
+
+
+def test_unknown_dashboard_url_is_the_html_404_page(db):
+    # People get the site's page; only /api/ paths answer the JSON envelope.
+    response = Client().get("/no-such-page")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
+    assert b"<h1>Not found</h1>" in response.content
     assert response["X-Request-ID"]
 
 
