@@ -274,7 +274,12 @@ INFERIA_OTP_MAX_FAILURES = env.int("INFERIA_OTP_MAX_FAILURES", default=5)
 INFERIA_OTP_LOCKOUT_SECONDS = env.int("INFERIA_OTP_LOCKOUT_SECONDS", default=300)
 INFERIA_OTP_ISSUER = env.str("INFERIA_OTP_ISSUER", default="Inferia")
 INFERIA_INVITATION_DAYS = env.int("INFERIA_INVITATION_DAYS", default=7)
-INFERIA_PUBLIC_URL = env.str("INFERIA_PUBLIC_URL", default="http://127.0.0.1:8000")
+# Absolute links in e-mails (invitations). When set, always this (a deployment behind a
+# proxy). Unset: the host and port of the request that caused the mail (validated
+# against ALLOWED_HOSTS), and for mails without a request the port `make run` /
+# `manage.py serve` was started on ($PORT, which serve hands to its worker and beat).
+INFERIA_PUBLIC_URL = env.str("INFERIA_PUBLIC_URL", default="").rstrip("/")
+INFERIA_LOCAL_URL = f"http://127.0.0.1:{env.int('PORT', default=8000)}"
 INFERIA_TRUSTED_PROXIES = env.list("INFERIA_TRUSTED_PROXIES", default=[])
 # Secret references (env:NAME, file:/path) resolve only under these prefixes.
 INFERIA_SECRET_REF_ALLOWLIST = env.list("INFERIA_SECRET_REF_ALLOWLIST", default=[])
