@@ -329,7 +329,12 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Inferia API",
-    "DESCRIPTION": "Organizations, members, roles, 2FA and API keys for safe LLM access.",
+    "DESCRIPTION": (
+        "Organizations, members, roles, 2FA, API keys, provider accounts, model access, "
+        "audit and usage (`/api/v1/`), and the OpenAI-compatible gateway (`/api/llm/v1/`). "
+        'Every error is `{"error": {"code", "message", "details"}}`; the '
+        "reference is in the repository's docs/ folder."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
@@ -339,6 +344,13 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # rate_limit_on_backend_error and quota_on_backend_error share one choice set.
     "ENUM_NAME_OVERRIDES": {"BackendErrorPolicyEnum": ["allow", "deny"]},
+    # Per-operation summaries, tags, error responses, security and the gateway's paths.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "inferia.schema.postprocess",
+    ],
+    "SERVERS": [{"url": "/", "description": "This server"}],
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True, "tryItOutEnabled": True},
 }
 
 # --- Static, i18n ------------------------------------------------------------------
