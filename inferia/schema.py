@@ -85,6 +85,7 @@ _USER_ONLY_PREFIXES = ("/api/v1/auth/",)
 # Operations that check a password or one-time code, which lock out after failures.
 _THROTTLED = {
     ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/password"),
     ("POST", "/api/v1/auth/2fa/confirm"),
     ("POST", "/api/v1/auth/2fa/disable"),
     ("POST", "/api/v1/auth/2fa/recovery-codes"),
@@ -119,15 +120,17 @@ def _security(path: str) -> list[dict[str, list[str]]]:
 def _error_statuses(method: str, path: str, operation: dict[str, Any]) -> list[str]:
     statuses = []
     queries = {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"}
-    if "requestBody" in operation or queries - _PAGING:
+    writes = method in ("POST", "PUT", "PATCH", "DELETE")
+    # Writes validate a body (DELETE of an org asks for a code or password in it).
+    if writes or queries - _PAGING:
         statuses.append("400")
     statuses.append("401")
     if path not in _NO_AUTH:
         statuses.append("403")
-    if "{" in path:
+    # A page past the end ("Invalid page") is 404, like an unknown id.
+    if "{" in path or queries & _PAGING:
         statuses.append("404")
-    writes = method in ("POST", "PUT", "PATCH", "DELETE")
-    if writes and (path.startswith("/api/v1/orgs") or path.startswith("/api/v1/invitations/")):
+    if writes and path.startswith(("/api/v1/orgs", "/api/v1/invitations/", "/api/v1/auth/2fa/")):
         statuses.append("409")
     if (method, path) in _THROTTLED:
         statuses.append("429")
