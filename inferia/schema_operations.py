@@ -49,8 +49,9 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str]] = {
     ),
     ("POST", "/api/v1/auth/2fa/disable"): (
         "Turn 2FA off",
-        "Remove the TOTP device given a fresh code (or a recovery code). Refused while "
-        "an organization of the user requires 2FA. Other sessions of the user end.",
+        "Remove the TOTP device and the recovery codes given a current TOTP code (not a "
+        "recovery code). Other sessions of the user end; organizations that require "
+        "2FA refuse the user until they enrol again.",
     ),
     ("POST", "/api/v1/auth/2fa/recovery-codes"): (
         "Replace my recovery codes",
