@@ -34,6 +34,9 @@ class RequestMeta:
     # The login family of the acting session or access token (None for API keys, jobs
     # and anonymous requests): "end the other sessions" keeps this one.
     family: str | None = None
+    # scheme://host[:port] the client addressed (Host validated against ALLOWED_HOSTS);
+    # "" for jobs, commands and the gateway. Links in mails follow it (public_url).
+    base_url: str = ""
 
     @classmethod
     def from_http(cls, request: Any) -> RequestMeta | None:
@@ -60,6 +63,7 @@ class RequestMeta:
             request_id=getattr(request, "request_id", "") or "",
             credential_kind=kind,
             family=_login_family(request),
+            base_url=_base_url(request),
         )
 
     @classmethod
@@ -78,6 +82,27 @@ class RequestMeta:
             request_id=request_id,
             credential_kind=credential_kind,
         )
+
+
+def _base_url(request: Any) -> str:
+    """``scheme://host:port`` of the request; "" when the Host header is not allowed."""
+    from django.core.exceptions import DisallowedHost
+
+    try:
+        return f"{request.scheme}://{request.get_host()}"
+    except (DisallowedHost, AttributeError, KeyError):
+        return ""
+
+
+def public_url(meta: RequestMeta | None) -> str:
+    """The base of absolute links in mails: ``INFERIA_PUBLIC_URL`` when set, else the
+    host and port the request that caused the mail addressed, else the local server's
+    port (``INFERIA_LOCAL_URL``, from ``$PORT``)."""
+    if settings.INFERIA_PUBLIC_URL:
+        return settings.INFERIA_PUBLIC_URL
+    if meta is not None and meta.base_url:
+        return meta.base_url
+    return settings.INFERIA_LOCAL_URL
 
 
 def _login_family(request: Any) -> str | None:

@@ -274,7 +274,12 @@ INFERIA_OTP_MAX_FAILURES = env.int("INFERIA_OTP_MAX_FAILURES", default=5)
 INFERIA_OTP_LOCKOUT_SECONDS = env.int("INFERIA_OTP_LOCKOUT_SECONDS", default=300)
 INFERIA_OTP_ISSUER = env.str("INFERIA_OTP_ISSUER", default="Inferia")
 INFERIA_INVITATION_DAYS = env.int("INFERIA_INVITATION_DAYS", default=7)
-INFERIA_PUBLIC_URL = env.str("INFERIA_PUBLIC_URL", default="http://127.0.0.1:8000")
+# Absolute links in e-mails (invitations). When set, always this (a deployment behind a
+# proxy). Unset: the host and port of the request that caused the mail (validated
+# against ALLOWED_HOSTS), and for mails without a request the port `make run` /
+# `manage.py serve` was started on ($PORT, which serve hands to its worker and beat).
+INFERIA_PUBLIC_URL = env.str("INFERIA_PUBLIC_URL", default="").rstrip("/")
+INFERIA_LOCAL_URL = f"http://127.0.0.1:{env.int('PORT', default=8000)}"
 INFERIA_TRUSTED_PROXIES = env.list("INFERIA_TRUSTED_PROXIES", default=[])
 # Secret references (env:, file:, aws-ssm:, aws-sm:, gcp-sm:, azure-kv:, vault:) resolve
 # only under these prefixes of their canonical form (README "Secret managers").
@@ -360,7 +365,12 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Inferia API",
-    "DESCRIPTION": "Organizations, members, roles, 2FA and API keys for safe LLM access.",
+    "DESCRIPTION": (
+        "Organizations, members, roles, 2FA, API keys, provider accounts, model access, "
+        "audit and usage (`/api/v1/`), and the OpenAI-compatible gateway (`/api/llm/v1/`). "
+        'Every error is `{"error": {"code", "message", "details"}}`; the '
+        "reference is in the repository's docs/ folder."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
@@ -370,6 +380,13 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # rate_limit_on_backend_error and quota_on_backend_error share one choice set.
     "ENUM_NAME_OVERRIDES": {"BackendErrorPolicyEnum": ["allow", "deny"]},
+    # Per-operation summaries, tags, error responses, security and the gateway's paths.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "inferia.schema.postprocess",
+    ],
+    "SERVERS": [{"url": "/", "description": "This server"}],
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True, "tryItOutEnabled": True},
 }
 
 # --- Static, i18n ------------------------------------------------------------------

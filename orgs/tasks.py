@@ -17,8 +17,10 @@ logger = logging.getLogger(__name__)
     retry_backoff=True,
     max_retries=5,
 )
-def invitation_send(org_id: str, invitation_id: str, send_number: int) -> bool:
-    sent = tenancy.invitation_deliver(invitation_id=invitation_id, send_number=send_number)
+def invitation_send(org_id: str, invitation_id: str, send_number: int, base_url: str = "") -> bool:
+    sent = tenancy.invitation_deliver(
+        invitation_id=invitation_id, send_number=send_number, base_url=base_url
+    )
     logger.info("invitation_send id=%s send=%s sent=%s", invitation_id, send_number, sent)
     return sent
 

@@ -251,3 +251,14 @@ class AccessRuleOutput(serializers.ModelSerializer):
 
     def get_service_accounts(self, rule) -> list[str]:
         return sorted(s.slug for s in rule.service_accounts.all())
+
+
+class AccessRulesDocument(serializers.Serializer):
+    """The YAML (or JSON) document of ``/access-rules.yaml``."""
+
+    authz_rules = serializers.ListField(child=AccessRuleInput())
+
+
+class AccessRulesReplacedOutput(serializers.Serializer):
+    count = serializers.IntegerField()
+    results = AccessRuleOutput(many=True)

@@ -395,14 +395,18 @@ class AccessRulesYamlView(OrgAPIView):
     def get_scoped_queryset(self):
         return selectors.access_rule_list()
 
-    @extend_schema(responses={(200, "application/yaml"): str})
+    @extend_schema(responses={(200, "application/yaml"): s.AccessRulesDocument})
     def get(self, request, org):
         return HttpResponse(
             access_rules.export_yaml(), content_type="application/yaml; charset=utf-8"
         )
 
     @extend_schema(
-        request={"application/yaml": str}, responses={200: s.AccessRuleOutput(many=True)}
+        request={
+            "application/yaml": s.AccessRulesDocument,
+            "application/json": s.AccessRulesDocument,
+        },
+        responses={200: s.AccessRulesReplacedOutput},
     )
     def put(self, request, org):
         data = request.data

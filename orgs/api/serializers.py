@@ -223,7 +223,9 @@ class RoleUpdateInput(serializers.Serializer):
 
 class RoleOutput(serializers.ModelSerializer):
     is_builtin = serializers.BooleanField(read_only=True)
-    member_count = serializers.IntegerField(read_only=True, default=None)
+    # Counted in lists and reads; null in the answer to a create or change (the schema
+    # said integer while the server sent null: found by schemathesis).
+    member_count = serializers.IntegerField(read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = Role
@@ -256,7 +258,9 @@ class TeamUpdateInput(serializers.Serializer):
 
 
 class TeamOutput(serializers.ModelSerializer):
-    member_count = serializers.IntegerField(read_only=True, default=None)
+    # Counted in lists and reads; null in the answer to a create or change (the schema
+    # said integer while the server sent null: found by schemathesis).
+    member_count = serializers.IntegerField(read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = Team

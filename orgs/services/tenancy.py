@@ -24,7 +24,7 @@ from inferia.errors import (
     PermissionDenied,
     ValidationError,
 )
-from inferia.request_meta import RequestMeta
+from inferia.request_meta import RequestMeta, public_url
 from orgs import access as acl
 from orgs.access import Access
 from orgs.models import (
@@ -575,12 +575,16 @@ def team_member_remove(
 # --- invitations -------------------------------------------------------------------
 
 
-def _enqueue_send(invitation: Invitation) -> None:
+def _enqueue_send(invitation: Invitation, meta: RequestMeta | None) -> None:
     from orgs import tasks
 
     send_number = invitation.send_count + 1
+    # The link in the mail points where the inviter reached the server (public_url).
+    base_url = public_url(meta)
     transaction.on_commit(
-        lambda: tasks.invitation_send.delay(str(invitation.org_id), str(invitation.pk), send_number)
+        lambda: tasks.invitation_send.delay(
+            str(invitation.org_id), str(invitation.pk), send_number, base_url=base_url
+        )
     )
 
 
@@ -627,7 +631,7 @@ def invitation_create(
             meta=meta,
             data={"role": role.slug, "email": email},
         )
-        _enqueue_send(invitation)
+        _enqueue_send(invitation, meta)
     return invitation
 
 
@@ -673,11 +677,11 @@ def invitation_resend(
             meta=meta,
             data={"op": "resend"},
         )
-        _enqueue_send(invitation)
+        _enqueue_send(invitation, meta)
     return invitation
 
 
-def invitation_deliver(*, invitation_id: str, send_number: int) -> bool:
+def invitation_deliver(*, invitation_id: str, send_number: int, base_url: str = "") -> bool:
     """Mint a fresh token, store its digest and e-mail the link (idempotent per send).
 
     Returns False when this send already happened or the invitation is no
@@ -701,7 +705,7 @@ def invitation_deliver(*, invitation_id: str, send_number: int) -> bool:
         invitation.send_count = send_number
         invitation.sent_at = clock.now()
         invitation.save(update_fields=["token_digest", "send_count", "sent_at"])
-        base = settings.INFERIA_PUBLIC_URL.rstrip("/")
+        base = (base_url or public_url(None)).rstrip("/")
         page = f"{base}/invitations/{token_plaintext}"
         link = f"{base}/api/v1/invitations/{token_plaintext}/accept"
         send_mail(

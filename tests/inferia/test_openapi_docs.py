@@ -42,13 +42,10 @@ def test_schema_is_an_openapi_document_with_every_api_path(db):
 
 def test_schema_documents_bearer_authentication(db):
     document = Client().get("/api/schema/?format=json").json()
-    assert document["components"]["securitySchemes"]["bearerAuth"] == {
-        "type": "http",
-        "scheme": "bearer",
-        "bearerFormat": "JWT",
-        "description": "The access token from POST /api/v1/auth/login.",
-    }
-    assert {"bearerAuth": []} in document["paths"]["/api/v1/auth/me"]["get"]["security"]
+    bearer = document["components"]["securitySchemes"]["bearerAuth"]
+    assert bearer["type"] == "http" and bearer["scheme"] == "bearer"
+    assert "POST /api/v1/auth/login" in bearer["description"]
+    assert document["paths"]["/api/v1/auth/me"]["get"]["security"] == [{"bearerAuth": []}]
 
 
 def test_schema_is_served_as_yaml_by_default(db):

@@ -64,7 +64,8 @@ class Command(BaseCommand):
                 "--schedule",
                 settings.CELERY_BEAT_SCHEDULE_FILENAME,
             ]
-        env = {**os.environ, "INFERIA_PRINT_CONFIG": "0"}
+        # PORT: jobs (worker, beat) build links in mails to the port served here.
+        env = {**os.environ, "INFERIA_PRINT_CONFIG": "0", "PORT": str(options["port"])}
         children = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}  # noqa: S603
         self.stdout.write(
             f"{settings.CONFIG_SUMMARY}\nserving on http://{options['host']}:{options['port']} "

@@ -1,0 +1,358 @@
+"""Each REST operation in its own words, for the OpenAPI schema (``inferia.schema``).
+
+Keyed by (method, path) as the schema names them. ``tests/inferia/test_openapi_schema.py``
+fails when an operation is missing here or two share a summary or a description.
+"""
+
+from __future__ import annotations
+
+# (method, path) -> (summary, description)
+OPERATIONS: dict[tuple[str, str], tuple[str, str]] = {
+    # --- auth -------------------------------------------------------------------------
+    ("POST", "/api/v1/auth/login"): (
+        "Log in",
+        "Check a username and password (and `otp_code` when the account has 2FA) and "
+        "return an access token (default 15 minutes) and a refresh token (default 7 days). "
+        "Unknown user and wrong password give the same 401; a right password without a "
+        "code for a 2FA account is 401 `OTP_REQUIRED`. Failed attempts are throttled per "
+        "username and per client address (429 with `Retry-After`).",
+    ),
+    ("POST", "/api/v1/auth/refresh"): (
+        "Refresh the token pair",
+        "Trade a refresh token for a new access and refresh token. The old refresh "
+        "token dies (rotation); presenting it again is 401 and ends the whole login.",
+    ),
+    ("POST", "/api/v1/auth/logout"): (
+        "Log out",
+        "End the login of this refresh token: the refresh token and every access "
+        "token of its login stop working at once (API and gateway).",
+    ),
+    ("GET", "/api/v1/auth/me"): (
+        "Who am I",
+        "The signed-in user, each organization they belong to, their role there and "
+        "their effective permissions in it. Needs an access token (not an API key).",
+    ),
+    ("POST", "/api/v1/auth/password"): (
+        "Change my password",
+        "Change the signed-in user's password given the current one. Every other "
+        "token of the user dies; the answer is a fresh token pair for this client.",
+    ),
+    ("POST", "/api/v1/auth/2fa/setup"): (
+        "Start TOTP enrolment",
+        "Create an unconfirmed TOTP device and return its `otpauth://` URI and a QR "
+        "code (SVG) for Google Authenticator, Authy or any RFC 6238 app.",
+    ),
+    ("POST", "/api/v1/auth/2fa/confirm"): (
+        "Confirm TOTP enrolment",
+        "Confirm the device with a current code; 2FA is on from now on. Returns the "
+        "recovery codes, shown this once. Other sessions of the user end.",
+    ),
+    ("POST", "/api/v1/auth/2fa/disable"): (
+        "Turn 2FA off",
+        "Remove the TOTP device and the recovery codes given a current TOTP code (not a "
+        "recovery code). Other sessions of the user end; organizations that require "
+        "2FA refuse the user until they enrol again.",
+    ),
+    ("POST", "/api/v1/auth/2fa/recovery-codes"): (
+        "Replace my recovery codes",
+        "Given a fresh code, discard the old recovery codes and return new ones, shown once.",
+    ),
+    ("POST", "/api/v1/invitations/{token}/accept"): (
+        "Accept an invitation",
+        "Join the inviting organization with the invitation's role. Signed in, the "
+        "account's e-mail must be the invited one; otherwise give `username` and "
+        "`password` for a new account. An invitation is accepted once (409 after).",
+    ),
+    # --- organizations ----------------------------------------------------------------
+    ("GET", "/api/v1/orgs"): (
+        "List my organizations",
+        "The organizations the signed-in user is a member of, paginated.",
+    ),
+    ("POST", "/api/v1/orgs"): (
+        "Create an organization",
+        "Create an organization; the signed-in creator becomes its Owner. The slug "
+        "addresses it in every path (`/api/v1/orgs/{org}/...`).",
+    ),
+    ("GET", "/api/v1/orgs/{org}"): (
+        "Show an organization",
+        "The organization with its settings (2FA policy, limits, quotas, private "
+        "hosts, retention). Needs `org:view`; another organization is 404.",
+    ),
+    ("PATCH", "/api/v1/orgs/{org}"): (
+        "Change an organization's settings",
+        "Change the name, `require_2fa` or any key of `settings` (for example "
+        "`allowed_private_hosts` for a self-hosted model server). Needs `org:update`; "
+        "unknown settings are 400.",
+    ),
+    ("DELETE", "/api/v1/orgs/{org}"): (
+        "Delete an organization",
+        "Delete the organization and everything it owns. Needs `org:delete` (Owner) "
+        "and, for a user with 2FA, a fresh `otp_code` (else the `password`).",
+    ),
+    ("POST", "/api/v1/orgs/{org}/transfer-ownership"): (
+        "Hand ownership to another member",
+        "An Owner makes another member Owner and becomes Admin. Needs a signed-in "
+        "Owner and a fresh code (or password).",
+    ),
+    # --- members ----------------------------------------------------------------------
+    ("GET", "/api/v1/orgs/{org}/members"): (
+        "List members",
+        "The organization's members with their role, paginated. Needs `member:view`.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/members/{id}"): (
+        "Show a member",
+        "One membership by id. Needs `member:view`.",
+    ),
+    ("PATCH", "/api/v1/orgs/{org}/members/{id}"): (
+        "Change a member's role",
+        "Give a member another role (id or slug). Needs `member:update`, a signed-in "
+        "user, and every permission of the new role; Admins cannot touch Owners; the "
+        "last Owner cannot be demoted (409).",
+    ),
+    ("DELETE", "/api/v1/orgs/{org}/members/{id}"): (
+        "Remove a member, or leave",
+        "Remove a member (`member:delete`) or yourself (anyone). Their personal API "
+        "keys in this organization are revoked in the same transaction. The last "
+        "Owner cannot leave (409).",
+    ),
+    # --- roles ------------------------------------------------------------------------
+    ("GET", "/api/v1/orgs/{org}/roles"): (
+        "List roles",
+        "The built-in roles (Owner, Admin, Member, Viewer) and the organization's "
+        "custom roles with their permissions. Needs `member:view`.",
+    ),
+    ("POST", "/api/v1/orgs/{org}/roles"): (
+        "Create a custom role",
+        "A named subset of the permission vocabulary. Needs `policy:manage` and every "
+        "permission the role holds (bounded delegation); unknown names are 400.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/roles/{id}"): (
+        "Show a role",
+        "One role with its permissions and member count. Needs `member:view`.",
+    ),
+    ("PATCH", "/api/v1/orgs/{org}/roles/{id}"): (
+        "Change a custom role",
+        "Rename a custom role or change its permissions (a signed-in user holding "
+        "them all). Built-in roles cannot change. Needs `policy:manage`.",
+    ),
+    ("DELETE", "/api/v1/orgs/{org}/roles/{id}"): (
+        "Delete a custom role",
+        "Delete a custom role nobody holds (409 while in use). Needs `policy:manage`.",
+    ),
+    # --- teams ------------------------------------------------------------------------
+    ("GET", "/api/v1/orgs/{org}/teams"): (
+        "List teams",
+        "The organization's teams, paginated. Needs `member:view`.",
+    ),
+    ("POST", "/api/v1/orgs/{org}/teams"): (
+        "Create a team",
+        "A group of members that access rules and provider-account grants can name. "
+        "Needs `team:manage`.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/teams/{id}"): (
+        "Show a team",
+        "One team by id. Needs `member:view`.",
+    ),
+    ("PATCH", "/api/v1/orgs/{org}/teams/{id}"): (
+        "Rename a team",
+        "Change a team's name or description. Needs `team:manage`.",
+    ),
+    ("DELETE", "/api/v1/orgs/{org}/teams/{id}"): (
+        "Delete a team",
+        "Delete a team; its members stay members of the organization. Needs `team:manage`.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/teams/{id}/members"): (
+        "List a team's members",
+        "The members of one team, paginated. Needs `member:view`.",
+    ),
+    ("POST", "/api/v1/orgs/{org}/teams/{id}/members"): (
+        "Add a member to a team",
+        "Add an organization member (by user id) to the team. Needs `team:manage` and "
+        "a signed-in user, since a team carries grants.",
+    ),
+    ("DELETE", "/api/v1/orgs/{org}/teams/{id}/members/{user_id}"): (
+        "Remove a member from a team",
+        "Take a user out of the team (they stay in the organization). Needs `team:manage`.",
+    ),
+    # --- invitations ------------------------------------------------------------------
+    ("GET", "/api/v1/orgs/{org}/invitations"): (
+        "List invitations",
+        "Pending, accepted, expired and revoked invitations. Needs `member:view`. "
+        "Tokens are never shown.",
+    ),
+    ("POST", "/api/v1/orgs/{org}/invitations"): (
+        "Invite someone by e-mail",
+        "Invite an e-mail address with a role. A worker mails the link (to the host "
+        "and port this request reached, or `INFERIA_PUBLIC_URL`). Needs `member:invite`, "
+        "a signed-in user and every permission of the role; a member or a pending "
+        "invitation for the address is 409.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/invitations/{id}"): (
+        "Show an invitation",
+        "One invitation and its status. Needs `member:view`.",
+    ),
+    ("DELETE", "/api/v1/orgs/{org}/invitations/{id}"): (
+        "Revoke an invitation",
+        "The link stops working; a non-pending invitation is 409. Needs `member:invite`.",
+    ),
+    ("POST", "/api/v1/orgs/{org}/invitations/{id}/resend"): (
+        "Send an invitation again",
+        "Mail a new link (the previous one dies) and extend the expiry. Needs `member:invite`.",
+    ),
+    # --- service accounts -------------------------------------------------------------
+    ("GET", "/api/v1/orgs/{org}/service-accounts"): (
+        "List service accounts",
+        "Non-human identities of the organization with their role. Needs `member:view`.",
+    ),
+    ("POST", "/api/v1/orgs/{org}/service-accounts"): (
+        "Create a service account",
+        "A non-human identity with a role; its keys survive the departure of whoever "
+        "made them. Needs `service_account:manage` and every permission of the role.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/service-accounts/{id}"): (
+        "Show a service account",
+        "One service account by id. Needs `member:view`.",
+    ),
+    ("PATCH", "/api/v1/orgs/{org}/service-accounts/{id}"): (
+        "Change a service account",
+        "Rename, describe, disable or re-role a service account (a new role needs a "
+        "signed-in user holding it). Needs `service_account:manage`.",
+    ),
+    ("DELETE", "/api/v1/orgs/{org}/service-accounts/{id}"): (
+        "Delete a service account",
+        "Delete the account; its keys are revoked. Needs `service_account:manage`.",
+    ),
+    # --- API keys ---------------------------------------------------------------------
+    ("GET", "/api/v1/orgs/{org}/api-keys"): (
+        "List API keys",
+        "Your own keys; with `api_key:view`, every key of the organization. Only the "
+        "public prefix is shown, never the secret.",
+    ),
+    ("POST", "/api/v1/orgs/{org}/api-keys"): (
+        "Mint an API key",
+        "Create a key with scopes (a subset of yours, aliases accepted), optional "
+        "expiry, model list and service account. The answer's `key` is the only time "
+        "the secret is ever shown. Needs `api_key:create`.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/api-keys/{id}"): (
+        "Show an API key",
+        "One key you own (or any, with `api_key:view`), by id, without its secret.",
+    ),
+    ("DELETE", "/api/v1/orgs/{org}/api-keys/{id}"): (
+        "Revoke an API key",
+        "Revoke your key (or another's with `api_key:revoke`); every gateway process "
+        "refuses it as soon as this call returns. Answers the revoked key.",
+    ),
+    ("POST", "/api/v1/orgs/{org}/api-keys/{id}/rotate"): (
+        "Rotate an API key",
+        "Issue a new secret for the same scopes, models, expiry and limits; the old "
+        "secret works for `grace_seconds` more (default 0). Only the key's owner may "
+        "rotate a personal key.",
+    ),
+    # --- provider accounts ------------------------------------------------------------
+    ("GET", "/api/v1/orgs/{org}/provider-accounts"): (
+        "List provider accounts",
+        "Upstream accounts (OpenAI, Azure OpenAI, Anthropic, OpenAI-compatible servers) "
+        "with their models; secrets only as `has_secret`. Needs `provider_account:view`.",
+    ),
+    ("POST", "/api/v1/orgs/{org}/provider-accounts"): (
+        "Register a provider account",
+        "Add an upstream account with its base URL, models and secret (or secret "
+        "reference). A base URL on a private or loopback address is 400 unless the "
+        "organization lists its host in `allowed_private_hosts`. Needs "
+        "`provider_account:manage`.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/provider-accounts/{id}"): (
+        "Show a provider account",
+        "One provider account; the secret is never returned. Needs `provider_account:view`.",
+    ),
+    ("PATCH", "/api/v1/orgs/{org}/provider-accounts/{id}"): (
+        "Change a provider account",
+        "Change base URL, models, deployments or tags. Changing the base URL of an "
+        "account with a secret needs a signed-in user and, with 2FA, a fresh "
+        "`otp_code`. Needs `provider_account:manage` (role or grant on this account).",
+    ),
+    ("DELETE", "/api/v1/orgs/{org}/provider-accounts/{id}"): (
+        "Delete a provider account",
+        "Delete the account and its encrypted secret. Needs `provider_account:manage`.",
+    ),
+    ("PUT", "/api/v1/orgs/{org}/provider-accounts/{id}/secret"): (
+        "Set or replace the upstream secret",
+        "Store a new secret (encrypted at rest) or a secret reference; replacing one "
+        "asks a 2FA user for a fresh `otp_code`. The secret is never shown again.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/provider-accounts/{id}/grants"): (
+        "List who may manage this account",
+        "Teams and users granted `provider_account:manage` on this one account.",
+    ),
+    ("POST", "/api/v1/orgs/{org}/provider-accounts/{id}/grants"): (
+        "Grant management of this account",
+        "Give one team or one user `provider_account:manage` on this account only.",
+    ),
+    ("DELETE", "/api/v1/orgs/{org}/provider-accounts/{id}/grants"): (
+        "Withdraw a per-account grant",
+        "Take back a team's or user's grant on this account.",
+    ),
+    # --- access rules -----------------------------------------------------------------
+    ("GET", "/api/v1/orgs/{org}/access-rules"): (
+        "List model access rules",
+        "Which models (FQNs, `account/*` patterns, tags) each user, team, role and "
+        "service account may use. No rule, no access. Needs `model:read`.",
+    ),
+    ("POST", "/api/v1/orgs/{org}/access-rules"): (
+        "Grant models (add a rule)",
+        "Add one rule: `models` and at least one of `users`, `teams`, `roles`, "
+        "`service_accounts`. Unknown names are 400. Needs `policy:manage`.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/access-rules/{id}"): (
+        "Show an access rule",
+        "One access rule by id. Needs `model:read`.",
+    ),
+    ("DELETE", "/api/v1/orgs/{org}/access-rules/{id}"): (
+        "Delete an access rule",
+        "Withdraw one rule; gateway processes see it on the next call. Needs `policy:manage`.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/access-rules.yaml"): (
+        "Export the rules as YAML",
+        "Every rule as one `authz_rules:` YAML document. Needs `model:read`.",
+    ),
+    ("PUT", "/api/v1/orgs/{org}/access-rules.yaml"): (
+        "Replace the rules from YAML",
+        "Replace the whole rule set with an `authz_rules:` document (YAML or JSON), "
+        "all or nothing: one bad rule and nothing changes (400). Needs `policy:manage`.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/access-rules/effective"): (
+        "Explain effective model access",
+        "`?user=` or `?service_account=`: the models that identity may use; "
+        "`?model=`: who may use that model; neither: the caller's own models.",
+    ),
+    # --- audit and usage --------------------------------------------------------------
+    ("GET", "/api/v1/orgs/{org}/audit-logs"): (
+        "Read the audit log",
+        "Append-only records of every authenticated request and decision, newest "
+        "first, cursor-paginated; filter by actor, action (`auth:*` for a prefix), "
+        "outcome, target, model, since, until. `?format=csv` or `?format=jsonl` streams "
+        "every match. Needs `audit_log:view`.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/usage"): (
+        "Usage over time",
+        "Requests, errors, denials, tokens, cost and latency from the rollups, grouped "
+        "by model, key, user, team or service account, per hour or day (default: the "
+        "last 7 days). Needs `usage:view`.",
+    ),
+}
+
+
+def tag_for(path: str) -> str:
+    """The resource tag of a REST path (``/api/v1/orgs/{org}/api-keys/{id}`` -> api-keys)."""
+    if path.startswith("/api/llm/"):
+        return "gateway"
+    if path.startswith(("/api/v1/auth/", "/api/v1/invitations/")):
+        return "invitations" if "/invitations/" in path else "auth"
+    parts = path.removeprefix("/api/v1/").split("/")
+    if len(parts) <= 2 or parts[2] == "transfer-ownership":
+        return "orgs"
+    resource = parts[2].removesuffix(".yaml")
+    if resource == "audit-logs":
+        return "audit"
+    return resource
