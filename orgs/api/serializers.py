@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from rest_framework import serializers
 
+from inferia.serializers import InputSerializer
+
 from orgs import access as acl
 from orgs.models import (
     Invitation,
@@ -20,22 +22,22 @@ from orgs.models import (
 # --- auth -----------------------------------------------------------------------
 
 
-class LoginInput(serializers.Serializer):
+class LoginInput(InputSerializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=4096, trim_whitespace=False)
     otp_code = serializers.CharField(max_length=64, required=False, allow_blank=True)
 
 
-class RefreshInput(serializers.Serializer):
+class RefreshInput(InputSerializer):
     refresh_token = serializers.CharField(max_length=4096)
 
 
-class PasswordChangeInput(serializers.Serializer):
+class PasswordChangeInput(InputSerializer):
     current_password = serializers.CharField(max_length=4096, trim_whitespace=False)
     new_password = serializers.CharField(max_length=4096, trim_whitespace=False)
 
 
-class OtpCodeInput(serializers.Serializer):
+class OtpCodeInput(InputSerializer):
     otp_code = serializers.CharField(max_length=64)
 
 
@@ -78,7 +80,7 @@ class RecoveryCodesOutput(serializers.Serializer):
 # --- orgs ---------------------------------------------------------------------------
 
 
-class OrgSettingsInput(serializers.Serializer):
+class OrgSettingsInput(InputSerializer):
     """Policy knobs kept in ``Organization.settings`` (read by later parts)."""
 
     max_key_lifetime_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
@@ -133,18 +135,18 @@ class OrgSettingsInput(serializers.Serializer):
         return value
 
 
-class OrganizationCreateInput(serializers.Serializer):
+class OrganizationCreateInput(InputSerializer):
     slug = serializers.CharField(max_length=50, validators=[slug_validator])
     name = serializers.CharField(max_length=200)
 
 
-class OrganizationUpdateInput(serializers.Serializer):
+class OrganizationUpdateInput(InputSerializer):
     name = serializers.CharField(max_length=200, required=False)
     require_2fa = serializers.BooleanField(required=False)
     settings = OrgSettingsInput(required=False)
 
 
-class SensitiveActionInput(serializers.Serializer):
+class SensitiveActionInput(InputSerializer):
     otp_code = serializers.CharField(max_length=64, required=False, allow_blank=True)
     password = serializers.CharField(
         max_length=4096, required=False, allow_blank=True, trim_whitespace=False
@@ -191,7 +193,7 @@ class MeOutput(serializers.Serializer):
     memberships = MyMembershipOutput(many=True)
 
 
-class MemberUpdateInput(serializers.Serializer):
+class MemberUpdateInput(InputSerializer):
     role = serializers.CharField(help_text="Role id or slug", max_length=64)
 
 
@@ -206,7 +208,7 @@ class PermissionListField(serializers.ListField):
         return sorted(acl.normalize_permissions(names))
 
 
-class RoleCreateInput(serializers.Serializer):
+class RoleCreateInput(InputSerializer):
     slug = serializers.CharField(max_length=50, validators=[slug_validator])
     name = serializers.CharField(max_length=100)
     description = serializers.CharField(
@@ -215,7 +217,7 @@ class RoleCreateInput(serializers.Serializer):
     permissions = PermissionListField(allow_empty=True)
 
 
-class RoleUpdateInput(serializers.Serializer):
+class RoleUpdateInput(InputSerializer):
     name = serializers.CharField(max_length=100, required=False)
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
     permissions = PermissionListField(required=False, allow_empty=True)
@@ -242,7 +244,7 @@ class RoleOutput(serializers.ModelSerializer):
 # --- teams ---------------------------------------------------------------------------
 
 
-class TeamCreateInput(serializers.Serializer):
+class TeamCreateInput(InputSerializer):
     slug = serializers.CharField(max_length=50, validators=[slug_validator])
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(
@@ -250,7 +252,7 @@ class TeamCreateInput(serializers.Serializer):
     )
 
 
-class TeamUpdateInput(serializers.Serializer):
+class TeamUpdateInput(InputSerializer):
     name = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
 
@@ -263,7 +265,7 @@ class TeamOutput(serializers.ModelSerializer):
         fields = ["id", "slug", "name", "description", "member_count", "created_at"]
 
 
-class TeamMemberInput(serializers.Serializer):
+class TeamMemberInput(InputSerializer):
     user_id = serializers.UUIDField()
 
 
@@ -279,7 +281,7 @@ class TeamMemberOutput(serializers.ModelSerializer):
 # --- invitations ---------------------------------------------------------------------
 
 
-class InvitationCreateInput(serializers.Serializer):
+class InvitationCreateInput(InputSerializer):
     email = serializers.EmailField()
     role = serializers.CharField(max_length=64, help_text="Role id or slug")
 
@@ -310,7 +312,7 @@ class InvitationOutput(serializers.ModelSerializer):
         return inviter.user.username if inviter else None
 
 
-class InvitationAcceptInput(serializers.Serializer):
+class InvitationAcceptInput(InputSerializer):
     # The account is created without full_clean(): validate the name like Django's User does.
     username = serializers.CharField(
         max_length=150, required=False, validators=[UnicodeUsernameValidator()]
