@@ -19,13 +19,6 @@ from orgs.models import User
 
 
 
-def _role_or_400(ref: str):
-    role = org_selectors.role_get_by_ref(ref)
-    if role is None:
-        raise ValidationError(
-            "Unknown role", details={"role": ["No such role in this organization."]}
-        )
-    return role
 
 
 # --- service accounts -------------------------------------------------------------------
@@ -52,7 +45,7 @@ class ServiceAccountListView(OrgAPIView):
             slug=data["slug"],
             name=data["name"],
             description=data["description"],
-            role=_role_or_400(data["role"]),
+            role=org_selectors.role_require_by_ref(data["role"]),
             meta=request_meta(request),
         )
         return Response(s.ServiceAccountOutput(account).data, status=status.HTTP_201_CREATED)
@@ -79,7 +72,7 @@ class ServiceAccountDetailView(OrgAPIView):
         account = self.get_object()
         data = dict(self.input(request))
         if "role" in data:
-            data["role"] = _role_or_400(data["role"])
+            data["role"] = org_selectors.role_require_by_ref(data["role"])
         account = services.service_account_update(
             access=request.access, account=account, changes=data, meta=request_meta(request)
         )

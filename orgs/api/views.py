@@ -247,13 +247,6 @@ class MemberListView(OrgAPIView):
         return self.get_paginated_response(s.MembershipOutput(page, many=True).data)
 
 
-def _role_or_400(ref: str, field: str = "role"):
-    role = selectors.role_get_by_ref(ref)
-    if role is None:
-        raise ValidationError(
-            "Unknown role", details={field: ["No such role in this organization."]}
-        )
-    return role
 
 
 class MemberDetailView(OrgAPIView):
@@ -276,7 +269,7 @@ class MemberDetailView(OrgAPIView):
         updated = tenancy.member_change_role(
             access=request.access,
             membership=membership,
-            role=_role_or_400(data["role"]),
+            role=selectors.role_require_by_ref(data["role"]),
             meta=request_meta(request),
         )
         return Response(s.MembershipOutput(updated).data)
@@ -471,7 +464,7 @@ class InvitationListView(OrgAPIView):
         invitation = tenancy.invitation_create(
             access=request.access,
             email=data["email"],
-            role=_role_or_400(data["role"]),
+            role=selectors.role_require_by_ref(data["role"]),
             meta=request_meta(request),
         )
         return Response(s.InvitationOutput(invitation).data, status=status.HTTP_201_CREATED)
