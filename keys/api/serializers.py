@@ -7,17 +7,16 @@ from rest_framework import serializers
 from inferia.serializers import InputSerializer
 
 from keys.models import AccessRule, ApiKey, ProviderAccount, ProviderType, ServiceAccount
-from orgs.api.serializers import PermissionListField, RoleBriefOutput
+from orgs.api.serializers import PermissionListField, RoleBriefOutput, SlugFromNameInput
 from orgs.models import slug_validator
 
 
-class ServiceAccountCreateInput(InputSerializer):
-    slug = serializers.CharField(max_length=50, validators=[slug_validator])
+class ServiceAccountCreateInput(SlugFromNameInput):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(
         max_length=500, required=False, allow_blank=True, default=""
     )
-    role = serializers.CharField(max_length=64, help_text="Role id or slug")
+    role = serializers.CharField(max_length=64, help_text="Role id, slug or displayed name (member, Member)")
 
 
 class ServiceAccountUpdateInput(InputSerializer):

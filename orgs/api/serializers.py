@@ -16,6 +16,7 @@ from orgs.models import (
     Team,
     TeamMember,
     User,
+    slug_from_name,
     slug_validator,
 )
 
@@ -194,7 +195,31 @@ class MeOutput(serializers.Serializer):
 
 
 class MemberUpdateInput(InputSerializer):
-    role = serializers.CharField(help_text="Role id or slug", max_length=64)
+    role = serializers.CharField(help_text="Role id, slug or displayed name (member, Member)", max_length=64)
+
+
+class SlugFromNameInput(InputSerializer):
+    """A create input whose ``slug`` is optional: when omitted it is derived from
+    ``name`` (``orgs.models.slug_from_name``). A derived slug is held to the same rules
+    as a given one: taken in the org (or reserved) is a 409 CONFLICT, never a silent suffix."""
+
+    slug = serializers.CharField(
+        max_length=50,
+        validators=[slug_validator],
+        required=False,
+        help_text="Omitted: derived from the name (Django's slugify).",
+    )
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        if not attrs.get("slug"):
+            derived = slug_from_name(attrs.get("name", ""))
+            if not derived:
+                raise serializers.ValidationError(
+                    {"slug": ["The name has no letter or digit to derive a slug from; give one."]}
+                )
+            attrs["slug"] = derived
+        return attrs
 
 
 # --- roles ---------------------------------------------------------------------------
@@ -208,8 +233,7 @@ class PermissionListField(serializers.ListField):
         return sorted(acl.normalize_permissions(names))
 
 
-class RoleCreateInput(InputSerializer):
-    slug = serializers.CharField(max_length=50, validators=[slug_validator])
+class RoleCreateInput(SlugFromNameInput):
     name = serializers.CharField(max_length=100)
     description = serializers.CharField(
         max_length=500, required=False, allow_blank=True, default=""
@@ -244,8 +268,7 @@ class RoleOutput(serializers.ModelSerializer):
 # --- teams ---------------------------------------------------------------------------
 
 
-class TeamCreateInput(InputSerializer):
-    slug = serializers.CharField(max_length=50, validators=[slug_validator])
+class TeamCreateInput(SlugFromNameInput):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(
         max_length=500, required=False, allow_blank=True, default=""
@@ -283,7 +306,7 @@ class TeamMemberOutput(serializers.ModelSerializer):
 
 class InvitationCreateInput(InputSerializer):
     email = serializers.EmailField()
-    role = serializers.CharField(max_length=64, help_text="Role id or slug")
+    role = serializers.CharField(max_length=64, help_text="Role id, slug or displayed name (member, Member)")
 
 
 class InvitationOutput(serializers.ModelSerializer):
