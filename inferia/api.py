@@ -16,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 from rest_framework import generics
 from rest_framework.permissions import BasePermission
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 
 from audit import services as audit
@@ -154,6 +155,19 @@ class AuditedRequestMixin:
         return response
 
 
+class JsonErrorsMixin:
+    """Errors are JSON in the envelope whatever format was asked: an audit export
+    (``?format=csv``) that fails answers ``application/json``, not a CSV rendering."""
+
+    def handle_exception(self, exc: Exception):
+        response = super().handle_exception(exc)  # type: ignore[misc]
+        request = getattr(self, "request", None)
+        if isinstance(request, Request):
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = JSONRenderer.media_type
+        return response
+
+
 class RawBody:
     """``input_serializers`` value: the handler parses a body of its own format
     (the YAML import) and refuses unknown keys itself."""
@@ -232,7 +246,9 @@ class InputGrammarMixin:
         )
 
 
-class UserAPIView(AuditedRequestMixin, InputGrammarMixin, generics.GenericAPIView):
+class UserAPIView(
+    JsonErrorsMixin, AuditedRequestMixin, InputGrammarMixin, generics.GenericAPIView
+):
     """An endpoint for a signed-in user, outside an organization."""
 
     permission_classes = [SignedInUser]
@@ -248,7 +264,9 @@ class UserAPIView(AuditedRequestMixin, InputGrammarMixin, generics.GenericAPIVie
         self.check_input(request)
 
 
-class OrgAPIView(AuditedRequestMixin, InputGrammarMixin, generics.GenericAPIView):
+class OrgAPIView(
+    JsonErrorsMixin, AuditedRequestMixin, InputGrammarMixin, generics.GenericAPIView
+):
     """Base of every ``/api/v1/orgs/{org}/...`` endpoint."""
 
     required_permissions: ClassVar[dict[str, str]] = {}

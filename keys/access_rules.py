@@ -205,10 +205,10 @@ def parse_rules(document: Any, org) -> list[ParsedRule]:
     """Validate every rule; errors name the rule and field (``authz_rules[2].teams``)."""
     errors: dict[str, list[str]] = {}
     if not isinstance(document, dict) or not isinstance(document.get("authz_rules"), list):
-        raise ValidationError(
-            "Expected a mapping with an 'authz_rules' list",
-            details={"authz_rules": ["Required list."]},
-        )
+        details = {"authz_rules": ["Required list."]}
+        if isinstance(document, dict):
+            details |= {str(k): ["Unknown field."] for k in document if k != "authz_rules"}
+        raise ValidationError("Expected a mapping with an 'authz_rules' list", details=details)
     users = {u.username: u for u in User.objects.filter(memberships__org=org)}
     teams = {t.slug: t for t in Team.objects.all()}
     accounts = {s.slug: s for s in ServiceAccount.objects.all()}
