@@ -15,11 +15,12 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TypeVar, cast
 
 from inferia.cors import cors_headers
 
-ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Any]
+# An ASGI application ``(scope, receive, send)``; the wrapper keeps its signature.
+ASGIApp = TypeVar("ASGIApp", bound=Callable[..., Awaitable[None]])
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -38,7 +39,7 @@ def with_cors(app: ASGIApp, *, allow_for: Callable[[str], str | None]) -> ASGIAp
     """``app`` behind the CORS policy; ``allow_for(path)`` names the method a gateway
     path takes (``None``: no such route, the app answers 404)."""
 
-    async def application(scope: dict, receive, send) -> None:
+    async def application(scope: dict, receive: Callable, send: Callable) -> None:
         if scope.get("type") != "http":
             await app(scope, receive, send)
             return
@@ -47,9 +48,7 @@ def with_cors(app: ASGIApp, *, allow_for: Callable[[str], str | None]) -> ASGIAp
             method = allow_for(scope["path"])
             if method is not None:
                 incoming = _header(scope, b"x-request-id") or ""
-                request_id = (
-                    incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
-                )
+                request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
                 headers = [
                     ("Allow", f"{method}, OPTIONS"),
                     ("Vary", "Origin"),
@@ -71,4 +70,4 @@ def with_cors(app: ASGIApp, *, allow_for: Callable[[str], str | None]) -> ASGIAp
 
         await app(scope, receive, send_with_cors)
 
-    return application
+    return cast(ASGIApp, application)

@@ -35,8 +35,8 @@ from inferia.errors import (
     ValidationError,
 )
 from inferia.request_meta import RequestMeta
-from inferia.serializers import UNKNOWN_FIELD, InputSerializer, unknown_fields
 from inferia.request_types import OrgAPIRequest
+from inferia.serializers import UNKNOWN_FIELD, InputSerializer, unknown_fields
 from orgs.access import Access
 from orgs.scoping import activate, deactivate
 
@@ -246,9 +246,7 @@ class InputGrammarMixin:
         )
 
 
-class UserAPIView(
-    JsonErrorsMixin, AuditedRequestMixin, InputGrammarMixin, generics.GenericAPIView
-):
+class UserAPIView(JsonErrorsMixin, AuditedRequestMixin, InputGrammarMixin, generics.GenericAPIView):
     """An endpoint for a signed-in user, outside an organization."""
 
     permission_classes = [SignedInUser]
@@ -264,9 +262,7 @@ class UserAPIView(
         self.check_input(request)
 
 
-class OrgAPIView(
-    JsonErrorsMixin, AuditedRequestMixin, InputGrammarMixin, generics.GenericAPIView
-):
+class OrgAPIView(JsonErrorsMixin, AuditedRequestMixin, InputGrammarMixin, generics.GenericAPIView):
     """Base of every ``/api/v1/orgs/{org}/...`` endpoint."""
 
     required_permissions: ClassVar[dict[str, str]] = {}

@@ -21,6 +21,7 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from django.utils.cache import patch_vary_headers
 
+
 def origin_allowed(origin: str | None) -> bool:
     """Whether ``origin`` (the request's ``Origin`` header) may read responses."""
     if not origin:

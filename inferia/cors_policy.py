@@ -67,7 +67,9 @@ def validate_origins(values: list[str], *, allow_credentials: bool) -> list[str]
         try:
             parts = urlsplit(origin)
         except ValueError as exc:
-            raise ImproperlyConfigured(f"INFERIA_CORS_ORIGINS: {origin!r} is not an origin") from exc
+            raise ImproperlyConfigured(
+                f"INFERIA_CORS_ORIGINS: {origin!r} is not an origin"
+            ) from exc
         if (
             parts.scheme not in ("http", "https")
             or not parts.netloc

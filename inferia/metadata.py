@@ -20,8 +20,6 @@ class InputMetadata(SimpleMetadata):
         declared = getattr(view, "input_serializers", {})
         for method in {"PUT", "POST", "PATCH"} & set(view.allowed_methods):
             serializer_class = declared.get(method)
-            if isinstance(serializer_class, type) and issubclass(
-                serializer_class, InputSerializer
-            ):
+            if isinstance(serializer_class, type) and issubclass(serializer_class, InputSerializer):
                 actions[method] = self.get_serializer_info(serializer_class())
         return actions

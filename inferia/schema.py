@@ -34,4 +34,3 @@ class InputAwareAutoSchema(AutoSchema):
         if self.method in declared and not isinstance(declared[self.method], RawBody):
             return declared[self.method]
         return super().get_request_serializer()
-

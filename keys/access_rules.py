@@ -247,7 +247,7 @@ def parse_rules(document: Any, org) -> list[ParsedRule]:
             if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
                 errors[f"{where}.{name}"] = ["Must be a list of names."]
                 continue
-            found = {}
+            found: dict[str, Any] = {}
             for value in values:
                 try:
                     match = (

@@ -14,8 +14,8 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.validators import RegexValidator
 from django.db import models
-from django.utils.text import slugify
 from django.db.models import Q
+from django.utils.text import slugify
 from django_otp.models import Device, ThrottlingMixin
 from django_otp.oath import TOTP
 

@@ -103,9 +103,7 @@ def role_get_by_ref(ref: str, field: str = "role", org: Organization | None = No
         return roles.filter(pk=uuid.UUID(text)).first()
     except ValueError:
         pass
-    by_slug = (
-        roles.filter(slug=text.lower()).order_by(F("org_id").asc(nulls_first=True)).first()
-    )
+    by_slug = roles.filter(slug=text.lower()).order_by(F("org_id").asc(nulls_first=True)).first()
     if by_slug is not None:
         return by_slug
     by_name = list(roles.filter(name__iexact=text)[:2])

@@ -5,7 +5,6 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from inferia.serializers import InputSerializer
-
 from keys.models import AccessRule, ApiKey, ProviderAccount, ProviderType, ServiceAccount
 from orgs.api.serializers import PermissionListField, RoleBriefOutput, SlugFromNameInput
 from orgs.models import slug_validator
@@ -16,7 +15,9 @@ class ServiceAccountCreateInput(SlugFromNameInput):
     description = serializers.CharField(
         max_length=500, required=False, allow_blank=True, default=""
     )
-    role = serializers.CharField(max_length=64, help_text="Role id, slug or displayed name (member, Member)")
+    role = serializers.CharField(
+        max_length=64, help_text="Role id, slug or displayed name (member, Member)"
+    )
 
 
 class ServiceAccountUpdateInput(InputSerializer):

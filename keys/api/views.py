@@ -17,10 +17,6 @@ from keys.api import serializers as s
 from orgs import selectors as org_selectors
 from orgs.models import User
 
-
-
-
-
 # --- service accounts -------------------------------------------------------------------
 
 
@@ -260,6 +256,7 @@ class ProviderSecretView(OrgAPIView):
 
 class ProviderGrantView(OrgAPIView):
     """Who may manage this one account besides role holders: POST grants, DELETE revokes."""
+
     input_serializers = {"POST": s.ProviderGrantInput, "DELETE": s.ProviderGrantInput}
 
     required_permissions = {
@@ -384,6 +381,7 @@ class AccessRuleDetailView(OrgAPIView):
 
 class AccessRulesYamlView(OrgAPIView):
     """The whole rule set as YAML (``authz_rules:``); PUT replaces it atomically."""
+
     input_serializers = {"PUT": RAW_BODY}
 
     required_permissions = {"GET": "model:read", "PUT": "policy:manage"}

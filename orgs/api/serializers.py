@@ -6,7 +6,6 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 from rest_framework import serializers
 
 from inferia.serializers import InputSerializer
-
 from orgs import access as acl
 from orgs.models import (
     Invitation,
@@ -195,7 +194,9 @@ class MeOutput(serializers.Serializer):
 
 
 class MemberUpdateInput(InputSerializer):
-    role = serializers.CharField(help_text="Role id, slug or displayed name (member, Member)", max_length=64)
+    role = serializers.CharField(
+        help_text="Role id, slug or displayed name (member, Member)", max_length=64
+    )
 
 
 class SlugFromNameInput(InputSerializer):
@@ -306,7 +307,9 @@ class TeamMemberOutput(serializers.ModelSerializer):
 
 class InvitationCreateInput(InputSerializer):
     email = serializers.EmailField()
-    role = serializers.CharField(max_length=64, help_text="Role id, slug or displayed name (member, Member)")
+    role = serializers.CharField(
+        max_length=64, help_text="Role id, slug or displayed name (member, Member)"
+    )
 
 
 class InvitationOutput(serializers.ModelSerializer):

@@ -10,14 +10,13 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from inferia.api import ANY_MEMBER, OrgAPIView, UserAPIView, request_meta
-from inferia.errors import NotFound, ValidationError
+from inferia.errors import NotFound
 from inferia.request_types import SignedInAPIRequest
 from orgs import selectors
 from orgs.access import membership_permissions
 from orgs.api import serializers as s
 from orgs.models import Organization, User
 from orgs.services import auth, tenancy, two_factor
-
 
 
 def _pair_response(pair: auth.TokenPair, status_code: int = 200) -> Response:
@@ -91,6 +90,7 @@ class MeView(UserAPIView):
 
 class PasswordChangeView(UserAPIView):
     input_serializers = {"POST": s.PasswordChangeInput}
+
     @extend_schema(responses={200: s.TokenPairOutput})
     def post(self, request):
         data = self.input(request)
@@ -105,6 +105,7 @@ class PasswordChangeView(UserAPIView):
 
 class TwoFactorSetupView(UserAPIView):
     input_serializers = {"POST": None}
+
     @extend_schema(responses={200: s.TotpSetupOutput})
     def post(self, request):
         setup = two_factor.totp_setup(user=request.user, meta=request_meta(request))
@@ -116,6 +117,7 @@ class TwoFactorSetupView(UserAPIView):
 
 class TwoFactorConfirmView(UserAPIView):
     input_serializers = {"POST": s.OtpCodeInput}
+
     @extend_schema(responses={200: s.RecoveryCodesOutput})
     def post(self, request):
         data = self.input(request)
@@ -127,6 +129,7 @@ class TwoFactorConfirmView(UserAPIView):
 
 class TwoFactorDisableView(UserAPIView):
     input_serializers = {"POST": s.OtpCodeInput}
+
     @extend_schema(responses={204: None})
     def post(self, request):
         data = self.input(request)
@@ -138,6 +141,7 @@ class TwoFactorDisableView(UserAPIView):
 
 class RecoveryCodesView(UserAPIView):
     input_serializers = {"POST": s.OtpCodeInput}
+
     @extend_schema(responses={200: s.RecoveryCodesOutput})
     def post(self, request):
         data = self.input(request)
@@ -245,8 +249,6 @@ class MemberListView(OrgAPIView):
     def get(self, request, org):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(s.MembershipOutput(page, many=True).data)
-
-
 
 
 class MemberDetailView(OrgAPIView):
@@ -507,6 +509,7 @@ class InvitationResendView(OrgAPIView):
 
 class InvitationAcceptView(UserAPIView):
     """Accept with a logged-in account, or create one with username and password."""
+
     input_serializers = {"POST": s.InvitationAcceptInput}
 
     permission_classes = [AllowAny]

@@ -11,14 +11,15 @@ import pytest
 from django.test import override_settings
 
 from tests.conftest import PASSWORD, assert_error
-from tests.gateway.conftest import (  # noqa: F401 - fixtures for the gateway edge
-    _fresh_gateway_state,
-    _usage_stream_per_worker,
-    fake_upstream,
-    gateway_server,
-    llm,
-)
+from tests.gateway import conftest as gateway_fixtures
 from tests.inferia.test_production_profile import production_env, run
+
+# The gateway's fixtures (tests/gateway/conftest.py), for the gateway edge below.
+_fresh_gateway_state = gateway_fixtures._fresh_gateway_state
+_usage_stream_per_worker = gateway_fixtures._usage_stream_per_worker
+fake_upstream = gateway_fixtures.fake_upstream
+gateway_server = gateway_fixtures.gateway_server
+llm = gateway_fixtures.llm
 
 APP = "https://app.example.com"
 EVIL = "https://evil.example.net"
@@ -146,7 +147,10 @@ def test_dashboard_pages_are_not_cross_origin(cast, client):
 @pytest.mark.parametrize(
     ("env", "says"),
     [
-        ({"INFERIA_CORS_ORIGINS": "*", "INFERIA_CORS_ALLOW_CREDENTIALS": "true"}, "cannot be combined"),
+        (
+            {"INFERIA_CORS_ORIGINS": "*", "INFERIA_CORS_ALLOW_CREDENTIALS": "true"},
+            "cannot be combined",
+        ),
         ({"INFERIA_CORS_ORIGINS": "https://app.example.com/"}, "not an exact origin"),
         ({"INFERIA_CORS_ORIGINS": "*,https://app.example.com"}, "stands alone"),
         ({"INFERIA_CORS_ORIGINS": "app.example.com"}, "not an exact origin"),
@@ -253,9 +257,7 @@ def test_both_edges_send_the_same_cors_headers(transactional_db, cast, gateway_s
     """The one policy: a preflight and an error answered by Django and by the gateway
     carry the same Access-Control-* headers."""
     preflight = {"Origin": APP, "Access-Control-Request-Method": "POST"}
-    django_preflight = client.options(
-        "/api/v1/auth/login", headers=preflight
-    )
+    django_preflight = client.options("/api/v1/auth/login", headers=preflight)
     gateway_preflight = httpx.options(
         f"{gateway_server.url}/api/llm/v1/chat/completions", headers=preflight
     )

@@ -88,7 +88,9 @@ def test_a_slug_wins_over_a_custom_role_named_like_a_builtin(cast, alice_client)
     )
     assert custom.status_code == 201, custom.content
     membership = bob_membership(cast)
-    response = alice_client.patch(f"{ACME}/members/{membership.pk}", {"role": "admin"}, format="json")
+    response = alice_client.patch(
+        f"{ACME}/members/{membership.pk}", {"role": "admin"}, format="json"
+    )
     assert response.status_code == 200, response.content
     role = bob_membership(cast).role
     assert role.is_builtin and role.slug == "admin"
@@ -126,9 +128,7 @@ def test_a_name_shared_by_two_roles_is_ambiguous(cast, alice_client):
 def test_an_unknown_role_reference_is_400(cast, alice_client):
     membership = bob_membership(cast)
     error = assert_error(
-        alice_client.patch(
-            f"{ACME}/members/{membership.pk}", {"role": "Superuser"}, format="json"
-        ),
+        alice_client.patch(f"{ACME}/members/{membership.pk}", {"role": "Superuser"}, format="json"),
         400,
         "VALIDATION_ERROR",
     )
@@ -169,9 +169,7 @@ def test_team_slug_is_derived_from_the_name(cast, alice_client):
 )
 def test_a_derived_slug_that_is_taken_is_a_conflict(cast, alice_client, path, body):
     assert alice_client.post(f"{ACME}/{path}", body, format="json").status_code == 201
-    error = assert_error(
-        alice_client.post(f"{ACME}/{path}", body, format="json"), 409, "CONFLICT"
-    )
+    error = assert_error(alice_client.post(f"{ACME}/{path}", body, format="json"), 409, "CONFLICT")
     assert set(error["details"]) == {"slug"}
     # A slug given explicitly resolves the clash.
     again = alice_client.post(f"{ACME}/{path}", {**body, "slug": "ml-platform-2"}, format="json")
