@@ -28,9 +28,16 @@ class ServiceAccountListView(OrgAPIView):
     def get_scoped_queryset(self):
         return selectors.service_account_list()
 
-    @extend_schema(responses={200: s.ServiceAccountOutput(many=True)})
+    @extend_schema(
+        parameters=[OpenApiParameter("role", str, description="Role id, slug or name")],
+        responses={200: s.ServiceAccountOutput(many=True)},
+    )
     def get(self, request, org):
-        page = self.paginate_queryset(self.get_queryset())
+        queryset = self.get_queryset()
+        if "role" in request.query_params:
+            role = org_selectors.role_require_by_ref(request.query_params["role"])
+            queryset = queryset.filter(role=role)
+        page = self.paginate_queryset(queryset)
         return self.get_paginated_response(s.ServiceAccountOutput(page, many=True).data)
 
     @extend_schema(responses={201: s.ServiceAccountOutput})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -245,9 +245,16 @@ class MemberListView(OrgAPIView):
     def get_scoped_queryset(self):
         return selectors.member_list()
 
-    @extend_schema(responses={200: s.MembershipOutput(many=True)})
+    @extend_schema(
+        parameters=[OpenApiParameter("role", str, description="Role id, slug or name")],
+        responses={200: s.MembershipOutput(many=True)},
+    )
     def get(self, request, org):
-        page = self.paginate_queryset(self.get_queryset())
+        queryset = self.get_queryset()
+        if "role" in request.query_params:
+            role = selectors.role_require_by_ref(request.query_params["role"])
+            queryset = queryset.filter(role=role)
+        page = self.paginate_queryset(queryset)
         return self.get_paginated_response(s.MembershipOutput(page, many=True).data)
 
 

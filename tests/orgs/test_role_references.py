@@ -192,3 +192,18 @@ def test_a_name_without_letters_needs_a_slug(cast, alice_client):
         "VALIDATION_ERROR",
     )
     assert set(error["details"]) == {"slug"}
+
+
+@pytest.mark.parametrize("ref", ["Viewer", "viewer"])
+def test_member_and_service_account_lists_filter_by_role_reference(cast, alice_client, ref):
+    members = alice_client.get(f"{ACME}/members", {"role": ref})
+    assert members.status_code == 200, members.content
+    assert [m["user"]["username"] for m in members.json()["results"]] == ["vera"]
+    for name, role in (("Bot A", "Viewer"), ("Bot B", "Member")):
+        created = alice_client.post(
+            f"{ACME}/service-accounts", {"name": name, "role": role}, format="json"
+        )
+        assert created.status_code == 201, created.content
+    accounts = alice_client.get(f"{ACME}/service-accounts", {"role": ref})
+    assert [a["slug"] for a in accounts.json()["results"]] == ["bot-a"]
+    assert_error(alice_client.get(f"{ACME}/members", {"role": "nope"}), 400, "VALIDATION_ERROR")
