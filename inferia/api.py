@@ -36,7 +36,7 @@ from inferia.errors import (
 )
 from inferia.request_meta import RequestMeta
 from inferia.request_types import OrgAPIRequest
-from inferia.serializers import UNKNOWN_FIELD, InputSerializer, unknown_fields
+from inferia.serializers import InputSerializer, unknown_fields
 from orgs.access import Access
 from orgs.scoping import activate, deactivate
 
@@ -186,8 +186,8 @@ class InputGrammarMixin:
     Before any handler runs, a key the serializer does not take (read-only
     fields included) is a VALIDATION_ERROR naming it. A POST/PUT/PATCH without a
     declaration takes no body (default deny; ``inferia.checks`` also refuses to
-    start with an undeclared one); a DELETE body is checked only when declared. OPTIONS describes the endpoint
-    without reading any credential.
+    start with an undeclared one); a DELETE body is checked only when declared.
+    OPTIONS describes the endpoint without reading any credential.
     """
 
     input_serializers: ClassVar[dict[str, InputDeclaration]] = {}
@@ -208,7 +208,7 @@ class InputGrammarMixin:
         if declared is None:
             if isinstance(data, Mapping):
                 if data:
-                    details = {str(key): [UNKNOWN_FIELD] for key in sorted(map(str, data))}
+                    details = unknown_fields(None, data)
                     raise ValidationError(
                         f"{method} here takes no fields: {', '.join(details)}", details=details
                     )

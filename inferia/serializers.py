@@ -24,13 +24,19 @@ def writable_field_names(serializer: serializers.Serializer) -> set[str]:
     return {name for name, field in serializer.fields.items() if not field.read_only}
 
 
-def unknown_fields(serializer: serializers.Serializer, data: Any) -> dict[str, list[str]]:
+# A client's key is echoed back: bounded, so a huge or numerous key cannot bloat the answer.
+MAX_KEY_CHARS, MAX_KEYS_NAMED = 100, 50
+
+
+def unknown_fields(serializer: serializers.Serializer | None, data: Any) -> dict[str, list[str]]:
     """``{key: ["Unknown field."]}`` for each top-level key of ``data`` that
-    ``serializer`` does not take; empty when ``data`` is not a mapping."""
+    ``serializer`` does not take (``None``: takes nothing); empty when ``data`` is
+    not a mapping. At most ``MAX_KEYS_NAMED`` keys, each cut to ``MAX_KEY_CHARS``."""
     if not isinstance(data, Mapping):
         return {}
-    allowed = writable_field_names(serializer)
-    return {str(key): [UNKNOWN_FIELD] for key in sorted(map(str, data)) if key not in allowed}
+    allowed = writable_field_names(serializer) if serializer is not None else set()
+    unknown = sorted(key for key in map(str, data) if key not in allowed)
+    return {key[:MAX_KEY_CHARS]: [UNKNOWN_FIELD] for key in unknown[:MAX_KEYS_NAMED]}
 
 
 class InputSerializer(serializers.Serializer):

@@ -13,6 +13,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.views import APIView
 
 from keys.models import ProviderAccount
+from orgs.models import Team
 from tests.conftest import assert_error
 from tests.keys.conftest import key_client, mint
 from tests.keys.providers import SECRET, accounts_url, create_account
@@ -235,3 +236,12 @@ def test_options_on_an_org_route_reveals_nothing_of_the_org(cast, anon_client):
     unknown = anon_client.options("/api/v1/orgs/no-such-org/members")
     assert known.status_code == unknown.status_code == 200
     assert known.json() == unknown.json()
+
+
+def test_unknown_keys_echoed_back_are_bounded(cast, alice_client):
+    body = {"x" * 500: 1, **{f"extra{i:03}": i for i in range(60)}}
+    response = alice_client.post("/api/v1/orgs/acme/teams", {"name": "T", **body}, format="json")
+    error = assert_error(response, 400, "VALIDATION_ERROR")
+    assert len(error["details"]) == 50
+    assert all(len(key) <= 100 for key in error["details"])
+    assert not Team.all_orgs.filter(org=cast.acme).exists()
