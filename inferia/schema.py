@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.openapi import AutoSchema
 
 
 class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
@@ -21,16 +18,3 @@ class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
             "bearerFormat": "JWT",
             "description": "The access token from POST /api/v1/auth/login.",
         }
-
-
-class InputAwareAutoSchema(AutoSchema):
-    """The request body of a write is the view's declared ``input_serializers`` entry:
-    the schema documents exactly what the base view enforces (``inferia.api``)."""
-
-    def get_request_serializer(self) -> Any:
-        from inferia.api import RawBody
-
-        declared = getattr(self.view, "input_serializers", None) or {}
-        if self.method in declared and not isinstance(declared[self.method], RawBody):
-            return declared[self.method]
-        return super().get_request_serializer()

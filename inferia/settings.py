@@ -343,7 +343,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "inferia.authentication.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "inferia.errors.drf_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "inferia.schema.InputAwareAutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "inferia.schema_inputs.InputAwareAutoSchema",
     "DEFAULT_METADATA_CLASS": "inferia.metadata.InputMetadata",
     "UNAUTHENTICATED_USER": None,
 }
