@@ -31,6 +31,7 @@ from django.conf import settings
 from audit.redaction import redact_text
 from audit.services import record as audit_record
 from gateway import (
+    cors,
     degraded,
     epochs,
     http,
@@ -908,3 +909,7 @@ async def application(scope, receive, send) -> None:
                 "latency_ms": round((time.perf_counter() - call.started) * 1000, 3),
             },
         )
+
+
+# Cross-origin requests: the API's CORS policy on every gateway response (gateway/cors.py).
+application = cors.with_cors(application, allow_for=lambda path: ROUTES.get(path, ("", None))[1])

@@ -9,12 +9,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 from rest_framework import generics
 from rest_framework.permissions import BasePermission
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 
 from audit import services as audit
@@ -27,9 +29,16 @@ from inferia.authentication import (  # noqa: E402,F401
     bearer_credential,
     presents_credential,
 )
-from inferia.errors import AuthenticationFailed, NotFound, PermissionDenied, TwoFactorRequired
+from inferia.errors import (
+    AuthenticationFailed,
+    NotFound,
+    PermissionDenied,
+    TwoFactorRequired,
+    ValidationError,
+)
 from inferia.request_meta import RequestMeta
 from inferia.request_types import OrgAPIRequest
+from inferia.serializers import InputSerializer, unknown_fields
 from orgs.access import Access
 from orgs.scoping import activate, deactivate
 
@@ -154,7 +163,98 @@ class AuditedRequestMixin:
         return response
 
 
-class UserAPIView(AuditedRequestMixin, generics.GenericAPIView):
+class JsonErrorsMixin:
+    """Errors are JSON in the envelope whatever format was asked: an audit export
+    (``?format=csv``) that fails answers ``application/json``, not a CSV rendering."""
+
+    def handle_exception(self, exc: Exception):
+        response = super().handle_exception(exc)  # type: ignore[misc]
+        request = getattr(self, "request", None)
+        if isinstance(request, Request):
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = JSONRenderer.media_type
+        return response
+
+
+class RawBody:
+    """``input_serializers`` value: the handler parses a body of its own format
+    (the YAML import) and refuses unknown keys itself."""
+
+
+RAW_BODY = RawBody()
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+InputDeclaration = type[InputSerializer] | RawBody | None
+
+
+class InputGrammarMixin:
+    """One grammar for every write: the body may hold only the declared fields.
+
+    ``input_serializers`` maps each write method to its ``InputSerializer``
+    (``None``: the method takes no body; ``RAW_BODY``: the handler parses it).
+    Before any handler runs, a key the serializer does not take (read-only
+    fields included) is a VALIDATION_ERROR naming it. A POST/PUT/PATCH without a
+    declaration takes no body (default deny; ``inferia.checks`` also refuses to
+    start with an undeclared one); a DELETE body is checked only when declared.
+    OPTIONS describes the endpoint without reading any credential.
+    """
+
+    input_serializers: ClassVar[dict[str, InputDeclaration]] = {}
+
+    def _input_declaration(self, method: str) -> InputDeclaration:
+        return self.input_serializers.get(method)
+
+    def check_input(self, request: Request) -> None:
+        method = request.method or ""
+        if method not in WRITE_METHODS or not hasattr(self, method.lower()):
+            return  # DRF answers 405 for a method the view does not handle
+        declared = self._input_declaration(method)
+        if isinstance(declared, RawBody):
+            return
+        if declared is None and method == "DELETE":
+            return  # a DELETE body has no meaning unless the view declares one
+        data = request.data
+        if declared is None:
+            if isinstance(data, Mapping):
+                if data:
+                    details = unknown_fields(None, data)
+                    raise ValidationError(
+                        f"{method} here takes no fields: {', '.join(details)}", details=details
+                    )
+            elif data not in (None, "", b""):
+                raise ValidationError(f"{method} here takes no request body")
+            return
+        unknown = unknown_fields(declared(), data)
+        if unknown:
+            raise ValidationError(f"Unknown field(s): {', '.join(unknown)}", details=unknown)
+
+    def input(self, request: Request, **kwargs: Any) -> dict[str, Any]:
+        """The validated body of this request, by the method's declared serializer."""
+        declared = self._input_declaration(request.method or "")
+        if declared is None or isinstance(declared, RawBody):
+            raise ImproperlyConfigured(
+                f"{type(self).__name__} declares no input serializer for {request.method}"
+            )
+        serializer = declared(data=request.data, **kwargs)
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
+
+    def options_initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        """``APIView.initial`` for OPTIONS: negotiation only, no credential, no permission.
+
+        The answer (methods and the declared input fields) is the same for every
+        caller and tenant, like the public OpenAPI schema.
+        """
+        view = cast(generics.GenericAPIView, self)
+        view.format_kwarg = view.get_format_suffix(**kwargs)
+        request.accepted_renderer, request.accepted_media_type = view.perform_content_negotiation(
+            request
+        )
+        request.version, request.versioning_scheme = view.determine_version(
+            request, *args, **kwargs
+        )
+
+
+class UserAPIView(JsonErrorsMixin, AuditedRequestMixin, InputGrammarMixin, generics.GenericAPIView):
     """An endpoint for a signed-in user, outside an organization."""
 
     permission_classes = [SignedInUser]
@@ -162,8 +262,15 @@ class UserAPIView(AuditedRequestMixin, generics.GenericAPIView):
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any):
         return self._audit_dispatch(request, super().dispatch, *args, **kwargs)
 
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        if request.method == "OPTIONS":
+            self.options_initial(request, *args, **kwargs)
+            return
+        super().initial(request, *args, **kwargs)
+        self.check_input(request)
 
-class OrgAPIView(AuditedRequestMixin, generics.GenericAPIView):
+
+class OrgAPIView(JsonErrorsMixin, AuditedRequestMixin, InputGrammarMixin, generics.GenericAPIView):
     """Base of every ``/api/v1/orgs/{org}/...`` endpoint."""
 
     required_permissions: ClassVar[dict[str, str]] = {}
@@ -205,6 +312,9 @@ class OrgAPIView(AuditedRequestMixin, generics.GenericAPIView):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         from keys import resolver
 
+        if request.method == "OPTIONS":
+            self.options_initial(request, *args, **kwargs)
+            return
         self.perform_authentication(request)
         credential = getattr(request._request, "credential", None)
         if request.auth is None or credential is None:
@@ -232,3 +342,4 @@ class OrgAPIView(AuditedRequestMixin, generics.GenericAPIView):
         org_request._request.access = access
         self._scope_token = activate(access.org)
         super().initial(request, *args, **kwargs)
+        self.check_input(request)

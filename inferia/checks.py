@@ -47,3 +47,37 @@ def check_required_permissions(app_configs, **kwargs):
                     )
                 )
     return errors
+
+
+@register()
+def check_input_serializers(app_configs, **kwargs):
+    """Every write an API view handles declares its input (``inferia.api.InputGrammarMixin``):
+    an ``InputSerializer`` subclass, ``None`` (no body) or ``RAW_BODY``."""
+    from inferia.api import InputGrammarMixin, RawBody
+    from inferia.serializers import InputSerializer
+
+    errors = []
+    for _pattern, view_class in _views(get_resolver().url_patterns):
+        if not issubclass(view_class, InputGrammarMixin):
+            continue
+        declared = view_class.input_serializers
+        for method in ("post", "put", "patch"):
+            if hasattr(view_class, method) and method.upper() not in declared:
+                errors.append(
+                    Error(
+                        f"{view_class.__name__} handles {method.upper()} without declaring "
+                        "input_serializers for it",
+                        id="inferia.E003",
+                    )
+                )
+        for method, value in declared.items():
+            if value is None or isinstance(value, RawBody):
+                continue
+            if not (isinstance(value, type) and issubclass(value, InputSerializer)):
+                errors.append(
+                    Error(
+                        f"{view_class.__name__} {method} input {value!r} is not an InputSerializer",
+                        id="inferia.E004",
+                    )
+                )
+    return errors

@@ -18,6 +18,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from inferia import cors_policy
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -88,6 +90,26 @@ if DEPLOYMENT and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("INFERIA_ALLOWED_HOSTS must be set in a deployment")
 CSRF_TRUSTED_ORIGINS = env.list("INFERIA_CSRF_TRUSTED_ORIGINS", default=[])
 
+# --- Cross-origin requests (inferia.cors: the one policy of the API and the gateway) -------
+# Exact origins, comma-separated; none by default (no cross-origin access). "*" stands
+# alone and is refused together with credentials.
+INFERIA_CORS_ALLOW_CREDENTIALS = env.bool("INFERIA_CORS_ALLOW_CREDENTIALS", default=False)
+_cors_origins = cors_policy.validate_origins(
+    env.list("INFERIA_CORS_ORIGINS", default=[]),
+    allow_credentials=INFERIA_CORS_ALLOW_CREDENTIALS,
+)
+CORS_ALLOW_ALL_ORIGINS = _cors_origins == ["*"]
+CORS_ALLOWED_ORIGINS = [] if CORS_ALLOW_ALL_ORIGINS else _cors_origins
+CORS_ALLOW_CREDENTIALS = INFERIA_CORS_ALLOW_CREDENTIALS
+CORS_ALLOW_METHODS = [
+    m.upper() for m in env.list("INFERIA_CORS_METHODS", default=list(cors_policy.DEFAULT_METHODS))
+]
+CORS_ALLOW_HEADERS = env.list("INFERIA_CORS_HEADERS", default=list(cors_policy.DEFAULT_HEADERS))
+CORS_EXPOSE_HEADERS = list(cors_policy.EXPOSE_HEADERS)
+CORS_PREFLIGHT_MAX_AGE = env.int("INFERIA_CORS_MAX_AGE", default=600)
+# The REST API and the gateway; dashboard pages and admin are same-origin only.
+CORS_URLS_REGEX = r"^/api/"
+
 INSTALLED_APPS = [
     # django.contrib.admin, with an OTP-only site when INFERIA_ADMIN_REQUIRES_OTP.
     "inferia.admin_config.InferiaAdminConfig",
@@ -97,6 +119,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -113,6 +136,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "inferia.middleware.RequestIdMiddleware",
     "inferia.request_log.RequestLogMiddleware",
+    "inferia.cors.CorsMiddleware",
     "inferia.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -360,7 +384,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "inferia.authentication.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "inferia.errors.drf_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "inferia.schema_inputs.InputAwareAutoSchema",
+    "DEFAULT_METADATA_CLASS": "inferia.metadata.InputMetadata",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {

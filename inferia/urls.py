@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from inferia import health
+from inferia.docs import DocsView
 
 # admin.site is an OTPAdminSite when INFERIA_ADMIN_REQUIRES_OTP (inferia.admin_config).
 admin.site.site_header = "Inferia operations"
@@ -17,7 +18,7 @@ urlpatterns = [
     path("api/v1/", include("keys.api.urls")),
     path("api/v1/", include("audit.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/docs/", DocsView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),
     # Dashboard pages (server-rendered) at /login, /orgs/<slug>/...
     path("", include("orgs.urls")),

@@ -28,6 +28,7 @@ from keys.models import AccessRule, ApiKey, ProviderAccount, ServiceAccount
 from keys.principals import key_model_bounds
 from orgs.access import Access
 from orgs.models import Membership, Role, Team, TeamMember, User
+from orgs.selectors import role_get_by_ref
 
 TAG_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}=[A-Za-z0-9_.:/-]{1,128}")  # fullmatch
 SUBJECT_FIELDS = ("users", "teams", "roles", "service_accounts")
@@ -204,24 +205,26 @@ def parse_rules(document: Any, org) -> list[ParsedRule]:
     """Validate every rule; errors name the rule and field (``authz_rules[2].teams``)."""
     errors: dict[str, list[str]] = {}
     if not isinstance(document, dict) or not isinstance(document.get("authz_rules"), list):
-        raise ValidationError(
-            "Expected a mapping with an 'authz_rules' list",
-            details={"authz_rules": ["Required list."]},
-        )
+        details = {"authz_rules": ["Required list."]}
+        if isinstance(document, dict):
+            details |= {str(k): ["Unknown field."] for k in document if k != "authz_rules"}
+        raise ValidationError("Expected a mapping with an 'authz_rules' list", details=details)
     users = {u.username: u for u in User.objects.filter(memberships__org=org)}
     teams = {t.slug: t for t in Team.objects.all()}
-    roles = {r.slug: r for r in Role.objects.for_org(org)}
     accounts = {s.slug: s for s in ServiceAccount.objects.all()}
-    lookups = {"users": users, "teams": teams, "roles": roles, "service_accounts": accounts}
+    # Roles go through the one role resolver (id, slug or displayed name: ``Member``).
+    lookups = {"users": users, "teams": teams, "roles": {}, "service_accounts": accounts}
+    for key in sorted(map(str, document)):
+        if key != "authz_rules":
+            errors[key] = ["Unknown field."]
     parsed = []
     for index, raw in enumerate(document["authz_rules"]):
         where = f"authz_rules[{index}]"
         if not isinstance(raw, dict):
             errors[where] = ["Each rule must be a mapping."]
             continue
-        unknown = set(raw) - {"models", "description", *SUBJECT_FIELDS}
-        if unknown:
-            errors[where] = [f"Unknown field(s): {', '.join(sorted(map(str, unknown)))}"]
+        for key in sorted(map(str, set(raw) - {"models", "description", *SUBJECT_FIELDS})):
+            errors[f"{where}.{key}"] = ["Unknown field."]
         models = raw.get("models")
         if (
             not isinstance(models, list)
@@ -244,12 +247,26 @@ def parse_rules(document: Any, org) -> list[ParsedRule]:
             if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
                 errors[f"{where}.{name}"] = ["Must be a list of names."]
                 continue
-            missing = [v for v in values if v not in lookups[name]]
+            found: dict[str, Any] = {}
+            for value in values:
+                try:
+                    match = (
+                        role_get_by_ref(value, field=f"{where}.{name}", org=org)
+                        if name == "roles"
+                        else lookups[name].get(value)
+                    )
+                except ValidationError as exc:  # a name shared by several roles
+                    errors.update(exc.details or {})
+                    found[value] = None
+                    continue
+                if match is not None:
+                    found[value] = match
+            missing = [v for v in values if v not in found]
             if missing:
-                errors[f"{where}.{name}"] = [
+                errors.setdefault(f"{where}.{name}", []).extend(
                     f"Unknown {name[:-1].replace('_', ' ')}: {v}" for v in missing
-                ]
-            resolved[name] = [lookups[name][v] for v in values if v in lookups[name]]
+                )
+            resolved[name] = list(dict.fromkeys(found[v] for v in values if found.get(v)))
         # A subject field already in error explains the emptiness; say it once.
         subject_errors = any(f"{where}.{name}" in errors for name in SUBJECT_FIELDS)
         if not any(resolved.get(name) for name in SUBJECT_FIELDS) and not subject_errors:

@@ -185,7 +185,9 @@ class AccessRuleForm(forms.Form):
     )
     users = forms.CharField(max_length=2000, required=False, help_text="usernames")
     teams = forms.CharField(max_length=2000, required=False, help_text="team slugs")
-    roles = forms.CharField(max_length=2000, required=False, help_text="role slugs")
+    roles = forms.CharField(
+        max_length=2000, required=False, help_text="role slugs or names (member or Member)"
+    )
     service_accounts = forms.CharField(
         max_length=2000, required=False, help_text="service account slugs"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import re
 import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, ClassVar
@@ -14,6 +15,7 @@ from django.contrib.auth.models import AbstractUser
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.text import slugify
 from django_otp.models import Device, ThrottlingMixin
 from django_otp.oath import TOTP
 
@@ -24,6 +26,15 @@ slug_validator = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$",
     "Use 1-50 lowercase letters, digits and hyphens, not starting or ending with a hyphen.",
 )
+
+
+def slug_from_name(name: str) -> str:
+    """The slug derived from a displayed name when a client gives none: Django's
+    ``slugify`` made to fit ``slug_validator`` ("Data Science" -> ``data-science``).
+    Empty when the name has no letter or digit to keep."""
+    slug = slugify(name).replace("_", "-")
+    slug = re.sub(r"-{2,}", "-", slug).strip("-")
+    return slug[:50].rstrip("-")
 
 
 if TYPE_CHECKING:

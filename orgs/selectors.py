@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 
 from inferia.errors import ValidationError
 from orgs.models import (
@@ -80,20 +80,45 @@ def invitation_list() -> QuerySet[Invitation]:
     return Invitation.objects.select_related("role", "invited_by__user").order_by("-created_at")
 
 
-def role_get_by_ref(ref: str) -> Role | None:
-    """A role of the active org (or built-in) by id or by slug."""
+def role_get_by_ref(ref: str, field: str = "role", org: Organization | None = None) -> Role | None:
+    """The one resolver of a role reference: a role of the active org, or a built-in.
+
+    ``ref`` is, in this order of precedence:
+    1. the role's id (a UUID);
+    2. its slug, case-insensitively (``member``, ``Member``, ``data-science``);
+       built-in slugs are reserved (``role_create`` refuses them), so a slug names one role;
+    3. its displayed name, case-insensitively (``Data Science``).
+    A slug wins over a name: ``admin`` is the built-in Admin even when a custom role is
+    named "admin" (that role is reached by its own slug or id). A name shared by several
+    roles is ambiguous: VALIDATION_ERROR on ``field`` asking for the slug or id.
+    ``None`` when nothing matches. ``org`` defaults to the active scope's org.
+    """
     import uuid
 
+    roles = Role.objects.for_org(org if org is not None else current_org())
+    text = str(ref).strip()
+    if not text:
+        return None
     try:
-        return role_get(uuid.UUID(str(ref)))
+        return roles.filter(pk=uuid.UUID(text)).first()
     except ValueError:
-        return Role.objects.for_org(current_org()).filter(slug=ref).order_by("org_id").first()
+        pass
+    by_slug = roles.filter(slug=text.lower()).order_by(F("org_id").asc(nulls_first=True)).first()
+    if by_slug is not None:
+        return by_slug
+    by_name = list(roles.filter(name__iexact=text)[:2])
+    if len(by_name) > 1:
+        raise ValidationError(
+            "Ambiguous role",
+            details={field: [f"Several roles are named {text!r}; give the role's slug or id."]},
+        )
+    return by_name[0] if by_name else None
 
 
 def role_require_by_ref(ref: str, field: str = "role") -> Role:
     """``role_get_by_ref`` for a chosen role: a miss (say, the role was deleted since the
     form was shown) is a validation error on ``field``."""
-    role = role_get_by_ref(ref)
+    role = role_get_by_ref(ref, field)
     if role is None:
         raise ValidationError(
             "Unknown role", details={field: ["No such role in this organization."]}

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from inferia.serializers import InputSerializer
 from keys.models import AccessRule, ApiKey, ProviderAccount, ProviderType, ServiceAccount
-from orgs.api.serializers import PermissionListField, RoleBriefOutput
+from orgs.api.serializers import PermissionListField, RoleBriefOutput, SlugFromNameInput
 from orgs.models import slug_validator
 
 
-class ServiceAccountCreateInput(serializers.Serializer):
-    slug = serializers.CharField(max_length=50, validators=[slug_validator])
+class ServiceAccountCreateInput(SlugFromNameInput):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(
         max_length=500, required=False, allow_blank=True, default=""
     )
-    role = serializers.CharField(max_length=64, help_text="Role id or slug")
+    role = serializers.CharField(
+        max_length=64, help_text="Role id, slug or displayed name (member, Member)"
+    )
 
 
-class ServiceAccountUpdateInput(serializers.Serializer):
+class ServiceAccountUpdateInput(InputSerializer):
     name = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
     role = serializers.CharField(max_length=64, required=False)
@@ -43,7 +45,7 @@ class ServiceAccountOutput(serializers.ModelSerializer):
         ]
 
 
-class ApiKeyCreateInput(serializers.Serializer):
+class ApiKeyCreateInput(InputSerializer):
     name = serializers.CharField(max_length=200)
     permissions = PermissionListField(allow_empty=False)
     expires_in_days = serializers.IntegerField(
@@ -55,7 +57,7 @@ class ApiKeyCreateInput(serializers.Serializer):
     )
 
 
-class ApiKeyRotateInput(serializers.Serializer):
+class ApiKeyRotateInput(InputSerializer):
     grace_seconds = serializers.IntegerField(min_value=0, required=False, default=0)
 
 
@@ -106,7 +108,7 @@ class ApiKeyCreatedOutput(ApiKeyOutput):
         fields = [*ApiKeyOutput.Meta.fields, "key"]
 
 
-class ModelEntryField(serializers.Serializer):
+class ModelEntryField(InputSerializer):
     name = serializers.CharField(max_length=200)
     input_price_per_million = serializers.DecimalField(
         max_digits=12,
@@ -132,7 +134,7 @@ class ModelEntryField(serializers.Serializer):
         return {k: (float(v) if k != "name" and v is not None else v) for k, v in value.items()}
 
 
-class ProviderAccountCreateInput(serializers.Serializer):
+class ProviderAccountCreateInput(InputSerializer):
     name = serializers.CharField(max_length=50, validators=[slug_validator])
     provider_type = serializers.ChoiceField(choices=ProviderType.choices)
     base_url = serializers.CharField(max_length=500)
@@ -146,7 +148,7 @@ class ProviderAccountCreateInput(serializers.Serializer):
     secret_ref = serializers.CharField(max_length=500, required=False, write_only=True)
 
 
-class ProviderAccountUpdateInput(serializers.Serializer):
+class ProviderAccountUpdateInput(InputSerializer):
     base_url = serializers.CharField(max_length=500, required=False)
     api_version = serializers.CharField(max_length=50, required=False, allow_blank=True)
     deployments = serializers.DictField(child=serializers.CharField(max_length=200), required=False)
@@ -161,7 +163,7 @@ class ProviderAccountUpdateInput(serializers.Serializer):
     )
 
 
-class ProviderSecretInput(serializers.Serializer):
+class ProviderSecretInput(InputSerializer):
     secret = serializers.CharField(max_length=8192, required=False, write_only=True)
     secret_ref = serializers.CharField(max_length=500, required=False, write_only=True)
     otp_code = serializers.CharField(
@@ -198,7 +200,7 @@ class ProviderAccountOutput(serializers.ModelSerializer):
         return "encrypted" if account.encrypted_secret else None
 
 
-class ProviderGrantInput(serializers.Serializer):
+class ProviderGrantInput(InputSerializer):
     team = serializers.CharField(max_length=50, required=False)
     user = serializers.CharField(max_length=150, required=False)
 
@@ -208,7 +210,7 @@ class ProviderGrantsOutput(serializers.Serializer):
     users = serializers.ListField(child=serializers.CharField())
 
 
-class AccessRuleInput(serializers.Serializer):
+class AccessRuleInput(InputSerializer):
     models = serializers.ListField(child=serializers.CharField(max_length=260), allow_empty=False)
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
     users = serializers.ListField(child=serializers.CharField(max_length=150), required=False)

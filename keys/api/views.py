@@ -9,7 +9,7 @@ from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNeg
 from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.response import Response
 
-from inferia.api import ANY_MEMBER, OrgAPIView, request_meta
+from inferia.api import ANY_MEMBER, RAW_BODY, OrgAPIView, request_meta
 from inferia.errors import NotFound, ValidationError
 from inferia.request_types import OrgAPIRequest
 from keys import access_rules, grants, selectors, services
@@ -17,52 +17,45 @@ from keys.api import serializers as s
 from orgs import selectors as org_selectors
 from orgs.models import User
 
-
-def _valid(serializer_class, request):
-    serializer = serializer_class(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
-def _role_or_400(ref: str):
-    role = org_selectors.role_get_by_ref(ref)
-    if role is None:
-        raise ValidationError(
-            "Unknown role", details={"role": ["No such role in this organization."]}
-        )
-    return role
-
-
 # --- service accounts -------------------------------------------------------------------
 
 
 class ServiceAccountListView(OrgAPIView):
+    input_serializers = {"POST": s.ServiceAccountCreateInput}
     required_permissions = {"GET": "member:view", "POST": "service_account:manage"}
     serializer_class = s.ServiceAccountOutput
 
     def get_scoped_queryset(self):
         return selectors.service_account_list()
 
-    @extend_schema(responses={200: s.ServiceAccountOutput(many=True)})
+    @extend_schema(
+        parameters=[OpenApiParameter("role", str, description="Role id, slug or name")],
+        responses={200: s.ServiceAccountOutput(many=True)},
+    )
     def get(self, request, org):
-        page = self.paginate_queryset(self.get_queryset())
+        queryset = self.get_queryset()
+        if "role" in request.query_params:
+            role = org_selectors.role_require_by_ref(request.query_params["role"])
+            queryset = queryset.filter(role=role)
+        page = self.paginate_queryset(queryset)
         return self.get_paginated_response(s.ServiceAccountOutput(page, many=True).data)
 
-    @extend_schema(request=s.ServiceAccountCreateInput, responses={201: s.ServiceAccountOutput})
+    @extend_schema(responses={201: s.ServiceAccountOutput})
     def post(self, request, org):
-        data = _valid(s.ServiceAccountCreateInput, request)
+        data = self.input(request)
         account = services.service_account_create(
             access=request.access,
             slug=data["slug"],
             name=data["name"],
             description=data["description"],
-            role=_role_or_400(data["role"]),
+            role=org_selectors.role_require_by_ref(data["role"]),
             meta=request_meta(request),
         )
         return Response(s.ServiceAccountOutput(account).data, status=status.HTTP_201_CREATED)
 
 
 class ServiceAccountDetailView(OrgAPIView):
+    input_serializers = {"PATCH": s.ServiceAccountUpdateInput}
     required_permissions = {
         "GET": "member:view",
         "PATCH": "service_account:manage",
@@ -77,12 +70,12 @@ class ServiceAccountDetailView(OrgAPIView):
     def get(self, request, org, id):
         return Response(s.ServiceAccountOutput(self.get_object()).data)
 
-    @extend_schema(request=s.ServiceAccountUpdateInput, responses={200: s.ServiceAccountOutput})
+    @extend_schema(responses={200: s.ServiceAccountOutput})
     def patch(self, request, org, id):
         account = self.get_object()
-        data = dict(_valid(s.ServiceAccountUpdateInput, request))
+        data = dict(self.input(request))
         if "role" in data:
-            data["role"] = _role_or_400(data["role"])
+            data["role"] = org_selectors.role_require_by_ref(data["role"])
         account = services.service_account_update(
             access=request.access, account=account, changes=data, meta=request_meta(request)
         )
@@ -100,6 +93,7 @@ class ServiceAccountDetailView(OrgAPIView):
 
 
 class ApiKeyListView(OrgAPIView):
+    input_serializers = {"POST": s.ApiKeyCreateInput}
     request: OrgAPIRequest
     # GET: everyone sees their own keys; api_key:view shows all (selector).
     required_permissions = {"GET": ANY_MEMBER, "POST": "api_key:create"}
@@ -113,9 +107,9 @@ class ApiKeyListView(OrgAPIView):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(s.ApiKeyOutput(page, many=True).data)
 
-    @extend_schema(request=s.ApiKeyCreateInput, responses={201: s.ApiKeyCreatedOutput})
+    @extend_schema(responses={201: s.ApiKeyCreatedOutput})
     def post(self, request, org):
-        data = _valid(s.ApiKeyCreateInput, request)
+        data = self.input(request)
         service_account = None
         if data.get("service_account"):
             service_account = selectors.service_account_get_by_ref(data["service_account"])
@@ -159,6 +153,7 @@ class ApiKeyDetailView(OrgAPIView):
 
 
 class ApiKeyRotateView(OrgAPIView):
+    input_serializers = {"POST": s.ApiKeyRotateInput}
     request: OrgAPIRequest
     required_permissions = {"POST": ANY_MEMBER}
     serializer_class = s.ApiKeyCreatedOutput
@@ -166,9 +161,9 @@ class ApiKeyRotateView(OrgAPIView):
     def get_scoped_queryset(self):
         return selectors.api_key_list_for(self.request.access)
 
-    @extend_schema(request=s.ApiKeyRotateInput, responses={201: s.ApiKeyCreatedOutput})
+    @extend_schema(responses={201: s.ApiKeyCreatedOutput})
     def post(self, request, org, id):
-        data = _valid(s.ApiKeyRotateInput, request)
+        data = self.input(request)
         key, plaintext = services.api_key_rotate(
             access=request.access,
             key=self.get_object(),
@@ -183,6 +178,7 @@ class ApiKeyRotateView(OrgAPIView):
 
 
 class ProviderAccountListView(OrgAPIView):
+    input_serializers = {"POST": s.ProviderAccountCreateInput}
     required_permissions = {"GET": "provider_account:view", "POST": "provider_account:manage"}
     serializer_class = s.ProviderAccountOutput
 
@@ -194,9 +190,9 @@ class ProviderAccountListView(OrgAPIView):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(s.ProviderAccountOutput(page, many=True).data)
 
-    @extend_schema(request=s.ProviderAccountCreateInput, responses={201: s.ProviderAccountOutput})
+    @extend_schema(responses={201: s.ProviderAccountOutput})
     def post(self, request, org):
-        data = _valid(s.ProviderAccountCreateInput, request)
+        data = self.input(request)
         account = services.provider_account_create(
             access=request.access, meta=request_meta(request), **data
         )
@@ -204,6 +200,7 @@ class ProviderAccountListView(OrgAPIView):
 
 
 class ProviderAccountDetailView(OrgAPIView):
+    input_serializers = {"PATCH": s.ProviderAccountUpdateInput}
     # PATCH/DELETE: provider_account:manage from the role or granted on this account (service).
     required_permissions = {
         "GET": "provider_account:view",
@@ -219,10 +216,10 @@ class ProviderAccountDetailView(OrgAPIView):
     def get(self, request, org, id):
         return Response(s.ProviderAccountOutput(self.get_object()).data)
 
-    @extend_schema(request=s.ProviderAccountUpdateInput, responses={200: s.ProviderAccountOutput})
+    @extend_schema(responses={200: s.ProviderAccountOutput})
     def patch(self, request, org, id):
         account = self.get_object()
-        data = dict(_valid(s.ProviderAccountUpdateInput, request))
+        data = dict(self.input(request))
         otp_code = data.pop("otp_code", None) or None
         account = services.provider_account_update(
             access=request.access,
@@ -242,16 +239,17 @@ class ProviderAccountDetailView(OrgAPIView):
 
 
 class ProviderSecretView(OrgAPIView):
+    input_serializers = {"PUT": s.ProviderSecretInput}
     required_permissions = {"PUT": ANY_MEMBER}  # role or object grant (service)
     serializer_class = s.ProviderAccountOutput
 
     def get_scoped_queryset(self):
         return selectors.provider_account_list()
 
-    @extend_schema(request=s.ProviderSecretInput, responses={200: s.ProviderAccountOutput})
+    @extend_schema(responses={200: s.ProviderAccountOutput})
     def put(self, request, org, id):
         account = self.get_object()
-        data = _valid(s.ProviderSecretInput, request)
+        data = self.input(request)
         account = services.provider_account_set_secret(
             access=request.access,
             account=account,
@@ -266,6 +264,8 @@ class ProviderSecretView(OrgAPIView):
 class ProviderGrantView(OrgAPIView):
     """Who may manage this one account besides role holders: POST grants, DELETE revokes."""
 
+    input_serializers = {"POST": s.ProviderGrantInput, "DELETE": s.ProviderGrantInput}
+
     required_permissions = {
         "GET": "provider_account:view",
         "POST": "provider_account:manage",
@@ -276,7 +276,7 @@ class ProviderGrantView(OrgAPIView):
         return selectors.provider_account_list()
 
     def _holder(self, request):
-        data = _valid(s.ProviderGrantInput, request)
+        data = self.input(request)
         if bool(data.get("team")) == bool(data.get("user")):
             raise ValidationError(
                 "Give a team or a user", details={"team": ["Give exactly one of team, user."]}
@@ -295,7 +295,7 @@ class ProviderGrantView(OrgAPIView):
     def get(self, request, org, id):
         return Response(grants.provider_account_grants(self.get_object()))
 
-    @extend_schema(request=s.ProviderGrantInput, responses={200: s.ProviderGrantsOutput})
+    @extend_schema(responses={200: s.ProviderGrantsOutput})
     def post(self, request, org, id):
         account = self.get_object()
         result = grants.provider_account_grant(
@@ -306,7 +306,7 @@ class ProviderGrantView(OrgAPIView):
         )
         return Response(result)
 
-    @extend_schema(request=s.ProviderGrantInput, responses={200: s.ProviderGrantsOutput})
+    @extend_schema(responses={200: s.ProviderGrantsOutput})
     def delete(self, request, org, id):
         account = self.get_object()
         result = grants.provider_account_grant(
@@ -345,6 +345,7 @@ class YamlEndpointNegotiation(BaseContentNegotiation):
 
 
 class AccessRuleListView(OrgAPIView):
+    input_serializers = {"POST": s.AccessRuleInput}
     required_permissions = {"GET": "model:read", "POST": "policy:manage"}
     serializer_class = s.AccessRuleOutput
 
@@ -356,7 +357,7 @@ class AccessRuleListView(OrgAPIView):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(s.AccessRuleOutput(page, many=True).data)
 
-    @extend_schema(request=s.AccessRuleInput, responses={201: s.AccessRuleOutput})
+    @extend_schema(responses={201: s.AccessRuleOutput})
     def post(self, request, org):
         if not isinstance(request.data, dict):
             raise ValidationError("Expected a JSON object")
@@ -387,6 +388,8 @@ class AccessRuleDetailView(OrgAPIView):
 
 class AccessRulesYamlView(OrgAPIView):
     """The whole rule set as YAML (``authz_rules:``); PUT replaces it atomically."""
+
+    input_serializers = {"PUT": RAW_BODY}
 
     required_permissions = {"GET": "model:read", "PUT": "policy:manage"}
     parser_classes = [YamlTextParser, YamlAliasParser, JSONParser]

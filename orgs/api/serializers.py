@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from rest_framework import serializers
 
+from inferia.serializers import InputSerializer
 from orgs import access as acl
 from orgs.models import (
     Invitation,
@@ -14,28 +15,29 @@ from orgs.models import (
     Team,
     TeamMember,
     User,
+    slug_from_name,
     slug_validator,
 )
 
 # --- auth -----------------------------------------------------------------------
 
 
-class LoginInput(serializers.Serializer):
+class LoginInput(InputSerializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=4096, trim_whitespace=False)
     otp_code = serializers.CharField(max_length=64, required=False, allow_blank=True)
 
 
-class RefreshInput(serializers.Serializer):
+class RefreshInput(InputSerializer):
     refresh_token = serializers.CharField(max_length=4096)
 
 
-class PasswordChangeInput(serializers.Serializer):
+class PasswordChangeInput(InputSerializer):
     current_password = serializers.CharField(max_length=4096, trim_whitespace=False)
     new_password = serializers.CharField(max_length=4096, trim_whitespace=False)
 
 
-class OtpCodeInput(serializers.Serializer):
+class OtpCodeInput(InputSerializer):
     otp_code = serializers.CharField(max_length=64)
 
 
@@ -78,7 +80,7 @@ class RecoveryCodesOutput(serializers.Serializer):
 # --- orgs ---------------------------------------------------------------------------
 
 
-class OrgSettingsInput(serializers.Serializer):
+class OrgSettingsInput(InputSerializer):
     """Policy knobs kept in ``Organization.settings`` (read by later parts)."""
 
     max_key_lifetime_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
@@ -133,18 +135,18 @@ class OrgSettingsInput(serializers.Serializer):
         return value
 
 
-class OrganizationCreateInput(serializers.Serializer):
+class OrganizationCreateInput(InputSerializer):
     slug = serializers.CharField(max_length=50, validators=[slug_validator])
     name = serializers.CharField(max_length=200)
 
 
-class OrganizationUpdateInput(serializers.Serializer):
+class OrganizationUpdateInput(InputSerializer):
     name = serializers.CharField(max_length=200, required=False)
     require_2fa = serializers.BooleanField(required=False)
     settings = OrgSettingsInput(required=False)
 
 
-class SensitiveActionInput(serializers.Serializer):
+class SensitiveActionInput(InputSerializer):
     otp_code = serializers.CharField(max_length=64, required=False, allow_blank=True)
     password = serializers.CharField(
         max_length=4096, required=False, allow_blank=True, trim_whitespace=False
@@ -191,8 +193,34 @@ class MeOutput(serializers.Serializer):
     memberships = MyMembershipOutput(many=True)
 
 
-class MemberUpdateInput(serializers.Serializer):
-    role = serializers.CharField(help_text="Role id or slug", max_length=64)
+class MemberUpdateInput(InputSerializer):
+    role = serializers.CharField(
+        help_text="Role id, slug or displayed name (member, Member)", max_length=64
+    )
+
+
+class SlugFromNameInput(InputSerializer):
+    """A create input whose ``slug`` is optional: when omitted it is derived from
+    ``name`` (``orgs.models.slug_from_name``). A derived slug is held to the same rules
+    as a given one: taken in the org (or reserved) is a 409 CONFLICT, never a silent suffix."""
+
+    slug = serializers.CharField(
+        max_length=50,
+        validators=[slug_validator],
+        required=False,
+        help_text="Omitted: derived from the name (Django's slugify).",
+    )
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        if not attrs.get("slug"):
+            derived = slug_from_name(attrs.get("name", ""))
+            if not derived:
+                raise serializers.ValidationError(
+                    {"slug": ["The name has no letter or digit to derive a slug from; give one."]}
+                )
+            attrs["slug"] = derived
+        return attrs
 
 
 # --- roles ---------------------------------------------------------------------------
@@ -206,8 +234,7 @@ class PermissionListField(serializers.ListField):
         return sorted(acl.normalize_permissions(names))
 
 
-class RoleCreateInput(serializers.Serializer):
-    slug = serializers.CharField(max_length=50, validators=[slug_validator])
+class RoleCreateInput(SlugFromNameInput):
     name = serializers.CharField(max_length=100)
     description = serializers.CharField(
         max_length=500, required=False, allow_blank=True, default=""
@@ -215,7 +242,7 @@ class RoleCreateInput(serializers.Serializer):
     permissions = PermissionListField(allow_empty=True)
 
 
-class RoleUpdateInput(serializers.Serializer):
+class RoleUpdateInput(InputSerializer):
     name = serializers.CharField(max_length=100, required=False)
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
     permissions = PermissionListField(required=False, allow_empty=True)
@@ -244,15 +271,14 @@ class RoleOutput(serializers.ModelSerializer):
 # --- teams ---------------------------------------------------------------------------
 
 
-class TeamCreateInput(serializers.Serializer):
-    slug = serializers.CharField(max_length=50, validators=[slug_validator])
+class TeamCreateInput(SlugFromNameInput):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(
         max_length=500, required=False, allow_blank=True, default=""
     )
 
 
-class TeamUpdateInput(serializers.Serializer):
+class TeamUpdateInput(InputSerializer):
     name = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
 
@@ -267,7 +293,7 @@ class TeamOutput(serializers.ModelSerializer):
         fields = ["id", "slug", "name", "description", "member_count", "created_at"]
 
 
-class TeamMemberInput(serializers.Serializer):
+class TeamMemberInput(InputSerializer):
     user_id = serializers.UUIDField()
 
 
@@ -283,9 +309,11 @@ class TeamMemberOutput(serializers.ModelSerializer):
 # --- invitations ---------------------------------------------------------------------
 
 
-class InvitationCreateInput(serializers.Serializer):
+class InvitationCreateInput(InputSerializer):
     email = serializers.EmailField()
-    role = serializers.CharField(max_length=64, help_text="Role id or slug")
+    role = serializers.CharField(
+        max_length=64, help_text="Role id, slug or displayed name (member, Member)"
+    )
 
 
 class InvitationOutput(serializers.ModelSerializer):
@@ -314,7 +342,7 @@ class InvitationOutput(serializers.ModelSerializer):
         return inviter.user.username if inviter else None
 
 
-class InvitationAcceptInput(serializers.Serializer):
+class InvitationAcceptInput(InputSerializer):
     # The account is created without full_clean(): validate the name like Django's User does.
     username = serializers.CharField(
         max_length=150, required=False, validators=[UnicodeUsernameValidator()]

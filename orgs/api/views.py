@@ -4,25 +4,19 @@ from __future__ import annotations
 
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from inferia.api import ANY_MEMBER, OrgAPIView, UserAPIView, request_meta
-from inferia.errors import NotFound, ValidationError
+from inferia.errors import NotFound
 from inferia.request_types import SignedInAPIRequest
 from orgs import selectors
 from orgs.access import membership_permissions
 from orgs.api import serializers as s
 from orgs.models import Organization, User
 from orgs.services import auth, tenancy, two_factor
-
-
-def _valid(serializer_class, request, **kwargs):
-    serializer = serializer_class(data=request.data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 def _pair_response(pair: auth.TokenPair, status_code: int = 200) -> Response:
@@ -43,12 +37,13 @@ def _pair_response(pair: auth.TokenPair, status_code: int = 200) -> Response:
 
 @method_decorator(never_cache, name="dispatch")
 class LoginView(UserAPIView):
+    input_serializers = {"POST": s.LoginInput}
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
-    @extend_schema(request=s.LoginInput, responses={200: s.TokenPairOutput}, auth=[])
+    @extend_schema(responses={200: s.TokenPairOutput}, auth=[])
     def post(self, request):
-        data = _valid(s.LoginInput, request)
+        data = self.input(request)
         pair = auth.login(
             request=request._request,
             username=data["username"],
@@ -59,24 +54,26 @@ class LoginView(UserAPIView):
 
 
 class RefreshView(UserAPIView):
+    input_serializers = {"POST": s.RefreshInput}
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
-    @extend_schema(request=s.RefreshInput, responses={200: s.TokenPairOutput}, auth=[])
+    @extend_schema(responses={200: s.TokenPairOutput}, auth=[])
     def post(self, request):
-        data = _valid(s.RefreshInput, request)
+        data = self.input(request)
         return _pair_response(
             auth.token_refresh(meta=request_meta(request), refresh_token=data["refresh_token"])
         )
 
 
 class LogoutView(UserAPIView):
+    input_serializers = {"POST": s.RefreshInput}
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
-    @extend_schema(request=s.RefreshInput, responses={204: None}, auth=[])
+    @extend_schema(responses={204: None}, auth=[])
     def post(self, request):
-        data = _valid(s.RefreshInput, request)
+        data = self.input(request)
         auth.logout(meta=request_meta(request), refresh_token=data["refresh_token"])
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -92,9 +89,11 @@ class MeView(UserAPIView):
 
 
 class PasswordChangeView(UserAPIView):
-    @extend_schema(request=s.PasswordChangeInput, responses={200: s.TokenPairOutput})
+    input_serializers = {"POST": s.PasswordChangeInput}
+
+    @extend_schema(responses={200: s.TokenPairOutput})
     def post(self, request):
-        data = _valid(s.PasswordChangeInput, request)
+        data = self.input(request)
         pair = auth.password_change(
             user=request.user,
             current_password=data["current_password"],
@@ -105,7 +104,9 @@ class PasswordChangeView(UserAPIView):
 
 
 class TwoFactorSetupView(UserAPIView):
-    @extend_schema(request=None, responses={200: s.TotpSetupOutput})
+    input_serializers = {"POST": None}
+
+    @extend_schema(responses={200: s.TotpSetupOutput})
     def post(self, request):
         setup = two_factor.totp_setup(user=request.user, meta=request_meta(request))
         return Response(
@@ -115,9 +116,11 @@ class TwoFactorSetupView(UserAPIView):
 
 
 class TwoFactorConfirmView(UserAPIView):
-    @extend_schema(request=s.OtpCodeInput, responses={200: s.RecoveryCodesOutput})
+    input_serializers = {"POST": s.OtpCodeInput}
+
+    @extend_schema(responses={200: s.RecoveryCodesOutput})
     def post(self, request):
-        data = _valid(s.OtpCodeInput, request)
+        data = self.input(request)
         codes = two_factor.totp_confirm(
             user=request.user, otp_code=data["otp_code"], meta=request_meta(request)
         )
@@ -125,9 +128,11 @@ class TwoFactorConfirmView(UserAPIView):
 
 
 class TwoFactorDisableView(UserAPIView):
-    @extend_schema(request=s.OtpCodeInput, responses={204: None})
+    input_serializers = {"POST": s.OtpCodeInput}
+
+    @extend_schema(responses={204: None})
     def post(self, request):
-        data = _valid(s.OtpCodeInput, request)
+        data = self.input(request)
         two_factor.totp_disable(
             user=request.user, otp_code=data["otp_code"], meta=request_meta(request)
         )
@@ -135,9 +140,11 @@ class TwoFactorDisableView(UserAPIView):
 
 
 class RecoveryCodesView(UserAPIView):
-    @extend_schema(request=s.OtpCodeInput, responses={200: s.RecoveryCodesOutput})
+    input_serializers = {"POST": s.OtpCodeInput}
+
+    @extend_schema(responses={200: s.RecoveryCodesOutput})
     def post(self, request):
-        data = _valid(s.OtpCodeInput, request)
+        data = self.input(request)
         codes = two_factor.recovery_codes_regenerate(
             user=request.user, otp_code=data["otp_code"], meta=request_meta(request)
         )
@@ -148,6 +155,7 @@ class RecoveryCodesView(UserAPIView):
 
 
 class OrgListView(UserAPIView):
+    input_serializers = {"POST": s.OrganizationCreateInput}
     request: SignedInAPIRequest
     serializer_class = s.OrganizationOutput
 
@@ -159,9 +167,9 @@ class OrgListView(UserAPIView):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(s.OrganizationOutput(page, many=True).data)
 
-    @extend_schema(request=s.OrganizationCreateInput, responses={201: s.OrganizationOutput})
+    @extend_schema(responses={201: s.OrganizationOutput})
     def post(self, request):
-        data = _valid(s.OrganizationCreateInput, request)
+        data = self.input(request)
         org = tenancy.organization_create(
             user=request.user, slug=data["slug"], name=data["name"], meta=request_meta(request)
         )
@@ -169,6 +177,7 @@ class OrgListView(UserAPIView):
 
 
 class OrgDetailView(OrgAPIView):
+    input_serializers = {"PATCH": s.OrganizationUpdateInput, "DELETE": s.SensitiveActionInput}
     required_permissions = {"GET": "org:view", "PATCH": "org:update", "DELETE": "org:delete"}
     serializer_class = s.OrganizationOutput
 
@@ -182,17 +191,17 @@ class OrgDetailView(OrgAPIView):
     def get(self, request, org):
         return Response(s.OrganizationOutput(request.access.org).data)
 
-    @extend_schema(request=s.OrganizationUpdateInput, responses={200: s.OrganizationOutput})
+    @extend_schema(responses={200: s.OrganizationOutput})
     def patch(self, request, org):
-        data = _valid(s.OrganizationUpdateInput, request)
+        data = self.input(request)
         updated = tenancy.organization_update(
             access=request.access, changes=data, meta=request_meta(request)
         )
         return Response(s.OrganizationOutput(updated).data)
 
-    @extend_schema(request=s.SensitiveActionInput, responses={204: None})
+    @extend_schema(responses={204: None})
     def delete(self, request, org):
-        data = _valid(s.SensitiveActionInput, request)
+        data = self.input(request)
         tenancy.organization_delete(
             access=request.access,
             otp_code=data.get("otp_code") or None,
@@ -203,15 +212,16 @@ class OrgDetailView(OrgAPIView):
 
 
 class OrgTransferOwnershipView(OrgAPIView):
+    input_serializers = {"POST": s.TransferOwnershipInput}
     # Owner-only: the service checks the role (no permission name means "owner").
     required_permissions = {"POST": ANY_MEMBER}
 
     def get_scoped_queryset(self):
         return selectors.member_list()
 
-    @extend_schema(request=s.TransferOwnershipInput, responses={200: s.MembershipOutput})
+    @extend_schema(responses={200: s.MembershipOutput})
     def post(self, request, org):
-        data = _valid(s.TransferOwnershipInput, request)
+        data = self.input(request)
         target = selectors.member_get(data["member_id"])
         if target is None:
             raise NotFound("Member not found")
@@ -235,22 +245,21 @@ class MemberListView(OrgAPIView):
     def get_scoped_queryset(self):
         return selectors.member_list()
 
-    @extend_schema(responses={200: s.MembershipOutput(many=True)})
+    @extend_schema(
+        parameters=[OpenApiParameter("role", str, description="Role id, slug or name")],
+        responses={200: s.MembershipOutput(many=True)},
+    )
     def get(self, request, org):
-        page = self.paginate_queryset(self.get_queryset())
+        queryset = self.get_queryset()
+        if "role" in request.query_params:
+            role = selectors.role_require_by_ref(request.query_params["role"])
+            queryset = queryset.filter(role=role)
+        page = self.paginate_queryset(queryset)
         return self.get_paginated_response(s.MembershipOutput(page, many=True).data)
 
 
-def _role_or_400(ref: str, field: str = "role"):
-    role = selectors.role_get_by_ref(ref)
-    if role is None:
-        raise ValidationError(
-            "Unknown role", details={field: ["No such role in this organization."]}
-        )
-    return role
-
-
 class MemberDetailView(OrgAPIView):
+    input_serializers = {"PATCH": s.MemberUpdateInput}
     # DELETE: anyone may leave; removing others needs member:delete (service).
     required_permissions = {"GET": "member:view", "PATCH": "member:update", "DELETE": ANY_MEMBER}
     serializer_class = s.MembershipOutput
@@ -262,14 +271,14 @@ class MemberDetailView(OrgAPIView):
     def get(self, request, org, id):
         return Response(s.MembershipOutput(self.get_object()).data)
 
-    @extend_schema(request=s.MemberUpdateInput, responses={200: s.MembershipOutput})
+    @extend_schema(responses={200: s.MembershipOutput})
     def patch(self, request, org, id):
         membership = self.get_object()
-        data = _valid(s.MemberUpdateInput, request)
+        data = self.input(request)
         updated = tenancy.member_change_role(
             access=request.access,
             membership=membership,
-            role=_role_or_400(data["role"]),
+            role=selectors.role_require_by_ref(data["role"]),
             meta=request_meta(request),
         )
         return Response(s.MembershipOutput(updated).data)
@@ -286,6 +295,7 @@ class MemberDetailView(OrgAPIView):
 
 
 class RoleListView(OrgAPIView):
+    input_serializers = {"POST": s.RoleCreateInput}
     required_permissions = {"GET": "member:view", "POST": "policy:manage"}
     serializer_class = s.RoleOutput
 
@@ -297,14 +307,15 @@ class RoleListView(OrgAPIView):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(s.RoleOutput(page, many=True).data)
 
-    @extend_schema(request=s.RoleCreateInput, responses={201: s.RoleOutput})
+    @extend_schema(responses={201: s.RoleOutput})
     def post(self, request, org):
-        data = _valid(s.RoleCreateInput, request)
+        data = self.input(request)
         role = tenancy.role_create(access=request.access, meta=request_meta(request), **data)
         return Response(s.RoleOutput(role).data, status=status.HTTP_201_CREATED)
 
 
 class RoleDetailView(OrgAPIView):
+    input_serializers = {"PATCH": s.RoleUpdateInput}
     required_permissions = {
         "GET": "member:view",
         "PATCH": "policy:manage",
@@ -319,10 +330,10 @@ class RoleDetailView(OrgAPIView):
     def get(self, request, org, id):
         return Response(s.RoleOutput(self.get_object()).data)
 
-    @extend_schema(request=s.RoleUpdateInput, responses={200: s.RoleOutput})
+    @extend_schema(responses={200: s.RoleOutput})
     def patch(self, request, org, id):
         role = self.get_object()
-        data = _valid(s.RoleUpdateInput, request)
+        data = self.input(request)
         role = tenancy.role_update(
             access=request.access, role=role, changes=data, meta=request_meta(request)
         )
@@ -340,6 +351,7 @@ class RoleDetailView(OrgAPIView):
 
 
 class TeamListView(OrgAPIView):
+    input_serializers = {"POST": s.TeamCreateInput}
     required_permissions = {"GET": "member:view", "POST": "team:manage"}
     serializer_class = s.TeamOutput
 
@@ -351,14 +363,15 @@ class TeamListView(OrgAPIView):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(s.TeamOutput(page, many=True).data)
 
-    @extend_schema(request=s.TeamCreateInput, responses={201: s.TeamOutput})
+    @extend_schema(responses={201: s.TeamOutput})
     def post(self, request, org):
-        data = _valid(s.TeamCreateInput, request)
+        data = self.input(request)
         team = tenancy.team_create(access=request.access, meta=request_meta(request), **data)
         return Response(s.TeamOutput(team).data, status=status.HTTP_201_CREATED)
 
 
 class TeamDetailView(OrgAPIView):
+    input_serializers = {"PATCH": s.TeamUpdateInput}
     required_permissions = {"GET": "member:view", "PATCH": "team:manage", "DELETE": "team:manage"}
     serializer_class = s.TeamOutput
 
@@ -369,10 +382,10 @@ class TeamDetailView(OrgAPIView):
     def get(self, request, org, id):
         return Response(s.TeamOutput(self.get_object()).data)
 
-    @extend_schema(request=s.TeamUpdateInput, responses={200: s.TeamOutput})
+    @extend_schema(responses={200: s.TeamOutput})
     def patch(self, request, org, id):
         team = self.get_object()
-        data = _valid(s.TeamUpdateInput, request)
+        data = self.input(request)
         team = tenancy.team_update(
             access=request.access, team=team, changes=data, meta=request_meta(request)
         )
@@ -394,6 +407,7 @@ def _member_by_user_or_404(user_id):
 
 
 class TeamMemberListView(OrgAPIView):
+    input_serializers = {"POST": s.TeamMemberInput}
     required_permissions = {"GET": "member:view", "POST": "team:manage"}
     serializer_class = s.TeamMemberOutput
 
@@ -406,10 +420,10 @@ class TeamMemberListView(OrgAPIView):
         page = self.paginate_queryset(selectors.team_member_list(team))
         return self.get_paginated_response(s.TeamMemberOutput(page, many=True).data)
 
-    @extend_schema(request=s.TeamMemberInput, responses={201: s.TeamMemberOutput})
+    @extend_schema(responses={201: s.TeamMemberOutput})
     def post(self, request, org, id):
         team = self.get_object()
-        data = _valid(s.TeamMemberInput, request)
+        data = self.input(request)
         member = tenancy.team_member_add(
             access=request.access,
             team=team,
@@ -441,6 +455,7 @@ class TeamMemberDetailView(OrgAPIView):
 
 
 class InvitationListView(OrgAPIView):
+    input_serializers = {"POST": s.InvitationCreateInput}
     required_permissions = {"GET": "member:view", "POST": "member:invite"}
     serializer_class = s.InvitationOutput
 
@@ -452,13 +467,13 @@ class InvitationListView(OrgAPIView):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(s.InvitationOutput(page, many=True).data)
 
-    @extend_schema(request=s.InvitationCreateInput, responses={201: s.InvitationOutput})
+    @extend_schema(responses={201: s.InvitationOutput})
     def post(self, request, org):
-        data = _valid(s.InvitationCreateInput, request)
+        data = self.input(request)
         invitation = tenancy.invitation_create(
             access=request.access,
             email=data["email"],
-            role=_role_or_400(data["role"]),
+            role=selectors.role_require_by_ref(data["role"]),
             meta=request_meta(request),
         )
         return Response(s.InvitationOutput(invitation).data, status=status.HTTP_201_CREATED)
@@ -484,13 +499,14 @@ class InvitationDetailView(OrgAPIView):
 
 
 class InvitationResendView(OrgAPIView):
+    input_serializers = {"POST": None}
     required_permissions = {"POST": "member:invite"}
     serializer_class = s.InvitationOutput
 
     def get_scoped_queryset(self):
         return selectors.invitation_list()
 
-    @extend_schema(request=None, responses={200: s.InvitationOutput})
+    @extend_schema(responses={200: s.InvitationOutput})
     def post(self, request, org, id):
         invitation = tenancy.invitation_resend(
             access=request.access, invitation=self.get_object(), meta=request_meta(request)
@@ -501,11 +517,13 @@ class InvitationResendView(OrgAPIView):
 class InvitationAcceptView(UserAPIView):
     """Accept with a logged-in account, or create one with username and password."""
 
+    input_serializers = {"POST": s.InvitationAcceptInput}
+
     permission_classes = [AllowAny]
 
-    @extend_schema(request=s.InvitationAcceptInput, responses={201: s.MembershipOutput})
+    @extend_schema(responses={201: s.MembershipOutput})
     def post(self, request, token):
-        data = _valid(s.InvitationAcceptInput, request)
+        data = self.input(request)
         membership = tenancy.invitation_accept(
             token=token,
             user=request.user,

@@ -215,7 +215,11 @@ def document(bad_rule: str) -> str:
         ("  - users: [bob]\n", "authz_rules[2].models", "required"),
         ("  - models: []\n    users: [bob]\n", "authz_rules[2].models", "required"),
         ("  - models: local/*\n    users: [bob]\n", "authz_rules[2].models", "required"),
-        ("  - models: [local/*]\n    users: [bob]\n    groups: [ml]\n", "authz_rules[2]", "groups"),
+        (
+            "  - models: [local/*]\n    users: [bob]\n    groups: [ml]\n",
+            "authz_rules[2].groups",
+            "unknown field",
+        ),
         ("  - models: [local/*]\n    users: bob\n", "authz_rules[2].users", "list"),
         ("  - models: [local/*]\n", "authz_rules[2]", "at least one"),
         ("  - local/*\n", "authz_rules[2]", "mapping"),

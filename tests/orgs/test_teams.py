@@ -79,7 +79,7 @@ def test_same_team_slug_in_another_org_is_fine(cast, alice_client):
 @pytest.mark.parametrize(
     ("payload", "fields"),
     [
-        ({}, {"slug", "name"}),
+        ({}, {"name"}),  # slug: derived from the name
         ({"slug": "Not Valid", "name": "X"}, {"slug"}),
         ({"slug": "ok", "name": ""}, {"name"}),
         ({"slug": "ok", "name": "x" * 201}, {"name"}),
