@@ -852,13 +852,21 @@ async def _serve(call: Call, send, receive, method: str) -> None:
         await _complete(call, send, receive, raw, hint)
 
 
+def route_for(path: str) -> tuple[str, str]:
+    """The endpoint a gateway path names and the method it takes (``"unknown"``, ``""``
+    when there is none); the one routing table for requests and OPTIONS alike."""
+    route = ROUTES.get(path)
+    if route is not None:
+        return route
+    if path.startswith(MODEL_PREFIX) and len(path) > len(MODEL_PREFIX):
+        return "model", "GET"
+    return "unknown", ""
+
+
 async def application(scope, receive, send) -> None:
     """ASGI entry point for ``/api/llm/...`` (HTTP only)."""
     request = Request(scope)
-    endpoint, method = ROUTES.get(request.path, ("unknown", ""))
-    if endpoint == "unknown" and len(request.path) > len(MODEL_PREFIX):
-        if request.path.startswith(MODEL_PREFIX):
-            endpoint, method = "model", "GET"
+    endpoint, method = route_for(request.path)
     call = Call(request, endpoint)
     try:
         try:
@@ -912,4 +920,4 @@ async def application(scope, receive, send) -> None:
 
 
 # Cross-origin requests: the API's CORS policy on every gateway response (gateway/cors.py).
-application = cors.with_cors(application, allow_for=lambda path: ROUTES.get(path, ("", None))[1])
+application = cors.with_cors(application, allow_for=lambda path: route_for(path)[1] or None)

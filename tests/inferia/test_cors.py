@@ -209,6 +209,25 @@ def test_gateway_options_without_an_allowed_origin_is_204_with_allow(
         assert cors_of(response.headers) == {}
 
 
+@pytest.mark.parametrize(
+    ("path", "method"),
+    [
+        ("/api/llm/v1/chat/completions", "POST"),
+        ("/api/llm/v1/completions", "POST"),
+        ("/api/llm/v1/embeddings", "POST"),
+        ("/api/llm/v1/responses", "POST"),
+        ("/api/llm/v1/messages", "POST"),
+        ("/api/llm/v1/models", "GET"),
+        ("/api/llm/v1/models/openai-main/gpt-4o", "GET"),
+    ],
+)
+def test_gateway_options_answers_on_every_route(transactional_db, gateway_server, path, method):
+    """Every gateway route, the prefix route of one model included, answers OPTIONS."""
+    response = httpx.options(f"{gateway_server.url}{path}")
+    assert response.status_code == 204
+    assert response.headers["allow"] == f"{method}, OPTIONS"
+
+
 def test_gateway_options_on_an_unknown_path_is_404(transactional_db, gateway_server):
     response = httpx.options(f"{gateway_server.url}/api/llm/v1/nothing-here")
     assert response.status_code == 404

@@ -32,13 +32,8 @@ EXAMPLES = int(os.environ.get("INFERIA_SCHEMATHESIS_EXAMPLES", "3"))
 COVERAGE = os.environ.get("INFERIA_SCHEMATHESIS_COVERAGE") == "1"
 CONFIG = {
     "phases": {
-        "coverage": {
-            "enabled": COVERAGE,
-            # Undocumented methods are probed, except OPTIONS: answering it on every
-            # route is another part of issue 11 (today a view without serializer_class
-            # answers it with 500).
-            "unexpected-methods": ["GET", "PUT", "POST", "DELETE", "PATCH", "TRACE"],
-        },
+        # Undocumented methods are probed too, OPTIONS included.
+        "coverage": {"enabled": COVERAGE},
     },
 }
 ORG = "acme"
