@@ -24,6 +24,7 @@ import re
 import time
 import uuid
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import orjson
 from django.conf import settings
@@ -71,6 +72,15 @@ ROUTES = {
     "/api/llm/v1/messages": ("messages", "POST"),
 }
 MODEL_PREFIX = "/api/llm/v1/models/"  # + the FQN, which holds a "/": GET one model
+# openai.AzureOpenAI(azure_endpoint="<server>/api/llm") posts to this prefix + the FQN as
+# the deployment (percent-encoded by the SDK) + one of these suffixes, longest first; it
+# is the same endpoint as its /v1/ path, with the model taken from the path.
+DEPLOYMENT_PREFIX = "/api/llm/openai/deployments/"
+DEPLOYMENT_ENDPOINTS = (
+    ("/chat/completions", "chat"),
+    ("/completions", "completions"),
+    ("/embeddings", "embeddings"),
+)
 # Client dialects translated to chat completions and back (gateway/responses.py has
 # the interface): the endpoint keeps its own name in the usage and audit records.
 DIALECTS: dict[str, Any] = {"responses": responses, "messages": messages}
@@ -134,6 +144,8 @@ class Request:
     def __init__(self, scope: dict) -> None:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
+        # As sent, still percent-encoded (a "/" inside an Azure deployment name is %2F).
+        self.raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         headers: dict[str, str] = {}
         for raw_name, raw_value in scope["headers"]:
             name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
@@ -159,14 +171,15 @@ class Request:
 class Call:
     """The state of one gateway request, for the response headers and the usage record."""
 
-    def __init__(self, request: Request, endpoint: str) -> None:
+    def __init__(self, request: Request, endpoint: str, deployment: str = "") -> None:
         self.request = request
         self.endpoint = endpoint
+        self.deployment = deployment  # the model named by an Azure deployment URL
         self.started = time.perf_counter()
         self.upstream_seconds = 0.0
         self.principal: principals.Principal | None = None
         self.route: principals.Route | None = None
-        self.model = ""
+        self.model = deployment
         self.headers: dict[str, str] = {}
         self.reserved: list[tuple[str, str, int]] = []
         self.size: sizing.Size | None = None
@@ -444,6 +457,36 @@ def _parse(call: Call, raw_body: bytes) -> dict[str, Any]:
     return body
 
 
+def _deployment_route(request: Request) -> tuple[str, str]:
+    """``(endpoint, model FQN)`` of an Azure deployment URL, or ``("unknown", "")``.
+
+    Parsed from the raw path, where the SDK's encoded ``%2F`` keeps the FQN's slash apart
+    from the endpoint's; an unencoded FQN is split at the longest endpoint suffix."""
+    if not request.path.startswith(DEPLOYMENT_PREFIX):
+        return "unknown", ""
+    raw = request.raw_path
+    prefix = DEPLOYMENT_PREFIX.encode()
+    rest = raw[len(prefix) :] if raw.startswith(prefix) else request.path[len(prefix) :].encode()
+    for suffix, endpoint in DEPLOYMENT_ENDPOINTS:
+        if rest.endswith(suffix.encode()) and len(rest) > len(suffix):
+            deployment = unquote_to_bytes(rest[: -len(suffix)]).decode("utf-8", "replace")
+            return endpoint, deployment
+    return "unknown", ""
+
+
+def _with_deployment(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """The deployment in the path is the model; a different ``model`` in the body is a 400."""
+    model = body.get("model")
+    if model is not None and model != call.deployment:
+        raise ValidationError(
+            "The body's 'model' differs from the deployment in the path",
+            details={
+                "model": [f"The path names {call.deployment[:200]}; omit 'model' or send the same."]
+            },
+        )
+    return {**body, "model": call.deployment}
+
+
 def _authorize(call: Call, body: dict[str, Any]) -> None:
     p = call.caller
     model = body.get("model")
@@ -468,6 +511,8 @@ def _prepare(call: Call, raw_body: bytes) -> tuple[int, int]:
     """Parse, authorize and size the request; returns the worst case to reserve
     (tokens, cost in micro-units)."""
     body = _parse(call, raw_body)
+    if call.deployment:
+        body = _with_deployment(call, body)
     if call.dialect:
         call.client_body = body
         body = call.dialect.to_chat(body)
@@ -855,10 +900,14 @@ async def application(scope, receive, send) -> None:
     """ASGI entry point for ``/api/llm/...`` (HTTP only)."""
     request = Request(scope)
     endpoint, method = ROUTES.get(request.path, ("unknown", ""))
+    deployment = ""
     if endpoint == "unknown" and len(request.path) > len(MODEL_PREFIX):
         if request.path.startswith(MODEL_PREFIX):
             endpoint, method = "model", "GET"
-    call = Call(request, endpoint)
+    if endpoint == "unknown":
+        endpoint, deployment = _deployment_route(request)
+        method = "POST" if deployment else ""
+    call = Call(request, endpoint, deployment)
     try:
         try:
             if settings.SECURE_SSL_REDIRECT and not request.secure:
