@@ -1,5 +1,9 @@
 """The OpenAI-compatible gateway, ``/api/llm/v1/...``, as a plain ASGI application.
 
+Azure OpenAI's deployment URLs (``/api/llm/openai/deployments/<fqn>/chat/completions``,
+``/completions``, ``/embeddings``) are a second route to the same endpoints, with the
+model taken from the path (``DEPLOYMENT_PREFIX``).
+
 ``inferia.asgi`` sends every request under ``/api/llm/`` here and everything
 else to Django. The gateway needs none of Django's request machinery (sessions,
 CSRF, messages, templates): its callers present a bearer credential and speak
