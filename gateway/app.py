@@ -1,5 +1,9 @@
 """The OpenAI-compatible gateway, ``/api/llm/v1/...``, as a plain ASGI application.
 
+Azure OpenAI's deployment URLs (``/api/llm/openai/deployments/<fqn>/chat/completions``,
+``/completions``, ``/embeddings``) are a second route to the same endpoints, with the
+model taken from the path (``DEPLOYMENT_PREFIX``).
+
 ``inferia.asgi`` sends every request under ``/api/llm/`` here and everything
 else to Django. The gateway needs none of Django's request machinery (sessions,
 CSRF, messages, templates): its callers present a bearer credential and speak
@@ -24,6 +28,7 @@ import re
 import time
 import uuid
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import orjson
 from django.conf import settings
@@ -72,6 +77,15 @@ ROUTES = {
     "/api/llm/v1/messages": ("messages", "POST"),
 }
 MODEL_PREFIX = "/api/llm/v1/models/"  # + the FQN, which holds a "/": GET one model
+# openai.AzureOpenAI(azure_endpoint="<server>/api/llm") posts to this prefix + the FQN as
+# the deployment (percent-encoded by the SDK) + one of these suffixes, longest first; it
+# is the same endpoint as its /v1/ path, with the model taken from the path.
+DEPLOYMENT_PREFIX = "/api/llm/openai/deployments/"
+DEPLOYMENT_ENDPOINTS = (
+    ("/chat/completions", "chat"),
+    ("/completions", "completions"),
+    ("/embeddings", "embeddings"),
+)
 # Client dialects translated to chat completions and back (gateway/responses.py has
 # the interface): the endpoint keeps its own name in the usage and audit records.
 DIALECTS: dict[str, Any] = {"responses": responses, "messages": messages}
@@ -135,6 +149,8 @@ class Request:
     def __init__(self, scope: dict) -> None:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
+        # As sent, still percent-encoded (a "/" inside an Azure deployment name is %2F).
+        self.raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         headers: dict[str, str] = {}
         for raw_name, raw_value in scope["headers"]:
             name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
@@ -160,14 +176,15 @@ class Request:
 class Call:
     """The state of one gateway request, for the response headers and the usage record."""
 
-    def __init__(self, request: Request, endpoint: str) -> None:
+    def __init__(self, request: Request, endpoint: str, deployment: str = "") -> None:
         self.request = request
         self.endpoint = endpoint
+        self.deployment = deployment  # the model named by an Azure deployment URL
         self.started = time.perf_counter()
         self.upstream_seconds = 0.0
         self.principal: principals.Principal | None = None
         self.route: principals.Route | None = None
-        self.model = ""
+        self.model = deployment
         self.headers: dict[str, str] = {}
         self.reserved: list[tuple[str, str, int]] = []
         self.size: sizing.Size | None = None
@@ -445,6 +462,35 @@ def _parse(call: Call, raw_body: bytes) -> dict[str, Any]:
     return body
 
 
+def _deployment_route(path: str, raw: bytes) -> tuple[str, str]:
+    """``(endpoint, model FQN)`` of an Azure deployment URL, or ``("unknown", "")``.
+
+    Parsed from the raw path, where the SDK's encoded ``%2F`` keeps the FQN's slash apart
+    from the endpoint's; an unencoded FQN is split at the longest endpoint suffix."""
+    if not path.startswith(DEPLOYMENT_PREFIX):
+        return "unknown", ""
+    prefix = DEPLOYMENT_PREFIX.encode()
+    rest = raw[len(prefix) :] if raw.startswith(prefix) else path[len(prefix) :].encode()
+    for suffix, endpoint in DEPLOYMENT_ENDPOINTS:
+        if rest.endswith(suffix.encode()) and len(rest) > len(suffix):
+            deployment = unquote_to_bytes(rest[: -len(suffix)]).decode("utf-8", "replace")
+            return endpoint, deployment
+    return "unknown", ""
+
+
+def _with_deployment(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+    """The deployment in the path is the model; a different ``model`` in the body is a 400."""
+    model = body.get("model")
+    if model is not None and model != call.deployment:
+        raise ValidationError(
+            "The body's 'model' differs from the deployment in the path",
+            details={
+                "model": [f"The path names {call.deployment[:200]}; omit 'model' or send the same."]
+            },
+        )
+    return {**body, "model": call.deployment}
+
+
 def _authorize(call: Call, body: dict[str, Any]) -> None:
     p = call.caller
     model = body.get("model")
@@ -469,6 +515,8 @@ def _prepare(call: Call, raw_body: bytes) -> tuple[int, int]:
     """Parse, authorize and size the request; returns the worst case to reserve
     (tokens, cost in micro-units)."""
     body = _parse(call, raw_body)
+    if call.deployment:
+        body = _with_deployment(call, body)
     if call.dialect:
         call.client_body = body
         body = call.dialect.to_chat(body)
@@ -852,22 +900,26 @@ async def _serve(call: Call, send, receive, method: str) -> None:
         await _complete(call, send, receive, raw, hint)
 
 
-def route_for(path: str) -> tuple[str, str]:
-    """The endpoint a gateway path names and the method it takes (``"unknown"``, ``""``
-    when there is none); the one routing table for requests and OPTIONS alike."""
+def route_for(path: str, raw_path: bytes | None = None) -> tuple[str, str, str]:
+    """The endpoint a gateway path names, the method it takes and, on an Azure
+    deployment URL, the model FQN in it (``"unknown"``, ``""``, ``""`` when there is
+    none); the one routing table for requests and OPTIONS alike."""
     route = ROUTES.get(path)
     if route is not None:
-        return route
+        return route[0], route[1], ""
     if path.startswith(MODEL_PREFIX) and len(path) > len(MODEL_PREFIX):
-        return "model", "GET"
-    return "unknown", ""
+        return "model", "GET", ""
+    endpoint, deployment = _deployment_route(path, raw_path or path.encode())
+    if deployment:
+        return endpoint, "POST", deployment
+    return "unknown", "", ""
 
 
 async def application(scope, receive, send) -> None:
     """ASGI entry point for ``/api/llm/...`` (HTTP only)."""
     request = Request(scope)
-    endpoint, method = route_for(request.path)
-    call = Call(request, endpoint)
+    endpoint, method, deployment = route_for(request.path, request.raw_path)
+    call = Call(request, endpoint, deployment)
     try:
         try:
             if settings.SECURE_SSL_REDIRECT and not request.secure:

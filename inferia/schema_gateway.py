@@ -461,3 +461,63 @@ PATHS: dict[str, dict[str, Any]] = {
         )
     },
 }
+
+# openai.AzureOpenAI(azure_endpoint="<server>/api/llm") calls these: the deployment in the
+# path is the model FQN (the SDK percent-encodes its "/"), so the body's `model` may be left
+# out, and if sent must be the same. Otherwise the same endpoints as under /api/llm/v1/.
+_DEPLOYMENT_PARAMETERS = [
+    {
+        "name": "deployment",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "The model FQN, e.g. openai-main/gpt-4o (its `/` sent as `%2F`).",
+    },
+    {
+        "name": "api-version",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "Accepted for the Azure SDK, any value; ignored.",
+    },
+]
+
+
+def _deployment_path(suffix: str, endpoint: str, request: str, response: str, stream: bool):
+    """The Azure-shaped twin of ``/api/llm/v1/{suffix}``; registers its request schema."""
+    body = dict(SCHEMAS[request])
+    body["required"] = [field for field in body["required"] if field != "model"]
+    body["properties"] = {
+        **body["properties"],
+        "model": {
+            "type": "string",
+            "description": "Optional: the deployment in the path; if sent, the same FQN.",
+        },
+    }
+    SCHEMAS[f"Deployment{request}"] = body
+    operation = _operation(
+        op_id=f"gateway_deployment_{suffix.replace('/', '_')}",
+        summary=f"{PATHS[f'/api/llm/v1/{suffix}']['post']['summary']}, Azure URL",
+        description=(
+            f"`POST /api/llm/v1/{suffix}` in Azure OpenAI's URL shape, for "
+            '`openai.AzureOpenAI(azure_endpoint="<server>/api/llm")`: the deployment is the '
+            "model FQN; a different `model` in the body is 400 `VALIDATION_ERROR`. Same "
+            f"permissions, limits, usage and audit records (endpoint `{endpoint}`)."
+        ),
+        request=f"Deployment{request}",
+        response=response,
+        stream=stream,
+        errors=_POST_ERRORS,
+    )
+    path = f"/api/llm/openai/deployments/{{deployment}}/{suffix}"
+    return path, {"post": {**operation, "parameters": _DEPLOYMENT_PARAMETERS}}
+
+
+PATHS.update(
+    _deployment_path(*spec)
+    for spec in (
+        ("chat/completions", "chat", "ChatCompletionRequest", "ChatCompletion", True),
+        ("completions", "completions", "CompletionRequest", "Completion", True),
+        ("embeddings", "embeddings", "EmbeddingRequest", "EmbeddingList", False),
+    )
+)

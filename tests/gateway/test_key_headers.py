@@ -95,13 +95,10 @@ def test_models_listing_with_the_azure_header(llm):
 
 
 def test_openai_sdk_sending_only_the_azure_header(llm, upstream_requests):
-    """What an Azure OpenAI client sends: the key in ``api-key``, no Authorization.
-
-    ``openai.AzureOpenAI`` itself cannot reach the gateway: it rewrites every call to
-    ``/openai/deployments/<model>/chat/completions?api-version=...`` under its
-    endpoint, a path the gateway does not serve. So this is the OpenAI SDK with the
-    Azure header and its Authorization header removed; the request is checked to
-    carry exactly that."""
+    """The key in ``api-key`` and no Authorization, on the ``/v1/`` paths: the OpenAI
+    SDK with the Azure header and its Authorization header removed; the request is
+    checked to carry exactly that. (``openai.AzureOpenAI`` itself, on its deployment
+    URLs, is tested in ``tests/clients/test_azure_openai_sdk.py``.)"""
     key = llm.key()
     client = openai.OpenAI(
         base_url=llm.base_url,
@@ -117,20 +114,6 @@ def test_openai_sdk_sending_only_the_azure_header(llm, upstream_requests):
     assert raw.parse().choices[0].message.content == "Hello from the fake upstream."
     # The upstream got the account's secret, never the caller's key.
     assert key not in str(upstream_requests[-1]["headers"])
-
-
-def test_azure_sdk_url_shape_is_not_served(llm):
-    """The documented limitation: AzureOpenAI's deployment URL is a 404 in the
-    contract's envelope (not a crash)."""
-    client = openai.AzureOpenAI(
-        azure_endpoint=llm.base_url.removesuffix("/v1"),
-        api_key=llm.key(),
-        api_version="2024-10-21",
-        max_retries=0,
-    )
-    with pytest.raises(openai.NotFoundError) as raised:
-        client.chat.completions.create(**CHAT)
-    assert raised.value.body["code"] == "NOT_FOUND"
 
 
 @pytest.mark.parametrize("header", ["X-API-Key", "api-key"])

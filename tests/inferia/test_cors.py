@@ -219,6 +219,8 @@ def test_gateway_options_without_an_allowed_origin_is_204_with_allow(
         ("/api/llm/v1/messages", "POST"),
         ("/api/llm/v1/models", "GET"),
         ("/api/llm/v1/models/openai-main/gpt-4o", "GET"),
+        ("/api/llm/openai/deployments/openai-main%2Fgpt-4o/chat/completions", "POST"),
+        ("/api/llm/openai/deployments/openai-main/gpt-4o/embeddings", "POST"),
     ],
 )
 def test_gateway_options_answers_on_every_route(transactional_db, gateway_server, path, method):

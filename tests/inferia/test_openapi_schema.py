@@ -33,6 +33,10 @@ GATEWAY = {
     "/api/llm/v1/models/{model}": "get",
     "/api/llm/v1/responses": "post",
     "/api/llm/v1/messages": "post",
+    # openai.AzureOpenAI's URL shape: the deployment in the path is the model.
+    "/api/llm/openai/deployments/{deployment}/chat/completions": "post",
+    "/api/llm/openai/deployments/{deployment}/completions": "post",
+    "/api/llm/openai/deployments/{deployment}/embeddings": "post",
 }
 
 
@@ -154,7 +158,15 @@ def test_gateway_endpoints_are_described_with_shapes_and_security(document):
         if method == "post":
             body = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
             name = body.rsplit("/", 1)[1]
-            assert "model" in document["components"]["schemas"][name]["required"]
+            required = document["components"]["schemas"][name]["required"]
+            if "{deployment}" in path:
+                # The path names the model; the body may leave it out.
+                assert "model" not in required and len(required) == 1, (path, required)
+                parameters = {(p["in"], p["name"]): p for p in operation["parameters"]}
+                assert parameters[("path", "deployment")]["required"] is True
+                assert parameters[("query", "api-version")]["required"] is False
+            else:
+                assert "model" in required
     chat = document["paths"]["/api/llm/v1/chat/completions"]["post"]
     assert "text/event-stream" in chat["responses"]["200"]["content"]
     assert "429" in chat["responses"] and "Retry-After" in chat["responses"]["429"]["description"]
