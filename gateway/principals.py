@@ -142,21 +142,27 @@ def _routes(org: Organization, allowed: list[str]) -> tuple[dict[str, Route], fr
             catalog.add(fqn)
             if fqn not in wanted:
                 continue
-            routes[fqn] = Route(
-                fqn=fqn,
-                org_id=org.pk,
-                account_id=account.pk,
-                account_name=account.name,
-                provider_type=account.provider_type,
-                base_url=account.base_url,
-                api_version=account.api_version,
-                deployments=dict(account.deployments),
-                upstream_model=entry["name"],
-                input_price_per_million=float(entry.get("input_price_per_million") or 0),
-                output_price_per_million=float(entry.get("output_price_per_million") or 0),
-                secret_version=f"{account.secret_updated_at}:{account.secret_ref}",
-            )
+            routes[fqn] = route_of(account, entry)
     return routes, frozenset(catalog)
+
+
+def route_of(account: ProviderAccount, entry: dict) -> Route:
+    """The route to one enabled model of a provider account (``entry`` of its
+    ``enabled_models``): where and how the gateway calls it, and what it costs."""
+    return Route(
+        fqn=f"{account.name}/{entry['name']}",
+        org_id=account.org_id,
+        account_id=account.pk,
+        account_name=account.name,
+        provider_type=account.provider_type,
+        base_url=account.base_url,
+        api_version=account.api_version,
+        deployments=dict(account.deployments),
+        upstream_model=entry["name"],
+        input_price_per_million=float(entry.get("input_price_per_million") or 0),
+        output_price_per_million=float(entry.get("output_price_per_million") or 0),
+        secret_version=f"{account.secret_updated_at}:{account.secret_ref}",
+    )
 
 
 class EpochUnavailable(ServiceUnavailable):

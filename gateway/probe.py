@@ -30,23 +30,6 @@ class ProbeResult:
     latency_ms: float = 0.0
 
 
-def _route(account: ProviderAccount, entry: dict) -> principals.Route:
-    return principals.Route(
-        fqn=f"{account.name}/{entry['name']}",
-        org_id=account.org_id,
-        account_id=account.pk,
-        account_name=account.name,
-        provider_type=account.provider_type,
-        base_url=account.base_url,
-        api_version=account.api_version,
-        deployments=dict(account.deployments),
-        upstream_model=entry["name"],
-        input_price_per_million=0.0,
-        output_price_per_million=0.0,
-        secret_version=f"{account.secret_updated_at}:{account.secret_ref}",
-    )
-
-
 async def _call(url: str, headers: dict[str, str], body: bytes, allowed) -> tuple[int, bytes, dict]:
     try:
         response = await http.post(url, headers, body, allowed_private_hosts=allowed)
@@ -62,7 +45,7 @@ def _probe(account: ProviderAccount, allowed: tuple[str, ...]) -> ProbeResult:
     if not account.enabled_models:
         return ProbeResult(False, "Enable at least one model first: the test calls one.")
     entry = account.enabled_models[0]
-    route = _route(account, entry)
+    route = principals.route_of(account, entry)
     secret_plaintext = principals.secret_for(route)
     call = ADAPTERS[account.provider_type].prepare(
         route, "chat", dict(PROBE_BODY), secret_plaintext
