@@ -65,6 +65,7 @@ from inferia.errors import (
 )
 from inferia.request_meta import RequestMeta
 from keys import secret_refs
+from orgs.policy import unset_value
 
 logger = logging.getLogger("inferia.request")
 PREFIX = "/api/llm/"
@@ -361,25 +362,21 @@ def _limits(p: principals.Principal) -> list[ratelimit.Limit]:
             "key",
             ratelimit.REQUESTS,
             p.key_id,
-            kl.get("requests_per_minute")
-            or policy.key_requests_per_minute
-            or settings.INFERIA_GATEWAY_DEFAULT_KEY_RPM,
+            kl.get("requests_per_minute") or policy.applied("key_requests_per_minute"),
         )
         add(
             "key",
             ratelimit.TOKENS,
             p.key_id,
-            kl.get("tokens_per_minute")
-            or policy.key_tokens_per_minute
-            or settings.INFERIA_GATEWAY_DEFAULT_KEY_TPM,
+            kl.get("tokens_per_minute") or policy.applied("key_tokens_per_minute"),
         )
         add("key", ratelimit.QUOTA_TOKENS, p.key_id, kl.get("monthly_token_quota"))
         add("key", ratelimit.QUOTA_COST, p.key_id, kl.get("monthly_cost_quota"), 1e6)
     principal_rpm = policy.principal_requests_per_minute or (
-        None if p.key_id else settings.INFERIA_GATEWAY_DEFAULT_KEY_RPM
+        None if p.key_id else unset_value("key_requests_per_minute")
     )
     principal_tpm = policy.principal_tokens_per_minute or (
-        None if p.key_id else settings.INFERIA_GATEWAY_DEFAULT_KEY_TPM
+        None if p.key_id else unset_value("key_tokens_per_minute")
     )
     add("principal", ratelimit.REQUESTS, p.principal_subject, principal_rpm)
     add("principal", ratelimit.TOKENS, p.principal_subject, principal_tpm)

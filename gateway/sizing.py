@@ -98,7 +98,7 @@ def measure(endpoint: str, body: dict[str, Any], policy: OrgPolicy) -> Size:
     ]
     fields = {name: body[name] for name in PROMPT_FIELDS.get(endpoint, ()) if name in body}
     chars = _chars(fields)
-    max_chars = int(policy.max_prompt_chars or settings.INFERIA_GATEWAY_MAX_PROMPT_CHARS)
+    max_chars = int(policy.applied("max_prompt_chars"))
     if chars > max_chars:
         field = PROMPT_FIELDS[endpoint][0]
         raise ValidationError(
@@ -112,7 +112,7 @@ def measure(endpoint: str, body: dict[str, Any], policy: OrgPolicy) -> Size:
     if given:
         per_choice = max(given)
     else:
-        default = policy.default_max_tokens or settings.INFERIA_GATEWAY_DEFAULT_MAX_TOKENS
+        default = policy.applied("default_max_tokens")
         per_choice = min(max(1, int(default)), token_cap)
     count = max([value for value in choices if value is not None] or [1])
     return Size(chars, prompt_tokens, per_choice * count)

@@ -57,6 +57,12 @@ class OrgPolicy:
     def knob_names(cls) -> frozenset[str]:
         return frozenset(f.name for f in fields(cls))
 
+    def applied(self, knob: str) -> Any:
+        """The value that applies for ``knob``: the org's own, else ``unset_value`` (the
+        operator's setting or the policy default). The gateway, sizing and the settings
+        page all read a knob's effective value through this one function."""
+        return getattr(self, knob) or unset_value(knob)
+
     @classmethod
     def from_settings(cls, settings: dict[str, Any] | None) -> OrgPolicy:
         """The policy of a stored ``Organization.settings``: unset or null knobs take
@@ -84,8 +90,8 @@ def _coerce(knob: dataclasses.Field, raw: Any) -> Any:
     return str(raw)
 
 
-# Knobs whose "no org-level value" falls back to an operator setting (the gateway's
-# ``_limits``/``sizing`` read the same names): the dashboard states these numbers.
+# Knobs whose "no org-level value" falls back to an operator setting (read through
+# ``OrgPolicy.applied`` by the gateway's limits and sizing): the dashboard states these numbers.
 OPERATOR_DEFAULTS: dict[str, str] = {
     "key_requests_per_minute": "INFERIA_GATEWAY_DEFAULT_KEY_RPM",
     "key_tokens_per_minute": "INFERIA_GATEWAY_DEFAULT_KEY_TPM",
