@@ -497,6 +497,18 @@ def access_rule_list(request: OrgPageRequest, org: Organization) -> HttpResponse
             document = access_rules.load_yaml(text)
             if isinstance(document, dict) and isinstance(document.get("authz_rules"), list):
                 submitted_rules = document["authz_rules"]
+            # A document that parses replaces every rule: ask first (malformed YAML is
+            # refused at once, without asking).
+            if ask := confirmation_page(
+                request,
+                title="Replace every access rule?",
+                consequence="The rules in the document replace all of the organization's "
+                "rules; whoever only the current rules grant loses that access.",
+                button="Yes, replace them",
+                cancel_url=reverse("keys:access-rule-list", kwargs={"org": org.slug}),
+                permission="policy:manage",
+            ):
+                return ask
             access_rules.access_rules_replace(
                 access=request.access,
                 document=document,

@@ -121,6 +121,10 @@ def test_owner_journey_and_viewer_limits(owner_seed, cast, fake_upstream, gatewa
         "authz_rules:\n  - models: [openai-main/gpt-4o]\n    users: [alice]\n"
     )
     page.get_by_role("button", name="Import rules").click()
+    # Replacing every rule asks first, in a dialog.
+    dialog = page.locator("dialog#confirm-dialog")
+    assert dialog.is_visible() and "Replace every access rule" in dialog.inner_text()
+    dialog.get_by_role("button", name="Import rules").click()
     page.wait_for_selector("text=Access rules imported.")
     assert (
         "openai-main/gpt-4o" in page.locator("section", has_text="Models you may use").inner_text()

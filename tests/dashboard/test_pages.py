@@ -506,6 +506,7 @@ def test_access_rules_import_export_and_effective_view(alice_page, cast):
         "/orgs/acme/access-rules",
         {
             "document": "authz_rules:\n  - models: [openai-main/gpt-4o]\n    users: [bob]\n",
+            "confirm": "yes",
         },
     )
     assert response.status_code == 302
@@ -524,7 +525,7 @@ def test_access_rules_import_errors_point_at_the_rule(alice_page, cast):
         "authz_rules:\n  - models: [openai-main/gpt-4o]\n    users: [bob]\n"
         "  - models: [openai-main/*]\n    teams: [no-such-team]\n"
     )
-    response = alice_page.post("/orgs/acme/access-rules", {"document": document})
+    response = alice_page.post("/orgs/acme/access-rules", {"document": document, "confirm": "yes"})
     assert response.status_code == 400
     body = response.content.decode()
     assert 'href="#rule-1"' in body and "Rule 2" in body and "Unknown team: no-such-team" in body
@@ -533,6 +534,22 @@ def test_access_rules_import_errors_point_at_the_rule(alice_page, cast):
         assert AccessRule.objects.count() == 0
     response = alice_page.post("/orgs/acme/access-rules", {"document": "authz_rules: [\n"})
     assert response.status_code == 400 and b"Malformed YAML" in response.content
+
+
+def test_importing_rules_asks_before_replacing_them(alice_page, cast):
+    _provider(alice_page)
+    document = "authz_rules:\n  - models: [openai-main/gpt-4o]\n    users: [bob]\n"
+    with org_scope(cast.acme):
+        AccessRule.objects.all().delete()
+    asked = alice_page.post("/orgs/acme/access-rules", {"document": document})
+    assert asked.status_code == 200
+    page = asked.content.decode()
+    assert "Replace every access rule?" in page and 'name="confirm" value="yes"' in page
+    assert 'name="document"' in page  # the document is carried to the confirmation
+    with org_scope(cast.acme):
+        assert AccessRule.objects.count() == 0  # nothing replaced yet
+    listing = alice_page.get("/orgs/acme/access-rules").content.decode()
+    assert 'data-confirm="Replace every access rule' in listing
 
 
 def test_viewer_cannot_import_rules(vera_page):
