@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import uuid
 from typing import Any
@@ -63,7 +62,7 @@ from inferia.errors import (
     ValidationError,
     error_body,
 )
-from inferia.request_meta import RequestMeta
+from inferia.request_meta import RequestMeta, request_id_from
 from keys import secret_refs
 from orgs.policy import unset_value
 
@@ -90,7 +89,6 @@ DEPLOYMENT_ENDPOINTS = (
 # Client dialects translated to chat completions and back (gateway/responses.py has
 # the interface): the endpoint keeps its own name in the usage and audit records.
 DIALECTS: dict[str, Any] = {"responses": responses, "messages": messages}
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 OPENAI_TYPES = {
     ErrorCode.VALIDATION_ERROR: "invalid_request_error",
@@ -160,8 +158,7 @@ class Request:
         # The server's id keys this call's records; the client's X-Request-ID is
         # echoed and stored as data only (two calls may send the same one).
         self.id = str(uuid.uuid4())
-        incoming = headers.get("x-request-id", "")
-        self.request_id = incoming if _REQUEST_ID_RE.match(incoming) else self.id.replace("-", "")
+        self.request_id = request_id_from(headers.get("x-request-id"), self.id.replace("-", ""))
         self.meta = RequestMeta.from_asgi(scope, request_id=self.request_id)
         self.client_ip = self.meta.ip
         self.secure = scope.get("scheme") == "https" or _proxied_https(headers)

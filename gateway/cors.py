@@ -12,16 +12,14 @@
 
 from __future__ import annotations
 
-import re
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
 
 from inferia.cors import cors_headers
+from inferia.request_meta import request_id_from
 
 # An ASGI application ``(scope, receive, send)``; the wrapper keeps its signature.
 ASGIApp = TypeVar("ASGIApp", bound=Callable[..., Awaitable[None]])
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 def _header(scope: dict, wanted: bytes) -> str | None:
@@ -47,8 +45,7 @@ def with_cors(app: ASGIApp, *, allow_for: Callable[[str], str | None]) -> ASGIAp
         if scope["method"] == "OPTIONS":
             method = allow_for(scope["path"])
             if method is not None:
-                incoming = _header(scope, b"x-request-id") or ""
-                request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+                request_id = request_id_from(_header(scope, b"x-request-id"))
                 headers = [
                     ("Allow", f"{method}, OPTIONS"),
                     ("Vary", "Origin"),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -12,11 +10,10 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 
 from inferia.errors import ErrorCode, error_response
+from inferia.request_meta import request_id_from
 
 if TYPE_CHECKING:
     from inferia.request_types import InferiaRequest
-
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 def _wants_envelope(request: HttpRequest) -> bool:
@@ -33,8 +30,7 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: InferiaRequest) -> HttpResponse:
-        incoming = request.headers.get("X-Request-ID", "")
-        request.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        request.request_id = request_id_from(request.headers.get("X-Request-ID"))
         response = self.get_response(request)
         if (
             response.status_code == 405

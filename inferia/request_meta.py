@@ -8,10 +8,23 @@ jobs and commands pass ``None``.
 
 from __future__ import annotations
 
+import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def request_id_from(incoming: str | None, fallback: str | None = None) -> str:
+    """The request id to echo: the caller's ``X-Request-ID`` when it is well formed
+    (1-128 of ``A-Za-z0-9._:-``), else ``fallback`` or a fresh one. One rule for the
+    Django edge and the gateway."""
+    if incoming and _REQUEST_ID_RE.match(incoming):
+        return incoming
+    return fallback or uuid.uuid4().hex
 
 
 def client_ip_from(remote: str | None, forwarded: str) -> str | None:

@@ -17,6 +17,7 @@ presence, never logged elsewhere) and its secrets in plain dicts a test changes.
 
 from __future__ import annotations
 
+import abc
 import base64
 import datetime
 import ipaddress
@@ -56,7 +57,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.headers.get("X-Vault-Token") or self.headers.get("Authorization") or ""
 
 
-class _Server:
+class _Server(abc.ABC):
     scheme = "http"
 
     def __init__(self) -> None:
@@ -78,8 +79,9 @@ class _Server:
         self.httpd.shutdown()
         self.httpd.server_close()
 
+    @abc.abstractmethod
     def handle(self, request: _Handler) -> None:
-        raise NotImplementedError
+        """Answer one request (each server speaks its vendor's API)."""
 
 
 class VaultServer(_Server):
