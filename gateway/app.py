@@ -44,6 +44,7 @@ from gateway import (
     ratelimit,
     redis_client,
     responses,
+    singleflight,
     sizing,
     usage,
 )
@@ -62,7 +63,7 @@ from inferia.errors import (
     ValidationError,
     error_body,
 )
-from inferia.request_meta import RequestMeta, request_id_from
+from inferia.request_meta import RequestMeta, asgi_headers, request_id_from
 from keys import secret_refs
 from orgs.policy import unset_value
 
@@ -150,16 +151,12 @@ class Request:
         self.path: str = scope["path"]
         # As sent, still percent-encoded (a "/" inside an Azure deployment name is %2F).
         self.raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in scope["headers"]:
-            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]},{value}" if name in headers else value
-        self.headers = headers
+        self.headers = headers = asgi_headers(scope)
         # The server's id keys this call's records; the client's X-Request-ID is
         # echoed and stored as data only (two calls may send the same one).
         self.id = str(uuid.uuid4())
         self.request_id = request_id_from(headers.get("x-request-id"), self.id.replace("-", ""))
-        self.meta = RequestMeta.from_asgi(scope, request_id=self.request_id)
+        self.meta = RequestMeta.from_asgi(scope, request_id=self.request_id, headers=headers)
         self.client_ip = self.meta.ip
         self.secure = scope.get("scheme") == "https" or _proxied_https(headers)
 
@@ -328,16 +325,24 @@ async def _send_error(send, call: Call, error: InferiaError) -> None:
 # --- the caller ----------------------------------------------------------------------------
 
 
+async def _build_principal(raw: str, hint: str) -> principals.Principal:
+    try:
+        principal = await orm(principals.build)(raw, hint)
+    except principals.EpochUnavailable:
+        # Redis is down: verified from the database for the requests waiting now only
+        # (never cached); the limits then fail too and the org's settings decide (_degraded).
+        return await orm(principals.build)(raw, hint, verify_only=True)
+    principals.remember(raw, hint, principal)
+    return principal
+
+
 async def _load_principal(raw: str, hint: str) -> principals.Principal:
     principal = principals.cached(raw, hint)
     if principal is None:
-        try:
-            principal = await orm(principals.build)(raw, hint)
-        except principals.EpochUnavailable:
-            # Redis is down: verified from the database for this request only (never
-            # cached); the limits then fail too and the org's settings decide (_degraded).
-            return await orm(principals.build)(raw, hint, verify_only=True)
-        principals.remember(raw, hint, principal)
+        # One build per credential at a time: the requests that miss together wait for it.
+        principal = await singleflight.run(
+            ("principal", principals.cache_key(raw, hint)), lambda: _build_principal(raw, hint)
+        )
     # Every use, cache hit or not: a key's expiry or an access token's ``exp``.
     if principals.expired(principal):
         principals.forget(raw, hint)
@@ -628,7 +633,10 @@ async def _secret_for(call: Call, route: principals.Route) -> str | None:
     502 (the manager answered no) or 503 (unreachable or not set up), named by its
     backend and failure class only, and audited."""
     try:
-        return await orm(principals.secret_for)(route)
+        return await singleflight.run(
+            ("secret", route.account_id, route.secret_version),
+            lambda: orm(principals.secret_for)(route),
+        )
     except (secret_refs.SecretRefError, ValidationError) as exc:
         if isinstance(exc, secret_refs.SecretRefError):
             scheme, failure = exc.scheme, exc.failure

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import ipaddress
 import weakref
 from collections.abc import AsyncIterator
 
 import aiohttp
+import yarl
 from aiohttp.abc import AbstractResolver
 from django.conf import settings
 
@@ -153,19 +155,30 @@ def session() -> aiohttp.ClientSession:
     return existing
 
 
-def _check_request(url: str, allowed: tuple[str, ...]) -> None:
-    """The rule for this request's host: an IP literal directly, a name on the
-    addresses a pooled connection to it may have (new connections: the resolver)."""
+@functools.lru_cache(maxsize=1024)
+def _parsed(url: str) -> tuple[yarl.URL, str, int, frozenset[str] | None]:
+    """The URL for aiohttp, its host and port, and the host as an address when it is an
+    IP literal (``None``: a name). Parsed once per URL: a provider's URLs are few."""
     host, port = ssrf.host_and_port(url)
     try:
         ipaddress.ip_address(host)
-        addresses: frozenset[str] = frozenset((host,))
+        literal: frozenset[str] | None = frozenset((host,))
     except ValueError:
-        addresses = _CONNECTED.get((host, port), frozenset())
+        literal = None
+    return yarl.URL(url), host, port, literal
+
+
+def _check_request(url: str, allowed: tuple[str, ...]) -> yarl.URL:
+    """The rule for this request's host: an IP literal directly, a name on the
+    addresses a pooled connection to it may have (new connections: the resolver).
+    Returns the parsed URL to request."""
+    parsed, host, port, literal = _parsed(url)
+    addresses = literal if literal is not None else _CONNECTED.get((host, port), frozenset())
     try:
         ssrf.check_addresses(host, port, addresses, allowed)
     except ValidationError as exc:
         raise UpstreamRefused("address not allowed") from exc
+    return parsed
 
 
 async def post(
@@ -173,10 +186,10 @@ async def post(
 ) -> UpstreamResponse:
     """POST to the upstream; ``allowed_private_hosts`` is the org's list (SSRF guard)."""
     allowed = tuple(allowed_private_hosts or ())
-    _check_request(url, allowed)
+    parsed = _check_request(url, allowed)
     token = _ALLOWED.set(allowed)
     try:
-        response = await session().post(url, data=body, headers=headers, allow_redirects=False)
+        response = await session().post(parsed, data=body, headers=headers, allow_redirects=False)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise _fault(exc) from exc
     finally:

@@ -13,6 +13,11 @@ is an error at start, not a silent fall-back to the pure-Python loop or parser:
   by the server while the client is about to reuse it.
 - ``--no-access-log``: the gateway logs each call itself (one line with its
   request id, org and latency); uvicorn's access line would be a second copy.
+- ``--no-proxy-headers``: who a client is behind a proxy has one rule,
+  ``inferia.request_meta.client_ip_from`` (``X-Forwarded-For`` believed only from
+  ``INFERIA_TRUSTED_PROXIES``; ``X-Forwarded-Proto`` through Django's
+  ``SECURE_PROXY_SSL_HEADER``). uvicorn's own (on by default) believed any process
+  on 127.0.0.1 before that rule ran, and parsed the peer address on every request.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ UVICORN_OPTIONS = (
     "--timeout-keep-alive",
     "75",
     "--no-access-log",
+    "--no-proxy-headers",
     "--lifespan",
     "on",
 )
