@@ -778,8 +778,27 @@ async def _stream(
         events = call.dialect.stream_from_chat(call.client_body, events, usage_data)
 
     async def relay() -> None:
-        async for chunk in events:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        # Events that arrived together go out together: one write for what the upstream
+        # sent in one piece (nothing waits for the network: held only while more lines
+        # of the same piece are buffered).
+        batch: list[bytes] = []
+
+        async def flush() -> None:
+            body = batch[0] if len(batch) == 1 else b"".join(batch)
+            batch.clear()
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+
+        try:
+            async for chunk in events:
+                batch.append(chunk)
+                if not upstream.buffered_lines:
+                    await flush()
+        except Exception:
+            if batch:  # what was relayed before the break still reaches the client
+                await flush()
+            raise
+        if batch:
+            await flush()
 
     status, error_code = 200, ""
     relaying = asyncio.ensure_future(relay())

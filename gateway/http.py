@@ -102,6 +102,9 @@ class UpstreamResponse:
         self._response = response
         self.status = response.status
         self.headers = response.headers
+        # Complete lines already received and not yet yielded by ``lines()``: while
+        # there are some, the next event is ready without waiting for the network.
+        self.buffered_lines = 0
 
     async def read(self) -> bytes:
         try:
@@ -118,7 +121,9 @@ class UpstreamResponse:
             async for chunk in self._response.content.iter_any():
                 pending += chunk
                 *complete, pending = pending.split(b"\n")
+                self.buffered_lines = len(complete)
                 for line in complete:
+                    self.buffered_lines -= 1
                     yield line.rstrip(b"\r").decode("utf-8", errors="replace")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _fault(exc) from exc

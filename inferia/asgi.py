@@ -16,7 +16,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inferia.settings")
 # The web process's log lines (audit.logging's formatters) use none of the caller's
 # file and line, thread or process fields: not computed for each record (the logging
 # HOWTO's "Optimization"). Celery's workers, whose format names the process, keep them.
-logging._srcfile = None  # type: ignore[attr-defined]
+logging._srcfile = None
 logging.logThreads = False
 logging.logProcesses = False
 logging.logMultiprocessing = False
