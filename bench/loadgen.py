@@ -209,16 +209,14 @@ async def _open(port: int):
     return reader, writer
 
 
-async def _worker(
-    port: int, raw: bytes, deadline: float, counts: dict, latencies: list, served: list
-) -> None:
+async def _connection(port: int, raw: bytes, start, counts: dict, latencies: list) -> int:
+    """One connection's requests, each timed from ``await start()`` (``None``: stop);
+    returns how many it sent."""
     reader, writer = await _open(port)
-    index = len(served)
-    served.append(0)
+    sent = 0
     try:
-        while time.perf_counter() < deadline:
-            served[index] += 1
-            started = time.perf_counter()
+        while (started := await start()) is not None:
+            sent += 1
             status, closing = await _exchange(reader, writer, raw)
             counts["ok" if status == 200 else "bad"] += 1
             latencies.append(time.perf_counter() - started)
@@ -227,24 +225,7 @@ async def _worker(
                 reader, writer = await _open(port)
     finally:
         writer.close()
-
-
-async def _paced(
-    port: int, raw: bytes, queue: asyncio.Queue, counts: dict, latencies: list
-) -> None:
-    """Take scheduled send times off ``queue``; a latency runs from the scheduled time,
-    so a slow answer delays (and is charged for) the requests queued behind it."""
-    reader, writer = await _open(port)
-    try:
-        while (scheduled := await queue.get()) is not None:
-            status, closing = await _exchange(reader, writer, raw)
-            counts["ok" if status == 200 else "bad"] += 1
-            latencies.append(time.perf_counter() - scheduled)
-            if closing:
-                writer.close()
-                reader, writer = await _open(port)
-    finally:
-        writer.close()
+    return sent
 
 
 async def _rate(port: int, raw: bytes, connections: int, rate: float, duration: float) -> dict:
@@ -254,8 +235,10 @@ async def _rate(port: int, raw: bytes, connections: int, rate: float, duration: 
     counts = {"ok": 0, "bad": 0}
     latencies: list[float] = []
     queue: asyncio.Queue = asyncio.Queue()
+    # A latency runs from the scheduled time, so a slow answer delays (and is charged
+    # for) the requests queued behind it.
     workers = [
-        asyncio.ensure_future(_paced(port, raw, queue, counts, latencies))
+        asyncio.ensure_future(_connection(port, raw, queue.get, counts, latencies))
         for _ in range(connections)
     ]
     started = time.perf_counter() + 0.05
@@ -295,14 +278,20 @@ def _summary(counts: dict, latencies: list, elapsed: float, results: list, tool:
 async def _saturate(port: int, raw: bytes, connections: int, duration: float) -> dict:
     counts = {"ok": 0, "bad": 0}
     latencies: list[float] = []
-    served: list[int] = []  # requests answered per connection: a starving one stands out
     started = time.perf_counter()
     deadline = started + duration
+
+    async def now() -> float | None:
+        moment = time.perf_counter()
+        return moment if moment < deadline else None
+
     results = await asyncio.gather(
-        *(_worker(port, raw, deadline, counts, latencies, served) for _ in range(connections)),
+        *(_connection(port, raw, now, counts, latencies) for _ in range(connections)),
         return_exceptions=True,
     )
     out = _summary(counts, latencies, time.perf_counter() - started, results, tool="python")
+    # Requests per connection: a starving connection stands out.
+    served = [r for r in results if isinstance(r, int)] or [0]
     return out | {"per_connection_min": min(served), "per_connection_max": max(served)}
 
 

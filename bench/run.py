@@ -274,15 +274,15 @@ class Bench:
             raise RuntimeError(f"{command[0]} failed ({proc.returncode}): {err[-2000:]}")
         return out
 
-    def rate(self, target: Target, rps: float, duration: float) -> dict:
-        """Open-loop load at ``rps`` (bench/loadgen.py rate): latency from when each
-        request was due, so queueing behind a stall is counted."""
-        command = pinned(
+    def _loadgen(self, mode: str, target: Target, duration: float, *extra: str) -> list[str]:
+        """bench/loadgen.py ``mode`` (saturate, rate) on the load core: plain requests
+        over --connections connections for ``duration`` seconds."""
+        return pinned(
             LOAD_CORE,
             [
                 PY,
                 str(ROOT / "bench" / "loadgen.py"),
-                "rate",
+                mode,
                 "--port",
                 str(target.port),
                 "--request",
@@ -291,10 +291,14 @@ class Bench:
                 str(self.args.connections),
                 "--duration",
                 str(duration),
-                "--rps",
-                f"{rps:.1f}",
+                *extra,
             ],
         )
+
+    def rate(self, target: Target, rps: float, duration: float) -> dict:
+        """Open-loop load at ``rps`` (bench/loadgen.py rate): latency from when each
+        request was due, so queueing behind a stall is counted."""
+        command = self._loadgen("rate", target, duration, "--rps", f"{rps:.1f}")
         result = json.loads(self._run(command, duration + 120))
         if result["non_200"] or result["errors"]:
             raise RuntimeError(f"{target.name} at {rps:.0f} requests/s had failures: {result}")
@@ -303,22 +307,7 @@ class Bench:
     def saturate(self, target: Target, duration: float, sample=None) -> dict:
         wrk = shutil.which("wrk")
         if wrk is None:
-            command = pinned(
-                LOAD_CORE,
-                [
-                    PY,
-                    str(ROOT / "bench" / "loadgen.py"),
-                    "saturate",
-                    "--port",
-                    str(target.port),
-                    "--request",
-                    str(self._request_file(target, False)),
-                    "--connections",
-                    str(self.args.connections),
-                    "--duration",
-                    str(duration),
-                ],
-            )
+            command = self._loadgen("saturate", target, duration)
             result = json.loads(self._run(command, duration + 120, sample))
         else:
             script = self.work / f"{target.name}.lua"
