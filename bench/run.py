@@ -372,11 +372,17 @@ class Bench:
             out["rss_warm"] = server.memory_kib()
         log(f"{target.name}: latency at concurrency 1 ({a.requests} requests)")
         preempted = server.preemptions() if server else 0
+        cpu = server.cpu_seconds() if server else 0.0
         out["plain"] = self.latency(target)
         if server:
             out["preempted_per_100"] = (server.preemptions() - preempted) * 100 / a.requests
+            # The warm-up included: about 1% more requests than counted, alike for both.
+            out["cpu_ms_plain_c1"] = (server.cpu_seconds() - cpu) * 1000 / (a.requests + 50)
         log(f"{target.name}: streaming ({a.stream_requests} requests)")
+        cpu = server.cpu_seconds() if server else 0.0
         out["stream"] = self.latency(target, stream=True, n=a.stream_requests)
+        if server:
+            out["cpu_ms_stream_c1"] = (server.cpu_seconds() - cpu) * 1000 / (a.stream_requests + 50)
         log(f"{target.name}: saturation ({a.connections} connections, {a.duration}s)")
         self.saturate(target, min(3, a.duration))  # warm the pools at full load; not counted
         profiler = self.profile(target, server)
@@ -915,6 +921,22 @@ def table(r: dict, args: argparse.Namespace) -> str:
         plain_added = added(res, "plain", "total_ms", "p50")
         return added(res, "stream", key, "p50") / plain_added if plain_added > 0 else float("nan")
 
+    def cpu_ratio(res):
+        plain, streamed = res.get("cpu_ms_plain_c1"), res.get("cpu_ms_stream_c1")
+        return streamed / plain if plain and streamed else float("nan")
+
+    row(
+        "Server CPU per call at concurrency 1, streamed / plain (ms)",
+        "",
+        f"{fmt(g.get('cpu_ms_stream_c1'), 3)} / {fmt(g.get('cpu_ms_plain_c1'), 3)}",
+        f"{fmt(ll.get('cpu_ms_stream_c1'), 3)} / {fmt(ll.get('cpu_ms_plain_c1'), 3)}"
+        if has_ll
+        else "",
+        f"{cpu_ratio(g):.2f}x",
+        f"{cpu_ratio(ll):.2f}x" if has_ll else "",
+        "<= 1.2x",
+        check(cpu_ratio(g) <= 1.2),
+    )
     for key, label, limit in (
         ("total_ms", "whole streamed call", 1.2),
         ("first_chunk_ms", "first chunk", None),
