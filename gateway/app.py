@@ -336,12 +336,17 @@ async def _build_principal(raw: str, hint: str) -> principals.Principal:
     return principal
 
 
-async def _load_principal(raw: str, hint: str) -> principals.Principal:
+async def _load_principal(
+    raw: str, hint: str, *, seen_epoch: int | None = None
+) -> principals.Principal:
+    """The cached principal, else one build per credential at a time: the requests that
+    miss together wait for it. A rebuild after a stale epoch (``seen_epoch``) joins only
+    a build started after that epoch was seen, never one that may predate the change."""
     principal = principals.cached(raw, hint)
     if principal is None:
-        # One build per credential at a time: the requests that miss together wait for it.
         principal = await singleflight.run(
-            ("principal", principals.cache_key(raw, hint)), lambda: _build_principal(raw, hint)
+            ("principal", principals.cache_key(raw, hint), seen_epoch),
+            lambda: _build_principal(raw, hint),
         )
     # Every use, cache hit or not: a key's expiry or an access token's ``exp``.
     if principals.expired(principal):
@@ -541,12 +546,12 @@ def _in_client_terms(call: Call, error: ValidationError) -> ValidationError:
     return ValidationError(message, details=details)
 
 
-async def _rebuild(call: Call, raw: str, hint: str, attempt: int) -> None:
+async def _rebuild(call: Call, raw: str, hint: str, attempt: int, epoch: int) -> None:
     """The cached principal is older than the org's epoch: rebuild it (once)."""
     if attempt:
         raise ServiceUnavailable("Access changed during the request; retry")
     principals.forget(raw, hint)
-    call.principal = await _load_principal(raw, hint)
+    call.principal = await _load_principal(raw, hint, seen_epoch=epoch)
 
 
 async def _admitted(call: Call, raw: str, hint: str, raw_body: bytes) -> ratelimit.Decision:
@@ -569,8 +574,8 @@ async def _admitted(call: Call, raw: str, hint: str, raw_body: bytes) -> ratelim
             return await _limits_check(
                 call, count=True, reserve_tokens=reserve_tokens, reserve_cost=reserve_cost
             )
-        except ratelimit.StaleEpoch:
-            await _rebuild(call, raw, hint, attempt)
+        except ratelimit.StaleEpoch as stale:
+            await _rebuild(call, raw, hint, attempt, stale.epoch)
         except ratelimit.BackendUnavailable:
             return await _degraded(call, raw, hint, raw_body)
     raise ServiceUnavailable("Cannot verify credentials right now")
@@ -848,8 +853,8 @@ async def _models(call: Call, send, raw: str, hint: str, one: str | None = None)
         try:
             call.headers.update((await _limits_check(call, count=False)).headers)
             break
-        except ratelimit.StaleEpoch:
-            await _rebuild(call, raw, hint, attempt)
+        except ratelimit.StaleEpoch as stale:
+            await _rebuild(call, raw, hint, attempt, stale.epoch)
         except ratelimit.BackendUnavailable:
             # Fail closed: the shared store cannot confirm the credential is still valid.
             raise ServiceUnavailable("Cannot verify credentials right now") from None

@@ -116,3 +116,39 @@ def test_cold_requests_for_one_credential_build_its_principal_once(monkeypatch):
         principals.clear()
     assert len(builds) == 1
     assert len({id(p) for p in results}) == 1
+
+
+def test_a_rebuild_after_a_stale_epoch_does_not_join_an_older_build(monkeypatch):
+    """A build in flight may have read the epoch before an access change: requests that
+    saw the newer epoch start their own build rather than wait for that one."""
+    builds = []
+
+    def build(raw, hint, *, verify_only=False):
+        builds.append(1)
+        time.sleep(0.05)
+        return principals.Principal(
+            org_id="org",
+            org_slug="org",
+            policy=OrgPolicy(),
+            epoch=len(builds),
+            permissions=frozenset(),
+            label="key",
+            built_at=time.monotonic(),
+        )
+
+    monkeypatch.setattr(principals, "build", build)
+    principals.clear()
+
+    async def main():
+        return await asyncio.gather(
+            app._load_principal("ifr_cold_credential", ""),
+            app._load_principal("ifr_cold_credential", "", seen_epoch=7),
+            app._load_principal("ifr_cold_credential", "", seen_epoch=7),
+        )
+
+    try:
+        first, second, third = asyncio.run(main())
+    finally:
+        principals.clear()
+    assert len(builds) == 2
+    assert second is third and first is not second
