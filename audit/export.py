@@ -1,9 +1,18 @@
-"""CSV and JSON-lines streams of audit records (the API's ?format= and the audit log page)."""
+"""CSV and JSON-lines streams of audit records (the API's ?format= and the audit log page).
+
+A gateway call's latency, provider account and tokens are read from its usage record
+(``selectors.with_usage``, one query per chunk of records)."""
 
 from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
+
+from audit.models import METERING, AuditRecord
+from audit.selectors import with_usage
+
+CHUNK = 2000
 
 CSV_COLUMNS = [
     "created_at",
@@ -44,17 +53,35 @@ class _Echo:
         return value
 
 
+def _values(queryset) -> Iterator[dict]:
+    """Each record's ``CSV_COLUMNS``, the metering ones through the link, a chunk at a time."""
+    chunk: list[AuditRecord] = []
+    for record in queryset.iterator(chunk_size=CHUNK):
+        chunk.append(record)
+        if len(chunk) == CHUNK:
+            yield from map(_columns, with_usage(chunk))
+            chunk = []
+    yield from map(_columns, with_usage(chunk))
+
+
+def _columns(record: AuditRecord) -> dict:
+    return {
+        name: record.metered[name] if name in METERING else getattr(record, name)
+        for name in CSV_COLUMNS
+    }
+
+
 def csv_rows(queryset):
     writer = csv.writer(_Echo())
     yield writer.writerow(CSV_COLUMNS)
     # Every cell of every row goes through csv_cell: actor labels, targets, models and
     # request ids come from clients and tenants.
-    for values in queryset.values_list(*CSV_COLUMNS).iterator(chunk_size=2000):
-        row = list(values)
+    for values in _values(queryset):
+        row = list(values.values())
         row[-1] = json.dumps(row[-1], separators=(",", ":"))
         yield writer.writerow([csv_cell(value) for value in row])
 
 
 def jsonl_rows(queryset):
-    for values in queryset.values(*CSV_COLUMNS).iterator(chunk_size=2000):
+    for values in _values(queryset):
         yield json.dumps(values, default=str, separators=(",", ":")) + "\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -11,6 +12,10 @@ from django.utils import timezone
 
 class AuditRecordError(RuntimeError):
     """Audit records are append-only."""
+
+
+# What a gateway call's usage record holds and its audit record shows through the link.
+METERING = ("latency_ms", "provider_account", "prompt_tokens", "completion_tokens")
 
 
 class Outcome(models.TextChoices):
@@ -52,9 +57,11 @@ class AuditRecord(models.Model):
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
     request_id = models.CharField(max_length=128, blank=True)
+    # The latency of an API request. A gateway call's latency, provider account and
+    # tokens are in its usage record (``data["usage_id"]`` links it; ``metering``);
+    # calls recorded before that split carry them here too (hashed, kept as they are).
     latency_ms = models.FloatField(null=True, blank=True)
-    # Inference calls: what was used and how much.
-    model = models.CharField(max_length=260, blank=True, db_index=True)
+    model = models.CharField(max_length=260, blank=True, db_index=True)  # the target model
     provider_account = models.CharField(max_length=50, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
@@ -64,6 +71,8 @@ class AuditRecord(models.Model):
     seq = models.PositiveBigIntegerField(default=0)
     prev_hash = models.CharField(max_length=64, blank=True)
     hash = models.CharField(max_length=64, blank=True)
+    # Not a column: the ``METERING`` values, set by ``selectors.with_usage`` for readers.
+    metered: dict[str, Any]
 
     class Meta:
         ordering = ["-created_at"]
@@ -75,6 +84,25 @@ class AuditRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action} {self.outcome}"
+
+    @property
+    def usage_id(self) -> str | None:
+        """The id of the gateway call's usage record (the link), or None."""
+        value = self.data.get("usage_id") if isinstance(self.data, dict) else None
+        return str(value) if value else None
+
+    def metering(self, usage: UsageRecord | None) -> dict[str, Any]:
+        """The numbers of ``METERING``: the linked usage record's when this record
+        carries none itself (gateway calls since audit and usage records hold
+        different facts), else the record's own (older calls, API requests)."""
+        if (
+            usage is not None
+            and self.prompt_tokens is None
+            and str(usage.pk) == self.usage_id
+            and usage.org_id == self.org_id
+        ):
+            return {name: getattr(usage, name) for name in METERING}
+        return {name: getattr(self, name) for name in METERING}
 
     def save(self, *args, **kwargs) -> None:
         if not self._state.adding:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from django.db.models import Q, QuerySet
@@ -57,6 +58,21 @@ def audit_record_list(
         records = records.filter(created_at__lt=until)
     # Several chains (the org's and the org-less one): time orders them, not seq.
     return records.order_by("-created_at", "-id")
+
+
+def with_usage(records: Iterable[AuditRecord]) -> list[AuditRecord]:
+    """The records, each with ``metered``: its latency, provider account and tokens,
+    read through the link to its usage record for gateway calls (``AuditRecord.metering``).
+    One query for the usage records of all of them."""
+    from audit.models import UsageRecord
+
+    records = list(records)
+    ids = {record.usage_id for record in records if record.usage_id}
+    # Cross-org by id: each record only takes a usage record of its own org (metering).
+    usages = {str(u.pk): u for u in UsageRecord.objects.filter(pk__in=ids)} if ids else {}
+    for record in records:
+        record.metered = record.metering(usages.get(record.usage_id or ""))
+    return records
 
 
 def usage_rollup_list(*, period: str, since: datetime, until: datetime) -> QuerySet[UsageRollup]:
