@@ -85,6 +85,14 @@ class AuditRecord(models.Model):
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action} {self.outcome}"
 
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise AuditRecordError("audit records cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AuditRecordError("audit records cannot be deleted")
+
     @property
     def usage_id(self) -> str | None:
         """The id of the gateway call's usage record (the link), or None."""
@@ -103,14 +111,6 @@ class AuditRecord(models.Model):
         ):
             return {name: getattr(usage, name) for name in METERING}
         return {name: getattr(self, name) for name in METERING}
-
-    def save(self, *args, **kwargs) -> None:
-        if not self._state.adding:
-            raise AuditRecordError("audit records cannot be changed")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise AuditRecordError("audit records cannot be deleted")
 
 
 class AuditChainHead(models.Model):
