@@ -9,8 +9,7 @@ import csv
 import json
 from collections.abc import Iterator
 
-from audit.models import METERING, AuditRecord
-from audit.selectors import with_usage
+from audit.selectors import usage_numbers
 
 CHUNK = 2000
 
@@ -55,20 +54,19 @@ class _Echo:
 
 def _values(queryset) -> Iterator[dict]:
     """Each record's ``CSV_COLUMNS``, the metering ones through the link, a chunk at a time."""
-    chunk: list[AuditRecord] = []
-    for record in queryset.iterator(chunk_size=CHUNK):
-        chunk.append(record)
+    columns = [*CSV_COLUMNS, "org_id"]
+    chunk: list[dict] = []
+    for values in queryset.values(*columns).iterator(chunk_size=CHUNK):
+        chunk.append(values)
         if len(chunk) == CHUNK:
-            yield from map(_columns, with_usage(chunk))
+            yield from _shaped(chunk)
             chunk = []
-    yield from map(_columns, with_usage(chunk))
+    yield from _shaped(chunk)
 
 
-def _columns(record: AuditRecord) -> dict:
-    return {
-        name: record.metered[name] if name in METERING else getattr(record, name)
-        for name in CSV_COLUMNS
-    }
+def _shaped(chunk: list[dict]) -> Iterator[dict]:
+    for values, numbers in zip(chunk, usage_numbers(chunk), strict=True):
+        yield {name: numbers[name] if name in numbers else values[name] for name in CSV_COLUMNS}
 
 
 def csv_rows(queryset):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -96,21 +97,45 @@ class AuditRecord(models.Model):
     @property
     def usage_id(self) -> str | None:
         """The id of the gateway call's usage record (the link), or None."""
-        value = self.data.get("usage_id") if isinstance(self.data, dict) else None
-        return str(value) if value else None
+        return usage_link(self.data)
+
+    def metering_inputs(self) -> dict[str, Any]:
+        """What ``metering_of`` reads of this record."""
+        return {name: getattr(self, name) for name in (*METERING, "org_id", "data")}
 
     def metering(self, usage: UsageRecord | None) -> dict[str, Any]:
-        """The numbers of ``METERING``: the linked usage record's when this record
-        carries none itself (gateway calls since audit and usage records hold
-        different facts), else the record's own (older calls, API requests)."""
-        if (
-            usage is not None
-            and self.prompt_tokens is None
-            and str(usage.pk) == self.usage_id
-            and usage.org_id == self.org_id
-        ):
-            return {name: getattr(usage, name) for name in METERING}
-        return {name: getattr(self, name) for name in METERING}
+        """``metering_of`` this record, with ``usage`` the record its link names."""
+        linked = (
+            None
+            if usage is None
+            else {
+                "id": usage.pk,
+                "org_id": usage.org_id,
+                **{name: getattr(usage, name) for name in METERING},
+            }
+        )
+        return metering_of(self.metering_inputs(), linked)
+
+
+def usage_link(data: Any) -> str | None:
+    """The usage record id an audit record's ``data`` links (``usage_id``), or None."""
+    value = data.get("usage_id") if isinstance(data, dict) else None
+    return str(value) if value else None
+
+
+def metering_of(record: Mapping[str, Any], usage: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An audit record's ``METERING`` numbers from its values (those columns, ``org_id``
+    and ``data``): its linked usage record's (``usage``: ``id``, ``org_id`` and the same
+    columns) when the record carries none itself, as gateway calls do since audit and
+    usage records hold different facts; else its own (older calls, API requests)."""
+    if (
+        usage is not None
+        and record["prompt_tokens"] is None
+        and str(usage["id"]) == usage_link(record["data"])
+        and usage["org_id"] == record["org_id"]
+    ):
+        return {name: usage[name] for name in METERING}
+    return {name: record[name] for name in METERING}
 
 
 class AuditChainHead(models.Model):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from django.db.models import Q, QuerySet
 
@@ -60,18 +61,31 @@ def audit_record_list(
     return records.order_by("-created_at", "-id")
 
 
-def with_usage(records: Iterable[AuditRecord]) -> list[AuditRecord]:
-    """The records, each with ``metered``: its latency, provider account and tokens,
-    read through the link to its usage record for gateway calls (``AuditRecord.metering``).
-    One query for the usage records of all of them."""
-    from audit.models import UsageRecord
+def usage_numbers(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The ``METERING`` numbers of audit records given as values (those columns,
+    ``org_id`` and ``data``), a gateway call's read through the link to its usage
+    record (``audit.models.metering_of``). One query for all of them."""
+    from audit.models import METERING, UsageRecord, metering_of, usage_link
 
+    ids = {link for record in records if (link := usage_link(record["data"]))}
+    # Cross-org by id: a record only takes a usage record of its own org (metering_of).
+    usages = (
+        {
+            str(usage["id"]): usage
+            for usage in UsageRecord.objects.filter(pk__in=ids).values("id", "org_id", *METERING)
+        }
+        if ids
+        else {}
+    )
+    return [metering_of(record, usages.get(usage_link(record["data"]) or "")) for record in records]
+
+
+def with_usage(records: Iterable[AuditRecord]) -> list[AuditRecord]:
+    """The records, each with ``metered``: its ``usage_numbers``."""
     records = list(records)
-    ids = {record.usage_id for record in records if record.usage_id}
-    # Cross-org by id: each record only takes a usage record of its own org (metering).
-    usages = {str(u.pk): u for u in UsageRecord.objects.filter(pk__in=ids)} if ids else {}
-    for record in records:
-        record.metered = record.metering(usages.get(record.usage_id or ""))
+    values = [record.metering_inputs() for record in records]
+    for record, numbers in zip(records, usage_numbers(values), strict=True):
+        record.metered = numbers
     return records
 
 
