@@ -1,7 +1,7 @@
 """CSV and JSON-lines streams of audit records (the API's ?format= and the audit log page).
 
 A gateway call's latency, provider account and tokens are read from its usage record
-(``selectors.with_usage``, one query per chunk of records)."""
+(``selectors.usage_numbers``, one query per chunk of records)."""
 
 from __future__ import annotations
 

@@ -67,7 +67,12 @@ def usage_numbers(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     record (``audit.models.metering_of``). One query for all of them."""
     from audit.models import METERING, UsageRecord, metering_of, usage_link
 
-    ids = {link for record in records if (link := usage_link(record["data"]))}
+    # Only records that carry no numbers of their own need theirs.
+    ids = {
+        link
+        for record in records
+        if record["prompt_tokens"] is None and (link := usage_link(record["data"]))
+    }
     # Cross-org by id: a record only takes a usage record of its own org (metering_of).
     usages = (
         {
