@@ -32,7 +32,7 @@ import redis.asyncio as redis_asyncio  # noqa: E402
 import uvloop  # noqa: E402
 
 from inferia.store import client as store_client  # noqa: E402
-from inferia.store.redis import WINDOW_SCRIPT  # noqa: E402
+from inferia.store.redis_store import WINDOW_SCRIPT  # noqa: E402
 
 TAG = "inferia:{bench-org}"
 KEYS = [f"{TAG}:epoch"] + [f"{TAG}:rl:bench:{i}" for i in range(4)]

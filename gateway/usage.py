@@ -10,7 +10,7 @@ record's primary key and the only thing ingestion dedupes on. The client's
 ``X-Request-ID`` is stored as data (``request_id``), so two calls sending the
 same one, from one org or two, both keep their records. An entry that cannot
 be recorded (malformed, or refused by the database) goes to the dead letters
-(the Redis list ``DEAD_LETTERS`` and ``audit.UsageDeadLetter``) with a
+(the Redis list ``inferia.store.keys.DEAD_LETTERS`` and ``audit.UsageDeadLetter``) with a
 ``usage_dead_letter`` alert; the entries around it are recorded as usual.
 """
 
@@ -22,22 +22,18 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import hiredis
 import orjson
-import redis
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError, IntegrityError, transaction
 
 from audit import chain
 from audit.models import AuditRecord, Payload, UsageDeadLetter, UsageRecord
-from gateway import aioredis, ratelimit, redis_client
 from gateway.orm import orm
+from inferia import store
+from inferia.store import redis_store
 from orgs.models import Organization, User
 
 logger = logging.getLogger(__name__)
-STREAM = "inferia:usage"
-DEAD_LETTERS = "inferia:usage:dead"
-GROUP = "ingest"
 FIELDS = {f.name for f in UsageRecord._meta.get_fields()} - {"org"} | {"org_id"}
 # Entries written before they carried an id: a stable one from their request id
 # (then unique), so a redelivered entry is still recorded once.
@@ -71,16 +67,8 @@ async def write(entry: dict[str, Any], adjustments: list[tuple[str, int]]) -> No
     reservations stay held until their window ends, which errs on the safe side.
     Embedded: the counters and the row in the database.
     """
-    if redis_client.enabled():
-        commands = [
-            *ratelimit.settle_commands(adjustments),
-            ("XADD", STREAM, "*", "entry", _encoded(entry)),
-        ]
-        try:
-            replies = await aioredis.client().pipeline(commands)
-        except aioredis.RedisUnavailable:
-            replies = None
-        if replies is not None and not isinstance(replies[-1], hiredis.ReplyError):
+    if store.redis_enabled():
+        if await redis_store.settle_and_append(adjustments, _encoded(entry)):
             return
         logger.warning(
             "usage stream unavailable; record %s written to the database", entry.get("id")
@@ -91,7 +79,7 @@ async def write(entry: dict[str, Any], adjustments: list[tuple[str, int]]) -> No
 
 
 def _write_db(entry: dict[str, Any], adjustments: list[tuple[str, int]]) -> None:
-    ratelimit.settle_db(adjustments)
+    store.settle_db(adjustments)
     _record_or_dead_letter([("", entry)])
 
 
@@ -275,16 +263,15 @@ def _dead_letter(dead: list[tuple[str, Any, str]]) -> None:
     texts = [(stream_id, _raw_text(raw)[:65_536], reason[:300]) for stream_id, raw, reason in dead]
     for stream_id, _text, reason in texts:
         logger.error("usage entry %s dead-lettered: %s", stream_id or "(direct)", reason)
-    if redis_client.enabled():
+    if store.redis_enabled():
         try:
-            redis_client.client().rpush(
-                DEAD_LETTERS,
-                *[
+            redis_store.push_dead_letters(
+                [
                     orjson.dumps({"stream_id": sid, "reason": reason, "entry": text})
                     for sid, text, reason in texts
                 ],
             )
-        except redis.RedisError:
+        except store.StoreUnavailable:
             logger.exception("could not push dead usage entries to Redis")
     orgs = [_org_of(raw) for _sid, raw, _reason in dead]
     UsageDeadLetter.objects.bulk_create(
@@ -325,37 +312,18 @@ def _record_or_dead_letter(raw_entries: list[tuple[str, Any]]) -> int:
     return moved
 
 
-def ingest(*, consumer: str = "worker", batch: int = 500, block_ms: int = 0) -> int:
+def ingest(*, consumer: str = "worker", batch: int = 500) -> int:
     """Move stream entries into the database; idempotent (entry ids are unique).
 
     A bad entry goes to the dead letters and is acknowledged with its batch; only a
     database outage leaves the batch pending (it is retried, then reclaimed)."""
-    if not redis_client.enabled():
+    if not store.redis_enabled():
         return 0
-    r = redis_client.client()
-    try:
-        r.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-    except redis.ResponseError:
-        pass  # the group exists
     moved = 0
     # First entries another consumer read but never acknowledged (it died), then new ones.
-    _next, claimed, *_ = r.xautoclaim(
-        STREAM, GROUP, consumer, min_idle_time=30_000, start_id="0-0", count=batch
-    )
-    for messages in (claimed, None):
-        if messages is None:
-            response = r.xreadgroup(
-                GROUP, consumer, {STREAM: ">"}, count=batch, block=block_ms or None
-            )
-            messages = response[0][1] if response else []
+    for messages in redis_store.usage_batches(consumer, batch):
         if not messages:
             continue
-        ids = [message_id for message_id, _fields in messages]
-        raw_entries = [
-            (_raw_text(message_id), (fields or {}).get(b"entry", b""))
-            for message_id, fields in messages
-        ]
-        moved += _record_or_dead_letter(raw_entries)
-        r.xack(STREAM, GROUP, *ids)
-        r.xdel(STREAM, *ids)
+        moved += _record_or_dead_letter(messages)
+        redis_store.usage_done([stream_id for stream_id, _raw in messages])
     return moved
