@@ -469,9 +469,7 @@ class Sentinel(Client):
             except RedisUnavailable:
                 self._forget(master)  # the next command asks the sentinels again
                 raise
-            if any(
-                isinstance(r, hiredis.ReplyError) and str(r).startswith("READONLY") for r in replies
-            ):
+            if any(isinstance(r, hiredis.ReplyError) and "READONLY" in str(r) for r in replies):
                 self._forget(master)
                 if attempt == 2 or any(
                     not isinstance(r, hiredis.ReplyError) for r in replies

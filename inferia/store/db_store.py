@@ -8,6 +8,7 @@ no database form: embedded, a usage record is written directly.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -25,14 +26,14 @@ def _row_key(key: str) -> str:
     return "h:" + hashlib.sha256(key.encode()).hexdigest()
 
 
-def epoch(org_id: object) -> int:
+def epoch(org_id: Any) -> int:
     from gateway.models import OrgEpoch
 
     row = OrgEpoch.objects.filter(org_id=org_id).values_list("value", flat=True).first()
     return int(row or 0)
 
 
-def bump_epoch(org_id: object) -> None:
+def bump_epoch(org_id: Any) -> None:
     from gateway.models import OrgEpoch
 
     updated = OrgEpoch.objects.filter(org_id=org_id).update(value=F("value") + 1)
