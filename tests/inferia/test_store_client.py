@@ -114,3 +114,35 @@ def test_one_requests_keys_share_the_org_slot():
     slots = {key_slot(limit.counter_key(org, 1.8e9)) for limit in limits}
     assert slots == {key_slot(keys.epoch(org))}
     assert keys.epoch(org) == f"inferia:{{{org}}}:epoch"
+
+
+@pytest.mark.redis
+def test_a_forked_child_opens_its_own_loop_and_connection(settings):
+    """Celery's prefork pool forks after the parent used the store: the child must not
+    share the parent's background loop (its thread is gone) or its socket."""
+    import os
+
+    from inferia.store import sync
+    from tests.conftest import redis_command, redis_reachable, require_or_skip
+
+    url = os.environ.get("REDIS_URL", "")
+    if not url or not redis_reachable(url):
+        require_or_skip("needs Redis: set REDIS_URL")
+    settings.REDIS_URL = url
+    name = keys.tagged("fork-test", "n")
+    assert redis_command("SET", name, 1) == b"OK"  # the parent's loop and connection
+    parent_loop = sync._loop
+    assert parent_loop is not None
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit code only
+        code = 3
+        try:
+            fresh = sync._loop is None
+            counted = redis_command("INCR", name) == 2
+            code = 0 if fresh and counted and sync._loop is not parent_loop else 1
+        finally:
+            os._exit(code)
+    _pid, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert redis_command("GET", name) == b"2"  # the parent's connection still works
+    redis_command("DEL", name)
