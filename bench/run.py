@@ -576,8 +576,8 @@ class Bench:
             return
         self.manage(
             "-c",
-            "import django; django.setup(); from gateway import redis_client, usage; "
-            "redis_client.client().delete(usage.STREAM)",
+            "import django; django.setup(); from inferia.store import keys, redis_store; "
+            "redis_store.delete(keys.USAGE_STREAM)",
         )
 
     def stop_all(self) -> None:
