@@ -22,7 +22,7 @@ import time
 
 import httpx
 import redis
-from run import PLAIN_BODY, PY, Bench, Server, free_port, log  # bench/run.py
+from run import PLAIN_BODY, PY, Bench, Server, free_port, gateway_command, log  # bench/run.py
 
 
 def _commandstats(client: redis.Redis) -> dict[str, int]:
@@ -87,27 +87,7 @@ def main() -> None:
             ).splitlines()[-1]
         )
         gw_port = free_port()
-        bench.start(
-            "gateway",
-            "0-1",
-            [
-                PY,
-                "-m",
-                "uvicorn",
-                "inferia.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(gw_port),
-                "--no-access-log",
-                "--lifespan",
-                "on",
-                "--log-level",
-                "warning",
-            ],
-            gw_port,
-            ready_path="/healthz",
-        )
+        bench.start("gateway", "0-1", gateway_command(gw_port), gw_port, ready_path="/healthz")
         body = {"model": fixture["model"], **PLAIN_BODY}
         headers = {"Authorization": f"Bearer {fixture['key']}"}
         url = f"http://127.0.0.1:{gw_port}/api/llm/v1/chat/completions"
