@@ -52,7 +52,9 @@ COPY gateway ./gateway
 COPY audit ./audit
 COPY templates ./templates
 COPY static ./static
-# collectstatic in the production profile (hashed, compressed files for whitenoise).
+# collectstatic in the production profile (hashed, compressed files for whitenoise);
+# then var/ keeps only static/ (the build's embedded database and broker directory go).
+# Everything under /app stays root's: the app cannot rewrite its own code.
 # The settings refuse to load without keys and hosts: throwaway random values that
 # live only in this RUN's environment, so no key is written to a layer.
 RUN INFERIA_SECRET_KEY="$(head -c 48 /dev/urandom | base64)" \
@@ -61,7 +63,7 @@ RUN INFERIA_SECRET_KEY="$(head -c 48 /dev/urandom | base64)" \
     INFERIA_ALLOWED_HOSTS=localhost INFERIA_PRINT_CONFIG=false \
     python manage.py collectstatic --noinput --verbosity 0 \
     && find /app/var -mindepth 1 -maxdepth 1 ! -name static -exec rm -rf {} + \
-    && chown -R root:root /app && chmod -R a+rX,go-w /app
+    && chmod -R a+rX,go-w /app
 USER 10001:10001
 EXPOSE 8000
 # Liveness: /healthz answers 200 without touching a dependency. Django checks the
