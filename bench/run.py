@@ -50,6 +50,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def gateway_command(port: int) -> list[str]:
+    """The gateway as ``manage.py serve`` starts it: uvicorn, one worker, lifespan on."""
+    return [
+        PY,
+        "-m",
+        "uvicorn",
+        "inferia.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--lifespan",
+        "on",
+        "--log-level",
+        "warning",
+    ]
+
+
 def pinned(core: str, command: list[str]) -> list[str]:
     return ["taskset", "-c", core, *command] if shutil.which("taskset") else command
 
@@ -417,25 +436,7 @@ class Bench:
             results["direct"] = self.measure_target(direct, None)
             gw_port = free_port()
             gateway = self.start(
-                "gateway",
-                SERVER_CORE,
-                [
-                    PY,
-                    "-m",
-                    "uvicorn",
-                    "inferia.asgi:application",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(gw_port),
-                    "--no-access-log",
-                    "--lifespan",
-                    "on",
-                    "--log-level",
-                    "warning",
-                ],
-                gw_port,
-                ready_path="/healthz",
+                "gateway", SERVER_CORE, gateway_command(gw_port), gw_port, ready_path="/healthz"
             )
             results["rss_start"] = gateway.memory_kib()
             inferia = Target(

@@ -327,6 +327,22 @@ def on_redis(settings) -> str:
 
 
 @pytest.fixture
+def two_processes(backend, llm):
+    """Two web processes (``uvicorn inferia.asgi:application``) on two free ports, on
+    this test's database and store (``backend``): what two machines behind a load
+    balancer share. Request ``backend`` and ``llm`` first."""
+    from tests.gateway.processes import start_processes
+
+    redis_url = redis_url_or_skip() if backend == "redis" else ""
+    processes = start_processes(2, redis_url)
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            process.stop()
+
+
+@pytest.fixture
 def redis_outage(settings):
     """Call it to make Redis unreachable for the gateway (a closed port), mid-test.
 
