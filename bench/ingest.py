@@ -33,12 +33,15 @@ os.environ.setdefault("INFERIA_PRINT_CONFIG", "0")
 if not (os.environ.get("DATABASE_URL", "").startswith("postgres") and os.environ.get("REDIS_URL")):
     sys.exit("bench/ingest.py measures the PostgreSQL + Redis path: set DATABASE_URL and REDIS_URL")
 
+import redis  # noqa: E402 - the bench fills the stream itself, in bulk
 import setup_bench  # noqa: E402 - sets up Django (bench/setup_bench.py)
+from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from audit.models import AuditRecord, UsageRecord  # noqa: E402
-from gateway import redis_client, usage  # noqa: E402
+from gateway import usage  # noqa: E402
 from gateway.tasks import usage_ingest  # noqa: E402
+from inferia.store.keys import USAGE_STREAM  # noqa: E402
 from keys.models import ApiKey  # noqa: E402
 from orgs.models import Organization, User  # noqa: E402
 
@@ -93,17 +96,17 @@ def _pg_counters() -> dict[str, int]:
 
 def run(entries: int, keep: bool) -> dict:
     setup_bench.setup("http://127.0.0.1:9")  # no upstream is called: only the records
-    r = redis_client.client()
-    r.delete(usage.STREAM)
+    r = redis.Redis.from_url(settings.REDIS_URL)
+    r.delete(USAGE_STREAM)
     batch = _entries(entries)
     started = time.perf_counter()
     for first in range(0, entries, PIPELINE):
         pipe = r.pipeline(transaction=False)
         for entry in batch[first : first + PIPELINE]:
-            pipe.xadd(usage.STREAM, {"entry": usage._encoded(entry)})
+            pipe.xadd(USAGE_STREAM, {"entry": usage._encoded(entry)})
         pipe.execute()
     fill_seconds = time.perf_counter() - started
-    stream_bytes = r.memory_usage(usage.STREAM, samples=0) or 0
+    stream_bytes = r.memory_usage(USAGE_STREAM, samples=0) or 0
     records_before = UsageRecord.objects.count(), AuditRecord.objects.count()
     pg_before = _pg_counters()
 
@@ -115,7 +118,7 @@ def run(entries: int, keep: bool) -> dict:
     pg_after = _pg_counters()
     usage_rows = UsageRecord.objects.count() - records_before[0]
     audit_rows = AuditRecord.objects.count() - records_before[1]
-    if not moved == entries == usage_rows or r.xlen(usage.STREAM):
+    if not moved == entries == usage_rows or r.xlen(USAGE_STREAM):
         raise RuntimeError(f"ingested {moved} of {entries} entries ({usage_rows} records)")
     pg = {name: pg_after[name] - pg_before[name] for name in pg_after}
     result = {
@@ -134,7 +137,7 @@ def run(entries: int, keep: bool) -> dict:
         "postgres": connection.pg_version,
     }
     if not keep:
-        r.delete(usage.STREAM)
+        r.delete(USAGE_STREAM)
         setup_bench.reset()
     return result
 
