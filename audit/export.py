@@ -1,9 +1,17 @@
-"""CSV and JSON-lines streams of audit records (the API's ?format= and the audit log page)."""
+"""CSV and JSON-lines streams of audit records (the API's ?format= and the audit log page).
+
+A gateway call's latency, provider account and tokens are read from its usage record
+(``selectors.usage_numbers``, one query per chunk of records)."""
 
 from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
+
+from audit.selectors import usage_numbers
+
+CHUNK = 2000
 
 CSV_COLUMNS = [
     "created_at",
@@ -44,17 +52,34 @@ class _Echo:
         return value
 
 
+def _values(queryset) -> Iterator[dict]:
+    """Each record's ``CSV_COLUMNS``, the metering ones through the link, a chunk at a time."""
+    columns = [*CSV_COLUMNS, "org_id"]
+    chunk: list[dict] = []
+    for values in queryset.values(*columns).iterator(chunk_size=CHUNK):
+        chunk.append(values)
+        if len(chunk) == CHUNK:
+            yield from _shaped(chunk)
+            chunk = []
+    yield from _shaped(chunk)
+
+
+def _shaped(chunk: list[dict]) -> Iterator[dict]:
+    for values, numbers in zip(chunk, usage_numbers(chunk), strict=True):
+        yield {name: numbers[name] if name in numbers else values[name] for name in CSV_COLUMNS}
+
+
 def csv_rows(queryset):
     writer = csv.writer(_Echo())
     yield writer.writerow(CSV_COLUMNS)
     # Every cell of every row goes through csv_cell: actor labels, targets, models and
     # request ids come from clients and tenants.
-    for values in queryset.values_list(*CSV_COLUMNS).iterator(chunk_size=2000):
-        row = list(values)
+    for values in _values(queryset):
+        row = list(values.values())
         row[-1] = json.dumps(row[-1], separators=(",", ":"))
         yield writer.writerow([csv_cell(value) for value in row])
 
 
 def jsonl_rows(queryset):
-    for values in queryset.values(*CSV_COLUMNS).iterator(chunk_size=2000):
+    for values in _values(queryset):
         yield json.dumps(values, default=str, separators=(",", ":")) + "\n"

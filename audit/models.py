@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -11,6 +13,10 @@ from django.utils import timezone
 
 class AuditRecordError(RuntimeError):
     """Audit records are append-only."""
+
+
+# What a gateway call's usage record holds and its audit record shows through the link.
+METERING = ("latency_ms", "provider_account", "prompt_tokens", "completion_tokens")
 
 
 class Outcome(models.TextChoices):
@@ -52,9 +58,11 @@ class AuditRecord(models.Model):
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
     request_id = models.CharField(max_length=128, blank=True)
+    # The latency of an API request. A gateway call's latency, provider account and
+    # tokens are in its usage record (``data["usage_id"]`` links it; ``metering``);
+    # calls recorded before that split carry them here too (hashed, kept as they are).
     latency_ms = models.FloatField(null=True, blank=True)
-    # Inference calls: what was used and how much.
-    model = models.CharField(max_length=260, blank=True, db_index=True)
+    model = models.CharField(max_length=260, blank=True, db_index=True)  # the target model
     provider_account = models.CharField(max_length=50, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
@@ -64,6 +72,8 @@ class AuditRecord(models.Model):
     seq = models.PositiveBigIntegerField(default=0)
     prev_hash = models.CharField(max_length=64, blank=True)
     hash = models.CharField(max_length=64, blank=True)
+    # Not a column: the ``METERING`` values, set by ``selectors.with_usage`` for readers.
+    metered: dict[str, Any]
 
     class Meta:
         ordering = ["-created_at"]
@@ -83,6 +93,49 @@ class AuditRecord(models.Model):
 
     def delete(self, *args, **kwargs):
         raise AuditRecordError("audit records cannot be deleted")
+
+    @property
+    def usage_id(self) -> str | None:
+        """The id of the gateway call's usage record (the link), or None."""
+        return usage_link(self.data)
+
+    def metering_inputs(self) -> dict[str, Any]:
+        """What ``metering_of`` reads of this record."""
+        return {name: getattr(self, name) for name in (*METERING, "org_id", "data")}
+
+    def metering(self, usage: UsageRecord | None) -> dict[str, Any]:
+        """``metering_of`` this record, with ``usage`` the record its link names."""
+        linked = (
+            None
+            if usage is None
+            else {
+                "id": usage.pk,
+                "org_id": usage.org_id,
+                **{name: getattr(usage, name) for name in METERING},
+            }
+        )
+        return metering_of(self.metering_inputs(), linked)
+
+
+def usage_link(data: Any) -> str | None:
+    """The usage record id an audit record's ``data`` links (``usage_id``), or None."""
+    value = data.get("usage_id") if isinstance(data, dict) else None
+    return str(value) if value else None
+
+
+def metering_of(record: Mapping[str, Any], usage: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An audit record's ``METERING`` numbers from its values (those columns, ``org_id``
+    and ``data``): its linked usage record's (``usage``: ``id``, ``org_id`` and the same
+    columns) when the record carries none itself, as gateway calls do since audit and
+    usage records hold different facts; else its own (older calls, API requests)."""
+    if (
+        usage is not None
+        and record["prompt_tokens"] is None
+        and str(usage["id"]) == usage_link(record["data"])
+        and usage["org_id"] == record["org_id"]
+    ):
+        return {name: usage[name] for name in METERING}
+    return {name: record[name] for name in METERING}
 
 
 class AuditChainHead(models.Model):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from django.db.models import Q, QuerySet
 
@@ -57,6 +59,39 @@ def audit_record_list(
         records = records.filter(created_at__lt=until)
     # Several chains (the org's and the org-less one): time orders them, not seq.
     return records.order_by("-created_at", "-id")
+
+
+def usage_numbers(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The ``METERING`` numbers of audit records given as values (those columns,
+    ``org_id`` and ``data``), a gateway call's read through the link to its usage
+    record (``audit.models.metering_of``). One query for all of them."""
+    from audit.models import METERING, UsageRecord, metering_of, usage_link
+
+    # Only records that carry no numbers of their own need theirs.
+    ids = {
+        link
+        for record in records
+        if record["prompt_tokens"] is None and (link := usage_link(record["data"]))
+    }
+    # Cross-org by id: a record only takes a usage record of its own org (metering_of).
+    usages = (
+        {
+            str(usage["id"]): usage
+            for usage in UsageRecord.objects.filter(pk__in=ids).values("id", "org_id", *METERING)
+        }
+        if ids
+        else {}
+    )
+    return [metering_of(record, usages.get(usage_link(record["data"]) or "")) for record in records]
+
+
+def with_usage(records: Iterable[AuditRecord]) -> list[AuditRecord]:
+    """The records, each with ``metered``: its ``usage_numbers``."""
+    records = list(records)
+    values = [record.metering_inputs() for record in records]
+    for record, numbers in zip(records, usage_numbers(values), strict=True):
+        record.metered = numbers
+    return records
 
 
 def usage_rollup_list(*, period: str, since: datetime, until: datetime) -> QuerySet[UsageRollup]:

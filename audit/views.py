@@ -37,6 +37,7 @@ def _records(request: HttpRequest):
 def audit_record_list(request: HttpRequest, org) -> HttpResponse:
     filters, records = _records(request)
     page = Paginator(records, PAGE_SIZE).get_page(request.GET.get("page"))
+    page.object_list = selectors.with_usage(page.object_list)
     query = urlencode({k: v for k, v in filters.items() if v})
     return render(
         request,

@@ -53,6 +53,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def gateway_command(port: int, root: Path = ROOT) -> list[str]:
+    """The gateway as ``manage.py serve`` starts it (``inferia/server.py`` of the checkout
+    at ``root``), one worker; a revision from before that module: its literal options."""
+    module = root / "inferia" / "server.py"
+    if module.exists():
+        spec = importlib.util.spec_from_file_location(f"serving_{abs(hash(root))}", module)
+        serving = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(serving)
+        return serving.uvicorn_command(PY, "127.0.0.1", port, "--log-level", "warning")
+    command = [PY, "-m", "uvicorn", "inferia.asgi:application", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--no-access-log", "--lifespan", "on"]
+    return [*command, "--log-level", "warning"]
+
+
 def pinned(core: str, command: list[str]) -> list[str]:
     return ["taskset", "-c", core, *command] if shutil.which("taskset") else command
 
@@ -510,16 +524,7 @@ class Bench:
         """The gateway as deployed (``inferia.server.uvicorn_command``) from ``root``
         (this checkout, or the --compare revision's), pinned to the server core."""
         port = free_port()
-        module = root / "inferia" / "server.py"
-        if module.exists():
-            spec = importlib.util.spec_from_file_location(f"serving_{name}", module)
-            serving = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(serving)
-            command = serving.uvicorn_command(PY, "127.0.0.1", port, "--log-level", "warning")
-        else:  # a revision from before inferia/server.py: its serve command's options
-            command = [PY, "-m", "uvicorn", "inferia.asgi:application", "--host", "127.0.0.1"]
-            command += ["--port", str(port), "--no-access-log", "--lifespan", "on"]
-            command += ["--log-level", "warning"]
+        command = gateway_command(port, root)
         env = {**self.env, "PYTHONPATH": str(root)}
         server = Server(name, pinned(SERVER_CORE, command), env, self.work, port, cwd=root)
         self.servers.append(server)
@@ -733,8 +738,8 @@ class Bench:
             return
         self.manage(
             "-c",
-            "import django; django.setup(); from gateway import redis_client, usage; "
-            "redis_client.client().delete(usage.STREAM)",
+            "import django; django.setup(); from inferia.store import keys, redis_store; "
+            "redis_store.delete(keys.USAGE_STREAM)",
         )
 
     def stop_all(self) -> None:

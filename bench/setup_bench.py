@@ -35,7 +35,7 @@ django.setup()
 from django.db import connections, transaction  # noqa: E402
 
 from bench.nginx_upstream import STREAM_PREFIX  # noqa: E402
-from gateway import epochs  # noqa: E402
+from inferia import store  # noqa: E402
 from keys import access_rules, apikeys, services  # noqa: E402
 from keys.models import AccessRule, ApiKey  # noqa: E402
 from orgs.access import access_for_user  # noqa: E402
@@ -190,7 +190,7 @@ def fill(*, keys: int, rules: int) -> dict:
     with connection.cursor() as cursor:
         for model in (ApiKey, AccessRule, AccessRule.users.through):
             cursor.execute(f"{command} {connection.ops.quote_name(model._meta.db_table)}")
-    epochs.bump(org.pk)  # outside the transaction: now; cached principals are rebuilt
+    store.bump_epoch(org.pk)  # outside the transaction: now; cached principals are rebuilt
     return counts
 
 

@@ -37,12 +37,10 @@ from audit.services import record as audit_record
 from gateway import (
     cors,
     degraded,
-    epochs,
     http,
     messages,
     principals,
     ratelimit,
-    redis_client,
     responses,
     singleflight,
     sizing,
@@ -394,32 +392,17 @@ def _limits(p: principals.Principal) -> list[ratelimit.Limit]:
     return limits
 
 
-def _check_db(p: principals.Principal, limits, reserve_tokens: int, reserve_cost: int, count: bool):
-    try:
-        current = epochs.current_db(p.org_id)
-    except Exception as exc:  # noqa: BLE001 - any database fault: the store cannot decide
-        raise ratelimit.BackendUnavailable(type(exc).__name__) from exc
-    if current != p.epoch:
-        raise ratelimit.StaleEpoch(current)
-    return ratelimit.check_db(
-        limits=limits, reserve_tokens=reserve_tokens, reserve_cost=reserve_cost, count=count
-    )
-
-
 async def _limits_check(call: Call, *, count: bool, reserve_tokens: int = 0, reserve_cost: int = 0):
     """Epoch and limits in one step; raises StaleEpoch or BackendUnavailable."""
     p = call.caller
-    limits = _limits(p)
-    if redis_client.enabled():
-        return await ratelimit.check_redis(
-            org_id=p.org_id,
-            expected_epoch=p.epoch,
-            limits=limits,
-            reserve_tokens=reserve_tokens,
-            reserve_cost=reserve_cost,
-            count=count,
-        )
-    return await orm(_check_db)(p, limits, reserve_tokens, reserve_cost, count)
+    return await ratelimit.check(
+        org_id=p.org_id,
+        expected_epoch=p.epoch,
+        limits=_limits(p),
+        reserve_tokens=reserve_tokens,
+        reserve_cost=reserve_cost,
+        count=count,
+    )
 
 
 # --- validation and authorization ----------------------------------------------------------
@@ -883,10 +866,7 @@ async def _anonymous_limit(call: Call) -> None:
         settings.INFERIA_GATEWAY_ANONYMOUS_RPM,
     )
     try:
-        if redis_client.enabled():
-            decision = await ratelimit.check_redis(org_id="-", expected_epoch=-1, limits=[limit])
-        else:
-            decision = await orm(ratelimit.check_db)(limits=[limit])
+        decision = await ratelimit.check(org_id=None, expected_epoch=-1, limits=[limit])
     except ratelimit.BackendUnavailable:
         return  # the refusal stands; its headers cannot be known
     call.headers.update(decision.headers)

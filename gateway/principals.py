@@ -19,13 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import redis
 from django.conf import settings
 from django.db import DatabaseError
 
 from audit.services import record as audit_record
-from gateway import epochs
-from inferia import clock, crypto
+from inferia import clock, crypto, store
 from inferia.errors import AuthenticationFailed, ServiceUnavailable, ValidationError
 from inferia.request_meta import RequestMeta
 from keys import access_rules, resolver, secret_refs
@@ -173,8 +171,8 @@ def _epoch(org_id, verify_only: bool) -> int:
     if verify_only:
         return -1
     try:
-        return epochs.current(org_id)
-    except redis.RedisError as exc:
+        return store.epoch(org_id)
+    except store.StoreUnavailable as exc:
         raise EpochUnavailable("Cannot verify credentials right now") from exc
 
 
@@ -230,7 +228,7 @@ def build(raw: str, org_hint: str, *, verify_only: bool = False) -> Principal:
         return project(access, epoch=epoch)
     except EpochUnavailable:
         raise
-    except (DatabaseError, redis.RedisError) as exc:
+    except (DatabaseError, store.StoreUnavailable) as exc:
         raise ServiceUnavailable("Cannot verify credentials right now") from exc
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
-from gateway import epochs
+from inferia import store
 from keys.models import AccessRule, ApiKey, ProviderAccount, ServiceAccount
 from orgs.models import Membership, Organization, Role, Team, TeamMember, User
 from orgs.signals import access_changed
@@ -14,7 +14,7 @@ ORG_OWNED = (ApiKey, ProviderAccount, ServiceAccount, AccessRule, Membership, Te
 
 
 def _org_changed(sender, instance, **kwargs) -> None:
-    epochs.bump(instance.org_id)
+    store.bump_epoch(instance.org_id)
 
 
 for _model in ORG_OWNED:
@@ -28,7 +28,7 @@ for _through in (
     AccessRule.service_accounts.through,
 ):
     m2m_changed.connect(
-        lambda sender, instance, **kwargs: epochs.bump(instance.org_id),
+        lambda sender, instance, **kwargs: store.bump_epoch(instance.org_id),
         sender=_through,
         dispatch_uid=f"epoch-m2m-{_through.__name__}",
         weak=False,
@@ -37,24 +37,24 @@ for _through in (
 
 @receiver(post_save, sender=Organization, dispatch_uid="epoch-org")
 def _organization_changed(sender, instance: Organization, **kwargs) -> None:
-    epochs.bump(instance.pk)
+    store.bump_epoch(instance.pk)
 
 
 @receiver(post_save, sender=Role, dispatch_uid="epoch-role")
 @receiver(post_delete, sender=Role, dispatch_uid="epoch-role-delete")
 def _role_changed(sender, instance: Role, **kwargs) -> None:
     if instance.org_id is not None:
-        epochs.bump(instance.org_id)
+        store.bump_epoch(instance.org_id)
 
 
 @receiver(post_save, sender=User, dispatch_uid="epoch-user")
 def _user_changed(sender, instance: User, **kwargs) -> None:
     # Cross-org by design: a user's change (deactivation, password) touches every org.
     for org_id in Membership.all_orgs.filter(user=instance).values_list("org_id", flat=True):
-        epochs.bump(org_id)
+        store.bump_epoch(org_id)
 
 
 @receiver(access_changed, dispatch_uid="epoch-access-changed")
 def _access_changed(sender, org_ids, **kwargs) -> None:
     for org_id in org_ids:
-        epochs.bump(org_id)
+        store.bump_epoch(org_id)

@@ -185,9 +185,12 @@ def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         return Response(error_body(ErrorCode.NOT_FOUND, "Not found"), status=404)
     if isinstance(exc, DjangoPermissionDenied):
         return Response(error_body(ErrorCode.PERMISSION_DENIED, "Permission denied"), status=403)
-    if isinstance(exc, DatabaseError):
-        # Fail closed: nothing is allowed when the database cannot answer.
-        logger.error("database unavailable: %s", type(exc).__name__)
+    from inferia.store.windows import StoreUnavailable
+
+    if isinstance(exc, DatabaseError | StoreUnavailable):
+        # Fail closed: nothing is allowed when the database (or the shared store:
+        # login throttles, epochs) cannot answer.
+        logger.error("database or store unavailable: %s", type(exc).__name__)
         return Response(
             error_body(ErrorCode.SERVICE_UNAVAILABLE, "Service temporarily unavailable"),
             status=503,

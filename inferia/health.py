@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-import uuid
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from inferia import store
 from inferia.errors import ErrorCode, error_response
 
 logger = logging.getLogger(__name__)
@@ -29,10 +28,8 @@ def _check_database() -> None:
 
 
 def _check_cache() -> None:
-    probe = uuid.uuid4().hex
-    cache.set("readyz-probe", probe, 10)
-    if cache.get("readyz-probe") != probe:
-        raise RuntimeError("cache did not return what was written")
+    # The shared store (counters, epochs, the usage stream): Redis, or the database.
+    store.ping()
 
 
 def _check_broker() -> None:

@@ -198,18 +198,25 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache, broker ----------------------------------------------------------------
+# Shared state (counters, windows, epochs, the usage stream) lives in inferia.store,
+# on REDIS_URL (plain, TLS, unix socket, Sentinel or Cluster: docs/state.md) or the
+# database; Django's cache holds nothing shared. The Celery broker is kombu's own
+# connection: INFERIA_BROKER_URL, by default REDIS_URL when that is one plain server
+# (a Cluster or Sentinel URL needs an explicit broker URL kombu understands).
+INFERIA_BROKER_URL = env.str("INFERIA_BROKER_URL", default="")
 if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "inferia",
-        }
-    }
-    CELERY_BROKER_URL = REDIS_URL
+    if not INFERIA_BROKER_URL:
+        if not REDIS_URL.startswith(("redis://", "rediss://")):
+            raise ImproperlyConfigured(
+                "REDIS_URL is a Sentinel or Cluster URL: set INFERIA_BROKER_URL for Celery "
+                "(a plain redis:// URL or kombu's sentinel:// form)"
+            )
+        INFERIA_BROKER_URL = REDIS_URL
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CELERY_BROKER_URL = INFERIA_BROKER_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
     CACHE_DESCRIPTION = "redis"
-    BROKER_DESCRIPTION = "redis"
+    BROKER_DESCRIPTION = INFERIA_BROKER_URL.partition(":")[0]
 else:
     # Shared by every process (unlike locmem), so limits and throttles hold.
     CACHES = {

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from inferia import counters
+from inferia import store
 
 
 @shared_task(name="inferia.tasks.counters_prune")
 def counters_prune() -> int:
-    return counters.prune()
+    return store.prune()

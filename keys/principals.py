@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from django.core.cache import cache
 from django.db import DatabaseError
 
-from inferia import clock
+from inferia import clock, store
 from inferia.errors import AuthenticationFailed, ServiceUnavailable
 from keys import apikeys
 from keys.models import ApiKey, ServiceAccount
@@ -198,5 +197,5 @@ def access_for_key(key: ApiKey, org: Organization) -> Access | None:
 
 def note_key_use(key: ApiKey, ip: str | None) -> None:
     """Keep ``last_used_at`` fresh without a database write on every request."""
-    if cache.add(f"apikey-used:{key.pk}", 1, LAST_USED_WRITE_SECONDS):
+    if store.once(f"apikey-used:{key.pk}", LAST_USED_WRITE_SECONDS):
         ApiKey.all_orgs.filter(pk=key.pk).update(last_used_at=clock.now(), last_used_ip=ip)

@@ -42,27 +42,44 @@ def _reset_clock():
     clock.reset()
 
 
+def redis_command(*command):
+    """One command through Inferia's own client (routed by key on a cluster)."""
+    from inferia.store import redis_store
+
+    return redis_store.call(lambda client: client.execute(*command))
+
+
+def redis_reachable(url: str) -> bool:
+    """Whether ``url`` answers PING (any URL form of the store)."""
+    from inferia.store import client, sync
+
+    async def ping() -> bool:
+        redis = client.connect(url, timeout=1.0)
+        try:
+            return await redis.execute("PING") == b"PONG"
+        finally:
+            redis.close()
+
+    try:
+        return sync.run(ping, timeout=5)
+    except (client.RedisUnavailable, ValueError):
+        return False
+
+
 @pytest.fixture(autouse=True)
 def _fresh_redis_state():
-    """Counters (login throttles, limits) and cache entries kept in Redis outlive
-    a test's database rollback, and earlier runs: each test starts without them."""
+    """Counters (login throttles, limits) kept in Redis outlive a test's database
+    rollback, and earlier runs: each test starts on empty Redis databases (every
+    master of a cluster; each xdist worker has databases of its own)."""
     from django.conf import settings
 
-    if not settings.REDIS_URL:
-        yield
-        return
-    import redis
+    if settings.REDIS_URL:
+        from inferia.store import StoreUnavailable, redis_store
 
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
-    try:
-        for pattern in ("ctr:*", f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:*"):
-            stale = list(client.scan_iter(match=pattern, count=1000))
-            if stale:
-                client.delete(*stale)
-    except redis.RedisError:
-        pass  # an unreachable Redis shows up in the tests that use it
-    finally:
-        client.close()
+        try:
+            redis_store.flush_all()
+        except StoreUnavailable:
+            pass  # an unreachable Redis shows up in the tests that use it
     yield
 
 

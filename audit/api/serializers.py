@@ -21,7 +21,16 @@ class AuditQueryInput(serializers.Serializer):
 
 
 class AuditRecordOutput(serializers.ModelSerializer):
+    """A record as listed; a gateway call's numbers come from its usage record
+    (``selectors.with_usage`` sets ``metered`` on each record first)."""
+
     actor = serializers.CharField(source="actor_label")
+    latency_ms = serializers.FloatField(source="metered.latency_ms", allow_null=True)
+    provider_account = serializers.CharField(source="metered.provider_account")
+    prompt_tokens = serializers.IntegerField(source="metered.prompt_tokens", allow_null=True)
+    completion_tokens = serializers.IntegerField(
+        source="metered.completion_tokens", allow_null=True
+    )
 
     class Meta:
         model = AuditRecord

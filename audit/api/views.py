@@ -80,7 +80,7 @@ class AuditLogListView(OrgAPIView):
             return response
         if fmt == "jsonl":
             return StreamingHttpResponse(jsonl_rows(queryset), content_type="application/x-ndjson")
-        page = self.paginate_queryset(queryset)
+        page = selectors.with_usage(self.paginate_queryset(queryset) or [])
         return self.get_paginated_response(s.AuditRecordOutput(page, many=True).data)
 
 

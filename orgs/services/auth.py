@@ -19,7 +19,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from audit import services as audit
-from inferia import clock, counters
+from inferia import clock, store
 from inferia.errors import AuthenticationFailed, RateLimited, ValidationError
 from inferia.request_meta import RequestMeta
 from orgs.models import RefreshTokenRecord, User
@@ -108,7 +108,7 @@ def _refuse_if_throttled(
 ) -> None:
     window = settings.INFERIA_LOGIN_WINDOW_SECONDS
     for key, limit in keys:
-        state = counters.peek(key, window_seconds=window)
+        state = store.peek(key, window_seconds=window)
         if state.count >= limit:
             audit.record(
                 action=action,
@@ -124,7 +124,7 @@ def _refuse_if_throttled(
 
 def _count_failure(keys: list[tuple[str, int]]) -> None:
     for key, _limit in keys:
-        counters.hit(key, window_seconds=settings.INFERIA_LOGIN_WINDOW_SECONDS)
+        store.hit(key, window_seconds=settings.INFERIA_LOGIN_WINDOW_SECONDS)
 
 
 def password_verify(*, user: User, password: str, meta: RequestMeta | None, action: str) -> bool:

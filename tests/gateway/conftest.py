@@ -17,7 +17,7 @@ from gateway import principals
 from gateway.fake_upstream import RECORDED
 from gateway.fake_upstream import app as fake_app
 from keys.models import ApiKey
-from tests.conftest import client_for, require_or_skip
+from tests.conftest import client_for, redis_reachable, require_or_skip
 from tests.keys.conftest import mint
 from tests.keys.secret_manager_fixtures import (  # noqa: F401 - fixtures for test_secret_managers
     aws,
@@ -85,21 +85,22 @@ def gateway_server():
 def _usage_stream_per_worker(worker_id):
     """xdist workers share one Redis database but not one test database: each gets
     its own usage stream, so one worker's flush never ingests another's records."""
-    from gateway import usage
+    from inferia.store import keys
 
-    original, dead = usage.STREAM, usage.DEAD_LETTERS
-    usage.STREAM = f"{original}:{worker_id}"
-    usage.DEAD_LETTERS = f"{dead}:{worker_id}"
+    original, dead = keys.USAGE_STREAM, keys.DEAD_LETTERS
+    keys.USAGE_STREAM = f"{original}:{worker_id}"
+    keys.DEAD_LETTERS = f"{dead}:{worker_id}"
     yield
-    usage.STREAM, usage.DEAD_LETTERS = original, dead
+    keys.USAGE_STREAM, keys.DEAD_LETTERS = original, dead
 
 
 def _drop_usage_stream() -> None:
     """Entries a previous test left unflushed would land in this test's database."""
-    from gateway import redis_client, usage
+    from inferia import store
+    from inferia.store import keys, redis_store
 
-    if redis_client.enabled():
-        redis_client.client().delete(usage.STREAM)
+    if store.redis_enabled():
+        redis_store.delete(keys.USAGE_STREAM)
 
 
 @pytest.fixture(autouse=True)
@@ -300,11 +301,7 @@ def redis_url_or_skip() -> str:
     url = os.environ.get("REDIS_URL", "")
     if not url:
         require_or_skip("needs Redis: set REDIS_URL")
-    import redis
-
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-    except redis.RedisError:
+    if not redis_reachable(url):
         require_or_skip(f"Redis at {url} is unreachable")
     return url
 
@@ -330,17 +327,29 @@ def on_redis(settings) -> str:
 
 
 @pytest.fixture
+def two_processes(backend, llm):
+    """Two web processes (``uvicorn inferia.asgi:application``) on two free ports, on
+    this test's database and store (``backend``): what two machines behind a load
+    balancer share. Request ``backend`` and ``llm`` first."""
+    from tests.gateway.processes import start_processes
+
+    redis_url = redis_url_or_skip() if backend == "redis" else ""
+    processes = start_processes(2, redis_url)
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            process.stop()
+
+
+@pytest.fixture
 def redis_outage(settings):
     """Call it to make Redis unreachable for the gateway (a closed port), mid-test.
 
-    The synchronous Redis client is per process (cached), so it is rebuilt for the
-    dead address, and again for the real one afterwards; the gateway's own client
-    follows REDIS_URL by itself."""
-    from gateway import redis_client
+    The store's client (of every event loop, sync callers' too) follows
+    ``settings.REDIS_URL``, and the settings fixture puts the real one back."""
 
     def start() -> None:
-        redis_client.client.cache_clear()
         settings.REDIS_URL = f"redis://127.0.0.1:{_free_port()}/0"
 
     yield start
-    redis_client.client.cache_clear()

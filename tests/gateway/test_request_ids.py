@@ -12,7 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from audit.models import Alert, AuditRecord, UsageDeadLetter, UsageRecord
-from gateway import redis_client, usage
+from gateway import usage
+from inferia.store import keys
+from tests.conftest import redis_command
 from tests.gateway.conftest import flush_usage
 from tests.keys.conftest import mint
 
@@ -101,27 +103,28 @@ def test_a_bad_stream_entry_is_dead_lettered_and_the_batch_goes_on(on_redis, llm
     """Good, malformed JSON, bad field types, a value the database refuses, good:
     both good ones are recorded, the three bad ones are in the dead letters (Redis list
     and database) with an alert, and nothing stays pending."""
-    r = redis_client.client()
-    r.delete(usage.DEAD_LETTERS)
+    redis_command("DEL", keys.DEAD_LETTERS)
     first = llm.post("/chat/completions", llm.key(), BODY)
-    r.xadd(usage.STREAM, {"entry": b"{not json"})
-    r.xadd(usage.STREAM, {"entry": json.dumps(_entry(cast, "bad-status", status_code="abc"))})
+    redis_command("XADD", keys.USAGE_STREAM, "*", "entry", b"{not json")
+    bad_status = json.dumps(_entry(cast, "bad-status", status_code="abc"))
+    redis_command("XADD", keys.USAGE_STREAM, "*", "entry", bad_status)
     # Well-formed, but no database can store a date in the year 3e12.
-    r.xadd(usage.STREAM, {"entry": json.dumps(_entry(cast, "bad-date", created_at=1e20))})
+    bad_date = json.dumps(_entry(cast, "bad-date", created_at=1e20))
+    redis_command("XADD", keys.USAGE_STREAM, "*", "entry", bad_date)
     last = llm.post("/chat/completions", llm.key(), BODY)
     flush_usage()
     for response in (first, last):
         assert UsageRecord.objects.filter(request_id=response.headers["X-Request-ID"]).exists()
-    dead = [json.loads(item) for item in r.lrange(usage.DEAD_LETTERS, 0, -1)]
+    dead = [json.loads(item) for item in redis_command("LRANGE", keys.DEAD_LETTERS, 0, -1)]
     assert len(dead) == 3, dead
     assert "{not json" in dead[0]["entry"]
     assert UsageDeadLetter.objects.count() == 3
     assert Alert.objects.filter(kind="usage_dead_letter", org=cast.acme).exists()
     assert Alert.objects.filter(kind="usage_dead_letter", org__isnull=True).exists()  # no org
-    assert r.xpending(usage.STREAM, usage.GROUP)["pending"] == 0
+    assert redis_command("XPENDING", keys.USAGE_STREAM, keys.USAGE_GROUP)[0] == 0
     assert usage.ingest(consumer="tests") == 0  # nothing left to retry
     assert UsageDeadLetter.objects.count() == 3
-    r.delete(usage.DEAD_LETTERS)
+    redis_command("DEL", keys.DEAD_LETTERS)
 
 
 def test_a_bad_entry_written_to_the_database_store_is_dead_lettered(settings, llm, cast):

@@ -84,21 +84,22 @@ def test_the_prompt_limit_counts_tool_definitions_and_tool_calls(llm, upstream_r
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("store", ["db", "redis"])
-def test_the_limit_store_refuses_a_negative_reservation(store):
-    limit = ratelimit.Limit("key", ratelimit.QUOTA_TOKENS, "k-negative", 100)
-    if store == "db":
-        with pytest.raises(ValueError, match="negative reservation"):
-            ratelimit.check_db(limits=[limit], reserve_tokens=-50)
-        with pytest.raises(ValueError, match="negative reservation"):
-            ratelimit.check_db(limits=[limit], reserve_tokens=1, reserve_cost=-1)
-        return
-    redis_url_or_skip()
+def test_the_limit_store_refuses_a_negative_reservation(store, settings):
     import asyncio
 
-    with pytest.raises(ValueError, match="negative reservation"):
-        asyncio.run(
-            ratelimit.check_redis(org_id="-", expected_epoch=-1, limits=[limit], reserve_tokens=-50)
-        )
+    limit = ratelimit.Limit("key", ratelimit.QUOTA_TOKENS, "k-negative", 100)
+    settings.REDIS_URL = redis_url_or_skip() if store == "redis" else ""
+    for tokens, cost in ((-50, 0), (1, -1)):
+        with pytest.raises(ValueError, match="negative reservation"):
+            asyncio.run(
+                ratelimit.check(
+                    org_id=None,
+                    expected_epoch=-1,
+                    limits=[limit],
+                    reserve_tokens=tokens,
+                    reserve_cost=cost,
+                )
+            )
 
 
 DENSE = 9000  # bytes of dense text per request: about 3 fit in the quota below

@@ -6,27 +6,16 @@ database when embedded) is what makes the very next call see the change.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import httpx
 import openai
 import pytest
-from django.db import connection
 
 from orgs.models import Membership
 from tests.gateway.conftest import (
-    _free_port,
     assert_gateway_error,
     assert_sdk_error,
-    redis_url_or_skip,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 CHAT = [{"role": "user", "content": "hi"}]
 
 
@@ -116,84 +105,6 @@ def test_disabling_the_provider_model_takes_effect_at_once(backend, llm):
 
 
 # --- across processes ------------------------------------------------------------
-
-
-class GatewayProcess:
-    """``uvicorn inferia.asgi:application`` in its own process, on the test database."""
-
-    def __init__(self, redis_url: str) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {
-            k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DJANGO_SETTINGS_MODULE")
-        }
-        env.update(
-            DJANGO_SETTINGS_MODULE="tests.gateway.proc_settings",
-            INFERIA_TEST_DB_NAME=str(connection.settings_dict["NAME"]),
-            REDIS_URL=redis_url,
-        )
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "inferia.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-                "--lifespan",
-                "off",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.process.stdout.read()
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"gateway process on {self.url} did not start")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        self.process.stdout.close()
-
-    def sdk(self, key: str) -> openai.OpenAI:
-        return openai.OpenAI(
-            base_url=f"{self.url}/api/llm/v1", api_key=key, max_retries=0, timeout=30
-        )
-
-
-@pytest.fixture
-def two_processes(backend, llm):
-    redis_url = redis_url_or_skip() if backend == "redis" else ""
-    processes = [GatewayProcess(redis_url), GatewayProcess(redis_url)]
-    try:
-        for process in processes:
-            process.wait_ready()
-        yield processes
-    finally:
-        for process in processes:
-            process.stop()
 
 
 def test_revoke_is_refused_by_every_process_at_once(two_processes, llm, bob_client):

@@ -54,11 +54,19 @@ def test_a_call_leaves_one_usage_and_one_audit_record(llm, cast):
     assert audit.org_id == cast.acme.pk and audit.actor_user_id == cast.bob.pk
     assert (audit.action, audit.outcome, audit.status_code) == ("inference:run", "success", 200)
     assert (audit.target_type, audit.target_id) == ("model", "openai-main/gpt-4o")
-    assert audit.data["key_prefix"] == prefix
-    assert audit.data["provider_account"] == "openai-main"
-    assert (audit.data["prompt_tokens"], audit.data["completion_tokens"]) == (2, 6)
-    assert audit.data["latency_ms"] == usage.latency_ms
+    assert audit.data == {"usage_id": str(usage.id), "key_prefix": prefix}
+    assert audit.model == "openai-main/gpt-4o" and audit.request_id == usage.request_id
     assert audit.client_ip == "127.0.0.1"
+    # The metering facts are stored once, in the usage record; the audit record shows
+    # them through its link.
+    assert (audit.latency_ms, audit.provider_account) == (None, "")
+    assert (audit.prompt_tokens, audit.completion_tokens) == (None, None)
+    assert audit.metering(usage) == {
+        "latency_ms": usage.latency_ms,
+        "provider_account": "openai-main",
+        "prompt_tokens": 2,
+        "completion_tokens": 6,
+    }
 
 
 def test_streamed_calls_are_flagged(llm):
@@ -111,7 +119,11 @@ def test_refusals_are_recorded(llm, cast, model, setup, status, code, upstream_r
     assert (usage.status_code, usage.error_code, usage.model) == (status, code, model)
     assert usage.key_prefix == llm.key_row(key).prefix and usage.org_id == cast.acme.pk
     assert (usage.prompt_tokens, usage.completion_tokens, usage.cost) == (0, 0, 0.0)
-    assert (audit.outcome, audit.status_code, audit.data["error_code"]) == ("denied", status, code)
+    assert (audit.outcome, audit.status_code, audit.data["usage_id"]) == (
+        "denied",
+        status,
+        str(usage.id),
+    )
 
 
 def test_missing_permission_and_validation_errors_are_recorded(llm):
@@ -190,9 +202,10 @@ def test_nothing_secret_in_any_row(llm, cast):
 def test_an_entry_of_a_deleted_org_does_not_block_the_others(llm):
     """Redis mode: a stream entry whose org is gone (deleted meanwhile) does not fail
     its batch; records outlive their org and keep its id (no database constraint)."""
-    from gateway import redis_client, usage
+    from gateway import usage
+    from inferia import store
 
-    if not redis_client.enabled():
+    if not store.redis_enabled():
         pytest.skip("the stream exists only with Redis (REDIS_URL)")
     orphan, gone_org, gone_user = str(uuid.uuid4()), uuid.uuid4(), uuid.uuid4()
     asyncio.run(

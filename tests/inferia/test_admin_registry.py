@@ -8,7 +8,7 @@ from django.apps import apps
 from django.contrib import admin
 from django.urls import reverse
 
-from inferia import counters
+from inferia import store
 from orgs.models import Invitation
 from tests.conftest import client_for, enable_totp
 
@@ -40,7 +40,7 @@ def admin_data(cast, django_capture_on_commit_callbacks, settings):
     )
     assert response.status_code == 201, response.content
     settings.REDIS_URL = ""  # the database counter store, whatever this run uses
-    counters.hit("admin-test", window_seconds=60)
+    store.hit("admin-test", window_seconds=60)
     # A gateway call's usage row, written as the embedded writer does, and its rollup.
     from django.utils import timezone
 

@@ -13,7 +13,8 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connections
 
-from inferia import clock, counters
+from inferia import clock
+from inferia import store as shared
 from inferia.models import WindowCounter
 from tests.conftest import require_or_skip
 
@@ -25,11 +26,9 @@ def store(request, settings):
     if request.param == "redis":
         if not django_settings.REDIS_URL:
             require_or_skip("REDIS_URL is not set: no Redis counter store to test")
-        counters._redis.cache_clear()
     else:
         settings.REDIS_URL = ""
     yield request.param
-    counters._redis.cache_clear()
 
 
 @pytest.fixture
@@ -47,65 +46,65 @@ def _aligned_now() -> float:
 
 def test_hits_count_up_within_a_window(db, store, key):
     _aligned_now()
-    assert counters.peek(key, window_seconds=WINDOW).count == 0
-    assert [counters.hit(key, window_seconds=WINDOW).count for _ in range(3)] == [1, 2, 3]
-    window = counters.peek(key, window_seconds=WINDOW)
+    assert shared.peek(key, window_seconds=WINDOW).count == 0
+    assert [shared.hit(key, window_seconds=WINDOW).count for _ in range(3)] == [1, 2, 3]
+    window = shared.peek(key, window_seconds=WINDOW)
     assert window.count == 3
     assert 1 <= window.reset_in_seconds <= WINDOW
 
 
 def test_keys_are_counted_separately(db, store, key):
     _aligned_now()
-    counters.hit(key, window_seconds=WINDOW)
-    counters.hit(key, window_seconds=WINDOW)
-    assert counters.hit(key + ":other", window_seconds=WINDOW).count == 1
+    shared.hit(key, window_seconds=WINDOW)
+    shared.hit(key, window_seconds=WINDOW)
+    assert shared.hit(key + ":other", window_seconds=WINDOW).count == 1
 
 
 def test_window_resets_when_the_clock_moves(db, store, key, clock_shift):
     _aligned_now()
     for _ in range(3):
-        counters.hit(key, window_seconds=WINDOW)
+        shared.hit(key, window_seconds=WINDOW)
     clock_shift(WINDOW - 2)  # still the same window
-    assert counters.hit(key, window_seconds=WINDOW).count == 4
+    assert shared.hit(key, window_seconds=WINDOW).count == 4
     clock_shift(2)  # the next window
-    assert counters.peek(key, window_seconds=WINDOW).count == 0
-    fresh = counters.hit(key, window_seconds=WINDOW)
+    assert shared.peek(key, window_seconds=WINDOW).count == 0
+    fresh = shared.hit(key, window_seconds=WINDOW)
     assert fresh.count == 1
     assert fresh.reset_in_seconds == WINDOW - 1
 
 
 def test_reset_in_seconds_follows_the_clock(db, store, key, clock_shift):
     now = _aligned_now()
-    assert counters.hit(key, window_seconds=WINDOW, now=now).reset_in_seconds == WINDOW - 1
+    assert shared.hit(key, window_seconds=WINDOW, now=now).reset_in_seconds == WINDOW - 1
     clock_shift(30)
-    assert counters.peek(key, window_seconds=WINDOW).reset_in_seconds <= WINDOW - 30
+    assert shared.peek(key, window_seconds=WINDOW).reset_in_seconds <= WINDOW - 30
 
 
 def test_reset_clears_the_current_window(db, store, key):
     _aligned_now()
-    counters.hit(key, window_seconds=WINDOW)
-    counters.reset(key, window_seconds=WINDOW)
-    assert counters.peek(key, window_seconds=WINDOW).count == 0
-    assert counters.hit(key, window_seconds=WINDOW).count == 1
+    shared.hit(key, window_seconds=WINDOW)
+    shared.reset(key, window_seconds=WINDOW)
+    assert shared.peek(key, window_seconds=WINDOW).count == 0
+    assert shared.hit(key, window_seconds=WINDOW).count == 1
 
 
 def test_keys_are_stored_hashed(db, settings):
     settings.REDIS_URL = ""
-    counters.hit("login:alice@example.com", window_seconds=WINDOW)
+    shared.hit("login:alice@example.com", window_seconds=WINDOW)
     stored = WindowCounter.objects.get()
-    assert "alice" not in stored.key and stored.key.startswith("ctr:")
+    assert "alice" not in stored.key and stored.key.startswith("inferia:{ctr:")
 
 
 def test_prune_deletes_only_expired_database_windows(db, settings, key, clock_shift):
     settings.REDIS_URL = ""
     _aligned_now()
-    counters.hit(key, window_seconds=WINDOW)
+    shared.hit(key, window_seconds=WINDOW)
     clock_shift(WINDOW)
-    counters.hit(key, window_seconds=WINDOW)
+    shared.hit(key, window_seconds=WINDOW)
     assert WindowCounter.objects.count() == 2
     clock_shift(1)
-    assert counters.prune() == 1  # the first window ended; the current one stays
-    assert counters.peek(key, window_seconds=WINDOW).count == 1
+    assert shared.prune() == 1  # the first window ended; the current one stays
+    assert shared.peek(key, window_seconds=WINDOW).count == 1
 
 
 THREADS, HITS_PER_THREAD = 8, 25
@@ -124,7 +123,7 @@ def test_hits_are_atomic_across_threads(transactional_db, store, key):
         try:
             start.wait()
             for _ in range(HITS_PER_THREAD):
-                count = counters.hit(key, window_seconds=WINDOW, now=now).count
+                count = shared.hit(key, window_seconds=WINDOW, now=now).count
                 with lock:
                     seen.append(count)
         except BaseException as exc:  # reported below
@@ -141,4 +140,4 @@ def test_hits_are_atomic_across_threads(transactional_db, store, key):
     total = THREADS * HITS_PER_THREAD
     # Every hit saw a distinct count: no increment was lost or doubled.
     assert sorted(seen) == list(range(1, total + 1))
-    assert counters.peek(key, window_seconds=WINDOW, now=now).count == total
+    assert shared.peek(key, window_seconds=WINDOW, now=now).count == total

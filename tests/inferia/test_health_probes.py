@@ -35,12 +35,7 @@ def test_readyz_is_200_when_every_dependency_answers(db, settings):
 
 
 def test_readyz_is_503_envelope_when_the_cache_is_unreachable(db, settings):
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": UNREACHABLE_REDIS,
-        }
-    }
+    settings.REDIS_URL = UNREACHABLE_REDIS  # the shared store's Redis
     response = Client().get("/readyz")
     error = assert_error(response, 503, "SERVICE_UNAVAILABLE")
     assert error["details"] == {"database": "ok", "cache": "unavailable", "broker": "ok"}

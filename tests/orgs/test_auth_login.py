@@ -267,3 +267,15 @@ def test_successful_logins_are_not_counted_as_failures(cast, anon_client, settin
     for _ in range(5):
         assert login(anon_client, "alice", PASSWORD).status_code == 200
     assert RefreshTokenRecord.objects.filter(user=cast.alice).count() == 5
+
+
+def test_login_is_503_in_the_envelope_when_the_throttle_store_is_unreachable(
+    cast, anon_client, settings
+):
+    """The login throttle lives in Redis when REDIS_URL is set: unreachable, the login
+    fails closed with the contract's 503, not a 500, and names no address."""
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    response = login(anon_client, "alice", PASSWORD)
+    assert_error(response, 503, "SERVICE_UNAVAILABLE")
+    assert "127.0.0.1" not in response.content.decode()
+    assert not RefreshTokenRecord.objects.filter(user=cast.alice).exists()
