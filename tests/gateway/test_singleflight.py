@@ -84,25 +84,31 @@ def test_keys_do_not_share():
     asyncio.run(main())
 
 
-def test_cold_requests_for_one_credential_build_its_principal_once(monkeypatch):
-    """The gateway's own path: concurrent misses for one key run ``principals.build``
-    once (in the ORM thread), and every request gets that principal."""
-    builds = []
+def _slow_build(builds: list[int]):
+    """``principals.build`` as a cold build takes time (database rows, the resolver),
+    noting the thread each build ran in; the principal's epoch is the build's number."""
 
     def build(raw, hint, *, verify_only=False):
         builds.append(threading.get_ident())
-        time.sleep(0.05)  # a cold build: database rows and the resolver
+        time.sleep(0.05)
         return principals.Principal(
             org_id="org",
             org_slug="org",
             policy=OrgPolicy(),
-            epoch=1,
+            epoch=len(builds),
             permissions=frozenset(),
             label="key",
             built_at=time.monotonic(),
         )
 
-    monkeypatch.setattr(principals, "build", build)
+    return build
+
+
+def test_cold_requests_for_one_credential_build_its_principal_once(monkeypatch):
+    """The gateway's own path: concurrent misses for one key run ``principals.build``
+    once (in the ORM thread), and every request gets that principal."""
+    builds: list[int] = []
+    monkeypatch.setattr(principals, "build", _slow_build(builds))
     principals.clear()
 
     async def main():
@@ -121,22 +127,8 @@ def test_cold_requests_for_one_credential_build_its_principal_once(monkeypatch):
 def test_a_rebuild_after_a_stale_epoch_does_not_join_an_older_build(monkeypatch):
     """A build in flight may have read the epoch before an access change: requests that
     saw the newer epoch start their own build rather than wait for that one."""
-    builds = []
-
-    def build(raw, hint, *, verify_only=False):
-        builds.append(1)
-        time.sleep(0.05)
-        return principals.Principal(
-            org_id="org",
-            org_slug="org",
-            policy=OrgPolicy(),
-            epoch=len(builds),
-            permissions=frozenset(),
-            label="key",
-            built_at=time.monotonic(),
-        )
-
-    monkeypatch.setattr(principals, "build", build)
+    builds: list[int] = []
+    monkeypatch.setattr(principals, "build", _slow_build(builds))
     principals.clear()
 
     async def main():
