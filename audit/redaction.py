@@ -35,7 +35,26 @@ _QUERY_SECRET = re.compile(
 )
 
 
+# A literal that each pattern above cannot match without (in the lower-cased text): the
+# query secret "=", a JWT "eyJ", our keys "ifr_", upstream keys "sk-", the schemes, an
+# e-mail's "@". Text with none of them (a log line's request id, route or label) matches
+# no pattern and comes back as it is, without nine regular-expression passes.
+_NEEDLES = ("=", "eyj", "ifr_", "sk-", "bearer", "basic", "@")
+
+
 def redact_text(text: str) -> str:
+    lowered = text.lower()
+    # _NEEDLES spelled out: a third of the time of any() over them.
+    if not (
+        "=" in lowered
+        or "eyj" in lowered
+        or "ifr_" in lowered
+        or "sk-" in lowered
+        or "bearer" in lowered
+        or "basic" in lowered
+        or "@" in lowered
+    ):
+        return text
     text = _QUERY_SECRET.sub(lambda match: match.group(1) + REDACTED, text)
     for pattern in _PATTERNS:
         text = pattern.sub(REDACTED, text)

@@ -8,6 +8,8 @@ Runs as its own process (``bench/run.py`` pins it to core 1) and prints JSON:
 ``latency`` sends one request at a time and times each: to the end of the
 response and to its first body chunk (for a streamed answer, the first
 server-sent event). ``saturate`` is the fallback when ``wrk`` is not installed.
+``rate`` offers a fixed request rate (open loop, ``--rps``) and times each request
+from when it was due, for the latency at a given fraction of saturation.
 The request file holds the exact bytes to send (headers and body), so the
 client does the same small amount of work for every target it measures.
 """
@@ -180,48 +182,83 @@ def latency(port: int, raw: bytes, n: int, warmup: int, expect: bytes | None) ->
     }
 
 
-async def _worker(port: int, raw: bytes, deadline: float, counts: dict, latencies: list) -> None:
+async def _exchange(reader, writer, raw: bytes) -> tuple[int, bool]:
+    """Send one request and read its answer: (status, the server closes the connection)."""
+    writer.write(raw)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if "content-length" in headers:
+        await reader.readexactly(int(headers["content-length"]))
+    else:
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
+            await reader.readexactly(size + 2)
+            if size == 0:
+                break
+    return status, headers.get("connection", "").lower() == "close"
+
+
+async def _open(port: int):
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return reader, writer
+
+
+async def _connection(port: int, raw: bytes, start, counts: dict, latencies: list) -> int:
+    """One connection's requests, each timed from ``await start()`` (``None``: stop);
+    returns how many it sent."""
+    reader, writer = await _open(port)
+    sent = 0
     try:
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            writer.write(raw)
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            status = int(lines[0].split(" ", 2)[1])
-            headers = {}
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-            if "content-length" in headers:
-                await reader.readexactly(int(headers["content-length"]))
-            else:
-                while True:
-                    size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
-                    await reader.readexactly(size + 2)
-                    if size == 0:
-                        break
-            key = "ok" if status == 200 else "bad"
-            counts[key] += 1
+        while (started := await start()) is not None:
+            sent += 1
+            status, closing = await _exchange(reader, writer, raw)
+            counts["ok" if status == 200 else "bad"] += 1
             latencies.append(time.perf_counter() - started)
-            if headers.get("connection", "").lower() == "close":
+            if closing:
                 writer.close()
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                reader, writer = await _open(port)
     finally:
         writer.close()
+    return sent
 
 
-async def _saturate(port: int, raw: bytes, connections: int, duration: float) -> dict:
+async def _rate(port: int, raw: bytes, connections: int, rate: float, duration: float) -> dict:
+    """Open loop: ``rate`` requests/s on a fixed schedule over ``connections`` connections
+    (a schedule, not a closed loop, so a stall cannot slow the offered load down and hide
+    itself: the coordinated-omission correction)."""
     counts = {"ok": 0, "bad": 0}
     latencies: list[float] = []
-    started = time.perf_counter()
-    deadline = started + duration
-    results = await asyncio.gather(
-        *(_worker(port, raw, deadline, counts, latencies) for _ in range(connections)),
-        return_exceptions=True,
-    )
+    queue: asyncio.Queue = asyncio.Queue()
+    # A latency runs from the scheduled time, so a slow answer delays (and is charged
+    # for) the requests queued behind it.
+    workers = [
+        asyncio.ensure_future(_connection(port, raw, queue.get, counts, latencies))
+        for _ in range(connections)
+    ]
+    started = time.perf_counter() + 0.05
+    total = int(rate * duration)
+    for i in range(total):
+        scheduled = started + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait(scheduled)
+    for _ in workers:
+        queue.put_nowait(None)
+    results = await asyncio.gather(*workers, return_exceptions=True)
     elapsed = time.perf_counter() - started
+    return _summary(counts, latencies, elapsed, results, tool="python open loop") | {
+        "offered_rps": rate
+    }
+
+
+def _summary(counts: dict, latencies: list, elapsed: float, results: list, tool: str) -> dict:
     errors = [repr(r) for r in results if isinstance(r, BaseException)]
     ms = [x * 1000 for x in latencies]
     return {
@@ -232,14 +269,36 @@ async def _saturate(port: int, raw: bytes, connections: int, duration: float) ->
         "errors": errors[:3],
         "p50_ms": percentile(ms, 50),
         "p99_ms": percentile(ms, 99),
-        "tool": "python",
+        "p999_ms": percentile(ms, 99.9),
+        "max_ms": max(ms) if ms else float("nan"),
+        "tool": tool,
     }
+
+
+async def _saturate(port: int, raw: bytes, connections: int, duration: float) -> dict:
+    counts = {"ok": 0, "bad": 0}
+    latencies: list[float] = []
+    started = time.perf_counter()
+    deadline = started + duration
+
+    async def now() -> float | None:
+        moment = time.perf_counter()
+        return moment if moment < deadline else None
+
+    results = await asyncio.gather(
+        *(_connection(port, raw, now, counts, latencies) for _ in range(connections)),
+        return_exceptions=True,
+    )
+    out = _summary(counts, latencies, time.perf_counter() - started, results, tool="python")
+    # Requests per connection: a starving connection stands out.
+    served = [r for r in results if isinstance(r, int)] or [0]
+    return out | {"per_connection_min": min(served), "per_connection_max": max(served)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("latency", "saturate"):
+    for name in ("latency", "saturate", "rate"):
         p = sub.add_parser(name)
         p.add_argument("--port", type=int, required=True)
         p.add_argument("--request", type=Path, required=True, help="file with the raw HTTP request")
@@ -250,12 +309,16 @@ def main() -> None:
         else:
             p.add_argument("--connections", type=int, default=64)
             p.add_argument("--duration", type=float, default=10.0)
+        if name == "rate":
+            p.add_argument("--rps", type=float, required=True, help="offered requests/s")
     args = parser.parse_args()
     raw = args.request.read_bytes()
     if args.command == "latency":
         result = latency(
             args.port, raw, args.n, args.warmup, args.expect.encode() if args.expect else None
         )
+    elif args.command == "rate":
+        result = asyncio.run(_rate(args.port, raw, args.connections, args.rps, args.duration))
     else:
         result = asyncio.run(_saturate(args.port, raw, args.connections, args.duration))
     print(json.dumps(result))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import importlib.util
 import json
 import os
 import platform
@@ -29,6 +30,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+import nginx_upstream
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -50,23 +53,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def gateway_command(port: int) -> list[str]:
-    """The gateway as ``manage.py serve`` starts it: uvicorn, one worker, lifespan on."""
-    return [
-        PY,
-        "-m",
-        "uvicorn",
-        "inferia.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--no-access-log",
-        "--lifespan",
-        "on",
-        "--log-level",
-        "warning",
-    ]
+def gateway_command(port: int, root: Path = ROOT) -> list[str]:
+    """The gateway as ``manage.py serve`` starts it (``inferia/server.py`` of the checkout
+    at ``root``), one worker; a revision from before that module: its literal options."""
+    module = root / "inferia" / "server.py"
+    if module.exists():
+        spec = importlib.util.spec_from_file_location(f"serving_{abs(hash(root))}", module)
+        serving = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(serving)
+        return serving.uvicorn_command(PY, "127.0.0.1", port, "--log-level", "warning")
+    command = [PY, "-m", "uvicorn", "inferia.asgi:application", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--no-access-log", "--lifespan", "on"]
+    return [*command, "--log-level", "warning"]
 
 
 def pinned(core: str, command: list[str]) -> list[str]:
@@ -76,12 +74,14 @@ def pinned(core: str, command: list[str]) -> list[str]:
 class Server:
     """A child process with its output in a log file; stopped with SIGTERM (then SIGKILL)."""
 
-    def __init__(self, name: str, command: list[str], env: dict, work: Path, port: int) -> None:
+    def __init__(
+        self, name: str, command: list[str], env: dict, work: Path, port: int, cwd: Path = ROOT
+    ) -> None:
         self.name, self.port = name, port
         self.log_path = work / f"{name}.log"
         self.handle = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            command, env=env, cwd=ROOT, stdout=self.handle, stderr=subprocess.STDOUT
+            command, env=env, cwd=cwd, stdout=self.handle, stderr=subprocess.STDOUT
         )
 
     @property
@@ -146,13 +146,18 @@ class Target:
     path: str
     model: str
     token: str
+    # Streamed calls: their own model and path (the nginx mock answers a path, not a body).
+    stream_model: str = ""
+    stream_path: str = ""
 
     def request(self, stream: bool = False) -> bytes:
+        model = (self.stream_model or self.model) if stream else self.model
+        path = (self.stream_path or self.path) if stream else self.path
         body = json.dumps(
-            {"model": self.model, **PLAIN_BODY, **({"stream": True} if stream else {})}
+            {"model": model, **PLAIN_BODY, **({"stream": True} if stream else {})}
         ).encode()
         head = (
-            f"POST {self.path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
             f"Content-Type: application/json\r\nAuthorization: Bearer {self.token}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         )
@@ -265,29 +270,59 @@ class Bench:
             )
         return result
 
-    def saturate(self, target: Target, duration: float) -> dict:
+    def _run(self, command: list[str], timeout: float, sample=None) -> str:
+        """Run the load generator; ``sample()`` is called about once a second meanwhile."""
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            if sample is not None:
+                sample()
+            try:
+                out, err = proc.communicate(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    raise
+        if proc.returncode:
+            raise RuntimeError(f"{command[0]} failed ({proc.returncode}): {err[-2000:]}")
+        return out
+
+    def _loadgen(self, mode: str, target: Target, duration: float, *extra: str) -> list[str]:
+        """bench/loadgen.py ``mode`` (saturate, rate) on the load core: plain requests
+        over --connections connections for ``duration`` seconds."""
+        return pinned(
+            LOAD_CORE,
+            [
+                PY,
+                str(ROOT / "bench" / "loadgen.py"),
+                mode,
+                "--port",
+                str(target.port),
+                "--request",
+                str(self._request_file(target, False)),
+                "--connections",
+                str(self.args.connections),
+                "--duration",
+                str(duration),
+                *extra,
+            ],
+        )
+
+    def rate(self, target: Target, rps: float, duration: float) -> dict:
+        """Open-loop load at ``rps`` (bench/loadgen.py rate): latency from when each
+        request was due, so queueing behind a stall is counted."""
+        command = self._loadgen("rate", target, duration, "--rps", f"{rps:.1f}")
+        result = json.loads(self._run(command, duration + 120))
+        if result["non_200"] or result["errors"]:
+            raise RuntimeError(f"{target.name} at {rps:.0f} requests/s had failures: {result}")
+        return result
+
+    def saturate(self, target: Target, duration: float, sample=None) -> dict:
         wrk = shutil.which("wrk")
         if wrk is None:
-            command = pinned(
-                LOAD_CORE,
-                [
-                    PY,
-                    str(ROOT / "bench" / "loadgen.py"),
-                    "saturate",
-                    "--port",
-                    str(target.port),
-                    "--request",
-                    str(self._request_file(target, False)),
-                    "--connections",
-                    str(self.args.connections),
-                    "--duration",
-                    str(duration),
-                ],
-            )
-            done = subprocess.run(
-                command, capture_output=True, text=True, timeout=duration + 120, check=True
-            )
-            result = json.loads(done.stdout)
+            command = self._loadgen("saturate", target, duration)
+            result = json.loads(self._run(command, duration + 120, sample))
         else:
             script = self.work / f"{target.name}.lua"
             script.write_text(
@@ -296,9 +331,10 @@ class Bench:
                 'wrk.headers["Content-Type"] = "application/json"\n'
                 f'wrk.headers["Authorization"] = "Bearer {target.token}"\n'
                 "done = function(summary, latency, requests)\n"
-                '  io.write(string.format("BENCH %d %d %d %d %d %d %d %d %d\\n", summary.requests, summary.duration,\n'
-                "    summary.errors.status, summary.errors.connect, summary.errors.read, summary.errors.write,\n"
-                "    summary.errors.timeout, latency:percentile(50), latency:percentile(99)))\n"
+                '  io.write(string.format("BENCH %d %d %d %d %d %d %d %d %d %d %d\\n", summary.requests,\n'
+                "    summary.duration, summary.errors.status, summary.errors.connect, summary.errors.read,\n"
+                "    summary.errors.write, summary.errors.timeout, latency:percentile(50),\n"
+                "    latency:percentile(99), latency:percentile(99.9), latency.max))\n"
                 "end\n"
             )
             command = pinned(
@@ -315,11 +351,9 @@ class Bench:
                     f"http://127.0.0.1:{target.port}{target.path}",
                 ],
             )
-            done = subprocess.run(
-                command, capture_output=True, text=True, timeout=duration + 120, check=True
-            )
-            line = next(x for x in done.stdout.splitlines() if x.startswith("BENCH "))
-            requests, duration_us, status, connect, read, write, timeout, p50, p99 = map(
+            stdout = self._run(command, duration + 120, sample)
+            line = next(x for x in stdout.splitlines() if x.startswith("BENCH "))
+            requests, duration_us, status, connect, read, write, timeout, p50, p99, p999, top = map(
                 int, line.split()[1:]
             )
             bad = status + connect + read + write + timeout
@@ -334,6 +368,8 @@ class Bench:
                 "rps": (requests - bad) / seconds,
                 "p50_ms": p50 / 1000,
                 "p99_ms": p99 / 1000,
+                "p999_ms": p999 / 1000,
+                "max_ms": top / 1000,
                 "tool": "wrk",
             }
         if result["non_200"] or result["errors"]:
@@ -350,11 +386,17 @@ class Bench:
             out["rss_warm"] = server.memory_kib()
         log(f"{target.name}: latency at concurrency 1 ({a.requests} requests)")
         preempted = server.preemptions() if server else 0
+        cpu = server.cpu_seconds() if server else 0.0
         out["plain"] = self.latency(target)
         if server:
             out["preempted_per_100"] = (server.preemptions() - preempted) * 100 / a.requests
+            # The warm-up included: about 1% more requests than counted, alike for both.
+            out["cpu_ms_plain_c1"] = (server.cpu_seconds() - cpu) * 1000 / (a.requests + 50)
         log(f"{target.name}: streaming ({a.stream_requests} requests)")
+        cpu = server.cpu_seconds() if server else 0.0
         out["stream"] = self.latency(target, stream=True, n=a.stream_requests)
+        if server:
+            out["cpu_ms_stream_c1"] = (server.cpu_seconds() - cpu) * 1000 / (a.stream_requests + 50)
         log(f"{target.name}: saturation ({a.connections} connections, {a.duration}s)")
         self.saturate(target, min(3, a.duration))  # warm the pools at full load; not counted
         profiler = self.profile(target, server)
@@ -412,14 +454,9 @@ class Bench:
         log("migrating")
         self.manage("manage.py", "migrate", "--noinput")
         up_port = free_port()
-        self.start(
-            "fake-upstream",
-            LOAD_CORE,
-            [PY, "-m", "gateway.fake_upstream", "--port", str(up_port), "--no-record"],
-            up_port,
-        )
+        results["upstream"] = self.start_upstream(up_port)
         upstream_url = f"http://127.0.0.1:{up_port}"
-        log("creating the org, provider account, rule and key")
+        log("creating the org, provider accounts, rule and key")
         fixture = json.loads(
             self.manage("bench/setup_bench.py", "setup", "--upstream", upstream_url).splitlines()[
                 -1
@@ -432,19 +469,22 @@ class Bench:
                 "/v1/chat/completions",
                 fixture["upstream_model"],
                 fixture["upstream_secret"],
+                fixture["upstream_model"],
+                f"{fixture['stream_prefix']}/v1/chat/completions",
             )
             results["direct"] = self.measure_target(direct, None)
-            gw_port = free_port()
-            gateway = self.start(
-                "gateway", SERVER_CORE, gateway_command(gw_port), gw_port, ready_path="/healthz"
-            )
+            gateway, inferia = self.start_gateway("inferia", ROOT, fixture)
             results["rss_start"] = gateway.memory_kib()
-            inferia = Target(
-                "inferia", gw_port, "/api/llm/v1/chat/completions", fixture["model"], fixture["key"]
-            )
             results["inferia"] = self.measure_target(inferia, gateway)
+            results["inferia"]["half"] = self.half_load(
+                direct, inferia, results["inferia"]["saturation"]["rps"] / 2
+            )
+            if a.compare:
+                results["compare"] = self.compare(direct, inferia, gateway, fixture)
             if not a.skip_flatness:
                 results["flatness"] = self.flatness(direct, inferia, fixture, results)
+            if a.soak:
+                results["soak"] = self.soak(inferia, gateway)
             gateway.stop()
             results["litellm"] = self.litellm(upstream_url, direct)
         finally:
@@ -457,6 +497,110 @@ class Bench:
                     log(f"cleanup failed: {exc}")
         results["load_after"] = os.getloadavg()[0]
         return results
+
+    def start_upstream(self, port: int) -> str:
+        """nginx (static answers, bench/nginx_upstream.py) when installed and not refused
+        with --upstream python; else the Python fake upstream. Returns the label."""
+        nginx = nginx_upstream.binary() if self.args.upstream != "python" else None
+        if nginx is None and self.args.upstream == "nginx":
+            raise RuntimeError("--upstream nginx: nginx is not installed")
+        if nginx is not None:
+            conf = self.work / "nginx.conf"
+            conf.write_text(nginx_upstream.config(port, self.work, PLAIN_BODY))
+            self.start("upstream", LOAD_CORE, [nginx, "-c", str(conf), "-p", str(self.work)], port)
+            version = subprocess.run(
+                [nginx, "-v"], capture_output=True, text=True, check=False
+            ).stderr.strip()
+            return f"nginx mock ({version.rpartition('/')[2] or 'nginx'}, static answers)"
+        self.start(
+            "upstream",
+            LOAD_CORE,
+            [PY, "-m", "gateway.fake_upstream", "--port", str(port), "--no-record"],
+            port,
+        )
+        return "Python fake upstream (gateway.fake_upstream: shares core 1 with the load)"
+
+    def start_gateway(self, name: str, root: Path, fixture: dict) -> tuple[Server, Target]:
+        """The gateway as deployed (``inferia.server.uvicorn_command``) from ``root``
+        (this checkout, or the --compare revision's), pinned to the server core."""
+        port = free_port()
+        command = gateway_command(port, root)
+        env = {**self.env, "PYTHONPATH": str(root)}
+        server = Server(name, pinned(SERVER_CORE, command), env, self.work, port, cwd=root)
+        self.servers.append(server)
+        server.wait_ready("/healthz")
+        target = Target(
+            name,
+            port,
+            "/api/llm/v1/chat/completions",
+            fixture["model"],
+            fixture["key"],
+            fixture["stream_model"],
+        )
+        return server, target
+
+    def half_load(self, direct: Target, target: Target, rps: float) -> dict:
+        """Added p99 at half the target's saturation rate (open loop, same rate for both)."""
+        seconds = max(3, self.args.duration)
+        log(f"{target.name}: {rps:.0f} requests/s, half of saturation ({seconds} s, open loop)")
+        d = self.rate(direct, rps, seconds)
+        t = self.rate(target, rps, seconds)
+        return {"rps": rps, "direct": d, "target": t, "added_p99": t["p99_ms"] - d["p99_ms"]}
+
+    def soak(self, target: Target, server: Server) -> dict:
+        """--soak SECONDS at saturation, the server's resident memory sampled every second."""
+        log(f"{target.name}: soak at saturation for {self.args.soak} s")
+        started = time.monotonic()
+        samples: list[tuple[float, int]] = []
+
+        def sample() -> None:
+            samples.append((time.monotonic() - started, server.memory_kib()["VmRSS"]))
+
+        result = self.saturate(target, self.args.soak, sample)
+        sample()
+        return {"saturation": result, **memory_trend(samples)}
+
+    def compare(self, direct: Target, inferia: Target, gateway: Server, fixture: dict) -> dict:
+        """--compare REV: that revision's gateway beside this one, measured alternately
+        (rounds of concurrency-1 latency and saturation), on the same database and Redis."""
+        a = self.args
+        tree = self.work / "compare-tree"
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), a.compare],
+            check=True,
+        )
+        try:
+            base, before = self.start_gateway("before", tree, fixture)
+            rounds: dict[str, list[dict]] = {"inferia": [], "before": []}
+            self.latency(before, n=200, warmup=0)
+            self.latency(before, stream=True, n=50, warmup=0)
+            self.saturate(before, min(3, a.duration))
+            for number in range(a.compare_rounds):
+                for name, target, server in (
+                    ("before", before, base),
+                    ("inferia", inferia, gateway),
+                ):
+                    log(f"compare round {number + 1}: {name}")
+                    d = self.latency(direct, n=a.requests // 2)["total_ms"]
+                    t = self.latency(target, n=a.requests // 2)["total_ms"]
+                    cpu = server.cpu_seconds()
+                    sat = self.saturate(target, a.duration)
+                    rounds[name].append(
+                        {
+                            "added_p50": t["p50"] - d["p50"],
+                            "added_p99": t["p99"] - d["p99"],
+                            "rps": sat["rps"],
+                            "cpu_ms": (server.cpu_seconds() - cpu) * 1000 / sat["requests"],
+                            "p50_ms": sat["p50_ms"],
+                            "p99_ms": sat["p99_ms"],
+                        }
+                    )
+            base.stop()
+            return {"rev": a.compare, "rounds": rounds}
+        finally:
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False
+            )
 
     def flatness(self, direct: Target, inferia: Target, fixture: dict, results: dict) -> list[dict]:
         a = self.args
@@ -509,22 +653,36 @@ class Bench:
             return {"skipped": f"LITELLM_BIN={binary} does not exist"}
         config = self.work / "litellm.yaml"
         master = "sk-bench-" + secrets.token_hex(8)
+        stream_model = f"{direct.model}-stream"
+        models = ((direct.model, ""), (stream_model, nginx_upstream.STREAM_PREFIX))
+        # Its documented production settings (docs.litellm.ai, "Production Best Practices"):
+        # LITELLM_MODE=PRODUCTION, logging off (no verbose or per-message logging, no spend
+        # or error logs: there is no database), one uvicorn worker for the one-core
+        # comparison. No callbacks, no cache, no alerting.
         config.write_text(
             "model_list:\n"
-            f"  - model_name: {direct.model}\n"
-            "    litellm_params:\n"
-            f"      model: openai/{direct.model}\n"
-            f"      api_base: {upstream_url}/v1\n"
-            f"      api_key: {direct.token}\n"
-            "general_settings:\n"
+            + "".join(
+                f"  - model_name: {name}\n"
+                "    litellm_params:\n"
+                f"      model: openai/{direct.model}\n"
+                f"      api_base: {upstream_url}{prefix}/v1\n"
+                f"      api_key: {direct.token}\n"
+                for name, prefix in models
+            )
+            + "general_settings:\n"
             f"  master_key: {master}\n"
+            "  disable_spend_logs: true\n"
+            "  disable_error_logs: true\n"
             "litellm_settings:\n"
             "  telemetry: false\n"
+            "  set_verbose: false\n"
+            "  turn_off_message_logging: true\n"
         )
         # LiteLLM must not pick up the gateway's database or Redis, nor reach the network.
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         env.update(
             {
+                "LITELLM_MODE": "PRODUCTION",
                 "LITELLM_LOCAL_MODEL_COST_MAP": "True",
                 "LITELLM_TELEMETRY": "False",
                 "LITELLM_LOG": "ERROR",
@@ -563,8 +721,11 @@ class Bench:
             timeout=240,
         )
         try:
-            target = Target("litellm", port, "/v1/chat/completions", direct.model, master)
+            target = Target(
+                "litellm", port, "/v1/chat/completions", direct.model, master, stream_model
+            )
             out = self.measure_target(target, server)
+            out["half"] = self.half_load(direct, target, out["saturation"]["rps"] / 2)
             out["version"] = version
             return out
         finally:
@@ -584,6 +745,26 @@ class Bench:
     def stop_all(self) -> None:
         for server in reversed(self.servers):
             server.stop()
+
+
+def memory_trend(samples: list[tuple[float, int]]) -> dict:
+    """Start, end and peak resident memory (MiB) and the least-squares slope over the
+    second half of the samples (MiB per minute; the first half includes warm-up growth)."""
+    mib = [(t, kib / 1024) for t, kib in samples]
+    half = [p for p in mib if p[0] >= mib[-1][0] / 2] or mib
+    n = len(half)
+    mean_t = sum(t for t, _ in half) / n
+    mean_m = sum(m for _, m in half) / n
+    spread = sum((t - mean_t) ** 2 for t, _ in half)
+    slope = sum((t - mean_t) * (m - mean_m) for t, m in half) / spread if spread else 0.0
+    return {
+        "seconds": mib[-1][0],
+        "start_mib": mib[0][1],
+        "end_mib": mib[-1][1],
+        "max_mib": max(m for _, m in mib),
+        "slope_mib_per_min": slope * 60,
+        "samples": len(mib),
+    }
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
@@ -641,7 +822,7 @@ def table(r: dict, args: argparse.Namespace) -> str:
             f"| {metric} | {dv} | {gv} | {lv if has_ll else '-'} | {gvs} | {lvs if has_ll else '-'} | {target} | {met} |"
         )
 
-    for pct, limit in (("p50", 2.0), ("p99", 5.0)):
+    for pct, limit in (("p50", 0.5), ("p99", 1.0)):
         ga = added(g, "plain", "total_ms", pct)
         row(
             f"Latency {pct}, concurrency 1 (ms)",
@@ -662,19 +843,63 @@ def table(r: dict, args: argparse.Namespace) -> str:
         fmt(ls, 0),
         f"{gs / ds:.2f}x",
         f"{ls / ds:.2f}x" if has_ll else "",
-        ">= 600 req/s on one core",
-        check(gs >= 600),
+        "",
+        "",
     )
+    cpu = g["cpu_ms_per_request"]
     row(
-        "Latency p50 at saturation (ms)",
-        fmt(d["saturation"]["p50_ms"]),
-        fmt(g["saturation"]["p50_ms"]),
-        fmt(ll["saturation"]["p50_ms"]) if has_ll else "",
+        "Server CPU time per request at saturation (ms)",
         "",
-        "",
-        "",
-        "",
+        fmt(cpu, 3),
+        fmt(ll["cpu_ms_per_request"], 3) if has_ll else "",
+        f"{1000 / cpu:,.0f} req/s per core",
+        f"{1000 / ll['cpu_ms_per_request']:,.0f} req/s per core" if has_ll else "",
+        "<= 0.33 ms (3,000 req/s on one core)",
+        check(cpu <= 0.33),
     )
+    for key, label in (("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9")):
+        if key not in g["saturation"]:
+            continue
+        row(
+            f"Latency {label} at saturation (ms)",
+            fmt(d["saturation"].get(key)),
+            fmt(g["saturation"][key]),
+            fmt(ll["saturation"].get(key)) if has_ll else "",
+            "",
+            "",
+            "",
+            "",
+        )
+
+    def tail(res):
+        sat = res["saturation"]
+        return sat["p99_ms"] / sat["p50_ms"] if sat["p50_ms"] else float("nan")
+
+    row(
+        "Fairness at saturation: p99 / p50",
+        f"{tail(d):.1f}x",
+        f"{tail(g):.1f}x",
+        f"{tail(ll):.1f}x" if has_ll else "",
+        "",
+        "",
+        "<= 5x (no starving connection)",
+        check(tail(g) <= 5),
+    )
+    if "half" in g:
+        half = g["half"]
+        lh = ll.get("half")
+        row(
+            f"Latency p99 at half of saturation, open loop (ms; Inferia at {half['rps']:,.0f} req/s"
+            + (f", LiteLLM at {lh['rps']:,.0f}" if lh else "")
+            + ")",
+            fmt(half["direct"]["p99_ms"]),
+            fmt(half["target"]["p99_ms"]),
+            fmt(lh["target"]["p99_ms"]) if lh else "",
+            f"+{fmt(half['added_p99'])}",
+            f"+{fmt(lh['added_p99'])}" if lh else "",
+            "",
+            "",
+        )
     for pct in ("p50", "p99"):
         row(
             f"Time to first streamed chunk {pct} (ms)",
@@ -697,40 +922,46 @@ def table(r: dict, args: argparse.Namespace) -> str:
         "",
     )
 
-    def stream_ratio(res):
+    def stream_ratio(res, key):
         plain_added = added(res, "plain", "total_ms", "p50")
-        return (
-            added(res, "stream", "first_chunk_ms", "p50") / plain_added
-            if plain_added > 0
-            else float("nan")
-        )
+        return added(res, "stream", key, "p50") / plain_added if plain_added > 0 else float("nan")
 
-    gr = stream_ratio(g)
+    def cpu_ratio(res):
+        plain, streamed = res.get("cpu_ms_plain_c1"), res.get("cpu_ms_stream_c1")
+        return streamed / plain if plain and streamed else float("nan")
+
     row(
-        "Streaming cost: added first-chunk p50 / added plain p50",
+        "Server CPU per call at concurrency 1, streamed / plain (ms)",
         "",
-        "",
-        "",
-        f"{gr:.2f}x",
-        f"{stream_ratio(ll):.2f}x" if has_ll else "",
-        "<= 1.5x",
-        check(gr <= 1.5),
+        f"{fmt(g.get('cpu_ms_stream_c1'), 3)} / {fmt(g.get('cpu_ms_plain_c1'), 3)}",
+        f"{fmt(ll.get('cpu_ms_stream_c1'), 3)} / {fmt(ll.get('cpu_ms_plain_c1'), 3)}"
+        if has_ll
+        else "",
+        f"{cpu_ratio(g):.2f}x",
+        f"{cpu_ratio(ll):.2f}x" if has_ll else "",
+        "<= 1.2x",
+        check(cpu_ratio(g) <= 1.2),
     )
+    for key, label, limit in (
+        ("total_ms", "whole streamed call", 1.2),
+        ("first_chunk_ms", "first chunk", None),
+    ):
+        gr = stream_ratio(g, key)
+        row(
+            f"Streaming cost: added {label} p50 / added plain p50",
+            "",
+            "",
+            "",
+            f"{gr:.2f}x",
+            f"{stream_ratio(ll, key):.2f}x" if has_ll else "",
+            f"<= {limit:g}x" if limit else "",
+            check(gr <= limit) if limit else "",
+        )
     row(
         "Server preempted per 100 requests at concurrency 1 (involuntary context switches)",
         "",
         fmt(g["preempted_per_100"], 0),
         fmt(ll["preempted_per_100"], 0) if has_ll else "",
-        "",
-        "",
-        "",
-        "",
-    )
-    row(
-        "Server CPU time per request at saturation (ms)",
-        "",
-        fmt(g["cpu_ms_per_request"], 3),
-        fmt(ll["cpu_ms_per_request"], 3) if has_ll else "",
         "",
         "",
         "",
@@ -757,6 +988,28 @@ def table(r: dict, args: argparse.Namespace) -> str:
         "",
         "",
     )
+    soak = r.get("soak")
+    if soak:
+        row(
+            f"Soak at saturation, {soak['seconds'] / 60:.1f} min: resident memory start / end / max (MiB)",
+            "",
+            f"{soak['start_mib']:.1f} / {soak['end_mib']:.1f} / {soak['max_mib']:.1f}",
+            "",
+            "",
+            "",
+            "",
+            "",
+        )
+        row(
+            "Soak: resident memory slope over its second half (MiB per minute)",
+            "",
+            f"{soak['slope_mib_per_min']:+.3f}",
+            "",
+            f"{soak['saturation']['rps']:,.0f} req/s",
+            "",
+            "flat (<= 0.1 MiB/min)",
+            check(abs(soak["slope_mib_per_min"]) <= 0.1),
+        )
     if g["plain"].get("reported_overhead_ms"):
         row(
             "X-Inferia-Overhead-Ms p50 / p99 (self-reported)",
@@ -816,13 +1069,45 @@ def report(r: dict, args: argparse.Namespace) -> str:
         f"Python {platform.python_version()}; {versions()}. Load average (1 min) "
         f"{r['load_before']:.1f} before the run, {r.get('load_after', float('nan')):.1f} after: "
         "anything above ~0 is other work competing for the two cores.",
-        f"Server on core {SERVER_CORE} (uvicorn, 1 worker); fake upstream and load generator "
-        f"({r['inferia']['saturation']['tool']}) on core {LOAD_CORE}. Concurrency 1: {args.requests} requests "
-        f"(streamed: {args.stream_requests}); saturation: {args.connections} connections for {args.duration:g} s.",
-        f"LiteLLM: {'proxy ' + ll.get('version', '') if 'plain' in ll else 'skipped: ' + ll.get('skipped', 'not run')}.",
+        f"Upstream: {r['upstream']}. Server on core {SERVER_CORE} (uvicorn, 1 worker); upstream and "
+        f"load generator ({r['inferia']['saturation']['tool']}) on core {LOAD_CORE}. Concurrency 1: "
+        f"{args.requests} requests (streamed: {args.stream_requests}); saturation: {args.connections} "
+        f"connections for {args.duration:g} s; half of saturation: open loop, {args.connections} "
+        "connections, latency from each request's scheduled time.",
+        f"LiteLLM: {'proxy ' + ll.get('version', '') + ' (LITELLM_MODE=PRODUCTION, logging off, 1 worker)' if 'plain' in ll else 'skipped: ' + ll.get('skipped', 'not run')}.",
         "",
         table(r, args),
     ]
+    if r.get("compare"):
+        lines += ["", compare_table(r["compare"])]
+    return "\n".join(lines)
+
+
+def compare_table(c: dict) -> str:
+    """--compare: each figure's median over the alternating rounds, and after / before."""
+
+    def median(name: str, key: str) -> float:
+        values = sorted(x[key] for x in c["rounds"][name])
+        return values[len(values) // 2]
+
+    lines = [
+        f"Side by side with revision {c['rev']} (median of {len(c['rounds']['inferia'])} "
+        "alternating rounds, same servers and machine state):",
+        "",
+        f"| Metric | {c['rev']} | this code | this / {c['rev']} |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for key, label in (
+        ("added_p50", "Added p50, concurrency 1 (ms)"),
+        ("added_p99", "Added p99, concurrency 1 (ms)"),
+        ("cpu_ms", "Server CPU per request at saturation (ms)"),
+        ("rps", "Requests/s at saturation"),
+        ("p50_ms", "Latency p50 at saturation (ms)"),
+        ("p99_ms", "Latency p99 at saturation (ms)"),
+    ):
+        before, after = median("before", key), median("inferia", key)
+        ratio = f"{after / before:.2f}x" if before > 0 else ""
+        lines.append(f"| {label} | {before:.3f} | {after:.3f} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -841,6 +1126,25 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=Path, help="sample each server with py-spy at saturation into DIR"
     )
+    parser.add_argument(
+        "--upstream",
+        choices=("auto", "nginx", "python"),
+        default="auto",
+        help="the mock upstream: nginx when installed (auto), or the Python fake upstream",
+    )
+    parser.add_argument(
+        "--soak",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="also run at saturation this long, sampling the gateway's resident memory",
+    )
+    parser.add_argument(
+        "--compare",
+        metavar="REV",
+        help="also measure the gateway of git revision REV beside this one, alternately",
+    )
+    parser.add_argument("--compare-rounds", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--markdown", type=Path, help="also write the report here")
     args = parser.parse_args()

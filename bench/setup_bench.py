@@ -4,9 +4,10 @@
     python bench/setup_bench.py fill --keys 100000 --rules 10000          # grow the org
     python bench/setup_bench.py reset                                     # drop the bench org
 
-``setup`` (re)creates the user ``bench`` and the org ``bench`` with a provider
-account ``bench-upstream`` (an OpenAI account pointing at the fake upstream),
-one access rule granting it to ``bench``, and an API key with limits high
+``setup`` (re)creates the user ``bench`` and the org ``bench`` with provider
+accounts ``bench-upstream`` (an OpenAI account pointing at the mock upstream) and
+``bench-stream`` (the same upstream under ``/stream``, for streamed calls), one
+access rule granting both to ``bench``, and an API key with limits high
 enough that a saturation run is never throttled; then tops the org up to 10 API
 keys and 10 access rules (the "small" end of the flatness measurement).
 ``fill`` bulk-inserts filler keys and rules (only the first key is ever used)
@@ -33,6 +34,7 @@ django.setup()
 
 from django.db import connections, transaction  # noqa: E402
 
+from bench.nginx_upstream import STREAM_PREFIX  # noqa: E402
 from inferia import store  # noqa: E402
 from keys import access_rules, apikeys, services  # noqa: E402
 from keys.models import AccessRule, ApiKey  # noqa: E402
@@ -43,6 +45,9 @@ from orgs.services import tenancy  # noqa: E402
 
 SLUG = "bench"
 ACCOUNT = "bench-upstream"
+# Streamed calls go to their own account under /stream (bench/nginx_upstream.py: a static
+# nginx mock cannot tell a streamed request from a plain one by its body).
+STREAM_ACCOUNT = "bench-stream"
 MODEL = "gpt-4o-mini"
 UPSTREAM_SECRET = "sk-bench-fake-upstream-secret"  # noqa: S105 - the fake upstream's, not a real one
 HIGH = 2_000_000_000  # per-minute limits no run can reach
@@ -72,18 +77,28 @@ def setup(upstream: str) -> dict:
     org.save(update_fields=["settings"])
     access = access_for_user(org, user)
     with org_scope(org):
-        services.provider_account_create(
-            access=access,
-            name=ACCOUNT,
-            provider_type="openai",
-            base_url=f"{upstream}/v1",
-            models=[
-                {"name": MODEL, "input_price_per_million": 0.15, "output_price_per_million": 0.6}
-            ],
-            secret=UPSTREAM_SECRET,
-        )
+        for name, base in ((ACCOUNT, upstream), (STREAM_ACCOUNT, upstream + STREAM_PREFIX)):
+            services.provider_account_create(
+                access=access,
+                name=name,
+                provider_type="openai",
+                base_url=f"{base}/v1",
+                models=[
+                    {
+                        "name": MODEL,
+                        "input_price_per_million": 0.15,
+                        "output_price_per_million": 0.6,
+                    }
+                ],
+                secret=UPSTREAM_SECRET,
+            )
         access_rules.access_rules_replace(
-            access=access, document={"authz_rules": [{"models": [f"{ACCOUNT}/*"], "users": [SLUG]}]}
+            access=access,
+            document={
+                "authz_rules": [
+                    {"models": [f"{ACCOUNT}/*", f"{STREAM_ACCOUNT}/*"], "users": [SLUG]}
+                ]
+            },
         )
         key, plaintext = services.api_key_create(
             access=access,
@@ -95,6 +110,8 @@ def setup(upstream: str) -> dict:
     return {
         "key": plaintext,
         "model": f"{ACCOUNT}/{MODEL}",
+        "stream_model": f"{STREAM_ACCOUNT}/{MODEL}",
+        "stream_prefix": STREAM_PREFIX,
         "upstream_model": MODEL,
         "upstream_secret": UPSTREAM_SECRET,
         **counts,

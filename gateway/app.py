@@ -42,6 +42,7 @@ from gateway import (
     principals,
     ratelimit,
     responses,
+    singleflight,
     sizing,
     usage,
 )
@@ -60,7 +61,7 @@ from inferia.errors import (
     ValidationError,
     error_body,
 )
-from inferia.request_meta import RequestMeta, request_id_from
+from inferia.request_meta import RequestMeta, asgi_headers, request_id_from
 from keys import secret_refs
 from orgs.policy import unset_value
 
@@ -148,16 +149,12 @@ class Request:
         self.path: str = scope["path"]
         # As sent, still percent-encoded (a "/" inside an Azure deployment name is %2F).
         self.raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in scope["headers"]:
-            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]},{value}" if name in headers else value
-        self.headers = headers
+        self.headers = headers = asgi_headers(scope)
         # The server's id keys this call's records; the client's X-Request-ID is
         # echoed and stored as data only (two calls may send the same one).
         self.id = str(uuid.uuid4())
         self.request_id = request_id_from(headers.get("x-request-id"), self.id.replace("-", ""))
-        self.meta = RequestMeta.from_asgi(scope, request_id=self.request_id)
+        self.meta = RequestMeta.from_asgi(scope, request_id=self.request_id, headers=headers)
         self.client_ip = self.meta.ip
         self.secure = scope.get("scheme") == "https" or _proxied_https(headers)
 
@@ -326,16 +323,29 @@ async def _send_error(send, call: Call, error: InferiaError) -> None:
 # --- the caller ----------------------------------------------------------------------------
 
 
-async def _load_principal(raw: str, hint: str) -> principals.Principal:
+async def _build_principal(raw: str, hint: str) -> principals.Principal:
+    try:
+        principal = await orm(principals.build)(raw, hint)
+    except principals.EpochUnavailable:
+        # Redis is down: verified from the database for the requests waiting now only
+        # (never cached); the limits then fail too and the org's settings decide (_degraded).
+        return await orm(principals.build)(raw, hint, verify_only=True)
+    principals.remember(raw, hint, principal)
+    return principal
+
+
+async def _load_principal(
+    raw: str, hint: str, *, seen_epoch: int | None = None
+) -> principals.Principal:
+    """The cached principal, else one build per credential at a time: the requests that
+    miss together wait for it. A rebuild after a stale epoch (``seen_epoch``) joins only
+    a build started after that epoch was seen, never one that may predate the change."""
     principal = principals.cached(raw, hint)
     if principal is None:
-        try:
-            principal = await orm(principals.build)(raw, hint)
-        except principals.EpochUnavailable:
-            # Redis is down: verified from the database for this request only (never
-            # cached); the limits then fail too and the org's settings decide (_degraded).
-            return await orm(principals.build)(raw, hint, verify_only=True)
-        principals.remember(raw, hint, principal)
+        principal = await singleflight.run(
+            ("principal", principals.cache_key(raw, hint), seen_epoch),
+            lambda: _build_principal(raw, hint),
+        )
     # Every use, cache hit or not: a key's expiry or an access token's ``exp``.
     if principals.expired(principal):
         principals.forget(raw, hint)
@@ -519,12 +529,12 @@ def _in_client_terms(call: Call, error: ValidationError) -> ValidationError:
     return ValidationError(message, details=details)
 
 
-async def _rebuild(call: Call, raw: str, hint: str, attempt: int) -> None:
+async def _rebuild(call: Call, raw: str, hint: str, attempt: int, epoch: int) -> None:
     """The cached principal is older than the org's epoch: rebuild it (once)."""
     if attempt:
         raise ServiceUnavailable("Access changed during the request; retry")
     principals.forget(raw, hint)
-    call.principal = await _load_principal(raw, hint)
+    call.principal = await _load_principal(raw, hint, seen_epoch=epoch)
 
 
 async def _admitted(call: Call, raw: str, hint: str, raw_body: bytes) -> ratelimit.Decision:
@@ -547,8 +557,8 @@ async def _admitted(call: Call, raw: str, hint: str, raw_body: bytes) -> ratelim
             return await _limits_check(
                 call, count=True, reserve_tokens=reserve_tokens, reserve_cost=reserve_cost
             )
-        except ratelimit.StaleEpoch:
-            await _rebuild(call, raw, hint, attempt)
+        except ratelimit.StaleEpoch as stale:
+            await _rebuild(call, raw, hint, attempt, stale.epoch)
         except ratelimit.BackendUnavailable:
             return await _degraded(call, raw, hint, raw_body)
     raise ServiceUnavailable("Cannot verify credentials right now")
@@ -611,7 +621,10 @@ async def _secret_for(call: Call, route: principals.Route) -> str | None:
     502 (the manager answered no) or 503 (unreachable or not set up), named by its
     backend and failure class only, and audited."""
     try:
-        return await orm(principals.secret_for)(route)
+        return await singleflight.run(
+            ("secret", route.account_id, route.secret_version),
+            lambda: orm(principals.secret_for)(route),
+        )
     except (secret_refs.SecretRefError, ValidationError) as exc:
         if isinstance(exc, secret_refs.SecretRefError):
             scheme, failure = exc.scheme, exc.failure
@@ -753,8 +766,27 @@ async def _stream(
         events = call.dialect.stream_from_chat(call.client_body, events, usage_data)
 
     async def relay() -> None:
-        async for chunk in events:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        # Events that arrived together go out together: one write for what the upstream
+        # sent in one piece (nothing waits for the network: held only while more lines
+        # of the same piece are buffered).
+        batch: list[bytes] = []
+
+        async def flush() -> None:
+            body = batch[0] if len(batch) == 1 else b"".join(batch)
+            batch.clear()
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+
+        try:
+            async for chunk in events:
+                batch.append(chunk)
+                if not upstream.buffered_lines:
+                    await flush()
+        except Exception:
+            if batch:  # what was relayed before the break still reaches the client
+                await flush()
+            raise
+        if batch:
+            await flush()
 
     status, error_code = 200, ""
     relaying = asyncio.ensure_future(relay())
@@ -804,8 +836,8 @@ async def _models(call: Call, send, raw: str, hint: str, one: str | None = None)
         try:
             call.headers.update((await _limits_check(call, count=False)).headers)
             break
-        except ratelimit.StaleEpoch:
-            await _rebuild(call, raw, hint, attempt)
+        except ratelimit.StaleEpoch as stale:
+            await _rebuild(call, raw, hint, attempt, stale.epoch)
         except ratelimit.BackendUnavailable:
             # Fail closed: the shared store cannot confirm the credential is still valid.
             raise ServiceUnavailable("Cannot verify credentials right now") from None

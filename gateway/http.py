@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import ipaddress
 import weakref
 from collections.abc import AsyncIterator
 
 import aiohttp
+import yarl
 from aiohttp.abc import AbstractResolver
 from django.conf import settings
 
@@ -100,6 +102,9 @@ class UpstreamResponse:
         self._response = response
         self.status = response.status
         self.headers = response.headers
+        # Complete lines already received and not yet yielded by ``lines()``: while
+        # there are some, the next event is ready without waiting for the network.
+        self.buffered_lines = 0
 
     async def read(self) -> bytes:
         try:
@@ -116,7 +121,9 @@ class UpstreamResponse:
             async for chunk in self._response.content.iter_any():
                 pending += chunk
                 *complete, pending = pending.split(b"\n")
+                self.buffered_lines = len(complete)
                 for line in complete:
+                    self.buffered_lines -= 1
                     yield line.rstrip(b"\r").decode("utf-8", errors="replace")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _fault(exc) from exc
@@ -153,19 +160,30 @@ def session() -> aiohttp.ClientSession:
     return existing
 
 
-def _check_request(url: str, allowed: tuple[str, ...]) -> None:
-    """The rule for this request's host: an IP literal directly, a name on the
-    addresses a pooled connection to it may have (new connections: the resolver)."""
+@functools.lru_cache(maxsize=1024)
+def _parsed(url: str) -> tuple[yarl.URL, str, int, frozenset[str] | None]:
+    """The URL for aiohttp, its host and port, and the host as an address when it is an
+    IP literal (``None``: a name). Parsed once per URL: a provider's URLs are few."""
     host, port = ssrf.host_and_port(url)
     try:
         ipaddress.ip_address(host)
-        addresses: frozenset[str] = frozenset((host,))
+        literal: frozenset[str] | None = frozenset((host,))
     except ValueError:
-        addresses = _CONNECTED.get((host, port), frozenset())
+        literal = None
+    return yarl.URL(url), host, port, literal
+
+
+def _check_request(url: str, allowed: tuple[str, ...]) -> yarl.URL:
+    """The rule for this request's host: an IP literal directly, a name on the
+    addresses a pooled connection to it may have (new connections: the resolver).
+    Returns the parsed URL to request."""
+    parsed, host, port, literal = _parsed(url)
+    addresses = literal if literal is not None else _CONNECTED.get((host, port), frozenset())
     try:
         ssrf.check_addresses(host, port, addresses, allowed)
     except ValidationError as exc:
         raise UpstreamRefused("address not allowed") from exc
+    return parsed
 
 
 async def post(
@@ -173,10 +191,10 @@ async def post(
 ) -> UpstreamResponse:
     """POST to the upstream; ``allowed_private_hosts`` is the org's list (SSRF guard)."""
     allowed = tuple(allowed_private_hosts or ())
-    _check_request(url, allowed)
+    parsed = _check_request(url, allowed)
     token = _ALLOWED.set(allowed)
     try:
-        response = await session().post(url, data=body, headers=headers, allow_redirects=False)
+        response = await session().post(parsed, data=body, headers=headers, allow_redirects=False)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise _fault(exc) from exc
     finally:

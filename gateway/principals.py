@@ -92,12 +92,12 @@ _LOCK = threading.Lock()
 _SECRETS: dict[tuple, tuple[str, float]] = {}
 
 
-def _cache_key(raw: str, org_hint: str) -> str:
+def cache_key(raw: str, org_hint: str) -> str:
     return hashlib.sha256(f"{raw}\x00{org_hint}".encode()).hexdigest()
 
 
 def cached(raw: str, org_hint: str) -> Principal | None:
-    key = _cache_key(raw, org_hint)
+    key = cache_key(raw, org_hint)
     with _LOCK:
         entry = _CACHE.get(key)
         if entry is None:
@@ -110,7 +110,7 @@ def cached(raw: str, org_hint: str) -> Principal | None:
 
 
 def remember(raw: str, org_hint: str, principal: Principal) -> None:
-    key = _cache_key(raw, org_hint)
+    key = cache_key(raw, org_hint)
     with _LOCK:
         _CACHE[key] = principal
         _CACHE.move_to_end(key)
@@ -120,7 +120,7 @@ def remember(raw: str, org_hint: str, principal: Principal) -> None:
 
 def forget(raw: str, org_hint: str) -> None:
     with _LOCK:
-        _CACHE.pop(_cache_key(raw, org_hint), None)
+        _CACHE.pop(cache_key(raw, org_hint), None)
 
 
 def clear() -> None:

@@ -37,6 +37,15 @@ def client_ip_from(remote: str | None, forwarded: str) -> str | None:
     return remote
 
 
+def asgi_headers(scope: dict) -> dict[str, str]:
+    """An ASGI scope's headers by lower-case name, repeated ones joined by commas."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", []):
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    return headers
+
+
 @dataclass(frozen=True)
 class RequestMeta:
     ip: str | None = None
@@ -81,13 +90,17 @@ class RequestMeta:
 
     @classmethod
     def from_asgi(
-        cls, scope: dict, *, request_id: str = "", credential_kind: str = ""
+        cls,
+        scope: dict,
+        *,
+        request_id: str = "",
+        credential_kind: str = "",
+        headers: dict[str, str] | None = None,
     ) -> RequestMeta:
-        """From an ASGI HTTP scope (the gateway)."""
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in scope.get("headers", []):
-            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        """From an ASGI HTTP scope (the gateway); ``headers``: the scope's headers by
+        lower-case name (repeated ones joined by commas) when the caller has them."""
+        if headers is None:
+            headers = asgi_headers(scope)
         client = scope.get("client")
         return cls(
             ip=client_ip_from(client[0] if client else None, headers.get("x-forwarded-for", "")),

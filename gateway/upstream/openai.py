@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
+
+import orjson
 
 from gateway.upstream.base import UpstreamCall, join, sse, sse_events
 
@@ -49,7 +50,7 @@ async def stream_to_openai(
             yield sse("[DONE]")
             return
         try:
-            chunk = json.loads(data)
+            chunk = orjson.loads(data)
         except ValueError:
             continue
         if chunk.get("usage"):

@@ -72,3 +72,44 @@ def test_input_is_not_modified_and_cycles_of_depth_are_bounded():
         cursor["next"] = {}
         cursor = cursor["next"]
     assert REDACTED in json.dumps(redact(deep))
+
+
+# One sample per pattern, alone in its text (no other pattern's literal to lean on), in
+# the case the pattern allows: the literal pre-check must let each of them through.
+PATTERN_SAMPLES = [
+    "callback?secret=hunter2hunter2",
+    "eyJhbGciOiJI.eyJzdWIiOiIx.sig",
+    "ifr_ABCDEFGH_abcdefgh12",
+    "ifr_ABCDEFGHIJKLMNOPQRSTU",
+    "sk-ABCDEFGH1234",
+    "BEARER abc.def",
+    "BASIC QWxhZGRpbjpvcGVu",
+    "eyJhbGciOiJIUzI1",
+    "Someone@Example.ORG",
+]
+
+
+def test_the_literal_pre_check_lets_every_pattern_through():
+    from audit import redaction
+
+    patterns = [redaction._QUERY_SECRET, *redaction._PATTERNS]
+    assert len(PATTERN_SAMPLES) == len(patterns), "a new pattern needs a sample here"
+    for pattern, sample in zip(patterns, PATTERN_SAMPLES, strict=True):
+        assert pattern.search(sample), (pattern.pattern, sample)
+        assert redact_text(sample) != sample, (pattern.pattern, sample)
+        assert REDACTED in redact_text(f"prefix {sample} suffix")
+
+
+def test_text_without_any_literal_is_returned_as_it_is():
+    text = "POST /api/llm/v1/chat/completions 200 9f1c2b3a4d5e6f708192a3b4c5d6e7f8"
+    assert redact_text(text) is text
+
+
+def test_the_pre_check_spells_out_every_needle():
+    import inspect
+
+    from audit import redaction
+
+    source = inspect.getsource(redaction.redact_text)
+    for needle in redaction._NEEDLES:
+        assert f'"{needle}" in lowered' in source, needle

@@ -11,6 +11,8 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from inferia.server import uvicorn_command
+
 
 class Command(BaseCommand):
     help = "Serve on 127.0.0.1:$PORT with uvicorn, plus a Celery worker and beat."
@@ -23,19 +25,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         python = sys.executable
         commands = {
-            "web": [
-                python,
-                "-m",
-                "uvicorn",
-                "inferia.asgi:application",
-                "--host",
-                options["host"],
-                "--port",
-                str(options["port"]),
-                "--no-access-log",
-                "--lifespan",
-                "on",
-            ],
+            "web": uvicorn_command(python, options["host"], options["port"]),
         }
         if not options["no_worker"]:
             commands["worker"] = [
