@@ -359,6 +359,10 @@ INFERIA_GATEWAY_DEFAULT_KEY_RPM = env.int("INFERIA_GATEWAY_DEFAULT_KEY_RPM", def
 INFERIA_GATEWAY_DEFAULT_KEY_TPM = env.int("INFERIA_GATEWAY_DEFAULT_KEY_TPM", default=1_000_000)
 INFERIA_GATEWAY_CONNECT_TIMEOUT = env.float("INFERIA_GATEWAY_CONNECT_TIMEOUT", default=5.0)
 INFERIA_GATEWAY_READ_TIMEOUT = env.float("INFERIA_GATEWAY_READ_TIMEOUT", default=120.0)
+# An upstream answer (or one server-sent event line) larger than this is 502, unread.
+INFERIA_GATEWAY_MAX_UPSTREAM_BYTES = env.int(
+    "INFERIA_GATEWAY_MAX_UPSTREAM_BYTES", default=10 * 1024 * 1024
+)
 INFERIA_GATEWAY_CACHE_SECONDS = env.int("INFERIA_GATEWAY_CACHE_SECONDS", default=60)
 INFERIA_GATEWAY_CACHE_SIZE = env.int("INFERIA_GATEWAY_CACHE_SIZE", default=10_000)
 # Gateway requests refused before a caller is known (no or bad credential), per client address.

@@ -112,15 +112,19 @@ def count(log: Path, wait: float) -> dict:
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     answered = sorted({line["rid"] for line in lines if 200 <= line["status"] < 300})
     deadline = time.monotonic() + wait
+    drained_before = False
     while True:
+        stream = _stream_state()
         usage_n = _counts(UsageRecord, answered)
         audit_n = _counts(AuditRecord, answered, action__startswith="inference:")
-        stream = _stream_state()
         missing = [rid for rid in answered if not usage_n[rid] or not audit_n[rid]]
+        # Drained: nothing waits in the stream, nothing read and unacknowledged. Seen
+        # twice in a row (a batch between two looks), nothing more can arrive.
         drained = stream["length"] == 0 and stream["pending"] == 0
-        if (drained and not missing) or time.monotonic() > deadline:
+        if (drained and (not missing or drained_before)) or time.monotonic() > deadline:
             break
-        time.sleep(1.0)
+        drained_before = drained
+        time.sleep(2.0)
     tokens: dict[str, int] = {}
     degraded_tokens: dict[str, int] = {}
     for org in Organization.objects.all():
