@@ -143,16 +143,15 @@ def test_redis_unavailable_10s_follows_each_orgs_choice_and_no_quota_is_overrun(
     seconds = fault_seconds()
     load = stack.loadgen("main", mix, seconds)
     load.sleep_until(seconds / 2 - 5)
-    stopped_at = time.time()
+    stop_sent = time.time()
     stack.redis.stop()
-    time.sleep(10)
+    down_at = time.time()  # Redis has exited
+    time.sleep(max(0.0, stop_sent + 10 - down_at))
+    up_from = time.time()  # before Redis starts: what answered before this was inside
     stack.redis.start()
-    started_at = time.time()
     lines = load.wait()
 
-    inside = [
-        line for line in lines if line["sent"] > stopped_at + 1 and line["answered"] < started_at
-    ]
+    inside = [line for line in lines if line["sent"] > down_at and line["answered"] < up_from]
     denied = [line for line in inside if line["kind"] == "deny"]
     allowed = [line for line in inside if line["kind"] == "allow"]
     assert denied and allowed, _statuses(lines)
@@ -184,21 +183,21 @@ def test_postgres_restart_keeps_warm_principals_and_the_api_answers_503(
     seconds = fault_seconds()
     load = stack.loadgen("main", _mix(info["orgs"]["acme"]["key"]), seconds)
     load.sleep_until(seconds / 2 - 4)
-    down_at = time.time()
     own_postgres.stop("fast")
+    down_at = time.time()  # the server has exited
     probes = []
     while time.time() < down_at + 8:
         probes.append(api.get("/api/v1/orgs/acme"))
         time.sleep(0.5)
+    up_at = time.time()  # before it starts again
     own_postgres.start()
-    up_at = time.time()
     lines = load.wait()
 
     for response in probes:
         assert response.status_code == 503, (response.status_code, response.text[:300])
         assert response.headers["content-type"].startswith("application/json")
         assert response.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
-    during = [line for line in lines if line["sent"] > down_at + 0.5 and line["answered"] < up_at]
+    during = [line for line in lines if line["sent"] > down_at and line["answered"] < up_at]
     assert during and all(map(_ok, during)), _statuses(during)
     assert api.get("/api/v1/orgs/acme").status_code == 200
     _assert_exactly_once(_recorded(stack, load))
