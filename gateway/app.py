@@ -605,6 +605,8 @@ def _upstream_error(
         message = orjson.loads(content).get("error", {}).get("message", "")
     except (orjson.JSONDecodeError, AttributeError):
         message = ""
+        if text.lstrip()[:1] == "<":  # an HTML page (a proxy's): markup, not a message
+            text = ""
     message = _sanitize(str(message or text or f"HTTP {status}"), secret_plaintext)
     if status == 429:
         retry = headers.get("retry-after")

@@ -13,8 +13,8 @@ Every call carries a unique ``X-Request-ID`` (``<prefix>-<n>``) and is logged as
 one JSON line, written and flushed as soon as its answer is complete (a line
 per call survives the generator being stopped): the request id, the kind, the
 status (0 when no HTTP answer came: connection refused or dropped), when it was
-sent and answered (Unix seconds), the error envelope's ``code`` and whether
-the envelope had the contract's shape, and for a stream whether an error event
+sent and answered (Unix seconds), the error envelope's ``code`` and
+``message`` and whether the envelope had the contract's shape, and for a stream whether an error event
 came instead of ``[DONE]``. No Django: it talks HTTP like any client.
 """
 
@@ -33,19 +33,19 @@ import httpx
 ENVELOPE_KEYS = {"code", "message", "details", "type"}
 
 
-def _envelope(response: httpx.Response) -> tuple[str, bool]:
-    """(error code, whether the body is the contract's JSON envelope)."""
+def _envelope(response: httpx.Response) -> tuple[str, str, bool]:
+    """(error code, message, whether the body is the contract's JSON envelope)."""
     if not response.headers.get("content-type", "").startswith("application/json"):
-        return "", False
+        return "", "", False
     try:
         body = response.json()
     except ValueError:
-        return "", False
+        return "", "", False
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict) or set(body) != {"error"}:
-        return "", False
+        return "", "", False
     shaped = set(error) == ENVELOPE_KEYS and isinstance(error.get("message"), str)
-    return str(error.get("code", "")), shaped
+    return str(error.get("code", "")), str(error.get("message", ""))[:300], shaped
 
 
 async def _call(client: httpx.AsyncClient, kind: dict, rid: str) -> dict:
@@ -70,14 +70,14 @@ async def _call(client: httpx.AsyncClient, kind: dict, rid: str) -> dict:
                 line["stream_error"] = '"error"' in text and "[DONE]" not in text
                 line["stream_done"] = "[DONE]" in text
             else:
-                line["code"], line["envelope"] = _envelope(response)
+                line["code"], line["message"], line["envelope"] = _envelope(response)
         else:
             response = await client.post(
                 "/api/llm/v1/chat/completions", json=body, headers=headers
             )
             line["status"] = response.status_code
             if response.status_code >= 400:
-                line["code"], line["envelope"] = _envelope(response)
+                line["code"], line["message"], line["envelope"] = _envelope(response)
             line["bytes"] = len(response.content)
         line["echoed"] = response.headers.get("x-request-id") == rid
     except httpx.HTTPError as exc:

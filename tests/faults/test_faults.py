@@ -262,6 +262,10 @@ def test_upstream_faults_are_clean_errors_and_leak_no_connection(stack):
                 (line["status"], line.get("code"), line.get("envelope")) == (status, code, True)
                 for line in seen
             ), _statuses(seen)
+            # A clean message: no upstream markup, no upstream secret.
+            assert not any("<" in line["message"] or "sk-" in line["message"] for line in seen), {
+                line["message"] for line in seen
+            }
     # Right after the load: at most one idle keep-alive connection per concurrent call
     # (the pool's), then none once the keep-alive expires; everything else as before.
     assert stack.connections_to({stack.upstream_port}) <= 2 + 4
