@@ -185,6 +185,25 @@ if DATABASE_URL:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         DATABASES["default"]["OPTIONS"] = _SQLITE_OPTIONS | DATABASES["default"].get("OPTIONS", {})
+    # A pooler in transaction mode (pgbouncer's pool_mode=transaction) hands each
+    # transaction to any server connection: nothing may outlive one. So no server-side
+    # cursors (QuerySet.iterator() DECLAREs one by default) and no prepared statements:
+    # Django binds client-side (psycopg prepares nothing), kept so here even if
+    # OPTIONS ask for server-side binding (psycopg would prepare a query after its
+    # 5th run; prepare_threshold=None never does). Django's own pool stays off.
+    INFERIA_DB_POOLER = env.str("INFERIA_DB_POOLER", default="")
+    if INFERIA_DB_POOLER not in ("", "pgbouncer"):
+        raise ImproperlyConfigured("INFERIA_DB_POOLER must be empty or 'pgbouncer'")
+    if INFERIA_DB_POOLER and "postgresql" not in DATABASES["default"]["ENGINE"]:
+        raise ImproperlyConfigured("INFERIA_DB_POOLER=pgbouncer needs a PostgreSQL DATABASE_URL")
+    if INFERIA_DB_POOLER:
+        DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+        DATABASES["default"]["OPTIONS"] = {
+            **DATABASES["default"].get("OPTIONS", {}),
+            "server_side_binding": False,
+            "prepare_threshold": None,
+            "pool": False,
+        }
 else:
     DATABASES = {
         "default": {
