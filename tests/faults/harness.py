@@ -123,7 +123,9 @@ class Process:
         deadline = time.monotonic() + timeout
         while not printed():
             if time.monotonic() > deadline:
-                raise AssertionError(f"{self.name} never printed {text!r}:\n{self.output()[-3000:]}")
+                raise AssertionError(
+                    f"{self.name} never printed {text!r}:\n{self.output()[-3000:]}"
+                )
             time.sleep(0.1)
 
 

@@ -72,9 +72,7 @@ async def _call(client: httpx.AsyncClient, kind: dict, rid: str) -> dict:
             else:
                 line["code"], line["message"], line["envelope"] = _envelope(response)
         else:
-            response = await client.post(
-                "/api/llm/v1/chat/completions", json=body, headers=headers
-            )
+            response = await client.post("/api/llm/v1/chat/completions", json=body, headers=headers)
             line["status"] = response.status_code
             if response.status_code >= 400:
                 line["code"], line["message"], line["envelope"] = _envelope(response)
@@ -89,9 +87,7 @@ async def _call(client: httpx.AsyncClient, kind: dict, rid: str) -> dict:
 
 async def run(args: argparse.Namespace) -> dict:
     kinds = json.loads(Path(args.mix).read_text())
-    schedule = itertools.cycle(
-        [kind for kind in kinds for _ in range(int(kind.get("weight", 1)))]
-    )
+    schedule = itertools.cycle([kind for kind in kinds for _ in range(int(kind.get("weight", 1)))])
     counter = itertools.count()
     fd = os.open(args.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     deadline = time.monotonic() + args.seconds

@@ -78,7 +78,9 @@ def setup(spec: dict) -> dict:
                 name="faults",
                 permissions=["inference:run", "inference:stream", "model:read"],
             )
-            ApiKey.objects.filter(pk=key.pk).update(requests_per_minute=HIGH, tokens_per_minute=HIGH)
+            ApiKey.objects.filter(pk=key.pk).update(
+                requests_per_minute=HIGH, tokens_per_minute=HIGH
+            )
         result["orgs"][org.slug] = {"id": str(org.pk), "key": plaintext}
     result["jwt"] = auth.token_pair_issue(user=user).access_token
     return result
