@@ -19,7 +19,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.faults.harness import fault_seconds
+from tests.faults.harness import LoadGen, fault_seconds
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.redis]
 
@@ -37,6 +37,15 @@ def _mix(key: str, name: str = "chat") -> list[dict]:
         {"name": name, "key": key, "model": CHAT, "weight": 3},
         {"name": f"{name}-stream", "key": key, "model": CHAT, "stream": True},
     ]
+
+
+def _load_to_midpoint(stack) -> tuple[LoadGen, float]:
+    """Org acme and its key, under load for ``fault_seconds()``; returns at the midpoint."""
+    key = _setup(stack, {"slug": "acme", "models": [MODEL]})["orgs"]["acme"]["key"]
+    seconds = fault_seconds()
+    load = stack.loadgen("main", _mix(key), seconds)
+    load.sleep_until(seconds / 2)
+    return load, seconds
 
 
 def _ok(line: dict) -> bool:
@@ -63,10 +72,7 @@ def _statuses(lines: list[dict]) -> Counter:
 
 @pytest.mark.parametrize("component", ["web", "worker", "beat"])
 def test_kill9_mid_load_every_answer_recorded_exactly_once(stack, component):
-    key = _setup(stack, {"slug": "acme", "models": [MODEL]})["orgs"]["acme"]["key"]
-    seconds = fault_seconds()
-    load = stack.loadgen("main", _mix(key), seconds)
-    load.sleep_until(seconds / 2)
+    load, seconds = _load_to_midpoint(stack)
     killed_at = stack.processes[component].kill9()
     time.sleep(1)
     stack.restart(component)
@@ -84,10 +90,7 @@ def test_kill9_mid_load_every_answer_recorded_exactly_once(stack, component):
 
 
 def test_redis_graceful_restart_loses_nothing(stack):
-    key = _setup(stack, {"slug": "acme", "models": [MODEL]})["orgs"]["acme"]["key"]
-    seconds = fault_seconds()
-    load = stack.loadgen("main", _mix(key), seconds)
-    load.sleep_until(seconds / 2)
+    load, seconds = _load_to_midpoint(stack)
     stack.redis.stop()
     stack.redis.start()
     restarted_at = time.time()
@@ -100,10 +103,7 @@ def test_redis_kill9_loses_at_most_the_last_second(stack):
     """AOF with ``appendfsync everysec``: a crash loses at most the last second of
     writes (README). Counted: every 2xx without a record must have been answered in
     the second before the kill."""
-    key = _setup(stack, {"slug": "acme", "models": [MODEL]})["orgs"]["acme"]["key"]
-    seconds = fault_seconds()
-    load = stack.loadgen("main", _mix(key), seconds)
-    load.sleep_until(seconds / 2)
+    load, seconds = _load_to_midpoint(stack)
     killed_at = stack.redis.kill9()
     stack.redis.start()
     restarted_at = time.time()
@@ -280,10 +280,7 @@ def test_upstream_faults_are_clean_errors_and_leak_no_connection(stack):
 
 
 def test_poison_entry_goes_to_the_dead_letters_and_never_blocks_the_batch(stack):
-    key = _setup(stack, {"slug": "acme", "models": [MODEL]})["orgs"]["acme"]["key"]
-    seconds = fault_seconds()
-    load = stack.loadgen("main", _mix(key), seconds)
-    load.sleep_until(seconds / 2)
+    load, seconds = _load_to_midpoint(stack)
     poisons = [
         b"this is not JSON",
         orjson.dumps({"id": "not-a-uuid", "created_at": "yesterday"}),
