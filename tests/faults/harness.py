@@ -38,6 +38,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (10,000 above, at most 65535) is free too."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20_000, 45_000)  # noqa: S311 - a port, not a secret
+        try:
+            for candidate in (port, port + 10_000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
 def fault_seconds() -> float:
     """How long each scenario's load runs: ``INFERIA_FAULTS_SECONDS`` (60), never less
     than 60 in CI."""
@@ -146,7 +162,7 @@ REDIS_PERSISTENCE = [
 
 class RedisNode:
     def __init__(self, workdir: Path, name: str, extra: list[str] | None = None) -> None:
-        self.port = free_port()
+        self.port = free_cluster_port() if extra else free_port()
         self.dir = workdir / name
         self.dir.mkdir(parents=True, exist_ok=True)
         cmd = [
@@ -247,11 +263,14 @@ class ClusterRedis(SingleRedis):
                 timeout=60,
             )
             self.created = True
-        wait_until(
-            lambda: b"cluster_state:ok" in self.nodes[0].client().execute_command("CLUSTER INFO"),
-            30,
-            "the cluster to be ok",
-        )
+
+        def cluster_ok() -> bool:
+            info = self.nodes[0].client().execute_command("CLUSTER INFO")
+            if isinstance(info, dict):  # redis-py parses the reply
+                return info.get("cluster_state") == "ok"
+            return b"cluster_state:ok" in info
+
+        wait_until(cluster_ok, 30, "the cluster to be ok")
 
 
 def make_redis(topology: str, workdir: Path) -> SingleRedis:
