@@ -11,6 +11,7 @@ durability promise allows (README, "Running in production").
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from urllib.parse import urlsplit
@@ -53,7 +54,11 @@ def _ok(line: dict) -> bool:
 
 
 def _recorded(stack, load, wait: float = 150) -> dict:
-    return stack.ctl("count", "--log", str(load.log), "--wait", str(wait))
+    """The records of the load's answers, after ingest drained; kept next to the
+    processes' logs (``counts-<load>.json``) for the report."""
+    result = stack.ctl("count", "--log", str(load.log), "--wait", str(wait))
+    (stack.workdir / f"counts-{load.name}.json").write_text(json.dumps(result, indent=1))
+    return result
 
 
 def _assert_exactly_once(result: dict) -> None:
