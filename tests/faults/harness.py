@@ -115,14 +115,7 @@ class Process:
         return moment
 
     def stop(self, timeout: float = 20) -> None:
-        if not self.alive():
-            return
-        os.killpg(self.pid, signal.SIGTERM)
-        try:
-            self.popen.wait(timeout=timeout)  # type: ignore[union-attr]
-        except subprocess.TimeoutExpired:
-            os.killpg(self.pid, signal.SIGKILL)
-            self.popen.wait(timeout=10)  # type: ignore[union-attr]
+        stop_all([self], timeout)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -143,6 +136,22 @@ class Process:
                     f"{self.name} never printed {text!r}:\n{self.output()[-3000:]}"
                 )
             time.sleep(0.1)
+
+
+def stop_all(processes: list[Process], timeout: float = 20) -> None:
+    """SIGTERM to every one at once (graceful: uvicorn drains, Celery warm-shuts down,
+    Redis syncs its AOF), then wait; SIGKILL what is left after ``timeout``."""
+    alive = [process for process in processes if process.alive()]
+    for process in alive:
+        os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in alive:
+        assert process.popen is not None
+        try:
+            process.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.popen.wait(timeout=10)
 
 
 # --- Redis, by topology -------------------------------------------------------------
@@ -475,8 +484,10 @@ class Stack:
         self.wait_ready(name)
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            process.stop()
+        # The fake upstream may hold stalled calls (minutes long): it is a test double,
+        # killed rather than drained.
+        self.processes["upstream"].kill9()
+        stop_all(list(self.processes.values()))
 
     def ctl(self, *args: str, stdin: Any = None, timeout: float = 300) -> dict:
         """Run stackctl.py with the stack's environment; its JSON answer."""
