@@ -221,8 +221,7 @@ class SingleRedis:
             node.start()
 
     def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()
+        stop_all([node.process for node in self.nodes])
 
     def kill9(self) -> float:
         return min(node.process.kill9() for node in self.nodes)

@@ -4,13 +4,15 @@ worker, whichever PostgreSQL server that is).
 
     python tests/faults/stackctl.py setup < spec.json     # orgs, accounts, keys: JSON
     python tests/faults/stackctl.py count --log answers.jsonl --wait 120
+    python tests/faults/stackctl.py poison < entries.json  # raw entries into the stream
 
 ``setup`` makes the fixtures through the product's own services (as
 ``bench/setup_bench.py`` does). ``count`` matches the load generator's log of
 answers against the records, by request id: for every 2xx answer, how many usage
 records and how many audit records exist (missing and duplicates counted
 separately), waiting up to ``--wait`` seconds for ingest to drain the stream
-first. It never decides pass or fail: the test does.
+first. ``poison`` appends raw entries to the usage stream the way the gateway
+names and reaches it. It never decides pass or fail: the test does.
 """
 
 from __future__ import annotations
@@ -158,16 +160,25 @@ def count(log: Path, wait: float) -> dict:
     }
 
 
+def poison(entries: list[str]) -> dict:
+    client = redis_client.client()
+    ids = [client.xadd(usage.STREAM, {"entry": entry.encode()}) for entry in entries]
+    return {"stream": usage.STREAM, "ids": [i.decode() for i in ids]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("setup")
+    sub.add_parser("poison")
     p_count = sub.add_parser("count")
     p_count.add_argument("--log", type=Path, required=True)
     p_count.add_argument("--wait", type=float, default=0.0)
     args = parser.parse_args()
     if args.command == "setup":
         result = setup(json.load(sys.stdin))
+    elif args.command == "poison":
+        result = poison(json.load(sys.stdin))
     else:
         result = count(args.log, args.wait)
     print(json.dumps(result))
