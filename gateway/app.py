@@ -337,7 +337,14 @@ async def _load_principal(raw: str, hint: str) -> principals.Principal:
             # Redis is down: verified from the database for this request only (never
             # cached); the limits then fail too and the org's settings decide (_degraded).
             return await orm(principals.build)(raw, hint, verify_only=True)
-        principals.remember(raw, hint, principal)
+        except principals.DatabaseUnavailable:
+            # The database is down, Redis is not: a recently expired snapshot stands in
+            # (the limit script still checks its epoch), else 503.
+            principal = principals.cached(raw, hint, stale=True)
+            if principal is None:
+                raise
+        else:
+            principals.remember(raw, hint, principal)
     # Every use, cache hit or not: a key's expiry or an access token's ``exp``.
     if principals.expired(principal):
         principals.forget(raw, hint)

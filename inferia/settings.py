@@ -384,6 +384,8 @@ INFERIA_GATEWAY_MAX_UPSTREAM_BYTES = env.int(
 )
 INFERIA_GATEWAY_CACHE_SECONDS = env.int("INFERIA_GATEWAY_CACHE_SECONDS", default=60)
 INFERIA_GATEWAY_CACHE_SIZE = env.int("INFERIA_GATEWAY_CACHE_SIZE", default=10_000)
+# How long past its lifetime a cached principal stands in while the database is down.
+INFERIA_GATEWAY_CACHE_STALE_SECONDS = env.int("INFERIA_GATEWAY_CACHE_STALE_SECONDS", default=600)
 # Gateway requests refused before a caller is known (no or bad credential), per client address.
 INFERIA_GATEWAY_ANONYMOUS_RPM = env.int("INFERIA_GATEWAY_ANONYMOUS_RPM", default=300)
 INFERIA_GATEWAY_REDIS_TIMEOUT = env.float("INFERIA_GATEWAY_REDIS_TIMEOUT", default=1.0)

@@ -113,7 +113,10 @@ def own_postgres():
 
 @pytest.fixture
 def stack_on_own_postgres(own_postgres, tmp_path, redis_topology):
-    built = _stack(tmp_path, redis_topology, own_postgres.url())
+    """The stack on the test's own PostgreSQL, with a principal cache lifetime (5 s)
+    shorter than the outage, so every warm principal expires while the database is
+    down (the stale allowance, not luck, keeps them serving)."""
+    built = _stack(tmp_path, redis_topology, own_postgres.url(), INFERIA_GATEWAY_CACHE_SECONDS="5")
     try:
         built.migrate()
         built.start()
