@@ -330,6 +330,13 @@ async def _build_principal(raw: str, hint: str) -> principals.Principal:
         # Redis is down: verified from the database for the requests waiting now only
         # (never cached); the limits then fail too and the org's settings decide (_degraded).
         return await orm(principals.build)(raw, hint, verify_only=True)
+    except principals.DatabaseUnavailable:
+        # The database is down, Redis is not: a recently expired snapshot stands in
+        # (the limit script still checks its epoch, so a revoke still refuses it), else 503.
+        stale = principals.cached(raw, hint, stale=True)
+        if stale is None:
+            raise
+        return stale
     principals.remember(raw, hint, principal)
     return principal
 
@@ -598,6 +605,8 @@ def _upstream_error(
         message = orjson.loads(content).get("error", {}).get("message", "")
     except (orjson.JSONDecodeError, AttributeError):
         message = ""
+        if text.lstrip()[:1] == "<":  # an HTML page (a proxy's): markup, not a message
+            text = ""
     message = _sanitize(str(message or text or f"HTTP {status}"), secret_plaintext)
     if status == 429:
         retry = headers.get("retry-after")

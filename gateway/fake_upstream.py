@@ -11,6 +11,9 @@ it through the gateway exactly as a client would:
 - ``fake-reset``: starts an answer, then drops the connection mid-body (an
   exception before the answer would only make uvicorn send a 500);
 - ``fake-redirect``: answers 307 to another host (must not be followed);
+- ``fake-html-<status>``: an HTML page with that status (a proxy or a login page in
+  front of the provider);
+- ``fake-huge``: a well-formed answer of more than 10 MiB (``HUGE_BYTES``);
 - ``fake-stream-slow-<ms>``: streams chunks that far apart;
 - ``fake-stream-reset``: streams two chunks, then drops the connection;
 - ``fake-tool-call``: calls the request's first tool with ``{"city": "Paris"}``
@@ -47,6 +50,7 @@ from typing import Any
 RECORDED: list[dict[str, Any]] = []
 RECORD = True  # benchmarks turn it off (--no-record) so memory stays flat
 WORDS = ["Hello", " from", " the", " fake", " upstream", "."]
+HUGE_BYTES = 10 * 1024 * 1024 + 4096
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -473,6 +477,26 @@ async def app(scope, receive, send) -> None:
         raise ConnectionResetError(
             "fake reset"
         )  # the answer has started: uvicorn drops the connection
+    if match := re.match(r"^fake-html-(\d{3})$", model):
+        page = b"<!DOCTYPE html><html><head><title>Bad Gateway</title></head>"
+        page += b"<body><h1>502 Bad Gateway</h1><hr><center>nginx</center></body></html>"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": int(match.group(1)),
+                "headers": [
+                    (b"content-type", b"text/html"),
+                    (b"content-length", b"%d" % len(page)),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": page})
+        return
+    if model == "fake-huge":
+        answer = _chat_completion(model, body)
+        answer["choices"][0]["message"]["content"] = "a" * HUGE_BYTES
+        await _send_json(send, 200, answer)
+        return
     if model == "fake-redirect":
         await send(
             {

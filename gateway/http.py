@@ -3,7 +3,8 @@
 ``post(url, headers, body)`` returns an :class:`UpstreamResponse` whose body is
 read whole (``read``) or line by line (``lines``, for server-sent events).
 Faults come out as :class:`UpstreamUnreachable` (refused, reset, broken
-answer) or :class:`UpstreamTimeout` (connect or read timeout), nothing else.
+answer, an answer or a line over ``INFERIA_GATEWAY_MAX_UPSTREAM_BYTES``) or
+:class:`UpstreamTimeout` (connect or read timeout), nothing else.
 
 Transport: aiohttp, chosen by the benchmark (README.md, Benchmark): on one core it
 carried several times the requests of httpx's default transport. The session
@@ -107,8 +108,19 @@ class UpstreamResponse:
         self.buffered_lines = 0
 
     async def read(self) -> bytes:
+        """The whole body; over the size limit, the connection is dropped unread."""
+        limit = settings.INFERIA_GATEWAY_MAX_UPSTREAM_BYTES
+        body = bytearray()
         try:
-            return await self._response.read()
+            if (self._response.content_length or 0) > limit:
+                self._response.close()
+                raise UpstreamUnreachable("answer too large")
+            async for chunk in self._response.content.iter_any():
+                body += chunk
+                if len(body) > limit:
+                    self._response.close()
+                    raise UpstreamUnreachable("answer too large")
+            return bytes(body)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _fault(exc) from exc
         finally:
@@ -121,6 +133,8 @@ class UpstreamResponse:
             async for chunk in self._response.content.iter_any():
                 pending += chunk
                 *complete, pending = pending.split(b"\n")
+                if len(pending) > settings.INFERIA_GATEWAY_MAX_UPSTREAM_BYTES:
+                    raise UpstreamUnreachable("line too long")
                 self.buffered_lines = len(complete)
                 for line in complete:
                     self.buffered_lines -= 1

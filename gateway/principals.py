@@ -7,6 +7,10 @@ Snapshots are keyed by a SHA-256 of the credential (never the credential), live
 at most ``INFERIA_GATEWAY_CACHE_SECONDS``, and are dropped as soon as the org's
 epoch moves (checked on every request), so a revoke takes effect at once.
 The epoch is read *before* the rows, so a change racing a rebuild is caught.
+While the database cannot rebuild one, a snapshot up to
+``INFERIA_GATEWAY_CACHE_STALE_SECONDS`` past its lifetime stands in (``stale``):
+the epoch check in Redis still refuses it as soon as the org's access changes,
+and the credential's expiry is still checked on every use.
 """
 
 from __future__ import annotations
@@ -96,15 +100,21 @@ def cache_key(raw: str, org_hint: str) -> str:
     return hashlib.sha256(f"{raw}\x00{org_hint}".encode()).hexdigest()
 
 
-def cached(raw: str, org_hint: str) -> Principal | None:
+def cached(raw: str, org_hint: str, *, stale: bool = False) -> Principal | None:
+    """The live snapshot; with ``stale``, one past its lifetime by at most
+    ``INFERIA_GATEWAY_CACHE_STALE_SECONDS`` (for when the database is down)."""
     key = cache_key(raw, org_hint)
     with _LOCK:
         entry = _CACHE.get(key)
         if entry is None:
             return None
-        if time.monotonic() - entry.built_at > settings.INFERIA_GATEWAY_CACHE_SECONDS:
+        age = time.monotonic() - entry.built_at
+        lifetime = settings.INFERIA_GATEWAY_CACHE_SECONDS
+        if age > lifetime + settings.INFERIA_GATEWAY_CACHE_STALE_SECONDS:
             _CACHE.pop(key, None)
             return None
+        if age > lifetime and not stale:
+            return None  # kept (LRU-bounded) to stand in while the database is down
         _CACHE.move_to_end(key)
         return entry
 
@@ -161,6 +171,10 @@ def route_of(account: ProviderAccount, entry: dict) -> Route:
         output_price_per_million=float(entry.get("output_price_per_million") or 0),
         secret_version=f"{account.secret_updated_at}:{account.secret_ref}",
     )
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database could not resolve the credential (Redis answered)."""
 
 
 class EpochUnavailable(ServiceUnavailable):
@@ -228,7 +242,9 @@ def build(raw: str, org_hint: str, *, verify_only: bool = False) -> Principal:
         return project(access, epoch=epoch)
     except EpochUnavailable:
         raise
-    except (DatabaseError, store.StoreUnavailable) as exc:
+    except DatabaseError as exc:
+        raise DatabaseUnavailable("Cannot verify credentials right now") from exc
+    except store.StoreUnavailable as exc:
         raise ServiceUnavailable("Cannot verify credentials right now") from exc
 
 

@@ -133,6 +133,14 @@ def error_response(
     return response
 
 
+def database_unavailable(exc: Exception) -> ServiceUnavailable:
+    """Fail closed: nothing is allowed when the database (or the shared store) cannot
+    answer (503, retry in 5 s). The one rule for DRF views and for what fails around them (the request's
+    own audit record, middleware): never a 500."""
+    logger.error("database unavailable: %s", type(exc).__name__)
+    return ServiceUnavailable(retry_after=5)
+
+
 def response_for_error(error: InferiaError) -> JsonResponse:
     return error_response(error.code, error.message, error.status, error.details, error.retry_after)
 
@@ -190,11 +198,11 @@ def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, DatabaseError | StoreUnavailable):
         # Fail closed: nothing is allowed when the database (or the shared store:
         # login throttles, epochs) cannot answer.
-        logger.error("database or store unavailable: %s", type(exc).__name__)
+        error = database_unavailable(exc)
         return Response(
-            error_body(ErrorCode.SERVICE_UNAVAILABLE, "Service temporarily unavailable"),
-            status=503,
-            headers={"Retry-After": "5"},
+            error_body(error.code, error.message),
+            status=error.status,
+            headers={"Retry-After": str(error.retry_after)},
         )
     if isinstance(exc, RequestDataTooBig):
         return Response(

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 
-from inferia.errors import ErrorCode, error_response
+from inferia.errors import ErrorCode, database_unavailable, error_response, response_for_error
 from inferia.request_meta import request_id_from
 
 if TYPE_CHECKING:
@@ -49,6 +50,9 @@ class RequestIdMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, RequestDataTooBig):
             return error_response(ErrorCode.PAYLOAD_TOO_LARGE, "Request body is too large", 413)
+        if isinstance(exception, DatabaseError) and _wants_envelope(request):
+            # Outside a DRF view's own handler (e.g. writing the request's audit record).
+            return response_for_error(database_unavailable(exception))
         return None
 
 

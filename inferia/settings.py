@@ -185,6 +185,25 @@ if DATABASE_URL:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         DATABASES["default"]["OPTIONS"] = _SQLITE_OPTIONS | DATABASES["default"].get("OPTIONS", {})
+    # A pooler in transaction mode (pgbouncer's pool_mode=transaction) hands each
+    # transaction to any server connection: nothing may outlive one. So no server-side
+    # cursors (QuerySet.iterator() DECLAREs one by default) and no prepared statements:
+    # Django binds client-side (psycopg prepares nothing), kept so here even if
+    # OPTIONS ask for server-side binding (psycopg would prepare a query after its
+    # 5th run; prepare_threshold=None never does). Django's own pool stays off.
+    INFERIA_DB_POOLER = env.str("INFERIA_DB_POOLER", default="")
+    if INFERIA_DB_POOLER not in ("", "pgbouncer"):
+        raise ImproperlyConfigured("INFERIA_DB_POOLER must be empty or 'pgbouncer'")
+    if INFERIA_DB_POOLER and "postgresql" not in DATABASES["default"]["ENGINE"]:
+        raise ImproperlyConfigured("INFERIA_DB_POOLER=pgbouncer needs a PostgreSQL DATABASE_URL")
+    if INFERIA_DB_POOLER:
+        DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+        DATABASES["default"]["OPTIONS"] = {
+            **DATABASES["default"].get("OPTIONS", {}),
+            "server_side_binding": False,
+            "prepare_threshold": None,
+            "pool": False,
+        }
 else:
     DATABASES = {
         "default": {
@@ -366,8 +385,14 @@ INFERIA_GATEWAY_DEFAULT_KEY_RPM = env.int("INFERIA_GATEWAY_DEFAULT_KEY_RPM", def
 INFERIA_GATEWAY_DEFAULT_KEY_TPM = env.int("INFERIA_GATEWAY_DEFAULT_KEY_TPM", default=1_000_000)
 INFERIA_GATEWAY_CONNECT_TIMEOUT = env.float("INFERIA_GATEWAY_CONNECT_TIMEOUT", default=5.0)
 INFERIA_GATEWAY_READ_TIMEOUT = env.float("INFERIA_GATEWAY_READ_TIMEOUT", default=120.0)
+# An upstream answer (or one server-sent event line) larger than this is 502, unread.
+INFERIA_GATEWAY_MAX_UPSTREAM_BYTES = env.int(
+    "INFERIA_GATEWAY_MAX_UPSTREAM_BYTES", default=10 * 1024 * 1024
+)
 INFERIA_GATEWAY_CACHE_SECONDS = env.int("INFERIA_GATEWAY_CACHE_SECONDS", default=60)
 INFERIA_GATEWAY_CACHE_SIZE = env.int("INFERIA_GATEWAY_CACHE_SIZE", default=10_000)
+# How long past its lifetime a cached principal stands in while the database is down.
+INFERIA_GATEWAY_CACHE_STALE_SECONDS = env.int("INFERIA_GATEWAY_CACHE_STALE_SECONDS", default=600)
 # Gateway requests refused before a caller is known (no or bad credential), per client address.
 INFERIA_GATEWAY_ANONYMOUS_RPM = env.int("INFERIA_GATEWAY_ANONYMOUS_RPM", default=300)
 INFERIA_GATEWAY_REDIS_TIMEOUT = env.float("INFERIA_GATEWAY_REDIS_TIMEOUT", default=1.0)

@@ -35,6 +35,31 @@ def require_or_skip(reason: str) -> None:
     pytest.skip(reason)
 
 
+def shared_database_url() -> str:
+    """The URL of the test database this process is using right now (for the processes
+    a test starts: a Celery worker, the fault suite's stack)."""
+    from pathlib import Path
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        name = str(db["NAME"])
+        assert name and ":memory:" not in name and "mode=memory" not in name, (
+            "a test database shared with another process must be a SQLite file"
+        )
+        return "sqlite:///" + str(Path(name).resolve())
+    if connection.vendor == "postgresql":
+        credentials = quote(db["USER"] or "", safe="")
+        if db.get("PASSWORD"):
+            credentials += ":" + quote(db["PASSWORD"], safe="")
+        host = db.get("HOST") or "127.0.0.1"
+        port = db.get("PORT") or "5432"
+        return f"postgres://{credentials}@{host}:{port}/{quote(db['NAME'], safe='')}"
+    raise AssertionError(f"no URL for database vendor {connection.vendor}")
+
+
 @pytest.fixture(autouse=True)
 def _reset_clock():
     clock.reset()

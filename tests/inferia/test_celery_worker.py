@@ -19,40 +19,19 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from celery import signals
 from django.conf import settings
 from django.core import mail
-from django.db import connection
 
 from inferia.celery import app
 from orgs.models import Invitation, Membership
-from tests.conftest import require_or_skip
+from tests.conftest import require_or_skip, shared_database_url
 
 pytestmark = pytest.mark.worker
 
 DEADLINE_SECONDS = 90
-
-
-def _database_url() -> str:
-    """The URL of the test database this process is using right now."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        name = str(db["NAME"])
-        assert name and ":memory:" not in name and "mode=memory" not in name, (
-            "the worker test needs a file-based SQLite test database"
-        )
-        return "sqlite:///" + str(Path(name).resolve())
-    if connection.vendor == "postgresql":
-        credentials = quote(db["USER"] or "", safe="")
-        if db.get("PASSWORD"):
-            credentials += ":" + quote(db["PASSWORD"], safe="")
-        host = db.get("HOST") or "127.0.0.1"
-        port = db.get("PORT") or "5432"
-        return f"postgres://{credentials}@{host}:{port}/{quote(db['NAME'], safe='')}"
-    raise AssertionError(f"no worker test for database vendor {connection.vendor}")
 
 
 def _redis_reachable(url: str) -> bool:
@@ -182,7 +161,7 @@ def worker(transactional_db, broker, tmp_path):
     }
     env.update(
         DJANGO_SETTINGS_MODULE="inferia.settings",
-        DATABASE_URL=_database_url(),
+        DATABASE_URL=shared_database_url(),
         # The worker is a deployment (DATABASE_URL set): it needs this process's keys.
         INFERIA_SECRET_KEY=settings.SECRET_KEY,
         INFERIA_JWT_SIGNING_KEY=settings.INFERIA_JWT_SIGNING_KEY,

@@ -14,6 +14,45 @@ from django.core.management.base import BaseCommand
 from inferia.server import uvicorn_command
 
 
+def process_commands(
+    *, host: str, port: int, schedule: str, worker: bool = True
+) -> dict[str, list[str]]:
+    """The command lines of the web process, the Celery worker and Celery beat: what
+    ``serve`` runs, and what the fault-injection suite (tests/faults) starts and kills."""
+    python = sys.executable
+    commands = {
+        "web": uvicorn_command(python, host, port),
+    }
+    if worker:
+        commands["worker"] = [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "inferia",
+            "worker",
+            "-l",
+            "info",
+            "--concurrency",
+            "2",
+            "--without-mingle",
+            "--without-gossip",
+        ]
+        commands["beat"] = [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "inferia",
+            "beat",
+            "-l",
+            "info",
+            "--schedule",
+            schedule,
+        ]
+    return commands
+
+
 class Command(BaseCommand):
     help = "Serve on 127.0.0.1:$PORT with uvicorn, plus a Celery worker and beat."
 
@@ -23,37 +62,12 @@ class Command(BaseCommand):
         parser.add_argument("--no-worker", action="store_true", help="Serve only the web app.")
 
     def handle(self, *args, **options) -> None:
-        python = sys.executable
-        commands = {
-            "web": uvicorn_command(python, options["host"], options["port"]),
-        }
-        if not options["no_worker"]:
-            commands["worker"] = [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "inferia",
-                "worker",
-                "-l",
-                "info",
-                "--concurrency",
-                "2",
-                "--without-mingle",
-                "--without-gossip",
-            ]
-            commands["beat"] = [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "inferia",
-                "beat",
-                "-l",
-                "info",
-                "--schedule",
-                settings.CELERY_BEAT_SCHEDULE_FILENAME,
-            ]
+        commands = process_commands(
+            host=options["host"],
+            port=options["port"],
+            schedule=settings.CELERY_BEAT_SCHEDULE_FILENAME,
+            worker=not options["no_worker"],
+        )
         # PORT: jobs (worker, beat) build links in mails to the port served here.
         env = {**os.environ, "INFERIA_PRINT_CONFIG": "0", "PORT": str(options["port"])}
         children = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}  # noqa: S603
