@@ -46,9 +46,7 @@ def _require_cluster_client(env: dict[str, str]) -> None:
     """With INFERIA_FAULTS_REDIS=cluster, a client without cluster support fails the
     run (never a silent skip): the product's own client must answer a PING there."""
     probe = (
-        "import django; django.setup()\n"
-        "from inferia.store import redis_store\n"
-        "redis_store.ping()\n"
+        "import django; django.setup()\nfrom inferia.store import redis_store\nredis_store.ping()\n"
     )
     done = subprocess.run(
         [PY, "-c", probe], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
