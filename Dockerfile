@@ -72,4 +72,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, sys, urllib.request as u; host = os.environ.get('INFERIA_ALLOWED_HOSTS', 'localhost').split(',')[0].strip().lstrip('.') or 'localhost'; r = u.urlopen(u.Request('http://127.0.0.1:' + os.environ.get('PORT', '8000') + '/healthz', headers={'Host': host}), timeout=4); sys.exit(0 if r.status == 200 else 1)"]
 # The README's production command: one uvicorn process a core ($WEB_CONCURRENCY is
 # uvicorn's --workers), lifespan on, behind a TLS proxy that sets X-Forwarded-Proto.
-CMD ["uvicorn", "inferia.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--lifespan", "on"]
+CMD ["uvicorn", "inferia.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--backlog", "4096", "--timeout-keep-alive", "75", "--no-access-log", "--no-proxy-headers", "--lifespan", "on"]

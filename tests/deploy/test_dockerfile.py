@@ -9,6 +9,7 @@ import re
 import shlex
 import subprocess
 
+from inferia.server import UVICORN_OPTIONS
 from tests.deploy.conftest import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -122,9 +123,22 @@ def test_the_command_is_the_readme_production_command_and_health_is_checked():
     instructions = _instructions()
     (cmd,) = [json.loads(args) for instruction, args in instructions if instruction == "CMD"]
     readme = (ROOT / "README.md").read_text()
-    assert "`uvicorn inferia.asgi:application --workers N --lifespan on`" in readme
+    # The one command line of inferia/server.py (what `manage.py serve` and bench/ run),
+    # and the README's production command carries the same options.
+    options = " ".join(UVICORN_OPTIONS)
+    assert re.search(
+        r"`uvicorn inferia\.asgi:application --workers N\s+"
+        + r"\s+".join(map(re.escape, options.split()))
+        + "`",
+        readme,
+    )
     assert cmd[:2] == ["uvicorn", "inferia.asgi:application"]
-    assert cmd[cmd.index("--lifespan") + 1] == "on"
+    assert cmd[cmd.index("--host") + 1] == "0.0.0.0"  # noqa: S104 - a container listens on all
+    without_address = cmd[2:]
+    for flag in ("--host", "--port"):
+        at = without_address.index(flag)
+        del without_address[at : at + 2]
+    assert without_address == list(UVICORN_OPTIONS)
     # --workers N is uvicorn's WEB_CONCURRENCY, set in the image (and by the chart).
     envs = " ".join(args for instruction, args in instructions if instruction == "ENV")
     assert re.search(r"\bWEB_CONCURRENCY=1\b", envs)

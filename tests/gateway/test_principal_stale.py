@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.db import OperationalError
 
-from gateway import epochs
+from inferia import store
 from tests.gateway.conftest import assert_gateway_error
 
 CHAT = {"model": "openai-main/gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
@@ -41,6 +41,6 @@ def test_an_access_change_refuses_the_stale_principal_at_once(
     assert llm.post("/chat/completions", key, CHAT).status_code == 200
     settings.INFERIA_GATEWAY_CACHE_SECONDS = 0
     _database_down(monkeypatch)
-    epochs.bump(cast.acme.pk)  # a revoke or a rule change, committed before the outage
+    store.bump_epoch(cast.acme.pk)  # a revoke or a rule change, committed before the outage
     response = llm.post("/chat/completions", key, CHAT)
     assert_gateway_error(response, 503, "SERVICE_UNAVAILABLE")

@@ -6,6 +6,7 @@ ten times on one connection leaves no prepared statement behind."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -75,7 +76,16 @@ def test_pgbouncer_mode_prepares_nothing_and_declares_no_cursor(transactional_db
 
 
 def test_an_unknown_pooler_is_refused():
-    env = {**os.environ, "DATABASE_URL": "postgres://u@127.0.0.1/x", "INFERIA_DB_POOLER": "pgpool"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": "postgres://u@127.0.0.1/x",
+        "INFERIA_DB_POOLER": "pgpool",
+        # A database URL makes this a deployment: with its keys, only the pooler is wrong.
+        "INFERIA_SECRET_KEY": "s" * 60,
+        "INFERIA_JWT_SIGNING_KEY": "j" * 60,
+        "INFERIA_MASTER_KEYS": "k1:" + base64.b64encode(b"m" * 32).decode(),
+        "INFERIA_ALLOWED_HOSTS": "localhost",
+    }
     done = subprocess.run(
         [sys.executable, "-c", "import inferia.settings"],
         env=env,
