@@ -22,12 +22,13 @@ URL forms (``REDIS_URL``):
   their hash tag, ``MOVED`` (map refreshed) and ``ASK`` followed, a pipeline
   split per node and its replies put back in order.
 
-Each event loop has its own client (:func:`for_loop`); sync code uses the
+Each event loop has its own client (:func:`inferia.store.redis_store.client`); sync code uses the
 process's background loop (:mod:`inferia.store.sync`).
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import hashlib
 import logging
@@ -348,18 +349,21 @@ def _error(reply: Any) -> RedisUnavailable | None:
 # --- clients ------------------------------------------------------------------------
 
 
-class Client:
-    """What the store uses: ``pipeline``, ``execute``, ``run_script``, ``masters``."""
+class Client(abc.ABC):
+    """What the store uses: ``pipeline``, ``execute``, ``run_script``, ``masters``;
+    one subclass per topology (``Direct``, ``Sentinel``, ``Cluster``)."""
 
+    @abc.abstractmethod
     async def pipeline(self, commands: list[tuple]) -> list[Any]:
-        raise NotImplementedError
+        """Send the commands; their replies in order, errors as ``hiredis.ReplyError``."""
 
+    @abc.abstractmethod
     async def masters(self) -> list[Connection]:
         """A connection to every master (for FLUSHDB in tests, SCRIPT LOAD, ...)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Drop every connection (pending commands fail with RedisUnavailable)."""
 
     async def execute(self, *command: Any) -> Any:
         (reply,) = await self.pipeline([command])
