@@ -18,7 +18,7 @@ PHASES = [
     ("logging: the per-request log line", ("logging/__init__.py", "audit/logging.py")),
     ("usage record + settlement (Redis, 2nd round trip)", ("usage.py:", "_record (gateway")),
     ("limits + epoch (Redis script, 1st round trip)", ("_limits_check", "ratelimit.py")),
-    ("upstream call (aiohttp, SSRF check)", ("gateway/http.py", "aiohttp/")),
+    ("upstream call (gateway/http.py, SSRF check)", ("gateway/http.py", "httptools/")),
     ("body: read, parse, authorize, size", ("_read_body", "_prepare", "sizing.py")),
     ("caller: credential, cached principal", ("_load_principal", "principals.py")),
     ("response: JSON, headers, CORS", ("_send_json", "_header_list", "cors.py", "_stream")),

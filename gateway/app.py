@@ -748,8 +748,17 @@ async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
     if call.dialect:
         out = call.dialect.from_chat(call.client_body, out)
     call.response_body = out
-    await _record(call, 200, usage_data=usage_data)
-    await _send_json(send, call, 200, out)
+    # The usage entry leaves for Redis before the answer leaves for the client; Redis's
+    # reply is awaited after the answer is sent (gateway/usage.py ``write_started``).
+    entry, adjustments = call.entry(200, "", usage_data), call.adjustments(usage_data)
+    recording = usage.write_started(entry, adjustments)
+    if recording is None:
+        await usage.write(entry, adjustments)
+    try:
+        await _send_json(send, call, 200, out)
+    finally:
+        if recording is not None:
+            await recording
 
 
 async def _until_disconnect(receive) -> None:

@@ -20,6 +20,7 @@ be recorded (malformed, or refused by the database) goes to the dead letters
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -46,14 +47,33 @@ async def write(entry: dict[str, Any], adjustments: list[tuple[str, int]]) -> No
     Embedded: the counters and the row in the database.
     """
     if store.redis_enabled():
-        if await redis_store.settle_and_append(adjustments, _encoded(entry)):
-            return
-        logger.warning(
-            "usage stream unavailable; record %s written to the database", entry.get("id")
-        )
-        await orm(_record_or_dead_letter, thread_sensitive=False)([("", entry)])
+        await _confirmed(entry, redis_store.settle_and_append(adjustments, _encoded(entry)))
         return
     await orm(_write_db, thread_sensitive=False)(entry, adjustments)
+
+
+def write_started(
+    entry: dict[str, Any], adjustments: list[tuple[str, int]]
+) -> Awaitable[None] | None:
+    """``write`` with the entry already on Redis's connection when this returns, so the
+    response can go out while Redis appends it (one round trip less for the caller);
+    await the result after the response. None when that is not possible without
+    waiting (embedded, no open connection, a cluster): nothing was written, call
+    ``write`` before the response instead.
+
+    What a crash can lose is what ``write`` can lose: the entry leaves the process
+    (to the kernel, on the way to Redis) before the response does."""
+    if not store.redis_enabled():
+        return None
+    started = redis_store.settle_and_append_started(adjustments, _encoded(entry))
+    return None if started is None else _confirmed(entry, started)
+
+
+async def _confirmed(entry: dict[str, Any], appended: Awaitable[bool]) -> None:
+    if await appended:
+        return
+    logger.warning("usage stream unavailable; record %s written to the database", entry.get("id"))
+    await orm(_record_or_dead_letter, thread_sensitive=False)([("", entry)])
 
 
 def _write_db(entry: dict[str, Any], adjustments: list[tuple[str, int]]) -> None:

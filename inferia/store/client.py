@@ -35,6 +35,7 @@ import logging
 import random
 import ssl
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -303,6 +304,12 @@ class Connection:
         return protocol
 
     async def _send(self, protocol: _Protocol, commands: list[tuple]) -> list[Any]:
+        return await self._replies(*self._write(protocol, commands))
+
+    def _write(
+        self, protocol: _Protocol, commands: list[tuple]
+    ) -> tuple[list[asyncio.Future], asyncio.TimerHandle]:
+        """Write the commands now (one ``write``); the futures of their replies."""
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in commands]
         transport = protocol.transport
@@ -315,10 +322,22 @@ class Connection:
         timer = loop.call_later(
             self.options.timeout, protocol.fail, RedisUnavailable("Redis timed out")
         )
+        return futures, timer
+
+    @staticmethod
+    async def _replies(futures: list[asyncio.Future], timer: asyncio.TimerHandle) -> list[Any]:
         try:
             return [await future for future in futures]
         finally:
             timer.cancel()
+
+    def started(self, commands: list[tuple]) -> Awaitable[list[Any]] | None:
+        """Write the commands before returning when the connection is open (an
+        awaitable of their replies), else None: nothing was sent."""
+        protocol = self._protocol
+        if protocol is None or protocol.closed or protocol.transport is None:
+            return None
+        return self._replies(*self._write(protocol, commands))
 
     async def pipeline(self, commands: list[tuple]) -> list[Any]:
         """Send the commands in one write; their replies, errors as ``hiredis.ReplyError``.
@@ -365,6 +384,12 @@ class Client(abc.ABC):
     def close(self) -> None:
         """Drop every connection (pending commands fail with RedisUnavailable)."""
 
+    def pipeline_started(self, commands: list[tuple]) -> Awaitable[list[Any]] | None:
+        """Write the commands before returning, when that needs no waiting (an open
+        connection to the one server they all go to): an awaitable of their replies.
+        None when it would have to wait: nothing was sent (use ``pipeline``)."""
+        return None
+
     async def execute(self, *command: Any) -> Any:
         (reply,) = await self.pipeline([command])
         error = _error(reply)
@@ -392,6 +417,9 @@ class Direct(Client):
 
     async def pipeline(self, commands: list[tuple]) -> list[Any]:
         return await self.connection.pipeline(commands)
+
+    def pipeline_started(self, commands: list[tuple]) -> Awaitable[list[Any]] | None:
+        return self.connection.started(commands)
 
     async def masters(self) -> list[Connection]:
         return [self.connection]

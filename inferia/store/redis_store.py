@@ -123,15 +123,39 @@ def settle_commands(adjustments: list[tuple[str, int]]) -> list[tuple]:
     return [("INCRBY", key, delta) for key, delta in adjustments if delta]
 
 
+def _usage_commands(adjustments: list[tuple[str, int]], entry: bytes) -> list[tuple]:
+    return [*settle_commands(adjustments), ("XADD", keys.USAGE_STREAM, "*", "entry", entry)]
+
+
+def _appended(replies: list[Any]) -> bool:
+    return not isinstance(replies[-1], hiredis.ReplyError)
+
+
 async def settle_and_append(adjustments: list[tuple[str, int]], entry: bytes) -> bool:
     """The settlements and the usage stream append in one pipeline (one round trip,
     one per node on a cluster). False when the entry was not appended."""
-    commands = [*settle_commands(adjustments), ("XADD", keys.USAGE_STREAM, "*", "entry", entry)]
     try:
-        replies = await client().pipeline(commands)
+        replies = await client().pipeline(_usage_commands(adjustments, entry))
     except RedisUnavailable:
         return False
-    return not isinstance(replies[-1], hiredis.ReplyError)
+    return _appended(replies)
+
+
+def settle_and_append_started(
+    adjustments: list[tuple[str, int]], entry: bytes
+) -> Awaitable[bool] | None:
+    """``settle_and_append`` written to Redis's connection before this returns (the
+    gateway then answers while Redis works): an awaitable of the same result. None
+    when that would need waiting (no open connection, several servers): nothing sent."""
+    replies = client().pipeline_started(_usage_commands(adjustments, entry))
+    return None if replies is None else _appended_when(replies)
+
+
+async def _appended_when(replies: Awaitable[list[Any]]) -> bool:
+    try:
+        return _appended(await replies)
+    except RedisUnavailable:
+        return False
 
 
 # --- epochs, small values --------------------------------------------------------------

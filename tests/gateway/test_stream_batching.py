@@ -9,27 +9,11 @@ import asyncio
 from gateway import http
 
 
-class _Content:
-    def __init__(self, pieces: list[bytes]) -> None:
-        self.pieces = pieces
-
-    async def iter_any(self):
-        for piece in self.pieces:
-            yield piece
-
-
-class _Response:
-    """The two attributes of aiohttp's ClientResponse that ``lines()`` reads."""
-
-    status = 200
-    headers: dict[str, str] = {}
-
-    def __init__(self, pieces: list[bytes]) -> None:
-        self.content = _Content(pieces)
-
-
 def _lines(pieces: list[bytes]) -> list[tuple[str, int]]:
-    upstream = http.UpstreamResponse(_Response(pieces))  # type: ignore[arg-type]
+    upstream = http.UpstreamResponse()  # no connection: fed as the protocol feeds it
+    for piece in pieces:
+        upstream.feed(piece)
+    upstream.finish()
 
     async def collect():
         return [(line, upstream.buffered_lines) async for line in upstream.lines()]
