@@ -748,14 +748,22 @@ async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
     if call.dialect:
         out = call.dialect.from_chat(call.client_body, out)
     call.response_body = out
-    # The usage entry leaves for Redis before the answer leaves for the client; Redis's
-    # reply is awaited after the answer is sent (gateway/usage.py ``write_started``).
-    entry, adjustments = call.entry(200, "", usage_data), call.adjustments(usage_data)
+    await _record_then(call, 200, "", usage_data, lambda: _send_json(send, call, 200, out))
+
+
+async def _record_then(
+    call: Call, status: int, error_code: str, usage_data: dict | None, answer
+) -> None:
+    """Record the call, then ``answer()`` (the last bytes of the response). The usage
+    entry leaves for Redis before the answer leaves for the client, and Redis's reply is
+    awaited after the answer is out (``usage.write_started``); else in that order."""
+    entry, adjustments = call.entry(status, error_code, usage_data), call.adjustments(usage_data)
     recording = usage.write_started(entry, adjustments)
     if recording is None:
         await usage.write(entry, adjustments)
     try:
-        await _send_json(send, call, 200, out)
+        if answer is not None:
+            await answer()
     finally:
         if recording is not None:
             await recording
@@ -806,7 +814,7 @@ async def _stream(
         if batch:
             await flush()
 
-    status, error_code = 200, ""
+    status, error_code, ended = 200, "", False
     relaying = asyncio.ensure_future(relay())
     watching = asyncio.ensure_future(_until_disconnect(receive))
     try:
@@ -827,6 +835,7 @@ async def _stream(
                 b'"UPSTREAM_ERROR", "message": "Upstream stream broke", "type": "api_error"}}\n\n'
             )
             await send({"type": "http.response.body", "more_body": True, "body": broke})
+        ended = status != 499
     except BaseException:
         status, error_code = 499, "CLIENT_CLOSED"  # the server cancelled us (client gone, shutdown)
         relaying.cancel()
@@ -839,9 +848,14 @@ async def _stream(
             # The upstream worked (and bills) but its usage chunk never came: the
             # client cannot make a call free by hanging up before the end.
             usage_data.update(call.reserved_usage())
-        await _record(call, status, error_code, usage_data)
-    if status != 499:
-        await send({"type": "http.response.body", "body": b""})
+        # The end of the response goes out once the record is on its way.
+        await _record_then(
+            call,
+            status,
+            error_code,
+            usage_data,
+            (lambda: send({"type": "http.response.body", "body": b""})) if ended else None,
+        )
 
 
 async def _models(call: Call, send, raw: str, hint: str, one: str | None = None) -> None:
