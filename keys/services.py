@@ -578,7 +578,7 @@ def provider_account_create(
     return account
 
 
-def _require_fresh_confirmation(
+def fresh_confirmation_require(
     access: Access, otp_code: str | None, meta: RequestMeta | None
 ) -> None:
     """Changing where an existing secret goes, or what it is: a signed-in user (never
@@ -615,7 +615,7 @@ def provider_account_update(
         )
         if url != account.base_url:
             if account.has_secret:
-                _require_fresh_confirmation(access, otp_code, meta)
+                fresh_confirmation_require(access, otp_code, meta)
             account.base_url = url
             fields.append("base_url")
     if "models" in changes:
@@ -650,7 +650,7 @@ def provider_account_set_secret(
             "Give a secret or a secret reference", details={"secret": ["Required."]}
         )
     if account.has_secret:
-        _require_fresh_confirmation(access, otp_code, meta)
+        fresh_confirmation_require(access, otp_code, meta)
     _set_secret(account, secret, secret_ref)
     with transaction.atomic():
         account.save(
