@@ -79,6 +79,20 @@ def claims(**changes) -> Claims:
     return replace(BASE_CLAIMS, **changes)
 
 
+@pytest.fixture(autouse=True)
+def _public_example_host(monkeypatch):
+    # idp.example.com has no address here: give it a public one (the SSRF rule then
+    # passes), and keep 127.0.0.1 for the private case.
+    from keys import ssrf
+
+    real = ssrf.resolve_host
+    monkeypatch.setattr(
+        ssrf,
+        "resolve_host",
+        lambda host, port: ["93.184.216.34"] if host.endswith("example.com") else real(host, port),
+    )
+
+
 @pytest.fixture
 def oidc(cast):
     return make_oidc(cast)

@@ -20,20 +20,6 @@ OIDC = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _public_example_host(monkeypatch):
-    # idp.example.com has no address here: give it a public one (the SSRF rule then
-    # passes), and keep 127.0.0.1 for the private case.
-    from keys import ssrf
-
-    real = ssrf.resolve_host
-    monkeypatch.setattr(
-        ssrf,
-        "resolve_host",
-        lambda host, port: ["93.184.216.34"] if host.endswith("example.com") else real(host, port),
-    )
-
-
 def test_owner_creates_oidc_provider_secret_is_write_only_and_encrypted(cast, alice_client):
     response = alice_client.post(URL.format(org="acme"), OIDC, format="json")
     assert response.status_code == 201, response.content
