@@ -47,9 +47,7 @@ def guarded_get(
     ssrf.check_addresses(host, port, addresses, list(allowed_private_hosts))
     address = addresses[0]
     literal = f"[{address}]" if ":" in address else address
-    pinned = urlunsplit(
-        (parts.scheme, f"{literal}:{port}", parts.path or "/", parts.query, "")
-    )
+    pinned = urlunsplit((parts.scheme, f"{literal}:{port}", parts.path or "/", parts.query, ""))
     host_header = host if parts.port is None else f"{host}:{parts.port}"
     try:
         with httpx.Client(trust_env=False, follow_redirects=False, timeout=timeout) as client:
@@ -68,7 +66,9 @@ def guarded_get(
                         raise SsoError("fetch_failed", f"The answer of {host} is too large")
                 return bytes(body)
     except httpx.HTTPError as exc:
-        raise SsoError("fetch_failed", f"Could not fetch from {host}: {type(exc).__name__}") from exc
+        raise SsoError(
+            "fetch_failed", f"Could not fetch from {host}: {type(exc).__name__}"
+        ) from exc
 
 
 def check_url(url: str, *, field: str, allowed_private_hosts: tuple[str, ...]) -> str:

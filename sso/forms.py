@@ -74,7 +74,7 @@ class IdentityProviderForm(forms.Form):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["default_role"].choices = [
+        self.fields["default_role"].choices = [  # type: ignore[attr-defined]
             (role.slug, role.name) for role in roles if role.slug != "owner"
         ]
         self.fields["default_role"].initial = "member"
@@ -115,7 +115,9 @@ class IdentityProviderForm(forms.Form):
         if "signing_certificates" in data:
             text = data["signing_certificates"]
             parts = [p for p in text.split("-----END CERTIFICATE-----") if p.strip()]
-            data["signing_certificates"] = [p.strip() + "\n-----END CERTIFICATE-----" for p in parts]
+            data["signing_certificates"] = [
+                p.strip() + "\n-----END CERTIFICATE-----" for p in parts
+            ]
         if self.creating:
             drop = SAML_ONLY if kind == ProviderKind.OIDC else OIDC_ONLY
             data = {k: v for k, v in data.items() if k not in drop}
@@ -137,8 +139,11 @@ class MappingForm(forms.Form):
 
     def __init__(self, *args: Any, roles: list[Role], teams: list[Team], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["role"].choices = [("", "(no role)")] + [(r.slug, r.name) for r in roles]
-        self.fields["team"].choices = [("", "(no team)")] + [(t.slug, t.name) for t in teams]
+        role_field, team_field = self.fields["role"], self.fields["team"]
+        assert isinstance(role_field, forms.ChoiceField)  # noqa: S101 (narrowing)
+        assert isinstance(team_field, forms.ChoiceField)  # noqa: S101 (narrowing)
+        role_field.choices = [("", "(no role)")] + [(r.slug, r.name) for r in roles]
+        team_field.choices = [("", "(no team)")] + [(t.slug, t.name) for t in teams]
 
 
 class SsoEmailForm(forms.Form):

@@ -209,9 +209,7 @@ class SsoTeamGrant(OrgOwnedModel):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta(OrgOwnedModel.Meta):
-        constraints = [
-            models.UniqueConstraint(fields=["team", "user"], name="uniq_sso_team_grant")
-        ]
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="uniq_sso_team_grant")]
 
 
 class FlowPurpose(models.TextChoices):

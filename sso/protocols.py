@@ -8,6 +8,7 @@ Every function returns plain data or ``Claims`` and raises ``SsoError``.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import replace
 from typing import Any
 
@@ -44,8 +45,14 @@ def client_secret_plaintext(provider: IdentityProvider) -> str:
     ).decode()
 
 
+def _protocol(name: str) -> Any:
+    """``sso.oidc`` or ``sso.saml``, imported when first used (their libraries load
+    only for the protocol an org uses)."""
+    return importlib.import_module(f"sso.{name}")
+
+
 def _oidc_config(provider: IdentityProvider):
-    from sso import oidc
+    oidc = _protocol("oidc")
 
     return oidc.OidcConfig(
         issuer=provider.issuer,
@@ -58,7 +65,7 @@ def _oidc_config(provider: IdentityProvider):
 
 
 def _saml_configs(provider: IdentityProvider, base_url: str):
-    from sso import saml
+    saml = _protocol("saml")
 
     sp = saml.SpConfig(
         entity_id=saml_entity_id(base_url, provider),
@@ -79,13 +86,13 @@ def start(provider: IdentityProvider, *, base_url: str, state: str) -> tuple[str
     SAML: ``state`` travels as RelayState, the request id is kept.
     """
     if provider.kind == ProviderKind.OIDC:
-        from sso import oidc
+        oidc = _protocol("oidc")
 
         url, kept = oidc.authorization_request(
             _oidc_config(provider), oidc_redirect_uri(base_url, provider)
         )
         return url, dict(kept)
-    from sso import saml
+    saml = _protocol("saml")
 
     sp, idp = _saml_configs(provider, base_url)
     url, request_id = saml.authn_request(sp, idp, state)
@@ -95,11 +102,9 @@ def start(provider: IdentityProvider, *, base_url: str, state: str) -> tuple[str
 def complete_oidc(
     provider: IdentityProvider, *, base_url: str, query: dict[str, str], kept: dict[str, Any]
 ) -> Claims:
-    from sso import oidc
+    oidc = _protocol("oidc")
 
-    return oidc.complete(
-        _oidc_config(provider), oidc_redirect_uri(base_url, provider), query, kept
-    )
+    return oidc.complete(_oidc_config(provider), oidc_redirect_uri(base_url, provider), query, kept)
 
 
 def complete_saml(
@@ -108,7 +113,7 @@ def complete_saml(
     """SAML has no per-assertion ``email_verified``: the provider's setting
     ``emails_verified`` (the org states that this IdP only asserts verified
     addresses) decides it."""
-    from sso import saml
+    saml = _protocol("saml")
 
     sp, idp = _saml_configs(provider, base_url)
     claims = saml.complete(sp, idp, saml_response, kept.get("request_id"))
@@ -116,7 +121,7 @@ def complete_saml(
 
 
 def sp_metadata(provider: IdentityProvider, *, base_url: str) -> str:
-    from sso import saml
+    saml = _protocol("saml")
 
     sp, _idp = _saml_configs(provider, base_url)
     return saml.sp_metadata(sp)
@@ -124,7 +129,7 @@ def sp_metadata(provider: IdentityProvider, *, base_url: str) -> str:
 
 def parse_idp_metadata(xml: str) -> tuple[str, str, tuple[str, ...]]:
     """(entity id, SSO URL, signing certificates) of an IdP's metadata XML."""
-    from sso import saml
+    saml = _protocol("saml")
 
     idp = saml.parse_idp_metadata(xml)
     return idp.entity_id, idp.sso_url, tuple(idp.signing_certs)

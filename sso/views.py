@@ -11,6 +11,7 @@ the attacker's account (login CSRF).
 
 from __future__ import annotations
 
+import uuid
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -27,7 +28,14 @@ from inferia.request_meta import RequestMeta, public_url
 from inferia.request_types import OrgPageRequest
 from orgs import selectors as org_selectors
 from orgs.models import Organization
-from orgs.pages import apply_error, confirmation_page, error_page, org_page, page_context, post_action
+from orgs.pages import (
+    apply_error,
+    confirmation_page,
+    error_page,
+    org_page,
+    page_context,
+    post_action,
+)
 from orgs.scoping import org_scope
 from orgs.services import auth, tenancy
 from sso import forms, protocols, selectors, services
@@ -50,10 +58,26 @@ def _org(slug: str) -> Organization | None:
     return Organization.objects.filter(slug=slug).first()
 
 
+def _by_id(queryset, value: str | None):
+    """The row of a posted id in a scoped queryset; None for a missing or malformed id."""
+    try:
+        return queryset.filter(pk=uuid.UUID(str(value))).first()
+    except ValueError:
+        return None
+
+
+def _done(call, message: str):
+    """``post_action``'s action: run the service, then the success message."""
+
+    def action() -> str:
+        call()
+        return message
+
+    return action
+
+
 def _refused_page(request: HttpRequest, org: Organization, message: str, status: int = 403):
-    return render(
-        request, "sso/refused.html", {"sso_org": org, "message": message}, status=status
-    )
+    return render(request, "sso/refused.html", {"sso_org": org, "message": message}, status=status)
 
 
 # --- signing in ------------------------------------------------------------------------------
@@ -111,11 +135,16 @@ def oidc_callback(request: HttpRequest, org: str) -> HttpResponse:
         services.sso_refusal_record(
             org=organization, provider=None, reason="bad_state", meta=_meta(request)
         )
-        return _refused_page(request, organization, "This sign-in link is invalid, used or expired.")
+        return _refused_page(
+            request, organization, "This sign-in link is invalid, used or expired."
+        )
     flow, kept = taken
     try:
         claims = protocols.complete_oidc(
-            flow.provider, base_url=_base_url(request), query=dict(request.GET.items()), kept=kept
+            flow.provider,
+            base_url=_base_url(request),
+            query={key: str(value) for key, value in request.GET.items()},
+            kept=kept,
         )
     except SsoError as exc:
         return _protocol_refused(request, flow, exc)
@@ -213,12 +242,14 @@ def finish(request: HttpRequest, org: str) -> HttpResponse:
     django_login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     auth.login_record(meta=_meta(request), user=user, via="sso")
     messages.success(request, f"Signed in as {user.username} through {flow.provider.label}.")
-    return redirect(flow.next_url or reverse("keys:org-overview", kwargs={"org": organization.slug}))
+    return redirect(
+        flow.next_url or reverse("keys:org-overview", kwargs={"org": organization.slug})
+    )
 
 
 @require_http_methods(["GET", "POST"])
 def by_email(request: HttpRequest) -> HttpResponse:
-    """"Sign in with SSO" on the login page: the org that verified the e-mail's domain."""
+    """ "Sign in with SSO" on the login page: the org that verified the e-mail's domain."""
     form = forms.SsoEmailForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         providers = services.providers_for_email(form.cleaned_data["email"])
@@ -299,7 +330,7 @@ def _settings_action(request: OrgPageRequest, org: Organization, op: str, here: 
             return "SSO is now enforced." if wanted else "SSO is no longer enforced."
 
         return post_action(request, toggle, redirect_to=here)
-    domain = selectors.domain_list().filter(pk=request.POST.get("domain_id") or None).first()
+    domain = _by_id(selectors.domain_list(), request.POST.get("domain_id"))
     if domain is None:
         return error_page(request, 404)
     if op == "domain_delete":
@@ -313,8 +344,10 @@ def _settings_action(request: OrgPageRequest, org: Organization, op: str, here: 
             return ask
         return post_action(
             request,
-            lambda: services.domain_delete(access=request.access, domain=domain, meta=meta)
-            or f"{domain.domain} removed.",
+            _done(
+                lambda: services.domain_delete(access=request.access, domain=domain, meta=meta),
+                f"{domain.domain} removed.",
+            ),
             redirect_to=here,
         )
     return post_action(
@@ -361,7 +394,11 @@ def provider_update(request: OrgPageRequest, org: Organization, provider_id) -> 
             services.identity_provider_update(
                 access=request.access,
                 provider=provider,
-                changes={k: v for k, v in data.items() if k not in ("name", "kind", "client_secret", "otp_code")},
+                changes={
+                    k: v
+                    for k, v in data.items()
+                    if k not in ("name", "kind", "client_secret", "otp_code")
+                },
                 client_secret=data.get("client_secret") or None,
                 otp_code=data.get("otp_code") or None,
                 meta=meta,
@@ -388,13 +425,15 @@ def provider_update(request: OrgPageRequest, org: Organization, provider_id) -> 
             messages.success(request, f"Rule for group {data['group']} added.")
             return redirect(here)
     elif op == "mapping_delete":
-        rule = selectors.mapping_list(provider).filter(pk=request.POST.get("rule_id") or None).first()
+        rule = _by_id(selectors.mapping_list(provider), request.POST.get("rule_id"))
         if rule is None:
             return error_page(request, 404)
         return post_action(
             request,
-            lambda: services.mapping_delete(access=request.access, rule=rule, meta=meta)
-            or f"Rule for group {rule.group} deleted.",
+            _done(
+                lambda: services.mapping_delete(access=request.access, rule=rule, meta=meta),
+                f"Rule for group {rule.group} deleted.",
+            ),
             redirect_to=here,
         )
     elif op == "delete":
@@ -409,10 +448,12 @@ def provider_update(request: OrgPageRequest, org: Organization, provider_id) -> 
             return ask
         return post_action(
             request,
-            lambda: services.identity_provider_delete(
-                access=request.access, provider=provider, meta=meta
-            )
-            or f"{provider.name} deleted.",
+            _done(
+                lambda: services.identity_provider_delete(
+                    access=request.access, provider=provider, meta=meta
+                ),
+                f"{provider.name} deleted.",
+            ),
             redirect_to=reverse("sso:settings", kwargs={"org": org.slug}),
         )
     failed = bool(form.errors or mapping_form.errors)

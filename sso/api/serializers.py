@@ -9,7 +9,7 @@ from orgs.api.serializers import RoleBriefOutput
 from orgs.models import slug_validator
 from sso.models import GroupMapping, IdentityProvider, ProviderKind, VerifiedDomain
 
-_PROVIDER_FIELDS = {
+_PROVIDER_FIELDS: dict[str, serializers.Field] = {
     "display_name": serializers.CharField(max_length=200, required=False, allow_blank=True),
     "is_enabled": serializers.BooleanField(required=False),
     "default_role": serializers.CharField(
@@ -165,7 +165,9 @@ class MappingInput(InputSerializer):
 
 class MappingOutput(serializers.ModelSerializer):
     role = RoleBriefOutput(allow_null=True)
-    team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    team: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
 
     class Meta:
         model = GroupMapping

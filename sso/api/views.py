@@ -90,7 +90,10 @@ class IdentityProviderDetailView(OrgAPIView):
         enabled = data.pop("is_enabled", None)
         if enabled is not None:
             services.identity_provider_set_enabled(
-                access=request.access, provider=provider, enabled=enabled, meta=request_meta(request)
+                access=request.access,
+                provider=provider,
+                enabled=enabled,
+                meta=request_meta(request),
             )
         provider = services.identity_provider_update(
             access=request.access,
@@ -246,7 +249,7 @@ class SsoStartView(UserAPIView):
         provider = _api_provider(organization, data.get("provider"))
         redirect_uri = loopback_redirect_uri(data["redirect_uri"])
         url, _flow = services.flow_start(
-            org=organization,
+            org=provider.org,
             provider=provider,
             purpose=FlowPurpose.API,
             base_url=_base_url(request),

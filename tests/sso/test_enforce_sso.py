@@ -36,7 +36,9 @@ def _enforcing(cast, alice_client):
     return device
 
 
-def test_members_password_login_refused_on_api_and_dashboard(cast, alice_client, anon_client, client):
+def test_members_password_login_refused_on_api_and_dashboard(
+    cast, alice_client, anon_client, client
+):
     _enforcing(cast, alice_client)
     error = assert_error(
         anon_client.post(LOGIN, {"username": "bob", "password": PASSWORD}, format="json"),
@@ -69,7 +71,9 @@ def test_owner_break_glass_is_password_plus_2fa(cast, alice_client, anon_client,
         "OTP_REQUIRED",
     )
     response = anon_client.post(
-        LOGIN, {"username": "alice", "password": PASSWORD, "otp_code": code_now(device)}, format="json"
+        LOGIN,
+        {"username": "alice", "password": PASSWORD, "otp_code": code_now(device)},
+        format="json",
     )
     assert response.status_code == 200, response.content
 

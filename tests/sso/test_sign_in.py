@@ -42,7 +42,9 @@ def test_jit_provisions_a_verified_email_of_a_verified_domain(cast, oidc, domain
     actions = set(AuditRecord.objects.filter(actor_user=user).values_list("action", "data__op"))
     assert ("auth:sso_provision", "user_create") in actions
     assert ("auth:sso_provision", "membership_create") in actions
-    assert AuditRecord.objects.filter(action="auth:sso_login", outcome="success", actor_user=user).exists()
+    assert AuditRecord.objects.filter(
+        action="auth:sso_login", outcome="success", actor_user=user
+    ).exists()
     # The next sign-in finds the link: the same user, nothing provisioned again.
     assert sign_in(cast, oidc) == user
     assert User.objects.filter(email="erin@acme.example.com").count() == 1
@@ -51,7 +53,9 @@ def test_jit_provisions_a_verified_email_of_a_verified_domain(cast, oidc, domain
 def test_no_jit_for_unverified_email_or_unverified_domain(cast, oidc, domain):
     assert refused_reason(cast, oidc, email_verified=False) == "email_unverified"
     assert refused_reason(cast, oidc, email="erin@elsewhere.example.org") == "domain_unverified"
-    assert not User.objects.filter(email__in=["erin@acme.example.com", "erin@elsewhere.example.org"]).exists()
+    assert not User.objects.filter(
+        email__in=["erin@acme.example.com", "erin@elsewhere.example.org"]
+    ).exists()
 
 
 def test_existing_account_is_never_linked_by_an_unverified_email(cast, oidc, domain):
@@ -139,7 +143,9 @@ def test_sso_raises_a_manual_role_and_restores_it_never_lowers_it(cast, oidc, do
 
 def test_a_manual_change_after_sso_wins_and_a_manual_team_is_never_removed(cast, oidc, domain):
     with org_scope(cast.acme):
-        team = tenancy.team_create(access=owner_access(cast.acme, cast.alice), slug="ops", name="Ops")
+        team = tenancy.team_create(
+            access=owner_access(cast.acme, cast.alice), slug="ops", name="Ops"
+        )
     _rule(cast, oidc, "admins", role="admin")
     _rule(cast, oidc, "ops", team=team)
     user = sign_in(cast, oidc, groups=("admins",))
@@ -168,7 +174,9 @@ def test_the_last_owner_is_never_demoted_by_sso(cast, oidc, domain):
         )
     sign_in(cast, oidc, groups=())
     assert role_of(cast.acme, user) == "owner"
-    assert AuditRecord.objects.filter(action="auth:sso_mapping", data__reason="last_owner_kept").exists()
+    assert AuditRecord.objects.filter(
+        action="auth:sso_mapping", data__reason="last_owner_kept"
+    ).exists()
 
 
 def test_a_rule_is_bounded_by_its_maker_at_every_use(cast, oidc, domain):

@@ -3,8 +3,6 @@ cross-org 404s, validation errors in the envelope, write-only secrets, SSRF, aud
 
 from __future__ import annotations
 
-import pytest
-
 from audit.models import AuditRecord
 from sso.models import IdentityProvider, VerifiedDomain
 from tests.conftest import assert_error, client_for
@@ -40,10 +38,14 @@ def test_owner_creates_oidc_provider_secret_is_write_only_and_encrypted(cast, al
     assert "s3cret" not in str(listed)
 
 
-def test_admin_may_member_viewer_may_not_anonymous_401(cast, dave_client, bob_client, vera_client, anon_client):
+def test_admin_may_member_viewer_may_not_anonymous_401(
+    cast, dave_client, bob_client, vera_client, anon_client
+):
     assert dave_client.post(URL.format(org="acme"), OIDC, format="json").status_code == 201
     assert_error(bob_client.get(URL.format(org="acme")), 403, "PERMISSION_DENIED")
-    assert_error(vera_client.post(URL.format(org="acme"), OIDC, format="json"), 403, "PERMISSION_DENIED")
+    assert_error(
+        vera_client.post(URL.format(org="acme"), OIDC, format="json"), 403, "PERMISSION_DENIED"
+    )
     assert_error(anon_client.get(URL.format(org="acme")), 401, "AUTHENTICATION_FAILED")
 
 
@@ -61,16 +63,26 @@ def test_other_org_gets_404_for_list_and_for_a_provider_id(cast, charlie_client)
 def test_validation_errors_in_the_envelope(cast, alice_client):
     missing = dict(OIDC)
     del missing["issuer"], missing["client_secret"]
-    error = assert_error(alice_client.post(URL.format(org="acme"), missing, format="json"), 400, "VALIDATION_ERROR")
+    error = assert_error(
+        alice_client.post(URL.format(org="acme"), missing, format="json"), 400, "VALIDATION_ERROR"
+    )
     assert "issuer" in error["details"]
     wrong_kind = {**OIDC, "sso_url": "https://idp.example.com/sso"}
-    error = assert_error(alice_client.post(URL.format(org="acme"), wrong_kind, format="json"), 400, "VALIDATION_ERROR")
+    error = assert_error(
+        alice_client.post(URL.format(org="acme"), wrong_kind, format="json"),
+        400,
+        "VALIDATION_ERROR",
+    )
     assert "sso_url" in error["details"]
     unknown = {**OIDC, "encrypted_client_secret": "x"}
-    error = assert_error(alice_client.post(URL.format(org="acme"), unknown, format="json"), 400, "VALIDATION_ERROR")
+    error = assert_error(
+        alice_client.post(URL.format(org="acme"), unknown, format="json"), 400, "VALIDATION_ERROR"
+    )
     assert "encrypted_client_secret" in error["details"]
     no_openid = {**OIDC, "scopes": ["email"]}
-    error = assert_error(alice_client.post(URL.format(org="acme"), no_openid, format="json"), 400, "VALIDATION_ERROR")
+    error = assert_error(
+        alice_client.post(URL.format(org="acme"), no_openid, format="json"), 400, "VALIDATION_ERROR"
+    )
     assert "scopes" in error["details"]
     assert not IdentityProvider.all_orgs.exists()
 
@@ -78,13 +90,19 @@ def test_validation_errors_in_the_envelope(cast, alice_client):
 def test_private_issuer_refused_unless_the_org_lists_it(cast, alice_client, settings):
     settings.INFERIA_PRIVATE_HOSTS_ALLOWED = ["127.0.0.1"]
     local = {**OIDC, "issuer": "http://127.0.0.1:9101"}
-    error = assert_error(alice_client.post(URL.format(org="acme"), local, format="json"), 400, "VALIDATION_ERROR")
+    error = assert_error(
+        alice_client.post(URL.format(org="acme"), local, format="json"), 400, "VALIDATION_ERROR"
+    )
     assert "issuer" in error["details"]
     metadata = {"name": "saml", "kind": "saml", "metadata_url": "http://169.254.169.254/latest"}
-    error = assert_error(alice_client.post(URL.format(org="acme"), metadata, format="json"), 400, "VALIDATION_ERROR")
+    error = assert_error(
+        alice_client.post(URL.format(org="acme"), metadata, format="json"), 400, "VALIDATION_ERROR"
+    )
     assert "metadata_url" in error["details"]
     response = alice_client.patch(
-        "/api/v1/orgs/acme", {"settings": {"allowed_private_hosts": ["127.0.0.1:9101"]}}, format="json"
+        "/api/v1/orgs/acme",
+        {"settings": {"allowed_private_hosts": ["127.0.0.1:9101"]}},
+        format="json",
     )
     assert response.status_code == 200, response.content
     assert alice_client.post(URL.format(org="acme"), local, format="json").status_code == 201
@@ -105,7 +123,9 @@ def test_saml_provider_shows_our_sp_entity_id_and_acs_url(cast, alice_client):
     assert data["acs_url"].endswith(f"/auth/sso/acme/saml/{data['id']}/acs")
     assert data["sp_entity_id"].endswith(f"/auth/sso/acme/saml/{data['id']}/metadata")
     bad = {**body, "name": "bad", "signing_certificates": ["not a certificate"]}
-    error = assert_error(alice_client.post(URL.format(org="acme"), bad, format="json"), 400, "VALIDATION_ERROR")
+    error = assert_error(
+        alice_client.post(URL.format(org="acme"), bad, format="json"), 400, "VALIDATION_ERROR"
+    )
     assert "signing_certificates" in error["details"]
 
 
@@ -116,7 +136,9 @@ def test_replacing_the_secret_and_deleting_are_audited(cast, alice_client):
     response = alice_client.patch(url, {"client_secret": "new-secret-value"}, format="json")
     assert response.status_code == 200, response.content
     assert IdentityProvider.all_orgs.get(pk=provider.pk).encrypted_client_secret != before
-    assert alice_client.patch(url, {"is_enabled": False}, format="json").json()["is_enabled"] is False
+    assert (
+        alice_client.patch(url, {"is_enabled": False}, format="json").json()["is_enabled"] is False
+    )
     assert alice_client.delete(url).status_code == 204
     ops = sorted(
         AuditRecord.objects.filter(action="sso:manage", target_id=str(provider.pk)).values_list(
@@ -132,17 +154,23 @@ DOMAINS = "/api/v1/orgs/{org}/sso-domains"
 
 
 def test_admin_claims_only_owner_confirms_with_the_challenge(cast, dave_client, alice_client):
-    response = dave_client.post(DOMAINS.format(org="acme"), {"domain": "Acme.Example.com"}, format="json")
+    response = dave_client.post(
+        DOMAINS.format(org="acme"), {"domain": "Acme.Example.com"}, format="json"
+    )
     assert response.status_code == 201, response.content
     claimed = response.json()
     assert claimed["status"] == "pending" and claimed["domain"] == "acme.example.com"
     assert claimed["challenge"] is None  # shown to Owners only
     confirm = f"{DOMAINS.format(org='acme')}/{claimed['id']}/confirm"
     challenge = VerifiedDomain.all_orgs.get(pk=claimed["id"]).challenge
-    assert_error(dave_client.post(confirm, {"challenge": challenge}, format="json"), 403, "PERMISSION_DENIED")
+    assert_error(
+        dave_client.post(confirm, {"challenge": challenge}, format="json"), 403, "PERMISSION_DENIED"
+    )
     shown = alice_client.get(DOMAINS.format(org="acme")).json()["results"][0]["challenge"]
     assert shown == challenge
-    assert_error(alice_client.post(confirm, {"challenge": "wrong"}, format="json"), 400, "VALIDATION_ERROR")
+    assert_error(
+        alice_client.post(confirm, {"challenge": "wrong"}, format="json"), 400, "VALIDATION_ERROR"
+    )
     failed = AuditRecord.objects.get(action="sso:manage", outcome="failure")
     assert failed.data["reason"] == "bad_challenge"
     response = alice_client.post(confirm, {"challenge": challenge}, format="json")
@@ -154,7 +182,9 @@ def test_a_domain_is_verified_by_one_org_only(cast, alice_client, charlie_client
 
     verify_domain(cast, "acme.example.com")
     error = assert_error(
-        charlie_client.post(DOMAINS.format(org="globex"), {"domain": "acme.example.com"}, format="json"),
+        charlie_client.post(
+            DOMAINS.format(org="globex"), {"domain": "acme.example.com"}, format="json"
+        ),
         409,
         "CONFLICT",
     )
@@ -173,7 +203,9 @@ def test_other_org_domain_is_404(cast, charlie_client):
     verified = verify_domain(cast)
     url = f"{DOMAINS.format(org='globex')}/{verified.pk}"
     assert_error(charlie_client.get(url), 404, "NOT_FOUND")
-    assert_error(charlie_client.post(url + "/confirm", {"challenge": "x"}, format="json"), 404, "NOT_FOUND")
+    assert_error(
+        charlie_client.post(url + "/confirm", {"challenge": "x"}, format="json"), 404, "NOT_FOUND"
+    )
     assert_error(charlie_client.delete(url), 404, "NOT_FOUND")
 
 
@@ -183,14 +215,28 @@ def test_other_org_domain_is_404(cast, charlie_client):
 def test_mapping_rules_bounded_by_their_maker(cast, alice_client, dave_client, charlie_client):
     provider = make_oidc(cast)
     url = f"{URL.format(org='acme')}/{provider.pk}/mappings"
-    assert_error(dave_client.post(url, {"group": "root", "role": "owner"}, format="json"), 403, "PERMISSION_DENIED")
+    assert_error(
+        dave_client.post(url, {"group": "root", "role": "owner"}, format="json"),
+        403,
+        "PERMISSION_DENIED",
+    )
     response = dave_client.post(url, {"group": "eng-admins", "role": "admin"}, format="json")
     assert response.status_code == 201, response.content
-    assert_error(dave_client.post(url, {"group": "nothing"}, format="json"), 400, "VALIDATION_ERROR")
-    assert_error(dave_client.post(url, {"group": "eng-admins", "role": "member"}, format="json"), 409, "CONFLICT")
-    assert alice_client.post(url, {"group": "root", "role": "owner"}, format="json").status_code == 201
+    assert_error(
+        dave_client.post(url, {"group": "nothing"}, format="json"), 400, "VALIDATION_ERROR"
+    )
+    assert_error(
+        dave_client.post(url, {"group": "eng-admins", "role": "member"}, format="json"),
+        409,
+        "CONFLICT",
+    )
+    assert (
+        alice_client.post(url, {"group": "root", "role": "owner"}, format="json").status_code == 201
+    )
     assert [r["group"] for r in alice_client.get(url).json()["results"]] == ["eng-admins", "root"]
-    assert_error(charlie_client.get(f"{URL.format(org='globex')}/{provider.pk}/mappings"), 404, "NOT_FOUND")
+    assert_error(
+        charlie_client.get(f"{URL.format(org='globex')}/{provider.pk}/mappings"), 404, "NOT_FOUND"
+    )
     rule_id = response.json()["id"]
     assert dave_client.delete(f"{url}/{rule_id}").status_code == 204
 
@@ -204,5 +250,7 @@ def test_api_keys_cannot_configure_sso(cast, alice_client):
 
     key_client = APIClient()
     key_client.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['key']}")
-    assert_error(key_client.post(URL.format(org="acme"), OIDC, format="json"), 403, "PERMISSION_DENIED")
+    assert_error(
+        key_client.post(URL.format(org="acme"), OIDC, format="json"), 403, "PERMISSION_DENIED"
+    )
     assert client_for(cast.alice).get(URL.format(org="acme")).json()["count"] == 0

@@ -63,7 +63,9 @@ def _start(client: Client, provider) -> str:
     page = client.get("/auth/sso/acme")
     assert page.status_code == 200 and provider.label.encode() in page.content
     response = client.post("/auth/sso/acme", {"provider": str(provider.pk)})
-    assert response.status_code == 302 and response["Location"].startswith("https://idp.example.com/")
+    assert response.status_code == 302 and response["Location"].startswith(
+        "https://idp.example.com/"
+    )
     return parse_qs(urlsplit(response["Location"]).query)["state"][0]
 
 
@@ -128,11 +130,16 @@ def test_saml_acs_takes_the_relay_state_and_the_response(cast, domain, alice_cli
         "signing_certificates": [self_signed_pem()],
         "emails_verified": True,
     }
-    provider_id = alice_client.post("/api/v1/orgs/acme/identity-providers", body, format="json").json()["id"]
+    provider_id = alice_client.post(
+        "/api/v1/orgs/acme/identity-providers", body, format="json"
+    ).json()["id"]
     seen = {}
 
     def start(provider, *, base_url, state):
-        return f"https://idp.example.com/saml/sso?RelayState={state}", {"state": state, "request_id": "id-1"}
+        return f"https://idp.example.com/saml/sso?RelayState={state}", {
+            "state": state,
+            "request_id": "id-1",
+        }
 
     def complete(provider, *, base_url, saml_response, kept):
         seen.update(kept=kept, response=saml_response)
@@ -143,7 +150,9 @@ def test_saml_acs_takes_the_relay_state_and_the_response(cast, domain, alice_cli
     browser = Client(enforce_csrf_checks=True)
     browser.get("/auth/sso/acme")
     token = browser.cookies["csrftoken"].value
-    started = browser.post("/auth/sso/acme", {"provider": provider_id, "csrfmiddlewaretoken": token})
+    started = browser.post(
+        "/auth/sso/acme", {"provider": provider_id, "csrfmiddlewaretoken": token}
+    )
     relay = parse_qs(urlsplit(started["Location"]).query)["RelayState"][0]
     acs = browser.post(
         f"/auth/sso/acme/saml/{provider_id}/acs", {"SAMLResponse": "PHNhbWw+", "RelayState": relay}
@@ -159,7 +168,9 @@ def test_saml_acs_takes_the_relay_state_and_the_response(cast, domain, alice_cli
 
 def _pkce() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    challenge = (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    )
     return verifier, challenge
 
 
@@ -167,7 +178,11 @@ def test_api_flow_ends_in_a_token_pair(cast, oidc, domain, idp, anon_client):
     verifier, challenge = _pkce()
     start = anon_client.post(
         "/api/v1/auth/sso/acme",
-        {"redirect_uri": "http://127.0.0.1:9123/cb", "code_challenge": challenge, "code_challenge_method": "S256"},
+        {
+            "redirect_uri": "http://127.0.0.1:9123/cb",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        },
         format="json",
     )
     assert start.status_code == 200, start.content
@@ -175,10 +190,14 @@ def test_api_flow_ends_in_a_token_pair(cast, oidc, domain, idp, anon_client):
     back = Client().get("/auth/sso/acme/oidc/callback", {"state": state})
     assert back.status_code == 302 and back["Location"].startswith("http://127.0.0.1:9123/cb?code=")
     code = parse_qs(urlsplit(back["Location"]).query)["code"][0]
-    wrong = anon_client.post("/api/v1/auth/sso/token", {"code": code, "code_verifier": "x" * 43}, format="json")
+    wrong = anon_client.post(
+        "/api/v1/auth/sso/token", {"code": code, "code_verifier": "x" * 43}, format="json"
+    )
     assert_error(wrong, 401, "AUTHENTICATION_FAILED")
     # A wrong verifier burnt the code.
-    again = anon_client.post("/api/v1/auth/sso/token", {"code": code, "code_verifier": verifier}, format="json")
+    again = anon_client.post(
+        "/api/v1/auth/sso/token", {"code": code, "code_verifier": verifier}, format="json"
+    )
     assert_error(again, 401, "AUTHENTICATION_FAILED")
 
 
@@ -186,17 +205,25 @@ def test_api_flow_pair_works_and_the_code_is_single_use(cast, oidc, domain, idp,
     verifier, challenge = _pkce()
     start = anon_client.post(
         "/api/v1/auth/sso/acme",
-        {"redirect_uri": "http://localhost:9124/", "code_challenge": challenge, "code_challenge_method": "S256"},
+        {
+            "redirect_uri": "http://localhost:9124/",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        },
         format="json",
     )
     state = parse_qs(urlsplit(start.json()["authorization_url"]).query)["state"][0]
     back = Client().get("/auth/sso/acme/oidc/callback", {"state": state})
     code = parse_qs(urlsplit(back["Location"]).query)["code"][0]
-    pair = anon_client.post("/api/v1/auth/sso/token", {"code": code, "code_verifier": verifier}, format="json")
+    pair = anon_client.post(
+        "/api/v1/auth/sso/token", {"code": code, "code_verifier": verifier}, format="json"
+    )
     assert pair.status_code == 200, pair.content
     me = Client().get("/api/v1/auth/me", HTTP_AUTHORIZATION=f"Bearer {pair.json()['access_token']}")
     assert me.status_code == 200 and me.json()["user"]["email"] == "erin@acme.example.com"
-    reuse = anon_client.post("/api/v1/auth/sso/token", {"code": code, "code_verifier": verifier}, format="json")
+    reuse = anon_client.post(
+        "/api/v1/auth/sso/token", {"code": code, "code_verifier": verifier}, format="json"
+    )
     assert_error(reuse, 401, "AUTHENTICATION_FAILED")
 
 
@@ -216,7 +243,11 @@ def test_api_flow_refuses_non_loopback_redirects_and_unknown_orgs(cast, oidc, id
     assert_error(
         anon_client.post(
             "/api/v1/auth/sso/globex",
-            {"redirect_uri": "http://127.0.0.1:9/", "code_challenge": challenge, "code_challenge_method": "S256"},
+            {
+                "redirect_uri": "http://127.0.0.1:9/",
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            },
             format="json",
         ),
         404,
@@ -236,7 +267,9 @@ def test_sign_in_with_sso_by_email_domain(cast, oidc, domain, client):
 
 
 def _login(client: Client, username: str) -> None:
-    response = client.post("/login", {"step": "password", "username": username, "password": PASSWORD})
+    response = client.post(
+        "/login", {"step": "password", "username": username, "password": PASSWORD}
+    )
     assert response.status_code == 302, response.content
 
 
@@ -271,7 +304,10 @@ def test_admin_adds_a_provider_and_a_rule_owner_confirms_a_domain_in_the_dashboa
     edit = client.get(created["Location"])
     assert edit.status_code == 200 and b"/auth/sso/acme/oidc/callback" in edit.content
     assert b"dashboard-secret" not in edit.content
-    rule = client.post(created["Location"], {"op": "mapping_create", "group": "admins", "role": "admin", "team": ""})
+    rule = client.post(
+        created["Location"],
+        {"op": "mapping_create", "group": "admins", "role": "admin", "team": ""},
+    )
     assert rule.status_code == 302
     assert b"admins" in client.get(created["Location"]).content
     claimed = client.post("/orgs/acme/sso", {"op": "domain_claim", "domain": "acme.example.com"})
@@ -279,10 +315,15 @@ def test_admin_adds_a_provider_and_a_rule_owner_confirms_a_domain_in_the_dashboa
     from sso.models import VerifiedDomain
 
     pending = VerifiedDomain.all_orgs.get(domain="acme.example.com")
-    assert pending.challenge.encode() not in client.get("/orgs/acme/sso").content  # Admin: not shown
+    assert (
+        pending.challenge.encode() not in client.get("/orgs/acme/sso").content
+    )  # Admin: not shown
     owner = Client()
     _login(owner, "alice")
     assert pending.challenge.encode() in owner.get("/orgs/acme/sso").content
-    owner.post("/orgs/acme/sso", {"op": "domain_confirm", "domain_id": pending.pk, "challenge": pending.challenge})
+    owner.post(
+        "/orgs/acme/sso",
+        {"op": "domain_confirm", "domain_id": pending.pk, "challenge": pending.challenge},
+    )
     pending.refresh_from_db()
     assert pending.status == "verified"
