@@ -327,3 +327,18 @@ def test_admin_adds_a_provider_and_a_rule_owner_confirms_a_domain_in_the_dashboa
     )
     pending.refresh_from_db()
     assert pending.status == "verified"
+
+
+def test_require_2fa_still_applies_after_an_sso_sign_in(cast, oidc, domain, idp):
+    """Decision (docs/sso.md): the IdP's MFA does not stand in for the org's 2FA policy;
+    an SSO member of a require_2fa org enrols Inferia 2FA like everybody else."""
+    from orgs.models import Organization
+
+    Organization.objects.filter(pk=cast.acme.pk).update(require_2fa=True)
+    browser = Client()
+    state = _start(browser, oidc)
+    done = browser.get(browser.get("/auth/sso/acme/oidc/callback", {"state": state})["Location"])
+    assert done.status_code == 302 and browser.session["_auth_user_id"]
+    page = browser.get("/orgs/acme/")
+    assert page.status_code == 302 and page["Location"].startswith("/account/2fa")
+    assert AuditRecord.objects.filter(action="auth:2fa_required", outcome="denied").exists()
