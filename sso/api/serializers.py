@@ -144,6 +144,8 @@ class DomainConfirmInput(InputSerializer):
 
 
 class DomainOutput(serializers.ModelSerializer):
+    # Declared: DRF would derive a unique validator from the (org-scoped) model.
+    domain = serializers.CharField(read_only=True)
     challenge = serializers.SerializerMethodField()
 
     class Meta:
