@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from audit import services as audit
-from inferia.request_meta import RequestMeta
+from keys.services import access_record
 from orgs.access import Access
 from orgs.models import Membership
 
@@ -25,17 +22,8 @@ SAML_FIELDS = (
 COMMON_FIELDS = ("display_name", "is_enabled")
 
 
-def config_record(access: Access, action: str, target: Any, meta: RequestMeta | None, **data: Any):
-    audit.record(
-        action=action,
-        outcome="success",
-        org=access.org,
-        actor=access.user,
-        actor_label=access.actor_label,
-        target=target,
-        meta=meta,
-        data=data,
-    )
+# A successful change by ``access``, audited (the keys app's one helper for it).
+config_record = access_record
 
 
 def manage_require(access: Access) -> Membership:
