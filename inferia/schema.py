@@ -23,6 +23,7 @@ TAGS = [
     ("service-accounts", "Non-human identities whose keys outlive their maker's membership."),
     ("provider-accounts", "Upstream LLM accounts with encrypted secrets and per-account grants."),
     ("access-rules", "Which models each user, team, role and service account may use."),
+    ("sso", "Single sign-on: identity providers, group mapping rules, verified e-mail domains."),
     ("audit", "The append-only audit log (JSON pages, CSV, JSON lines)."),
     ("usage", "Requests, tokens, cost and latency over time."),
     ("gateway", "The OpenAI-compatible gateway under /api/llm/v1 (a plain ASGI app)."),
@@ -80,7 +81,13 @@ _ERROR_TEXT = {
     "429": "RATE_LIMITED: too many attempts; wait `Retry-After` seconds.",
 }
 
-_NO_AUTH = {"/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout"}
+_NO_AUTH = {
+    "/api/v1/auth/login",
+    "/api/v1/auth/refresh",
+    "/api/v1/auth/logout",
+    "/api/v1/auth/sso/{org}",
+    "/api/v1/auth/sso/token",
+}
 _USER_ONLY_PREFIXES = ("/api/v1/auth/",)
 # Operations that check a password or one-time code, which lock out after failures.
 _THROTTLED = {
@@ -93,6 +100,7 @@ _THROTTLED = {
     ("POST", "/api/v1/orgs/{org}/transfer-ownership"),
     ("PATCH", "/api/v1/orgs/{org}/provider-accounts/{id}"),
     ("PUT", "/api/v1/orgs/{org}/provider-accounts/{id}/secret"),
+    ("PATCH", "/api/v1/orgs/{org}/identity-providers/{id}"),
 }
 _PAGING = {"page", "page_size", "cursor"}
 

@@ -249,6 +249,81 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str]] = {
         "secret works for `grace_seconds` more (default 0). Only the key's owner may "
         "rotate a personal key.",
     ),
+    # --- single sign-on ----------------------------------------------------------------
+    ("POST", "/api/v1/auth/sso/{org}"): (
+        "Start an SSO sign-in for a CLI",
+        "Give a loopback `redirect_uri` and a PKCE S256 `code_challenge`; get the URL to "
+        "open in a browser. The sign-in at the organization's identity provider ends on "
+        "the loopback address with a one-time `code`. No credential needed.",
+    ),
+    ("POST", "/api/v1/auth/sso/token"): (
+        "Exchange an SSO code for a token pair",
+        "The one-time `code` and the PKCE `code_verifier` give the usual access and "
+        "refresh tokens. Single use; a wrong verifier burns the code (401).",
+    ),
+    ("GET", "/api/v1/orgs/{org}/identity-providers"): (
+        "List identity providers",
+        "The organization's OIDC and SAML providers with what to register at the IdP "
+        "(redirect URI, SP entity id, ACS URL); the client secret only as "
+        "`has_client_secret`. Needs `sso:manage`.",
+    ),
+    ("POST", "/api/v1/orgs/{org}/identity-providers"): (
+        "Connect an identity provider",
+        "OIDC (issuer, client id, client secret stored encrypted) or SAML (metadata URL or "
+        "XML, or entity id, SSO URL and signing certificates). A private issuer or "
+        "metadata URL is 400 unless listed in `allowed_private_hosts`. Needs `sso:manage`, "
+        "signed in.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/identity-providers/{id}"): (
+        "Show an identity provider",
+        "One provider; the client secret is never returned. Needs `sso:manage`.",
+    ),
+    ("PATCH", "/api/v1/orgs/{org}/identity-providers/{id}"): (
+        "Change an identity provider",
+        "Change settings, enable or disable it, replace the client secret (a 2FA user "
+        "gives a fresh `otp_code`, also to move the issuer). Needs `sso:manage`.",
+    ),
+    ("DELETE", "/api/v1/orgs/{org}/identity-providers/{id}"): (
+        "Delete an identity provider",
+        "Delete it with its links and rules; the last enabled provider of an org that "
+        "enforces SSO stays (409). Needs `sso:manage`.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/identity-providers/{id}/mappings"): (
+        "List group mapping rules",
+        "IdP group -> role and/or team rules of one provider. Needs `sso:manage`.",
+    ),
+    ("POST", "/api/v1/orgs/{org}/identity-providers/{id}/mappings"): (
+        "Add a group mapping rule",
+        "Members in this IdP group get the role and/or join the team at every SSO "
+        "sign-in; bounded by what the rule's maker holds. Needs `sso:manage`.",
+    ),
+    ("DELETE", "/api/v1/orgs/{org}/identity-providers/{id}/mappings/{rule_id}"): (
+        "Delete a group mapping rule",
+        "What the rule granted goes at each member's next SSO sign-in. Needs `sso:manage`.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/sso-domains"): (
+        "List claimed e-mail domains",
+        "Pending and verified domains; a pending one's challenge is shown to Owners only. "
+        "Needs `sso:manage`.",
+    ),
+    ("POST", "/api/v1/orgs/{org}/sso-domains"): (
+        "Claim an e-mail domain",
+        "The domain is pending with a random challenge until an Owner confirms it; a domain "
+        "verified by another organization is 409. Needs `sso:manage`.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/sso-domains/{id}"): (
+        "Show a claimed domain",
+        "One claimed domain and its status. Needs `sso:manage`.",
+    ),
+    ("DELETE", "/api/v1/orgs/{org}/sso-domains/{id}"): (
+        "Give up a domain",
+        "Remove a claim; a verified domain only by an Owner. Needs `sso:manage`.",
+    ),
+    ("POST", "/api/v1/orgs/{org}/sso-domains/{id}/confirm"): (
+        "Confirm a domain",
+        "An Owner enters the challenge back (the stand-in for a DNS TXT record); the "
+        "domain is then verified for this organization only.",
+    ),
     # --- provider accounts ------------------------------------------------------------
     ("GET", "/api/v1/orgs/{org}/provider-accounts"): (
         "List provider accounts",
@@ -355,4 +430,6 @@ def tag_for(path: str) -> str:
     resource = parts[2].removesuffix(".yaml")
     if resource == "audit-logs":
         return "audit"
+    if resource in ("identity-providers", "sso-domains"):
+        return "sso"
     return resource

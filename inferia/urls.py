@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/", include("orgs.api.urls")),
     path("api/v1/", include("keys.api.urls")),
     path("api/v1/", include("audit.api.urls")),
+    path("api/v1/", include("sso.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", DocsView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),
@@ -24,6 +25,7 @@ urlpatterns = [
     path("", include("orgs.urls")),
     path("", include("keys.urls")),
     path("", include("audit.urls")),
+    path("", include("sso.urls")),
     path("", include("gateway.urls")),
 ]
 

@@ -30,9 +30,10 @@ from orgs.signals import access_changed, member_removed
 MAX_GRACE_SECONDS = 7 * 24 * 3600
 
 
-def _record(
+def access_record(
     access: Access, action: str, target: Any, meta: RequestMeta | None, **data: Any
 ) -> None:
+    """Audit a successful change made by ``access`` (keys' and sso's services)."""
     audit.record(
         action=action,
         outcome="success",
@@ -178,7 +179,7 @@ def api_key_create(
                     parent=parent,
                     **limits,
                 )
-                _record(
+                access_record(
                     access,
                     "api_key:create",
                     key,
@@ -250,7 +251,7 @@ def api_key_revoke(*, access: Access, key: ApiKey, meta: RequestMeta | None = No
             raise Conflict(f"API key {key.prefix} is already revoked")
         key.revoked_at = clock.now()
         key.save(update_fields=["revoked_at"])
-        _record(access, "api_key:revoke", key, meta, prefix=key.prefix)
+        access_record(access, "api_key:revoke", key, meta, prefix=key.prefix)
     return key
 
 
@@ -341,7 +342,7 @@ def api_key_rotate(
             key.revoked_at = now
             fields.append("revoked_at")
         key.save(update_fields=fields)
-        _record(
+        access_record(
             access,
             "api_key:rotate",
             key,
@@ -370,7 +371,9 @@ def api_keys_revoke_for_member(
     for key in keys:
         key.revoked_at = now
         key.save(update_fields=["revoked_at"])
-        _record(access, "api_key:revoke", key, meta, prefix=key.prefix, reason="member_removed")
+        access_record(
+            access, "api_key:revoke", key, meta, prefix=key.prefix, reason="member_removed"
+        )
     return len(keys)
 
 
@@ -420,7 +423,9 @@ def service_account_create(
                 granted_by_membership=access.membership,
                 created_by=access.user,
             )
-            _record(access, "service_account:manage", account, meta, op="create", role=role.slug)
+            access_record(
+                access, "service_account:manage", account, meta, op="create", role=role.slug
+            )
     except IntegrityError as exc:
         raise Conflict(
             "A service account with this slug exists", details={"slug": ["Already taken."]}
@@ -452,7 +457,9 @@ def service_account_update(
     if fields:
         with transaction.atomic():
             account.save(update_fields=fields)
-            _record(access, "service_account:manage", account, meta, op="update", changed=fields)
+            access_record(
+                access, "service_account:manage", account, meta, op="update", changed=fields
+            )
     return account
 
 
@@ -462,7 +469,9 @@ def service_account_delete(
     """Delete the account and its keys."""
     access.require("service_account:manage")
     with transaction.atomic():
-        _record(access, "service_account:manage", account, meta, op="delete", slug=account.slug)
+        access_record(
+            access, "service_account:manage", account, meta, op="delete", slug=account.slug
+        )
         account.delete()
 
 
@@ -561,7 +570,7 @@ def provider_account_create(
     try:
         with transaction.atomic():
             account.save()
-            _record(
+            access_record(
                 access,
                 "provider_account:manage",
                 account,
@@ -578,7 +587,7 @@ def provider_account_create(
     return account
 
 
-def _require_fresh_confirmation(
+def fresh_confirmation_require(
     access: Access, otp_code: str | None, meta: RequestMeta | None
 ) -> None:
     """Changing where an existing secret goes, or what it is: a signed-in user (never
@@ -615,7 +624,7 @@ def provider_account_update(
         )
         if url != account.base_url:
             if account.has_secret:
-                _require_fresh_confirmation(access, otp_code, meta)
+                fresh_confirmation_require(access, otp_code, meta)
             account.base_url = url
             fields.append("base_url")
     if "models" in changes:
@@ -628,7 +637,9 @@ def provider_account_update(
     if fields:
         with transaction.atomic():
             account.save(update_fields=[*fields, "updated_at"])
-            _record(access, "provider_account:manage", account, meta, op="update", changed=fields)
+            access_record(
+                access, "provider_account:manage", account, meta, op="update", changed=fields
+            )
             if "base_url" in fields:
                 _upstream_changed(account)
     return account
@@ -650,13 +661,13 @@ def provider_account_set_secret(
             "Give a secret or a secret reference", details={"secret": ["Required."]}
         )
     if account.has_secret:
-        _require_fresh_confirmation(access, otp_code, meta)
+        fresh_confirmation_require(access, otp_code, meta)
     _set_secret(account, secret, secret_ref)
     with transaction.atomic():
         account.save(
             update_fields=["encrypted_secret", "secret_ref", "secret_updated_at", "updated_at"]
         )
-        _record(
+        access_record(
             access,
             "provider_account:manage",
             account,
@@ -673,7 +684,9 @@ def provider_account_delete(
 ) -> None:
     access.require_on("provider_account:manage", account)
     with transaction.atomic():
-        _record(access, "provider_account:manage", account, meta, op="delete", name=account.name)
+        access_record(
+            access, "provider_account:manage", account, meta, op="delete", name=account.name
+        )
         account.delete()
 
 

@@ -25,8 +25,11 @@ class OrgPolicy:
     # Keys
     max_key_lifetime_days: int | None = None
     unused_key_days: int = 30
-    # Provider accounts: private hosts allowed as base URLs (SSRF guard).
+    # Provider accounts and identity providers: private hosts allowed (SSRF guard).
     allowed_private_hosts: tuple[str, ...] = ()
+    # Password login refuses the org's members but its Owners (break-glass: password
+    # + 2FA); they sign in through the org's identity provider (``sso``).
+    enforce_sso: bool = False
     # Gateway limits (None: unlimited / the operator's default).
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None

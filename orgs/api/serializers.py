@@ -88,6 +88,9 @@ class OrgSettingsInput(InputSerializer):
         child=serializers.CharField(max_length=255), required=False, max_length=100
     )
     audit_retention_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
+    # Needs sso:manage too, and turning it on an enabled identity provider and an Owner
+    # with 2FA (``tenancy.enforce_sso_change_check``).
+    enforce_sso = serializers.BooleanField(required=False)
     # Gateway limits (null: unlimited). Org-wide, per principal and per key defaults.
     requests_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     tokens_per_minute = serializers.IntegerField(min_value=1, required=False, allow_null=True)

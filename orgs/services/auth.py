@@ -20,9 +20,9 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from audit import services as audit
 from inferia import clock, store
-from inferia.errors import AuthenticationFailed, RateLimited, ValidationError
+from inferia.errors import AuthenticationFailed, PermissionDenied, RateLimited, ValidationError
 from inferia.request_meta import RequestMeta
-from orgs.models import RefreshTokenRecord, User
+from orgs.models import Membership, RefreshTokenRecord, User
 from orgs.services import two_factor
 from orgs.signals import access_changed, user_org_ids
 
@@ -178,12 +178,55 @@ def login_verify(
     user = authenticate(request, username=username, password=password)
     if user is None:
         fail("bad_credentials", AuthenticationFailed("Invalid username or password"))
+    # After the password: only the account's holder learns that SSO is enforced.
+    password_login_sso_check(user=user, meta=meta)
     second_factor_ok = two_factor.second_factor_verify(
         user=user, otp_code=otp_code, meta=meta, action="auth:login"
     )
     if not second_factor_ok:
         fail("bad_otp", AuthenticationFailed("Invalid one-time code"))
     return user
+
+
+def password_login_sso_check(*, user: User, meta: RequestMeta | None) -> None:
+    """``enforce_sso``: password login (dashboard, API, admin: all go through
+    ``login_verify``) refuses a member of an org that enforces SSO, unless they are
+    that org's Owner with 2FA on (break-glass: password + 2FA; ``login_verify`` then
+    asks for the code as usual). Each refusal is audited, in each enforcing org.
+
+    Raises PERMISSION_DENIED with ``details.sso_orgs`` (the slugs whose
+    ``/auth/sso/{org}`` page signs the person in).
+    """
+    from orgs.access import OWNER
+
+    memberships = Membership.all_orgs.filter(user=user).select_related("org", "role")
+    refusing: list[tuple[Membership, str]] = []
+    for membership in memberships:
+        if not membership.org.policy.enforce_sso:
+            continue
+        is_owner = membership.role.org_id is None and membership.role.slug == OWNER
+        if not is_owner:
+            refusing.append((membership, "sso_enforced"))
+        elif two_factor.confirmed_device(user) is None:
+            refusing.append((membership, "sso_enforced_owner_without_2fa"))
+    if not refusing:
+        return
+    for membership, reason in refusing:
+        audit.record(
+            action="auth:login",
+            outcome="denied",
+            org=membership.org,
+            actor=user,
+            status_code=403,
+            meta=meta,
+            data={"reason": reason, "via": "password"},
+        )
+    slugs = sorted(m.org.slug for m, _reason in refusing)
+    raise PermissionDenied(
+        f"{', '.join(slugs)} requires single sign-on: sign in with SSO "
+        f"(/auth/sso/{slugs[0]}). Owners may use their password only with 2FA on.",
+        details={"sso_orgs": slugs},
+    )
 
 
 def login_second_factor(*, meta: RequestMeta | None, user: User, otp_code: str | None) -> User:
@@ -520,8 +563,6 @@ def user_admin_save(
     narrows access (deactivation, staff or superuser removed) ends every session
     and token of the user at once. Raises PERMISSION_DENIED.
     """
-    from inferia.errors import PermissionDenied
-
     names = (
         USER_ACCESS_FIELDS if created else [n for n in USER_ACCESS_FIELDS if n in changed_fields]
     )

@@ -93,6 +93,51 @@ def audit_retention_change_check(access: Access, settings_changes: dict[str, Any
         raise PermissionDenied("Only the Owner may change the audit retention")
 
 
+def enforce_sso_change_check(access: Access, settings_changes: dict[str, Any]) -> None:
+    """Changing ``enforce_sso`` needs ``sso:manage`` (besides ``org:update``) and a
+    signed-in user; turning it on needs an enabled identity provider (else nobody but
+    the Owners could sign in) and an Owner with confirmed 2FA (the break-glass path is
+    password + 2FA).
+
+    Raises PERMISSION_DENIED or VALIDATION_ERROR on ``enforce_sso``.
+    """
+    if "enforce_sso" not in settings_changes:
+        return
+    wanted = bool(settings_changes["enforce_sso"])
+    if wanted == access.org.policy.enforce_sso:
+        return
+    access.require("sso:manage")
+    access.require_human()
+    if not wanted:
+        return
+    # orgs does not import sso (imports point sso -> orgs): the model by its label.
+    from django.apps import apps
+
+    providers = apps.get_model("sso", "IdentityProvider").all_orgs
+    if not providers.filter(org=access.org, is_enabled=True).exists():
+        raise ValidationError(
+            "Connect an identity provider first",
+            details={"enforce_sso": ["Add and enable an identity provider before enforcing SSO."]},
+        )
+    owners_with_2fa = Membership.all_orgs.filter(
+        org=access.org,
+        role__org__isnull=True,
+        role__slug=acl.OWNER,
+        user__is_active=True,
+        user__totpdevice__confirmed=True,
+    )
+    if not owners_with_2fa.exists():
+        raise ValidationError(
+            "An Owner needs two-factor authentication first",
+            details={
+                "enforce_sso": [
+                    "Owners keep password + 2FA as the break-glass sign-in: at least one "
+                    "Owner must have two-factor authentication on."
+                ]
+            },
+        )
+
+
 def private_hosts_check(entries: list[str] | None) -> None:
     """An org lists only private hosts the operator's ``INFERIA_PRIVATE_HOSTS_ALLOWED``
     covers (the SSRF guard applies the same cap at every connection).
@@ -117,6 +162,7 @@ def organization_update(
     """
     org = access.org
     audit_retention_change_check(access, changes.get("settings") or {})
+    enforce_sso_change_check(access, changes.get("settings") or {})
     private_hosts_check((changes.get("settings") or {}).get("allowed_private_hosts"))
     if "require_2fa" in changes and bool(changes["require_2fa"]) != org.require_2fa:
         user, _membership = access.require_human()

@@ -20,6 +20,7 @@ TAGS = {
     "service-accounts",
     "provider-accounts",
     "access-rules",
+    "sso",
     "audit",
     "usage",
     "auth",

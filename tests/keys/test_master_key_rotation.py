@@ -128,7 +128,7 @@ def test_rotation_rewraps_everything_and_the_old_key_can_go(
     assert _login(anon_client, "charlie", seeds["charlie"]).status_code == 200
 
     # Running again changes nothing.
-    assert "0 provider secrets, 0 TOTP seeds" in _rotate()
+    assert "0 provider secrets, 0 SSO client secrets, 0 TOTP seeds" in _rotate()
     assert _envelopes() == after
 
     # k1 leaves the ring: everything still decrypts and verifies.
@@ -197,7 +197,7 @@ def test_two_rotations_in_a_row(cast, settings, estate, anon_client, clock_shift
     settings.INFERIA_MASTER_KEYS = f"k2:{K2},k1:{K1}"
     _rotate()
     settings.INFERIA_MASTER_KEYS = f"k3:{K3},k2:{K2}"
-    assert "3 provider secrets, 2 TOTP seeds" in _rotate()
+    assert "3 provider secrets, 0 SSO client secrets, 2 TOTP seeds" in _rotate()
     settings.INFERIA_MASTER_KEYS = f"k3:{K3}"
     assert {e["kid"] for e in _envelopes().values()} == {"k3"}
     assert _plaintexts(ids) == EXPECTED
