@@ -74,7 +74,6 @@ import json
 import re
 import secrets
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,6 +95,7 @@ from joserfc.errors import (
 from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
+from inferia import clock
 from keys.ssrf_http import AddressRefused, ResponseTooLarge, guarded_client
 from sso.claims import Claims
 from sso.errors import SsoError
@@ -151,10 +151,6 @@ class ProviderMetadata:
     iss_parameter_supported: bool
     raw: dict[str, Any]
 
-
-# Clocks, replaceable in tests (no sleeps): monotonic for caches, wall for token times.
-monotonic = time.monotonic
-wall_clock = time.time
 
 _lock = threading.Lock()
 _discovery_cache: dict[tuple[str, tuple[str, ...]], tuple[float, ProviderMetadata]] = {}
@@ -248,14 +244,14 @@ def discover(config: OidcConfig) -> ProviderMetadata:
     key = _cache_key(config, issuer)
     with _lock:
         cached = _discovery_cache.get(key)
-    if cached is not None and monotonic() < cached[0]:
+    if cached is not None and clock.time() < cached[0]:
         return cached[1]
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     with _client(config) as client:
         document = _get_json(client, url, "discovery document")
     metadata = _parse_metadata(config, document)
     with _lock:
-        _discovery_cache[key] = (monotonic() + DISCOVERY_TTL_SECONDS, metadata)
+        _discovery_cache[key] = (clock.time() + DISCOVERY_TTL_SECONDS, metadata)
     return metadata
 
 
@@ -300,7 +296,7 @@ def _key_set(
     key = _cache_key(config, metadata.jwks_uri)
     with _lock:
         cached = _jwks_cache.get(key)
-    if cached is not None and not refresh and monotonic() < cached[0]:
+    if cached is not None and not refresh and clock.time() < cached[0]:
         return cached[1]
     document = _get_json(client, metadata.jwks_uri, "key set (jwks_uri)")
     keys = document.get("keys")
@@ -319,7 +315,7 @@ def _key_set(
             continue  # one malformed key does not take the others down
     key_set = KeySet(usable)
     with _lock:
-        _jwks_cache[key] = (monotonic() + JWKS_TTL_SECONDS, key_set)
+        _jwks_cache[key] = (clock.time() + JWKS_TTL_SECONDS, key_set)
     return key_set
 
 
@@ -403,7 +399,7 @@ def authorization_request(
         "state": state,
         "nonce": nonce,
         "code_verifier": code_verifier,
-        "started_at": int(wall_clock()),
+        "started_at": int(clock.time()),
     }
     return url, kept
 
@@ -449,7 +445,7 @@ def complete(
     ):
         raise SsoError("bad_flow", "The sign-in was started for another identity provider.")
     started_at = kept.get("started_at")
-    if not isinstance(started_at, int) or wall_clock() - started_at > FLOW_TTL_SECONDS:
+    if not isinstance(started_at, int) or clock.time() - started_at > FLOW_TTL_SECONDS:
         raise SsoError("bad_flow", "The sign-in took too long; start again.")
     metadata = discover(config)
     iss = _param(query, "iss")
@@ -583,7 +579,7 @@ def _validate_claims(
     alg: str,
 ) -> None:
     registry = JWTClaimsRegistry(
-        now=lambda: int(wall_clock()),
+        now=lambda: int(clock.time()),
         leeway=LEEWAY_SECONDS,
         iss={"essential": True, "value": config.issuer},
         aud={"essential": True, "value": config.client_id},
