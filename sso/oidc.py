@@ -654,7 +654,7 @@ def _claims(config: OidcConfig, id_claims: dict[str, Any], userinfo: dict[str, A
     merged = {**userinfo, **id_claims}  # the signed ID token wins
     # email and email_verified from one source, so a verified flag never vouches for
     # an address it was not issued with.
-    source = id_claims if "email" in id_claims else userinfo
+    source = id_claims if isinstance(id_claims.get("email"), str) else userinfo
     email = source.get("email")
     email = email.strip() if isinstance(email, str) else ""
     email_verified = bool(email) and source.get("email_verified") is True

@@ -25,8 +25,8 @@ import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +38,7 @@ import httpx
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
+from inferia import clock
 from tests.conftest import require_or_skip
 
 OP_DIR = Path(__file__).resolve().parent / "oidc_op"
@@ -186,7 +187,7 @@ class NodeProvider:
         self.conform = conform_id_token_claims
         self.keys = keys
         self.process: subprocess.Popen | None = None
-        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"oidc-op-{self.port}.log"
+        self.log_path = Path(tempfile.gettempdir()) / f"oidc-op-{self.port}.log"
 
     def start(self) -> NodeProvider:
         config = {
@@ -271,6 +272,8 @@ class CraftedProvider:
         self.userinfo: dict[str, Any] | None = None
         self.token_factory: TokenFactory = self.good_token
         self.hits: Counter[str] = Counter()
+        # path -> (status, headers, body): answers served as they are (redirects, huge bodies).
+        self.raw_routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
         self.codes: dict[str, dict[str, str]] = {}
         self.token_requests: list[dict[str, str]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
@@ -285,7 +288,7 @@ class CraftedProvider:
         self._server.server_close()
 
     def claims(self, nonce: str, **overrides) -> dict[str, Any]:
-        now = int(time.time())
+        now = int(clock.time())
         claims = {
             "iss": self.issuer,
             "sub": "user-42",
@@ -305,7 +308,7 @@ class CraftedProvider:
         return self.answer(sign(defaults, self.key))
 
     @staticmethod
-    def answer(id_token: str, access_token: str = "at-opaque-123") -> dict[str, Any]:
+    def answer(id_token: str, access_token: str = "at-opaque-123") -> dict[str, Any]:  # noqa: S107
         return {
             "access_token": access_token,
             "token_type": "Bearer",
@@ -354,6 +357,14 @@ class CraftedProvider:
             def do_GET(self):  # noqa: N802
                 parts = urlsplit(self.path)
                 provider.hits[parts.path] += 1
+                if parts.path in provider.raw_routes:
+                    status, headers, body = provider.raw_routes[parts.path]
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return None
                 if parts.path == "/.well-known/openid-configuration":
                     return self._json(200, provider.document())
                 if parts.path == "/jwks":
@@ -380,17 +391,15 @@ class CraftedProvider:
                 provider.token_requests.append(form)
                 if parts.path != "/token":
                     return self._json(404, {"error": "not_found"})
-                expected = "Basic " + base64.b64encode(
-                    f"{CLIENT_ID}:{CLIENT_SECRET}".encode()
-                ).decode()
+                expected = (
+                    "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+                )
                 if not hmac.compare_digest(self.headers.get("Authorization", ""), expected):
                     return self._json(401, {"error": "invalid_client"})
                 request = provider.codes.pop(form.get("code", ""), None)
                 if request is None:
                     return self._json(400, {"error": "invalid_grant"})
-                challenge = b64url(
-                    hashlib.sha256(form.get("code_verifier", "").encode()).digest()
-                )
+                challenge = b64url(hashlib.sha256(form.get("code_verifier", "").encode()).digest())
                 if (
                     request.get("code_challenge_method") != "S256"
                     or challenge != request.get("code_challenge")
