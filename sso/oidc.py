@@ -310,7 +310,7 @@ def _key_set(
         if entry.get("kty") not in ("RSA", "EC", "OKP"):
             continue
         try:
-            usable.append(KeySet.import_key_set({"keys": [entry]}).keys[0])  # type: ignore[typeddict-item]
+            usable.append(KeySet.import_key_set({"keys": [entry]}).keys[0])
         except (JoseError, ValueError, TypeError):
             continue  # one malformed key does not take the others down
     key_set = KeySet(usable)
@@ -339,7 +339,7 @@ class _HttpxClientAuth(httpx.Auth):
     def __init__(self, client_id: str, client_secret: str, auth_method: str) -> None:
         self._auth = ClientAuth(client_id, client_secret, auth_method)
 
-    def auth_flow(self, request: httpx.Request):  # type: ignore[override]
+    def auth_flow(self, request: httpx.Request):
         url, headers, body = self._auth.prepare(
             request.method, str(request.url), dict(request.headers), request.content.decode()
         )
