@@ -68,6 +68,21 @@ def free_port() -> int:
     raise RuntimeError("no free port in 9150-9199")
 
 
+def oidc_config(provider, **overrides):
+    """The relying party's configuration for ``provider`` (its port listed as private)."""
+    from sso.oidc import OidcConfig
+
+    values = {
+        "issuer": provider.issuer,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "scopes": ("openid", "email", "profile", "groups"),
+        "allowed_private_hosts": (f"127.0.0.1:{provider.port}",),
+    }
+    values.update(overrides)
+    return OidcConfig(**values)
+
+
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -252,7 +267,24 @@ class NodeProvider:
 TokenFactory = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-class CraftedProvider:
+class _LocalServer:
+    """An HTTP server on 127.0.0.1 in a thread of the test process."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.port = free_port()
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class CraftedProvider(_LocalServer):
     """A minimal OpenID provider whose ID tokens (and JWKS) the test decides.
 
     ``token_factory(defaults)`` gets the claims a correct ID token would carry
@@ -264,7 +296,7 @@ class CraftedProvider:
     """
 
     def __init__(self, key) -> None:
-        self.port = free_port()
+        super().__init__(self._handler())
         self.issuer = f"http://127.0.0.1:{self.port}"
         self.key = key
         self.jwks: dict = public_jwks(key)
@@ -276,16 +308,6 @@ class CraftedProvider:
         self.raw_routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
         self.codes: dict[str, dict[str, str]] = {}
         self.token_requests: list[dict[str, str]] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def start(self) -> CraftedProvider:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def claims(self, nonce: str, **overrides) -> dict[str, Any]:
         now = int(clock.time())
@@ -412,12 +434,10 @@ class CraftedProvider:
         return Handler
 
 
-class CallbackServer:
+class CallbackServer(_LocalServer):
     """The relying party's redirect URI for the browser test: records each callback query."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/callback"
         self.queries: list[dict[str, str]] = []
         server = self
 
@@ -439,13 +459,5 @@ class CallbackServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def start(self) -> CallbackServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
+        self.url = f"http://127.0.0.1:{self.port}/callback"

@@ -18,12 +18,12 @@ import pytest
 from sso import oidc
 from sso.errors import SsoError
 from tests.sso.oidc_support import (
-    CLIENT_ID,
     CLIENT_SECRET,
     USER_PASSWORD,
     CallbackServer,
     NodeProvider,
     node_available,
+    oidc_config,
     rsa_key,
     sign_in_with_forms,
 )
@@ -46,25 +46,13 @@ def op():
     provider.stop()
 
 
-def config_for(provider, **overrides) -> oidc.OidcConfig:
-    values = {
-        "issuer": provider.issuer,
-        "client_id": CLIENT_ID,
-        "client_secret": CLIENT_SECRET,
-        "scopes": ("openid", "email", "profile", "groups"),
-        "allowed_private_hosts": (f"127.0.0.1:{provider.port}",),
-    }
-    values.update(overrides)
-    return oidc.OidcConfig(**values)
-
-
 def sign_in(config, username="alice", **kwargs):
     url, kept = oidc.authorization_request(config, REDIRECT_URI)
     return sign_in_with_forms(url, REDIRECT_URI, username=username, **kwargs), kept
 
 
 def test_code_flow_returns_the_verified_claims_from_userinfo(op):
-    config = config_for(op)
+    config = oidc_config(op)
     url, kept = oidc.authorization_request(config, REDIRECT_URI)
     assert "code_challenge_method=S256" in url
     assert kept["code_verifier"] not in url  # only its S256 challenge travels
@@ -88,7 +76,7 @@ def test_claims_carried_in_the_id_token_itself():
         redirect_uris=[REDIRECT_URI], keys=[rsa_key("k-id")], conform_id_token_claims=False
     ).start()
     try:
-        config = config_for(provider, groups_claim="groups")
+        config = oidc_config(provider, groups_claim="groups")
         query, kept = sign_in(config)
         claims = oidc.complete(config, REDIRECT_URI, query, kept)
     finally:
@@ -102,7 +90,7 @@ def test_claims_carried_in_the_id_token_itself():
 
 @pytest.mark.parametrize("username", ["mallory", "nobody"])
 def test_email_verified_is_false_unless_the_provider_says_true(op, username):
-    config = config_for(op)
+    config = oidc_config(op)
     query, kept = sign_in(config, username=username)
     claims = oidc.complete(config, REDIRECT_URI, query, kept)
     assert claims.email.endswith("@acme.test")
@@ -111,7 +99,7 @@ def test_email_verified_is_false_unless_the_provider_says_true(op, username):
 
 
 def test_state_mismatch_is_refused_before_the_code_is_redeemed(op):
-    config = config_for(op)
+    config = oidc_config(op)
     query, kept = sign_in(config)
     forged = {**query, "state": query["state"][:-1] + ("A" if query["state"][-1] != "A" else "B")}
     with pytest.raises(SsoError) as refused:
@@ -123,7 +111,7 @@ def test_state_mismatch_is_refused_before_the_code_is_redeemed(op):
 
 def test_answer_for_another_sign_in_is_refused(op):
     """A code and state from one browser's sign-in, completed with another's kept data."""
-    config = config_for(op)
+    config = oidc_config(op)
     query, _ = sign_in(config)
     _, other_kept = oidc.authorization_request(config, REDIRECT_URI)
     with pytest.raises(SsoError) as refused:
@@ -132,7 +120,7 @@ def test_answer_for_another_sign_in_is_refused(op):
 
 
 def test_wrong_nonce_is_refused(op):
-    config = config_for(op)
+    config = oidc_config(op)
     query, kept = sign_in(config)
     with pytest.raises(SsoError) as refused:
         oidc.complete(config, REDIRECT_URI, query, {**kept, "nonce": "another-sign-in"})
@@ -140,7 +128,7 @@ def test_wrong_nonce_is_refused(op):
 
 
 def test_denied_consent_comes_back_as_the_providers_error(op):
-    config = config_for(op)
+    config = oidc_config(op)
     query, kept = sign_in(config, consent="abort")
     assert query["error"] == "access_denied"
     with pytest.raises(SsoError) as refused:
@@ -150,7 +138,7 @@ def test_denied_consent_comes_back_as_the_providers_error(op):
 
 
 def test_a_code_is_redeemed_once(op):
-    config = config_for(op)
+    config = oidc_config(op)
     query, kept = sign_in(config)
     oidc.complete(config, REDIRECT_URI, query, kept)
     with pytest.raises(SsoError) as refused:
@@ -162,7 +150,7 @@ def test_a_code_is_redeemed_once(op):
 def test_wrong_client_secret_is_a_token_error_that_does_not_show_the_secret(op, caplog):
     caplog.set_level(logging.DEBUG)
     wrong_secret = "wrong-" + CLIENT_SECRET
-    config = config_for(op, client_secret=wrong_secret)
+    config = oidc_config(op, client_secret=wrong_secret)
     query, kept = sign_in(config)
     with pytest.raises(SsoError) as refused:
         oidc.complete(config, REDIRECT_URI, query, kept)
@@ -176,7 +164,7 @@ def test_wrong_client_secret_is_a_token_error_that_does_not_show_the_secret(op, 
 
 def test_client_secret_never_reaches_logs_on_success(op, caplog):
     caplog.set_level(logging.DEBUG)
-    config = config_for(op)
+    config = oidc_config(op)
     query, kept = sign_in(config)
     oidc.complete(config, REDIRECT_URI, query, kept)
     assert caplog.records  # the HTTP client does log its requests...
@@ -186,7 +174,7 @@ def test_client_secret_never_reaches_logs_on_success(op, caplog):
 
 def test_issuer_mismatch_in_discovery_is_refused(op):
     """The same provider reached as ``localhost``: its document names 127.0.0.1."""
-    config = config_for(
+    config = oidc_config(
         op,
         issuer=f"http://localhost:{op.port}",
         allowed_private_hosts=(f"localhost:{op.port}",),
@@ -198,7 +186,7 @@ def test_issuer_mismatch_in_discovery_is_refused(op):
 
 def test_private_issuer_not_listed_is_refused(op):
     for allowed in [(), ("127.0.0.1:1",), ("10.0.0.1",)]:
-        config = config_for(op, allowed_private_hosts=allowed)
+        config = oidc_config(op, allowed_private_hosts=allowed)
         with pytest.raises(SsoError) as refused:
             oidc.discover(config)
         assert refused.value.reason == "address_refused", allowed
@@ -212,7 +200,7 @@ def test_key_rotation_on_the_provider_is_picked_up():
     old, new = rsa_key("2026-old"), rsa_key("2026-new")
     provider = NodeProvider(redirect_uris=[REDIRECT_URI], keys=[old]).start()
     try:
-        config = config_for(provider)
+        config = oidc_config(provider)
         query, kept = sign_in(config)
         assert oidc.complete(config, REDIRECT_URI, query, kept).subject == "alice"
         cached_kids = {key.kid for key in next(iter(oidc._jwks_cache.values()))[1].keys}
@@ -241,7 +229,7 @@ def test_sign_in_in_chromium(tmp_path):
     callback = CallbackServer().start()
     provider = NodeProvider(redirect_uris=[callback.url], keys=[rsa_key("k-browser")]).start()
     try:
-        config = config_for(provider)
+        config = oidc_config(provider)
         url, kept = oidc.authorization_request(config, callback.url)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(

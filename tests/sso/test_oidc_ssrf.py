@@ -14,7 +14,7 @@ import pytest
 from keys.ssrf_http import AddressRefused, guarded_client
 from sso import oidc
 from sso.errors import SsoError
-from tests.sso.oidc_support import CLIENT_ID, CLIENT_SECRET, CraftedProvider, rsa_key
+from tests.sso.oidc_support import CraftedProvider, oidc_config, rsa_key
 
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 
@@ -28,14 +28,8 @@ def idp():
     oidc.cache_clear()
 
 
-def config_for(idp, allowed) -> oidc.OidcConfig:
-    return oidc.OidcConfig(
-        issuer=idp.issuer,
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        scopes=("openid",),
-        allowed_private_hosts=tuple(allowed),
-    )
+def config_for(idp, allowed):
+    return oidc_config(idp, allowed_private_hosts=tuple(allowed))
 
 
 def refusal(call) -> SsoError:

@@ -20,10 +20,10 @@ from sso import oidc
 from sso.errors import SsoError
 from tests.sso.oidc_support import (
     CLIENT_ID,
-    CLIENT_SECRET,
     CraftedProvider,
     ec_key,
     hmac_signed,
+    oidc_config,
     public_jwks,
     rsa_key,
     sign,
@@ -47,20 +47,8 @@ def idp(signing_key):
     oidc.cache_clear()
 
 
-def config_for(idp, **overrides) -> oidc.OidcConfig:
-    values = {
-        "issuer": idp.issuer,
-        "client_id": CLIENT_ID,
-        "client_secret": CLIENT_SECRET,
-        "scopes": ("openid", "email"),
-        "allowed_private_hosts": (f"127.0.0.1:{idp.port}",),
-    }
-    values.update(overrides)
-    return oidc.OidcConfig(**values)
-
-
 def run_flow(idp, config=None, *, kept_changes=None):
-    config = config or config_for(idp)
+    config = config or oidc_config(idp)
     url, kept = oidc.authorization_request(config, REDIRECT_URI)
     query = idp.authorize(url)
     return oidc.complete(config, REDIRECT_URI, query, {**kept, **(kept_changes or {})})
@@ -201,7 +189,7 @@ def test_tampered_payload_is_refused(idp):
 
 
 def test_key_rotation_old_kid_gone_new_kid_picked_up(idp):
-    config = config_for(idp)
+    config = oidc_config(idp)
     assert run_flow(idp, config).subject == "user-42"
     assert idp.hits["/jwks"] == 1
 
@@ -221,7 +209,7 @@ def test_key_rotation_old_kid_gone_new_kid_picked_up(idp):
 
 
 def test_discovery_and_keys_are_cached_until_their_ttl(idp):
-    config = config_for(idp)
+    config = oidc_config(idp)
     run_flow(idp, config)
     run_flow(idp, config)
     assert idp.hits["/.well-known/openid-configuration"] == 1
@@ -260,7 +248,7 @@ def test_groups_from_a_configured_nested_claim(idp):
     idp.token_factory = lambda c: idp.answer(
         sign({**c, "realm_access": {"roles": ["admins", "ml"]}}, idp.key)
     )
-    claims = run_flow(idp, config_for(idp, groups_claim="realm_access.roles"))
+    claims = run_flow(idp, oidc_config(idp, groups_claim="realm_access.roles"))
     assert claims.groups == ("admins", "ml")
 
 
@@ -271,7 +259,7 @@ def test_token_endpoint_http_failure_is_a_token_error(idp):
 
 
 def test_a_flow_older_than_its_ttl_is_refused(idp):
-    config = config_for(idp)
+    config = oidc_config(idp)
     url, kept = oidc.authorization_request(config, REDIRECT_URI)
     query = idp.authorize(url)
     clock.advance(oidc.FLOW_TTL_SECONDS + 1)
@@ -281,7 +269,7 @@ def test_a_flow_older_than_its_ttl_is_refused(idp):
 
 
 def test_kept_flow_of_another_provider_or_redirect_is_refused(idp):
-    config = config_for(idp)
+    config = oidc_config(idp)
     url, kept = oidc.authorization_request(config, REDIRECT_URI)
     query = idp.authorize(url)
     with pytest.raises(SsoError) as caught:
@@ -293,7 +281,7 @@ def test_kept_flow_of_another_provider_or_redirect_is_refused(idp):
 
 
 def test_mix_up_iss_parameter_is_refused(idp):
-    config = config_for(idp)
+    config = oidc_config(idp)
     url, kept = oidc.authorization_request(config, REDIRECT_URI)
     query = {**idp.authorize(url), "iss": "http://127.0.0.1:1"}
     with pytest.raises(SsoError) as caught:
