@@ -63,6 +63,9 @@ class _GuardedBackend(httpcore.SyncBackend):
     ) -> httpcore.NetworkStream:
         try:
             addresses = ssrf.resolve_host(host, port)
+        except ValidationError:
+            raise httpx.ConnectError(f"{host} does not resolve") from None
+        try:
             ssrf.check_addresses(host, port, addresses, self._allowed)
         except ValidationError as exc:
             raise AddressRefused(f"{host}:{port} refused: {exc.message}") from None

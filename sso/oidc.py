@@ -241,6 +241,8 @@ def discover(config: OidcConfig) -> ProviderMetadata:
     configured one, ``address_refused``/``fetch_failed``/``bad_response`` otherwise.
     """
     issuer = _check_url(config, config.issuer, "issuer")
+    if urlsplit(issuer).query:
+        raise SsoError("bad_response", "An issuer has no query string.")
     key = _cache_key(config, issuer)
     with _lock:
         cached = _discovery_cache.get(key)
