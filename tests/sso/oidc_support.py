@@ -60,6 +60,9 @@ def _worker_ports() -> range:
 def free_port() -> int:
     for port in _worker_ports():
         with socket.socket() as probe:
+            # As the servers bind (Python's HTTPServer and Node set SO_REUSEADDR): the
+            # connections a stopped server leaves in TIME_WAIT do not hold its port.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
