@@ -21,6 +21,7 @@ COPY orgs ./orgs
 COPY keys ./keys
 COPY gateway ./gateway
 COPY audit ./audit
+COPY scim ./scim
 # The dependencies' wheels only: the app itself runs from its source tree (below),
 # where its templates and static files live beside the packages.
 RUN pip wheel --wheel-dir /wheels . \
@@ -50,6 +51,7 @@ COPY orgs ./orgs
 COPY keys ./keys
 COPY gateway ./gateway
 COPY audit ./audit
+COPY scim ./scim
 COPY templates ./templates
 COPY static ./static
 # collectstatic in the production profile (hashed, compressed files for whitenoise);

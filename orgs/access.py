@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from orgs.policy import OrgPolicy
 
 # How the caller proved who they are (``Access.credential_kind``).
-SESSION, ACCESS_TOKEN, API_KEY = "session", "jwt", "api_key"
+SESSION, ACCESS_TOKEN, API_KEY, SCIM_TOKEN = "session", "jwt", "api_key", "scim_token"
 
 PERMISSIONS: tuple[str, ...] = (
     "org:view",
@@ -57,6 +57,7 @@ PERMISSIONS: tuple[str, ...] = (
     "inference:stream",
     "usage:view",
     "audit_log:view",
+    "sso:manage",
 )
 PERMISSION_SET: frozenset[str] = frozenset(PERMISSIONS)
 
@@ -93,6 +94,7 @@ PERMISSION_DESCRIPTIONS: dict[str, str] = {
     "inference:stream": "Stream answers (stream: true) through the gateway.",
     "usage:view": "See usage, costs and the request log.",
     "audit_log:view": "Read and export the audit log.",
+    "sso:manage": "Connect identity providers and manage SCIM provisioning tokens.",
 }
 RESOURCE_LABELS: dict[str, str] = {
     "org": "Organization",
@@ -109,6 +111,7 @@ RESOURCE_LABELS: dict[str, str] = {
     "inference": "Inference",
     "usage": "Usage",
     "audit_log": "Audit log",
+    "sso": "Single sign-on and provisioning",
 }
 
 
@@ -183,6 +186,10 @@ class Access:
     # Set when the principal is a service account and/or the request used an API key.
     service_account: Any = None
     api_key: Any = None
+    # Set when the principal is an org's identity provider provisioning through SCIM
+    # (``scim.models.ScimToken``); ``membership`` is then the membership of the member
+    # who created the token, whose current role bounds it (``scim.auth``).
+    scim_token: Any = None
     # The credential that proved it: ``session``, ``jwt`` or ``api_key``, and when it
     # stops being valid (a key's expiry, an access token's ``exp``); caches of this
     # Access (the gateway's) check ``expires_at`` on every use.
@@ -199,6 +206,8 @@ class Access:
 
     @property
     def actor_label(self) -> str:
+        if self.scim_token is not None:
+            return f"scim:{self.scim_token.prefix}"
         if self.user is not None:
             who = self.user.username
         elif self.service_account is not None:
@@ -216,6 +225,17 @@ class Access:
         if self.user is None or self.membership is None or self.api_key is not None:
             raise PermissionDenied("This action needs a signed-in user, not an API key")
         return self.user, self.membership
+
+    def require_grantor(self) -> None:
+        """Grants that are not roles (a team's membership, which carries access rules)
+        come from a person acting as themselves or from the org's directory (a SCIM
+        token, bounded by the member who created it); never from an API key.
+
+        Raises PERMISSION_DENIED otherwise.
+        """
+        if self.scim_token is not None and self.api_key is None:
+            return
+        self.require_human()
 
     @property
     def is_owner(self) -> bool:
