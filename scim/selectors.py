@@ -63,17 +63,32 @@ def scim_user_list() -> QuerySet[User]:
         .filter(Q(scim_active=True) | Q(scim_listed=True))
         .annotate(
             scim_user_name=Coalesce(
-                _text(rows.values("user_name")[:1]), NullIf(F("email"), empty), F("username")
+                _text(rows.values("user_name")[:1]),
+                NullIf(F("email"), empty),
+                F("username"),
+                output_field=CharField(),
             ),
-            scim_external_id=Coalesce(_text(rows.values("external_id")[:1]), empty),
-            scim_email=Coalesce(NullIf(_text(rows.values("email")[:1]), empty), F("email")),
+            scim_external_id=Coalesce(
+                _text(rows.values("external_id")[:1]), empty, output_field=CharField()
+            ),
+            scim_email=Coalesce(
+                NullIf(_text(rows.values("email")[:1]), empty),
+                F("email"),
+                output_field=CharField(),
+            ),
             scim_given_name=Coalesce(
-                NullIf(_text(rows.values("given_name")[:1]), empty), F("first_name")
+                NullIf(_text(rows.values("given_name")[:1]), empty),
+                F("first_name"),
+                output_field=CharField(),
             ),
             scim_family_name=Coalesce(
-                NullIf(_text(rows.values("family_name")[:1]), empty), F("last_name")
+                NullIf(_text(rows.values("family_name")[:1]), empty),
+                F("last_name"),
+                output_field=CharField(),
             ),
-            scim_display_name=Coalesce(_text(rows.values("display_name")[:1]), empty),
+            scim_display_name=Coalesce(
+                _text(rows.values("display_name")[:1]), empty, output_field=CharField()
+            ),
             scim_updated_at=Subquery(rows.values("updated_at")[:1]),
         )
         .order_by("date_joined", "pk")
@@ -95,7 +110,7 @@ def team_ids_by_user(user_ids: list) -> dict[str, list[Team]]:
 def scim_group_list() -> QuerySet[Team]:
     external = ScimGroup.objects.filter(team=OuterRef("pk")).values("external_id")[:1]
     return Team.objects.annotate(
-        scim_external_id=Coalesce(_text(external), Value("")),
+        scim_external_id=Coalesce(_text(external), Value(""), output_field=CharField()),
     ).order_by("name", "pk")
 
 
