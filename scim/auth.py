@@ -67,9 +67,7 @@ def scim_token_authenticate(raw: str) -> Access:
         else:
             granted = membership_permissions(grantor)
         if "sso:manage" not in granted:
-            raise _refuse(
-                prefix, "is no longer valid: the member who created it lost sso:manage"
-            )
+            raise _refuse(prefix, "is no longer valid: the member who created it lost sso:manage")
         _note_use(token)
     except DatabaseError as exc:
         raise ServiceUnavailable("Cannot verify credentials right now") from exc

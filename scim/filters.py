@@ -47,7 +47,9 @@ def _attribute_name(path: ast.AttrPath, namespace: str, schema: str) -> str:
     return f"{namespace}.{name}" if namespace else name
 
 
-def _comparison(node: ast.AttrExpr, attributes: Mapping[str, Attribute], namespace: str, schema: str) -> Q:
+def _comparison(
+    node: ast.AttrExpr, attributes: Mapping[str, Attribute], namespace: str, schema: str
+) -> Q:
     name = _attribute_name(node.attr_path, namespace, schema)
     attribute = attributes.get(name.lower())
     if attribute is None:

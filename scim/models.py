@@ -20,7 +20,7 @@ from django.db.models import Q
 from orgs.models import Role, Team
 from orgs.scoping import OrgOwnedModel, OrgScopedManager, OrgScopedQuerySet
 
-TOKEN_PREFIX = "ifs"
+TOKEN_PREFIX = "ifs"  # noqa: S105 - the public prefix of SCIM tokens, no secret
 
 
 class ScimTokenQuerySet(OrgScopedQuerySet):

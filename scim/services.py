@@ -162,9 +162,7 @@ def _shared_with_other_orgs(access: Access, user: User) -> bool:
 def _created_by_a_directory_elsewhere(access: Access, user: User) -> bool:
     # Cross-org by design: a user another org's directory created carries an e-mail that
     # directory asserted, never proven to us; it is no basis for linking.
-    return (
-        ScimUser.all_orgs.filter(user=user, created_user=True).exclude(org=access.org).exists()
-    )
+    return ScimUser.all_orgs.filter(user=user, created_user=True).exclude(org=access.org).exists()
 
 
 def _activate(access: Access, user: User, meta: RequestMeta | None) -> Membership:
@@ -523,7 +521,10 @@ def scim_group_update(
                 access=access, team=team, changes={"name": display_name}, meta=meta
             )
         _set_external_id(team, external_id)
-        current = {str(uid) for uid in TeamMember.objects.filter(team=team).values_list("user_id", flat=True)}
+        current = {
+            str(uid)
+            for uid in TeamMember.objects.filter(team=team).values_list("user_id", flat=True)
+        }
         if members_set is not None:
             wanted = _members_of(access, members_set)
             wanted_ids = {str(m.user_id) for m in wanted}

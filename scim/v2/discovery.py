@@ -50,7 +50,10 @@ def resource_types(base_url: str) -> list[dict[str, Any]]:
             "endpoint": "/Users",
             "description": "A member of the organization (deactivated: no longer a member)",
             "schema": USER_SCHEMA,
-            "meta": {"resourceType": "ResourceType", "location": f"{base_url}/scim/v2/ResourceTypes/User"},
+            "meta": {
+                "resourceType": "ResourceType",
+                "location": f"{base_url}/scim/v2/ResourceTypes/User",
+            },
         },
         {
             "schemas": [RESOURCE_TYPE_SCHEMA],
@@ -59,7 +62,10 @@ def resource_types(base_url: str) -> list[dict[str, Any]]:
             "endpoint": "/Groups",
             "description": "A team of the organization",
             "schema": GROUP_SCHEMA,
-            "meta": {"resourceType": "ResourceType", "location": f"{base_url}/scim/v2/ResourceTypes/Group"},
+            "meta": {
+                "resourceType": "ResourceType",
+                "location": f"{base_url}/scim/v2/ResourceTypes/Group",
+            },
         },
     ]
 
@@ -130,18 +136,26 @@ def schemas(base_url: str) -> list[dict[str, Any]]:
             multi=True,
             mutability="readOnly",
             description="The teams of the person; change them through /Groups.",
-            sub=[_attribute("value", mutability="readOnly"), _attribute("display", mutability="readOnly")],
+            sub=[
+                _attribute("value", mutability="readOnly"),
+                _attribute("display", mutability="readOnly"),
+            ],
         ),
     ]
     group = [
-        _attribute("displayName", required=True, uniqueness="server", description="The team's name."),
+        _attribute(
+            "displayName", required=True, uniqueness="server", description="The team's name."
+        ),
         _attribute("externalId", case_exact=True),
         _attribute(
             "members",
             type_="complex",
             multi=True,
             description="Members of the organization (their User ids).",
-            sub=[_attribute("value", mutability="immutable"), _attribute("display", mutability="readOnly")],
+            sub=[
+                _attribute("value", mutability="immutable"),
+                _attribute("display", mutability="readOnly"),
+            ],
         ),
     ]
     return [
@@ -151,7 +165,10 @@ def schemas(base_url: str) -> list[dict[str, Any]]:
             "name": "User",
             "description": "A member of the organization",
             "attributes": user,
-            "meta": {"resourceType": "Schema", "location": f"{base_url}/scim/v2/Schemas/{USER_SCHEMA}"},
+            "meta": {
+                "resourceType": "Schema",
+                "location": f"{base_url}/scim/v2/Schemas/{USER_SCHEMA}",
+            },
         },
         {
             "schemas": [SCHEMA_SCHEMA],
@@ -159,6 +176,9 @@ def schemas(base_url: str) -> list[dict[str, Any]]:
             "name": "Group",
             "description": "A team of the organization",
             "attributes": group,
-            "meta": {"resourceType": "Schema", "location": f"{base_url}/scim/v2/Schemas/{GROUP_SCHEMA}"},
+            "meta": {
+                "resourceType": "Schema",
+                "location": f"{base_url}/scim/v2/Schemas/{GROUP_SCHEMA}",
+            },
         },
     ]

@@ -97,8 +97,7 @@ def parse_user(body: Any) -> UserAttributes:
     body = _require_schema(body, USER_SCHEMA)
     if "password" in body:
         raise ScimInvalid(
-            "Inferia does not take passwords through SCIM; members sign in through single "
-            "sign-on",
+            "Inferia does not take passwords through SCIM; members sign in through single sign-on",
             details={"password": ["Not accepted."]},
         )
     user_name = _string(body, "userName", max_length=150, required=True)
@@ -218,9 +217,7 @@ def _operations(body: Any) -> list[dict[str, Any]]:
             raise ScimInvalid("Each operation must be an object", scim_type="invalidSyntax")
         op = operation.get("op")
         if not isinstance(op, str) or op.lower() not in ("add", "replace", "remove"):
-            raise ScimInvalid(
-                "op must be add, replace or remove", scim_type="invalidSyntax"
-            )
+            raise ScimInvalid("op must be add, replace or remove", scim_type="invalidSyntax")
         path = operation.get("path")
         if path is not None and (not isinstance(path, str) or not _PATH.match(path.strip())):
             raise ScimInvalid(f"Invalid path {path!r}", scim_type="invalidPath")
@@ -363,7 +360,7 @@ def parse_group_patch(body: Any) -> dict[str, Any]:
         if not raw_path:
             if not isinstance(value, dict):
                 raise ScimInvalid(f"{op} without a path takes an object")
-            items = value.items()
+            items = list(value.items())
         else:
             items = [(raw_path, value)]
         for raw_key, item in items:

@@ -67,8 +67,9 @@ class ScimView(AuditedRequestMixin, APIView):
     """Base of every ``/scim/v2`` endpoint: SCIM token, declared permission, scope."""
 
     required_permissions: ClassVar[dict[str, str]] = {}
-    authentication_classes: ClassVar[list] = []
-    permission_classes: ClassVar[list] = []
+    # No DRF authentication or permission classes: ``initial`` checks the SCIM token.
+    authentication_classes = ()
+    permission_classes = ()
     parser_classes = [ScimJSONParser, JSONParser]
     renderer_classes = [ScimJSONRenderer]
     content_negotiation_class = AlwaysScim
@@ -126,7 +127,7 @@ class ScimView(AuditedRequestMixin, APIView):
 
         def number(name: str, default: int) -> int:
             raw = request.query_params.get(name)
-            if raw in (None, ""):
+            if raw is None or raw == "":
                 return default
             try:
                 return int(raw)
@@ -219,9 +220,7 @@ class UserListView(ScimView):
         total = queryset.count()
         users = list(queryset[start - 1 : start - 1 + count]) if count else []
         teams = selectors.team_ids_by_user([u.pk for u in users])
-        body = [
-            resources.user_resource(u, teams.get(str(u.pk), []), self.base_url) for u in users
-        ]
+        body = [resources.user_resource(u, teams.get(str(u.pk), []), self.base_url) for u in users]
         return Response(resources.list_response(body, total, start))
 
     def post(self, request):

@@ -8,6 +8,16 @@ import json
 import pytest
 from rest_framework.test import APIClient
 
+# The gateway's real-HTTP fixtures (test_deactivation calls the running gateway).
+from tests.gateway.conftest import (  # noqa: F401
+    _fresh_gateway_state,
+    _usage_stream_per_worker,
+    backend,
+    fake_upstream,
+    gateway_server,
+    llm,
+)
+
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"

@@ -16,10 +16,15 @@ def test_users_of_another_org_are_404(cast, scim):
     charlie = str(cast.charlie.pk)
     assert_scim_error(scim.get(f"/Users/{charlie}"), 404)
     assert_scim_error(scim.put(f"/Users/{charlie}", user_body("charlie@example.com")), 404)
-    assert_scim_error(scim.patch(f"/Users/{charlie}", {"op": "replace", "value": {"active": False}}), 404)
+    assert_scim_error(
+        scim.patch(f"/Users/{charlie}", {"op": "replace", "value": {"active": False}}), 404
+    )
     assert_scim_error(scim.delete(f"/Users/{charlie}"), 404)
     assert_scim_error(scim.get("/Users/not-a-uuid"), 404)
-    assert scim.get("/Users", {"filter": 'userName eq "charlie@example.com"'}).json()["totalResults"] == 0
+    assert (
+        scim.get("/Users", {"filter": 'userName eq "charlie@example.com"'}).json()["totalResults"]
+        == 0
+    )
     assert Membership.all_orgs.filter(org=cast.globex, user=cast.charlie).exists()
 
 
@@ -29,13 +34,19 @@ def test_teams_of_another_org_are_404_and_never_take_foreign_members(cast, scim)
             access=_owner_access(cast.globex, cast.charlie), slug="finance", name="Finance"
         )
     assert_scim_error(scim.get(f"/Groups/{team.pk}"), 404)
-    assert_scim_error(scim.patch(f"/Groups/{team.pk}", {"op": "replace", "value": {"displayName": "Mine"}}), 404)
+    assert_scim_error(
+        scim.patch(f"/Groups/{team.pk}", {"op": "replace", "value": {"displayName": "Mine"}}), 404
+    )
     assert_scim_error(scim.delete(f"/Groups/{team.pk}"), 404)
     assert scim.get("/Groups").json()["totalResults"] == 0
     # Adding Globex's owner to an Acme group: not a member of Acme, refused.
     refused = scim.post(
         "/Groups",
-        {"schemas": [GROUP_SCHEMA], "displayName": "Ops", "members": [{"value": str(cast.charlie.pk)}]},
+        {
+            "schemas": [GROUP_SCHEMA],
+            "displayName": "Ops",
+            "members": [{"value": str(cast.charlie.pk)}],
+        },
     )
     assert_scim_error(refused, 400, "invalidValue")
     assert not Team.all_orgs.filter(org=cast.acme, name="Ops").exists()
@@ -52,7 +63,11 @@ def test_provisioning_someone_of_another_org_adds_a_membership_only(cast, scim, 
     password_hash = cast.charlie.password
     created = scim.post(
         "/Users",
-        user_body("charlie@example.com", externalId="okta-charlie", name={"givenName": "Chuck", "familyName": "X"}),
+        user_body(
+            "charlie@example.com",
+            externalId="okta-charlie",
+            name={"givenName": "Chuck", "familyName": "X"},
+        ),
     )
     assert created.status_code == 201, created.content
     assert created.json()["id"] == str(cast.charlie.pk)
@@ -64,7 +79,9 @@ def test_provisioning_someone_of_another_org_adds_a_membership_only(cast, scim, 
     assert Membership.all_orgs.get(org=cast.acme, user=cast.charlie).role.slug == "member"
     assert ScimUser.all_orgs.get(org=cast.acme, user=cast.charlie).created_user is False
     # Acme's IdP renames and deactivates: Globex keeps its owner, with the same account.
-    scim.put(f"/Users/{cast.charlie.pk}", user_body("charlie@example.com", name={"givenName": "Renamed"}))
+    scim.put(
+        f"/Users/{cast.charlie.pk}", user_body("charlie@example.com", name={"givenName": "Renamed"})
+    )
     off = scim.patch(f"/Users/{cast.charlie.pk}", {"op": "replace", "value": {"active": False}})
     assert off.status_code == 200, off.content
     assert not Membership.all_orgs.filter(org=cast.acme, user=cast.charlie).exists()
@@ -78,7 +95,9 @@ def test_provisioning_someone_of_another_org_adds_a_membership_only(cast, scim, 
     assert login.status_code == 200, login.content
 
 
-def test_a_user_another_directory_created_is_never_linked_by_e_mail(cast, alice_client, charlie_client):
+def test_a_user_another_directory_created_is_never_linked_by_e_mail(
+    cast, alice_client, charlie_client
+):
     """Globex's IdP asserts an address Acme's people use: Acme's IdP must not get
     Globex's account (whoever controls Globex's IdP would sign in as it)."""
     globex = ScimClient(make_token(charlie_client, org="globex")["token"])

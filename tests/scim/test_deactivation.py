@@ -13,16 +13,8 @@ from django.test import Client
 from audit.models import AuditRecord
 from keys.models import ApiKey
 from orgs.models import Membership, RefreshTokenRecord
-from tests.conftest import PASSWORD, add_member, assert_error, client_for, make_user
-from tests.gateway.conftest import (  # noqa: F401 - the gateway's real-HTTP fixtures
-    _fresh_gateway_state,
-    _usage_stream_per_worker,
-    assert_sdk_error,
-    backend,
-    fake_upstream,
-    gateway_server,
-    llm,
-)
+from tests.conftest import PASSWORD, add_member, assert_error, make_user
+from tests.gateway.conftest import assert_sdk_error
 from tests.scim.conftest import ScimClient, assert_scim_error, make_token
 
 CHAT = [{"role": "user", "content": "hi"}]
@@ -77,7 +69,10 @@ def test_deactivation_refuses_the_key_refresh_and_session_at_once(backend, llm, 
     # Audited with the token as actor: the removal, the key, the sessions.
     token_label = AuditRecord.objects.get(action="sso:manage").data["prefix"]
     actor = f"scim:{token_label}"
-    assert AuditRecord.objects.get(action="api_key:revoke", target_id=bob_key["id"]).actor_label == actor
+    assert (
+        AuditRecord.objects.get(action="api_key:revoke", target_id=bob_key["id"]).actor_label
+        == actor
+    )
     assert AuditRecord.objects.filter(action="member:delete", actor_label=actor).count() >= 2
     ended = AuditRecord.objects.get(action="member:delete", data__op="deactivate")
     assert ended.data["sessions_ended"] is True and ended.actor_user is None
@@ -98,7 +93,17 @@ def test_the_last_owner_cannot_be_deactivated(cast, scim):
     alice = f"/Users/{cast.alice.pk}"
     assert_scim_error(scim.patch(alice, {"op": "replace", "value": {"active": False}}), 409)
     assert_scim_error(scim.delete(alice), 409)
-    assert_scim_error(scim.put(alice, {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "alice@example.com", "active": False}), 409)
+    assert_scim_error(
+        scim.put(
+            alice,
+            {
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "alice@example.com",
+                "active": False,
+            },
+        ),
+        409,
+    )
     assert Membership.all_orgs.filter(org=cast.acme, user=cast.alice).exists()
     assert cast.alice.is_active
     assert scim.get(alice).json()["active"] is True
@@ -120,10 +125,19 @@ def test_an_owner_goes_only_by_the_token_of_an_owner(cast, alice_client, dave_cl
 
 
 def test_a_deactivated_person_cannot_be_put_in_a_group(cast, scim):
-    assert scim.patch(f"/Users/{cast.bob.pk}", {"op": "replace", "value": {"active": False}}).status_code == 200
+    assert (
+        scim.patch(
+            f"/Users/{cast.bob.pk}", {"op": "replace", "value": {"active": False}}
+        ).status_code
+        == 200
+    )
     group = scim.post(
         "/Groups",
-        {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "G", "members": [{"value": str(cast.bob.pk)}]},
+        {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": "G",
+            "members": [{"value": str(cast.bob.pk)}],
+        },
     )
     assert_scim_error(group, 400, "invalidValue")
 
@@ -139,6 +153,11 @@ def test_the_service_account_keys_survive_a_deactivation(cast, scim, dave_client
     assert created.status_code == 201, created.content
     robot = mint(dave_client, permissions=["model:read"], service_account="ci-bot")
     personal = mint(dave_client, permissions=["model:read"])
-    assert scim.patch(f"/Users/{cast.dave.pk}", {"op": "replace", "value": {"active": False}}).status_code == 200
+    assert (
+        scim.patch(
+            f"/Users/{cast.dave.pk}", {"op": "replace", "value": {"active": False}}
+        ).status_code
+        == 200
+    )
     assert ApiKey.all_orgs.get(pk=robot["id"]).revoked_at is None
     assert ApiKey.all_orgs.get(pk=personal["id"]).revoked_at is not None

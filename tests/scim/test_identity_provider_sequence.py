@@ -20,7 +20,9 @@ def _only(response) -> dict:
 
 def test_okta_provisioning_sequence(cast, scim, acme_token):
     # 1. Okta asks whether the person exists.
-    missing = scim.get("/Users", {"filter": 'userName eq "ann@acme.example"', "startIndex": 1, "count": 100})
+    missing = scim.get(
+        "/Users", {"filter": 'userName eq "ann@acme.example"', "startIndex": 1, "count": 100}
+    )
     assert missing.status_code == 200, missing.content
     assert missing["Content-Type"].startswith("application/scim+json")
     assert missing.json()["totalResults"] == 0 and missing.json()["Resources"] == []
@@ -42,7 +44,9 @@ def test_okta_provisioning_sequence(cast, scim, acme_token):
     assert user.username == "ann@acme.example" and not user.has_usable_password()
     membership = Membership.all_orgs.select_related("role").get(org=cast.acme, user=user)
     assert membership.role.slug == "member"
-    assert membership.granted_by_membership == Membership.all_orgs.get(org=cast.acme, user=cast.alice)
+    assert membership.granted_by_membership == Membership.all_orgs.get(
+        org=cast.acme, user=cast.alice
+    )
     record = AuditRecord.objects.get(action="member:invite", target_id=ann["id"])
     assert record.actor_label == f"scim:{acme_token['prefix']}" and record.actor_user is None
     assert record.org == cast.acme and record.data["via"] == "scim"
@@ -63,7 +67,11 @@ def test_okta_provisioning_sequence(cast, scim, acme_token):
     # 4. A profile change arrives as a PUT of the whole user.
     replaced = scim.put(
         f"/Users/{ann['id']}",
-        user_body("ann@acme.example", externalId="00u1okta", name={"givenName": "Annie", "familyName": "Ex"}),
+        user_body(
+            "ann@acme.example",
+            externalId="00u1okta",
+            name={"givenName": "Annie", "familyName": "Ex"},
+        ),
     )
     assert replaced.status_code == 200, replaced.content
     assert replaced.json()["name"] == {"givenName": "Annie", "familyName": "Ex"}
@@ -71,14 +79,20 @@ def test_okta_provisioning_sequence(cast, scim, acme_token):
     assert user.first_name == "Annie"  # this directory created the account, nobody shares it
 
     # 5. Group push: create the group, then add and remove members by PATCH.
-    group = scim.post("/Groups", {"schemas": [GROUP_SCHEMA], "displayName": "ML Platform", "members": []})
+    group = scim.post(
+        "/Groups", {"schemas": [GROUP_SCHEMA], "displayName": "ML Platform", "members": []}
+    )
     assert group.status_code == 201, group.content
     gid = group.json()["id"]
     team = Team.all_orgs.get(pk=gid)
     assert team.org == cast.acme and team.slug == "ml-platform" and team.name == "ML Platform"
     added = scim.patch(
         f"/Groups/{gid}",
-        {"op": "add", "path": "members", "value": [{"value": ann["id"], "display": "ann@acme.example"}]},
+        {
+            "op": "add",
+            "path": "members",
+            "value": [{"value": ann["id"], "display": "ann@acme.example"}],
+        },
     )
     assert added.status_code == 200, added.content
     assert [m["value"] for m in added.json()["members"]] == [ann["id"]]
@@ -89,12 +103,17 @@ def test_okta_provisioning_sequence(cast, scim, acme_token):
         f"/Groups/{gid}", {"op": "replace", "value": {"id": gid, "displayName": "ML Platform Team"}}
     )
     assert renamed.status_code == 200 and renamed.json()["displayName"] == "ML Platform Team"
-    removed = scim.patch(f"/Groups/{gid}", {"op": "remove", "path": f'members[value eq "{ann["id"]}"]'})
+    removed = scim.patch(
+        f"/Groups/{gid}", {"op": "remove", "path": f'members[value eq "{ann["id"]}"]'}
+    )
     assert removed.status_code == 200 and removed.json()["members"] == []
     assert not TeamMember.all_orgs.filter(team=team).exists()
-    assert AuditRecord.objects.filter(
-        action="team:manage", actor_label=f"scim:{acme_token['prefix']}"
-    ).count() >= 4  # create, member add, rename, member remove
+    assert (
+        AuditRecord.objects.filter(
+            action="team:manage", actor_label=f"scim:{acme_token['prefix']}"
+        ).count()
+        >= 4
+    )  # create, member add, rename, member remove
 
     # 6. Deactivation: Okta's PATCH replace without a path.
     off = scim.patch(f"/Users/{ann['id']}", {"op": "replace", "value": {"active": False}})
@@ -131,7 +150,11 @@ def test_azure_ad_patch_style(cast, scim):
         {"op": "Replace", "path": "displayName", "value": "Zed Z"},
         {"op": "Add", "path": "name.familyName", "value": "Zulu"},
         {"op": "Replace", "path": 'emails[type eq "work"].value', "value": "zed@acme.example"},
-        {"op": "Add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "value": "R&D"},
+        {
+            "op": "Add",
+            "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+            "value": "R&D",
+        },
     )
     assert changed.status_code == 200, changed.content
     body = changed.json()
@@ -144,14 +167,23 @@ def test_azure_ad_patch_style(cast, scim):
     bob_id = str(cast.bob.pk)
     group = scim.post(
         "/Groups",
-        {"schemas": [GROUP_SCHEMA], "displayName": "Sales", "externalId": "aad-g1", "members": [{"value": bob_id}]},
+        {
+            "schemas": [GROUP_SCHEMA],
+            "displayName": "Sales",
+            "externalId": "aad-g1",
+            "members": [{"value": bob_id}],
+        },
     )
     assert group.status_code == 201, group.content
     gid = group.json()["id"]
     assert group.json()["externalId"] == "aad-g1"
     assert [m["value"] for m in group.json()["members"]] == [bob_id]
-    assert scim.get(f"/Groups/{gid}", {"excludedAttributes": "members"}).json().get("members") is None
-    out = scim.patch(f"/Groups/{gid}", {"op": "Remove", "path": "members", "value": [{"value": bob_id}]})
+    assert (
+        scim.get(f"/Groups/{gid}", {"excludedAttributes": "members"}).json().get("members") is None
+    )
+    out = scim.patch(
+        f"/Groups/{gid}", {"op": "Remove", "path": "members", "value": [{"value": bob_id}]}
+    )
     assert out.status_code == 200 and out.json()["members"] == []
     assert _only(scim.get("/Groups", {"filter": 'externalId eq "aad-g1"'}))["id"] == gid
     assert scim.delete(f"/Groups/{gid}").status_code == 204
@@ -189,4 +221,9 @@ def test_discovery_endpoints(scim):
     schemas = scim.get("/Schemas").json()
     assert {s["id"] for s in schemas["Resources"]} == {USER_SCHEMA, GROUP_SCHEMA}
     user_schema = scim.get(f"/Schemas/{USER_SCHEMA}").json()
-    assert {a["name"] for a in user_schema["attributes"]} >= {"userName", "externalId", "active", "emails"}
+    assert {a["name"] for a in user_schema["attributes"]} >= {
+        "userName",
+        "externalId",
+        "active",
+        "emails",
+    }

@@ -35,7 +35,9 @@ def test_owner_creates_a_token_shown_once_and_stored_hashed(cast, alice_client):
     assert raw not in str(record.data) and record.data["prefix"] == body["prefix"]
 
 
-def test_admin_may_manage_tokens_members_and_viewers_may_not(cast, dave_client, bob_client, vera_client):
+def test_admin_may_manage_tokens_members_and_viewers_may_not(
+    cast, dave_client, bob_client, vera_client
+):
     assert dave_client.post(TOKENS, {"name": "azure"}, format="json").status_code == 201
     for client in (bob_client, vera_client):
         assert_error(client.get(TOKENS), 403, "PERMISSION_DENIED")
@@ -45,14 +47,24 @@ def test_admin_may_manage_tokens_members_and_viewers_may_not(cast, dave_client, 
 
 def test_other_orgs_tokens_are_404(cast, alice_client, charlie_client):
     token = make_token(alice_client)
-    assert_error(charlie_client.get(f"/api/v1/orgs/globex/scim-tokens/{token['id']}"), 404, "NOT_FOUND")
-    assert_error(charlie_client.delete(f"/api/v1/orgs/globex/scim-tokens/{token['id']}"), 404, "NOT_FOUND")
+    assert_error(
+        charlie_client.get(f"/api/v1/orgs/globex/scim-tokens/{token['id']}"), 404, "NOT_FOUND"
+    )
+    assert_error(
+        charlie_client.delete(f"/api/v1/orgs/globex/scim-tokens/{token['id']}"), 404, "NOT_FOUND"
+    )
     assert_error(charlie_client.get(TOKENS), 404, "NOT_FOUND")
     assert ScimToken.all_orgs.get(pk=token["id"]).revoked_at is None
 
 
-def test_a_token_cannot_provision_owners_nor_a_role_beyond_its_creator(cast, alice_client, dave_client):
-    assert_error(alice_client.post(TOKENS, {"name": "x", "role": "owner"}, format="json"), 403, "PERMISSION_DENIED")
+def test_a_token_cannot_provision_owners_nor_a_role_beyond_its_creator(
+    cast, alice_client, dave_client
+):
+    assert_error(
+        alice_client.post(TOKENS, {"name": "x", "role": "owner"}, format="json"),
+        403,
+        "PERMISSION_DENIED",
+    )
     # An Admin cannot hand a token a role holding org:delete (a custom role of the org).
     role = alice_client.post(
         "/api/v1/orgs/acme/roles",
@@ -60,9 +72,21 @@ def test_a_token_cannot_provision_owners_nor_a_role_beyond_its_creator(cast, ali
         format="json",
     )
     assert role.status_code == 201, role.content
-    assert_error(dave_client.post(TOKENS, {"name": "x", "role": "deleter"}, format="json"), 403, "PERMISSION_DENIED")
-    assert_error(alice_client.post(TOKENS, {"name": "x", "role": "nope"}, format="json"), 400, "VALIDATION_ERROR")
-    assert_error(alice_client.post(TOKENS, {"name": "x", "token": "mine"}, format="json"), 400, "VALIDATION_ERROR")
+    assert_error(
+        dave_client.post(TOKENS, {"name": "x", "role": "deleter"}, format="json"),
+        403,
+        "PERMISSION_DENIED",
+    )
+    assert_error(
+        alice_client.post(TOKENS, {"name": "x", "role": "nope"}, format="json"),
+        400,
+        "VALIDATION_ERROR",
+    )
+    assert_error(
+        alice_client.post(TOKENS, {"name": "x", "token": "mine"}, format="json"),
+        400,
+        "VALIDATION_ERROR",
+    )
 
 
 def test_an_api_key_cannot_mint_a_scim_token(cast, alice_client):
@@ -81,7 +105,9 @@ def test_revoked_token_is_refused_at_once(cast, alice_client):
     assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
     error = assert_scim_error(scim.get("/Users"), 401)
     assert error["detail"] == f"SCIM token {token['prefix']} is revoked"
-    assert AuditRecord.objects.filter(action="sso:manage", data__op="scim_token_revoke").count() == 1
+    assert (
+        AuditRecord.objects.filter(action="sso:manage", data__op="scim_token_revoke").count() == 1
+    )
     denied = AuditRecord.objects.filter(outcome="denied", status_code=401).latest("created_at")
     assert denied.target_id == "/scim/v2/Users"
 
@@ -111,7 +137,12 @@ def test_a_scim_token_does_nothing_but_scim(cast, alice_client, bob_client):
     token = make_token(alice_client)["token"]
     client = client_for(cast.alice)
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    for path in ("/api/v1/orgs/acme/members", "/api/v1/auth/me", "/api/v1/orgs/acme/api-keys", TOKENS):
+    for path in (
+        "/api/v1/orgs/acme/members",
+        "/api/v1/auth/me",
+        "/api/v1/orgs/acme/api-keys",
+        TOKENS,
+    ):
         assert_error(client.get(path), 401, "AUTHENTICATION_FAILED")
     client.credentials(HTTP_X_API_KEY=token)
     assert_error(client.get("/api/v1/orgs/acme/members"), 401, "AUTHENTICATION_FAILED")
@@ -127,7 +158,9 @@ def test_token_dies_when_its_creator_loses_sso_manage(cast, alice_client, dave_c
     scim = ScimClient(token["token"])
     assert scim.get("/Users").status_code == 200
     dave = Membership.all_orgs.get(org=cast.acme, user=cast.dave)
-    demoted = alice_client.patch(f"/api/v1/orgs/acme/members/{dave.pk}", {"role": "member"}, format="json")
+    demoted = alice_client.patch(
+        f"/api/v1/orgs/acme/members/{dave.pk}", {"role": "member"}, format="json"
+    )
     assert demoted.status_code == 200, demoted.content
     error = assert_scim_error(scim.get("/Users"), 401)
     assert "lost sso:manage" in error["detail"]
