@@ -24,6 +24,10 @@ TAGS = [
     ("provider-accounts", "Upstream LLM accounts with encrypted secrets and per-account grants."),
     ("access-rules", "Which models each user, team, role and service account may use."),
     ("audit", "The append-only audit log (JSON pages, CSV, JSON lines)."),
+    (
+        "scim-tokens",
+        "Identity providers' SCIM tokens (the SCIM 2.0 API itself is /scim/v2, see docs/scim.md).",
+    ),
     ("usage", "Requests, tokens, cost and latency over time."),
     ("gateway", "The OpenAI-compatible gateway under /api/llm/v1 (a plain ASGI app)."),
 ]

@@ -51,6 +51,19 @@ def _record(access: Access, action: str, target: Any, meta: RequestMeta | None, 
 # --- tokens ---------------------------------------------------------------------------
 
 
+def _token_record(access: Access, token: ScimToken, meta: RequestMeta | None, **data: Any) -> None:
+    audit.record(
+        action="sso:manage",
+        outcome="success",
+        org=access.org,
+        actor=access.user,
+        actor_label=access.actor_label,
+        target=token,
+        meta=meta,
+        data={"prefix": token.prefix, **data},
+    )
+
+
 def scim_token_create(
     *, access: Access, name: str, role: Role, meta: RequestMeta | None = None
 ) -> tuple[ScimToken, str]:
@@ -80,16 +93,7 @@ def scim_token_create(
             granted_by_membership=membership,
             created_by=access.user,
         )
-        audit.record(
-            action="sso:manage",
-            outcome="success",
-            org=access.org,
-            actor=access.user,
-            actor_label=access.actor_label,
-            target=token,
-            meta=meta,
-            data={"op": "scim_token_create", "prefix": token.prefix, "role": role.slug},
-        )
+        _token_record(access, token, meta, op="scim_token_create", role=role.slug)
     return token, new.plaintext
 
 
@@ -103,16 +107,7 @@ def scim_token_revoke(
         if token.revoked_at is None:
             token.revoked_at = clock.now()
             token.save(update_fields=["revoked_at"])
-            audit.record(
-                action="sso:manage",
-                outcome="success",
-                org=access.org,
-                actor=access.user,
-                actor_label=access.actor_label,
-                target=token,
-                meta=meta,
-                data={"op": "scim_token_revoke", "prefix": token.prefix},
-            )
+            _token_record(access, token, meta, op="scim_token_revoke")
     return token
 
 

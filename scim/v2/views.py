@@ -13,7 +13,6 @@ from __future__ import annotations
 import uuid
 from typing import Any, ClassVar
 
-from django.http import HttpRequest
 from rest_framework import status
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import JSONParser
@@ -23,12 +22,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit import services as audit
-from inferia.api import AuditedRequestMixin, request_meta
+from inferia.api import ScopedRequestMixin, request_meta
 from inferia.authentication import credential_from
 from inferia.errors import AuthenticationFailed, NotFound, PermissionDenied
 from inferia.request_meta import public_url
 from orgs.access import Access
-from orgs.scoping import activate, deactivate
+from orgs.scoping import activate
 from scim import selectors, services
 from scim.auth import scim_token_authenticate
 from scim.errors import SCIM_MEDIA_TYPE, ScimInvalid, scim_exception_handler
@@ -63,7 +62,7 @@ class AlwaysScim(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-class ScimView(AuditedRequestMixin, APIView):
+class ScimView(ScopedRequestMixin, APIView):
     """Base of every ``/scim/v2`` endpoint: SCIM token, declared permission, scope."""
 
     required_permissions: ClassVar[dict[str, str]] = {}
@@ -80,16 +79,10 @@ class ScimView(AuditedRequestMixin, APIView):
     def get_exception_handler(self):
         return scim_exception_handler
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any):
-        self._scope_token = None
-        try:
-            return self._audit_dispatch(request, super().dispatch, *args, **kwargs)
-        finally:
-            if self._scope_token is not None:
-                deactivate(self._scope_token)
-
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
+        if request.method == "OPTIONS":
+            return  # the methods of a path, the same for every caller: no token read
         meta = request.META
         raw = credential_from(meta.get("HTTP_AUTHORIZATION", ""))
         if raw is None:
