@@ -173,3 +173,13 @@ def test_removing_the_creator_rebinds_the_token_to_the_remover(cast, alice_clien
     row = ScimToken.all_orgs.get(pk=token["id"])
     assert row.granted_by_membership == Membership.all_orgs.get(org=cast.acme, user=cast.alice)
     assert ScimClient(token["token"]).get("/Users").status_code == 200
+
+
+def test_operators_see_tokens_in_the_admin_without_the_digest(cast, alice_client, admin_client):
+    token = make_token(alice_client)
+    listed = admin_client.get("/admin/scim/scimtoken/")
+    assert listed.status_code == 200 and token["prefix"].encode() in listed.content
+    page = admin_client.get(f"/admin/scim/scimtoken/{token['id']}/change/")
+    assert page.status_code == 200
+    row = ScimToken.all_orgs.get(pk=token["id"])
+    assert row.secret_digest.encode() not in page.content and token["token"].encode() not in page.content
