@@ -182,4 +182,7 @@ def test_operators_see_tokens_in_the_admin_without_the_digest(cast, alice_client
     page = admin_client.get(f"/admin/scim/scimtoken/{token['id']}/change/")
     assert page.status_code == 200
     row = ScimToken.all_orgs.get(pk=token["id"])
-    assert row.secret_digest.encode() not in page.content and token["token"].encode() not in page.content
+    assert (
+        row.secret_digest.encode() not in page.content
+        and token["token"].encode() not in page.content
+    )
