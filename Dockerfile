@@ -22,6 +22,7 @@ COPY keys ./keys
 COPY gateway ./gateway
 COPY audit ./audit
 COPY sso ./sso
+COPY scim ./scim
 # The dependencies' wheels only: the app itself runs from its source tree (below),
 # where its templates and static files live beside the packages.
 RUN pip wheel --wheel-dir /wheels . \
@@ -52,6 +53,7 @@ COPY keys ./keys
 COPY gateway ./gateway
 COPY audit ./audit
 COPY sso ./sso
+COPY scim ./scim
 COPY templates ./templates
 COPY static ./static
 # collectstatic in the production profile (hashed, compressed files for whitenoise);

@@ -21,6 +21,9 @@ _PATTERNS = [
     # (ifr_<public id>) identifies a key in audit records and stays readable.
     re.compile(r"\bifr_[A-Za-z0-9]+_[A-Za-z0-9_]{8,}"),
     re.compile(r"\bifr_[A-Za-z0-9]{20,}"),
+    # SCIM tokens (scim/), same format under their own prefix.
+    re.compile(r"\bifs_[A-Za-z0-9]+_[A-Za-z0-9_]{8,}"),
+    re.compile(r"\bifs_[A-Za-z0-9]{20,}"),
     re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"),  # upstream keys
     re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"),
     re.compile(r"(?i)\bbasic\s+[A-Za-z0-9+/=]{8,}"),
@@ -36,10 +39,10 @@ _QUERY_SECRET = re.compile(
 
 
 # A literal that each pattern above cannot match without (in the lower-cased text): the
-# query secret "=", a JWT "eyJ", our keys "ifr_", upstream keys "sk-", the schemes, an
+# query secret "=", a JWT "eyJ", our keys "ifr_" and SCIM tokens "ifs_", upstream keys "sk-", the schemes, an
 # e-mail's "@". Text with none of them (a log line's request id, route or label) matches
 # no pattern and comes back as it is, without nine regular-expression passes.
-_NEEDLES = ("=", "eyj", "ifr_", "sk-", "bearer", "basic", "@")
+_NEEDLES = ("=", "eyj", "ifr_", "ifs_", "sk-", "bearer", "basic", "@")
 
 
 def redact_text(text: str) -> str:
@@ -49,6 +52,7 @@ def redact_text(text: str) -> str:
         "=" in lowered
         or "eyj" in lowered
         or "ifr_" in lowered
+        or "ifs_" in lowered
         or "sk-" in lowered
         or "bearer" in lowered
         or "basic" in lowered

@@ -270,7 +270,22 @@ class UserAPIView(JsonErrorsMixin, AuditedRequestMixin, InputGrammarMixin, gener
         self.check_input(request)
 
 
-class OrgAPIView(JsonErrorsMixin, AuditedRequestMixin, InputGrammarMixin, generics.GenericAPIView):
+class ScopedRequestMixin(AuditedRequestMixin):
+    """``dispatch`` for views whose ``initial`` activates a tenant scope (``_scope_token``):
+    the request is audited, and the scope ends with it whatever happened."""
+
+    _scope_token: Any = None
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any):
+        self._scope_token = None
+        try:
+            return self._audit_dispatch(request, super().dispatch, *args, **kwargs)  # type: ignore[misc]
+        finally:
+            if self._scope_token is not None:
+                deactivate(self._scope_token)
+
+
+class OrgAPIView(JsonErrorsMixin, ScopedRequestMixin, InputGrammarMixin, generics.GenericAPIView):
     """Base of every ``/api/v1/orgs/{org}/...`` endpoint."""
 
     required_permissions: ClassVar[dict[str, str]] = {}
@@ -300,14 +315,6 @@ class OrgAPIView(JsonErrorsMixin, AuditedRequestMixin, InputGrammarMixin, generi
         if obj is None:
             raise NotFound()
         return obj
-
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any):
-        self._scope_token = None
-        try:
-            return self._audit_dispatch(request, super().dispatch, *args, **kwargs)
-        finally:
-            if self._scope_token is not None:
-                deactivate(self._scope_token)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         from keys import resolver

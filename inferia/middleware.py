@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 
 def _wants_envelope(request: HttpRequest) -> bool:
-    return not request.path.startswith(("/admin/", "/static/"))
+    # /scim/ answers in SCIM's own error shape (scim/errors.py), which identity providers parse.
+    return not request.path.startswith(("/admin/", "/static/", "/scim/"))
 
 
 class RequestIdMiddleware:

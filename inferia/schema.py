@@ -25,6 +25,10 @@ TAGS = [
     ("access-rules", "Which models each user, team, role and service account may use."),
     ("sso", "Single sign-on: identity providers, group mapping rules, verified e-mail domains."),
     ("audit", "The append-only audit log (JSON pages, CSV, JSON lines)."),
+    (
+        "scim-tokens",
+        "Identity providers' SCIM tokens (the SCIM 2.0 API itself is /scim/v2, see docs/scim.md).",
+    ),
     ("usage", "Requests, tokens, cost and latency over time."),
     ("gateway", "The OpenAI-compatible gateway under /api/llm/v1 (a plain ASGI app)."),
 ]

@@ -415,6 +415,28 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str]] = {
         "by model, key, user, team or service account, per hour or day (default: the "
         "last 7 days). Needs `usage:view`.",
     ),
+    # --- SCIM tokens ----------------------------------------------------------------------
+    ("GET", "/api/v1/orgs/{org}/scim-tokens"): (
+        "List SCIM tokens",
+        "The organization's SCIM tokens (prefix, last four characters, role, status, "
+        "last use); never the token itself. Needs `sso:manage`.",
+    ),
+    ("POST", "/api/v1/orgs/{org}/scim-tokens"): (
+        "Create a SCIM token",
+        "Mint the bearer token an identity provider (Okta, Azure AD) uses for SCIM 2.0 "
+        "provisioning at `scim_base_url`; shown in this answer only. `role` is what "
+        "provisioned members get (default member, never owner, at most the creator's). "
+        "Needs `sso:manage` and a signed-in person.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/scim-tokens/{id}"): (
+        "Get a SCIM token",
+        "One SCIM token of the organization, without its secret. Needs `sso:manage`.",
+    ),
+    ("DELETE", "/api/v1/orgs/{org}/scim-tokens/{id}"): (
+        "Revoke a SCIM token",
+        "Revoke the token: the identity provider's next SCIM request is refused with 401. "
+        "Needs `sso:manage`.",
+    ),
 }
 
 

@@ -132,6 +132,7 @@ INSTALLED_APPS = [
     "gateway",
     "audit",
     "sso",
+    "scim",
 ]
 
 MIDDLEWARE = [

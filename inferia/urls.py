@@ -18,6 +18,9 @@ urlpatterns = [
     path("api/v1/", include("keys.api.urls")),
     path("api/v1/", include("audit.api.urls")),
     path("api/v1/", include("sso.api.urls")),
+    path("api/v1/", include("scim.api.urls")),
+    # SCIM 2.0 for identity providers (RFC 7644): its own error shape (scim/errors.py).
+    path("scim/v2/", include("scim.v2.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", DocsView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),

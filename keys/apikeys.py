@@ -1,5 +1,10 @@
 """The API key format: ``ifr_<public id>_<secret><checksum>``.
 
+Other bearer secrets of the platform (SCIM tokens: ``ifs_...``) use the same format
+under their own prefix (the ``prefix`` argument), so one generator, parser and
+constant-time comparison serves them all, and a credential of one kind is never
+mistaken for another.
+
 The public id (12 base62 characters) identifies the key in lists, logs and
 audit; the secret has 44 base62 characters (over 256 bits); the last six
 characters are a base62 CRC32 of the rest, so secret scanners (and we, before
@@ -10,6 +15,7 @@ no pepper ties them to ``SECRET_KEY``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -22,9 +28,13 @@ ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 PUBLIC_ID_LENGTH = 12
 SECRET_LENGTH = 44
 CHECKSUM_LENGTH = 6
-_KEY_RE = re.compile(
-    rf"^{PREFIX}_([0-9A-Za-z]{{{PUBLIC_ID_LENGTH}}})_([0-9A-Za-z]{{{SECRET_LENGTH + CHECKSUM_LENGTH}}})$"
-)
+
+
+@functools.cache
+def _key_re(prefix: str) -> re.Pattern[str]:
+    return re.compile(
+        rf"^{prefix}_([0-9A-Za-z]{{{PUBLIC_ID_LENGTH}}})_([0-9A-Za-z]{{{SECRET_LENGTH + CHECKSUM_LENGTH}}})$"
+    )
 
 
 @dataclass(frozen=True)
@@ -55,22 +65,22 @@ def digest(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
-def generate(public_id: str | None = None) -> NewKey:
+def generate(public_id: str | None = None, *, prefix: str = PREFIX) -> NewKey:
     public_id = public_id or _random(PUBLIC_ID_LENGTH)
-    body = f"{PREFIX}_{public_id}_{_random(SECRET_LENGTH)}"
+    body = f"{prefix}_{public_id}_{_random(SECRET_LENGTH)}"
     plaintext = body + _checksum(body)
     return NewKey(
         public_id=public_id, plaintext=plaintext, digest=digest(plaintext), last_four=plaintext[-4:]
     )
 
 
-def looks_like_key(raw: str) -> bool:
-    return raw.startswith(f"{PREFIX}_")
+def looks_like_key(raw: str, *, prefix: str = PREFIX) -> bool:
+    return raw.startswith(f"{prefix}_")
 
 
-def parse_public_id(raw: str) -> str | None:
+def parse_public_id(raw: str, *, prefix: str = PREFIX) -> str | None:
     """The public id of a well-formed key with a valid checksum, else None."""
-    match = _KEY_RE.match(raw)
+    match = _key_re(prefix).match(raw)
     if match is None:
         return None
     body, checksum = raw[:-CHECKSUM_LENGTH], raw[-CHECKSUM_LENGTH:]

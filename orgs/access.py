@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from orgs.policy import OrgPolicy
 
 # How the caller proved who they are (``Access.credential_kind``).
-SESSION, ACCESS_TOKEN, API_KEY = "session", "jwt", "api_key"
+SESSION, ACCESS_TOKEN, API_KEY, SCIM_TOKEN = "session", "jwt", "api_key", "scim_token"
 
 PERMISSIONS: tuple[str, ...] = (
     "org:view",
@@ -77,7 +77,7 @@ PERMISSION_DESCRIPTIONS: dict[str, str] = {
     "team:manage": "Create and delete teams, add and remove their members.",
     "service_account:manage": "Create, disable and delete service accounts.",
     "sso:manage": "Connect identity providers (SSO), claim e-mail domains, map IdP groups "
-    "to roles and teams, enforce SSO.",
+    "to roles and teams, enforce SSO, manage SCIM provisioning tokens.",
     "api_key:create": "Mint API keys (each bounded by its owner's permissions).",
     "api_key:revoke": "Revoke other people's API keys.",
     "api_key:view": "See every API key of the organization.",
@@ -104,7 +104,7 @@ RESOURCE_LABELS: dict[str, str] = {
     "member": "Members",
     "team": "Teams",
     "service_account": "Service accounts",
-    "sso": "Single sign-on",
+    "sso": "Single sign-on and provisioning",
     "api_key": "API keys",
     "provider_account": "Provider accounts",
     "model": "Models",
@@ -187,6 +187,10 @@ class Access:
     # Set when the principal is a service account and/or the request used an API key.
     service_account: Any = None
     api_key: Any = None
+    # Set when the principal is an org's identity provider provisioning through SCIM
+    # (``scim.models.ScimToken``); ``membership`` is then the membership of the member
+    # who created the token, whose current role bounds it (``scim.auth``).
+    scim_token: Any = None
     # The credential that proved it: ``session``, ``jwt`` or ``api_key``, and when it
     # stops being valid (a key's expiry, an access token's ``exp``); caches of this
     # Access (the gateway's) check ``expires_at`` on every use.
@@ -203,6 +207,8 @@ class Access:
 
     @property
     def actor_label(self) -> str:
+        if self.scim_token is not None:
+            return f"scim:{self.scim_token.prefix}"
         if self.user is not None:
             who = self.user.username
         elif self.service_account is not None:
@@ -220,6 +226,17 @@ class Access:
         if self.user is None or self.membership is None or self.api_key is not None:
             raise PermissionDenied("This action needs a signed-in user, not an API key")
         return self.user, self.membership
+
+    def require_grantor(self) -> None:
+        """Grants that are not roles (a team's membership, which carries access rules)
+        come from a person acting as themselves or from the org's directory (a SCIM
+        token, bounded by the member who created it); never from an API key.
+
+        Raises PERMISSION_DENIED otherwise.
+        """
+        if self.scim_token is not None and self.api_key is None:
+            return
+        self.require_human()
 
     @property
     def is_owner(self) -> bool:

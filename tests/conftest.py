@@ -271,6 +271,7 @@ def invitation_token(message) -> str:
 
 LEAK_PATTERNS = [
     re.compile(r"ifr_[A-Za-z0-9]{12}_[A-Za-z0-9]{20,}"),  # a whole Inferia API key
+    re.compile(r"ifs_[A-Za-z0-9]{12}_[A-Za-z0-9]{20,}"),  # a whole SCIM token
     re.compile(r"sk-[A-Za-z0-9_-]{16,}"),  # upstream secrets used by the tests
     re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\."),  # JWTs
     re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"),  # e-mail addresses

@@ -330,12 +330,19 @@ def member_remove(
 ) -> None:
     """Remove a member (anyone may leave; removing others needs ``member:delete``).
 
-    Needs a signed-in user (never an API key). The member's personal API keys are
-    revoked with the membership (``member_removed``), so they stay dead if the
+    Needs a signed-in user (never an API key) or the org's directory (a SCIM token,
+    ``scim.services``: it removes, never leaves, and is bound by its creator's
+    membership, which ``access.membership`` then is). The member's personal API keys
+    are revoked with the membership (``member_removed``), so they stay dead if the
     person joins again.
     """
-    _user, actor_membership = access.require_human()
-    leaving = membership.pk == actor_membership.pk
+    actor_membership: Membership | None
+    if access.scim_token is not None and access.api_key is None:
+        actor_membership = access.membership
+        leaving = False
+    else:
+        _user, actor_membership = access.require_human()
+        leaving = membership.pk == actor_membership.pk
     if not leaving:
         access.require("member:delete")
     with transaction.atomic():
@@ -359,7 +366,11 @@ def member_remove(
         # ``granted_by_membership`` pointing here) stay bounded by someone still in the
         # org: the remover, or when leaving, whoever bounded the leaver (None only if
         # the leaver was unbounded themself). Service accounts and their keys survive.
-        rebound_to = membership.granted_by_membership if leaving else actor_membership
+        rebound_to = (
+            membership.granted_by_membership
+            if leaving or actor_membership is None or actor_membership.pk == membership.pk
+            else actor_membership
+        )
         for relation in Membership._meta.get_fields(include_hidden=True):
             # The reverse side of every ``granted_by_membership`` foreign key.
             if not isinstance(relation, ForeignObjectRel):
@@ -382,6 +393,7 @@ def member_remove(
             outcome="success",
             org=access.org,
             actor=access.user,
+            actor_label=access.actor_label,
             target_type="orgs.membership",
             target_id=str(membership_id),
             meta=meta,
@@ -527,6 +539,7 @@ def team_create(
                 outcome="success",
                 org=access.org,
                 actor=access.user,
+                actor_label=access.actor_label,
                 target=team,
                 meta=meta,
                 data={"op": "create", "slug": slug},
@@ -553,6 +566,7 @@ def team_update(
                 outcome="success",
                 org=access.org,
                 actor=access.user,
+                actor_label=access.actor_label,
                 target=team,
                 meta=meta,
                 data={"op": "update", "changed": fields},
@@ -568,6 +582,7 @@ def team_delete(*, access: Access, team: Team, meta: RequestMeta | None = None) 
             outcome="success",
             org=access.org,
             actor=access.user,
+            actor_label=access.actor_label,
             target=team,
             meta=meta,
             data={"op": "delete", "slug": team.slug},
@@ -579,9 +594,10 @@ def team_member_add(
     *, access: Access, team: Team, membership: Membership, meta: RequestMeta | None = None
 ) -> TeamMember:
     """Add a member to a team; a team carries grants (access rules, per-account
-    management), so this needs a signed-in user (never an API key)."""
+    management), so this needs a signed-in user or the org's directory, never an API
+    key (``Access.require_grantor``)."""
     access.require("team:manage")
-    access.require_human()
+    access.require_grantor()
     try:
         with transaction.atomic():
             member = TeamMember.objects.create(org=access.org, team=team, user=membership.user)
@@ -590,6 +606,7 @@ def team_member_add(
                 outcome="success",
                 org=access.org,
                 actor=access.user,
+                actor_label=access.actor_label,
                 target=team,
                 meta=meta,
                 data={"op": "member_add", "user": membership.user.username},
@@ -612,6 +629,7 @@ def team_member_remove(
             outcome="success",
             org=access.org,
             actor=access.user,
+            actor_label=access.actor_label,
             target=team,
             meta=meta,
             data={"op": "member_remove", "user": membership.user.username},

@@ -81,6 +81,8 @@ PATTERN_SAMPLES = [
     "eyJhbGciOiJI.eyJzdWIiOiIx.sig",
     "ifr_ABCDEFGH_abcdefgh12",
     "ifr_ABCDEFGHIJKLMNOPQRSTU",
+    "ifs_ABCDEFGH_abcdefgh12",
+    "ifs_ABCDEFGHIJKLMNOPQRSTU",
     "sk-ABCDEFGH1234",
     "BEARER abc.def",
     "BASIC QWxhZGRpbjpvcGVu",

@@ -25,6 +25,7 @@ TAGS = {
     "usage",
     "auth",
     "gateway",
+    "scim-tokens",
 }
 GATEWAY = {
     "/api/llm/v1/chat/completions": "post",
