@@ -1,11 +1,10 @@
 """Outbound HTTP GETs of the SSO code (SAML metadata URLs; usable for OIDC discovery
 and JWKS): the SSRF rule of ``keys/ssrf.py`` with the org's ``allowed_private_hosts``.
 
-The host is resolved once, every address is checked by ``ssrf.check_addresses``, and
-the connection goes to exactly that checked address (the URL carries the IP; the
-``Host`` header and TLS SNI/certificate check carry the name), so DNS rebinding
-after the check cannot slip a private address in. No redirects, no proxies from the
-environment, a timeout and a size cap.
+The connection is ``keys.ssrf_http.guarded_client``'s (the one guarded client for
+tenant-configured URLs: every address checked by ``ssrf.check_addresses`` when the
+connection opens and connected to as checked, so DNS rebinding cannot slip a private
+address in; no redirects, no proxies from the environment, a timeout and a size cap).
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import httpx
 
 from inferia.errors import ValidationError
 from keys import ssrf
+from keys.ssrf_http import AddressRefused, ResponseTooLarge, guarded_client
 from sso.errors import SsoError
 
 MAX_BYTES = 1_000_000
@@ -42,29 +42,25 @@ def guarded_get(
         field="url",
         allowed_private_hosts=tuple(allowed_private_hosts),
     )
-    host, port = ssrf.host_and_port(url)
-    addresses = ssrf.resolve_host(host, port)
-    ssrf.check_addresses(host, port, addresses, list(allowed_private_hosts))
-    address = addresses[0]
-    literal = f"[{address}]" if ":" in address else address
-    pinned = urlunsplit((parts.scheme, f"{literal}:{port}", parts.path or "/", parts.query, ""))
-    host_header = host if parts.port is None else f"{host}:{parts.port}"
+    host, _port = ssrf.host_and_port(url)
     try:
-        with httpx.Client(trust_env=False, follow_redirects=False, timeout=timeout) as client:
+        with guarded_client(
+            allowed_private_hosts=allowed_private_hosts,
+            timeout_seconds=timeout,
+            max_response_bytes=max_bytes,
+        ) as client:
             with client.stream(
-                "GET",
-                pinned,
-                headers={"Host": host_header, "Accept": "application/json, application/xml"},
-                extensions={"sni_hostname": host},
+                "GET", url, headers={"Accept": "application/json, application/xml"}
             ) as response:
                 if response.status_code != 200:
                     raise SsoError("fetch_failed", f"{host} answered HTTP {response.status_code}")
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > max_bytes:
-                        raise SsoError("fetch_failed", f"The answer of {host} is too large")
-                return bytes(body)
+                return response.read()
+    except AddressRefused as exc:
+        raise ValidationError(
+            "The address is not allowed", details={"url": [f"{host}: address not allowed"]}
+        ) from exc
+    except ResponseTooLarge as exc:
+        raise SsoError("fetch_failed", f"The answer of {host} is too large") from exc
     except httpx.HTTPError as exc:
         raise SsoError(
             "fetch_failed", f"Could not fetch from {host}: {type(exc).__name__}"
