@@ -131,6 +131,7 @@ INSTALLED_APPS = [
     "keys",
     "gateway",
     "audit",
+    "sso",
 ]
 
 MIDDLEWARE = [
