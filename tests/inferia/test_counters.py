@@ -7,6 +7,7 @@ set, on Redis.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -141,3 +142,69 @@ def test_hits_are_atomic_across_threads(transactional_db, store, key):
     # Every hit saw a distinct count: no increment was lost or doubled.
     assert sorted(seen) == list(range(1, total + 1))
     assert shared.peek(key, window_seconds=WINDOW, now=now).count == total
+
+
+# --- once(): the first call in the ``seconds`` that follow it ---------------------------
+
+
+def test_once_is_true_only_for_the_first_call_until_it_expires(db, store, key):
+    assert shared.once(key, 1) is True
+    assert shared.once(key, 1) is False
+    assert shared.once(key + ":other", 1) is True
+    time.sleep(1.3)  # real time: Redis expires its keys by its own clock
+    assert shared.once(key, 1) is True
+    assert shared.once(key, 1) is False
+
+
+def test_once_keeps_its_claim_across_a_window_boundary(db, store, key, clock_shift):
+    """A claim made one second before a multiple of ``seconds`` still holds after it
+    (a replay cache that forgot at the wall clock's window boundary would let a
+    replayed SAML assertion through)."""
+    seconds = 300
+    now = clock.time()
+    clock_shift(seconds - now % seconds - 1)  # one second before a boundary
+    assert shared.once(key, seconds) is True
+    clock_shift(2)  # past the boundary
+    assert shared.once(key, seconds) is False
+    clock_shift(seconds - 10)  # 290 s after the claim
+    assert shared.once(key, seconds) is False
+
+
+def test_once_expires_on_the_platform_clock_in_the_database(db, settings, key, clock_shift):
+    settings.REDIS_URL = ""
+    assert shared.once(key, 60) is True
+    clock_shift(59)
+    assert shared.once(key, 60) is False
+    clock_shift(1)
+    assert shared.once(key, 60) is True  # a new claim, for 60 s more
+    clock_shift(59)
+    assert shared.once(key, 60) is False
+    stored = WindowCounter.objects.get()
+    assert key not in stored.key and stored.key.startswith("inferia:{once:")
+
+
+def test_once_has_one_winner_across_threads(transactional_db, store, key):
+    winners: list[bool] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    start = threading.Barrier(THREADS)
+
+    def worker() -> None:
+        try:
+            start.wait()
+            for _ in range(5):
+                won = shared.once(key, 60)
+                with lock:
+                    winners.append(won)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert winners.count(True) == 1 and len(winners) == THREADS * 5
