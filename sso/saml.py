@@ -260,7 +260,10 @@ def sp_metadata(sp: SpConfig) -> str:
         protocol_support_enumeration=NS_PROTOCOL,
         authn_requests_signed="false",
         want_assertions_signed="true",
-        name_id_format=[md.NameIDFormat(text=NAMEID_EMAIL), md.NameIDFormat(text=NAMEID_PERSISTENT)],
+        name_id_format=[
+            md.NameIDFormat(text=NAMEID_EMAIL),
+            md.NameIDFormat(text=NAMEID_PERSISTENT),
+        ],
         assertion_consumer_service=[
             md.AssertionConsumerService(
                 binding=BINDING_HTTP_POST, location=sp.acs_url, index="0", is_default="true"
@@ -317,13 +320,18 @@ def parse_idp_metadata(xml: str) -> IdpConfig:
     if len(xml.encode()) > MAX_METADATA_BYTES:
         raise SsoError("bad_metadata", "The SAML metadata is larger than 1 MiB.")
     root = _safe_parse(xml, "SAML metadata", "bad_metadata")
-    if root.tag not in (f"{{{md.NAMESPACE}}}EntityDescriptor", f"{{{md.NAMESPACE}}}EntitiesDescriptor"):
+    if root.tag not in (
+        f"{{{md.NAMESPACE}}}EntityDescriptor",
+        f"{{{md.NAMESPACE}}}EntitiesDescriptor",
+    ):
         raise SsoError("bad_metadata", "The document is not SAML 2.0 metadata.")
     store_ = InMemoryMetaData(ac_factory(), xml)
     try:
         store_.load()
     except Exception as exc:  # noqa: BLE001 - pysaml2 raises many types for bad metadata
-        raise SsoError("bad_metadata", "The SAML metadata could not be read (or has expired).") from exc
+        raise SsoError(
+            "bad_metadata", "The SAML metadata could not be read (or has expired)."
+        ) from exc
     idps = [entity_id for entity_id, entity in store_.items() if entity.get("idpsso_descriptor")]
     if len(idps) != 1:
         raise SsoError(
@@ -425,7 +433,9 @@ def _verify_signature(sec: Any, item: Any, xml: str, idp: IdpConfig) -> None:
         )
     try:
         sec.check_signature(
-            item, node_name=item.c_namespace + ":" + item.c_tag, origdoc=xml,
+            item,
+            node_name=item.c_namespace + ":" + item.c_tag,
+            origdoc=xml,
             issuer=saml.Issuer(text=idp.entity_id),
         )
     except Exception as exc:  # noqa: BLE001 - pysaml2 signals a bad signature many ways
@@ -457,7 +467,9 @@ def _check_conditions(assertion: Any, sp: SpConfig, now: float) -> int | None:
         if not any(_same(a.text, sp.entity_id) for a in restriction.audience or []):
             raise SsoError("bad_audience", "The SAML assertion is meant for another service.")
     if conditions.condition:
-        raise SsoError("unsupported", "The SAML assertion has a condition this service cannot check.")
+        raise SsoError(
+            "unsupported", "The SAML assertion has a condition this service cannot check."
+        )
     if conditions.not_before and now + skew < _time(conditions.not_before, "NotBefore"):
         raise SsoError("not_yet_valid", "The SAML assertion is not valid yet.")
     not_on_or_after = None
@@ -488,7 +500,9 @@ def _confirm_subject(
     skew = sp.clock_skew_seconds
     subject = assertion.subject
     confirmations = [
-        c for c in (subject.subject_confirmation if subject else None) or [] if c.method == saml.SCM_BEARER
+        c
+        for c in (subject.subject_confirmation if subject else None) or []
+        if c.method == saml.SCM_BEARER
     ]
     if not confirmations:
         raise SsoError("bad_subject", "The SAML assertion has no bearer subject confirmation.")
@@ -571,9 +585,16 @@ def _claims(assertion: Any, idp: IdpConfig) -> Claims:
     name = _first(attributes, [idp.name_attribute] if idp.name_attribute else NAME_ATTRIBUTES)
     if not name:
         name = " ".join(
-            filter(None, (_first(attributes, GIVEN_NAME_ATTRIBUTES), _first(attributes, SURNAME_ATTRIBUTES)))
+            filter(
+                None,
+                (_first(attributes, GIVEN_NAME_ATTRIBUTES), _first(attributes, SURNAME_ATTRIBUTES)),
+            )
         )
-    groups = tuple(dict.fromkeys(attributes.get(idp.groups_attribute, []))) if idp.groups_attribute else ()
+    groups = (
+        tuple(dict.fromkeys(attributes.get(idp.groups_attribute, [])))
+        if idp.groups_attribute
+        else ()
+    )
     authn = assertion.authn_statement[0]
     context = authn.authn_context
     return Claims(

@@ -96,9 +96,9 @@ def once(key: str, seconds: int) -> bool:
     window boundaries (a fixed window would forget it at the next boundary)."""
     now = int(clock.time())
     row_key = _row_key(key)
-    claimed = WindowCounter.objects.filter(
-        key=row_key, window_start=0, expires_at__lte=now
-    ).update(count=1, expires_at=now + seconds)
+    claimed = WindowCounter.objects.filter(key=row_key, window_start=0, expires_at__lte=now).update(
+        count=1, expires_at=now + seconds
+    )
     if claimed:
         return True
     try:

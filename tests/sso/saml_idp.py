@@ -121,9 +121,7 @@ class TestIdp:
                 "metadata": {"inline": [sp_metadata_xml]},
                 "service": {
                     "idp": {
-                        "endpoints": {
-                            "single_sign_on_service": [(sso_url, BINDING_HTTP_REDIRECT)]
-                        },
+                        "endpoints": {"single_sign_on_service": [(sso_url, BINDING_HTTP_REDIRECT)]},
                         "name_id_format": [NAMEID_FORMAT_EMAILADDRESS],
                         "policy": {
                             "default": {
