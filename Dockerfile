@@ -21,6 +21,7 @@ COPY orgs ./orgs
 COPY keys ./keys
 COPY gateway ./gateway
 COPY audit ./audit
+COPY sso ./sso
 # The dependencies' wheels only: the app itself runs from its source tree (below),
 # where its templates and static files live beside the packages.
 RUN pip wheel --wheel-dir /wheels . \
@@ -41,6 +42,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --system --gid 10001 inferia \
     && useradd --system --uid 10001 --gid inferia --home-dir /app --no-create-home \
         --shell /usr/sbin/nologin inferia
+# xmlsec1 verifies SAML signatures (sso/saml.py, through pysaml2): Debian's package,
+# the base image's release's version, no recommends, no package lists left behind.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends xmlsec1=1.2.37-2 \
+    && rm -rf /var/lib/apt/lists/*
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels /wheels/*.whl
 WORKDIR /app
@@ -50,6 +56,7 @@ COPY orgs ./orgs
 COPY keys ./keys
 COPY gateway ./gateway
 COPY audit ./audit
+COPY sso ./sso
 COPY templates ./templates
 COPY static ./static
 # collectstatic in the production profile (hashed, compressed files for whitenoise);
