@@ -111,22 +111,16 @@ def test_prune_deletes_only_expired_database_windows(db, settings, key, clock_sh
 THREADS, HITS_PER_THREAD = 8, 25
 
 
-def test_hits_are_atomic_across_threads(transactional_db, store, key):
-    # On the database store this runs on SQLite (file, WAL, IMMEDIATE) and,
-    # with DATABASE_URL, on PostgreSQL; each thread has its own connection.
-    now = _aligned_now()  # every thread hits the same window
-    seen: list[int] = []
+def _in_threads(body) -> None:
+    """Run ``body`` in THREADS threads released together, each on its own database
+    connection; fail with what any of them raised."""
     errors: list[BaseException] = []
-    lock = threading.Lock()
     start = threading.Barrier(THREADS)
 
     def worker() -> None:
         try:
             start.wait()
-            for _ in range(HITS_PER_THREAD):
-                count = shared.hit(key, window_seconds=WINDOW, now=now).count
-                with lock:
-                    seen.append(count)
+            body()
         except BaseException as exc:  # reported below
             errors.append(exc)
         finally:
@@ -138,6 +132,22 @@ def test_hits_are_atomic_across_threads(transactional_db, store, key):
     for thread in threads:
         thread.join(timeout=120)
     assert errors == []
+
+
+def test_hits_are_atomic_across_threads(transactional_db, store, key):
+    # On the database store this runs on SQLite (file, WAL, IMMEDIATE) and,
+    # with DATABASE_URL, on PostgreSQL; each thread has its own connection.
+    now = _aligned_now()  # every thread hits the same window
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def hits() -> None:
+        for _ in range(HITS_PER_THREAD):
+            count = shared.hit(key, window_seconds=WINDOW, now=now).count
+            with lock:
+                seen.append(count)
+
+    _in_threads(hits)
     total = THREADS * HITS_PER_THREAD
     # Every hit saw a distinct count: no increment was lost or doubled.
     assert sorted(seen) == list(range(1, total + 1))
@@ -185,26 +195,13 @@ def test_once_expires_on_the_platform_clock_in_the_database(db, settings, key, c
 
 def test_once_has_one_winner_across_threads(transactional_db, store, key):
     winners: list[bool] = []
-    errors: list[BaseException] = []
     lock = threading.Lock()
-    start = threading.Barrier(THREADS)
 
-    def worker() -> None:
-        try:
-            start.wait()
-            for _ in range(5):
-                won = shared.once(key, 60)
-                with lock:
-                    winners.append(won)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-        finally:
-            connections.close_all()
+    def claims() -> None:
+        for _ in range(5):
+            won = shared.once(key, 60)
+            with lock:
+                winners.append(won)
 
-    threads = [threading.Thread(target=worker) for _ in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert errors == []
+    _in_threads(claims)
     assert winners.count(True) == 1 and len(winners) == THREADS * 5
