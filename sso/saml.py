@@ -424,6 +424,8 @@ def _check_issuer(issuer: Any, idp: IdpConfig, *, required: bool) -> None:
 def _verify_signature(sec: Any, item: Any, xml: str, idp: IdpConfig) -> None:
     """pysaml2's check of ``item``'s enveloped signature against the IdP's certificates."""
     info = item.signature.signed_info
+    if info is None:
+        raise SsoError("bad_signature", "The SAML signature has no SignedInfo.")
     references = getattr(info, "reference", None) or []
     digests = {getattr(ref.digest_method, "algorithm", None) for ref in references}
     method = getattr(info.signature_method, "algorithm", None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import textwrap
 import time
 from dataclasses import replace
 
@@ -78,6 +79,13 @@ def test_the_untouched_response_is_accepted(db, sp, idp_config, issue, request_i
     xml = issue()
     same = xml.replace(ADA, ADA)  # the edit path of the tampering tests, changing nothing
     assert saml.complete(sp, idp_config, encode(same), request_id).email == ADA
+
+
+def test_an_encoding_declaration_and_line_breaks_are_fine(db, sp, idp_config, issue, request_id):
+    xml = issue().replace('<?xml version="1.0"?>', '<?xml version="1.0" encoding="UTF-8"?>')
+    assert xml.startswith('<?xml version="1.0" encoding="UTF-8"?>')
+    wrapped_b64 = "\r\n".join(textwrap.wrap(encode(xml), 76))  # as some IdPs post it
+    assert saml.complete(sp, idp_config, wrapped_b64, request_id).email == ADA
 
 
 # --- signatures -------------------------------------------------------------------------------
