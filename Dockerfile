@@ -43,6 +43,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --system --gid 10001 inferia \
     && useradd --system --uid 10001 --gid inferia --home-dir /app --no-create-home \
         --shell /usr/sbin/nologin inferia
+# xmlsec1 verifies SAML signatures (sso/saml.py, through pysaml2): Debian's package,
+# the base image's release's version, no recommends, no package lists left behind.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends xmlsec1=1.2.37-2 \
+    && rm -rf /var/lib/apt/lists/*
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels /wheels/*.whl
 WORKDIR /app

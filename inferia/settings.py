@@ -509,6 +509,9 @@ LOGGING = {
         "botocore": {"level": "WARNING"},
         "hvac": {"level": "WARNING"},
         "google": {"level": "WARNING"},
+        # pysaml2 (sso.saml) logs whole SAML messages (names, e-mails) at DEBUG and INFO.
+        "saml2": {"level": "WARNING"},
+        "xmlschema": {"level": "WARNING"},
     },
 }
 

@@ -129,10 +129,12 @@ def prune(now: float | None = None) -> int:
 
 
 def once(name: str, seconds: int) -> bool:
-    """True for the first call naming ``name`` in a ``seconds`` window (write throttles)."""
+    """True for the first call naming ``name`` in the ``seconds`` that follow it, on every
+    process (write throttles, the SAML replay cache). Raises StoreUnavailable."""
+    key = keys.tagged("once:" + keys.hashed(name))
     if redis_enabled():
-        return redis_store.once(keys.tagged("once:" + keys.hashed(name)), seconds)
-    return hit("once:" + name, window_seconds=seconds).count == 1
+        return redis_store.once(key, seconds)
+    return db_store.once(key, seconds)
 
 
 # --- org epochs -----------------------------------------------------------------------------

@@ -87,6 +87,30 @@ def count(
     raise StoreUnavailable("counter contention")
 
 
+def once(key: str, seconds: int) -> bool:
+    """True for the first caller in ``seconds`` from that call (Redis: SET NX EX).
+
+    One row per key (``window_start`` 0, never a real window's start), claimed by an
+    insert or, once its ``expires_at`` has passed, by a conditional update: two callers
+    never both win, and a claim lasts its full ``seconds`` whatever the wall clock's
+    window boundaries (a fixed window would forget it at the next boundary)."""
+    now = int(clock.time())
+    row_key = _row_key(key)
+    claimed = WindowCounter.objects.filter(key=row_key, window_start=0, expires_at__lte=now).update(
+        count=1, expires_at=now + seconds
+    )
+    if claimed:
+        return True
+    try:
+        with transaction.atomic():
+            WindowCounter.objects.create(
+                key=row_key, window_start=0, count=1, expires_at=now + seconds
+            )
+    except IntegrityError:
+        return False  # claimed by an earlier call, not expired yet
+    return True
+
+
 def settle(adjustments: list[tuple[str, int]]) -> None:
     """Add (actual - reserved) to each reserved counter (its key names its window)."""
     for key, delta in adjustments:

@@ -70,8 +70,17 @@ def test_two_stages_and_the_runtime_copies_only_built_wheels():
     assert any("pip wheel" in args for instruction, args in build if instruction == "RUN")
     runtime_runs = [args for instruction, args in runtime if instruction == "RUN"]
     assert any("from=build" in args and "--no-index" in args for args in runtime_runs)
-    # The runtime installs nothing from a registry and compiles nothing.
-    assert not any(re.search(r"apt-get install|build-essential|gcc", a) for a in runtime_runs)
+    # The runtime compiles nothing and installs no Python package from a registry; its
+    # one system package is xmlsec1 (SAML signatures), pinned, without recommends.
+    assert not any(
+        re.search(r"build-essential|gcc|-dev\b|pip install (?!--no-index)", a) for a in runtime_runs
+    )
+    apt_installs = [a for a in runtime_runs if "apt-get install" in a]
+    assert len(apt_installs) == 1, apt_installs
+    install = apt_installs[0].split("apt-get install", 1)[1].split("&&", 1)[0]
+    assert "--no-install-recommends" in install
+    assert [word for word in install.split() if not word.startswith("-")] == ["xmlsec1=1.2.37-2"]
+    assert "rm -rf /var/lib/apt/lists/*" in apt_installs[0]
 
 
 def test_the_runtime_runs_as_an_unprivileged_user():

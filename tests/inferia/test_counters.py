@@ -7,6 +7,7 @@ set, on Redis.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -110,22 +111,16 @@ def test_prune_deletes_only_expired_database_windows(db, settings, key, clock_sh
 THREADS, HITS_PER_THREAD = 8, 25
 
 
-def test_hits_are_atomic_across_threads(transactional_db, store, key):
-    # On the database store this runs on SQLite (file, WAL, IMMEDIATE) and,
-    # with DATABASE_URL, on PostgreSQL; each thread has its own connection.
-    now = _aligned_now()  # every thread hits the same window
-    seen: list[int] = []
+def _in_threads(body) -> None:
+    """Run ``body`` in THREADS threads released together, each on its own database
+    connection; fail with what any of them raised."""
     errors: list[BaseException] = []
-    lock = threading.Lock()
     start = threading.Barrier(THREADS)
 
     def worker() -> None:
         try:
             start.wait()
-            for _ in range(HITS_PER_THREAD):
-                count = shared.hit(key, window_seconds=WINDOW, now=now).count
-                with lock:
-                    seen.append(count)
+            body()
         except BaseException as exc:  # reported below
             errors.append(exc)
         finally:
@@ -137,7 +132,76 @@ def test_hits_are_atomic_across_threads(transactional_db, store, key):
     for thread in threads:
         thread.join(timeout=120)
     assert errors == []
+
+
+def test_hits_are_atomic_across_threads(transactional_db, store, key):
+    # On the database store this runs on SQLite (file, WAL, IMMEDIATE) and,
+    # with DATABASE_URL, on PostgreSQL; each thread has its own connection.
+    now = _aligned_now()  # every thread hits the same window
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def hits() -> None:
+        for _ in range(HITS_PER_THREAD):
+            count = shared.hit(key, window_seconds=WINDOW, now=now).count
+            with lock:
+                seen.append(count)
+
+    _in_threads(hits)
     total = THREADS * HITS_PER_THREAD
     # Every hit saw a distinct count: no increment was lost or doubled.
     assert sorted(seen) == list(range(1, total + 1))
     assert shared.peek(key, window_seconds=WINDOW, now=now).count == total
+
+
+# --- once(): the first call in the ``seconds`` that follow it ---------------------------
+
+
+def test_once_is_true_only_for_the_first_call_until_it_expires(db, store, key):
+    assert shared.once(key, 1) is True
+    assert shared.once(key, 1) is False
+    assert shared.once(key + ":other", 1) is True
+    time.sleep(1.3)  # real time: Redis expires its keys by its own clock
+    assert shared.once(key, 1) is True
+    assert shared.once(key, 1) is False
+
+
+def test_once_keeps_its_claim_across_a_window_boundary(db, store, key, clock_shift):
+    """A claim made one second before a multiple of ``seconds`` still holds after it
+    (a replay cache that forgot at the wall clock's window boundary would let a
+    replayed SAML assertion through)."""
+    seconds = 300
+    now = clock.time()
+    clock_shift(seconds - now % seconds - 1)  # one second before a boundary
+    assert shared.once(key, seconds) is True
+    clock_shift(2)  # past the boundary
+    assert shared.once(key, seconds) is False
+    clock_shift(seconds - 10)  # 290 s after the claim
+    assert shared.once(key, seconds) is False
+
+
+def test_once_expires_on_the_platform_clock_in_the_database(db, settings, key, clock_shift):
+    settings.REDIS_URL = ""
+    assert shared.once(key, 60) is True
+    clock_shift(59)
+    assert shared.once(key, 60) is False
+    clock_shift(1)
+    assert shared.once(key, 60) is True  # a new claim, for 60 s more
+    clock_shift(59)
+    assert shared.once(key, 60) is False
+    stored = WindowCounter.objects.get()
+    assert key not in stored.key and stored.key.startswith("inferia:{once:")
+
+
+def test_once_has_one_winner_across_threads(transactional_db, store, key):
+    winners: list[bool] = []
+    lock = threading.Lock()
+
+    def claims() -> None:
+        for _ in range(5):
+            won = shared.once(key, 60)
+            with lock:
+                winners.append(won)
+
+    _in_threads(claims)
+    assert winners.count(True) == 1 and len(winners) == THREADS * 5
