@@ -80,11 +80,18 @@ _ERROR_TEXT = {
     "429": "RATE_LIMITED: too many attempts; wait `Retry-After` seconds.",
 }
 
-_NO_AUTH = {"/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/logout"}
+_NO_AUTH = {
+    "/api/v1/auth/login",
+    "/api/v1/auth/refresh",
+    "/api/v1/auth/logout",
+    "/api/v1/auth/device/code",
+    "/api/v1/auth/device/token",
+}
 _USER_ONLY_PREFIXES = ("/api/v1/auth/",)
 # Operations that check a password or one-time code, which lock out after failures.
 _THROTTLED = {
     ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/device/code"),
     ("POST", "/api/v1/auth/password"),
     ("POST", "/api/v1/auth/2fa/confirm"),
     ("POST", "/api/v1/auth/2fa/disable"),
