@@ -15,12 +15,14 @@ RFC's error codes (``DeviceGrantError``) and audited.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import F
 
@@ -132,11 +134,16 @@ def device_authorization_request(
     Raises DeviceGrantError (``invalid_client``, ``invalid_request``), RATE_LIMITED.
     """
     _refuse_unknown_client(client_id, action="auth:device_code", meta=meta)
-    if org_slug and not slug_validator.regex.match(org_slug):
-        raise DeviceGrantError("invalid_request", "org is not a valid organization slug")
-    keys = [(f"device:code:ip:{meta.ip}", settings.INFERIA_DEVICE_MAX_CODES_PER_IP)]
-    if meta is None or not meta.ip:
-        keys = []
+    if org_slug:
+        try:
+            slug_validator(org_slug)
+        except DjangoValidationError as exc:
+            raise DeviceGrantError(
+                "invalid_request", "org is not a valid organization slug"
+            ) from exc
+    keys = []
+    if meta is not None and meta.ip:
+        keys.append((f"device:code:ip:{meta.ip}", settings.INFERIA_DEVICE_MAX_CODES_PER_IP))
     auth.throttle_refuse(
         keys,
         action="auth:device_code",
@@ -345,37 +352,29 @@ def device_token_exchange(
         .filter(device_code_digest=token_digest(device_code))
         .first()
     )
-    refusal = {"client_id": client_id, "meta": meta, "found": found}
+    refuse = functools.partial(_refuse_token, client_id=client_id, meta=meta, found=found)
     if found is None:
-        raise _refuse_token(
-            "invalid_grant", "Unknown device_code", reason="unknown_device_code", **refusal
-        )
+        raise refuse("invalid_grant", "Unknown device_code", reason="unknown_device_code")
     if found.client_id != client_id:
-        raise _refuse_token(
+        raise refuse(
             "invalid_grant",
             "This device_code was issued to another client",
             reason="wrong_client",
-            **refusal,
         )
     if found.status == Status.CONSUMED:
         if found.user is not None and found.family is not None:
             auth.session_family_end(user=found.user, family=found.family)
-        raise _refuse_token(
+        raise refuse(
             "invalid_grant",
             "This device_code was already used; the sign-in it started has been ended",
             reason="reused",
             outcome="denied",
-            **refusal,
         )
     if found.status == Status.DENIED:
-        raise _refuse_token(
-            "access_denied", "The sign-in request was denied", reason="denied", **refusal
-        )
+        raise refuse("access_denied", "The sign-in request was denied", reason="denied")
     now = clock.now()
     if found.is_expired(now):
-        raise _refuse_token(
-            "expired_token", "The device_code has expired; start again", reason="expired", **refusal
-        )
+        raise refuse("expired_token", "The device_code has expired; start again", reason="expired")
     if (
         found.last_polled_at is not None
         and (now - found.last_polled_at).total_seconds() < found.interval_seconds
@@ -385,25 +384,23 @@ def device_token_exchange(
             interval_seconds=F("interval_seconds") + SLOW_DOWN_STEP_SECONDS, last_polled_at=now
         )
         raise DeviceGrantError(
-            "slow_down", f"Polling too fast; wait {interval} seconds between polls", interval=interval
+            "slow_down",
+            f"Polling too fast; wait {interval} seconds between polls",
+            interval=interval,
         )
     DeviceAuthorization.objects.filter(pk=found.pk).update(last_polled_at=now)
     if found.status == Status.PENDING:
         raise DeviceGrantError("authorization_pending", "Waiting for the user to approve")
     user = found.user
     if user is None or not user.is_active:
-        raise _refuse_token(
-            "invalid_grant", "The approving account is not active", reason="inactive", **refusal
-        )
+        raise refuse("invalid_grant", "The approving account is not active", reason="inactive")
     family = uuid.uuid4()
     with transaction.atomic():
         claimed = DeviceAuthorization.objects.filter(pk=found.pk, status=Status.APPROVED).update(
             status=Status.CONSUMED, consumed_at=now, family=family
         )
         if claimed != 1:  # a concurrent poll exchanged it first
-            raise _refuse_token(
-                "invalid_grant", "This device_code was already used", reason="reused", **refusal
-            )
+            raise refuse("invalid_grant", "This device_code was already used", reason="reused")
         pair = auth.token_pair_issue(user=user, family=family)
         User.objects.filter(pk=user.pk).update(last_login=now)
         audit.record(

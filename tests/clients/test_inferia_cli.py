@@ -20,13 +20,10 @@ import time
 from pathlib import Path
 
 import httpx
+import inferia_client
 import pytest
 from django.conf import settings as django_settings
 from django.test import Client
-
-import inferia_client
-from audit.models import AuditRecord
-from inferia import clock
 from inferia_client import device as client_device
 from inferia_client.session import Session
 from inferia_client.store import (
@@ -39,6 +36,9 @@ from inferia_client.store import (
     open_store,
     profile_save,
 )
+
+from audit.models import AuditRecord
+from inferia import clock
 from orgs.models import DeviceAuthorization, RefreshTokenRecord, User
 from orgs.services import auth
 from tests.conftest import PASSWORD, require_or_skip
@@ -158,7 +158,9 @@ def approve_in_chromium(url: str, username: str, user_code: str) -> str:
 def approve_with_page(user: User, user_code: str, decision: str = "approve") -> None:
     page = Client()
     page.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
-    response = page.post("/device", {"step": "decide", "user_code": user_code, "decision": decision})
+    response = page.post(
+        "/device", {"step": "decide", "user_code": user_code, "decision": decision}
+    )
     assert response.status_code == 200, response.content[:500]
 
 

@@ -136,8 +136,9 @@ def test_code_request_takes_json_ignores_unknown_parameters_and_refuses_repeats(
     repeated = _form(APIClient(), CODE_URL, {"client_id": [CLIENT_ID, CLIENT_ID]})
     assert_oauth_error(repeated, "invalid_request")
     assert_oauth_error(_form(APIClient(), CODE_URL, {}), "invalid_request")
-    assert_oauth_error(_form(APIClient(), CODE_URL, {"client_id": CLIENT_ID, "org": "No!"}),
-                       "invalid_request")
+    assert_oauth_error(
+        _form(APIClient(), CODE_URL, {"client_id": CLIENT_ID, "org": "No!"}), "invalid_request"
+    )
 
 
 def test_code_requests_are_limited_per_address(db, settings):
@@ -445,8 +446,7 @@ def test_codes_and_tokens_never_reach_the_audit_log(cast):
     decide(page_for(cast.bob), started["user_code"])
     tokens = poll(started["device_code"]).json()
     text = " ".join(
-        str((r.actor_label, r.target_id, r.data, r.user_agent))
-        for r in AuditRecord.objects.all()
+        str((r.actor_label, r.target_id, r.data, r.user_agent)) for r in AuditRecord.objects.all()
     )
     for secret in (
         started["device_code"],

@@ -8,7 +8,7 @@ OpenAI SDK a fresh short-lived gateway token on every call.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
@@ -68,7 +68,8 @@ def openai_client(
         base_url=gateway_url(session.server),
         api_key=PLACEHOLDER_API_KEY,
         organization=organization,
-        http_client=client,
+        # openai 3 types it as an httpx2 client and takes an httpx one as well (as 1.x did).
+        http_client=cast(Any, client),
         **options,
     )
 
@@ -91,6 +92,7 @@ def async_openai_client(
         base_url=gateway_url(session.server),
         api_key=PLACEHOLDER_API_KEY,
         organization=organization,
-        http_client=client,
+        # openai 3 types it as an httpx2 client and takes an httpx one as well (as 1.x did).
+        http_client=cast(Any, client),
         **options,
     )

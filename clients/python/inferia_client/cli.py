@@ -83,7 +83,9 @@ def cmd_logout(args: argparse.Namespace) -> int:
                 _warn(f"the server did not confirm the logout ({error_text(response)})")
                 code = 1
         except httpx.HTTPError as exc:
-            _warn(f"cannot reach {profile.server} ({type(exc).__name__}); forgetting the login here")
+            _warn(
+                f"cannot reach {profile.server} ({type(exc).__name__}); forgetting the login here"
+            )
             code = 1
         store.delete(profile.server)
     profile_delete(profile.server)

@@ -78,7 +78,9 @@ def credentials_from_answer(answer: Any, sent_at: float) -> Credentials:
     access_token = str(answer["access_token"])
     lifetime = _lifetime_seconds(answer, access_token)
     margin = min(REFRESH_MARGIN_SECONDS, lifetime / 5)
-    user = answer.get("user") if isinstance(answer.get("user"), dict) else {}
+    user = answer.get("user")
+    if not isinstance(user, dict):
+        user = {}
     return Credentials(
         refresh_token=str(answer["refresh_token"]),
         access_token=access_token,
@@ -131,14 +133,16 @@ class Session:
     def close(self) -> None:
         self._http.close()
 
-    def _fresh(self, credentials: Credentials | None) -> bool:
-        return credentials is not None and credentials.access_expires_at > self._clock()
+    def _fresh(self, credentials: Credentials) -> bool:
+        return credentials.access_expires_at > self._clock()
 
     def cached_token(self) -> str | None:
         """The in-memory access token when it is fresh (no I/O, no lock: async callers
         use this first and go to a thread only when a refresh is due)."""
         credentials = self._credentials
-        return credentials.access_token if self._fresh(credentials) else None
+        if credentials is None or not self._fresh(credentials):
+            return None
+        return credentials.access_token
 
     def access_token(self, *, force: bool = False, stale: str | None = None) -> str:
         """A fresh access token. ``force``: the server refused ``stale`` (revoked, or its
@@ -148,9 +152,9 @@ class Session:
         login is then forgotten), CredentialsError for other failures.
         """
         with self._lock:
-            if not force and self._fresh(self._credentials):
-                assert self._credentials is not None
-                return self._credentials.access_token
+            current = self._credentials
+            if not force and current is not None and self._fresh(current):
+                return current.access_token
             with self._file_lock:
                 stored = self._store.load(self.server)
                 if stored is None:
