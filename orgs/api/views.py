@@ -128,12 +128,17 @@ def _oauth_error(error: device.DeviceGrantError) -> Response:
 
 
 @method_decorator(never_cache, name="dispatch")
-class DeviceCodeView(UserAPIView):
+class OAuthEndpoint(UserAPIView):
+    """An OAuth endpoint of a public client: no credential, form-encoded or JSON
+    parameters read by ``_oauth_params`` (unknown ones ignored), answers never cached."""
+
     input_serializers = {"POST": RAW_BODY}
     parser_classes = [FormParser, JSONParser]
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
+
+class DeviceCodeView(OAuthEndpoint):
     @extend_schema(
         request={media: s.DeviceCodeInput for media in _OAUTH_MEDIA},
         responses={200: s.DeviceCodeOutput, **_OAUTH_ERRORS},
@@ -162,13 +167,7 @@ class DeviceCodeView(UserAPIView):
         return Response(data, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
-@method_decorator(never_cache, name="dispatch")
-class DeviceTokenView(UserAPIView):
-    input_serializers = {"POST": RAW_BODY}
-    parser_classes = [FormParser, JSONParser]
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
-
+class DeviceTokenView(OAuthEndpoint):
     @extend_schema(
         request={media: s.DeviceTokenInput for media in _OAUTH_MEDIA},
         responses={200: s.DeviceTokenOutput, **_OAUTH_ERRORS},

@@ -8,7 +8,7 @@ OpenAI SDK a fresh short-lived gateway token on every call.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -41,9 +41,20 @@ def gateway_url(server: str) -> str:
     return f"{server.rstrip('/')}/api/llm/v1"
 
 
-def _session_and_org(server: str | None, org: str | None, session: Session | None):
+def _client_options(
+    server: str | None, org: str | None, session: Session | None, client: Any
+) -> dict[str, Any]:
+    """What both factories give the SDK: the gateway's URL, the org header, and an httpx
+    client whose ``auth`` is the session's ``InferiaAuth``."""
     session = session or Session(server)
-    return session, (session.org if org is None else org) or None
+    client.auth = InferiaAuth(session)
+    return {
+        "base_url": gateway_url(session.server),
+        "api_key": PLACEHOLDER_API_KEY,
+        "organization": (session.org if org is None else org) or None,
+        # openai 3 types it as an httpx2 client and takes an httpx one as well (as 1.x did).
+        "http_client": client,
+    }
 
 
 def openai_client(
@@ -61,17 +72,8 @@ def openai_client(
     to ``openai.OpenAI``."""
     import openai
 
-    session, organization = _session_and_org(server, org, session)
     client = http_client or httpx.Client(timeout=options.get("timeout", 600.0))
-    client.auth = InferiaAuth(session)
-    return openai.OpenAI(
-        base_url=gateway_url(session.server),
-        api_key=PLACEHOLDER_API_KEY,
-        organization=organization,
-        # openai 3 types it as an httpx2 client and takes an httpx one as well (as 1.x did).
-        http_client=cast(Any, client),
-        **options,
-    )
+    return openai.OpenAI(**_client_options(server, org, session, client), **options)
 
 
 def async_openai_client(
@@ -85,14 +87,5 @@ def async_openai_client(
     """``openai_client`` for asyncio: an ``openai.AsyncOpenAI`` with the same auth."""
     import openai
 
-    session, organization = _session_and_org(server, org, session)
     client = http_client or httpx.AsyncClient(timeout=options.get("timeout", 600.0))
-    client.auth = InferiaAuth(session)
-    return openai.AsyncOpenAI(
-        base_url=gateway_url(session.server),
-        api_key=PLACEHOLDER_API_KEY,
-        organization=organization,
-        # openai 3 types it as an httpx2 client and takes an httpx one as well (as 1.x did).
-        http_client=cast(Any, client),
-        **options,
-    )
+    return openai.AsyncOpenAI(**_client_options(server, org, session, client), **options)
