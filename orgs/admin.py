@@ -18,8 +18,8 @@ from django.urls import reverse
 from inferia.errors import InferiaError
 from inferia.request_meta import RequestMeta
 from orgs.models import (
-    Invitation,
     DeviceAuthorization,
+    Invitation,
     Membership,
     Organization,
     RecoveryCode,
