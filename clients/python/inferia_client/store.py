@@ -71,7 +71,10 @@ def ensure_private_dir(path: Path) -> Path:
 
 
 def _check_private(path: Path) -> None:
-    """Refuse a file (or its directory) that others may read or write, or not ours."""
+    """Refuse a file that others may read or write, or that is not ours. (Windows has
+    no such mode bits: there the file lives in the user's profile, guarded by its ACLs.)"""
+    if os.name == "nt":
+        return
     info = path.stat()
     if hasattr(os, "getuid") and info.st_uid != os.getuid():
         raise InsecureCredentialsFile(f"{path} belongs to another user; refusing to read it")
