@@ -11,10 +11,12 @@ PYTEST_ARGS ?=
 
 .PHONY: run test worker beat migrate lint format demo clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	# The CLI and Python helper (clients/python): tests/clients runs it against a live server.
+	$(PY) -m pip install --quiet -e './clients/python[keyring,openai]'
 	touch $(STAMP)
 
 migrate: $(STAMP)

@@ -32,6 +32,10 @@ app.conf.beat_schedule = {
         "schedule": crontab(day_of_week="mon", hour=8, minute=0),
     },
     "invitation-expire-due": {"task": "orgs.tasks.invitation_expire_due", "schedule": 900.0},
+    "device-authorization-purge": {
+        "task": "orgs.tasks.device_authorization_purge",
+        "schedule": crontab(hour=3, minute=41),
+    },
 }
 
 

@@ -91,11 +91,14 @@ _NO_AUTH = {
     "/api/v1/auth/logout",
     "/api/v1/auth/sso/{org}",
     "/api/v1/auth/sso/token",
+    "/api/v1/auth/device/code",
+    "/api/v1/auth/device/token",
 }
 _USER_ONLY_PREFIXES = ("/api/v1/auth/",)
 # Operations that check a password or one-time code, which lock out after failures.
 _THROTTLED = {
     ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/device/code"),
     ("POST", "/api/v1/auth/password"),
     ("POST", "/api/v1/auth/2fa/confirm"),
     ("POST", "/api/v1/auth/2fa/disable"),

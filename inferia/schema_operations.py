@@ -27,6 +27,24 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str]] = {
         "End the login of this refresh token: the refresh token and every access "
         "token of its login stop working at once (API and gateway).",
     ),
+    ("POST", "/api/v1/auth/device/code"): (
+        "Start a device sign-in (RFC 8628)",
+        "A registered public client (`client_id`, e.g. `inferia-cli`; optional `org` slug) "
+        "asks for a `device_code` (kept by the client) and a short `user_code` that a person "
+        "enters at `verification_uri` (the dashboard's /device page) to approve or deny. "
+        "Form-encoded or JSON. Errors are OAuth's `{error, error_description}` "
+        "(`invalid_client`, `invalid_request`), not the envelope; requests per client "
+        "address are limited (429 with `Retry-After`, in the envelope).",
+    ),
+    ("POST", "/api/v1/auth/device/token"): (
+        "Poll for the device sign-in's tokens",
+        "With `grant_type=urn:ietf:params:oauth:grant-type:device_code`, the `device_code` "
+        "and `client_id`: 400 `authorization_pending` until a person answers, `slow_down` "
+        "when polled sooner than `interval` (which then grows by 5 s), `access_denied`, "
+        "`expired_token`, `invalid_grant` (unknown, other client's, or already used: reuse "
+        "ends the sign-in it started); once approved, the approver's access and refresh "
+        "tokens (a new login), exactly once.",
+    ),
     ("GET", "/api/v1/auth/me"): (
         "Who am I",
         "The signed-in user, each organization they belong to, their role there and "

@@ -326,6 +326,20 @@ INFERIA_OTP_MAX_FAILURES = env.int("INFERIA_OTP_MAX_FAILURES", default=5)
 INFERIA_OTP_LOCKOUT_SECONDS = env.int("INFERIA_OTP_LOCKOUT_SECONDS", default=300)
 INFERIA_OTP_ISSUER = env.str("INFERIA_OTP_ISSUER", default="Inferia")
 INFERIA_INVITATION_DAYS = env.int("INFERIA_INVITATION_DAYS", default=7)
+# OAuth 2.0 device authorization grant (RFC 8628, docs/cli.md): the public clients that
+# may ask ("client_id=Display name", comma-separated), how long a device code lives, the
+# polling interval, and the wrong user codes a signed-in person (and an IP) may enter per
+# INFERIA_LOGIN_WINDOW_SECONDS; unauthenticated code requests per IP in the same window.
+INFERIA_DEVICE_CLIENTS = env.dict("INFERIA_DEVICE_CLIENTS", default={"inferia-cli": "Inferia CLI"})
+INFERIA_DEVICE_CODE_SECONDS = env.int("INFERIA_DEVICE_CODE_SECONDS", default=600)
+INFERIA_DEVICE_POLL_SECONDS = env.int("INFERIA_DEVICE_POLL_SECONDS", default=5)
+INFERIA_DEVICE_MAX_FAILURES_PER_USER = env.int("INFERIA_DEVICE_MAX_FAILURES_PER_USER", default=10)
+INFERIA_DEVICE_MAX_FAILURES_PER_IP = env.int("INFERIA_DEVICE_MAX_FAILURES_PER_IP", default=30)
+INFERIA_DEVICE_MAX_CODES_PER_IP = env.int("INFERIA_DEVICE_MAX_CODES_PER_IP", default=30)
+if INFERIA_DEVICE_CODE_SECONDS < 60 or INFERIA_DEVICE_POLL_SECONDS < 1:
+    raise ImproperlyConfigured(
+        "INFERIA_DEVICE_CODE_SECONDS must be at least 60 and INFERIA_DEVICE_POLL_SECONDS at least 1"
+    )
 # Absolute links in e-mails (invitations). When set, always this (a deployment behind a
 # proxy). Unset: the host and port of the request that caused the mail (validated
 # against ALLOWED_HOSTS), and for mails without a request the port `make run` /

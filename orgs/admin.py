@@ -18,6 +18,7 @@ from django.urls import reverse
 from inferia.errors import InferiaError
 from inferia.request_meta import RequestMeta
 from orgs.models import (
+    DeviceAuthorization,
     Invitation,
     Membership,
     Organization,
@@ -216,4 +217,24 @@ class RefreshTokenRecordAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(DeviceAuthorization)
+class DeviceAuthorizationAdmin(admin.ModelAdmin):
+    """Device sign-in requests, read-only: their digests are never shown; a login one
+    started is ended like any other (the user's sessions, deactivation)."""
+
+    list_display = ("id", "client_id", "status", "user", "org_slug", "created_at", "expires_at")
+    list_filter = ("status", "client_id")
+    search_fields = ("user__username", "client_id", "org_slug")
+    exclude = ("device_code_digest", "user_code_digest")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False

@@ -200,3 +200,21 @@ class SettingsForm(forms.Form):
         settings = {name: data.get(name) for name in self.SETTING_FIELDS}
         settings["allowed_private_hosts"] = data["allowed_private_hosts"]
         return {"name": data["name"], "require_2fa": data["require_2fa"], "settings": settings}
+
+
+class DeviceCodeForm(forms.Form):
+    """The code a CLI or other tool shows (``BCDF-GHJK``); the service checks it."""
+
+    user_code = forms.CharField(
+        label="Code shown by your device",
+        max_length=20,
+        widget=forms.TextInput(
+            attrs={
+                "autocomplete": "off",
+                "autocapitalize": "characters",
+                "spellcheck": "false",
+                "autofocus": True,
+                "placeholder": "XXXX-XXXX",
+            }
+        ),
+    )

@@ -358,3 +358,57 @@ class RefreshTokenRecord(models.Model):
 
     def __str__(self) -> str:
         return f"refresh token family {self.family} of user {self.user_id}"
+
+
+class DeviceAuthorizationStatus(models.TextChoices):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    # The approved grant was exchanged for tokens: single use.
+    CONSUMED = "consumed"
+
+
+class DeviceAuthorization(models.Model):
+    """One OAuth 2.0 device authorization request (RFC 8628), not yet bound to an org.
+
+    Only SHA-256 digests of the device code and of the normalized user code are
+    stored; both are single use and expire at ``expires_at``. ``user`` is who
+    approved or denied it; ``family`` the login (refresh family) its tokens started.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    client_id = models.CharField(max_length=100)
+    device_code_digest = models.CharField(max_length=64, unique=True)
+    user_code_digest = models.CharField(max_length=64, db_index=True)
+    # The org the client said it is for (``inferia login --org``): checked at approval.
+    org_slug = models.CharField(max_length=50, blank=True)
+    status = models.CharField(
+        max_length=16,
+        choices=DeviceAuthorizationStatus.choices,
+        default=DeviceAuthorizationStatus.PENDING,
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="device_authorizations",
+    )
+    family = models.UUIDField(null=True, blank=True)
+    interval_seconds = models.PositiveIntegerField()
+    requested_ip = models.GenericIPAddressField(null=True, blank=True)
+    requested_user_agent = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    consumed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"device authorization {self.id} ({self.client_id}, {self.status})"
+
+    def is_expired(self, now) -> bool:
+        return self.expires_at <= now

@@ -94,6 +94,18 @@ def confirmation_page(
     )
 
 
+def two_factor_setup_redirect(
+    request: HttpRequest, organization: Organization, next_url: str | None = None
+) -> HttpResponse:
+    """The page's answer to TWO_FACTOR_REQUIRED: to 2FA setup, then back to ``next_url``
+    (default: this page)."""
+    messages.warning(
+        request, f"{organization.name} requires two-factor authentication. Set it up first."
+    )
+    back = next_url or request.get_full_path()
+    return redirect(f"{reverse('orgs:2fa-setup')}?{urlencode({'next': back})}")
+
+
 class OrgPageView(Protocol):
     """A view wrapped by ``org_page``: called with the org's slug, it knows its permission."""
 
@@ -135,13 +147,7 @@ def org_page(permission: str) -> Callable[[Callable[..., HttpResponseBase]], Org
                     meta=RequestMeta.from_http(request),
                     data={"path": request.path, "method": request.method},
                 )
-                messages.warning(
-                    request,
-                    f"{organization.name} requires two-factor authentication. Set it up first.",
-                )
-                return redirect(
-                    f"{reverse('orgs:2fa-setup')}?{urlencode({'next': request.get_full_path()})}"
-                )
+                return two_factor_setup_redirect(request, organization)
             # From here on the request is an OrgPageRequest: the views rely on it.
             page_request = cast(OrgPageRequest, request)
             page_request.access = access

@@ -28,3 +28,10 @@ def invitation_send(org_id: str, invitation_id: str, send_number: int, base_url:
 @app.task(name="orgs.tasks.invitation_expire_due")
 def invitation_expire_due() -> int:
     return tenancy.invitation_expire_due()
+
+
+@app.task(name="orgs.tasks.device_authorization_purge")
+def device_authorization_purge() -> int:
+    from orgs.services import device
+
+    return device.device_authorization_purge()

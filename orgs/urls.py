@@ -11,6 +11,8 @@ urlpatterns = [
     path("logout", views.logout_view, name="logout"),
     path("account/password", views.password_change_view, name="password-change"),
     path("account/2fa", views.two_factor_view, name="2fa-setup"),
+    # RFC 8628's verification_uri: a person approves a CLI's sign-in here.
+    path("device", views.device_view, name="device"),
     path("", views.org_list, name="org-list"),
     # The token is the secret: the request log records the route, never this path.
     path("invitations/<str:token>", views.invitation_accept_page, name="invitation-accept"),

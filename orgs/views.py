@@ -11,6 +11,7 @@ import time
 from datetime import timedelta
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login as django_login
 from django.contrib.auth import logout as django_logout
@@ -23,7 +24,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from audit import services as audit
-from inferia.errors import InferiaError, OtpRequired, ValidationError
+from inferia.errors import InferiaError, OtpRequired, TwoFactorRequired, ValidationError
 from inferia.request_meta import RequestMeta
 from inferia.request_types import OrgPageRequest
 from orgs import forms, selectors
@@ -40,8 +41,9 @@ from orgs.pages import (
     page_context,
     post_action,
     post_refused,
+    two_factor_setup_redirect,
 )
-from orgs.services import auth, tenancy, two_factor
+from orgs.services import auth, device, tenancy, two_factor
 
 __all__ = ["org_page"]
 
@@ -263,6 +265,67 @@ def two_factor_view(request: HttpRequest) -> HttpResponse:
         if op == "confirm":
             messages.info(request, "Start again to get a new QR code.")
     return render(request, "orgs/two_factor.html", {**context, "form": forms.OtpForm()})
+
+
+# --- the device authorization grant: a person approves a CLI's sign-in --------------------
+
+
+def device_view(request: HttpRequest) -> HttpResponse:
+    """``/device``: type the code a tool shows, see which client asks, approve or deny.
+
+    Signed-in people only (password + 2FA, or SSO): the approved tool's tokens speak for
+    them. Every step is the service's (throttled code guesses, the org's 2FA policy, audit).
+    """
+    user = request.user
+    if not user.is_authenticated or not isinstance(user, User):
+        return login_redirect(request)
+    if request.method != "POST":
+        form = forms.DeviceCodeForm(initial={"user_code": request.GET.get("user_code", "")[:20]})
+        return render(request, "orgs/device.html", {"form": form})
+    form = forms.DeviceCodeForm(request.POST)
+    if not form.is_valid():
+        return render(request, "orgs/device.html", {"form": form}, status=400)
+    meta = RequestMeta.from_http(request)
+    code = form.cleaned_data["user_code"]
+    decision = request.POST.get("decision", "")
+    try:
+        if request.POST.get("step") == "decide":
+            if decision not in ("approve", "deny"):
+                raise ValidationError("Choose Approve or Deny")
+            answered = device.device_authorization_decide(
+                actor=user, user_code=code, approve=decision == "approve", meta=meta
+            )
+            return render(
+                request,
+                "orgs/device_done.html",
+                {
+                    "approved": decision == "approve",
+                    "client_name": device.client_name(answered.client_id) or answered.client_id,
+                },
+            )
+        found = device.device_authorization_find(actor=user, user_code=code, meta=meta)
+    except TwoFactorRequired as exc:
+        refused = getattr(exc, "access", None)
+        if refused is None:
+            raise
+        back = f"{reverse('orgs:device')}?{urlencode({'user_code': code})}"
+        return two_factor_setup_redirect(request, refused.org, next_url=back)
+    except InferiaError as exc:
+        apply_error(form, request, exc)
+        return render(request, "orgs/device.html", {"form": form}, status=exc.status)
+    response = render(
+        request,
+        "orgs/device_confirm.html",
+        {
+            "authorization": found,
+            "client_name": device.client_name(found.client_id) or found.client_id,
+            "user_code": device.format_user_code(device.normalize_user_code(code) or ""),
+            "memberships": selectors.membership_list_for_user(user),
+            "session_hours": settings.INFERIA_SESSION_ABSOLUTE_HOURS,
+        },
+    )
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 # --- organizations -----------------------------------------------------------------------

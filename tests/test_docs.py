@@ -11,7 +11,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-EXPECTED_DOCS = {"api.md", "errors.md", "permissions.md", "roles.md", "gateway.md", "sso.md"}
+EXPECTED_DOCS = {
+    "api.md",
+    "errors.md",
+    "permissions.md",
+    "roles.md",
+    "gateway.md",
+    "sso.md",
+    "cli.md",
+    "scim.md",
+}
 # Hosts a doc may show as a link: this machine and the reserved example domains.
 EXAMPLE_HOSTS = re.compile(
     r"^(localhost|127\.0\.0\.1|\[::1\]|0\.0\.0\.0|(.+\.)?example\.(com|org|net)|.+\.(example|internal|local|test))$"

@@ -68,6 +68,62 @@ class TokenPairOutput(serializers.Serializer):
     user = UserOutput()
 
 
+# --- the device authorization grant (RFC 8628): OAuth's own form fields and answers ---
+
+
+class DeviceCodeInput(serializers.Serializer):
+    """Documentation of ``POST /auth/device/code`` (form-encoded or JSON; unknown
+    parameters are ignored, as RFC 6749 section 3.1 requires)."""
+
+    client_id = serializers.CharField(help_text="A registered public client, e.g. inferia-cli.")
+    org = serializers.CharField(
+        required=False, help_text="Slug of the organization the client is for (optional)."
+    )
+    scope = serializers.CharField(
+        required=False, help_text="Ignored: the tokens carry the approving user's own access."
+    )
+
+
+class DeviceCodeOutput(serializers.Serializer):
+    device_code = serializers.CharField()
+    user_code = serializers.CharField()
+    verification_uri = serializers.CharField()
+    verification_uri_complete = serializers.CharField()
+    expires_in = serializers.IntegerField()
+    interval = serializers.IntegerField()
+
+
+class DeviceTokenInput(serializers.Serializer):
+    grant_type = serializers.ChoiceField(choices=["urn:ietf:params:oauth:grant-type:device_code"])
+    device_code = serializers.CharField()
+    client_id = serializers.CharField()
+
+
+class DeviceTokenOutput(TokenPairOutput):
+    expires_in = serializers.IntegerField(help_text="Seconds the access token lives.")
+
+
+class OAuthErrorOutput(serializers.Serializer):
+    """RFC 6749 section 5.2 / RFC 8628 section 3.5 error answer."""
+
+    error = serializers.ChoiceField(
+        choices=[
+            "authorization_pending",
+            "slow_down",
+            "access_denied",
+            "expired_token",
+            "invalid_grant",
+            "invalid_client",
+            "invalid_request",
+            "unsupported_grant_type",
+        ]
+    )
+    error_description = serializers.CharField()
+    interval = serializers.IntegerField(
+        required=False, help_text="With slow_down: the polling interval from now on."
+    )
+
+
 class TotpSetupOutput(serializers.Serializer):
     otpauth_uri = serializers.CharField()
     qr_svg = serializers.CharField()

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from inferia.api import ANY_MEMBER, OrgAPIView, UserAPIView, request_meta
+from inferia.api import ANY_MEMBER, RAW_BODY, OrgAPIView, UserAPIView, request_meta
 from inferia.errors import NotFound
 from inferia.request_types import SignedInAPIRequest
 from orgs import selectors
 from orgs.access import membership_permissions
 from orgs.api import serializers as s
 from orgs.models import Organization, User
-from orgs.services import auth, tenancy, two_factor
+from orgs.services import auth, device, tenancy, two_factor
 
 
 def _pair_response(pair: auth.TokenPair, status_code: int = 200) -> Response:
@@ -76,6 +81,128 @@ class LogoutView(UserAPIView):
         data = self.input(request)
         auth.logout(meta=request_meta(request), refresh_token=data["refresh_token"])
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- the device authorization grant (RFC 8628) ----------------------------------------
+# OAuth clients parse these answers: errors take RFC 6749 section 5.2's shape
+# ({"error": "authorization_pending", "error_description": ...}), not the envelope;
+# failures outside OAuth's grammar (429, 503, 405, 500) keep the envelope (docs/cli.md).
+
+_OAUTH_ERRORS = {400: s.OAuthErrorOutput, 401: s.OAuthErrorOutput}
+_OAUTH_MEDIA = ("application/x-www-form-urlencoded", "application/json")
+MAX_OAUTH_PARAM_CHARS = 512
+
+
+def _oauth_params(request, names: tuple[str, ...]) -> dict[str, str]:
+    """The named parameters of a form-encoded or JSON body, each at most once (RFC 6749
+    section 3.1: repeated is invalid_request, unknown ones are ignored, empty is omitted)."""
+    try:
+        data = request.data
+    except ParseError as exc:
+        raise device.DeviceGrantError("invalid_request", "The body cannot be parsed") from exc
+    if not isinstance(data, Mapping):
+        raise device.DeviceGrantError(
+            "invalid_request", "Send the parameters form-encoded or as a JSON object"
+        )
+    params: dict[str, str] = {}
+    for name in names:
+        found = data.getlist(name) if hasattr(data, "getlist") else [data.get(name, "")]
+        if len(found) > 1:
+            raise device.DeviceGrantError("invalid_request", f"{name} is repeated")
+        value = found[0] if found else ""
+        if value is None:
+            value = ""
+        if not isinstance(value, str) or len(value) > MAX_OAUTH_PARAM_CHARS:
+            raise device.DeviceGrantError("invalid_request", f"{name} is not a valid value")
+        params[name] = value
+    return params
+
+
+def _oauth_error(error: device.DeviceGrantError) -> Response:
+    body: dict = {"error": error.error, "error_description": error.description}
+    if error.interval is not None:
+        body["interval"] = error.interval
+    return Response(
+        body, status=error.status, headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
+    )
+
+
+@method_decorator(never_cache, name="dispatch")
+class OAuthEndpoint(UserAPIView):
+    """An OAuth endpoint of a public client: no credential, form-encoded or JSON
+    parameters read by ``_oauth_params`` (unknown ones ignored), answers never cached."""
+
+    input_serializers = {"POST": RAW_BODY}
+    parser_classes = [FormParser, JSONParser]
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+
+class DeviceCodeView(OAuthEndpoint):
+    @extend_schema(
+        request={media: s.DeviceCodeInput for media in _OAUTH_MEDIA},
+        responses={200: s.DeviceCodeOutput, **_OAUTH_ERRORS},
+        auth=[],
+    )
+    def post(self, request):
+        try:
+            params = _oauth_params(request, ("client_id", "org"))
+            if not params["client_id"]:
+                raise device.DeviceGrantError("invalid_request", "client_id is required")
+            issued = device.device_authorization_request(
+                meta=request_meta(request), client_id=params["client_id"], org_slug=params["org"]
+            )
+        except device.DeviceGrantError as error:
+            return _oauth_error(error)
+        data = s.DeviceCodeOutput(
+            {
+                "device_code": issued.device_code,
+                "user_code": issued.user_code,
+                "verification_uri": issued.verification_uri,
+                "verification_uri_complete": issued.verification_uri_complete,
+                "expires_in": issued.expires_in,
+                "interval": issued.interval,
+            }
+        ).data
+        return Response(data, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+class DeviceTokenView(OAuthEndpoint):
+    @extend_schema(
+        request={media: s.DeviceTokenInput for media in _OAUTH_MEDIA},
+        responses={200: s.DeviceTokenOutput, **_OAUTH_ERRORS},
+        auth=[],
+    )
+    def post(self, request):
+        try:
+            params = _oauth_params(request, ("grant_type", "device_code", "client_id"))
+            if params["grant_type"] != device.GRANT_TYPE:
+                raise device.DeviceGrantError(
+                    "unsupported_grant_type", f"grant_type must be {device.GRANT_TYPE}"
+                )
+            if not params["device_code"] or not params["client_id"]:
+                raise device.DeviceGrantError(
+                    "invalid_request", "device_code and client_id are required"
+                )
+            pair = device.device_token_exchange(
+                meta=request_meta(request),
+                client_id=params["client_id"],
+                device_code=params["device_code"],
+            )
+        except device.DeviceGrantError as error:
+            return _oauth_error(error)
+        data = s.DeviceTokenOutput(
+            {
+                "access_token": pair.access_token,
+                "refresh_token": pair.refresh_token,
+                "token_type": "Bearer",
+                "expires_at": pair.expires_at,
+                # simplejwt stamps ``exp`` from the wall clock.
+                "expires_in": max(0, int((pair.expires_at - timezone.now()).total_seconds())),
+                "user": pair.user,
+            }
+        ).data
+        return Response(data, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
 class MeView(UserAPIView):

@@ -85,9 +85,10 @@ def _issue_pair(user: User, family: uuid.UUID, auth_time: int | None = None) -> 
     )
 
 
-def token_pair_issue(*, user: User) -> TokenPair:
-    """A new login family for ``user`` (used by login and by tests' fixtures)."""
-    return _issue_pair(user, uuid.uuid4())
+def token_pair_issue(*, user: User, family: uuid.UUID | None = None) -> TokenPair:
+    """A new login family for ``user`` (login, the device grant, tests' fixtures); the
+    caller may name the family's id (the device grant keeps it to revoke on code reuse)."""
+    return _issue_pair(user, family or uuid.uuid4())
 
 
 def _throttle_keys(username: str, ip: str | None) -> list[tuple[str, int]]:
@@ -97,7 +98,7 @@ def _throttle_keys(username: str, ip: str | None) -> list[tuple[str, int]]:
     return keys
 
 
-def _refuse_if_throttled(
+def throttle_refuse(
     keys: list[tuple[str, int]],
     *,
     action: str,
@@ -106,6 +107,9 @@ def _refuse_if_throttled(
     actor_label: str = "",
     message: str = "Too many failed password attempts; try again later",
 ) -> None:
+    """RATE_LIMITED (audited as ``action``, denied) when any ``(counter, limit)`` of
+    ``keys`` reached its limit of failures in the login window. Counters are the
+    shared store's (every process sees the same count); ``throttle_count`` adds one."""
     window = settings.INFERIA_LOGIN_WINDOW_SECONDS
     for key, limit in keys:
         state = store.peek(key, window_seconds=window)
@@ -122,7 +126,7 @@ def _refuse_if_throttled(
             raise RateLimited(message, retry_after=state.reset_in_seconds)
 
 
-def _count_failure(keys: list[tuple[str, int]]) -> None:
+def throttle_count(keys: list[tuple[str, int]]) -> None:
     for key, _limit in keys:
         store.hit(key, window_seconds=settings.INFERIA_LOGIN_WINDOW_SECONDS)
 
@@ -135,10 +139,10 @@ def password_verify(*, user: User, password: str, meta: RequestMeta | None, acti
     Raises RATE_LIMITED past the limit, even for the right password.
     """
     keys = _throttle_keys(user.username, (meta.ip if meta else None))
-    _refuse_if_throttled(keys, action=action, meta=meta, actor=user)
+    throttle_refuse(keys, action=action, meta=meta, actor=user)
     if user.check_password(password):
         return True
-    _count_failure(keys)
+    throttle_count(keys)
     return False
 
 
@@ -154,7 +158,7 @@ def login_verify(
     """
     meta = RequestMeta.from_http(request)
     keys = _throttle_keys(username, (meta.ip if meta else None))
-    _refuse_if_throttled(
+    throttle_refuse(
         keys,
         action="auth:login",
         meta=meta,
@@ -163,7 +167,7 @@ def login_verify(
     )
 
     def fail(reason: str, error: Exception) -> NoReturn:
-        _count_failure(keys)
+        throttle_count(keys)
         audit.record(
             action="auth:login",
             outcome="failure",
@@ -233,7 +237,7 @@ def login_second_factor(*, meta: RequestMeta | None, user: User, otp_code: str |
     """The second step of a two-step (page) login: the password was checked by
     ``login_verify`` moments ago; check the code under the same throttles."""
     keys = _throttle_keys(user.username, (meta.ip if meta else None))
-    _refuse_if_throttled(
+    throttle_refuse(
         keys,
         action="auth:login",
         meta=meta,
@@ -245,7 +249,7 @@ def login_second_factor(*, meta: RequestMeta | None, user: User, otp_code: str |
     if not two_factor.second_factor_verify(
         user=user, otp_code=otp_code, meta=meta, action="auth:login"
     ):
-        _count_failure(keys)
+        throttle_count(keys)
         audit.record(
             action="auth:login",
             outcome="failure",
@@ -518,7 +522,7 @@ def admin_login_verify(
     meta = RequestMeta.from_http(request)
     user = login_verify(request=request, username=username, password=password, otp_code=otp_code)
     if not user.is_staff:
-        _count_failure(_throttle_keys(username, (meta.ip if meta else None)))
+        throttle_count(_throttle_keys(username, (meta.ip if meta else None)))
         audit.record(
             action="auth:login",
             outcome="failure",

@@ -70,6 +70,9 @@ def admin_data(cast, django_capture_on_commit_callbacks, settings):
     from audit.models import UsageDeadLetter
 
     UsageDeadLetter.objects.create(org_id=cast.acme.pk, reason="admin-test", raw="{}")
+    from orgs.services import device
+
+    device.device_authorization_request(meta=None, client_id="inferia-cli")
     return cast
 
 
@@ -125,6 +128,13 @@ def test_admin_never_shows_secrets(admin_client, admin_data):
     ).content.decode()
     assert device.encrypted_seed not in page and "encrypted_seed" not in page
     assert device.seed_plaintext().hex() not in page
+    from orgs.models import DeviceAuthorization
+
+    request = DeviceAuthorization.objects.get()
+    page = admin_client.get(
+        reverse("admin:orgs_deviceauthorization_change", args=[request.pk])
+    ).content.decode()
+    assert request.device_code_digest not in page and request.user_code_digest not in page
 
 
 def test_default_profile_admin_is_the_inferia_site(settings):

@@ -99,6 +99,10 @@ def test_operations_are_tagged_by_resource(document):
     assert set(by_path.values()) == TAGS  # every tag names at least one operation
 
 
+# The device authorization grant's two endpoints answer OAuth errors in the RFC's shape.
+OAUTH_PATHS = {"/api/v1/auth/device/code", "/api/v1/auth/device/token"}
+
+
 def _error_ref(response):
     return response["content"]["application/json"]["schema"]["$ref"]
 
@@ -114,7 +118,10 @@ def test_error_responses_use_the_envelope(document):
         responses = operation["responses"]
         assert "401" in responses, (method, path)
         for status, response in responses.items():
-            if status.startswith(("4", "5")):
+            if path in OAUTH_PATHS and status in ("400", "401"):
+                # RFC 8628 / RFC 6749 section 5.2: OAuth clients parse {error, error_description}.
+                assert _error_ref(response) == "#/components/schemas/OAuthErrorOutput"
+            elif status.startswith(("4", "5")):
                 assert _error_ref(response) == "#/components/schemas/Error", (method, path)
     ops = document["paths"]
     assert {"400", "401", "403", "404", "409"} <= set(
