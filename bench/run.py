@@ -779,8 +779,6 @@ def versions() -> str:
         "httpx",
         "uvloop",
         "httptools",
-        "httpx_aiohttp",
-        "aiohttp",
         "redis",
         "hiredis",
         "orjson",
