@@ -35,9 +35,15 @@ from saml2.server import Server
 from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
 from sso import saml as sso_saml
+from tests.ports import port_range
 
-# Ports for servers the tests start (this repository's test range for the SAML IdP).
-PORTS = range(9200, 9250)
+# Ports for servers the tests start (this repository's test range for the SAML IdP;
+# INFERIA_TEST_PORTS overrides it, tests/ports.py).
+PORTS = port_range(range(9200, 9250)) or range(9200, 9250)
+
+# The entity ids of the protocol tests (tests/sso/test_saml_*.py).
+SP_ENTITY_ID = "https://inferia.example.com/sso/acme/saml/metadata"
+IDP_ENTITY_ID = "https://idp.example.com/saml2/idp"
 
 
 def make_key_and_cert(common_name: str) -> tuple[bytes, bytes]:
