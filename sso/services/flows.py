@@ -123,6 +123,9 @@ def token_exchange(*, code: str, code_verifier: str, meta: RequestMeta | None) -
     from inferia.errors import AuthenticationFailed
 
     digest = token_digest(code)
+    # One transaction holds the flow's row lock from the lookup to the mark that uses it
+    # up; refusals are recorded inside it and raised after it (a raise inside would
+    # roll the refusal's audit record back).
     with transaction.atomic():
         # Cross-org by design: the code names its flow (like an invitation token).
         flow = (
@@ -131,31 +134,24 @@ def token_exchange(*, code: str, code_verifier: str, meta: RequestMeta | None) -
             .filter(exchange_digest=digest, exchanged_at__isnull=True)
             .first()
         )
-        if flow is None or flow.user is None or flow.is_expired:
+        user = flow.user if flow is not None else None
+        if flow is None or user is None or flow.is_expired:
+            reason = "bad_code"
+        else:
+            SsoFlow.all_orgs.filter(pk=flow.pk).update(exchanged_at=clock.now())
+            ok = secrets.compare_digest(pkce_challenge(code_verifier), flow.client_code_challenge)
+            reason = "" if ok and user.is_active else ("user_inactive" if ok else "bad_verifier")
+        if reason:
             audit.record(
                 action="auth:sso_token",
                 outcome="denied",
-                status_code=401,
-                meta=meta,
-                data={"reason": "bad_code"},
-            )
-            raise AuthenticationFailed("The code is invalid, expired or used")
-        SsoFlow.all_orgs.filter(pk=flow.pk).update(exchanged_at=clock.now())
-        expected = flow.client_code_challenge
-        ok = secrets.compare_digest(pkce_challenge(code_verifier), expected)
-        user = flow.user
-        if not ok or not user.is_active:
-            reason = "bad_verifier" if not ok else "user_inactive"
-            audit.record(
-                action="auth:sso_token",
-                outcome="denied",
-                org=flow.org,
+                org=flow.org if flow is not None else None,
                 actor=user,
                 status_code=401,
                 meta=meta,
                 data={"reason": reason},
             )
-    if not ok or not user.is_active:
+    if reason or user is None:
         raise AuthenticationFailed("The code is invalid, expired or used")
     with transaction.atomic():
         pair = auth.token_pair_issue(user=user)

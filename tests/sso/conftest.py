@@ -19,6 +19,13 @@ from sso import saml, services
 from sso.claims import Claims
 from sso.models import DomainStatus
 from tests.conftest import require_or_skip
+from tests.gateway.conftest import (  # noqa: F401 - the live server's fixtures (test_sso_e2e)
+    _fresh_gateway_state,
+    _usage_stream_per_worker,
+    fake_upstream,
+    gateway_server,
+    llm,
+)
 from tests.sso.saml_idp import (
     IDP_ENTITY_ID,
     SP_ENTITY_ID,
