@@ -443,6 +443,19 @@ def test_enforce_sso_refuses_member_passwords_and_keeps_the_owners_break_glass(
 # --- the API flow: loopback redirect + PKCE, then /auth/me and the gateway -------------------
 
 
+def api_start(base: str, redirect_uri: str, verifier: str) -> httpx.Response:
+    """What a CLI does first: its loopback address and the S256 challenge of its verifier."""
+    return httpx.post(
+        f"{base}/api/v1/auth/sso/acme",
+        json={
+            "redirect_uri": redirect_uri,
+            "code_challenge": pkce_challenge(verifier),
+            "code_challenge_method": "S256",
+        },
+        timeout=60,
+    )
+
+
 @pytest.mark.browser
 def test_api_flow_ends_in_a_token_pair_for_auth_me_and_the_gateway(base, op, cast, llm):
     from openai import OpenAI
@@ -454,15 +467,7 @@ def test_api_flow_ends_in_a_token_pair_for_auth_me_and_the_gateway(base, op, cas
     callback = CallbackServer().start()
     verifier = secrets.token_urlsafe(48)
     try:
-        started = httpx.post(
-            f"{base}/api/v1/auth/sso/acme",
-            json={
-                "redirect_uri": callback.url,
-                "code_challenge": pkce_challenge(verifier),
-                "code_challenge_method": "S256",
-            },
-            timeout=30,
-        )
+        started = api_start(base, callback.url, verifier)
         assert started.status_code == 200, started.text
         assert started.headers["Cache-Control"] == "no-store"
         authorization_url = started.json()["authorization_url"]
@@ -540,17 +545,8 @@ def test_api_flow_refused_sign_in_comes_back_to_the_loopback_as_an_error(base, o
     connect_oidc(cast.acme, op.issuer)
     verify_domain(cast, DOMAIN)
     callback = CallbackServer().start()
-    verifier = secrets.token_urlsafe(48)
     try:
-        started = httpx.post(
-            f"{base}/api/v1/auth/sso/acme",
-            json={
-                "redirect_uri": callback.url,
-                "code_challenge": pkce_challenge(verifier),
-                "code_challenge_method": "S256",
-            },
-            timeout=30,
-        ).json()
+        started = api_start(base, callback.url, secrets.token_urlsafe(48)).json()
         browser = HttpBrowser(base)
         landed = browser.walk(
             browser.client.get(started["authorization_url"]),
@@ -575,16 +571,7 @@ def test_api_start_is_502_and_audited_when_the_provider_cannot_be_asked(base, ca
 
     gone = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     connect_oidc(cast.acme, gone)
-    verifier = secrets.token_urlsafe(48)
-    response = httpx.post(
-        f"{base}/api/v1/auth/sso/acme",
-        json={
-            "redirect_uri": "http://127.0.0.1:8765/callback",
-            "code_challenge": pkce_challenge(verifier),
-            "code_challenge_method": "S256",
-        },
-        timeout=60,
-    )
+    response = api_start(base, "http://127.0.0.1:8765/callback", secrets.token_urlsafe(48))
     assert response.status_code == 502, response.text
     error = response.json()["error"]
     assert error["code"] == "UPSTREAM_ERROR" and error["details"] == {"reason": "fetch_failed"}
@@ -753,3 +740,53 @@ def test_replayed_saml_response_is_refused_and_audited(base, saml_idp, cast):
     ]
     assert reasons == ["bad_state", "bad_in_response_to"]
     assert User.objects.filter(username="grace").count() == 1
+
+
+# --- the CLI: the device flow approved by a person who signs in with SSO ----------------------
+
+
+@pytest.mark.browser
+def test_cli_device_login_approved_after_an_sso_sign_in_then_the_sdk_calls_the_gateway(
+    base, op, cast, llm, settings, tmp_path, monkeypatch
+):
+    import inferia_client
+
+    from tests.clients.test_inferia_cli import start_login
+    from tests.gateway.conftest import usage_rows
+
+    settings.INFERIA_DEVICE_POLL_SECONDS = 1
+    monkeypatch.setenv("INFERIA_CONFIG_DIR", str(tmp_path / "inferia"))
+    monkeypatch.setenv("INFERIA_TOKEN_STORE", "file")
+    monkeypatch.delenv("INFERIA_SERVER", raising=False)
+    connect_oidc(cast.acme, op.issuer)
+    verify_domain(cast, DOMAIN)
+
+    running, code, complete = start_login(base, "--org", "acme")
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(complete)  # not signed in: the login page, with the way back kept
+        page.get_by_role("link", name="Sign in with SSO").click()
+        page.get_by_label("Work e-mail").fill(f"erin@{DOMAIN}")
+        page.get_by_role("button", name="Continue", exact=True).click()
+        page.get_by_role("button", name="Continue with Test IdP").click()
+        at_the_oidc_provider(page, "erin")
+        page.wait_for_selector("text=Signed in as erin through Test IdP.")
+        assert page.get_by_label("Code shown by your device").input_value() == code
+        page.get_by_role("button", name="Continue").click()
+        page.get_by_role("button", name="Approve").click()
+        page.get_by_role("heading", name="Device connected").wait_for()
+    rc, out, err = running.finish()
+    assert rc == 0, (out, err)
+    assert f"Signed in to {base} as erin (organization acme)" in out
+
+    llm.grant(f"authz_rules:\n  - models: [{MODEL}]\n    users: [erin]\n")
+    client = inferia_client.openai_client(max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model=MODEL, messages=[{"role": "user", "content": "Hello"}]
+    )
+    assert raw.parse().choices[0].message.content
+    erin = User.objects.get(username="erin")
+    [usage] = usage_rows(request_id=raw.headers["X-Request-ID"])
+    assert (usage.user_id, usage.org_id) == (erin.pk, cast.acme.pk)
+    approvals = AuditRecord.objects.filter(action="auth:device_approve", actor_user=erin)
+    assert approvals.count() == 1
