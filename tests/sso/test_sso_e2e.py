@@ -636,6 +636,30 @@ def test_domain_not_verified_is_not_provisioned(base, op, cast):
     assert not User.objects.filter(username="olga").exists()
 
 
+def test_a_repeated_callback_parameter_is_refused_not_picked(base, op, cast):
+    """The provider's answer with a second ``code`` appended (a parameter pollution that
+    would let one of two values be picked): refused, whichever comes first."""
+    provider = connect_oidc(cast.acme, op.issuer)
+    verify_domain(cast, DOMAIN)
+    callback = f"{base}/auth/sso/acme/oidc/callback"
+    browser = HttpBrowser(base)
+    try:
+        answer = browser.walk(
+            browser.start("acme", str(provider.pk)),
+            username="erin",
+            password=USER_PASSWORD,
+            until=lambda r: r.is_redirect and r.headers["location"].startswith(callback),
+        )
+        polluted = browser.client.get(answer.headers["location"] + "&code=attacker-code")
+        polluted.signed_in = browser.get("/orgs/acme/").status_code == 200  # type: ignore[attr-defined]
+    finally:
+        browser.close()
+    _refused(polluted, "repeats code")
+    [record] = records(cast.acme, "auth:sso_login", reason="bad_response")
+    assert record.outcome == "denied"
+    assert not User.objects.filter(username="erin").exists()
+
+
 def _other_key():
     return rsa_key("crafted")  # the same kid as the provider's key, another key
 
