@@ -11,7 +11,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inferia.settings")
 
 app = Celery("inferia")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["orgs", "keys", "gateway", "audit", "inferia"])
+app.autodiscover_tasks(["orgs", "keys", "gateway", "audit", "inferia", "sso"])
 
 app.conf.beat_schedule = {
     "counters-prune": {"task": "inferia.tasks.counters_prune", "schedule": 300.0},
@@ -32,6 +32,7 @@ app.conf.beat_schedule = {
         "schedule": crontab(day_of_week="mon", hour=8, minute=0),
     },
     "invitation-expire-due": {"task": "orgs.tasks.invitation_expire_due", "schedule": 900.0},
+    "sso-flow-purge": {"task": "sso.tasks.sso_flow_purge", "schedule": 900.0},
     "device-authorization-purge": {
         "task": "orgs.tasks.device_authorization_purge",
         "schedule": crontab(hour=3, minute=41),

@@ -112,6 +112,12 @@ class RateLimited(InferiaError):
     code, status, default_message = ErrorCode.RATE_LIMITED, 429, "Too many requests"
 
 
+class UpstreamError(InferiaError):
+    """A service we call on the caller's behalf (an identity provider) failed."""
+
+    code, status, default_message = ErrorCode.UPSTREAM_ERROR, 502, "The upstream service failed"
+
+
 class ServiceUnavailable(InferiaError):
     code, status, default_message = (
         ErrorCode.SERVICE_UNAVAILABLE,

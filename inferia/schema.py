@@ -83,6 +83,7 @@ _ERROR_TEXT = {
     "404": "NOT_FOUND: unknown id, or anything of another organization.",
     "409": "CONFLICT: the state forbids it (last owner, used invitation, name taken).",
     "429": "RATE_LIMITED: too many attempts; wait `Retry-After` seconds.",
+    "502": "UPSTREAM_ERROR: the identity provider could not be reached or answered badly.",
 }
 
 _NO_AUTH = {
@@ -110,6 +111,8 @@ _THROTTLED = {
     ("PATCH", "/api/v1/orgs/{org}/identity-providers/{id}"),
 }
 _PAGING = {"page", "page_size", "cursor"}
+# Operations that call an identity provider before they answer.
+_UPSTREAM = {("POST", "/api/v1/auth/sso/{org}")}
 
 
 class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
@@ -149,6 +152,8 @@ def _error_statuses(method: str, path: str, operation: dict[str, Any]) -> list[s
         statuses.append("409")
     if (method, path) in _THROTTLED:
         statuses.append("429")
+    if (method, path) in _UPSTREAM:
+        statuses.append("502")
     return statuses
 
 

@@ -18,6 +18,9 @@ SAML_ONLY = (
     "sso_url",
     "signing_certificates",
     "groups_attribute",
+    "email_attribute",
+    "name_attribute",
+    "subject_attribute",
     "emails_verified",
 )
 
@@ -60,7 +63,33 @@ class IdentityProviderForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 4}),
         label="IdP signing certificate(s), PEM",
     )
-    groups_attribute = forms.CharField(max_length=200, required=False)
+    groups_attribute = forms.CharField(
+        max_length=200,
+        required=False,
+        initial="groups",
+        label="SAML groups attribute",
+        help_text="The attribute (Name or FriendlyName) listing the person's groups; "
+        "empty: no groups.",
+    )
+    email_attribute = forms.CharField(
+        max_length=200,
+        required=False,
+        label="SAML e-mail attribute",
+        help_text="Empty: an e-mail NameID, else mail, email, emailAddress and their OIDs.",
+    )
+    name_attribute = forms.CharField(
+        max_length=200,
+        required=False,
+        label="SAML name attribute",
+        help_text="Empty: displayName, cn, name, else given name and surname.",
+    )
+    subject_attribute = forms.CharField(
+        max_length=200,
+        required=False,
+        label="SAML subject attribute",
+        help_text="A stable id attribute, for IdPs that send a transient NameID; "
+        "empty: the NameID.",
+    )
     emails_verified = forms.BooleanField(
         required=False, label="This IdP asserts only e-mail addresses it verified"
     )
@@ -102,6 +131,9 @@ class IdentityProviderForm(forms.Form):
             "sso_url": provider.sso_url,
             "signing_certificates": "\n".join(provider.signing_certificates),
             "groups_attribute": provider.groups_attribute,
+            "email_attribute": provider.email_attribute,
+            "name_attribute": provider.name_attribute,
+            "subject_attribute": provider.subject_attribute,
             "emails_verified": provider.emails_verified,
         }
 

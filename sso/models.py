@@ -45,7 +45,12 @@ class IdentityProvider(OrgOwnedModel):
     idp_entity_id = models.CharField(max_length=500, blank=True)
     sso_url = models.URLField(max_length=500, blank=True)
     signing_certificates = models.JSONField(default=list, blank=True)
-    groups_attribute = models.CharField(max_length=200, blank=True)
+    # Attribute names (Name or FriendlyName) in the IdP's assertions; "" = the
+    # defaults of ``sso.saml`` (groups_attribute "" = no groups).
+    groups_attribute = models.CharField(max_length=200, default="groups", blank=True)
+    email_attribute = models.CharField(max_length=200, blank=True)
+    name_attribute = models.CharField(max_length=200, blank=True)
+    subject_attribute = models.CharField(max_length=200, blank=True)
     # SAML has no per-assertion "email_verified": the org states whether this IdP
     # only asserts e-mail addresses it verified.
     emails_verified = models.BooleanField(default=False)

@@ -9,13 +9,13 @@ Every function returns plain data or ``Claims`` and raises ``SsoError``.
 from __future__ import annotations
 
 import importlib
-from dataclasses import replace
 from typing import Any
 
 from django.urls import reverse
 
 from inferia import crypto
 from sso.claims import Claims
+from sso.errors import SsoError
 from sso.models import IdentityProvider, ProviderKind
 
 
@@ -71,10 +71,18 @@ def _saml_configs(provider: IdentityProvider, base_url: str):
         entity_id=saml_entity_id(base_url, provider),
         acs_url=saml_acs_url(base_url, provider),
     )
+    # The org's settings for this IdP. IdP-initiated sign-ins stay refused: every
+    # answer must come back to a flow this server started (RelayState, request id).
     idp = saml.IdpConfig(
         entity_id=provider.idp_entity_id,
         sso_url=provider.sso_url,
         signing_certs=tuple(provider.signing_certificates),
+        emails_verified=bool(provider.emails_verified),
+        allow_idp_initiated=False,
+        email_attribute=provider.email_attribute,
+        name_attribute=provider.name_attribute,
+        groups_attribute=provider.groups_attribute,
+        subject_attribute=provider.subject_attribute,
     )
     return sp, idp
 
@@ -100,8 +108,16 @@ def start(provider: IdentityProvider, *, base_url: str, state: str) -> tuple[str
 
 
 def complete_oidc(
-    provider: IdentityProvider, *, base_url: str, query: dict[str, str], kept: dict[str, Any]
+    provider: IdentityProvider,
+    *,
+    base_url: str,
+    query: dict[str, list[str]],
+    kept: dict[str, Any],
 ) -> Claims:
+    """The verified claims of the callback's ``query`` (every value as a list, as
+    ``QueryDict.lists()`` gives them: ``sso.oidc`` refuses a repeated parameter)."""
+    if provider.kind != ProviderKind.OIDC:
+        raise SsoError("bad_flow", "The sign-in was started for another identity provider.")
     oidc = _protocol("oidc")
 
     return oidc.complete(_oidc_config(provider), oidc_redirect_uri(base_url, provider), query, kept)
@@ -110,14 +126,19 @@ def complete_oidc(
 def complete_saml(
     provider: IdentityProvider, *, base_url: str, saml_response: str, kept: dict[str, Any]
 ) -> Claims:
-    """SAML has no per-assertion ``email_verified``: the provider's setting
-    ``emails_verified`` (the org states that this IdP only asserts verified
-    addresses) decides it."""
+    """The verified claims of the ``SAMLResponse`` posted for the flow ``kept``. SAML
+    has no per-assertion ``email_verified``: the provider's ``emails_verified`` (passed
+    in the IdP config) decides it."""
+    if provider.kind != ProviderKind.SAML:
+        raise SsoError("bad_flow", "The sign-in was started for another identity provider.")
     saml = _protocol("saml")
 
     sp, idp = _saml_configs(provider, base_url)
-    claims = saml.complete(sp, idp, saml_response, kept.get("request_id"))
-    return replace(claims, email_verified=bool(provider.emails_verified))
+    request_id = kept.get("request_id")
+    if not isinstance(request_id, str) or not request_id:
+        # Never None: that would ask sso.saml for an IdP-initiated sign-in.
+        raise SsoError("bad_flow", "The sign-in was not started here.")
+    return saml.complete(sp, idp, saml_response, request_id)
 
 
 def sp_metadata(provider: IdentityProvider, *, base_url: str) -> str:

@@ -143,7 +143,8 @@ def oidc_callback(request: HttpRequest, org: str) -> HttpResponse:
         claims = protocols.complete_oidc(
             flow.provider,
             base_url=_base_url(request),
-            query={key: str(value) for key, value in request.GET.items()},
+            # Every value of every parameter: a repeated one is refused, never picked.
+            query=dict(request.GET.lists()),
             kept=kept,
         )
     except SsoError as exc:
@@ -193,7 +194,21 @@ def _protocol_refused(request: HttpRequest, flow: SsoFlow, exc: SsoError) -> Htt
     services.sso_refusal_record(
         org=flow.provider.org, provider=flow.provider, reason=exc.reason, meta=_meta(request)
     )
-    return _refused_page(request, flow.provider.org, f"Sign-in refused: {exc.message}")
+    message = f"Sign-in refused: {exc.message}"
+    if flow.purpose == FlowPurpose.API:
+        return _to_client(flow, error=message)
+    return _refused_page(request, flow.provider.org, message)
+
+
+def _to_client(flow: SsoFlow, *, code: str = "", error: str = "") -> HttpResponse:
+    """The end of an API flow: back to the client's loopback ``redirect_uri`` with the
+    one-time ``code``, or with ``error=access_denied`` and the reason (RFC 6749
+    4.1.2.1), so the waiting CLI learns the outcome instead of timing out."""
+    if code:
+        query = {"code": code}
+    else:
+        query = {"error": "access_denied", "error_description": error[:300]}
+    return redirect(f"{flow.client_redirect_uri}?{urlencode(query)}")
 
 
 def _after_protocol(request: HttpRequest, flow: SsoFlow, claims) -> HttpResponse:
@@ -204,9 +219,8 @@ def _after_protocol(request: HttpRequest, flow: SsoFlow, claims) -> HttpResponse
                 org=org, provider=flow.provider, claims=claims, meta=_meta(request)
             )
         except InferiaError as exc:
-            return _refused_page(request, org, exc.message)
-        code = services.flow_exchange_code(flow=flow, user=user)
-        return redirect(f"{flow.client_redirect_uri}?{urlencode({'code': code})}")
+            return _to_client(flow, error=exc.message)
+        return _to_client(flow, code=services.flow_exchange_code(flow=flow, user=user))
     services.flow_keep_claims(flow=flow, claims=claims)
     return redirect(reverse("sso:finish", kwargs={"org": org.slug}) + f"?flow={flow.pk}")
 

@@ -30,7 +30,12 @@ _PROVIDER_FIELDS: dict[str, serializers.Field] = {
     "signing_certificates": serializers.ListField(
         child=serializers.CharField(max_length=20_000), required=False, max_length=5
     ),
-    "groups_attribute": serializers.CharField(max_length=200, required=False, allow_blank=True),
+    "groups_attribute": serializers.CharField(
+        max_length=200, required=False, allow_blank=True, help_text='Default "groups"; "": none'
+    ),
+    "email_attribute": serializers.CharField(max_length=200, required=False, allow_blank=True),
+    "name_attribute": serializers.CharField(max_length=200, required=False, allow_blank=True),
+    "subject_attribute": serializers.CharField(max_length=200, required=False, allow_blank=True),
     "emails_verified": serializers.BooleanField(required=False),
 }
 
@@ -96,6 +101,9 @@ class IdentityProviderOutput(serializers.ModelSerializer):
             "sso_url",
             "signing_certificates",
             "groups_attribute",
+            "email_attribute",
+            "name_attribute",
+            "subject_attribute",
             "emails_verified",
             "sp_entity_id",
             "acs_url",

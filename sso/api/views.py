@@ -11,13 +11,14 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from inferia.api import OrgAPIView, UserAPIView, request_meta
-from inferia.errors import NotFound, ValidationError
+from inferia.errors import NotFound, UpstreamError, ValidationError
 from inferia.request_meta import RequestMeta, public_url
 from orgs import selectors as org_selectors
 from orgs.api.serializers import TokenPairOutput
 from orgs.models import Organization
 from sso import selectors, services
 from sso.api import serializers as s
+from sso.errors import SsoError
 from sso.models import FlowPurpose, IdentityProvider
 from sso.redirects import loopback_redirect_uri
 
@@ -248,14 +249,21 @@ class SsoStartView(UserAPIView):
         organization = Organization.objects.filter(slug=org).first()
         provider = _api_provider(organization, data.get("provider"))
         redirect_uri = loopback_redirect_uri(data["redirect_uri"])
-        url, _flow = services.flow_start(
-            org=provider.org,
-            provider=provider,
-            purpose=FlowPurpose.API,
-            base_url=_base_url(request),
-            client_redirect_uri=redirect_uri,
-            client_code_challenge=data["code_challenge"],
-        )
+        try:
+            url, _flow = services.flow_start(
+                org=provider.org,
+                provider=provider,
+                purpose=FlowPurpose.API,
+                base_url=_base_url(request),
+                client_redirect_uri=redirect_uri,
+                client_code_challenge=data["code_challenge"],
+            )
+        except SsoError as exc:
+            # The provider could not be asked (discovery failed, a bad configuration).
+            services.sso_refusal_record(
+                org=provider.org, provider=provider, reason=exc.reason, meta=request_meta(request)
+            )
+            raise UpstreamError(exc.message, details={"reason": exc.reason}) from None
         return Response(
             {"authorization_url": url, "expires_in": services.FLOW_SECONDS},
             headers={"Cache-Control": "no-store"},

@@ -16,6 +16,7 @@ from sso.services.domains import domain_claim, domain_confirm, domain_delete, no
 from sso.services.flows import (
     flow_exchange_code,
     flow_keep_claims,
+    flow_purge,
     flow_start,
     flow_take,
     flow_take_claims,
@@ -42,6 +43,7 @@ __all__ = [
     "domain_delete",
     "flow_exchange_code",
     "flow_keep_claims",
+    "flow_purge",
     "flow_start",
     "flow_take",
     "flow_take_claims",

@@ -17,6 +17,9 @@ SAML_FIELDS = (
     "sso_url",
     "signing_certificates",
     "groups_attribute",
+    "email_attribute",
+    "name_attribute",
+    "subject_attribute",
     "emails_verified",
 )
 COMMON_FIELDS = ("display_name", "is_enabled")

@@ -92,6 +92,15 @@ def flow_take(*, org: Organization, state: str) -> tuple[SsoFlow, dict[str, Any]
     return flow, kept
 
 
+def flow_purge() -> int:
+    """Delete every expired sign-in flow, of every org (a beat job): once expired a flow
+    can neither finish nor be exchanged, and it still holds encrypted claims (e-mail,
+    name, groups) that have no reason to stay. Their audit records stay. Returns how
+    many were deleted."""
+    deleted, _ = SsoFlow.all_orgs.filter(expires_at__lte=clock.now()).delete()
+    return deleted
+
+
 def flow_exchange_code(*, flow: SsoFlow, user: User) -> str:
     """An API flow ended in a sign-in: a one-time code for the client's loopback."""
     code = secrets.token_urlsafe(32)
@@ -114,6 +123,9 @@ def token_exchange(*, code: str, code_verifier: str, meta: RequestMeta | None) -
     from inferia.errors import AuthenticationFailed
 
     digest = token_digest(code)
+    # One transaction holds the flow's row lock from the lookup to the mark that uses it
+    # up; refusals are recorded inside it and raised after it (a raise inside would
+    # roll the refusal's audit record back).
     with transaction.atomic():
         # Cross-org by design: the code names its flow (like an invitation token).
         flow = (
@@ -122,31 +134,24 @@ def token_exchange(*, code: str, code_verifier: str, meta: RequestMeta | None) -
             .filter(exchange_digest=digest, exchanged_at__isnull=True)
             .first()
         )
-        if flow is None or flow.user is None or flow.is_expired:
+        user = flow.user if flow is not None else None
+        if flow is None or user is None or flow.is_expired:
+            reason = "bad_code"
+        else:
+            SsoFlow.all_orgs.filter(pk=flow.pk).update(exchanged_at=clock.now())
+            ok = secrets.compare_digest(pkce_challenge(code_verifier), flow.client_code_challenge)
+            reason = "" if ok and user.is_active else ("user_inactive" if ok else "bad_verifier")
+        if reason:
             audit.record(
                 action="auth:sso_token",
                 outcome="denied",
-                status_code=401,
-                meta=meta,
-                data={"reason": "bad_code"},
-            )
-            raise AuthenticationFailed("The code is invalid, expired or used")
-        SsoFlow.all_orgs.filter(pk=flow.pk).update(exchanged_at=clock.now())
-        expected = flow.client_code_challenge
-        ok = secrets.compare_digest(pkce_challenge(code_verifier), expected)
-        user = flow.user
-        if not ok or not user.is_active:
-            reason = "bad_verifier" if not ok else "user_inactive"
-            audit.record(
-                action="auth:sso_token",
-                outcome="denied",
-                org=flow.org,
+                org=flow.org if flow is not None else None,
                 actor=user,
                 status_code=401,
                 meta=meta,
                 data={"reason": reason},
             )
-    if not ok or not user.is_active:
+    if reason or user is None:
         raise AuthenticationFailed("The code is invalid, expired or used")
     with transaction.atomic():
         pair = auth.token_pair_issue(user=user)

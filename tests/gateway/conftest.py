@@ -4,7 +4,6 @@ uvicorn on 127.0.0.1 in a thread of the test process (so they share the test DB)
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 
@@ -17,6 +16,7 @@ from gateway import principals
 from gateway.fake_upstream import RECORDED
 from gateway.fake_upstream import app as fake_app
 from keys.models import ApiKey
+from tests import ports
 from tests.conftest import client_for, redis_reachable, require_or_skip
 from tests.keys.conftest import mint
 from tests.keys.secret_manager_fixtures import (  # noqa: F401 - fixtures for test_secret_managers
@@ -32,9 +32,8 @@ from tests.keys.secret_manager_fixtures import (  # noqa: F401 - fixtures for te
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """Any free port (or one of INFERIA_TEST_PORTS, tests/ports.py)."""
+    return ports.free_port()
 
 
 class ServerThread:

@@ -1,9 +1,10 @@
 """SSO fixtures: identity providers made through the services (as an Owner would),
-a verified domain, and ``Claims`` as the protocol modules return them."""
+a verified domain, ``Claims`` as the protocol modules return them, and the SAML
+protocol tests' IdP and ACS over HTTP on 127.0.0.1 (``saml_idp``)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pytest
 from cryptography import x509
@@ -14,9 +15,24 @@ from cryptography.x509.oid import NameOID
 from inferia import clock
 from orgs.access import access_for_user
 from orgs.scoping import org_scope
-from sso import services
+from sso import saml, services
 from sso.claims import Claims
 from sso.models import DomainStatus
+from tests.conftest import require_or_skip
+from tests.gateway.conftest import (  # noqa: F401 - the live server's fixtures (test_sso_e2e)
+    _fresh_gateway_state,
+    _usage_stream_per_worker,
+    fake_upstream,
+    gateway_server,
+    llm,
+)
+from tests.sso.saml_idp import (
+    IDP_ENTITY_ID,
+    SP_ENTITY_ID,
+    AcsHttpServer,
+    IdpHttpServer,
+    TestIdp,
+)
 
 
 def owner_access(org, user):
@@ -103,3 +119,54 @@ def domain(cast):
     verified = verify_domain(cast)
     assert verified.status == DomainStatus.VERIFIED
     return verified
+
+
+# --- the SAML protocol tests: the IdP and our ACS over HTTP on 127.0.0.1 ----------------
+
+
+@pytest.fixture
+def xmlsec1() -> str:
+    """Debian's xmlsec1 (signs at the test IdP, verifies in sso.saml)."""
+    path = saml.xmlsec1_path()
+    if not path:
+        require_or_skip("xmlsec1 is not installed (Debian package xmlsec1)")
+    assert path
+    return path
+
+
+@dataclass
+class Servers:
+    idp: IdpHttpServer
+    acs: AcsHttpServer
+
+
+@pytest.fixture(scope="module")
+def servers():
+    idp, acs = IdpHttpServer(), AcsHttpServer()
+    try:
+        yield Servers(idp=idp, acs=acs)
+    finally:
+        idp.close()
+        acs.close()
+
+
+@pytest.fixture
+def sp(servers) -> saml.SpConfig:
+    return saml.SpConfig(entity_id=SP_ENTITY_ID, acs_url=servers.acs.acs_url)
+
+
+@pytest.fixture
+def idp(xmlsec1, servers, sp) -> TestIdp:
+    """The IdP, serving at servers.idp; it trusts our SP through our metadata."""
+    test_idp = TestIdp(
+        entity_id=IDP_ENTITY_ID, sso_url=servers.idp.sso_url, sp_metadata_xml=saml.sp_metadata(sp)
+    )
+    servers.idp.idp = test_idp
+    servers.acs.posts.clear()
+    return test_idp
+
+
+@pytest.fixture
+def idp_config(idp) -> saml.IdpConfig:
+    """The IdP as configured from its metadata XML."""
+    return saml.parse_idp_metadata(idp.metadata())

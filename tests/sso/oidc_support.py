@@ -19,11 +19,9 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -39,36 +37,18 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
 from inferia import clock
+from tests import ports
 from tests.conftest import require_or_skip
 
 OP_DIR = Path(__file__).resolve().parent / "oidc_op"
-PORTS = range(9150, 9200)
+PORTS = range(9150, 9200)  # INFERIA_TEST_PORTS overrides (tests/ports.py)
 CLIENT_ID = "inferia-test"
 CLIENT_SECRET = "oidc-client-" + "Zx9" * 12  # distinctive, so a leak is easy to find
 USER_PASSWORD = "correct horse battery staple"
 
 
-def _worker_ports() -> range:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    index = int(worker[2:]) if worker[2:].isdigit() else 0
-    count = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), 1)
-    size = len(PORTS) // count
-    start = PORTS.start + (index % count) * size
-    return range(start, start + size)
-
-
 def free_port() -> int:
-    for port in _worker_ports():
-        with socket.socket() as probe:
-            # As the servers bind (Python's HTTPServer and Node set SO_REUSEADDR): the
-            # connections a stopped server leaves in TIME_WAIT do not hold its port.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 9150-9199")
+    return ports.free_port(PORTS)
 
 
 def oidc_config(provider, **overrides):

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hmac
+import html
 import html.parser
 import tempfile
 import threading
@@ -35,9 +37,15 @@ from saml2.server import Server
 from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
 from sso import saml as sso_saml
+from tests.ports import port_range
 
-# Ports for servers the tests start (this repository's test range for the SAML IdP).
-PORTS = range(9200, 9250)
+# Ports for servers the tests start (this repository's test range for the SAML IdP;
+# INFERIA_TEST_PORTS overrides it, tests/ports.py).
+PORTS = port_range(range(9200, 9250)) or range(9200, 9250)
+
+# The entity ids of the protocol tests (tests/sso/test_saml_*.py).
+SP_ENTITY_ID = "https://inferia.example.com/sso/acme/saml/metadata"
+IDP_ENTITY_ID = "https://idp.example.com/saml2/idp"
 
 
 def make_key_and_cert(common_name: str) -> tuple[bytes, bytes]:
@@ -106,6 +114,8 @@ class TestIdp:
         self.entity_id = entity_id
         self.sso_url = sso_url
         self.person = Person()
+        # For the login page (IdpHttpServer(login_page=True)): user name -> (password, Person).
+        self.users: dict[str, tuple[str, Person]] = {}
         self.key_pem, self.cert_pem = key_and_cert or make_key_and_cert(entity_id)
         self._dir = tempfile.TemporaryDirectory(prefix="inferia-test-idp-")
         folder = Path(self._dir.name)
@@ -197,18 +207,31 @@ class TestIdp:
         """:meth:`response_xml`, base64-encoded as the HTTP-POST binding carries it."""
         return encode(self.response_xml(**kwargs))
 
-    def answer_redirect(self, query: str) -> str:
+    def trusting(self, sp_metadata_xml: str) -> TestIdp:
+        """The same IdP (entity id, address, key pair, users), now trusting the SP of
+        ``sp_metadata_xml``: what its administrator does with the SP's metadata."""
+        other = TestIdp(
+            entity_id=self.entity_id,
+            sso_url=self.sso_url,
+            sp_metadata_xml=sp_metadata_xml,
+            key_and_cert=(self.key_pem, self.cert_pem),
+        )
+        other.person, other.users = self.person, self.users
+        return other
+
+    def answer_redirect(self, query: str, person: Person | None = None) -> str:
         """The IdP's SSO endpoint: an HTTP-Redirect AuthnRequest in, the HTTP-POST
         form (HTML) with a signed Response for the signed-in person out."""
+        person = person or self.person
         params = {k: v[0] for k, v in parse_qs(query).items()}
         request = self.server.parse_authn_request(params["SAMLRequest"], BINDING_HTTP_REDIRECT)
         args = self.server.response_args(request.message, [BINDING_HTTP_POST])
         response = self.server.create_authn_response(
-            identity=dict(self.person.attributes),
+            identity=dict(person.attributes),
             in_response_to=args["in_response_to"],
             destination=args["destination"],
             sp_entity_id=args["sp_entity_id"],
-            name_id=NameID(format=self.person.name_id_format, text=self.person.name_id),
+            name_id=NameID(format=person.name_id_format, text=person.name_id),
             authn={"class_ref": saml.AUTHN_PASSWORD_PROTECTED, "authn_auth": self.entity_id},
         )
         http = self.server.apply_binding(
@@ -232,15 +255,47 @@ def decode(b64: str) -> str:
 # --- the IdP over HTTP ------------------------------------------------------------------------
 
 
-class IdpHttpServer:
-    """The IdP's SingleSignOnService on 127.0.0.1 (a port of ``PORTS``), in a thread."""
+def _login_page(query: str, error: str = "") -> bytes:
+    alert = f'<p role="alert">{html.escape(error)}</p>' if error else ""
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>Test SAML IdP</title></head><body><h1>Sign in to the test SAML IdP</h1>{alert}
+<form method="post" action="/sso/login"><input type="hidden" name="query" value="{html.escape(query)}">
+<label>Username <input name="username" autocomplete="off" required></label>
+<label>Password <input name="password" type="password" required></label>
+<button type="submit">Sign in</button></form></body></html>""".encode()
 
-    def __init__(self) -> None:
+
+class IdpHttpServer:
+    """The IdP's SingleSignOnService on 127.0.0.1 (a port of ``PORTS``), in a thread.
+
+    By default a GET of an AuthnRequest answers at once for ``idp.person``; with
+    ``login_page=True`` it shows a sign-in form first (``idp.users``: user name ->
+    (password, Person)), whose POST answers with the HTTP-POST binding's form for that
+    person, as an IdP's own login page does."""
+
+    def __init__(self, *, login_page: bool = False) -> None:
         self.idp: TestIdp | None = None
         self.requests: list[str] = []
+        self.login_page = login_page
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
+            def _send(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _answer(self, query: str, person: Person | None = None) -> None:
+                assert owner.idp is not None
+                try:
+                    body = owner.idp.answer_redirect(query, person).encode()
+                except Exception as exc:  # noqa: BLE001 - the IdP refuses, as a real one would
+                    self.send_error(400, type(exc).__name__)
+                    return
+                self._send(200, body)
+
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 parts = urlsplit(self.path)
                 assert owner.idp is not None
@@ -248,16 +303,26 @@ class IdpHttpServer:
                     self.send_error(404)
                     return
                 owner.requests.append(self.path)
-                try:
-                    body = owner.idp.answer_redirect(parts.query).encode()
-                except Exception as exc:  # noqa: BLE001 - the IdP refuses, as a real one would
-                    self.send_error(400, type(exc).__name__)
+                if owner.login_page:
+                    self._send(200, _login_page(parts.query))
                     return
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self._answer(parts.query)
+
+            def do_POST(self) -> None:  # noqa: N802
+                assert owner.idp is not None
+                if not owner.login_page or urlsplit(self.path).path != "/sso/login":
+                    self.send_error(404)
+                    return
+                length = int(self.headers.get("Content-Length", "0"))
+                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                query = form.get("query", "")
+                password, person = owner.idp.users.get(form.get("username", ""), ("", None))
+                if person is None or not hmac.compare_digest(
+                    password.encode(), form.get("password", "").encode()
+                ):
+                    self._send(401, _login_page(query, "Unknown user or wrong password."))
+                    return
+                self._answer(query, person)
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass

@@ -22,16 +22,7 @@ from saml2.xmldsig import DIGEST_SHA1, SIG_RSA_SHA1
 from inferia import clock
 from sso import saml
 from sso.errors import SsoError
-from tests.sso.saml_fixtures import (  # noqa: F401 - fixtures
-    IDP_ENTITY_ID,
-    SP_ENTITY_ID,
-    idp,
-    idp_config,
-    servers,
-    sp,
-    xmlsec1,
-)
-from tests.sso.saml_idp import Person, TestIdp, encode
+from tests.sso.saml_idp import IDP_ENTITY_ID, SP_ENTITY_ID, Person, TestIdp, encode
 
 EVE = "eve@evil.example.net"
 ADA = "ada@acme.example.com"

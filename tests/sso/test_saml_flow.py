@@ -23,16 +23,7 @@ from sso import saml
 from sso.claims import Claims
 from sso.errors import SsoError
 from tests.conftest import require_or_skip
-from tests.sso.saml_fixtures import (  # noqa: F401 - fixtures
-    IDP_ENTITY_ID,
-    SP_ENTITY_ID,
-    idp,
-    idp_config,
-    servers,
-    sp,
-    xmlsec1,
-)
-from tests.sso.saml_idp import FormParser, Person, encode
+from tests.sso.saml_idp import IDP_ENTITY_ID, SP_ENTITY_ID, FormParser, Person, encode
 
 MD = "{urn:oasis:names:tc:SAML:2.0:metadata}"
 

@@ -129,6 +129,62 @@ def test_saml_provider_shows_our_sp_entity_id_and_acs_url(cast, alice_client):
     assert "signing_certificates" in error["details"]
 
 
+def test_saml_provider_from_metadata_xml_with_its_attribute_names(cast, alice_client, idp):
+    """The IdP's metadata fills entity id, SSO URL and certificate (``sso.saml``'s
+    parser); the attribute names are the org's and reach the protocol config."""
+    from orgs.scoping import org_scope
+    from sso import protocols
+
+    body = {
+        "name": "corp",
+        "kind": "saml",
+        "metadata_xml": idp.metadata(),
+        "groups_attribute": "memberOf",
+        "email_attribute": "mail",
+        "name_attribute": "cn",
+        "subject_attribute": "employeeNumber",
+        "emails_verified": True,
+    }
+    response = alice_client.post(URL.format(org="acme"), body, format="json")
+    assert response.status_code == 201, response.content
+    data = response.json()
+    assert (data["idp_entity_id"], data["sso_url"]) == (idp.entity_id, idp.sso_url)
+    assert [c.split() for c in data["signing_certificates"]] == [idp.cert_pem.decode().split()]
+    assert (data["groups_attribute"], data["email_attribute"]) == ("memberOf", "mail")
+    assert (data["name_attribute"], data["subject_attribute"]) == ("cn", "employeeNumber")
+    provider = IdentityProvider.all_orgs.get(pk=data["id"])
+    with org_scope(cast.acme):
+        _sp, config = protocols._saml_configs(provider, "https://inferia.example.com")
+    assert (config.groups_attribute, config.email_attribute) == ("memberOf", "mail")
+    assert (config.name_attribute, config.subject_attribute) == ("cn", "employeeNumber")
+    assert config.emails_verified is True and config.allow_idp_initiated is False
+
+    # Without a groups attribute given: "groups"; an empty one: no groups.
+    other = alice_client.post(
+        URL.format(org="acme"),
+        {"name": "plain", "kind": "saml", "metadata_xml": idp.metadata()},
+        format="json",
+    )
+    assert other.json()["groups_attribute"] == "groups"
+    patched = alice_client.patch(
+        f"{URL.format(org='acme')}/{other.json()['id']}", {"groups_attribute": ""}, format="json"
+    )
+    assert patched.status_code == 200 and patched.json()["groups_attribute"] == ""
+
+    bad = {**body, "name": "bad", "metadata_xml": "<!DOCTYPE x><EntityDescriptor/>"}
+    error = assert_error(
+        alice_client.post(URL.format(org="acme"), bad, format="json"), 400, "VALIDATION_ERROR"
+    )
+    assert "metadata_xml" in error["details"]
+    oidc_field = {**body, "name": "mixed", "groups_claim": "groups"}
+    error = assert_error(
+        alice_client.post(URL.format(org="acme"), oidc_field, format="json"),
+        400,
+        "VALIDATION_ERROR",
+    )
+    assert "groups_claim" in error["details"]
+
+
 def test_replacing_the_secret_and_deleting_are_audited(cast, alice_client):
     provider = make_oidc(cast)
     before = IdentityProvider.all_orgs.get(pk=provider.pk).encrypted_client_secret
