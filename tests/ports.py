@@ -34,14 +34,21 @@ def worker_slice(ports: range) -> range:
     return range(start, min(start + size, ports.stop))
 
 
+_handed_out: list[int] = []  # the ports given last, most recent first
+
+
 def free_port(default: range | None = None) -> int:
-    """A port nobody listens on now, from this worker's slice of the range."""
+    """A port nobody listens on now, from this worker's slice of the range. A caller
+    often asks for several before it binds any (two server processes): the ports
+    handed out lately are skipped, as the system does for port 0."""
     ports = port_range(default)
     if ports is None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             return sock.getsockname()[1]
-    for port in worker_slice(ports):
+    candidates = list(worker_slice(ports))
+    recent = set(_handed_out[: max(len(candidates) // 2, 1)])
+    for port in [p for p in candidates if p not in recent] + [p for p in candidates if p in recent]:
         with socket.socket() as probe:
             # As the servers bind (Python's HTTPServer, uvicorn and Node set
             # SO_REUSEADDR): the connections a stopped server leaves in TIME_WAIT do
@@ -51,5 +58,7 @@ def free_port(default: range | None = None) -> int:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _handed_out.insert(0, port)
+        del _handed_out[64:]
+        return port
     raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
