@@ -79,7 +79,7 @@ def flow_take(*, org: Organization, state: str) -> tuple[SsoFlow, dict[str, Any]
         return None
     with org_scope(org), transaction.atomic():
         flow = (
-            SsoFlow.objects.select_for_update()
+            SsoFlow.objects.select_for_update(of=("self",))
             .select_related("provider", "provider__org")
             .filter(state_digest=_state_digest(state), completed_at__isnull=True)
             .first()
@@ -129,7 +129,7 @@ def token_exchange(*, code: str, code_verifier: str, meta: RequestMeta | None) -
     with transaction.atomic():
         # Cross-org by design: the code names its flow (like an invitation token).
         flow = (
-            SsoFlow.all_orgs.select_for_update()
+            SsoFlow.all_orgs.select_for_update(of=("self",))
             .select_related("user", "org")
             .filter(exchange_digest=digest, exchanged_at__isnull=True)
             .first()
@@ -226,7 +226,7 @@ def flow_take_claims(*, org: Organization, flow_id: str) -> tuple[SsoFlow, Claim
     taken."""
     with org_scope(org), transaction.atomic():
         flow = (
-            SsoFlow.objects.select_for_update()
+            SsoFlow.objects.select_for_update(of=("self",))
             .select_related("provider", "provider__org")
             .filter(pk=flow_id, purpose=FlowPurpose.DASHBOARD, exchanged_at__isnull=True)
             .exclude(encrypted_claims="")

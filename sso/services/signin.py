@@ -172,7 +172,10 @@ def _sign_in(decision: _Decision) -> User:
         if not user.is_active:
             raise decision.refuse("user_inactive", "This account is deactivated")
         membership = (
-            Membership.objects.select_for_update().select_related("role").filter(user=user).first()
+            Membership.objects.select_for_update(of=("self",))
+            .select_related("role")
+            .filter(user=user)
+            .first()
         )
         jit_membership = False
         if membership is None:
