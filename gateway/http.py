@@ -261,7 +261,6 @@ class _Connection(asyncio.Protocol):
         self.last_io = 0.0
         self.idle_since = 0.0
         self._timer: asyncio.TimerHandle | None = None
-        self._header_name = b""
 
     # --- asyncio.Protocol ---
 
