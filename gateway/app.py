@@ -769,6 +769,10 @@ async def _record_then(
             await recording
 
 
+class _ClientGone(Exception):
+    """The client of a streamed call went away while the relay waited for the upstream."""
+
+
 async def _until_disconnect(receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
@@ -777,7 +781,13 @@ async def _until_disconnect(receive) -> None:
 async def _stream(
     call: Call, send, receive, adapter, upstream_call, upstream: http.UpstreamResponse
 ) -> None:
-    """Relay the events as they arrive; cancel the upstream when the client goes away."""
+    """Relay the events as they arrive; cancel the upstream when the client goes away.
+
+    The relay runs in the request's own task. Events that arrived together go out in one
+    write; the last of them goes out with the end of the response, once the usage record
+    is on its way. While the relay waits for the upstream, a watcher ends it when the
+    client hangs up (started only the first time it waits: an answer that came whole
+    costs no extra task)."""
     usage_data: dict[str, Any] = {}
     headers = _header_list(
         call, b"text/event-stream", {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -791,57 +801,49 @@ async def _stream(
     if call.dialect:
         events = call.dialect.stream_from_chat(call.client_body, events, usage_data)
 
-    async def relay() -> None:
-        # Events that arrived together go out together: one write for what the upstream
-        # sent in one piece (nothing waits for the network: held only while more lines
-        # of the same piece are buffered).
-        batch: list[bytes] = []
+    watcher: asyncio.Future | None = None
 
-        async def flush() -> None:
-            body = batch[0] if len(batch) == 1 else b"".join(batch)
-            batch.clear()
-            await send({"type": "http.response.body", "body": body, "more_body": True})
+    def watch() -> None:
+        nonlocal watcher
 
+        def gone(task: asyncio.Future) -> None:
+            if not task.cancelled() and task.exception() is None:
+                upstream.fail(_ClientGone())
+
+        watcher = asyncio.ensure_future(_until_disconnect(receive))
+        watcher.add_done_callback(gone)
+
+    upstream.on_wait = watch
+    batch: list[bytes] = []
+    status, error_code, last = 200, "", b""
+    try:
         try:
             async for chunk in events:
                 batch.append(chunk)
-                if not upstream.buffered_lines:
-                    await flush()
-        except Exception:
-            if batch:  # what was relayed before the break still reaches the client
-                await flush()
-            raise
-        if batch:
-            await flush()
-
-    status, error_code, ended = 200, "", False
-    relaying = asyncio.ensure_future(relay())
-    watching = asyncio.ensure_future(_until_disconnect(receive))
-    try:
-        await asyncio.wait({relaying, watching}, return_when=asyncio.FIRST_COMPLETED)
-        if not relaying.done():
-            status, error_code = 499, "CLIENT_CLOSED"  # the client went away: cancel upstream
-            relaying.cancel()
-            await asyncio.gather(relaying, return_exceptions=True)
-        elif isinstance(relaying.exception(), OSError):  # the server reports the hang-up on send
+                # Held only while the next event is ready without the network.
+                if not upstream.buffered_lines and not upstream.ready:
+                    body = batch[0] if len(batch) == 1 else b"".join(batch)
+                    batch.clear()
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+        except (_ClientGone, OSError):  # OSError: the server reports the hang-up on send
             status, error_code = 499, "CLIENT_CLOSED"
-        elif relaying.exception() is not None:
-            logger.warning("upstream stream broke: %s", type(relaying.exception()).__name__)
+        except Exception as exc:
+            logger.warning("upstream stream broke: %s", type(exc).__name__)
             status, error_code = 502, str(ErrorCode.UPSTREAM_ERROR)
-            broke = (
+            # What was relayed before the break still reaches the client, then the error.
+            batch.append(
                 events.error(str(ErrorCode.UPSTREAM_ERROR), "Upstream stream broke")
                 if call.dialect
                 else b'data: {"error": {"code": '
                 b'"UPSTREAM_ERROR", "message": "Upstream stream broke", "type": "api_error"}}\n\n'
             )
-            await send({"type": "http.response.body", "more_body": True, "body": broke})
-        ended = status != 499
+        last = b"".join(batch)
     except BaseException:
         status, error_code = 499, "CLIENT_CLOSED"  # the server cancelled us (client gone, shutdown)
-        relaying.cancel()
         raise
     finally:
-        watching.cancel()
+        if watcher is not None:
+            watcher.cancel()
         upstream.close()
         call.status = status
         if not usage_data:
@@ -854,7 +856,9 @@ async def _stream(
             status,
             error_code,
             usage_data,
-            (lambda: send({"type": "http.response.body", "body": b""})) if ended else None,
+            (lambda: send({"type": "http.response.body", "body": last}))
+            if status != 499
+            else None,
         )
 
 

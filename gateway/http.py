@@ -140,6 +140,9 @@ class UpstreamResponse:
         self._error: Exception | None = None
         self._waiter: asyncio.Future | None = None
         self._decoder: Any = None  # zlib decompressobj of a gzip or deflate answer
+        # Called once, the first time the reader has to wait for the network (a streamed
+        # relay starts watching for its client's hang-up only then).
+        self.on_wait: Any = None
 
     # --- fed by the connection (or by a test) ---
 
@@ -170,6 +173,12 @@ class UpstreamResponse:
             self._error = error
             self._wake()
 
+    @property
+    def ready(self) -> bool:
+        """Reading on does not wait for the network: a piece is buffered, or the answer
+        is complete (or broken)."""
+        return bool(self._chunks) or self._done or self._error is not None
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -182,6 +191,10 @@ class UpstreamResponse:
                 raise self._error
             if self._done:
                 return None
+            if self.on_wait is not None:
+                on_wait, self.on_wait = self.on_wait, None
+                on_wait()
+                continue  # it may have ended the answer
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
