@@ -133,6 +133,7 @@ INSTALLED_APPS = [
     "audit",
     "sso",
     "scim",
+    "deployments",
 ]
 
 MIDDLEWARE = [

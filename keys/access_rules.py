@@ -21,6 +21,7 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
 from audit import services as audit
+from deployments.models import FQN_ACCOUNT, Deployment
 from inferia.errors import ValidationError
 from inferia.request_meta import RequestMeta
 from keys import names
@@ -36,7 +37,8 @@ SUBJECT_FIELDS = ("users", "teams", "roles", "service_accounts")
 
 @dataclass(frozen=True)
 class Catalog:
-    """Every enabled model of the org: FQN -> the account's tags."""
+    """Every enabled model of the org: FQN -> the account's tags; and every deployment
+    (``deployment/<name>``, no tags): access rules name deployments like models."""
 
     models: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -46,6 +48,8 @@ class Catalog:
         for account in ProviderAccount.objects.all():
             for name in account.model_names:
                 models[f"{account.name}/{name}"] = {str(k): str(v) for k, v in account.tags.items()}
+        for name in Deployment.objects.values_list("name", flat=True):
+            models[f"{FQN_ACCOUNT}/{name}"] = {}
         return cls(models)
 
 

@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.dispatch import receiver
 
 from audit import services as audit
+from deployments.models import FQN_ACCOUNT
 from inferia import clock, crypto
 from inferia.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from inferia.request_meta import RequestMeta
@@ -551,6 +552,11 @@ def provider_account_create(
     if provider_type not in ProviderType.values:
         raise ValidationError(
             "Unknown provider type", details={"provider_type": [f"One of {ProviderType.values}."]}
+        )
+    if name == FQN_ACCOUNT:
+        raise ValidationError(
+            "Reserved name",
+            details={"name": [f"'{FQN_ACCOUNT}' names deployments (deployment/<name>)."]},
         )
     url = ssrf.check_base_url(
         base_url, allowed_private_hosts=list(access.policy.allowed_private_hosts)
