@@ -34,6 +34,8 @@ from django.conf import settings
 
 from audit.redaction import redact_text
 from audit.services import record as audit_record
+from deployments import health as deployment_health
+from deployments import routing
 from gateway import (
     cors,
     degraded,
@@ -116,10 +118,14 @@ class GatewayError(InferiaError):
         *,
         retry_after: int | None = None,
         headers: dict[str, str] | None = None,
+        fallback: str | None = None,
     ) -> None:
         super().__init__(message, retry_after=retry_after)
         self.code, self.status = code, status
         self.headers = headers or {}
+        # An upstream failure's class for a deployment's ``fallback_on`` and its breaker:
+        # "429", "5xx", "timeout" or "connect"; None for anything else (a 400...).
+        self.fallback = fallback
 
 
 def _proxied_https(headers: dict[str, str]) -> bool:
@@ -177,6 +183,11 @@ class Call:
         self.upstream_seconds = 0.0
         self.principal: principals.Principal | None = None
         self.route: principals.Route | None = None
+        # A call to ``deployment/<name>``: its routes, the target that answered (or is
+        # being tried) and what happened to the targets tried or skipped before it.
+        self.deployment_route: routing.DeploymentRoute | None = None
+        self.target: routing.TargetRoute | None = None
+        self.attempts: list[dict[str, str]] = []
         self.model = deployment
         self.headers: dict[str, str] = {}
         self.reserved: list[tuple[str, str, int]] = []
@@ -242,6 +253,12 @@ class Call:
         }
         if self.degraded:
             entry["degraded"] = self.degraded
+        if self.deployment_route is not None:
+            entry["deployment"] = self.deployment_route.name
+            entry["target"] = self.target.name if self.target else ""
+            entry["target_fqn"] = self.target.fqn if self.target else ""
+            if self.attempts:
+                entry["attempts"] = list(self.attempts)
         if usage_data.get("estimated"):
             entry["usage_estimated"] = True
         if p.policy.payload_logging and self.body:
@@ -499,6 +516,10 @@ def _authorize(call: Call, body: dict[str, Any]) -> None:
         raise PermissionDenied("Missing permission inference:stream")
     route = p.routes.get(model)
     if route is None:
+        deployment = p.deployments.get(model)
+        if deployment is not None:
+            call.deployment_route = deployment  # its target is chosen after the limits
+            return
         if model in p.catalog:
             raise PermissionDenied(f"You may not use the model {model}")
         raise NotFound(f"Model {model} not found")
@@ -522,7 +543,20 @@ def _prepare(call: Call, raw_body: bytes) -> tuple[int, int]:
     except ValidationError as error:
         raise _in_client_terms(call, error) from None
     call.size = size
+    deployment = call.deployment_route
+    if deployment is not None:
+        _deployment_open(deployment)
+        # Whichever target answers, the reservation covers it (settled to the real one).
+        return size.tokens, deployment.max_cost_micros(size.prompt_tokens, size.completion_tokens)
     return size.tokens, call.chosen_route.cost_micros(size.prompt_tokens, size.completion_tokens)
+
+
+def _deployment_open(deployment: routing.DeploymentRoute) -> None:
+    """A stopped deployment, or one still being created, serves nobody (503)."""
+    if deployment.status == "stopped":
+        raise ServiceUnavailable(f"Deployment {deployment.fqn} is stopped")
+    if deployment.status == "creating":
+        raise ServiceUnavailable(f"Deployment {deployment.fqn} is not ready yet", retry_after=5)
 
 
 def _in_client_terms(call: Call, error: ValidationError) -> ValidationError:
@@ -615,14 +649,22 @@ def _upstream_error(
             429,
             f"Upstream rate limit: {message}",
             retry_after=int(retry) if retry and retry.isdigit() else 1,
+            fallback="429",
         )
     if status in (400, 422):
         return GatewayError(
             ErrorCode.VALIDATION_ERROR, 400, f"Upstream rejected the request: {message}"
         )
     if status in (408, 504):
-        return GatewayError(ErrorCode.UPSTREAM_TIMEOUT, 504, f"Upstream timed out: {message}")
-    return GatewayError(ErrorCode.UPSTREAM_ERROR, 502, f"Upstream error {status}: {message}")
+        return GatewayError(
+            ErrorCode.UPSTREAM_TIMEOUT, 504, f"Upstream timed out: {message}", fallback="timeout"
+        )
+    return GatewayError(
+        ErrorCode.UPSTREAM_ERROR,
+        502,
+        f"Upstream error {status}: {message}",
+        fallback="5xx" if status >= 500 else None,
+    )
 
 
 async def _secret_for(call: Call, route: principals.Route) -> str | None:
@@ -663,9 +705,13 @@ async def _secret_for(call: Call, route: principals.Route) -> str | None:
 
 
 def _fault(exc: Exception) -> GatewayError:
-    if isinstance(exc, http.UpstreamTimeout):
-        return GatewayError(ErrorCode.UPSTREAM_TIMEOUT, 504, "Upstream timed out")
-    return GatewayError(ErrorCode.UPSTREAM_ERROR, 502, f"Upstream unreachable ({exc})")
+    if isinstance(exc, http.UpstreamTimeout | TimeoutError):
+        return GatewayError(
+            ErrorCode.UPSTREAM_TIMEOUT, 504, "Upstream timed out", fallback="timeout"
+        )
+    return GatewayError(
+        ErrorCode.UPSTREAM_ERROR, 502, f"Upstream unreachable ({exc})", fallback="connect"
+    )
 
 
 async def _record(
@@ -704,34 +750,73 @@ async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
             retry_after=decision.retry_after,
         )
     call.reserved = decision.reserved
-    route = call.chosen_route
-    hit, secret_plaintext = principals.secret_cached(route)
-    if not hit:
-        secret_plaintext = await _secret_for(call, route)
+    if call.deployment_route is not None:
+        await _complete_deployment(call, send, receive, decision)
+        return
+    await _attempt(call, send, receive, call.chosen_route)
+
+
+async def _within(deadline: float | None, awaitable):
+    """``await awaitable``, cut at ``deadline`` (the loop's clock; None: no cut) with
+    TimeoutError."""
+    if deadline is None:
+        return await awaitable
+    async with asyncio.timeout_at(deadline):
+        return await awaitable
+
+
+async def _attempt(
+    call: Call,
+    send,
+    receive,
+    route: principals.Route,
+    *,
+    timeout: float | None = None,
+    private_hosts: tuple[str, ...] = (),
+) -> tuple[int, float]:
+    """Call the upstream of ``route`` and answer the client: (the status the answer
+    ended with, seconds until the upstream's headers). Raises GatewayError before
+    anything was sent to the client, with ``fallback`` naming the failure's class.
+    ``timeout`` bounds the attempt (until the headers of a stream, else until the whole
+    answer is read); ``private_hosts``: a launched endpoint, allowed for this call only."""
+    if route.account_id is None:
+        secret_plaintext = None  # a launched endpoint: no provider account, no secret
+    else:
+        hit, secret_plaintext = principals.secret_cached(route)
+        if not hit:
+            secret_plaintext = await _secret_for(call, route)
     adapter = ADAPTERS[route.provider_type]
     upstream_call = adapter.prepare(route, call.upstream_endpoint, call.body, secret_plaintext)
+    allowed = call.caller.policy.allowed_private_hosts
+    if private_hosts:
+        allowed = (*allowed, *private_hosts)
+    deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
     started = time.perf_counter()
     try:
-        upstream = await http.post(
-            upstream_call.url,
-            upstream_call.headers,
-            orjson.dumps(upstream_call.body),
-            allowed_private_hosts=call.caller.policy.allowed_private_hosts,
+        upstream = await _within(
+            deadline,
+            http.post(
+                upstream_call.url,
+                upstream_call.headers,
+                orjson.dumps(upstream_call.body),
+                allowed_private_hosts=allowed,
+            ),
         )
-        if upstream.status == 200 and call.streamed:
-            call.upstream_seconds += time.perf_counter() - started
-            await _stream(call, send, receive, adapter, upstream_call, upstream)
-            return
-    except (http.UpstreamTimeout, http.UpstreamUnreachable) as exc:
+    except (http.UpstreamTimeout, http.UpstreamUnreachable, TimeoutError) as exc:
         call.upstream_seconds += time.perf_counter() - started
         raise _fault(exc) from exc
+    first_byte = time.perf_counter() - started
+    if upstream.status == 200 and call.streamed:
+        # From here on the client has the answer's start: whatever happens, no retry.
+        call.upstream_seconds += first_byte
+        return await _stream(call, send, receive, adapter, upstream_call, upstream), first_byte
     try:
-        content = await upstream.read()
-    except http.UpstreamTimeout as exc:
+        content = await _within(deadline, upstream.read())
+    except (http.UpstreamTimeout, TimeoutError) as exc:
         raise _fault(exc) from exc
     except http.UpstreamUnreachable as exc:
         raise GatewayError(
-            ErrorCode.UPSTREAM_ERROR, 502, "Upstream sent an unreadable answer"
+            ErrorCode.UPSTREAM_ERROR, 502, "Upstream sent an unreadable answer", fallback="connect"
         ) from exc
     finally:
         call.upstream_seconds += time.perf_counter() - started
@@ -741,7 +826,7 @@ async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
         data = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
         raise GatewayError(
-            ErrorCode.UPSTREAM_ERROR, 502, "Upstream sent an unreadable answer"
+            ErrorCode.UPSTREAM_ERROR, 502, "Upstream sent an unreadable answer", fallback="5xx"
         ) from exc
     out = adapter.to_openai(route, call.upstream_endpoint, data)
     usage_data = out.get("usage") if isinstance(out, dict) else None
@@ -749,6 +834,94 @@ async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
         out = call.dialect.from_chat(call.client_body, out)
     call.response_body = out
     await _record_then(call, 200, "", usage_data, lambda: _send_json(send, call, 200, out))
+    return 200, first_byte
+
+
+TARGET_HEADER = "X-Inferia-Target"
+DEPLOYMENT_OWNER = "deployment"  # ``owned_by`` of a deployment in GET /models
+
+
+async def _complete_deployment(call: Call, send, receive, decision: ratelimit.Decision) -> None:
+    """Route a call to ``deployment/<name>`` (``deployments.routing``): try its targets
+    in the strategy's order, skipping those the caller may not use, those over the
+    org's quota threshold and those whose breaker is open; fall over on the failures
+    listed in ``fallback_on``, at most ``retries`` times, never once a stream has
+    started. Every failure feeds the target's breaker. Nothing left: 503 with
+    ``Retry-After`` (when the first breaker lets a call through again)."""
+    deployment = call.deployment_route
+    if deployment is None:
+        raise GatewayError(ErrorCode.INTERNAL_ERROR, 500, "No deployment chosen for the request")
+    config = deployment.config
+    states = await deployment_health.states(deployment)
+    plan = routing.plan(
+        deployment,
+        states=states,
+        now=clock.time(),
+        quota_percent=decision.org_quota_percent,
+    )
+    for target, reason in plan.skipped:
+        call.attempts.append({"target": target.name, "outcome": f"skipped:{reason}"})
+    if plan.only_access_denied:
+        raise PermissionDenied(f"You may not use any target of {deployment.fqn}")
+    attempts_left = 1 + config.retries
+    last_error: GatewayError | None = None
+    untried = list(plan.candidates)
+    while untried and attempts_left:
+        target = untried.pop(0)
+        known = states.get(target.name)
+        now = clock.time()
+        if known is not None and known.effective(now) == "half_open":
+            if not await deployment_health.claim_probe(deployment, target, now):
+                call.attempts.append({"target": target.name, "outcome": "skipped:probing"})
+                continue
+        attempts_left -= 1
+        call.route, call.target = target.route, target
+        call.headers[TARGET_HEADER] = target.name
+        routing.began(deployment, target)
+        try:
+            status, first_byte = await _attempt(
+                call,
+                send,
+                receive,
+                target.route,
+                timeout=target.target.timeout_seconds,
+                private_hosts=target.private_hosts,
+            )
+        except GatewayError as error:
+            if error.fallback is None:
+                raise  # the caller's own fault (a 400...): the same from any target
+            await deployment_health.failed(deployment, target, clock.time())
+            if error.fallback == "timeout":
+                routing.observe_latency(deployment, target, target.target.timeout_seconds * 1000)
+            if error.fallback not in config.fallback_on:
+                raise
+            call.attempts.append({"target": target.name, "outcome": error.fallback})
+            last_error = error
+            continue
+        finally:
+            routing.ended(deployment, target)
+        # Answered: a stream that broke after it started is never tried elsewhere.
+        routing.observe_latency(deployment, target, first_byte * 1000)
+        if status == 200:
+            await deployment_health.succeeded(deployment, target, known, clock.time())
+        elif status != 499:
+            await deployment_health.failed(deployment, target, clock.time())
+        return
+    if untried and last_error is not None:
+        raise last_error  # the retries are spent, not the targets: the last failure
+    call.route, call.target = None, None
+    call.headers.pop(TARGET_HEADER, None)
+    now = clock.time()
+    states = await deployment_health.states(deployment)
+    message = f"No target of {deployment.fqn} can answer now"
+    if last_error is not None:
+        message += f" (last: {last_error.message[:200]})"
+    raise GatewayError(
+        ErrorCode.SERVICE_UNAVAILABLE,
+        503,
+        message,
+        retry_after=routing.retry_after_seconds(deployment, states, now),
+    )
 
 
 async def _record_then(
@@ -780,7 +953,7 @@ async def _until_disconnect(receive) -> None:
 
 async def _stream(
     call: Call, send, receive, adapter, upstream_call, upstream: http.UpstreamResponse
-) -> None:
+) -> int:
     """Relay the events as they arrive; cancel the upstream when the client goes away.
 
     The relay runs in the request's own task. Events that arrived together go out in one
@@ -856,10 +1029,9 @@ async def _stream(
             status,
             error_code,
             usage_data,
-            (lambda: send({"type": "http.response.body", "body": last}))
-            if status != 499
-            else None,
+            (lambda: send({"type": "http.response.body", "body": last})) if status != 499 else None,
         )
+    return status
 
 
 async def _models(call: Call, send, raw: str, hint: str, one: str | None = None) -> None:
@@ -880,14 +1052,22 @@ async def _models(call: Call, send, raw: str, hint: str, one: str | None = None)
     p = call.caller
     if one is not None:
         _authorize(call, {"model": one})
-        route = call.chosen_route
-        model = {"id": route.fqn, "object": "model", "created": 0, "owned_by": route.account_name}
+        if call.deployment_route is not None:
+            fqn, owner = call.deployment_route.fqn, DEPLOYMENT_OWNER
+        else:
+            fqn, owner = call.chosen_route.fqn, call.chosen_route.account_name
+        model = {"id": fqn, "object": "model", "created": 0, "owned_by": owner}
         await _send_json(send, call, 200, model)
         return
-    usable = sorted(p.routes) if "inference:run" in p.permissions else []
+    may_run = "inference:run" in p.permissions
+    usable = sorted(p.routes) if may_run else []
     data = [
         {"id": fqn, "object": "model", "created": 0, "owned_by": p.routes[fqn].account_name}
         for fqn in usable
+    ]
+    data += [
+        {"id": fqn, "object": "model", "created": 0, "owned_by": DEPLOYMENT_OWNER}
+        for fqn in (sorted(p.deployments) if may_run else [])
     ]
     await _send_json(send, call, 200, {"object": "list", "data": data})
 

@@ -14,10 +14,11 @@ aiohttp, whose request and response objects, header multidicts and timers were a
 quarter of the gateway's CPU per request (``bench/PROFILE.md``; the README's Benchmark
 compares the two side by side). It does only what the gateway needs, on purpose:
 
-- POST with a body of known length; no redirects (the provider secret never travels to
-  another host), no cookies (one pool serves every org, so an upstream's Set-Cookie can
-  never ride along on another org's call), no proxy variables from the environment
-  (nothing outside the provider account steers the call), no ``Expect``, no pipelining.
+- POST with a body of known length (and GET, for deployment health checks); no
+  redirects (the provider secret never travels to another host), no cookies (one pool
+  serves every org, so an upstream's Set-Cookie can never ride along on another org's
+  call), no proxy variables from the environment (nothing outside the provider account
+  steers the call), no ``Expect``, no pipelining.
 - HTTPS with the system's trust store and hostname checking (``ssl.create_default_context``).
 - Keep-alive: a connection returns to its pool only after a complete answer that did
   not ask to close; an idle connection older than ``IDLE_SECONDS`` is closed rather than
@@ -533,8 +534,10 @@ def _pool() -> _Pool:
     return pool
 
 
-def _head(target: bytes, host: bytes, headers: dict[str, str], length: int) -> bytes:
-    lines = [b"POST ", target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
+def _head(
+    target: bytes, host: bytes, headers: dict[str, str], length: int, method: bytes = b"POST"
+) -> bytes:
+    lines = [method, b" ", target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
     for name, value in headers.items():
         if (
             "\r" in value
@@ -571,6 +574,25 @@ async def post(
         await connection.send(head, body, response)
     except BaseException:
         response.close()  # a cancelled or failed call drops its connection
+        raise
+    return response
+
+
+async def get(url: str, headers: dict[str, str], *, allowed_private_hosts=()) -> UpstreamResponse:
+    """GET from the upstream (a health check's ``/models``), under the same rules as
+    :func:`post`: the SSRF guard, no redirects, no cookies."""
+    allowed = tuple(allowed_private_hosts or ())
+    scheme, host, port, target, shown, literal = _check_request(url, allowed)
+    head = _head(target, shown, headers, 0, b"GET")
+    pool = _pool()
+    connection = pool.take((scheme, host, port))
+    if connection is None:
+        connection = await pool.connect(scheme, host, port, literal, allowed)
+    response = UpstreamResponse(connection)
+    try:
+        await connection.send(head, b"", response)
+    except BaseException:
+        response.close()
         raise
     return response
 

@@ -15,6 +15,7 @@ and the credential's expiry is still checked on every use.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
@@ -27,10 +28,13 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from audit.services import record as audit_record
+from deployments import config as routing_config
+from deployments.models import Deployment
+from deployments.routing import DeploymentRoute, TargetRoute
 from inferia import clock, crypto, store
 from inferia.errors import AuthenticationFailed, ServiceUnavailable, ValidationError
 from inferia.request_meta import RequestMeta
-from keys import access_rules, resolver, secret_refs
+from keys import access_rules, resolver, secret_refs, ssrf
 from keys.models import ApiKey, ProviderAccount
 from orgs.access import API_KEY, Access
 from orgs.models import Organization
@@ -81,6 +85,8 @@ class Principal:
     key_prefix: str = ""
     key_limits: dict = field(default_factory=dict)
     routes: dict[str, Route] = field(default_factory=dict)
+    # The deployments it may use (``deployment/<name>``), routes to their targets included.
+    deployments: dict[str, DeploymentRoute] = field(default_factory=dict)
     catalog: frozenset[str] = frozenset()
     built_at: float = 0.0
 
@@ -140,18 +146,124 @@ def clear() -> None:
     secret_refs.clear_cache()
 
 
-def _routes(org: Organization, allowed: list[str]) -> tuple[dict[str, Route], frozenset[str]]:
+def _routes(
+    org: Organization, allowed: list[str]
+) -> tuple[dict[str, Route], dict[str, DeploymentRoute], frozenset[str]]:
     routes: dict[str, Route] = {}
     catalog: set[str] = set()
     wanted = set(allowed)
-    for account in ProviderAccount.objects.all():
+    accounts = list(ProviderAccount.objects.all())
+    for account in accounts:
         for entry in account.enabled_models:
             fqn = f"{account.name}/{entry['name']}"
             catalog.add(fqn)
             if fqn not in wanted:
                 continue
             routes[fqn] = route_of(account, entry)
-    return routes, frozenset(catalog)
+    deployments: dict[str, DeploymentRoute] = {}
+    by_name = {account.name: account for account in accounts}
+    for deployment in Deployment.objects.all():
+        catalog.add(deployment.fqn)
+        if deployment.fqn in wanted:
+            deployments[deployment.fqn] = deployment_route(deployment, by_name, allowed=wanted)
+    return routes, deployments, frozenset(catalog)
+
+
+def deployment_route(
+    deployment: Deployment,
+    accounts: dict[str, ProviderAccount],
+    *,
+    allowed: set[str] | None = None,
+) -> DeploymentRoute:
+    """A deployment's routes: per target, the regular route to its account's model
+    (``route_of``, with the target's own prices when it sets them) or to the endpoint
+    its launcher started. Targets whose account, model or endpoint is gone are left
+    out (no target left: every call answers 503). ``allowed``: the caller's FQNs,
+    for ``requires_access`` targets (None: every target counts as allowed)."""
+    try:
+        config = routing_config.parse(deployment.config)
+    except ValidationError:
+        config = routing_config.RoutingConfig(strategy="priority", targets=())
+    targets: list[TargetRoute] = []
+    for target in config.targets:
+        if target.launched:
+            route = _launched_route(deployment, target)
+            private_hosts = (_host_port(route.base_url),) if route is not None else ()
+        else:
+            route = _account_route(deployment, target, accounts.get(target.account))
+            private_hosts = ()
+        if route is None:
+            continue
+        targets.append(
+            TargetRoute(
+                target=target,
+                route=route,
+                caller_allowed=allowed is None or target.launched or target.fqn in allowed,
+                private_hosts=private_hosts,
+            )
+        )
+    return DeploymentRoute(
+        deployment_id=str(deployment.pk),
+        org_id=deployment.org_id,
+        name=deployment.name,
+        version=deployment.version,
+        status=deployment.status,
+        config=config,
+        targets=tuple(targets),
+    )
+
+
+def _priced(route: Route, target: routing_config.Target, fqn: str) -> Route:
+    """The route named as the deployment (answers say ``deployment/<name>``), at the
+    target's prices where it sets them."""
+    return dataclasses.replace(
+        route,
+        fqn=fqn,
+        input_price_per_million=route.input_price_per_million
+        if target.input_price_per_million is None
+        else float(target.input_price_per_million),
+        output_price_per_million=route.output_price_per_million
+        if target.output_price_per_million is None
+        else float(target.output_price_per_million),
+    )
+
+
+def _account_route(
+    deployment: Deployment, target: routing_config.Target, account: ProviderAccount | None
+) -> Route | None:
+    if account is None:
+        return None
+    entry = next((e for e in account.enabled_models if e.get("name") == target.model), None)
+    if entry is None:
+        return None
+    return _priced(route_of(account, entry), target, deployment.fqn)
+
+
+def _launched_route(deployment: Deployment, target: routing_config.Target) -> Route | None:
+    """The OpenAI-compatible endpoint the deployment's launcher started (no secret)."""
+    base_url = (deployment.launcher_state or {}).get("base_url")
+    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        return None
+    route = Route(
+        fqn=deployment.fqn,
+        org_id=deployment.org_id,
+        account_id=None,
+        account_name="",
+        provider_type="openai_compatible",
+        base_url=base_url.rstrip("/"),
+        api_version="",
+        deployments={},
+        upstream_model=target.model,
+        input_price_per_million=0.0,
+        output_price_per_million=0.0,
+        secret_version="",
+    )
+    return _priced(route, target, deployment.fqn)
+
+
+def _host_port(url: str) -> str:
+    host, port = ssrf.host_and_port(url)
+    return f"{host}:{port}"
 
 
 def route_of(account: ProviderAccount, entry: dict) -> Route:
@@ -207,7 +319,7 @@ def project(access: Access, *, epoch: int) -> Principal:
     key = access.api_key
     with org_scope(access.org):
         allowed = access_rules.allowed_models(access_rules.subject_for_access(access), key=key)
-        routes, catalog = _routes(access.org, allowed)
+        routes, deployments, catalog = _routes(access.org, allowed)
     return Principal(
         org_id=access.org.pk,
         org_slug=access.org.slug,
@@ -224,6 +336,7 @@ def project(access: Access, *, epoch: int) -> Principal:
         key_expires_at=key.expires_at if key is not None else None,
         key_limits=_key_limits(key),
         routes=routes,
+        deployments=deployments,
         catalog=catalog,
         built_at=time.monotonic(),
     )

@@ -65,6 +65,10 @@ class Decision:
         default_factory=list
     )  # (counter key, kind, amount)
     degraded: bool = False
+    # How much of the org's monthly quota is used, in percent (the higher of tokens and
+    # cost, before this call's reservation); None without an org quota. Deployments
+    # route on it (``max_quota_percent``) without another round trip.
+    org_quota_percent: float | None = None
 
 
 def _require_non_negative(reserve_tokens: int, reserve_cost: int) -> None:
@@ -100,6 +104,21 @@ def _headers(limits: list[Limit], values: list[tuple[int, int]], now: float) -> 
             else:
                 headers["X-RateLimit-Reset-Tokens"] = str(int(now) + max(0, tightest[2]))
     return headers
+
+
+def _org_quota_percent(
+    limits: list[Limit], values: list[int], counters: list[store.Counter], counted: bool
+) -> float | None:
+    percent = None
+    for limit, value, counter in zip(limits, values, counters, strict=True):
+        if limit.scope != "org" or limit.kind not in (QUOTA_TOKENS, QUOTA_COST):
+            continue
+        if limit.limit <= 0:
+            continue
+        used = value - (counter.amount if counted else 0)
+        share = max(0, used) * 100 / limit.limit
+        percent = share if percent is None else max(percent, share)
+    return percent
 
 
 def _counters(
@@ -143,6 +162,8 @@ async def check(
         raise BackendUnavailable(str(exc)) from exc
     values = [(value, c.reset_in) for value, c in zip(counts.values, counters, strict=True)]
     headers = _headers(limits, values, now)
+    counted = count and counts.denied is None
+    quota_percent = _org_quota_percent(limits, counts.values, counters, counted)
     if counts.denied is not None:
         denied = limits[counts.denied]
         return Decision(
@@ -150,12 +171,15 @@ async def check(
             denied=denied,
             retry_after=max(1, counters[counts.denied].reset_in),
             headers=headers,
+            org_quota_percent=quota_percent,
         )
     if not count:
-        return Decision(allowed=True, headers=headers)
+        return Decision(allowed=True, headers=headers, org_quota_percent=quota_percent)
     reserved = [
         (c.key, limit.kind, c.amount)
         for limit, c in zip(limits, counters, strict=True)
         if limit.kind != REQUESTS
     ]
-    return Decision(allowed=True, headers=headers, reserved=reserved)
+    return Decision(
+        allowed=True, headers=headers, reserved=reserved, org_quota_percent=quota_percent
+    )

@@ -11,12 +11,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inferia.settings")
 
 app = Celery("inferia")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["orgs", "keys", "gateway", "audit", "inferia", "sso"])
+app.autodiscover_tasks(["orgs", "keys", "gateway", "audit", "inferia", "sso", "deployments"])
 
 app.conf.beat_schedule = {
     "counters-prune": {"task": "inferia.tasks.counters_prune", "schedule": 300.0},
     "usage-ingest": {"task": "gateway.tasks.usage_ingest", "schedule": 2.0},
     "usage-rollup": {"task": "audit.tasks.usage_rollup", "schedule": 300.0},
+    "deployment-health-check": {
+        "task": "deployments.tasks.deployment_health_check",
+        "schedule": 15.0,
+    },
     "alerts-check": {"task": "audit.tasks.alerts_check", "schedule": 300.0},
     "audit-retention": {
         "task": "audit.tasks.audit_retention",

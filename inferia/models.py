@@ -20,3 +20,15 @@ class WindowCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}@{self.window_start}={self.count}"
+
+
+class BreakerRecord(models.Model):
+    """A circuit breaker's state for the embedded (no Redis) store
+    (``inferia.store.breaker``): one row per breaker, changed under a row lock."""
+
+    key = models.CharField(max_length=128, unique=True)
+    fields = models.JSONField(default=dict)
+    updated_at = models.FloatField(default=0.0)
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.fields.get('state', 'closed')}"

@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from inferia import clock
 from inferia.store import db_store, keys, redis_store
+from inferia.store.breaker import BreakerState, Event
 from inferia.store.windows import (
     UNLIMITED,
     Counter,
@@ -27,12 +28,18 @@ from inferia.store.windows import (
 )
 
 __all__ = [
+    "BreakerState",
     "Counter",
+    "Event",
     "Counts",
     "StaleEpoch",
     "StoreUnavailable",
     "UNLIMITED",
     "Window",
+    "breaker_read",
+    "breaker_read_sync",
+    "breaker_update",
+    "breaker_update_sync",
     "bump_epoch",
     "count",
     "count_sync",
@@ -166,6 +173,57 @@ def epoch(org_id: object) -> int:
     if redis_enabled():
         return redis_store.epoch(org_id)
     return db_store.epoch(org_id)
+
+
+# --- circuit breakers (inferia.store.breaker) ------------------------------------------------
+
+
+def _db_breaker_read(breaker_keys: list[str]) -> list[BreakerState]:
+    try:
+        return db_store.breaker_read(breaker_keys)
+    except DatabaseError as exc:
+        raise StoreUnavailable(type(exc).__name__) from exc
+
+
+def _db_breaker_update(key: str, event: Event) -> tuple[bool, BreakerState]:
+    try:
+        return db_store.breaker_update(key, event)
+    except DatabaseError as exc:
+        raise StoreUnavailable(type(exc).__name__) from exc
+
+
+async def breaker_read(breaker_keys: list[str]) -> list[BreakerState]:
+    """The breakers' states, in the order of ``breaker_keys`` (one round trip; the keys
+    of one call share a hash tag). Raises StoreUnavailable."""
+    if redis_enabled():
+        return await redis_store.breaker_read(breaker_keys)
+    from gateway.orm import orm
+
+    return await orm(_db_breaker_read)(breaker_keys)
+
+
+async def breaker_update(key: str, event: Event) -> tuple[bool, BreakerState]:
+    """Apply one event to a breaker, atomically on every process: (probe granted, the
+    new state). Raises StoreUnavailable."""
+    if redis_enabled():
+        return await redis_store.breaker_update(key, event)
+    from gateway.orm import orm
+
+    return await orm(_db_breaker_update)(key, event)
+
+
+def breaker_read_sync(breaker_keys: list[str]) -> list[BreakerState]:
+    """:func:`breaker_read` for sync callers (the API, the health task)."""
+    if redis_enabled():
+        return redis_store.call(lambda _c: redis_store.breaker_read(breaker_keys))
+    return _db_breaker_read(breaker_keys)
+
+
+def breaker_update_sync(key: str, event: Event) -> tuple[bool, BreakerState]:
+    """:func:`breaker_update` for sync callers."""
+    if redis_enabled():
+        return redis_store.call(lambda _c: redis_store.breaker_update(key, event))
+    return _db_breaker_update(key, event)
 
 
 # --- health ---------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from inferia import clock
-from inferia.models import WindowCounter
+from inferia.models import BreakerRecord, WindowCounter
+from inferia.store.breaker import BreakerState, Event, apply
 from inferia.store.windows import Counter, Counts, StaleEpoch, StoreUnavailable
 
 _KEY_LENGTH = 128  # WindowCounter.key
@@ -126,3 +127,33 @@ def prune(now: float) -> int:
     """Delete expired windows (Redis expires its own)."""
     deleted, _ = WindowCounter.objects.filter(expires_at__lt=int(now)).delete()
     return deleted
+
+
+def breaker_read(breaker_keys: list[str]) -> list[BreakerState]:
+    """Every breaker's state (one query)."""
+    rows = dict(
+        BreakerRecord.objects.filter(key__in=[_row_key(k) for k in breaker_keys]).values_list(
+            "key", "fields"
+        )
+    )
+    return [BreakerState.from_fields(rows.get(_row_key(k)) or {}) for k in breaker_keys]
+
+
+def breaker_update(key: str, event: Event) -> tuple[bool, BreakerState]:
+    """Apply ``event`` under the row's lock (``inferia.store.breaker.apply``)."""
+    row_key = _row_key(key)
+    for _attempt in range(3):
+        try:
+            with transaction.atomic():
+                row, _created = BreakerRecord.objects.select_for_update().get_or_create(
+                    key=row_key, defaults={"fields": {}}
+                )
+                granted, changed, state = apply(BreakerState.from_fields(row.fields), event)
+                if changed:
+                    row.fields = state.as_fields()
+                    row.updated_at = event.now
+                    row.save(update_fields=["fields", "updated_at"])
+                return granted, BreakerState.from_fields(row.fields)
+        except IntegrityError:
+            continue  # a parallel call created the row first
+    raise StoreUnavailable("breaker contention")

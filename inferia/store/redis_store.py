@@ -16,6 +16,7 @@ import hiredis
 from django.conf import settings
 
 from inferia.store import keys, sync
+from inferia.store.breaker import BREAKER_SCRIPT, BreakerState, Event
 from inferia.store.client import Client, RedisUnavailable, Script, connect
 from inferia.store.windows import Counter, Counts, StaleEpoch, StoreUnavailable
 
@@ -66,6 +67,7 @@ return out
 """
 
 WINDOW_SCRIPT = Script(_WINDOWS)
+BREAKER = Script(BREAKER_SCRIPT)
 
 _CLIENTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -273,3 +275,31 @@ def push_dead_letters(payloads: list[bytes]) -> None:
 def once(key: str, seconds: int) -> bool:
     """True for the first caller in ``seconds`` (SET NX EX)."""
     return call(lambda c: c.execute("SET", key, 1, "NX", "EX", seconds)) is not None
+
+
+# --- circuit breakers ---------------------------------------------------------------------
+
+
+async def breaker_read(breaker_keys: list[str]) -> list[BreakerState]:
+    """Every breaker's state in one pipeline (one round trip: the keys share a tag)."""
+    try:
+        replies = await client().pipeline([("HGETALL", key) for key in breaker_keys])
+    except RedisUnavailable as exc:
+        raise StoreUnavailable(str(exc)) from exc
+    states = []
+    for reply in replies:
+        if isinstance(reply, hiredis.ReplyError):
+            raise StoreUnavailable(f"Redis error: {str(reply)[:100]}")
+        states.append(BreakerState.from_fields(dict(zip(reply[0::2], reply[1::2], strict=True))))
+    return states
+
+
+async def breaker_update(key: str, event: Event) -> tuple[bool, BreakerState]:
+    """Apply ``event`` atomically (``inferia.store.breaker``); (probe granted, new state)."""
+    try:
+        reply = await client().run_script(BREAKER, [key], event.args())
+    except RedisUnavailable as exc:
+        raise StoreUnavailable(str(exc)) from exc
+    granted, fields = reply[0], reply[1:]
+    state = BreakerState.from_fields(dict(zip(fields[0::2], fields[1::2], strict=True)))
+    return granted in (b"1", "1", 1), state
