@@ -1,0 +1,184 @@
+"""A deployment's routes as the principal snapshot holds them: a warm call touches no
+database, a deleted deployment drains its streams and then answers 404, a stopped
+one 503, targets whose account or model is gone are dropped, a launched endpoint is
+reachable for its own calls only, and nothing crosses organizations."""
+
+from __future__ import annotations
+
+import httpx
+
+from deployments.models import Deployment
+from gateway.fake_upstream import RECORDED
+from inferia import store
+from orgs.scoping import org_scope
+from tests.deployments.routing_fixtures import (  # noqa: F401 - fixtures
+    CHAT,
+    ServerThread,
+    _fresh_gateway_state,
+    _fresh_routing_state,
+    _usage_stream_per_worker,
+    audit_of,
+    bad_upstream,
+    dead_port,
+    fake_app,
+    fake_upstream,
+    fleet,
+    flush_usage,
+    gateway_server,
+    llm,
+    on_redis,
+    slow_upstream,
+    target,
+)
+from tests.gateway.conftest import assert_gateway_error
+from tests.gateway.test_hot_path import no_database
+from tests.ports import free_port
+
+TARGET = "X-Inferia-Target"
+
+
+def test_a_warm_deployment_call_touches_no_database(on_redis, fleet):
+    fleet.deploy("chat", {"targets": [target("main", "openai-main", "gpt-4o")]})
+    fleet.deploy(
+        "failover",
+        {
+            "targets": [
+                target("broken", "bad-up", "fake-error-500"),
+                target("spare", "slow-up", "gpt-4o", priority=1),
+            ],
+            "breaker": {"failures": 100},
+        },
+    )
+    client = fleet.llm.sdk(fleet.key())
+    for model in ("deployment/chat", "deployment/failover"):  # warms every cache
+        client.chat.completions.create(model=model, messages=CHAT)
+    with no_database() as touched:
+        answers = [
+            client.chat.completions.with_raw_response.create(model=model, messages=CHAT)
+            for model in ("deployment/chat", "deployment/failover", "deployment/chat")
+        ]
+        chunks = list(
+            client.chat.completions.create(model="deployment/chat", messages=CHAT, stream=True)
+        )
+    assert touched == []
+    assert [a.http_response.headers[TARGET] for a in answers] == ["main", "spare", "main"]
+    assert chunks and chunks[0].model == "deployment/chat"
+    flush_usage()  # nothing was lost: the records waited in the Redis stream
+
+
+def test_deleting_a_deployment_lets_its_streams_finish_and_then_answers_404(fleet):
+    deployment = fleet.deploy(
+        "streamer", {"targets": [target("slow", "openai-main", "fake-stream-slow-200")]}
+    )
+    key = fleet.key()
+    with httpx.stream(
+        "POST",
+        f"{fleet.llm.base_url}/chat/completions",
+        json={"model": "deployment/streamer", "messages": CHAT, "stream": True},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    ) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        first = next(line for line in lines if line.startswith("data:"))
+        with org_scope(fleet.acme):
+            Deployment.objects.filter(pk=deployment.pk).delete()
+        store.bump_epoch(fleet.acme.pk)
+        rest = list(lines)
+    assert '"deployment/streamer"' in first
+    assert "data: [DONE]" in rest
+    gone = fleet.chat(key, "deployment/streamer")
+    assert_gateway_error(gone, 404, "NOT_FOUND")
+
+
+def test_a_stopped_or_unready_deployment_is_503(fleet):
+    fleet.deploy("paused", {"targets": [target("a", "openai-main", "gpt-4o")]}, status="stopped")
+    fleet.deploy("booting", {"targets": [target("a", "openai-main", "gpt-4o")]}, status="creating")
+    key = fleet.key()
+    assert_gateway_error(fleet.chat(key, "deployment/paused"), 503, "SERVICE_UNAVAILABLE")
+    booting = fleet.chat(key, "deployment/booting")
+    assert_gateway_error(booting, 503, "SERVICE_UNAVAILABLE")
+    assert booting.headers["Retry-After"]
+    assert fleet.calls_to(fleet.healthy) == 0
+
+
+def test_targets_whose_account_or_model_is_gone_are_dropped(fleet):
+    fleet.deploy(
+        "chat",
+        {
+            "targets": [
+                target("first", "slow-up", "gpt-4o"),
+                target("second", "openai-main", "gpt-4o", priority=1),
+            ]
+        },
+    )
+    fleet.deploy("nothing", {"targets": [target("ghost", "openai-main", "not-enabled")]})
+    key = fleet.key()
+    assert fleet.chat(key, "deployment/chat").headers[TARGET] == "first"
+    account_id = fleet.llm.admin.get("/api/v1/orgs/acme/provider-accounts").json()["results"]
+    slow_id = next(a["id"] for a in account_id if a["name"] == "slow-up")
+    deleted = fleet.llm.admin.delete(f"/api/v1/orgs/acme/provider-accounts/{slow_id}")
+    assert deleted.status_code == 204, deleted.content
+    response = fleet.chat(key, "deployment/chat")
+    assert response.status_code == 200 and response.headers[TARGET] == "second"
+    empty = fleet.chat(key, "deployment/nothing")
+    assert_gateway_error(empty, 503, "SERVICE_UNAVAILABLE")
+    assert empty.headers["Retry-After"] == "1"
+
+
+def test_a_deployment_is_granted_like_a_model(fleet):
+    fleet.deploy("chat", {"targets": [target("a", "openai-main", "gpt-4o")]})
+    fleet.llm.grant("authz_rules:\n  - models: ['openai-main/*']\n    users: [bob]\n")
+    key = fleet.key()
+    assert_gateway_error(fleet.chat(key, "deployment/chat"), 403, "PERMISSION_DENIED")
+    fleet.llm.grant("authz_rules:\n  - models: ['deployment/chat']\n    users: [bob]\n")
+    assert fleet.chat(key, "deployment/chat").status_code == 200
+
+
+def test_another_orgs_deployment_is_404(fleet, cast):
+    from deployments import config
+
+    with org_scope(cast.globex):
+        Deployment.objects.create(
+            org=cast.globex,
+            name="theirs",
+            config=config.to_document(
+                config.parse({"targets": [target("a", "openai-main", "gpt-4o")]})
+            ),
+            status="ready",
+        )
+    store.bump_epoch(cast.globex.pk)
+    response = fleet.chat(fleet.key(), "deployment/theirs")  # bob may use deployment/*
+    assert_gateway_error(response, 404, "NOT_FOUND")
+
+
+def test_a_launched_endpoint_is_allowed_for_its_own_calls_only(fleet):
+    launched = ServerThread(fake_app, free_port()).start()  # not in allowed_private_hosts
+    try:
+        fleet.deploy(
+            "selfhosted",
+            {"targets": [{"name": "vllm", "launched": True, "model": "my-llama"}]},
+            launcher={"kind": "local"},
+            launcher_state={"base_url": f"{launched.url}/v1"},
+        )
+        key = fleet.key()
+        response = fleet.chat(key, "deployment/selfhosted")
+        assert response.status_code == 200, response.text
+        assert response.headers[TARGET] == "vllm"
+        sent = [r for r in RECORDED if r["headers"].get("host") == launched.url[7:]]
+        assert len(sent) == 1
+        assert sent[0]["body"]["model"] == "my-llama"
+        assert "authorization" not in sent[0]["headers"]  # no provider secret goes there
+        assert audit_of(response).data["target_fqn"] == ""
+        # The operator's rules still hold: a metadata address is never called.
+        fleet.deploy(
+            "metadata",
+            {"targets": [{"name": "evil", "launched": True, "model": "x"}]},
+            launcher={"kind": "local"},
+            launcher_state={"base_url": "http://169.254.169.254/v1"},
+        )
+        refused = fleet.chat(key, "deployment/metadata")
+        assert_gateway_error(refused, 503, "SERVICE_UNAVAILABLE")
+        assert audit_of(refused).data["attempts"] == [{"target": "evil", "outcome": "connect"}]
+    finally:
+        launched.stop()
