@@ -6,6 +6,7 @@ reachable for its own calls only, and nothing crosses organizations."""
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from deployments.models import Deployment
 from gateway.fake_upstream import RECORDED
@@ -37,6 +38,7 @@ from tests.ports import free_port
 TARGET = "X-Inferia-Target"
 
 
+@pytest.mark.redis
 def test_a_warm_deployment_call_touches_no_database(on_redis, fleet):
     fleet.deploy("chat", {"targets": [target("main", "openai-main", "gpt-4o")]})
     fleet.deploy(
