@@ -185,7 +185,7 @@ def _deployment_facts(entry: dict[str, Any]) -> dict[str, Any]:
     and the targets tried or skipped before it."""
     if not entry.get("deployment"):
         return {}
-    facts = {
+    facts: dict[str, Any] = {
         "deployment": str(entry["deployment"])[:50],
         "target": str(entry.get("target") or "")[:50],
         "target_fqn": str(entry.get("target_fqn") or "")[:260],

@@ -2,7 +2,8 @@
 slow, one failing) plus a port nobody listens on, each a provider account of Acme.
 
 The gateway's fixtures (``llm``, the servers, the per-test resets) live in
-``tests/gateway/conftest.py``; the routing tests import them from here. The fake
+``tests/gateway/conftest.py``; ``tests/deployments/conftest.py`` makes them and these
+available to the deployment tests. The fake
 upstreams of one test process share one request log (``RECORDED``): a request is
 told apart by the ``host`` it was sent to.
 
@@ -26,18 +27,7 @@ from inferia import store
 from orgs.scoping import org_scope
 from tests import ports
 from tests.conftest import client_for
-from tests.gateway.conftest import (  # noqa: F401 - fixtures for the modules importing these
-    ServerThread,
-    _fresh_gateway_state,
-    _usage_stream_per_worker,
-    backend,
-    fake_upstream,
-    flush_usage,
-    gateway_server,
-    llm,
-    on_redis,
-    wait_for,
-)
+from tests.gateway.conftest import ServerThread, flush_usage, wait_for
 
 CHAT = [{"role": "user", "content": "hi"}]
 # Models each upstream's account enables (the fake upstream's behaviour is by name).

@@ -5,24 +5,7 @@ while open; every target down is 503 with Retry-After."""
 
 from __future__ import annotations
 
-from tests.deployments.routing_fixtures import (  # noqa: F401 - fixtures
-    ServerThread,
-    _fresh_gateway_state,
-    _fresh_routing_state,
-    _usage_stream_per_worker,
-    audit_of,
-    backend,
-    bad_upstream,
-    dead_port,
-    elapsed,
-    fake_app,
-    fake_upstream,
-    fleet,
-    gateway_server,
-    llm,
-    slow_upstream,
-    target,
-)
+from tests.deployments.routing_fixtures import ServerThread, audit_of, elapsed, fake_app, target
 from tests.gateway.conftest import assert_gateway_error
 
 TARGET = "X-Inferia-Target"

@@ -8,7 +8,6 @@ import pytest
 
 from inferia import store
 from inferia.store.breaker import CLOSED, HALF_OPEN, OPEN, Event
-from tests.gateway.conftest import backend  # noqa: F401 - fixture
 
 KEY = store.keys.tagged("org-1", "breaker", "dep-1", "primary")
 T0 = 1_800_000_000.0

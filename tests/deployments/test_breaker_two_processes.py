@@ -7,21 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.deployments.routing_fixtures import (  # noqa: F401 - fixtures
-    CHAT,
-    _fresh_gateway_state,
-    _fresh_routing_state,
-    _usage_stream_per_worker,
-    backend,
-    bad_upstream,
-    dead_port,
-    fake_upstream,
-    fleet,
-    gateway_server,
-    llm,
-    slow_upstream,
-    target,
-)
+from tests.deployments.routing_fixtures import CHAT, target
 
 TARGET = "X-Inferia-Target"
 

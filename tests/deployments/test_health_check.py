@@ -11,24 +11,7 @@ from deployments.tasks import deployment_health_check
 from gateway.fake_upstream import RECORDED
 from inferia.celery import app
 from orgs.scoping import org_scope
-from tests.deployments.routing_fixtures import (  # noqa: F401 - fixtures
-    ServerThread,
-    _fresh_gateway_state,
-    _fresh_routing_state,
-    _usage_stream_per_worker,
-    audit_of,
-    backend,
-    bad_upstream,
-    dead_port,
-    fake_app,
-    fake_upstream,
-    fleet,
-    gateway_server,
-    host_of,
-    llm,
-    slow_upstream,
-    target,
-)
+from tests.deployments.routing_fixtures import ServerThread, audit_of, fake_app, host_of, target
 from tests.gateway.conftest import UPSTREAM_SECRET
 
 TARGET = "X-Inferia-Target"

@@ -8,22 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import client_for
-from tests.deployments.routing_fixtures import (  # noqa: F401 - fixtures
-    _fresh_gateway_state,
-    _fresh_routing_state,
-    _usage_stream_per_worker,
-    audit_of,
-    backend,
-    bad_upstream,
-    dead_port,
-    fake_upstream,
-    fleet,
-    gateway_server,
-    llm,
-    slow_upstream,
-    target,
-    usage_of,
-)
+from tests.deployments.routing_fixtures import audit_of, target, usage_of
 from tests.gateway.conftest import assert_gateway_error
 
 TARGET = "X-Inferia-Target"

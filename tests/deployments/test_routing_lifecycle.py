@@ -12,23 +12,12 @@ from deployments.models import Deployment
 from gateway.fake_upstream import RECORDED
 from inferia import store
 from orgs.scoping import org_scope
-from tests.deployments.routing_fixtures import (  # noqa: F401 - fixtures
+from tests.deployments.routing_fixtures import (
     CHAT,
     ServerThread,
-    _fresh_gateway_state,
-    _fresh_routing_state,
-    _usage_stream_per_worker,
     audit_of,
-    bad_upstream,
-    dead_port,
     fake_app,
-    fake_upstream,
-    fleet,
     flush_usage,
-    gateway_server,
-    llm,
-    on_redis,
-    slow_upstream,
     target,
 )
 from tests.gateway.conftest import assert_gateway_error

@@ -9,23 +9,7 @@ from collections import Counter
 
 import httpx
 
-from tests.deployments.routing_fixtures import (  # noqa: F401 - fixtures
-    _fresh_gateway_state,
-    _fresh_routing_state,
-    _usage_stream_per_worker,
-    audit_of,
-    bad_upstream,
-    dead_port,
-    elapsed,
-    fake_upstream,
-    fleet,
-    gateway_server,
-    llm,
-    slow_upstream,
-    target,
-    usage_of,
-    wait_for,
-)
+from tests.deployments.routing_fixtures import audit_of, elapsed, target, usage_of, wait_for
 from tests.gateway.conftest import assert_gateway_error
 
 TARGET = "X-Inferia-Target"
