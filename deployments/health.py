@@ -139,6 +139,24 @@ async def claim_probe(deployment: DeploymentRoute, target: TargetRoute, now: flo
     return granted
 
 
+def forget(deployment: Deployment) -> None:
+    """Drop the breakers of a deployment's targets (when it is deleted; a new deployment
+    of the same name has another id, so it never inherits them). Best effort: Redis
+    expires them anyway (``inferia.store.breaker.TTL_SECONDS``)."""
+    from deployments import config
+
+    try:
+        names = [t.name for t in config.parse(deployment.config).targets]
+    except Exception:  # noqa: BLE001 - a document that no longer parses names no target
+        return
+    try:
+        store.breaker_delete_sync(
+            [breaker_key(deployment.org_id, deployment.pk, name) for name in names]
+        )
+    except store.StoreUnavailable as exc:
+        logger.warning("breakers of deployment %s not dropped: %s", deployment.name, exc)
+
+
 # --- the API's view -----------------------------------------------------------------------
 
 

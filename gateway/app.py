@@ -15,6 +15,9 @@ One request: authenticate (cached principal) -> read and validate the body ->
 permission and model access -> limits and quotas with the revocation epoch (one
 Redis round trip) -> the upstream call through the account's adapter on the
 shared session -> the usage record (one Redis round trip) -> the answer.
+A ``deployment/<name>`` model is routed over its targets after the limits
+(``_complete_deployment``, docs/deployments-routing.md): each attempt is that same
+upstream call, and the answer names its target in ``X-Inferia-Target``.
 Errors use the contract's envelope plus ``type`` for the OpenAI SDK, and every
 response carries ``X-Request-ID``, ``X-Inferia-Overhead-Ms`` and, once the
 caller or its address is known, the ``X-RateLimit-*`` headers.

@@ -2,7 +2,8 @@
 
 A ``Principal`` snapshot is the one resolver's ``Access`` (``keys.resolver``)
 projected for the gateway: its effective permissions, the org's policy and the
-credential's expiry, plus the models it may use with their routes and its limits.
+credential's expiry, plus the models it may use with their routes and its limits,
+and the deployments it may use with the routes to their targets (``DeploymentRoute``).
 Snapshots are keyed by a SHA-256 of the credential (never the credential), live
 at most ``INFERIA_GATEWAY_CACHE_SECONDS``, and are dropped as soon as the org's
 epoch moves (checked on every request), so a revoke takes effect at once.

@@ -36,6 +36,7 @@ __all__ = [
     "StoreUnavailable",
     "UNLIMITED",
     "Window",
+    "breaker_delete_sync",
     "breaker_read",
     "breaker_read_sync",
     "breaker_update",
@@ -217,6 +218,17 @@ def breaker_read_sync(breaker_keys: list[str]) -> list[BreakerState]:
     if redis_enabled():
         return redis_store.call(lambda _c: redis_store.breaker_read(breaker_keys))
     return _db_breaker_read(breaker_keys)
+
+
+def breaker_delete_sync(breaker_keys: list[str]) -> None:
+    """Drop breakers (a deleted deployment's). Raises StoreUnavailable."""
+    if redis_enabled():
+        redis_store.breaker_delete(breaker_keys)
+        return
+    try:
+        db_store.breaker_delete(breaker_keys)
+    except DatabaseError as exc:
+        raise StoreUnavailable(type(exc).__name__) from exc
 
 
 def breaker_update_sync(key: str, event: Event) -> tuple[bool, BreakerState]:

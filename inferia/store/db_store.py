@@ -139,6 +139,10 @@ def breaker_read(breaker_keys: list[str]) -> list[BreakerState]:
     return [BreakerState.from_fields(rows.get(_row_key(k)) or {}) for k in breaker_keys]
 
 
+def breaker_delete(breaker_keys: list[str]) -> None:
+    BreakerRecord.objects.filter(key__in=[_row_key(k) for k in breaker_keys]).delete()
+
+
 def breaker_update(key: str, event: Event) -> tuple[bool, BreakerState]:
     """Apply ``event`` under the row's lock (``inferia.store.breaker.apply``)."""
     row_key = _row_key(key)

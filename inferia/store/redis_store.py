@@ -294,6 +294,12 @@ async def breaker_read(breaker_keys: list[str]) -> list[BreakerState]:
     return states
 
 
+def breaker_delete(breaker_keys: list[str]) -> None:
+    """Drop breakers (their keys share a tag: one command, one slot)."""
+    if breaker_keys:
+        call(lambda c: c.execute("DEL", *breaker_keys))
+
+
 async def breaker_update(key: str, event: Event) -> tuple[bool, BreakerState]:
     """Apply ``event`` atomically (``inferia.store.breaker``); (probe granted, new state)."""
     try:

@@ -85,3 +85,10 @@ def test_a_health_check_result_opens_or_closes_and_is_kept(on_store):
     assert up.state == CLOSED
     assert up.check_ok is True and up.check_latency_ms == pytest.approx(12.5)
     assert up.checked_at == pytest.approx(T0 + 60)
+
+
+def test_a_deleted_deployments_breakers_are_dropped(on_store):
+    fail(T0)
+    store.breaker_delete_sync([KEY])
+    (state,) = store.breaker_read_sync([KEY])
+    assert not state.known
