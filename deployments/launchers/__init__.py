@@ -63,7 +63,7 @@ def enabled() -> list[str]:
     return [kind for kind in settings.INFERIA_LAUNCHERS if kind in _REGISTRY]
 
 
-def get(kind: str) -> Launcher:
+def get(kind: Any) -> Launcher:
     """The launcher of ``kind`` if this server offers it; else VALIDATION_ERROR."""
     launcher = _REGISTRY.get(kind) if isinstance(kind, str) else None
     if launcher is None:

@@ -270,7 +270,7 @@ class KubernetesLauncher:
             labels[f"{LABEL_PREFIX}/deployment-id"] = check_deployment_id(deployment_id)
         # A model name may hold '/' (no label value may): an annotation carries it.
         annotations = {f"{LABEL_PREFIX}/model": spec["model"]}
-        metadata = {
+        metadata: dict[str, Any] = {
             "name": name,
             "namespace": spec["namespace"],
             "labels": labels,
@@ -285,7 +285,7 @@ class KubernetesLauncher:
             resources["requests"] = requests
         if limits:
             resources["limits"] = limits
-        env = [
+        env: list[dict[str, Any]] = [
             # The image runs as root by default; as 1000, caches go to a writable volume.
             {"name": "HOME", "value": "/cache"},
             {"name": "HF_HOME", "value": "/cache/huggingface"},

@@ -32,7 +32,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from django.conf import settings
@@ -147,7 +147,7 @@ def _is_ours(state: dict[str, Any]) -> bool:
     if child is not None:
         # Our own child: its pid is not reused before we reap it, and /proc shows an
         # empty command line while it exits, so its Popen says what it runs.
-        if child.poll() is not None or list(child.args)[1:] != expected:
+        if child.poll() is not None or cast(list[str], child.args)[1:] != expected:
             return False
     elif not _alive(pid):
         return False
