@@ -9,8 +9,8 @@ production profile refuses it): a production server never spawns processes on re
 Spec: ``{"kind": "local", "model": "<the model name the endpoint serves>", "port": N}``
 (``port`` optional: else a free one, from ``INFERIA_LAUNCHER_LOCAL_PORTS`` when set).
 
-Each started process is new session (its own process group, so a signal to the web
-server's group does not reach it and ``stop`` ends all it started), gets a clean
+Each started process leads a session of its own (its own process group, so a signal to
+the web server's group does not reach it and ``stop`` ends all it started), gets a clean
 environment (no secret of this server's), logs to ``INFERIA_LAUNCHER_DIR/local/<id>.log``,
 and has a record beside it (``<id>.json``: pid, port, the process's start time). ``stop``
 signals a pid only after checking in /proc that it is still that process (its command
@@ -359,7 +359,7 @@ class LocalLauncher:
             for candidate in (state or {}, record):
                 if _is_ours(candidate):
                     _terminate(candidate["pid"])
-                elif candidate.get("pid") and _alive(candidate["pid"]):
+                elif isinstance(candidate.get("pid"), int) and _alive(candidate["pid"]):
                     logger.warning(
                         "local launcher: deployment %s: pid %s is no longer its process; "
                         "left alone",
