@@ -415,6 +415,55 @@ INFERIA_GATEWAY_ANONYMOUS_RPM = env.int("INFERIA_GATEWAY_ANONYMOUS_RPM", default
 INFERIA_GATEWAY_REDIS_TIMEOUT = env.float("INFERIA_GATEWAY_REDIS_TIMEOUT", default=1.0)
 INFERIA_GATEWAY_SECRET_CACHE_SECONDS = env.int("INFERIA_GATEWAY_SECRET_CACHE_SECONDS", default=300)
 
+# --- Deployments: launchers (docs/deployments-launchers.md) -------------------------
+# The launcher kinds a deployment's `launcher` spec may name. "local" starts a process
+# on this server per deployment (the repository's fake upstream: demos and tests), so
+# only embedded and debug runs (`make run`, the test suite) enable it by default, and
+# the production profile refuses it: a production server never spawns processes on a
+# tenant's request. "kubernetes" renders a vLLM Deployment and Service.
+_LAUNCHER_KINDS = ("local", "kubernetes")
+INFERIA_LAUNCHERS = env.list(
+    "INFERIA_LAUNCHERS", default=["kubernetes"] if DEPLOYMENT else list(_LAUNCHER_KINDS)
+)
+if set(INFERIA_LAUNCHERS) - set(_LAUNCHER_KINDS):
+    raise ImproperlyConfigured(f"INFERIA_LAUNCHERS: each one of {', '.join(_LAUNCHER_KINDS)}")
+if PRODUCTION and "local" in INFERIA_LAUNCHERS:
+    raise ImproperlyConfigured(
+        "INFERIA_LAUNCHERS cannot enable 'local' with INFERIA_ENV=production"
+    )
+# Where launchers keep what they make: the local launcher's logs and process records,
+# the Kubernetes launcher's rendered manifests (created with mode 0700).
+INFERIA_LAUNCHER_DIR = Path(env.str("INFERIA_LAUNCHER_DIR", default=str(VAR_DIR / "launchers")))
+# The local launcher's ports, "LOW-HIGH" (empty: any free port the system gives), and
+# how long it waits for a started process to answer HTTP.
+INFERIA_LAUNCHER_LOCAL_PORTS = env.str("INFERIA_LAUNCHER_LOCAL_PORTS", default="")
+if INFERIA_LAUNCHER_LOCAL_PORTS:
+    _low, _sep, _high = INFERIA_LAUNCHER_LOCAL_PORTS.partition("-")
+    if not (_low.isdigit() and _high.isdigit() and 1024 <= int(_low) <= int(_high) <= 65535):
+        raise ImproperlyConfigured(
+            "INFERIA_LAUNCHER_LOCAL_PORTS must be LOW-HIGH within 1024-65535"
+        )
+INFERIA_LAUNCHER_START_SECONDS = env.float("INFERIA_LAUNCHER_START_SECONDS", default=20.0)
+# Kubernetes: manifests are only rendered unless INFERIA_KUBERNETES_APPLY is on and the
+# kubectl named here is installed (it uses its own kubeconfig: KUBECONFIG or in-cluster).
+INFERIA_KUBERNETES_APPLY = env.bool("INFERIA_KUBERNETES_APPLY", default=False)
+INFERIA_KUBECTL = env.str("INFERIA_KUBECTL", default="kubectl")
+INFERIA_KUBECTL_TIMEOUT_SECONDS = env.float("INFERIA_KUBECTL_TIMEOUT_SECONDS", default=60.0)
+# The namespaces a spec may name (the first is the default). Resource names carry a
+# digest of org and deployment, so orgs sharing a namespace never name the same object.
+INFERIA_KUBERNETES_NAMESPACES = env.list("INFERIA_KUBERNETES_NAMESPACES", default=["inferia"])
+if not INFERIA_KUBERNETES_NAMESPACES:
+    raise ImproperlyConfigured("INFERIA_KUBERNETES_NAMESPACES must name at least one namespace")
+# The image repositories a spec may name (any tag or digest of them); anything else
+# would let a tenant run an arbitrary container in the cluster.
+INFERIA_KUBERNETES_IMAGES = env.list("INFERIA_KUBERNETES_IMAGES", default=["vllm/vllm-openai"])
+INFERIA_KUBERNETES_CLUSTER_DOMAIN = env.str(
+    "INFERIA_KUBERNETES_CLUSTER_DOMAIN", default="cluster.local"
+)
+# A Secret (in the deployment's namespace, key "token") whose value vLLM gets as
+# HF_TOKEN for gated models; the operator's, never named by a tenant's spec.
+INFERIA_KUBERNETES_HF_TOKEN_SECRET = env.str("INFERIA_KUBERNETES_HF_TOKEN_SECRET", default="")
+
 # --- E-mail ---------------------------------------------------------------------
 EMAIL_URL = env.str("INFERIA_EMAIL_URL", default="")
 if EMAIL_URL:

@@ -17,6 +17,9 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # The gateway's ORM calls run in a long-lived thread; with persistent connections
 # it would keep one open and the test database could not be dropped at the end.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+# Deployments' launchers: the local one (a fake upstream process per deployment) in every
+# suite, also the PostgreSQL + Redis one whose settings otherwise make a "deployment".
+INFERIA_LAUNCHERS = ["local", "kubernetes"]
 
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "")
 # Remap once: subprocesses of a test inherit both the remapped URL and this marker.
