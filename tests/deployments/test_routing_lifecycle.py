@@ -8,6 +8,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from deployments import launchers
 from deployments.models import Deployment
 from gateway.fake_upstream import RECORDED
 from inferia import store
@@ -22,7 +23,7 @@ from tests.deployments.routing_fixtures import (
 )
 from tests.gateway.conftest import assert_gateway_error
 from tests.gateway.test_hot_path import no_database
-from tests.ports import free_port
+from tests.ports import free_port, port_range, worker_slice
 
 TARGET = "X-Inferia-Target"
 
@@ -173,3 +174,33 @@ def test_a_launched_endpoint_is_allowed_for_its_own_calls_only(fleet):
         assert audit_of(refused).data["attempts"] == [{"target": "evil", "outcome": "connect"}]
     finally:
         launched.stop()
+
+
+def test_a_deployment_routes_to_the_process_its_local_launcher_started(fleet, settings, tmp_path):
+    settings.INFERIA_LAUNCHER_DIR = tmp_path / "launchers"
+    ports = port_range(None)
+    if ports is not None:  # a shared machine: stay in this run's ports
+        mine = worker_slice(ports)
+        settings.INFERIA_LAUNCHER_LOCAL_PORTS = f"{mine.start}-{mine.stop - 1}"
+    launcher = launchers.get("local")
+    deployment = fleet.deploy(
+        "local-llm",
+        {"targets": [{"name": "proc", "launched": True, "model": "demo-model"}]},
+        status="creating",
+        launcher={"kind": "local", "model": "demo-model"},
+    )
+    state = launcher.start(str(deployment.pk), {"kind": "local", "model": "demo-model"})
+    try:
+        fleet.change(deployment, launcher_state=state, status="ready")
+        key = fleet.key()
+        response = fleet.chat(key, "deployment/local-llm")
+        assert response.status_code == 200, response.text
+        assert response.headers[TARGET] == "proc"
+        assert response.json()["choices"][0]["message"]["content"] == (
+            "Hello from the fake upstream."
+        )
+    finally:
+        launcher.stop(str(deployment.pk), state)
+    # The process is gone: its only target cannot answer.
+    stopped = fleet.chat(key, "deployment/local-llm")
+    assert_gateway_error(stopped, 503, "SERVICE_UNAVAILABLE")
