@@ -759,11 +759,8 @@ async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
     await _attempt(call, send, receive, call.chosen_route)
 
 
-async def _within(deadline: float | None, awaitable):
-    """``await awaitable``, cut at ``deadline`` (the loop's clock; None: no cut) with
-    TimeoutError."""
-    if deadline is None:
-        return await awaitable
+async def _within(deadline: float, awaitable):
+    """``await awaitable``, cut at ``deadline`` (the loop's clock) with TimeoutError."""
     async with asyncio.timeout_at(deadline):
         return await awaitable
 
@@ -796,15 +793,13 @@ async def _attempt(
     deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
     started = time.perf_counter()
     try:
-        upstream = await _within(
-            deadline,
-            http.post(
-                upstream_call.url,
-                upstream_call.headers,
-                orjson.dumps(upstream_call.body),
-                allowed_private_hosts=allowed,
-            ),
+        posting = http.post(
+            upstream_call.url,
+            upstream_call.headers,
+            orjson.dumps(upstream_call.body),
+            allowed_private_hosts=allowed,
         )
+        upstream = await (posting if deadline is None else _within(deadline, posting))
     except (http.UpstreamTimeout, http.UpstreamUnreachable, TimeoutError) as exc:
         call.upstream_seconds += time.perf_counter() - started
         raise _fault(exc) from exc
@@ -814,7 +809,8 @@ async def _attempt(
         call.upstream_seconds += first_byte
         return await _stream(call, send, receive, adapter, upstream_call, upstream), first_byte
     try:
-        content = await _within(deadline, upstream.read())
+        reading = upstream.read()
+        content = await (reading if deadline is None else _within(deadline, reading))
     except (http.UpstreamTimeout, TimeoutError) as exc:
         raise _fault(exc) from exc
     except http.UpstreamUnreachable as exc:
