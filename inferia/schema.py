@@ -23,6 +23,10 @@ TAGS = [
     ("service-accounts", "Non-human identities whose keys outlive their maker's membership."),
     ("provider-accounts", "Upstream LLM accounts with encrypted secrets and per-account grants."),
     ("access-rules", "Which models each user, team, role and service account may use."),
+    (
+        "deployments",
+        "Named model endpoints (deployment/<name>) routing across targets, with versions.",
+    ),
     ("sso", "Single sign-on: identity providers, group mapping rules, verified e-mail domains."),
     ("audit", "The append-only audit log (JSON pages, CSV, JSON lines)."),
     (
