@@ -171,7 +171,7 @@ class DeploymentsYamlView(OrgAPIView):
         data = request.data
         document = access_rules.load_yaml(data) if isinstance(data, str) else data
         plan = services.deployments_replace(
-            access=request.access, document=document, meta=request_meta(request), source="api"
+            access=request.access, document=document, meta=request_meta(request), source="yaml"
         )
         results = s.DeploymentOutput(selectors.deployment_list(), many=True).data
         return Response({**plan.changes, "results": results})
