@@ -51,7 +51,9 @@ def deployment_health(deployment: Deployment) -> dict[str, Any]:
         "targets": [
             {
                 "name": target.get("name", ""),
-                "fqn": "" if target.get("launched") else f"{target.get('account')}/{target.get('model')}",
+                "fqn": ""
+                if target.get("launched")
+                else f"{target.get('account')}/{target.get('model')}",
                 "state": "unknown",
             }
             for target in targets

@@ -24,6 +24,7 @@ stops routing first (``stopped``, epoch bumped), then stops the launcher, then d
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -162,7 +163,9 @@ def _check_in_org(
                 details={f"{path}account": ["No such provider account."]},
             )
         if target.model not in account.model_names:
-            errors[f"{path}model"] = [f"{target.model!r} is not an enabled model of {account.name}."]
+            errors[f"{path}model"] = [
+                f"{target.model!r} is not an enabled model of {account.name}."
+            ]
     if errors:
         raise ValidationError(
             "The routing configuration is invalid; nothing was changed", details=errors
@@ -176,7 +179,9 @@ def _check_in_org(
         if not decided[target.fqn]:
             raise PermissionDenied(
                 f"You may not use {target.fqn}, so you cannot route a deployment to it",
-                details={f"{where}targets[{index}].model": [f"{target.fqn} is not granted to you."]},
+                details={
+                    f"{where}targets[{index}].model": [f"{target.fqn} is not granted to you."]
+                },
             )
 
 
@@ -703,13 +708,13 @@ def deployments_apply(
     started: list[tuple[str, str, dict[str, Any]]] = []
     try:
         for deployment in plan.deletes:
-            kind, state, pk = deployment.launcher.get("kind"), deployment.launcher_state, deployment.pk
+            kind = str(deployment.launcher.get("kind") or "")
+            stop = functools.partial(
+                _stop_quietly, str(deployment.pk), kind, dict(deployment.launcher_state)
+            )
             _delete_row(access, deployment, meta, source)
             if kind:
-                transaction.on_commit(
-                    lambda pk=pk, kind=kind, state=state: _stop_quietly(str(pk), kind, state),
-                    robust=True,
-                )
+                transaction.on_commit(stop, robust=True)
         for deployment, description, document in plan.updates:
             locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
             _update_row(

@@ -69,7 +69,11 @@ def _sample_config() -> str:
                 {
                     "strategy": "priority",
                     "targets": [
-                        {"name": "primary", "account": account.name, "model": account.model_names[0]}
+                        {
+                            "name": "primary",
+                            "account": account.name,
+                            "model": account.model_names[0],
+                        }
                     ],
                 }
             )

@@ -407,12 +407,15 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str]] = {
     ),
     ("GET", "/api/v1/orgs/{org}/access-rules.yaml"): (
         "Export the rules as YAML",
-        "Every rule as one `authz_rules:` YAML document. Needs `model:read`.",
+        "Every rule as one `authz_rules:` YAML document, with a `deployments:` section "
+        "when the organization has deployments. Needs `model:read`.",
     ),
     ("PUT", "/api/v1/orgs/{org}/access-rules.yaml"): (
         "Replace the rules from YAML",
         "Replace the whole rule set with an `authz_rules:` document (YAML or JSON), "
-        "all or nothing: one bad rule and nothing changes (400). Needs `policy:manage`.",
+        "all or nothing: one bad rule and nothing changes (400). Needs `policy:manage`. "
+        "An optional `deployments:` section replaces the deployments in the same "
+        "transaction (with the deployment permissions for what changes).",
     ),
     ("GET", "/api/v1/orgs/{org}/access-rules/effective"): (
         "Explain effective model access",
@@ -456,7 +459,7 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str]] = {
     ),
     ("POST", "/api/v1/orgs/{org}/deployments/{name}/rollback"): (
         "Roll a deployment back",
-        "`{\"version\": n}`: a new version copying version n's routing, checked again as "
+        '`{"version": n}`: a new version copying version n\'s routing, checked again as '
         "if written now. Needs `deployment:update`.",
     ),
     ("GET", "/api/v1/orgs/{org}/deployments/{name}/health"): (

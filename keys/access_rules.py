@@ -195,10 +195,12 @@ def export_rules() -> list[dict[str, Any]]:
     return out
 
 
-def export_yaml() -> str:
-    """The rules, and the org's deployments when it has any (one document, one import)."""
+def export_yaml(access: Access | None = None) -> str:
+    """The rules, and the org's deployments when it has any and ``access`` may see them
+    (``deployment:view``; no access: the operator's export): one document, one import."""
     document: dict[str, Any] = {"authz_rules": export_rules()}
-    deployments = deployment_documents.export_entries()
+    shows_deployments = access is None or access.can("deployment:view")
+    deployments = deployment_documents.export_entries() if shows_deployments else []
     if deployments:
         document["deployments"] = deployments
     return yaml.safe_dump(document, sort_keys=False)

@@ -71,7 +71,7 @@ class DeploymentUpdateInput(RoutingInputMixin, InputSerializer):
 
 
 class DeploymentRollbackInput(InputSerializer):
-    version = serializers.IntegerField(min_value=1)
+    version = serializers.IntegerField(min_value=1, max_value=2_147_483_647)
     comment = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
@@ -141,7 +141,7 @@ class TargetHealthOutput(serializers.Serializer):
 class DeploymentHealthOutput(serializers.Serializer):
     deployment = serializers.CharField()
     status = serializers.CharField()
-    status_reason = serializers.CharField()
+    status_reason = serializers.CharField(required=False)
     targets = TargetHealthOutput(many=True)
 
 

@@ -7,9 +7,7 @@ from deployments.api import views
 app_name = "deployments-api"
 
 urlpatterns = [
-    path(
-        "orgs/<slug:org>/deployments", views.DeploymentListView.as_view(), name="deployment-list"
-    ),
+    path("orgs/<slug:org>/deployments", views.DeploymentListView.as_view(), name="deployment-list"),
     path(
         "orgs/<slug:org>/deployments.yaml",
         views.DeploymentsYamlView.as_view(),

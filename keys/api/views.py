@@ -379,7 +379,7 @@ class AccessRulesYamlView(OrgAPIView):
     @extend_schema(responses={(200, "application/yaml"): s.AccessRulesDocument})
     def get(self, request, org):
         return HttpResponse(
-            access_rules.export_yaml(), content_type="application/yaml; charset=utf-8"
+            access_rules.export_yaml(request.access), content_type="application/yaml; charset=utf-8"
         )
 
     @extend_schema(

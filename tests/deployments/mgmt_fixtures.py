@@ -74,10 +74,13 @@ class RecordingLauncher:
         unknown = sorted(set(spec) - {"kind", "model"})
         if unknown:
             raise ValidationError(
-                "Invalid launcher spec", details={f"launcher.{k}": ["Unknown field."] for k in unknown}
+                "Invalid launcher spec",
+                details={f"launcher.{k}": ["Unknown field."] for k in unknown},
             )
         if not isinstance(spec.get("model"), str) or not spec["model"]:
-            raise ValidationError("Invalid launcher spec", details={"launcher.model": ["Required."]})
+            raise ValidationError(
+                "Invalid launcher spec", details={"launcher.model": ["Required."]}
+            )
         return {"kind": self.kind, "model": spec["model"]}
 
     def start(self, deployment_id: str, spec: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from inferia import store
 from keys.models import AccessRule
 from orgs.access import BUILTIN_ROLES, PERMISSION_DESCRIPTIONS, PERMISSIONS
 from tests.conftest import assert_error
-from tests.deployments.mgmt_fixtures import CHAT, URL, create, grant, world  # noqa: F401
+from tests.deployments.mgmt_fixtures import URL, create, grant
 from tests.keys.conftest import key_client, mint
 
 
@@ -37,7 +37,9 @@ def test_create_then_list_and_show(world, alice_client, vera_client):
     assert body["launcher"] == {} and body["fallback_on"] == ["429", "5xx", "timeout", "connect"]
     row = Deployment.all_orgs.get(name="chat")
     assert row.org_id == world.cast.acme.pk and row.config["targets"][0]["weight"] == 1.0
-    assert list(DeploymentVersion.all_orgs.filter(deployment=row).values_list("number", flat=True)) == [1]
+    assert list(
+        DeploymentVersion.all_orgs.filter(deployment=row).values_list("number", flat=True)
+    ) == [1]
     # A viewer sees it (deployment:view), in the list and alone.
     listed = vera_client.get(URL)
     assert listed.status_code == 200
@@ -95,7 +97,10 @@ def test_each_write_needs_its_own_permission(world, alice_client):
     cases = [
         (lambda c: create(c, name="other"), "deployment:create"),
         (lambda c: c.patch(f"{URL}/chat", {"retries": 2}, format="json"), "deployment:update"),
-        (lambda c: c.post(f"{URL}/chat/rollback", {"version": 1}, format="json"), "deployment:update"),
+        (
+            lambda c: c.post(f"{URL}/chat/rollback", {"version": 1}, format="json"),
+            "deployment:update",
+        ),
         (lambda c: c.delete(f"{URL}/chat"), "deployment:delete"),
     ]
     for call, permission in cases:
@@ -178,9 +183,7 @@ def test_a_target_naming_a_deployment_is_refused(world, alice_client):
     assert create(alice_client).status_code == 201
     body = {"name": "loop", "targets": [{"name": "t", "account": "deployment", "model": "chat"}]}
     error = assert_error(create(alice_client, body), 400, "VALIDATION_ERROR")
-    assert error["details"] == {
-        "targets[0].account": ["A deployment cannot target a deployment."]
-    }
+    assert error["details"] == {"targets[0].account": ["A deployment cannot target a deployment."]}
     # Nor may a deployment be changed to target itself.
     response = alice_client.patch(
         f"{URL}/chat",
@@ -327,7 +330,9 @@ def test_rollback_is_checked_as_if_written_now(world, alice_client):
     # openai-main goes: version 1 now names an account that does not exist.
     account_id = alice_client.get("/api/v1/orgs/acme/provider-accounts").json()["results"]
     openai_id = next(a["id"] for a in account_id if a["name"] == "openai-main")
-    assert alice_client.delete(f"/api/v1/orgs/acme/provider-accounts/{openai_id}").status_code == 204
+    assert (
+        alice_client.delete(f"/api/v1/orgs/acme/provider-accounts/{openai_id}").status_code == 204
+    )
     response = alice_client.post(f"{URL}/chat/rollback", {"version": 1}, format="json")
     assert assert_error(response, 404, "NOT_FOUND")["details"] == {
         "targets[0].account": ["No such provider account."]
@@ -351,9 +356,10 @@ def test_pause_and_resume(world, alice_client, django_capture_on_commit_callback
         response = alice_client.patch(f"{URL}/chat", {"status": "stopped"}, format="json")
     assert response.status_code == 200 and response.json()["status"] == "stopped"
     assert store.epoch(world.cast.acme.pk) > epoch
-    assert alice_client.patch(f"{URL}/chat", {"status": "ready"}, format="json").json()[
-        "status"
-    ] == "ready"
+    assert (
+        alice_client.patch(f"{URL}/chat", {"status": "ready"}, format="json").json()["status"]
+        == "ready"
+    )
     error = assert_error(
         alice_client.patch(f"{URL}/chat", {"status": "creating"}, format="json"),
         400,

@@ -8,7 +8,7 @@ import pytest
 from audit.models import AuditRecord
 from deployments.models import Deployment
 from tests.dashboard.conftest import page_client
-from tests.deployments.mgmt_fixtures import CHAT, create, world  # noqa: F401
+from tests.deployments.mgmt_fixtures import create
 
 LIST = "/orgs/acme/deployments"
 DETAIL = "/orgs/acme/deployments/chat"
@@ -136,7 +136,9 @@ def test_an_edit_the_service_refuses_stays_on_the_form(world, alice_client, alic
         DETAIL, {"op": "update", "config": ROUTING.replace("gpt-4o", "gpt-5")}
     )
     assert response.status_code == 400
-    assert "targets[0].model: &#x27;gpt-5&#x27; is not an enabled model" in response.content.decode()
+    assert (
+        "targets[0].model: &#x27;gpt-5&#x27; is not an enabled model" in response.content.decode()
+    )
     assert Deployment.all_orgs.get(name="chat").version == 1
 
 

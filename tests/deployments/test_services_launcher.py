@@ -14,12 +14,10 @@ from inferia.errors import ValidationError
 from orgs.access import resolve_member
 from orgs.scoping import org_scope
 from tests.conftest import assert_error
-from tests.deployments.mgmt_fixtures import (  # noqa: F401
+from tests.deployments.mgmt_fixtures import (
     LAUNCHED,
     URL,
     create,
-    test_launcher,
-    world,
 )
 
 

@@ -9,7 +9,7 @@ from audit.models import AuditRecord
 from deployments.models import Deployment, DeploymentVersion
 from keys.models import AccessRule
 from tests.conftest import assert_error
-from tests.deployments.mgmt_fixtures import CHAT, LAUNCHED, create, test_launcher, world  # noqa: F401
+from tests.deployments.mgmt_fixtures import CHAT, LAUNCHED, create
 from tests.keys.conftest import key_client, mint
 
 YAML_URL = "/api/v1/orgs/acme/deployments.yaml"
@@ -96,7 +96,9 @@ def test_import_creates_updates_and_deletes_to_match(world, alice_client):
 
 def test_import_is_all_or_nothing_with_errors_named_by_path(world, alice_client):
     assert create(alice_client).status_code == 201
-    text = DOCUMENT.replace("weight: 3}", "weight: -1}").replace("priority: 1}", "priority: 1, colour: red}")
+    text = DOCUMENT.replace("weight: 3}", "weight: -1}").replace(
+        "priority: 1}", "priority: 1, colour: red}"
+    )
     error = assert_error(put(alice_client, text), 400, "VALIDATION_ERROR")
     assert error["details"] == {
         "deployments[0].targets[1].colour": ["Unknown field."],
@@ -129,7 +131,9 @@ def test_import_refuses_duplicates_cycles_and_unknown_fields(world, alice_client
 
 def test_import_needs_the_permission_for_each_kind_of_change(world, alice_client):
     assert create(alice_client).status_code == 201
-    creator = key_client(mint(alice_client, permissions=["deployment:view", "deployment:create"])["key"])
+    creator = key_client(
+        mint(alice_client, permissions=["deployment:view", "deployment:create"])["key"]
+    )
     # Adding bulk is a create; dropping nothing else, keeping chat as it is.
     keep_chat = DOCUMENT
     assert put(creator, keep_chat).status_code == 200
@@ -181,11 +185,14 @@ def test_a_launcher_failing_during_an_import_undoes_everything(world, alice_clie
 
 # --- the deployments: section of the access-rules document ----------------------------------
 
-RULES_WITH_DEPLOYMENTS = """\
+RULES_WITH_DEPLOYMENTS = (
+    """\
 authz_rules:
   - models: [deployment/chat]
     users: [bob]
-""" + DOCUMENT
+"""
+    + DOCUMENT
+)
 
 
 def test_rules_may_name_deployments_defined_in_the_same_file(world, alice_client):
@@ -232,7 +239,18 @@ def test_an_error_in_either_section_changes_neither(world, alice_client):
 
 def test_the_section_needs_the_deployment_permissions_too(world, alice_client):
     policy_only = key_client(mint(alice_client, permissions=["policy:manage", "model:read"])["key"])
-    error = assert_error(put(policy_only, RULES_WITH_DEPLOYMENTS, RULES_URL), 403, "PERMISSION_DENIED")
+    error = assert_error(
+        put(policy_only, RULES_WITH_DEPLOYMENTS, RULES_URL), 403, "PERMISSION_DENIED"
+    )
     assert "deployment:create" in error["message"]
     assert not Deployment.all_orgs.exists()
     assert not AccessRule.all_orgs.filter(model_patterns=["deployment/chat"]).exists()
+
+
+def test_the_rules_export_shows_deployments_only_to_who_may_see_them(world, alice_client):
+    assert create(alice_client).status_code == 201
+    rules_reader = key_client(mint(alice_client, permissions=["model:read"])["key"])
+    assert list(yaml.safe_load(rules_reader.get(RULES_URL).content)) == ["authz_rules"]
+    both = key_client(mint(alice_client, permissions=["model:read", "deployment:view"])["key"])
+    document = yaml.safe_load(both.get(RULES_URL).content)
+    assert [d["name"] for d in document["deployments"]] == ["chat"]
