@@ -25,8 +25,10 @@ from typing import Any
 
 import yaml
 
+from deployments import config as routing
 from deployments.config import _FIELDS as ROUTING_FIELDS  # the routing document's top-level fields
 from deployments.models import Deployment
+from inferia.errors import ValidationError
 
 ENTRY_FIELDS = ("name", "description", "launcher")
 DESCRIPTION_MAX_LENGTH = 500
@@ -73,12 +75,21 @@ def split_entry(raw: Any, where: str) -> Entry:
     return Entry(name, description, launcher, routing_document(raw), errors)
 
 
+def canonical(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored routing document in the grammar's field order (PostgreSQL's jsonb keeps
+    no key order); as stored if it no longer parses."""
+    try:
+        return routing.to_document(routing.parse(config))
+    except ValidationError:
+        return dict(config)
+
+
 def entry_for(deployment: Deployment) -> dict[str, Any]:
     """The entry of a stored deployment (what ``split_entry`` reads back)."""
     entry: dict[str, Any] = {"name": deployment.name}
     if deployment.description:
         entry["description"] = deployment.description
-    entry.update(deployment.config)
+    entry.update(canonical(deployment.config))
     if deployment.launcher:
         entry["launcher"] = dict(deployment.launcher)
     return entry

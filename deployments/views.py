@@ -159,7 +159,7 @@ def deployment_detail(request: OrgPageRequest, org: Organization, name: str) -> 
             return refused
     initial: dict[str, Any] = {
         "description": deployment.description,
-        "config": forms.config_text(deployment.config),
+        "config": forms.config_text(documents.canonical(deployment.config)),
     }
     form = forms.DeploymentForm(
         request.POST if op == "update" else None, initial=initial, editing=True
@@ -219,7 +219,7 @@ def deployment_detail(request: OrgPageRequest, org: Organization, name: str) -> 
             health=health,
             versions=list(selectors.deployment_version_list(deployment)[:50]),
             form=form if request.access.can("deployment:update") else None,
-            config_yaml=forms.config_text(deployment.config),
+            config_yaml=forms.config_text(documents.canonical(deployment.config)),
             launcher_yaml=forms.config_text(deployment.launcher),
         ),
         status=400 if form.errors else 200,

@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import io
+
+import pytest
 import yaml
+from django.core.management import CommandError, call_command
 
 from audit.models import AuditRecord
 from deployments.models import Deployment, DeploymentVersion
@@ -254,3 +258,28 @@ def test_the_rules_export_shows_deployments_only_to_who_may_see_them(world, alic
     both = key_client(mint(alice_client, permissions=["model:read", "deployment:view"])["key"])
     document = yaml.safe_load(both.get(RULES_URL).content)
     assert [d["name"] for d in document["deployments"]] == ["chat"]
+
+
+def test_the_command_applies_the_section_and_refuses_routing_it_cannot_vouch_for(
+    world, alice_client, tmp_path
+):
+    def apply(text: str, *args: str) -> str:
+        path = tmp_path / "rules.yaml"
+        path.write_text(text)
+        out = io.StringIO()
+        call_command("apply_access_rules", str(path), "--org=acme", *args, stdout=out)
+        return out.getvalue()
+
+    assert create(alice_client).status_code == 201
+    exported = alice_client.get(RULES_URL).content.decode()
+    # An unchanged section needs no routing check: the export applies as it is.
+    assert "applied" in apply(exported)
+    assert "'created': []" in apply(exported, "--dry-run")
+    # The operator is no member whose model access the rules decide: it cannot vouch
+    # for a new route to a provider's model (a clean error, nothing changed).
+    with pytest.raises(CommandError) as refused:
+        apply(RULES_WITH_DEPLOYMENTS, "--dry-run")
+    assert "cannot route a deployment" in str(refused.value)
+    with pytest.raises(CommandError):
+        apply(RULES_WITH_DEPLOYMENTS)
+    assert state(world.cast.acme) == {"chat": (1, "priority")}
