@@ -256,6 +256,14 @@ def _create_row(
     return deployment
 
 
+def _locked(deployment: Deployment) -> Deployment:
+    """The row again, locked for this transaction (deleted meanwhile: NOT_FOUND)."""
+    locked = Deployment.objects.select_for_update().filter(pk=deployment.pk).first()
+    if locked is None:
+        raise NotFound("Deployment not found")
+    return locked
+
+
 def _update_row(
     access: Access,
     deployment: Deployment,
@@ -275,15 +283,21 @@ def _update_row(
         fields.append("description")
     if document is not None and (document != deployment.config or rolled_back_from is not None):
         number = deployment.version + 1
-        DeploymentVersion.objects.create(
-            org=access.org,
-            deployment=deployment,
-            number=number,
-            config=document,
-            comment=comment,
-            rolled_back_from=rolled_back_from,
-            created_by=access.user,
-        )
+        try:
+            with transaction.atomic():
+                DeploymentVersion.objects.create(
+                    org=access.org,
+                    deployment=deployment,
+                    number=number,
+                    config=document,
+                    comment=comment,
+                    rolled_back_from=rolled_back_from,
+                    created_by=access.user,
+                )
+        except IntegrityError as exc:  # another change took this number (no row locks in SQLite)
+            raise Conflict(
+                f"Deployment {deployment.name} changed meanwhile; reload it and try again"
+            ) from exc
         deployment.config = document
         deployment.version = number
         fields += ["config", "version"]
@@ -459,7 +473,7 @@ def deployment_update(
         else None
     )
     with transaction.atomic():
-        locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        locked = _locked(deployment)
         return _update_row(
             access,
             locked,
@@ -496,7 +510,7 @@ def deployment_rollback(
         raise Conflict(f"Version {version} is the current version of {deployment.name}")
     document = config_validate(access, old.config, launcher=deployment.launcher)
     with transaction.atomic():
-        locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        locked = _locked(deployment)
         return _update_row(
             access,
             locked,
@@ -529,7 +543,7 @@ def deployment_set_status(
             details={"status": [f"One of: {', '.join(s.value for s in SETTABLE_STATUSES)}."]},
         )
     with transaction.atomic():
-        locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        locked = _locked(deployment)
         if locked.status == DeploymentStatus.CREATING:
             raise Conflict(f"Deployment {locked.name} is still being created")
         if locked.status == status and locked.status_reason == reason:
@@ -564,7 +578,7 @@ def deployment_delete(
     """
     access.require("deployment:delete")
     with transaction.atomic():
-        locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        locked = _locked(deployment)
         if locked.status != DeploymentStatus.STOPPED or locked.status_reason != "Deleting":
             locked.status = DeploymentStatus.STOPPED
             locked.status_reason = "Deleting"
@@ -716,7 +730,7 @@ def deployments_apply(
             if kind:
                 transaction.on_commit(stop, robust=True)
         for deployment, description, document in plan.updates:
-            locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
+            locked = _locked(deployment)
             _update_row(
                 access,
                 locked,
