@@ -23,6 +23,10 @@ TAGS = [
     ("service-accounts", "Non-human identities whose keys outlive their maker's membership."),
     ("provider-accounts", "Upstream LLM accounts with encrypted secrets and per-account grants."),
     ("access-rules", "Which models each user, team, role and service account may use."),
+    (
+        "deployments",
+        "Named model endpoints (deployment/<name>) routing across targets, with versions.",
+    ),
     ("sso", "Single sign-on: identity providers, group mapping rules, verified e-mail domains."),
     ("audit", "The append-only audit log (JSON pages, CSV, JSON lines)."),
     (
@@ -83,7 +87,8 @@ _ERROR_TEXT = {
     "404": "NOT_FOUND: unknown id, or anything of another organization.",
     "409": "CONFLICT: the state forbids it (last owner, used invitation, name taken).",
     "429": "RATE_LIMITED: too many attempts; wait `Retry-After` seconds.",
-    "502": "UPSTREAM_ERROR: the identity provider could not be reached or answered badly.",
+    "502": "UPSTREAM_ERROR: the identity provider, or a deployment's launcher, could not be "
+    "reached or answered badly.",
 }
 
 _NO_AUTH = {
@@ -111,8 +116,14 @@ _THROTTLED = {
     ("PATCH", "/api/v1/orgs/{org}/identity-providers/{id}"),
 }
 _PAGING = {"page", "page_size", "cursor"}
-# Operations that call an identity provider before they answer.
-_UPSTREAM = {("POST", "/api/v1/auth/sso/{org}")}
+# Operations that call an identity provider, or a deployment's launcher, before they answer.
+_UPSTREAM = {
+    ("POST", "/api/v1/auth/sso/{org}"),
+    ("POST", "/api/v1/orgs/{org}/deployments"),
+    ("DELETE", "/api/v1/orgs/{org}/deployments/{name}"),
+    ("PUT", "/api/v1/orgs/{org}/deployments.yaml"),
+    ("PUT", "/api/v1/orgs/{org}/access-rules.yaml"),
+}
 
 
 class BearerAuthenticationScheme(OpenApiAuthenticationExtension):

@@ -407,17 +407,76 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str]] = {
     ),
     ("GET", "/api/v1/orgs/{org}/access-rules.yaml"): (
         "Export the rules as YAML",
-        "Every rule as one `authz_rules:` YAML document. Needs `model:read`.",
+        "Every rule as one `authz_rules:` YAML document, with a `deployments:` section "
+        "when the organization has deployments. Needs `model:read`.",
     ),
     ("PUT", "/api/v1/orgs/{org}/access-rules.yaml"): (
         "Replace the rules from YAML",
         "Replace the whole rule set with an `authz_rules:` document (YAML or JSON), "
-        "all or nothing: one bad rule and nothing changes (400). Needs `policy:manage`.",
+        "all or nothing: one bad rule and nothing changes (400). Needs `policy:manage`. "
+        "An optional `deployments:` section replaces the deployments in the same "
+        "transaction (with the deployment permissions for what changes).",
     ),
     ("GET", "/api/v1/orgs/{org}/access-rules/effective"): (
         "Explain effective model access",
         "`?user=` or `?service_account=`: the models that identity may use; "
         "`?model=`: who may use that model; neither: the caller's own models.",
+    ),
+    # --- deployments ------------------------------------------------------------------
+    ("GET", "/api/v1/orgs/{org}/deployments"): (
+        "List deployments",
+        "Named model endpoints of the organization, called through the gateway as "
+        "`deployment/<name>`: status, routing strategy, targets and current version. "
+        "Needs `deployment:view`.",
+    ),
+    ("POST", "/api/v1/orgs/{org}/deployments"): (
+        "Create a deployment",
+        "A name, the routing fields (`strategy`, `targets`, `retries`, `fallback_on`, "
+        "`breaker`, `health_check`) and optionally a `launcher` spec that starts a "
+        "self-hosted endpoint. Each target names a provider account of this organization "
+        "(another's is 404) with the model enabled, and one the caller may use (403). "
+        "Version 1. Needs `deployment:create`.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/deployments/{name}"): (
+        "Show a deployment",
+        "One deployment by name with its current routing. Needs `deployment:view`.",
+    ),
+    ("PATCH", "/api/v1/orgs/{org}/deployments/{name}"): (
+        "Change a deployment",
+        "Routing fields given replace the current ones and make a new version; "
+        "`description` changes in place; `status` `stopped` pauses it and `ready` resumes "
+        "it. Every gateway process follows on its next call. Needs `deployment:update`.",
+    ),
+    ("DELETE", "/api/v1/orgs/{org}/deployments/{name}"): (
+        "Delete a deployment",
+        "Stop routing to it, stop what its launcher started, then delete it with its "
+        "versions. Access rules naming it stay and grant nothing. Needs `deployment:delete`.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/deployments/{name}/versions"): (
+        "List a deployment's versions",
+        "Every saved routing document, newest first, with its comment and the version "
+        "a rollback copied. Needs `deployment:view`.",
+    ),
+    ("POST", "/api/v1/orgs/{org}/deployments/{name}/rollback"): (
+        "Roll a deployment back",
+        '`{"version": n}`: a new version copying version n\'s routing, checked again as '
+        "if written now. Needs `deployment:update`.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/deployments/{name}/health"): (
+        "Show a deployment's health",
+        "The deployment's status and each target's state (circuit breaker and active "
+        "health check, shared by every gateway process). Needs `deployment:view`.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/deployments.yaml"): (
+        "Export the deployments as YAML",
+        "Every deployment as one `deployments:` YAML document (name, description, launcher "
+        "and routing fields). Needs `deployment:view`.",
+    ),
+    ("PUT", "/api/v1/orgs/{org}/deployments.yaml"): (
+        "Replace the deployments from YAML",
+        "Create, update and delete deployments to match a `deployments:` document (YAML "
+        "or JSON), all or nothing; errors name their path (`deployments[1].targets[0]."
+        "weight`). Needs `deployment:view` and create, update or delete for what changes.",
     ),
     # --- audit and usage --------------------------------------------------------------
     ("GET", "/api/v1/orgs/{org}/audit-logs"): (

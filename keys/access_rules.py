@@ -21,6 +21,7 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
 from audit import services as audit
+from deployments import documents as deployment_documents
 from deployments.models import FQN_ACCOUNT, Deployment
 from inferia.errors import ValidationError
 from inferia.request_meta import RequestMeta
@@ -33,6 +34,9 @@ from orgs.selectors import role_get_by_ref
 
 TAG_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}=[A-Za-z0-9_.:/-]{1,128}")  # fullmatch
 SUBJECT_FIELDS = ("users", "teams", "roles", "service_accounts")
+# The document's sections: the rules, and optionally the deployments they may name
+# (``deployments.documents``; without the section, deployments are left alone).
+DOCUMENT_FIELDS = ("authz_rules", "deployments")
 
 
 @dataclass(frozen=True)
@@ -191,8 +195,15 @@ def export_rules() -> list[dict[str, Any]]:
     return out
 
 
-def export_yaml() -> str:
-    return yaml.safe_dump({"authz_rules": export_rules()}, sort_keys=False)
+def export_yaml(access: Access | None = None) -> str:
+    """The rules, and the org's deployments when it has any and ``access`` may see them
+    (``deployment:view``; no access: the operator's export): one document, one import."""
+    document: dict[str, Any] = {"authz_rules": export_rules()}
+    shows_deployments = access is None or access.can("deployment:view")
+    deployments = deployment_documents.export_entries() if shows_deployments else []
+    if deployments:
+        document["deployments"] = deployments
+    return yaml.safe_dump(document, sort_keys=False)
 
 
 @dataclass
@@ -211,7 +222,7 @@ def parse_rules(document: Any, org) -> list[ParsedRule]:
     if not isinstance(document, dict) or not isinstance(document.get("authz_rules"), list):
         details = {"authz_rules": ["Required list."]}
         if isinstance(document, dict):
-            details |= {str(k): ["Unknown field."] for k in document if k != "authz_rules"}
+            details |= {str(k): ["Unknown field."] for k in document if k not in DOCUMENT_FIELDS}
         raise ValidationError("Expected a mapping with an 'authz_rules' list", details=details)
     users = {u.username: u for u in User.objects.filter(memberships__org=org)}
     teams = {t.slug: t for t in Team.objects.all()}
@@ -219,7 +230,7 @@ def parse_rules(document: Any, org) -> list[ParsedRule]:
     # Roles go through the one role resolver (id, slug or displayed name: ``Member``).
     lookups = {"users": users, "teams": teams, "roles": {}, "service_accounts": accounts}
     for key in sorted(map(str, document)):
-        if key != "authz_rules":
+        if key not in DOCUMENT_FIELDS:
             errors[key] = ["Unknown field."]
     parsed = []
     for index, raw in enumerate(document["authz_rules"]):
@@ -306,10 +317,41 @@ def load_yaml(text: str) -> Any:
 def access_rules_replace(
     *, access: Access, document: Any, meta: RequestMeta | None = None, source: str = "api"
 ) -> list[AccessRule]:
-    """Replace every rule of the org with ``document``: all or nothing."""
+    """Replace every rule of the org with ``document``: all or nothing.
+
+    With a ``deployments:`` section the org's deployments are replaced too, in the same
+    transaction (so rules may name deployments the file defines), which also needs
+    ``deployment:create``/``update``/``delete`` for what changes; errors of both
+    sections are reported together, by path. Without it, deployments are untouched.
+    """
+    # deployments builds on keys (accounts, access rules): imported here, not at the top.
+    from deployments import services as deployment_services
+
     access.require("policy:manage")
-    parsed = parse_rules(document, access.org)
+    has_deployments = isinstance(document, dict) and "deployments" in document
+    errors: dict[str, Any] = {}
+    parsed: list[ParsedRule] = []
+    plan = None
+    try:
+        parsed = parse_rules(document, access.org)
+    except ValidationError as exc:
+        if not has_deployments:
+            raise
+        errors.update(exc.details or {})
+    if has_deployments:
+        try:
+            plan = deployment_services.deployments_plan(
+                access=access, entries=document["deployments"]
+            )
+        except ValidationError as exc:
+            errors.update(exc.details or {})
+    if errors:
+        raise ValidationError("The document is invalid; nothing was changed", details=errors)
     with transaction.atomic():
+        if plan is not None:
+            deployment_services.deployments_apply(
+                access=access, plan=plan, meta=meta, source=source
+            )
         before = export_rules()
         AccessRule.objects.all().delete()
         created = [_create_rule(access, position, item) for position, item in enumerate(parsed)]
@@ -327,6 +369,7 @@ def access_rules_replace(
                 "count": len(created),
                 "before": before,
                 "after": export_rules(),
+                "deployments": plan.changes if plan is not None else None,
             },
         )
     return created

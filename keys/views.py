@@ -472,7 +472,7 @@ def access_rule_list(request: OrgPageRequest, org: Organization) -> HttpResponse
     """The rules, the effective access (who may use which model), and the YAML import."""
     if refused := post_refused(request, "policy:manage"):
         return refused
-    current_yaml = access_rules.export_yaml()
+    current_yaml = access_rules.export_yaml(request.access)
     adding = request.POST.get("op") == "add"
     form = forms.AccessRulesImportForm(
         request.POST if request.method == "POST" and not adding else None,
@@ -576,7 +576,7 @@ def access_rule_delete(request: OrgPageRequest, org: Organization, rule_id) -> H
 @org_page("model:read")
 def access_rule_export(request: OrgPageRequest, org: Organization) -> HttpResponse:
     response = HttpResponse(
-        access_rules.export_yaml(), content_type="application/yaml; charset=utf-8"
+        access_rules.export_yaml(request.access), content_type="application/yaml; charset=utf-8"
     )
     response["Content-Disposition"] = f'attachment; filename="access-rules-{org.slug}.yaml"'
     return response

@@ -259,6 +259,12 @@ class AccessRulesDocument(serializers.Serializer):
     """The YAML (or JSON) document of ``/access-rules.yaml``."""
 
     authz_rules = serializers.ListField(child=AccessRuleInput())
+    deployments = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text="Optional: the organization's deployments (docs/deployments.md), replaced "
+        "in the same transaction; left out, deployments are untouched.",
+    )
 
 
 class AccessRulesReplacedOutput(serializers.Serializer):

@@ -5,13 +5,13 @@ from __future__ import annotations
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
-from rest_framework.parsers import BaseParser, JSONParser
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from inferia.api import ANY_MEMBER, RAW_BODY, OrgAPIView, request_meta
 from inferia.errors import NotFound, ValidationError
 from inferia.request_types import OrgAPIRequest
+from inferia.yaml_api import YamlAliasParser, YamlEndpointNegotiation, YamlTextParser
 from keys import access_rules, grants, selectors, services
 from keys.api import serializers as s
 from orgs import selectors as org_selectors
@@ -322,28 +322,6 @@ class ProviderGrantView(OrgAPIView):
 # --- access rules -----------------------------------------------------------------------
 
 
-class YamlTextParser(BaseParser):
-    media_type = "application/yaml"
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        return stream.read().decode("utf-8", errors="replace")
-
-
-class YamlAliasParser(YamlTextParser):
-    media_type = "text/yaml"
-
-
-class YamlEndpointNegotiation(BaseContentNegotiation):
-    """Ignore Accept: GET always answers YAML (a plain response) and everything else,
-    errors included, JSON; so ``Accept: application/yaml`` is not refused with 406."""
-
-    def select_parser(self, request, parsers):
-        return DefaultContentNegotiation().select_parser(request, parsers)
-
-    def select_renderer(self, request, renderers, format_suffix=None):
-        return renderers[0], renderers[0].media_type
-
-
 class AccessRuleListView(OrgAPIView):
     input_serializers = {"POST": s.AccessRuleInput}
     required_permissions = {"GET": "model:read", "POST": "policy:manage"}
@@ -401,7 +379,7 @@ class AccessRulesYamlView(OrgAPIView):
     @extend_schema(responses={(200, "application/yaml"): s.AccessRulesDocument})
     def get(self, request, org):
         return HttpResponse(
-            access_rules.export_yaml(), content_type="application/yaml; charset=utf-8"
+            access_rules.export_yaml(request.access), content_type="application/yaml; charset=utf-8"
         )
 
     @extend_schema(

@@ -20,6 +20,7 @@ TAGS = {
     "service-accounts",
     "provider-accounts",
     "access-rules",
+    "deployments",
     "sso",
     "audit",
     "usage",

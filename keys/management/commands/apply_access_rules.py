@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from inferia.errors import ValidationError
+from inferia.errors import InferiaError
 from keys import access_rules
 from orgs.access import PERMISSION_SET, Access
 from orgs.models import Organization
@@ -36,12 +36,19 @@ class Command(BaseCommand):
                 document = access_rules.load_yaml(text)
                 if options["dry_run"]:
                     parsed = access_rules.parse_rules(document, org)
+                    if isinstance(document, dict) and "deployments" in document:
+                        from deployments import services as deployment_services
+
+                        plan = deployment_services.deployments_plan(
+                            access=operator, entries=document["deployments"]
+                        )
+                        self.stdout.write(f"deployments: {plan.changes}")
                     self.stdout.write(f"valid: {len(parsed)} rule(s)")
                     return
                 rules = access_rules.access_rules_replace(
                     access=operator, document=document, source="command"
                 )
-            except ValidationError as exc:
+            except InferiaError as exc:
                 lines = [
                     f"  {field}: {'; '.join(msgs)}" for field, msgs in (exc.details or {}).items()
                 ]
