@@ -5,12 +5,11 @@ Another org's deployment is not found, like an unknown name (NOT_FOUND, never 40
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from typing import Any
 
 from django.db.models import QuerySet
 
+from deployments import health
 from deployments.models import Deployment, DeploymentVersion
 from inferia.errors import NotFound
 
@@ -36,26 +35,12 @@ def deployment_version_list(deployment: Deployment) -> QuerySet[DeploymentVersio
 
 
 def deployment_health(deployment: Deployment) -> dict[str, Any]:
-    """The deployment's health as the API and the dashboard show it: its status and each
-    target's state. The one place that reads it: ``deployments.health.snapshot`` (the
-    breakers and active checks, shared by every process) when that module is installed;
-    until then every target's state is ``unknown``."""
-    if importlib.util.find_spec("deployments.health") is not None:
-        health = importlib.import_module("deployments.health")
-        return health.snapshot(deployment)
-    targets = deployment.config.get("targets", []) if isinstance(deployment.config, dict) else []
+    """The deployment's health as the API and the dashboard show it: its status and, per
+    target, the breaker and the last active check (``deployments.health.snapshot``: the
+    store shared by every process)."""
     return {
         "deployment": deployment.name,
         "status": deployment.status,
         "status_reason": deployment.status_reason,
-        "targets": [
-            {
-                "name": target.get("name", ""),
-                "fqn": ""
-                if target.get("launched")
-                else f"{target.get('account')}/{target.get('model')}",
-                "state": "unknown",
-            }
-            for target in targets
-        ],
+        "targets": health.snapshot(deployment),
     }

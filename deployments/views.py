@@ -206,7 +206,7 @@ def deployment_detail(request: OrgPageRequest, org: Organization, name: str) -> 
     health = selectors.deployment_health(deployment)
     states = {t.get("name"): t for t in health.get("targets", [])}
     targets = [
-        (target, states.get(target.get("name"), {}).get("state", "unknown"))
+        (target, states.get(target.get("name")) or {"state": "unknown"})
         for target in deployment.config.get("targets", [])
     ]
     return render(

@@ -132,10 +132,25 @@ class DeploymentVersionOutput(serializers.ModelSerializer):
         fields = ["number", "config", "comment", "rolled_back_from", "created_by", "created_at"]
 
 
+class TargetCheckOutput(serializers.Serializer):
+    ok = serializers.BooleanField()
+    at = serializers.DateTimeField()
+    latency_ms = serializers.FloatField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+
+
 class TargetHealthOutput(serializers.Serializer):
     name = serializers.CharField()
-    fqn = serializers.CharField()
-    state = serializers.CharField(help_text="unknown, healthy, open (breaker), half_open, ...")
+    fqn = serializers.CharField(help_text="account/model; empty for a launched target")
+    state = serializers.ChoiceField(
+        choices=["closed", "open", "half_open", "unknown"],
+        help_text="The target's circuit breaker: closed (serving), open (skipped until "
+        "open_until), half_open (one probe call let through), unknown (never called or "
+        "checked).",
+    )
+    failures = serializers.IntegerField()
+    open_until = serializers.DateTimeField(allow_null=True)
+    last_check = TargetCheckOutput(allow_null=True)
 
 
 class DeploymentHealthOutput(serializers.Serializer):

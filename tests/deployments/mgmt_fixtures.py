@@ -99,10 +99,11 @@ class RecordingLauncher:
 
 
 @pytest.fixture
-def test_launcher(monkeypatch) -> RecordingLauncher:
+def test_launcher(monkeypatch, settings) -> RecordingLauncher:
     launcher = RecordingLauncher()
-    # Registered for this test only (the registry is restored afterwards).
+    # Registered and enabled for this test only (both are restored afterwards).
     monkeypatch.setitem(launchers._REGISTRY, launcher.kind, launcher)
+    settings.INFERIA_LAUNCHERS = [*settings.INFERIA_LAUNCHERS, launcher.kind]
     return launcher
 
 

@@ -5,6 +5,7 @@ while open; every target down is 503 with Retry-After."""
 
 from __future__ import annotations
 
+from tests.dashboard.conftest import page_client
 from tests.deployments.routing_fixtures import ServerThread, audit_of, elapsed, fake_app, target
 from tests.gateway.conftest import assert_gateway_error
 
@@ -13,7 +14,7 @@ BREAKER = {"failures": 2, "window_seconds": 60, "cooldown_seconds": 30}
 
 
 def test_an_open_breaker_keeps_calls_off_the_failing_target_until_a_probe(
-    backend, fleet, clock_shift
+    backend, fleet, clock_shift, cast
 ):
     fleet.deploy(
         "chat",
@@ -34,6 +35,13 @@ def test_an_open_breaker_keeps_calls_off_the_failing_target_until_a_probe(
         assert response.status_code == 200 and response.headers[TARGET] == "backup"
     assert fleet.calls_to(fleet.bad) == 2
     assert audit_of(response).data["attempts"] == [{"target": "primary", "outcome": "skipped:open"}]
+    # The API and the dashboard show the open breaker (the store every process shares).
+    health = fleet.llm.admin.get("/api/v1/orgs/acme/deployments/chat/health")
+    assert health.status_code == 200, health.content
+    primary = {t["name"]: t for t in health.json()["targets"]}["primary"]
+    assert (primary["state"], primary["failures"]) == ("open", 2) and primary["open_until"]
+    page = page_client(cast.alice).get("/orgs/acme/deployments/chat").content.decode()
+    assert 'data-health="primary">open' in page
     clock_shift(31)  # the cooldown is over: one probe
     probed = fleet.chat(key, "deployment/chat")
     assert probed.headers[TARGET] == "backup"

@@ -5,6 +5,10 @@ reachable for its own calls only, and nothing crosses organizations."""
 
 from __future__ import annotations
 
+import os
+import socket
+import time
+
 import httpx
 import pytest
 
@@ -204,3 +208,48 @@ def test_a_deployment_routes_to_the_process_its_local_launcher_started(fleet, se
     # The process is gone: its only target cannot answer.
     stopped = fleet.chat(key, "deployment/local-llm")
     assert_gateway_error(stopped, 503, "SERVICE_UNAVAILABLE")
+
+
+def test_the_api_launches_a_deployment_the_gateway_serves_and_its_delete_stops_the_process(
+    fleet, settings, tmp_path
+):
+    """End to end, as a user would: POST a deployment with a local launcher spec (a real
+    process starts), call it through the gateway, DELETE it (the process is stopped and
+    the name is gone from the gateway at once)."""
+    settings.INFERIA_LAUNCHER_DIR = tmp_path / "launchers"
+    ports = port_range(None)
+    if ports is not None:
+        mine = worker_slice(ports)
+        settings.INFERIA_LAUNCHER_LOCAL_PORTS = f"{mine.start}-{mine.stop - 1}"
+    admin = fleet.llm.admin
+    created = admin.post(
+        "/api/v1/orgs/acme/deployments",
+        {
+            "name": "self-hosted",
+            "targets": [{"name": "proc", "launched": True, "model": "demo-model"}],
+            "launcher": {"kind": "local", "model": "demo-model"},
+        },
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert body["status"] == "ready"
+    pid, port = body["launcher_state"]["pid"], body["launcher_state"]["port"]
+    os.kill(pid, 0)  # running
+    try:
+        key = fleet.key()
+        response = fleet.chat(key, "deployment/self-hosted")
+        assert response.status_code == 200, response.text
+        assert response.headers[TARGET] == "proc"
+        assert response.json()["model"] == "deployment/self-hosted"
+    finally:
+        deleted = admin.delete("/api/v1/orgs/acme/deployments/self-hosted")
+    assert deleted.status_code == 204, deleted.content
+    with pytest.raises(ProcessLookupError):
+        for _ in range(50):  # reaped by the launcher's stop; allow the kernel a moment
+            os.kill(pid, 0)
+            time.sleep(0.1)
+    with socket.socket() as probe, pytest.raises(OSError):
+        probe.settimeout(1)
+        probe.connect(("127.0.0.1", port))
+    assert_gateway_error(fleet.chat(key, "deployment/self-hosted"), 404, "NOT_FOUND")
