@@ -118,6 +118,66 @@ def setup(upstream: str) -> dict:
     }
 
 
+DIRECT_DEPLOYMENT = "bench-direct"
+FALLBACK_DEPLOYMENT = "bench-fallback"
+DEAD_ACCOUNT = "bench-dead"
+
+
+def deployments(dead: str, cooldown: int) -> dict:
+    """Two deployments for bench/routing.py: ``bench-direct`` (one target, the mock
+    upstream's model: routing's own cost) and ``bench-fallback`` (first a target whose
+    connect never completes, ``dead`` host:port, then the mock upstream; its breaker
+    opens on the first failure and half-opens after ``cooldown`` seconds). The bench
+    user is granted ``deployment/*``."""
+    from deployments import services as deployment_services
+
+    org = Organization.objects.get(slug=SLUG)
+    user = User.objects.get(username=SLUG)
+    org.settings = {
+        **org.settings,
+        "allowed_private_hosts": [*org.settings.get("allowed_private_hosts", []), dead],
+    }
+    org.save(update_fields=["settings"])
+    access = access_for_user(org, user)
+    with org_scope(org):
+        services.provider_account_create(
+            access=access,
+            name=DEAD_ACCOUNT,
+            provider_type="openai",
+            base_url=f"http://{dead}/v1",
+            models=[{"name": MODEL}],
+            secret=UPSTREAM_SECRET,
+        )
+        document = access_rules.export_rules()
+        document[0]["models"] = [*document[0]["models"], f"{DEAD_ACCOUNT}/*", "deployment/*"]
+        access_rules.access_rules_replace(access=access, document={"authz_rules": document})
+        access = access_for_user(org, user)
+        deployment_services.deployment_create(
+            access=access,
+            name=DIRECT_DEPLOYMENT,
+            config={"targets": [{"name": "mock", "account": ACCOUNT, "model": MODEL}]},
+        )
+        deployment_services.deployment_create(
+            access=access,
+            name=FALLBACK_DEPLOYMENT,
+            config={
+                "strategy": "priority",
+                "targets": [
+                    {"name": "dead", "account": DEAD_ACCOUNT, "model": MODEL, "priority": 0},
+                    {"name": "mock", "account": ACCOUNT, "model": MODEL, "priority": 1},
+                ],
+                "retries": 1,
+                "breaker": {"failures": 1, "window_seconds": 60, "cooldown_seconds": cooldown},
+                "health_check": {"enabled": False},
+            },
+        )
+    store.bump_epoch(org.pk)
+    return {
+        "direct": f"deployment/{DIRECT_DEPLOYMENT}",
+        "fallback": f"deployment/{FALLBACK_DEPLOYMENT}",
+    }
+
+
 def _insert_keys(org, user, numbers) -> None:
     """Filler keys in bulk: one template row prepared by the ORM's fields, then only the
     varying columns per row (bulk_create compiles SQL per row: ten times slower at 100,000)."""
@@ -204,10 +264,15 @@ def main() -> None:
     p_fill = sub.add_parser("fill")
     p_fill.add_argument("--keys", type=int, default=0)
     p_fill.add_argument("--rules", type=int, default=0)
+    p_deployments = sub.add_parser("deployments")
+    p_deployments.add_argument("--dead", required=True, help="host:port that never accepts")
+    p_deployments.add_argument("--cooldown", type=int, default=5)
     sub.add_parser("reset")
     args = parser.parse_args()
     if args.command == "setup":
         result = setup(args.upstream)
+    elif args.command == "deployments":
+        result = deployments(args.dead, args.cooldown)
     elif args.command == "fill":
         result = fill(keys=args.keys, rules=args.rules)
     else:
