@@ -1,4 +1,4 @@
-"""How a call to ``deployment/<name>`` picks its targets (docs/deployments-routing.md).
+"""How a call to ``deployment/<name>`` picks its targets (docs/deployments.md, Routing).
 
 The gateway's principal snapshot holds a :class:`DeploymentRoute` per deployment
 the caller may use: the parsed routing configuration and, per target, the

@@ -16,7 +16,7 @@ permission and model access -> limits and quotas with the revocation epoch (one
 Redis round trip) -> the upstream call through the account's adapter on the
 shared session -> the usage record (one Redis round trip) -> the answer.
 A ``deployment/<name>`` model is routed over its targets after the limits
-(``_complete_deployment``, docs/deployments-routing.md): each attempt is that same
+(``_complete_deployment``, docs/deployments.md, Routing): each attempt is that same
 upstream call, and the answer names its target in ``X-Inferia-Target``.
 Errors use the contract's envelope plus ``type`` for the OpenAI SDK, and every
 response carries ``X-Request-ID``, ``X-Inferia-Overhead-Ms`` and, once the
