@@ -562,9 +562,21 @@ async def post(
 ) -> UpstreamResponse:
     """POST to the upstream; ``allowed_private_hosts`` is the org's list (SSRF guard).
     Returns once the answer's status and headers are in."""
+    return await _request(b"POST", url, headers, body, allowed_private_hosts)
+
+
+async def get(url: str, headers: dict[str, str], *, allowed_private_hosts=()) -> UpstreamResponse:
+    """GET from the upstream (a health check's ``/models``), under the same rules as
+    :func:`post`: the SSRF guard, no redirects, no cookies."""
+    return await _request(b"GET", url, headers, b"", allowed_private_hosts)
+
+
+async def _request(
+    method: bytes, url: str, headers: dict[str, str], body: bytes, allowed_private_hosts
+) -> UpstreamResponse:
     allowed = tuple(allowed_private_hosts or ())
     scheme, host, port, target, shown, literal = _check_request(url, allowed)
-    head = _head(target, shown, headers, len(body))
+    head = _head(target, shown, headers, len(body), method)
     pool = _pool()
     connection = pool.take((scheme, host, port))
     if connection is None:
@@ -574,25 +586,6 @@ async def post(
         await connection.send(head, body, response)
     except BaseException:
         response.close()  # a cancelled or failed call drops its connection
-        raise
-    return response
-
-
-async def get(url: str, headers: dict[str, str], *, allowed_private_hosts=()) -> UpstreamResponse:
-    """GET from the upstream (a health check's ``/models``), under the same rules as
-    :func:`post`: the SSRF guard, no redirects, no cookies."""
-    allowed = tuple(allowed_private_hosts or ())
-    scheme, host, port, target, shown, literal = _check_request(url, allowed)
-    head = _head(target, shown, headers, 0, b"GET")
-    pool = _pool()
-    connection = pool.take((scheme, host, port))
-    if connection is None:
-        connection = await pool.connect(scheme, host, port, literal, allowed)
-    response = UpstreamResponse(connection)
-    try:
-        await connection.send(head, b"", response)
-    except BaseException:
-        response.close()
         raise
     return response
 
