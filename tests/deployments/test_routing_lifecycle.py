@@ -5,8 +5,10 @@ reachable for its own calls only, and nothing crosses organizations."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import threading
 import time
 
 import httpx
@@ -253,3 +255,66 @@ def test_the_api_launches_a_deployment_the_gateway_serves_and_its_delete_stops_t
         probe.settimeout(1)
         probe.connect(("127.0.0.1", port))
     assert_gateway_error(fleet.chat(key, "deployment/self-hosted"), 404, "NOT_FOUND")
+
+
+def test_deleting_a_launched_deployment_lets_its_streams_in_flight_finish(
+    fleet, settings, tmp_path
+):
+    """A stream in flight when its launched deployment is deleted still ends whole: the
+    gateway keeps its route, and the launcher's stop is a graceful one (SIGTERM: the
+    process finishes its requests in flight within the grace period, then exits)."""
+    settings.INFERIA_LAUNCHER_DIR = tmp_path / "launchers"
+    ports = port_range(None)
+    if ports is not None:
+        mine = worker_slice(ports)
+        settings.INFERIA_LAUNCHER_LOCAL_PORTS = f"{mine.start}-{mine.stop - 1}"
+    admin = fleet.llm.admin
+    model = "fake-stream-slow-200"  # six words 200 ms apart
+    created = admin.post(
+        "/api/v1/orgs/acme/deployments",
+        {
+            "name": "drained",
+            "targets": [{"name": "proc", "launched": True, "model": model}],
+            "launcher": {"kind": "local", "model": model},
+        },
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    pid = created.json()["launcher_state"]["pid"]
+    key = fleet.key()
+    lines: list[str] = []
+    started = threading.Event()
+
+    def stream() -> None:
+        with httpx.stream(
+            "POST",
+            f"{fleet.llm.base_url}/chat/completions",
+            json={"model": "deployment/drained", "messages": CHAT, "stream": True},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        ) as response:
+            for line in response.iter_lines():
+                if line:
+                    lines.append(line)
+                    started.set()
+
+    reader = threading.Thread(target=stream)
+    reader.start()
+    try:
+        assert started.wait(10), "the stream never started"
+        deleted = admin.delete("/api/v1/orgs/acme/deployments/drained")
+    finally:
+        reader.join(20)
+    assert deleted.status_code == 204, deleted.content
+    assert lines[-1] == "data: [DONE]", lines
+    words = [
+        json.loads(line.removeprefix("data: "))["choices"][0]["delta"].get("content", "")
+        for line in lines[:-1]
+        if json.loads(line.removeprefix("data: ")).get("choices")
+    ]
+    assert "".join(words) == "Hello from the fake upstream."
+    with pytest.raises(ProcessLookupError):
+        for _ in range(50):
+            os.kill(pid, 0)
+            time.sleep(0.1)
+    assert_gateway_error(fleet.chat(key, "deployment/drained"), 404, "NOT_FOUND")
