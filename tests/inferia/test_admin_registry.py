@@ -8,7 +8,7 @@ from django.apps import apps
 from django.contrib import admin
 from django.urls import reverse
 
-from inferia import store
+from inferia import clock, store
 from orgs.models import Invitation
 from tests.conftest import client_for, enable_totp
 
@@ -41,6 +41,9 @@ def admin_data(cast, django_capture_on_commit_callbacks, settings):
     assert response.status_code == 201, response.content
     settings.REDIS_URL = ""  # the database counter store, whatever this run uses
     store.hit("admin-test", window_seconds=60)
+    from inferia.store.breaker import Event
+
+    store.breaker_update_sync("admin-test-breaker", Event(kind="fail", now=clock.time()))
     # A gateway call's usage row, written as the embedded writer does, and its rollup.
     from django.utils import timezone
 
