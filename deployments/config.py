@@ -229,7 +229,7 @@ def parse(document: Any) -> RoutingConfig:
                 errors,
                 low=1,
                 high=1000,
-                default=5,
+                default=Breaker.failures,
                 integer=True,
             ),
             window_seconds=_number(
@@ -239,7 +239,7 @@ def parse(document: Any) -> RoutingConfig:
                 errors,
                 low=1,
                 high=3600,
-                default=30,
+                default=Breaker.window_seconds,
                 integer=True,
             ),
             cooldown_seconds=_number(
@@ -249,7 +249,7 @@ def parse(document: Any) -> RoutingConfig:
                 errors,
                 low=1,
                 high=3600,
-                default=30,
+                default=Breaker.cooldown_seconds,
                 integer=True,
             ),
         )
@@ -270,7 +270,7 @@ def parse(document: Any) -> RoutingConfig:
                 errors,
                 low=5,
                 high=86400,
-                default=60,
+                default=HealthCheck.interval_seconds,
                 integer=True,
             ),
         )
