@@ -37,6 +37,7 @@ from inferia.errors import AuthenticationFailed, ServiceUnavailable, ValidationE
 from inferia.request_meta import RequestMeta
 from keys import access_rules, resolver, secret_refs, ssrf
 from keys.models import ApiKey, ProviderAccount
+from knowledge import policy as knowledge_policy
 from orgs.access import API_KEY, Access
 from orgs.models import Organization
 from orgs.policy import OrgPolicy
@@ -89,6 +90,8 @@ class Principal:
     # The deployments it may use (``deployment/<name>``), routes to their targets included.
     deployments: dict[str, DeploymentRoute] = field(default_factory=dict)
     catalog: frozenset[str] = frozenset()
+    # Knowledge bases it may search (``knowledge.policy.searchable``): chat retrieval.
+    knowledge_bases: frozenset[str] = frozenset()
     built_at: float = 0.0
 
     @property
@@ -319,8 +322,9 @@ def project(access: Access, *, epoch: int) -> Principal:
     routes the access rules give it and the key's limits (never a second builder)."""
     key = access.api_key
     with org_scope(access.org):
-        allowed = access_rules.allowed_models(access_rules.subject_for_access(access), key=key)
+        allowed = access_rules.allowed_for_access(access)
         routes, deployments, catalog = _routes(access.org, allowed)
+        knowledge_bases = frozenset(knowledge_policy.searchable(access))
     return Principal(
         org_id=access.org.pk,
         org_slug=access.org.slug,
@@ -339,6 +343,7 @@ def project(access: Access, *, epoch: int) -> Principal:
         routes=routes,
         deployments=deployments,
         catalog=catalog,
+        knowledge_bases=knowledge_bases,
         built_at=time.monotonic(),
     )
 

@@ -134,6 +134,7 @@ INSTALLED_APPS = [
     "sso",
     "scim",
     "deployments",
+    "knowledge",
 ]
 
 MIDDLEWARE = [
@@ -187,6 +188,7 @@ if DATABASE_URL:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("INFERIA_DB_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        DATABASES["default"]["ENGINE"] = "inferia.sqlite"  # with sqlite-vec (inferia/sqlite)
         DATABASES["default"]["OPTIONS"] = _SQLITE_OPTIONS | DATABASES["default"].get("OPTIONS", {})
     # A pooler in transaction mode (pgbouncer's pool_mode=transaction) hands each
     # transaction to any server connection: nothing may outlive one. So no server-side
@@ -210,7 +212,8 @@ if DATABASE_URL:
 else:
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.sqlite3",
+            # Django's SQLite backend with sqlite-vec loaded (inferia/sqlite).
+            "ENGINE": "inferia.sqlite",
             "NAME": VAR_DIR / "inferia.sqlite3",
             # A file, not memory, so a worker process sees what the tests write.
             "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},

@@ -20,6 +20,7 @@ urlpatterns = [
     path("api/v1/", include("sso.api.urls")),
     path("api/v1/", include("scim.api.urls")),
     path("api/v1/", include("deployments.api.urls")),
+    path("api/v1/", include("knowledge.api.urls")),
     # SCIM 2.0 for identity providers (RFC 7644): its own error shape (scim/errors.py).
     path("scim/v2/", include("scim.v2.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -34,6 +34,7 @@ from orgs.selectors import role_get_by_ref
 
 TAG_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}=[A-Za-z0-9_.:/-]{1,128}")  # fullmatch
 SUBJECT_FIELDS = ("users", "teams", "roles", "service_accounts")
+RULE_FIELDS = ("models", "knowledge_bases", "description")
 # The document's sections: the rules, and optionally the deployments they may name
 # (``deployments.documents``; without the section, deployments are left alone).
 DOCUMENT_FIELDS = ("authz_rules", "deployments")
@@ -139,8 +140,46 @@ def subject_for_access(access: Access) -> Subject | None:
     return subject_for_user(access.user) if access.user is not None else None
 
 
+def allowed_for_access(access: Access, *, catalog: Catalog | None = None) -> list[str]:
+    """``allowed_models`` for an Access: also within a delegated credential's one model."""
+    allowed = allowed_models(subject_for_access(access), key=access.api_key, catalog=catalog)
+    if access.model_bound is not None:
+        allowed = [fqn for fqn in allowed if fqn == access.model_bound]
+    return allowed
+
+
 def may_use_model(access: Access, fqn: str) -> bool:
-    return fqn in allowed_models(subject_for_access(access), key=access.api_key)
+    return fqn in allowed_for_access(access)
+
+
+# --- knowledge bases -------------------------------------------------------------------
+# A rule's ``knowledge_bases`` grants collections by name: ``handbook``, a prefix
+# ``support-*`` or ``*``. Granted is not enough: searching also needs the
+# ``knowledge_base:view`` permission and uploading ``knowledge_base:add_data``
+# (``knowledge.policy`` puts the two together).
+
+KB_PATTERN_RE = re.compile(  # fullmatch
+    r"\*|[a-z0-9][a-z0-9-]{0,49}\*|[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?"
+)
+
+
+def kb_pattern_matches(pattern: str, name: str) -> bool:
+    if pattern.endswith("*"):
+        return name.startswith(pattern[:-1])
+    return name == pattern
+
+
+def allowed_knowledge_bases(subject: Subject | None) -> list[str]:
+    """Names of the org's knowledge bases some rule naming the subject grants."""
+    from knowledge.models import KnowledgeBase  # knowledge builds on keys
+
+    if subject is None or not subject.is_active:
+        return []
+    patterns = [p for rule in _rules_for(subject) for p in rule.knowledge_base_patterns]
+    if not patterns:
+        return []
+    names = KnowledgeBase.objects.values_list("name", flat=True)
+    return sorted(n for n in names if any(kb_pattern_matches(p, n) for p in patterns))
 
 
 def who_may_use(fqn: str) -> dict[str, list[str]]:
@@ -177,7 +216,11 @@ def export_rules() -> list[dict[str, Any]]:
     """The rules in ``authz_rules`` shape, in order; what ``parse_rules`` accepts back."""
     out = []
     for rule in AccessRule.objects.prefetch_related("users", "teams", "roles", "service_accounts"):
-        entry: dict[str, Any] = {"models": list(rule.model_patterns)}
+        entry: dict[str, Any] = {}
+        if rule.model_patterns or not rule.knowledge_base_patterns:
+            entry["models"] = list(rule.model_patterns)
+        if rule.knowledge_base_patterns:
+            entry["knowledge_bases"] = list(rule.knowledge_base_patterns)
         if rule.description:
             entry["description"] = rule.description
         subjects = {
@@ -210,6 +253,7 @@ def export_yaml(access: Access | None = None) -> str:
 class ParsedRule:
     description: str
     models: list[str]
+    knowledge_bases: list[str]
     users: list[User]
     teams: list[Team]
     roles: list[Role]
@@ -238,12 +282,21 @@ def parse_rules(document: Any, org) -> list[ParsedRule]:
         if not isinstance(raw, dict):
             errors[where] = ["Each rule must be a mapping."]
             continue
-        for key in sorted(map(str, set(raw) - {"models", "description", *SUBJECT_FIELDS})):
+        for key in sorted(map(str, set(raw) - {*RULE_FIELDS, *SUBJECT_FIELDS})):
             errors[f"{where}.{key}"] = ["Unknown field."]
-        models = raw.get("models")
+        knowledge_bases = raw.get("knowledge_bases", [])
+        if not isinstance(knowledge_bases, list) or not all(
+            isinstance(k, str) and KB_PATTERN_RE.fullmatch(k) for k in knowledge_bases
+        ):
+            errors[f"{where}.knowledge_bases"] = [
+                "A list of knowledge base names, 'prefix*' or '*'."
+            ]
+            knowledge_bases = []
+        # A rule grants models, knowledge bases or both.
+        models = raw.get("models", [] if knowledge_bases else None)
         if (
             not isinstance(models, list)
-            or not models
+            or not (models or knowledge_bases)
             or not all(isinstance(m, str) for m in models)
         ):
             errors[f"{where}.models"] = ["A non-empty list of model names is required."]
@@ -292,6 +345,7 @@ def parse_rules(document: Any, org) -> list[ParsedRule]:
             ParsedRule(
                 description=str(raw.get("description", ""))[:500],
                 models=models,
+                knowledge_bases=list(dict.fromkeys(knowledge_bases)),
                 users=resolved.get("users", []),
                 teams=resolved.get("teams", []),
                 roles=resolved.get("roles", []),
@@ -377,7 +431,11 @@ def access_rules_replace(
 
 def _create_rule(access: Access, position: int, item: ParsedRule) -> AccessRule:
     rule = AccessRule.objects.create(
-        org=access.org, position=position, description=item.description, model_patterns=item.models
+        org=access.org,
+        position=position,
+        description=item.description,
+        model_patterns=item.models,
+        knowledge_base_patterns=item.knowledge_bases,
     )
     rule.users.set(item.users)
     rule.teams.set(item.teams)

@@ -215,6 +215,9 @@ class AccessRule(OrgOwnedModel):
     position = models.PositiveIntegerField(default=0)
     description = models.CharField(max_length=500, blank=True)
     model_patterns = models.JSONField(default=list)
+    # Knowledge bases the subjects may search (with ``knowledge_base:view``) and add
+    # documents to (with ``knowledge_base:add_data``): names or ``prefix*`` / ``*``.
+    knowledge_base_patterns = models.JSONField(default=list, blank=True)
     users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
     teams = models.ManyToManyField(Team, blank=True, related_name="+")
     roles = models.ManyToManyField(Role, blank=True, related_name="+")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from django.db import DatabaseError
 
 from inferia.errors import AuthenticationFailed, NotFound, ServiceUnavailable
-from keys import apikeys
+from keys import apikeys, delegation
 from keys.principals import access_for_key, authenticate_key
 from orgs.access import (
     ACCESS_TOKEN,
@@ -52,6 +52,8 @@ class Credential:
     expires_at: datetime | None = None
     # The login an access JWT belongs to ("end my other sessions" keeps this one).
     family: str | None = None
+    # A delegated credential's one model (``keys.delegation``).
+    model_bound: str | None = None
 
 
 def session_credential(user: User) -> Credential:
@@ -85,21 +87,55 @@ def resolve(credential: Credential, org: Organization | None) -> Access:
     """
     try:
         if credential.api_key is None:
-            return resolve_member(
+            access = resolve_member(
                 org,
                 credential.user,
                 credential_kind=credential.kind,
                 expires_at=credential.expires_at,
             )
+            return replace(access, model_bound=credential.model_bound)
         access = access_for_key(credential.api_key, org) if org is not None else None
         if access is None:
             raise NotFound("Organization not found")
         # The key's Access expires with the first key of its chain (access_for_key).
-        access = replace(access, credential_kind=API_KEY)
+        access = replace(access, credential_kind=API_KEY, model_bound=credential.model_bound)
         require_two_factor(access)
         return access
     except DatabaseError as exc:
         raise ServiceUnavailable("Cannot verify credentials right now") from exc
+
+
+def authenticate_delegated(raw: str) -> tuple[Credential, str]:
+    """A delegated credential (``keys.delegation``; the gateway alone accepts one): the
+    uploader's key or user as it is now, bound to one model; and the org id it names.
+    AUTHENTICATION_FAILED when forged, expired, or the key or user is gone."""
+    from keys.models import ApiKey
+    from orgs.models import User
+
+    grant = delegation.verify(raw)
+    try:
+        if grant.key_id is not None:
+            key = (
+                ApiKey.all_orgs.select_related(
+                    "org", "owner_user", "service_account__role", "service_account__org"
+                )
+                .filter(pk=grant.key_id, org_id=grant.org_id)
+                .first()
+            )
+            if key is None or key.is_revoked or key.is_expired:
+                raise AuthenticationFailed("Delegated credential's API key is no longer valid")
+            credential = Credential(
+                kind=API_KEY, user=key.owner_user, api_key=key, expires_at=key.expires_at,
+                model_bound=grant.model,
+            )
+        else:
+            user = User.objects.filter(pk=grant.user_id, is_active=True).first()
+            if user is None:
+                raise AuthenticationFailed("Delegated credential's user is no longer active")
+            credential = Credential(kind=ACCESS_TOKEN, user=user, model_bound=grant.model)
+    except DatabaseError as exc:
+        raise ServiceUnavailable("Cannot verify credentials right now") from exc
+    return credential, grant.org_id
 
 
 def resolve_slug(credential: Credential, slug: str) -> Access:
@@ -116,6 +152,8 @@ def gateway_org_id(raw: str, org_hint: str):
     reads the org's epoch next, then resolves): a key's own org; for an access
     token the ``OpenAI-Organization`` slug, or the user's only membership.
     Raises AUTHENTICATION_FAILED or NOT_FOUND."""
+    if delegation.looks_delegated(raw):
+        return authenticate_delegated(raw)[1]
     if apikeys.looks_like_key(raw):
         from keys.models import ApiKey
 
@@ -140,8 +178,14 @@ def gateway_org_id(raw: str, org_hint: str):
 
 
 def resolve_for_org_id(raw: str, org_id) -> Access:
-    """``authenticate`` then ``resolve`` in the org with this id (the gateway's cold path)."""
-    credential = authenticate(raw)
+    """``authenticate`` then ``resolve`` in the org with this id (the gateway's cold path;
+    the one edge that also accepts a delegated credential)."""
+    if delegation.looks_delegated(raw):
+        credential, delegated_org = authenticate_delegated(raw)
+        if str(delegated_org) != str(org_id):
+            raise NotFound("Organization not found")
+    else:
+        credential = authenticate(raw)
     try:
         org = Organization.objects.filter(pk=org_id).first()
     except DatabaseError as exc:

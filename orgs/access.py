@@ -53,6 +53,7 @@ PERMISSIONS: tuple[str, ...] = (
     "deployment:update",
     "deployment:delete",
     "knowledge_base:view",
+    "knowledge_base:create",
     "knowledge_base:add_data",
     "knowledge_base:delete",
     "inference:run",
@@ -91,8 +92,9 @@ PERMISSION_DESCRIPTIONS: dict[str, str] = {
     "deployment:create": "Launch new model deployments (named endpoints routing to models).",
     "deployment:update": "Change a deployment's routing, roll it back, stop or resume it.",
     "deployment:delete": "Terminate running deployments (stops what their launcher started).",
-    "knowledge_base:view": "Read knowledge bases.",
-    "knowledge_base:add_data": "Add documents to knowledge bases.",
+    "knowledge_base:view": "List knowledge bases and search those the access rules grant.",
+    "knowledge_base:create": "Create knowledge bases (the creator is granted the new one).",
+    "knowledge_base:add_data": "Upload documents to the knowledge bases the access rules grant.",
     "knowledge_base:delete": "Delete knowledge bases.",
     "inference:run": "Call models through the gateway.",
     "inference:stream": "Stream answers (stream: true) through the gateway.",
@@ -198,6 +200,9 @@ class Access:
     # Access (the gateway's) check ``expires_at`` on every use.
     credential_kind: str = SESSION
     expires_at: datetime | None = None
+    # A delegated credential (``keys.delegation``: knowledge-base ingestion acting as the
+    # uploader) may call this one model and nothing else.
+    model_bound: str | None = None
 
     @property
     def policy(self) -> OrgPolicy:

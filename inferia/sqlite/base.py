@@ -1,0 +1,15 @@
+"""Django's SQLite backend on the driver ``inferia.sqlite`` picks, with sqlite-vec loaded
+into every new connection."""
+
+from __future__ import annotations
+
+from inferia import sqlite as driver  # must precede Django's backend: it swaps the driver
+
+from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteDatabaseWrapper  # noqa: E402
+
+
+class DatabaseWrapper(SQLiteDatabaseWrapper):
+    def get_new_connection(self, conn_params):
+        connection = super().get_new_connection(conn_params)
+        driver.load_extensions(connection)
+        return connection
