@@ -42,7 +42,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
+import math
 import re
 import time
 from typing import Any
@@ -106,6 +108,25 @@ def _answer(model: str, body: dict[str, Any]) -> tuple[list[str], str, str | Non
 
 
 ANTHROPIC_STOPS = {"length": "max_tokens", "stop": "end_turn"}
+
+
+_EMBED_MODEL = re.compile(r"^fake-embed(?:-(\d{1,4}))?$")
+_WORD = re.compile(r"\w+")
+
+
+def fake_embedding(text: str, dims: int) -> list[float]:
+    """A deterministic embedding: hashed bag of words, unit length. Texts sharing words
+    are close, so retrieval tests can tell a relevant passage from another."""
+    vector = [0.0] * dims
+    for word in _WORD.findall(text.lower()):
+        digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+        slot = int.from_bytes(digest[:4], "little") % dims
+        vector[slot] += 1.0 if digest[4] & 1 else -1.0
+    norm = math.sqrt(sum(v * v for v in vector))
+    if norm == 0:
+        vector[0] = 1.0
+        return vector
+    return [v / norm for v in vector]
 
 
 def _usage_for(model: str, body: dict[str, Any], completion_tokens: int) -> dict[str, int]:
@@ -518,6 +539,30 @@ async def app(scope, receive, send) -> None:
     if path.endswith("/embeddings"):
         inputs = body.get("input")
         items = inputs if isinstance(inputs, list) else [inputs]
+        if embed := _EMBED_MODEL.match(model or ""):
+            # fake-embed[-N]: hashed bag of words, N dimensions (default 64).
+            dims = int(embed.group(1) or 64)
+            await _send_json(
+                send,
+                200,
+                {
+                    "object": "list",
+                    "model": model,
+                    "data": [
+                        {
+                            "object": "embedding",
+                            "index": i,
+                            "embedding": fake_embedding(str(t), dims),
+                        }
+                        for i, t in enumerate(items)
+                    ],
+                    "usage": {
+                        "prompt_tokens": sum(len(str(t).split()) for t in items),
+                        "total_tokens": sum(len(str(t).split()) for t in items),
+                    },
+                },
+            )
+            return
         await _send_json(
             send,
             200,

@@ -125,7 +125,10 @@ def authenticate_delegated(raw: str) -> tuple[Credential, str]:
             if key is None or key.is_revoked or key.is_expired:
                 raise AuthenticationFailed("Delegated credential's API key is no longer valid")
             credential = Credential(
-                kind=API_KEY, user=key.owner_user, api_key=key, expires_at=key.expires_at,
+                kind=API_KEY,
+                user=key.owner_user,
+                api_key=key,
+                expires_at=key.expires_at,
                 model_bound=grant.model,
             )
         else:

@@ -147,7 +147,9 @@ class Chunk(OrgOwnedModel):
 
     class Meta(OrgOwnedModel.Meta):
         ordering = ["document", "ordinal"]
-        indexes = [models.Index(fields=["knowledge_base", "document"], name="knowledge_chunk_kb_doc")]
+        indexes = [
+            models.Index(fields=["knowledge_base", "document"], name="knowledge_chunk_kb_doc")
+        ]
 
     def __str__(self) -> str:
         return f"{self.document_id}#{self.ordinal}"

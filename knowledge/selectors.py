@@ -12,7 +12,7 @@ from orgs.access import Access
 def kb_list(access: Access) -> QuerySet[KnowledgeBase]:
     return policy.visible(access).annotate(
         document_count=Count("documents", filter=Q(documents__status=DocumentStatus.READY))
-    )
+    ).order_by("name")
 
 
 def kb_get(access: Access, name: str) -> KnowledgeBase:

@@ -70,7 +70,11 @@ def validate_embedding_model(access: Access, model: Any) -> str:
 def _validate_chunking(chunk_size: Any, chunk_overlap: Any) -> tuple[int, int]:
     errors: dict[str, list[str]] = {}
     low, high = CHUNK_SIZE_RANGE
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or not low <= chunk_size <= high:
+    if (
+        not isinstance(chunk_size, int)
+        or isinstance(chunk_size, bool)
+        or not low <= chunk_size <= high
+    ):
         errors["chunk_size"] = [f"An integer from {low} to {high} (characters)."]
     elif (
         not isinstance(chunk_overlap, int)
@@ -187,9 +191,7 @@ def kb_update(
         )
     with transaction.atomic():
         kb.save()
-        _record(
-            access, policy.CREATE, kb, meta, op="update", before=before, after=_settings(kb)
-        )
+        _record(access, policy.CREATE, kb, meta, op="update", before=before, after=_settings(kb))
     return kb
 
 

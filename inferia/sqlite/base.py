@@ -3,9 +3,11 @@ into every new connection."""
 
 from __future__ import annotations
 
+# isort: off
 from inferia import sqlite as driver  # must precede Django's backend: it swaps the driver
+from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteDatabaseWrapper
 
-from django.db.backends.sqlite3.base import DatabaseWrapper as SQLiteDatabaseWrapper  # noqa: E402
+# isort: on
 
 
 class DatabaseWrapper(SQLiteDatabaseWrapper):

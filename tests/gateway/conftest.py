@@ -154,6 +154,8 @@ def llm(transactional_db, cast, fake_upstream, gateway_server):
                 "fake-dense",
                 "fake-stream-reset",
                 "fake-tool-call",
+                "fake-embed",
+                "fake-embed-32",
             )
         ),
     ]
