@@ -39,6 +39,6 @@ class KbWorld:
 
 
 @pytest.fixture
-def kb_world(llm, cast) -> KbWorld:
+def kb_world(llm, cast) -> KbWorld:  # noqa: F811 - the imported fixture
     llm.grant("authz_rules:\n  - models: ['*']\n    users: [alice]\n")
     return KbWorld(llm=llm, cast=cast, alice=llm.admin)
