@@ -18,10 +18,11 @@ MAX_DEFERRALS = 8
 def ingest_document(self, org_id: str, document_id: str) -> str:
     """Parse, chunk and embed one uploaded document (``knowledge.ingestion``), inside its
     org's scope. When the gateway answers 429 or 503, retry after its ``Retry-After``,
-    resuming from the last stored batch."""
+    resuming from the last stored batch; run eagerly (in the caller's process, as the
+    test suite and ``INFERIA_CELERY_EAGER`` do) there is no later, and it fails with
+    the gateway's reason at once."""
+    last_attempt = self.request.is_eager or self.request.retries >= MAX_DEFERRALS
     try:
-        return ingestion.document_ingest(
-            document_id, last_attempt=self.request.retries >= MAX_DEFERRALS
-        )
+        return ingestion.document_ingest(document_id, last_attempt=last_attempt)
     except ingestion.Deferred as deferred:
         raise self.retry(countdown=deferred.countdown) from deferred
