@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db.models import Count, Q, QuerySet
 
 from inferia.errors import NotFound
@@ -28,7 +30,7 @@ def document_list(kb: KnowledgeBase) -> QuerySet[Document]:
     return Document.objects.filter(knowledge_base=kb).order_by("name", "-version")
 
 
-def document_get(kb: KnowledgeBase, document_id: object) -> Document:
+def document_get(kb: KnowledgeBase, document_id: uuid.UUID | str) -> Document:
     """A document of ``kb`` (any version and status); NOT_FOUND for another collection's
     or org's id, like an unknown one."""
     document = Document.objects.filter(knowledge_base=kb, pk=document_id).first()

@@ -81,10 +81,7 @@ def _upload(data: dict) -> tuple[bytes, str, str]:
     """The bytes, file name and declared content type of an upload, from a multipart
     ``file`` or a JSON ``text``."""
     upload, text = data.get("file"), data.get("text")
-    if (upload is None) == (text is None):
-        message = "Send a file (multipart/form-data) or text (JSON), one of the two."
-        raise ValidationError(message, details={"file": [message]})
-    if upload is not None:
+    if upload is not None and text is None:
         limit = settings.INFERIA_KB_MAX_FILE_BYTES
         if upload.size > limit:  # before reading it into memory
             raise PayloadTooLarge(
@@ -94,15 +91,19 @@ def _upload(data: dict) -> tuple[bytes, str, str]:
             )
         declared = data.get("content_type") or upload.content_type or ""
         return upload.read(), upload.name or "", declared
-    declared = data.get("content_type") or "text/plain"
-    if declared not in s.UPLOAD_CONTENT_TYPES:
-        message = f"One of {', '.join(s.UPLOAD_CONTENT_TYPES)} (upload a PDF as a file)."
-        raise ValidationError(message, details={"content_type": [message]})
-    if not data.get("name"):
-        raise ValidationError(
-            "A name is required", details={"name": ["Name the document (text has no file name)."]}
-        )
-    return text.encode("utf-8"), "", declared
+    if text is not None and upload is None:
+        declared = data.get("content_type") or "text/plain"
+        if declared not in s.UPLOAD_CONTENT_TYPES:
+            message = f"One of {', '.join(s.UPLOAD_CONTENT_TYPES)} (upload a PDF as a file)."
+            raise ValidationError(message, details={"content_type": [message]})
+        if not data.get("name"):
+            raise ValidationError(
+                "A name is required",
+                details={"name": ["Name the document (text has no file name)."]},
+            )
+        return str(text).encode("utf-8"), "", declared
+    message = "Send a file (multipart/form-data) or text (JSON), one of the two."
+    raise ValidationError(message, details={"file": [message]})
 
 
 class DocumentListView(OrgAPIView):
