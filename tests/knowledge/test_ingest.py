@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models.signals import post_save
 
 from audit.models import UsageRecord
 from gateway.fake_upstream import RECORDED
 from knowledge import ingestion
 from knowledge.models import Chunk, Document, DocumentSource, KnowledgeBase
+from knowledge.vectors import index_name
 from orgs.scoping import org_scope
 from tests.gateway.conftest import flush_usage
 from tests.knowledge.conftest import EMBED_MODEL
@@ -231,6 +232,11 @@ def test_the_first_document_sets_the_dimensions_and_a_mismatch_fails(kb_world):
     assert {c.dims for c in chunks_of(body["id"])} == {32}
     assert all(len(c.embedding) == 32 for c in chunks_of(body["id"]))
     assert KnowledgeBase.all_orgs.get(pk=kb["id"]).dimensions == 32
+    if connection.vendor == "postgresql":  # the dimension's HNSW index was made for it
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [index_name(32)])
+            (definition,) = cursor.fetchone()
+        assert "hnsw" in definition and "(dims = 32)" in definition
     # A collection holding 16-dimensional vectors cannot take 32-dimensional ones.
     KnowledgeBase.all_orgs.filter(pk=kb["id"]).update(dimensions=16)
     refused = uploaded(upload_text(kb_world.alice, "b", "Another text.", kb="small"))
