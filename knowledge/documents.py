@@ -124,6 +124,7 @@ def document_upload(
     data: bytes,
     content_type: str,
     metadata: dict[str, Any] | None = None,
+    filename: str = "",
     meta: RequestMeta | None = None,
 ) -> Document:
     """Store an upload as the next version of document ``name`` and queue its ingestion.
@@ -138,7 +139,8 @@ def document_upload(
     require_embedding(access, kb)
     name = validate_name(name)
     clean_metadata = validate_metadata(metadata)
-    content_type = parsing.normalize_content_type(content_type, name, data)
+    # An unknown type goes by the file's extension (else the document name's).
+    content_type = parsing.normalize_content_type(content_type, filename or name, data)
     pages = parsing.validate_upload(data, content_type)
     size = len(data)
     limit = settings.INFERIA_KB_MAX_ORG_BYTES

@@ -150,6 +150,7 @@ class DocumentListView(OrgAPIView):
             data=raw,
             content_type=declared,
             metadata=data.get("metadata"),
+            filename=filename,
             meta=request_meta(request),
         )
         # An eager or fast worker may have moved it on already.

@@ -160,9 +160,11 @@ def test_the_name_defaults_to_the_file_name_and_octet_stream_goes_by_extension(k
     )
     assert body["name"] == "notes.md" and body["content_type"] == "text/markdown"
     named = uploaded(
-        upload_file(kb_world.alice, b"hello again", "x.txt", "text/plain", name="Greeting")
+        upload_file(
+            kb_world.alice, b"# Hello again", "x.md", "application/octet-stream", name="Greeting"
+        )
     )
-    assert named["name"] == "Greeting"
+    assert named["name"] == "Greeting" and named["content_type"] == "text/markdown"
 
 
 def test_list_and_get_documents(kb_world):
@@ -299,6 +301,46 @@ def test_an_api_key_upload_embeds_as_that_key(kb_world):
     refused = upload_text(client, "keyed-2", "No inference.")
     assert refused.status_code == 403
     assert "inference:run" in refused.json()["error"]["message"]
+
+
+def test_a_service_account_key_upload_embeds_as_the_service_account(kb_world):
+    from rest_framework.test import APIClient
+
+    kb_world.create_kb()
+    created = kb_world.alice.post(
+        "/api/v1/orgs/acme/service-accounts",
+        {"slug": "ingest-bot", "name": "Ingest bot", "role": "admin"},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    account = created.json()
+    info = kb_world.llm.key_info(
+        kb_world.alice,
+        service_account=account["id"],
+        permissions=["knowledge_base:view", "knowledge_base:add_data", "inference:run"],
+    )
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {info['key']}")
+    # Granted neither the collection nor the model yet.
+    assert upload_text(client, "bot", "From the bot.").status_code == 404
+    kb_world.llm.grant(
+        "authz_rules:\n"
+        "  - models: ['*']\n    knowledge_bases: [handbook]\n    users: [alice]\n"
+        "  - models: ['openai-main/fake-embed']\n    knowledge_bases: [handbook]\n"
+        "    service_accounts: [ingest-bot]\n"
+    )
+    body = uploaded(upload_text(client, "bot", "From the bot."))
+    assert body["status"] == "ready", body
+    row = document(body["id"])
+    assert row.uploaded_by_id is None
+    assert str(row.uploaded_by_service_account_id) == account["id"]
+    flush_usage()
+    with org_scope(kb_world.cast.acme):
+        usage = UsageRecord.objects.get(model=EMBED_MODEL)
+        record = AuditRecord.objects.get(action="knowledge_base:add_data", data__op="ingest")
+    assert str(usage.service_account_id) == account["id"]
+    assert usage.user_id is None and usage.key_prefix == info["prefix"]
+    assert record.actor_label == f"sa:ingest-bot via {info['prefix']}"
 
 
 def test_metadata_must_be_a_flat_object_of_plain_values(kb_world):
