@@ -6,6 +6,8 @@ scope. The document moves queued -> parsing -> embedding (``chunks_done`` of
 ready, or -> failed with a ``status_reason`` a person can act on (never a stack trace
 or a secret; the gateway's own error message when it refused an embedding call).
 
+- The uploader must still be allowed to add to the collection when the task starts
+  (``knowledge.policy``, on their Access as the one resolver rebuilds it now).
 - Embedding goes through the gateway's own path (``knowledge.embedding.embed_as``) as
   whoever uploaded: the API key they used, else the user. The gateway checks, at every
   batch, that they may still use the collection's model (a revoked key or grant fails
@@ -31,7 +33,15 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from audit import services as audit
-from inferia.errors import ErrorCode, InferiaError, ValidationError
+from inferia.errors import (
+    AuthenticationFailed,
+    ErrorCode,
+    InferiaError,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
+from keys import delegation, resolver
 from knowledge import chunking, parsing, policy, vectors
 from knowledge.embedding import EmbeddingRefused, embed_as
 from knowledge.models import Chunk, Document, DocumentSource, DocumentStatus, KnowledgeBase
@@ -82,6 +92,32 @@ def _embedder(document: Document) -> dict[str, Any]:
     if document.uploaded_by_id is not None:
         return {"user": document.uploaded_by, "api_key": None}
     raise ValidationError("The person who uploaded this document no longer exists.")
+
+
+def _require_uploader_may_add(document: Document, kb: KnowledgeBase) -> None:
+    """The uploader may still add to the collection, as the one resolver sees them now
+    (the same delegated credential the gateway gets): a revoked grant, permission, key
+    or membership stops a queued ingestion. The gateway checks the model itself."""
+    who = _embedder(document)
+    raw = delegation.mint(
+        org_id=document.org_id,
+        model=kb.embedding_model,
+        user_id=getattr(who["user"], "pk", None),
+        key_id=getattr(who["api_key"], "pk", None),
+    )
+    try:
+        access = resolver.resolve_for_org_id(raw, document.org_id)
+    except AuthenticationFailed as exc:
+        key = who["api_key"]
+        raise PermissionDenied(
+            f"The API key {key.prefix} this document was uploaded with is no longer valid "
+            "(revoked or expired)"
+            if key is not None
+            else "The uploader's account is no longer active"
+        ) from exc
+    except NotFound as exc:
+        raise PermissionDenied("The uploader is no longer a member of this organization") from exc
+    policy.require_add_data(access, kb)
 
 
 def _embed(document: Document, kb: KnowledgeBase, texts: list[str]) -> list[list[float]]:
@@ -286,6 +322,7 @@ def document_ingest(document_id: Any, *, last_attempt: bool = True) -> str:
         data = source.first()
         if data is None:
             raise ValidationError("The uploaded file is no longer stored; upload it again.")
+        _require_uploader_may_add(document, kb)
         if document.status == DocumentStatus.QUEUED:
             _save(document, status=DocumentStatus.PARSING)
         pieces = _pieces(document, kb, bytes(data))

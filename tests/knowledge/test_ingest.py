@@ -205,6 +205,37 @@ def test_an_uploader_who_lost_access_meanwhile_fails_with_the_gateways_reason(
     assert not DocumentSource.all_orgs.exists()
 
 
+def test_an_uploader_whose_grant_was_withdrawn_meanwhile_is_not_ingested(kb_world, held_ingestion):
+    kb_world.create_kb()
+    body = uploaded(upload_text(kb_world.alice, "a", "Some text to embed."))
+    # Alice keeps every model but no rule grants her the collection any more.
+    kb_world.llm.grant("authz_rules:\n  - models: ['*']\n    users: [alice]\n")
+    calls = len(RECORDED)
+    assert held_ingestion.run(body["id"]) == "failed"
+    reason = document(body["id"]).status_reason
+    assert reason == "No access rule lets you add data to knowledge base handbook"
+    assert len(RECORDED) == calls  # nothing was embedded
+    assert not Chunk.all_orgs.exists() and not DocumentSource.all_orgs.exists()
+
+
+def test_an_uploader_removed_from_the_org_meanwhile_is_not_ingested(kb_world, held_ingestion):
+    from orgs.models import Membership
+    from tests.conftest import client_for
+
+    kb_world.create_kb()
+    kb_world.llm.grant(
+        "authz_rules:\n"
+        "  - models: ['*']\n    knowledge_bases: [handbook]\n    users: [alice, dave]\n"
+    )
+    body = uploaded(upload_text(client_for(kb_world.cast.dave), "a", "From Dave."))
+    membership = Membership.all_orgs.get(org=kb_world.cast.acme, user=kb_world.cast.dave)
+    assert kb_world.alice.delete(f"/api/v1/orgs/acme/members/{membership.pk}").status_code == 204
+    assert held_ingestion.run(body["id"]) == "failed"
+    reason = document(body["id"]).status_reason
+    assert reason == "The uploader is no longer a member of this organization"
+    assert not Chunk.all_orgs.exists()
+
+
 def test_a_key_revoked_before_ingestion_fails_the_document(kb_world, held_ingestion):
     from rest_framework.test import APIClient
 
@@ -220,7 +251,10 @@ def test_a_key_revoked_before_ingestion_fails_the_document(kb_world, held_ingest
     assert revoked.status_code == 200
     assert held_ingestion.run(body["id"]) == "failed"
     reason = document(body["id"]).status_reason
-    assert reason.startswith("Embedding failed: ") and "no longer valid" in reason
+    assert reason == (
+        f"The API key {info['prefix']} this document was uploaded with is no longer valid "
+        "(revoked or expired)"
+    )
     assert info["key"] not in reason
     assert not Chunk.all_orgs.exists()
 
