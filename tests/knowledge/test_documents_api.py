@@ -404,6 +404,8 @@ def test_the_upload_path_alone_takes_bodies_past_the_general_limit(kb_world, set
     words = " ".join(f"word{i}" for i in range(5000))  # about 44 KB
     body = uploaded(upload_file(kb_world.alice, words.encode(), "big.txt", "text/plain"))
     assert body["status"] == "ready" and body["size_bytes"] > 16 * 1024
+    as_json = uploaded(upload_text(kb_world.alice, "big-json", words))
+    assert as_json["status"] == "ready" and as_json["size_bytes"] > 16 * 1024
     # Other paths keep the general limit.
     refused = kb_world.alice.post(
         KB_URL,
@@ -420,7 +422,7 @@ def test_the_upload_path_alone_takes_bodies_past_the_general_limit(kb_world, set
     over = upload_file(kb_world.alice, b"a " * (40 * 1024), "over.txt", "text/plain")
     assert over.status_code == 413
     assert "INFERIA_KB_MAX_FILE_BYTES" in over.json()["error"]["message"]
-    assert Document.all_orgs.count() == 1
+    assert Document.all_orgs.count() == 2
 
 
 def test_the_org_storage_limit_is_413_until_room_is_made(kb_world, settings):
