@@ -11,7 +11,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inferia.settings")
 
 app = Celery("inferia")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["orgs", "keys", "gateway", "audit", "inferia", "sso", "deployments"])
+app.autodiscover_tasks(
+    ["orgs", "keys", "gateway", "audit", "inferia", "sso", "deployments", "knowledge"]
+)
 
 app.conf.beat_schedule = {
     "counters-prune": {"task": "inferia.tasks.counters_prune", "schedule": 300.0},

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
+from django.urls import Resolver404, resolve
 
 from inferia.errors import ErrorCode, database_unavailable, error_response, response_for_error
 from inferia.request_meta import request_id_from
@@ -57,8 +58,21 @@ class RequestIdMiddleware:
         return None
 
 
+def _view_body_limit(request: HttpRequest) -> int | None:
+    """The larger body a view allows for this method, if it declares one: a view (class or
+    function) with ``body_limit_bytes(method) -> int | None`` (the document upload)."""
+    try:
+        match = resolve(request.path_info)
+    except Resolver404:
+        return None
+    view = getattr(match.func, "view_class", match.func)
+    allowance = getattr(view, "body_limit_bytes", None)
+    return allowance(request.method or "") if callable(allowance) else None
+
+
 class BodySizeLimitMiddleware:
-    """Refuse a declared body over ``INFERIA_MAX_BODY_BYTES`` before reading it."""
+    """Refuse a declared body over ``INFERIA_MAX_BODY_BYTES`` before reading it, unless
+    the view it is for allows more (only ever more, and only for itself)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -72,6 +86,9 @@ class BodySizeLimitMiddleware:
             return error_response(ErrorCode.VALIDATION_ERROR, "Invalid Content-Length", 400)
         if length < 0:
             return error_response(ErrorCode.VALIDATION_ERROR, "Invalid Content-Length", 400)
+        if length > limit:
+            # Resolved only for a body over the general limit: the usual request pays nothing.
+            limit = max(limit, _view_body_limit(request) or 0)
         if length > limit:
             return error_response(
                 ErrorCode.PAYLOAD_TOO_LARGE, f"Request body is larger than {limit} bytes", 413

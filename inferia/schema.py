@@ -27,6 +27,10 @@ TAGS = [
         "deployments",
         "Named model endpoints (deployment/<name>) routing across targets, with versions.",
     ),
+    (
+        "knowledge-bases",
+        "Document collections: upload, ingestion through the gateway, per-collection access.",
+    ),
     ("sso", "Single sign-on: identity providers, group mapping rules, verified e-mail domains."),
     ("audit", "The append-only audit log (JSON pages, CSV, JSON lines)."),
     (
@@ -86,6 +90,8 @@ _ERROR_TEXT = {
     "403": "PERMISSION_DENIED (a permission the caller lacks) or TWO_FACTOR_REQUIRED (org policy).",
     "404": "NOT_FOUND: unknown id, or anything of another organization.",
     "409": "CONFLICT: the state forbids it (last owner, used invitation, name taken).",
+    "413": "PAYLOAD_TOO_LARGE: the file is over INFERIA_KB_MAX_FILE_BYTES, or the "
+    "organization's documents would exceed INFERIA_KB_MAX_ORG_BYTES.",
     "429": "RATE_LIMITED: too many attempts; wait `Retry-After` seconds.",
     "502": "UPSTREAM_ERROR: the identity provider, or a deployment's launcher, could not be "
     "reached or answered badly.",
@@ -126,6 +132,10 @@ _UPSTREAM = {
 }
 
 
+# Uploads, whose files and the org's storage have limits of their own.
+_UPLOADS = {("POST", "/api/v1/orgs/{org}/knowledge-bases/{name}/documents")}
+
+
 class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
     """``Authorization: Bearer <access token or API key>`` (or ``X-API-Key``)."""
 
@@ -161,6 +171,8 @@ def _error_statuses(method: str, path: str, operation: dict[str, Any]) -> list[s
         statuses.append("404")
     if writes and path.startswith(("/api/v1/orgs", "/api/v1/invitations/", "/api/v1/auth/2fa/")):
         statuses.append("409")
+    if (method, path) in _UPLOADS:
+        statuses.append("413")
     if (method, path) in _THROTTLED:
         statuses.append("429")
     if (method, path) in _UPSTREAM:

@@ -478,6 +478,65 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str]] = {
         "or JSON), all or nothing; errors name their path (`deployments[1].targets[0]."
         "weight`). Needs `deployment:view` and create, update or delete for what changes.",
     ),
+    # --- knowledge bases --------------------------------------------------------------
+    ("GET", "/api/v1/orgs/{org}/knowledge-bases"): (
+        "List knowledge bases",
+        "The collections you may see: those an access rule grants you (`knowledge_bases` "
+        "in the rules), or all of them for managers (`knowledge_base:delete` or "
+        "`policy:manage`), with their embedding model and ready document count. Needs "
+        "`knowledge_base:view`.",
+    ),
+    ("POST", "/api/v1/orgs/{org}/knowledge-bases"): (
+        "Create a knowledge base",
+        "A named document collection embedded by `embedding_model` (an FQN or "
+        "`deployment/<name>` you may use), cut into chunks of `chunk_size` characters "
+        "overlapping by `chunk_overlap`. An access rule granting it to you is created "
+        "with it. Needs `knowledge_base:create`.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/knowledge-bases/{name}"): (
+        "Get a knowledge base",
+        "One collection you may see, with its settings and vector dimensions (known "
+        "after the first document is embedded). Needs `knowledge_base:view`.",
+    ),
+    ("PATCH", "/api/v1/orgs/{org}/knowledge-bases/{name}"): (
+        "Update a knowledge base",
+        "Change its description or chunking, or its embedding model while it holds no "
+        "documents. Needs `knowledge_base:create` and a rule granting the collection.",
+    ),
+    ("DELETE", "/api/v1/orgs/{org}/knowledge-bases/{name}"): (
+        "Delete a knowledge base",
+        "Delete the collection with every document, chunk and vector. Needs "
+        "`knowledge_base:delete`.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/knowledge-bases/{name}/documents"): (
+        "List a knowledge base's documents",
+        "Every document of the collection, each version of a re-uploaded one included, "
+        "with its ingestion status (`queued`, `parsing`, `embedding` with `chunks_done` of "
+        "`chunks_total`, `ready`, or `failed` with `status_reason`). Needs "
+        "`knowledge_base:view` and a rule granting the collection.",
+    ),
+    ("POST", "/api/v1/orgs/{org}/knowledge-bases/{name}/documents"): (
+        "Upload a document",
+        "Multipart (`file`, optional `name` and `metadata` as JSON text) or JSON (`name`, "
+        "`text`, `content_type`, `metadata`): plain text, Markdown, HTML or PDF, checked "
+        "at once (size, type against the bytes, encrypted or over-long PDFs, the org's "
+        "storage) and answered 202 `queued`; a worker parses, chunks and embeds it through "
+        "the gateway as you (your limits, quota, cost and audit). The same `name` again "
+        "is a new version that replaces the ready one when it is ready itself. Needs "
+        "`knowledge_base:add_data`, a rule granting the collection, `inference:run` and "
+        "the embedding model.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/knowledge-bases/{name}/documents/{id}"): (
+        "Get a document",
+        "One document's ingestion status and progress (poll it after an upload), size, "
+        "pages and metadata. Needs `knowledge_base:view` and a rule granting the collection.",
+    ),
+    ("DELETE", "/api/v1/orgs/{org}/knowledge-bases/{name}/documents/{id}"): (
+        "Delete a document",
+        "Delete the document (any version or status) with every chunk and vector; an "
+        "ingestion under way stops. Needs `knowledge_base:add_data` and a rule granting "
+        "the collection.",
+    ),
     # --- audit and usage --------------------------------------------------------------
     ("GET", "/api/v1/orgs/{org}/audit-logs"): (
         "Read the audit log",

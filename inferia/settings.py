@@ -395,6 +395,30 @@ INFERIA_PRIVATE_HOSTS_ALLOWED = env.list("INFERIA_PRIVATE_HOSTS_ALLOWED", defaul
 INFERIA_MAX_BODY_BYTES = env.int("INFERIA_MAX_BODY_BYTES", default=10 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INFERIA_MAX_BODY_BYTES
 
+# --- Knowledge bases: documents (knowledge/parsing.py, knowledge/documents.py) ------
+# The largest file one upload may carry (413 above it; the document upload path's body
+# limit is this plus room for the multipart envelope, other paths keep the one above).
+INFERIA_KB_MAX_FILE_BYTES = env.int("INFERIA_KB_MAX_FILE_BYTES", default=20 * 1024 * 1024)
+# The most pages a PDF may have (refused at upload above it).
+INFERIA_KB_MAX_PDF_PAGES = env.int("INFERIA_KB_MAX_PDF_PAGES", default=500)
+# What an org's documents may take in total (uploaded bytes of ready and pending ones).
+INFERIA_KB_MAX_ORG_BYTES = env.int("INFERIA_KB_MAX_ORG_BYTES", default=1024 * 1024 * 1024)
+# The most text one document may yield once parsed: a small file that extracts to more
+# (a decompression bomb in a PDF, say) fails instead of filling memory.
+INFERIA_KB_MAX_TEXT_CHARS = env.int("INFERIA_KB_MAX_TEXT_CHARS", default=5_000_000)
+# Chunks per embedding call at ingestion (each call also stays within the org's
+# max_prompt_chars, which the gateway enforces).
+INFERIA_KB_EMBED_BATCH = env.int("INFERIA_KB_EMBED_BATCH", default=64)
+for _name in (
+    "INFERIA_KB_MAX_FILE_BYTES",
+    "INFERIA_KB_MAX_PDF_PAGES",
+    "INFERIA_KB_MAX_ORG_BYTES",
+    "INFERIA_KB_MAX_TEXT_CHARS",
+    "INFERIA_KB_EMBED_BATCH",
+):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be a positive integer")
+
 # --- Gateway ---------------------------------------------------------------------
 INFERIA_GATEWAY_MAX_PROMPT_CHARS = env.int("INFERIA_GATEWAY_MAX_PROMPT_CHARS", default=10_000)
 INFERIA_GATEWAY_DEFAULT_MAX_TOKENS = env.int("INFERIA_GATEWAY_DEFAULT_MAX_TOKENS", default=1024)

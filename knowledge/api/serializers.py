@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from inferia.serializers import InputSerializer
-from knowledge.models import KnowledgeBase
+from knowledge.models import Document, KnowledgeBase
 from orgs.models import slug_validator
 
 
@@ -57,3 +57,77 @@ class KnowledgeBaseOutput(serializers.ModelSerializer):
         if count is None:
             count = kb.documents.filter(status="ready").count()
         return int(count)
+
+
+UPLOAD_CONTENT_TYPES = ["text/plain", "text/markdown", "text/html"]
+
+
+class DocumentUploadInput(InputSerializer):
+    """What ``POST .../documents`` takes, multipart or JSON (the view checks that exactly
+    one of ``file`` and ``text`` is given; the service checks the rest)."""
+
+    file = serializers.FileField(required=False, allow_empty_file=True, use_url=False)
+    text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    name = serializers.CharField(required=False, max_length=255)
+    content_type = serializers.CharField(required=False, max_length=100)
+    # A JSON object; in a multipart form, its JSON text.
+    metadata = serializers.JSONField(required=False)
+
+
+class DocumentUploadMultipart(serializers.Serializer):
+    file = serializers.FileField(
+        help_text="The file: text/plain, text/markdown, text/html (UTF-8) or application/pdf, "
+        "at most INFERIA_KB_MAX_FILE_BYTES (20 MiB). Its part's Content-Type names the "
+        "type (or the file name's extension when it is application/octet-stream)."
+    )
+    name = serializers.CharField(
+        required=False,
+        max_length=255,
+        help_text="The document's name (default: the file name). Uploading a name again "
+        "replaces that document once the new version is ready.",
+    )
+    content_type = serializers.CharField(
+        required=False, max_length=100, help_text="Overrides the part's Content-Type."
+    )
+    metadata = serializers.CharField(
+        required=False,
+        help_text='A JSON object as text, e.g. {"team": "hr", "year": 2026}: string, number '
+        "or boolean values, at most 32 keys; every chunk carries it (query filters).",
+    )
+
+
+class DocumentUploadJson(serializers.Serializer):
+    name = serializers.CharField(max_length=255, help_text="The document's name.")
+    text = serializers.CharField(help_text="The document itself (UTF-8 text).")
+    content_type = serializers.ChoiceField(
+        choices=UPLOAD_CONTENT_TYPES, required=False, default="text/plain"
+    )
+    metadata = serializers.DictField(
+        required=False,
+        help_text="String, number or boolean values, at most 32 keys; every chunk carries "
+        "it (query filters).",
+    )
+
+
+class DocumentOutput(serializers.ModelSerializer):
+    knowledge_base = serializers.CharField(source="knowledge_base.name", read_only=True)
+
+    class Meta:
+        model = Document
+        fields = [
+            "id",
+            "knowledge_base",
+            "name",
+            "version",
+            "status",
+            "status_reason",
+            "chunks_done",
+            "chunks_total",
+            "pages",
+            "size_bytes",
+            "content_type",
+            "sha256",
+            "metadata",
+            "created_at",
+            "ready_at",
+        ]

@@ -17,4 +17,14 @@ urlpatterns = [
         views.KnowledgeBaseDetailView.as_view(),
         name="kb-detail",
     ),
+    path(
+        "orgs/<slug:org>/knowledge-bases/<slug:name>/documents",
+        views.DocumentListView.as_view(),
+        name="document-list",
+    ),
+    path(
+        "orgs/<slug:org>/knowledge-bases/<slug:name>/documents/<uuid:id>",
+        views.DocumentDetailView.as_view(),
+        name="document-detail",
+    ),
 ]

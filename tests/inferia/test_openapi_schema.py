@@ -27,6 +27,7 @@ TAGS = {
     "auth",
     "gateway",
     "scim-tokens",
+    "knowledge-bases",
 }
 GATEWAY = {
     "/api/llm/v1/chat/completions": "post",

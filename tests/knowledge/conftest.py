@@ -39,6 +39,32 @@ class KbWorld:
 
 
 @pytest.fixture
-def kb_world(llm, cast) -> KbWorld:  # noqa: F811 - the imported fixture
+def kb_world(llm, cast) -> KbWorld:  # noqa: F811 (llm: the imported fixture)
     llm.grant("authz_rules:\n  - models: ['*']\n    users: [alice]\n")
     return KbWorld(llm=llm, cast=cast, alice=llm.admin)
+
+
+class HeldIngestion:
+    """Ingestion tasks queued by uploads, run only when a test says."""
+
+    def __init__(self, org_id: str) -> None:
+        self.org_id = org_id
+
+    def run(self, document_id: str) -> str:
+        """Run the ingestion task of ``document_id`` here (``apply``: run eagerly, so a
+        rate limit fails the document at once instead of retrying later)."""
+        from knowledge import tasks
+
+        return tasks.ingest_document.apply(args=[self.org_id, document_id]).get()
+
+
+@pytest.fixture
+def held_ingestion(kb_world):
+    """Uploads publish their ingestion task for real (eager off) to an in-memory broker
+    nobody consumes: the document stays ``queued`` until ``held_ingestion.run(id)``."""
+    import uuid
+
+    from tests.inferia.test_celery_worker import Broker, _publishing_to
+
+    with _publishing_to(Broker(kind="memory", url="memory://"), f"held-{uuid.uuid4().hex[:8]}"):
+        yield HeldIngestion(str(kb_world.cast.acme.pk))

@@ -24,7 +24,10 @@ def test_create_list_and_embed_as_the_creator(kb_world):
     assert [k["name"] for k in listed] == ["handbook"]
     org = kb_world.cast.acme
     vectors = embedding.embed_as(
-        org=org, model=EMBED_MODEL, texts=["vacation policy", "expense report"], user=kb_world.cast.alice
+        org=org,
+        model=EMBED_MODEL,
+        texts=["vacation policy", "expense report"],
+        user=kb_world.cast.alice,
     )
     assert len(vectors) == 2 and len(vectors[0]) == 64
     assert vectors[0] != vectors[1]
