@@ -87,13 +87,13 @@ def resolve(credential: Credential, org: Organization | None) -> Access:
     """
     try:
         if credential.api_key is None:
-            access = resolve_member(
+            member = resolve_member(
                 org,
                 credential.user,
                 credential_kind=credential.kind,
                 expires_at=credential.expires_at,
             )
-            return replace(access, model_bound=credential.model_bound)
+            return replace(member, model_bound=credential.model_bound)
         access = access_for_key(credential.api_key, org) if org is not None else None
         if access is None:
             raise NotFound("Organization not found")
@@ -132,7 +132,11 @@ def authenticate_delegated(raw: str) -> tuple[Credential, str]:
                 model_bound=grant.model,
             )
         else:
-            user = User.objects.filter(pk=grant.user_id, is_active=True).first()
+            user = (
+                User.objects.filter(pk=grant.user_id, is_active=True).first()
+                if grant.user_id is not None
+                else None
+            )
             if user is None:
                 raise AuthenticationFailed("Delegated credential's user is no longer active")
             credential = Credential(kind=ACCESS_TOKEN, user=user, model_bound=grant.model)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import sys
 
 try:  # pragma: no branch - which driver depends on the platform
-    import pysqlite3  # type: ignore[import-not-found]
-    import pysqlite3.dbapi2  # type: ignore[import-not-found]
+    import pysqlite3  # type: ignore[import-untyped]
+    import pysqlite3.dbapi2  # type: ignore[import-untyped]
 except ImportError:  # not Linux: the standard library's, which may not load extensions
     DRIVER = "sqlite3"
 else:
@@ -34,7 +34,7 @@ def load_extensions(connection) -> None:
     so SQL can never load a library of its own choosing)."""
     global VEC_ERROR
     try:
-        import sqlite_vec
+        import sqlite_vec  # type: ignore[import-untyped]
 
         connection.enable_load_extension(True)
         try:
