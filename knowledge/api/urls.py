@@ -17,4 +17,9 @@ urlpatterns = [
         views.KnowledgeBaseDetailView.as_view(),
         name="kb-detail",
     ),
+    path(
+        "orgs/<slug:org>/knowledge-bases/<slug:name>/query",
+        views.KnowledgeBaseQueryView.as_view(),
+        name="kb-query",
+    ),
 ]
