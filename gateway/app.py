@@ -788,7 +788,14 @@ async def _retrieve(call: Call, raw: str, hint: str) -> None:
         )
         by_model[model] = vectors[0]
     found = await orm(retrieval.search)(wanted, kbs, by_model)
-    call.body = retrieval.augmented(call.body, found)
+    policy = call.caller.policy
+    if call.size is None:
+        raise GatewayError(ErrorCode.INTERNAL_ERROR, 500, "The request was not measured")
+    call.body = retrieval.augmented(
+        call.body, wanted, found, room=sizing.prompt_room(call.size, policy)
+    )
+    # The prompt as sent (what a usage estimate reads); within the limit by construction.
+    call.size = sizing.measure(call.upstream_endpoint, call.body, policy)
     call.headers[retrieval.HEADER] = ",".join(wanted.names)
 
 

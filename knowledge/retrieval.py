@@ -18,7 +18,9 @@ Chat retrieval: a chat completion's body may name collections,
 - ``augmented``: ONE system message before the conversation holding the passages as
   numbered, quoted data (each a JSON object on its own line, so nothing in a passage can
   end the block or pass for an instruction of ours) under a fixed preamble saying they
-  are untrusted reference material, never instructions, and asking for ``[n]`` citations;
+  are untrusted reference material, never instructions, and asking for ``[n]`` citations.
+  The message fits in what the org's prompt limit leaves (``gateway.sizing.prompt_room``):
+  passages are taken best first, and one that does not fit is left out;
 - ``citations`` for the answer: a top-level ``citations`` list (JSON), or one leading
   chunk with empty ``choices`` (a stream, like the usage chunk: SDKs skip it).
 """
@@ -218,7 +220,7 @@ def search(
     kbs: dict[str, KnowledgeBase],
     vectors_by_model: dict[str, list[float]],
 ) -> list[tuple[str, vectors.Hit]]:
-    """Every collection's hits (sync), best first across them; fills ``citations``."""
+    """Every collection's hits (sync), best first across them."""
     found: list[tuple[str, vectors.Hit]] = []
     for wanted in retrieval.searches:
         kb = kbs[wanted.name]
@@ -232,18 +234,6 @@ def search(
         )
         found += [(kb.name, hit) for hit in hits]
     found.sort(key=lambda pair: -pair[1].score)  # stable: request order among equals
-    retrieval.citations = [
-        {
-            "index": index,
-            "knowledge_base": name,
-            "document": hit.document,
-            "document_id": str(hit.document_id),
-            "chunk_id": hit.chunk_id,
-            "score": hit.score,
-            "metadata": hit.metadata,
-        }
-        for index, (name, hit) in enumerate(found, start=1)
-    ]
     return found
 
 
@@ -254,21 +244,54 @@ def _quoted(value: dict[str, Any]) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def system_message(found: list[tuple[str, vectors.Hit]]) -> dict[str, str]:
-    lines = [PREAMBLE, "", BEGIN]
-    for index, (name, hit) in enumerate(found, start=1):
-        source = {"knowledge_base": name, "document": hit.document, "text": hit.text}
-        lines.append(f"[{index}] {_quoted(source)}")
-    if not found:
-        lines.append(NOTHING_FOUND)
-    lines.append(END)
-    return {"role": "system", "content": "\n".join(lines)}
+def _line(index: int, name: str, hit: vectors.Hit) -> str:
+    source = {"knowledge_base": name, "document": hit.document, "text": hit.text}
+    return f"[{index}] {_quoted(source)}"
 
 
-def augmented(body: dict[str, Any], found: list[tuple[str, vectors.Hit]]) -> dict[str, Any]:
-    """The chat body with the passages' system message before the conversation."""
-    messages = body.get("messages")
-    return {**body, "messages": [system_message(found), *(messages or [])]}
+def augmented(
+    body: dict[str, Any],
+    retrieval: Retrieval,
+    found: list[tuple[str, vectors.Hit]],
+    *,
+    room: int,
+) -> dict[str, Any]:
+    """The chat body with the passages' system message before the conversation, at most
+    ``room`` characters long; fills ``retrieval.citations`` with the passages it holds.
+    VALIDATION_ERROR when not even the preamble fits."""
+    head = [PREAMBLE, "", BEGIN]
+    size = sum(len(line) + 1 for line in head) + len(END)
+    # Room for the line saying nothing matched, which stands in for no passage at all.
+    if size + len(NOTHING_FOUND) + 1 > room:
+        raise ValidationError(
+            "Prompt too long for retrieval: the conversation leaves no room for passages "
+            "under the organization's prompt limit",
+            details={"messages": ["Shorten the conversation to use knowledge_bases."]},
+        )
+    lines: list[str] = []
+    citations: list[dict[str, Any]] = []
+    for name, hit in found:
+        line = _line(len(lines) + 1, name, hit)
+        if size + len(line) + 1 > room:
+            continue  # a shorter passage further down may still fit
+        size += len(line) + 1
+        lines.append(line)
+        citations.append(
+            {
+                "index": len(lines),
+                "knowledge_base": name,
+                "document": hit.document,
+                "document_id": str(hit.document_id),
+                "chunk_id": hit.chunk_id,
+                "score": hit.score,
+                "metadata": hit.metadata,
+            }
+        )
+    if not lines:
+        head.append(NOTHING_FOUND)
+    retrieval.citations = citations
+    message = {"role": "system", "content": "\n".join([*head, *lines, END])}
+    return {**body, "messages": [message, *(body.get("messages") or [])]}
 
 
 def with_citations(answer: Any, retrieval: Retrieval) -> Any:

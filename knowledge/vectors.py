@@ -66,6 +66,8 @@ FILTER_VALUE_MAX_CHARS = 500
 # bound as parameters anyway).
 FILTER_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 FTS_TERMS_MAX = 32
+# Matches the full-text ranking orders at most (PostgreSQL): see ``_Postgres.text_ranks``.
+TEXT_MATCHES_MAX = 10_000
 
 
 def index_name(dims: int) -> str:
@@ -464,24 +466,30 @@ class _Postgres(_Engine):
         return cursor.fetchone()[0] > count
 
     def text_ranks(self) -> list[tuple[int, float]]:
+        """The full-text ranking: ``ts_rank_cd`` of the matching chunks, of at most
+        ``TEXT_MATCHES_MAX`` of them. Ranking every match of a query made only of common
+        words (most of a large collection) would read it all for a ranking that says
+        little; such a query is ranked among the first matches found."""
         if not _groups(self.params.query):
             return []  # no word to look for
         filters, filter_params = self._filters()
+        query = "websearch_to_tsquery('simple', %s)"
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT c.id, ts_rank_cd(c.search, q.query) AS rank "  # noqa: S608 - literals and checked ints only
-                f"FROM knowledge_chunk c "
+                f"SELECT m.id, ts_rank_cd(m.search, {query}) AS rank FROM ("  # noqa: S608 - literals and checked ints only
+                f"SELECT c.id, c.search FROM knowledge_chunk c "
                 f"JOIN knowledge_document d ON d.id = c.document_id "
-                f"CROSS JOIN websearch_to_tsquery('simple', %s) AS q(query) "
                 f"WHERE c.dims = {int(self.dims)} AND c.knowledge_base_id = %s AND c.org_id = %s "
                 f"AND d.knowledge_base_id = %s AND d.org_id = %s AND d.status = 'ready' "
-                f"AND c.search @@ q.query{filters} ORDER BY rank DESC, c.id LIMIT %s",
+                f"AND c.search @@ {query}{filters} LIMIT {int(TEXT_MATCHES_MAX)}) AS m "
+                f"ORDER BY rank DESC, m.id LIMIT %s",
                 [
                     self.params.query,
                     self.kb_id,
                     self.org_id,
                     self.kb_id,
                     self.org_id,
+                    self.params.query,
                     *filter_params,
                     self.candidates,
                 ],

@@ -345,3 +345,40 @@ def test_a_nul_in_the_question_is_searched_as_a_space(chat, upstream_requests):
         extra_body={"knowledge_bases": ["handbook"]},
     )
     assert completion.model_extra["citations"][0]["chunk_id"] == chat.chunks[0].pk
+
+
+def _prompt_chars(messages: list[dict]) -> int:
+    return sum(len(m["content"]) for m in messages if isinstance(m.get("content"), str))
+
+
+def test_the_passages_fit_the_orgs_prompt_limit(chat, upstream_requests):
+    limit = len(QUESTION) + len(retrieval.PREAMBLE) + 220
+    chat.llm.org_settings(max_prompt_chars=limit)
+    client = chat.llm.sdk(chat.key)
+    completion = client.chat.completions.create(
+        model=CHAT_MODEL,
+        messages=[{"role": "user", "content": QUESTION}],
+        extra_body={"knowledge_bases": [{"name": "handbook", "top_k": 4, "min_score": -1}]},
+    )
+    citations = completion.model_extra["citations"]
+    assert 1 <= len(citations) < 4
+    assert citations[0]["chunk_id"] == chat.chunks[0].pk  # the best first
+    forwarded = chat_requests(upstream_requests)[0]["messages"]
+    assert _prompt_chars(forwarded) <= limit
+    assert len(passages_of(forwarded[0]["content"])) == len(citations)
+
+
+def test_no_room_left_for_passages_is_400(chat, upstream_requests):
+    chat.llm.org_settings(max_prompt_chars=len(QUESTION) + 100)
+    response = chat.llm.post(
+        "/chat/completions",
+        chat.key,
+        {
+            "model": CHAT_MODEL,
+            "messages": [{"role": "user", "content": QUESTION}],
+            "knowledge_bases": ["handbook"],
+        },
+    )
+    error = assert_gateway_error(response, 400, "VALIDATION_ERROR")
+    assert "retrieval" in error["message"]
+    assert chat_requests(upstream_requests) == []
