@@ -12,7 +12,8 @@ facts, once each (docs/gateway.md, "Audit and usage"):
   (``inference:run`` or ``inference:stream``), the target model, the outcome and
   status, the client IP, the request id, the ``degraded`` and ``usage_estimated``
   flags, ``usage_id``, the link to the usage record, and for a call to a deployment
-  the target that answered (``deployment``, ``target``, ``target_fqn``, ``attempts``).
+  the target that answered (``deployment``, ``target``, ``target_fqn``, ``attempts``),
+  and for a chat completion with retrieval the ``knowledge_bases`` searched.
   Readers that show an audit record's numbers read them through that link
   (``selectors.with_usage``).
 
@@ -176,8 +177,17 @@ def _audit_for(entry: dict[str, Any]) -> AuditRecord:
             **({"degraded": entry["degraded"]} if entry.get("degraded") else {}),
             **({"usage_estimated": True} if entry.get("usage_estimated") else {}),
             **_deployment_facts(entry),
+            **_knowledge_facts(entry),
         },
     )
+
+
+def _knowledge_facts(entry: dict[str, Any]) -> dict[str, Any]:
+    """A chat completion with retrieval: the knowledge bases its passages came from."""
+    names = entry.get("knowledge_bases")
+    if not isinstance(names, list) or not names:
+        return {}
+    return {"knowledge_bases": [str(name)[:50] for name in names[:16]]}
 
 
 def _deployment_facts(entry: dict[str, Any]) -> dict[str, Any]:

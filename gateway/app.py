@@ -68,6 +68,8 @@ from inferia.errors import (
 )
 from inferia.request_meta import RequestMeta, asgi_headers, request_id_from
 from keys import secret_refs
+from knowledge import embedding as knowledge_embedding
+from knowledge import retrieval
 from orgs.policy import unset_value
 
 logger = logging.getLogger("inferia.request")
@@ -202,6 +204,8 @@ class Call:
         self.status = 0
         self.dialect = DIALECTS.get(endpoint)
         self.client_body: dict[str, Any] = {}  # the request as a dialect's client sent it
+        # A chat completion naming knowledge bases (``knowledge.retrieval``).
+        self.retrieval: retrieval.Retrieval | None = None
 
     @property
     def upstream_endpoint(self) -> str:
@@ -264,6 +268,8 @@ class Call:
                 entry["attempts"] = list(self.attempts)
         if usage_data.get("estimated"):
             entry["usage_estimated"] = True
+        if self.retrieval is not None:
+            entry["knowledge_bases"] = self.retrieval.names
         if p.policy.payload_logging and self.body:
             # Prompt and answer, encrypted, only for orgs that turned payload logging on.
             from inferia import crypto
@@ -538,6 +544,8 @@ def _prepare(call: Call, raw_body: bytes) -> tuple[int, int]:
     if call.dialect:
         call.client_body = body
         body = call.dialect.to_chat(body)
+    # Chat retrieval's field is the gateway's own: never forwarded upstream.
+    wanted = body.pop(retrieval.FIELD, None) if call.endpoint == "chat" else None
     call.body = body
     _authorize(call, body)
     call.streamed = bool(body.get("stream"))
@@ -546,6 +554,9 @@ def _prepare(call: Call, raw_body: bytes) -> tuple[int, int]:
     except ValidationError as error:
         raise _in_client_terms(call, error) from None
     call.size = size
+    call.retrieval = None
+    if wanted is not None:
+        call.retrieval = retrieval.parse(wanted, body.get("messages"), call.caller.knowledge_bases)
     deployment = call.deployment_route
     if deployment is not None:
         _deployment_open(deployment)
@@ -753,10 +764,39 @@ async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
             retry_after=decision.retry_after,
         )
     call.reserved = decision.reserved
+    if call.retrieval is not None:
+        await _retrieve(call, raw, hint)
     if call.deployment_route is not None:
         await _complete_deployment(call, send, receive, decision)
         return
     await _attempt(call, send, receive, call.chosen_route)
+
+
+async def _retrieve(call: Call, raw: str, hint: str) -> None:
+    """Chat retrieval (``knowledge.retrieval``): the passages of the named collections
+    go before the conversation as one system message. The query is embedded with the
+    caller's own credential, through this application: that call's limits, quotas, cost
+    and audit are the caller's too."""
+    wanted = call.retrieval
+    if wanted is None:
+        return
+    kbs = await orm(retrieval.collections)(call.caller.org_id, wanted.names)
+    by_model: dict[str, list[float]] = {}
+    for model in dict.fromkeys(kb.embedding_model for kb in kbs.values()):
+        vectors = await knowledge_embedding.aembed_with_credential(
+            raw, model, [wanted.query], org_hint=hint
+        )
+        by_model[model] = vectors[0]
+    found = await orm(retrieval.search)(wanted, kbs, by_model)
+    policy = call.caller.policy
+    if call.size is None:
+        raise GatewayError(ErrorCode.INTERNAL_ERROR, 500, "The request was not measured")
+    call.body = retrieval.augmented(
+        call.body, wanted, found, room=sizing.prompt_room(call.size, policy)
+    )
+    # The prompt as sent (what a usage estimate reads); within the limit by construction.
+    call.size = sizing.measure(call.upstream_endpoint, call.body, policy)
+    call.headers[retrieval.HEADER] = ",".join(wanted.names)
 
 
 async def _within(deadline: float, awaitable):
@@ -829,6 +869,8 @@ async def _attempt(
         ) from exc
     out = adapter.to_openai(route, call.upstream_endpoint, data)
     usage_data = out.get("usage") if isinstance(out, dict) else None
+    if call.retrieval is not None:
+        out = retrieval.with_citations(out, call.retrieval)
     if call.dialect:
         out = call.dialect.from_chat(call.client_body, out)
     call.response_body = out
@@ -974,6 +1016,17 @@ async def _stream(
         events = call.dialect.stream_from_chat(call.client_body, events, usage_data)
 
     watcher: asyncio.Future | None = None
+    batch: list[bytes] = []
+    if call.retrieval is not None:
+        # The citations lead the stream, in a chunk without choices (SDKs skip it).
+        batch.append(
+            retrieval.citations_chunk(
+                call.retrieval,
+                request_id=call.request.id.replace("-", ""),
+                created=int(clock.time()),
+                model=call.model,
+            )
+        )
 
     def watch() -> None:
         nonlocal watcher
@@ -986,7 +1039,6 @@ async def _stream(
         watcher.add_done_callback(gone)
 
     upstream.on_wait = watch
-    batch: list[bytes] = []
     status, error_code, last = 200, "", b""
     try:
         try:

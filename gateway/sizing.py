@@ -72,6 +72,12 @@ def _chars(value: Any) -> int:
     return 1
 
 
+def prompt_room(size: Size, policy: OrgPolicy) -> int:
+    """Characters a request measured as ``size`` may still add to its prompt under the
+    org's ``max_prompt_chars`` (chat retrieval fits its passages in this)."""
+    return int(policy.applied("max_prompt_chars")) - size.prompt_chars
+
+
 def _bounded_int(body: dict[str, Any], field: str, cap: int) -> int | None:
     value = body.get(field)
     if value is None:

@@ -537,6 +537,14 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str]] = {
         "ingestion under way stops. Needs `knowledge_base:add_data` and a rule granting "
         "the collection.",
     ),
+    ("POST", "/api/v1/orgs/{org}/knowledge-bases/{name}/query"): (
+        "Search a knowledge base",
+        "Hybrid search of the collection's ready documents: vector similarity and full "
+        "text, fused by rank; `top_k` (1-50), `min_score` (cosine similarity), metadata "
+        "`filters`. The query is embedded as you through the gateway (your limits, cost "
+        "and audit; you need the embedding model). Needs `knowledge_base:view` and a rule "
+        "granting the collection.",
+    ),
     # --- audit and usage --------------------------------------------------------------
     ("GET", "/api/v1/orgs/{org}/audit-logs"): (
         "Read the audit log",

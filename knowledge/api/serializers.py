@@ -131,3 +131,51 @@ class DocumentOutput(serializers.ModelSerializer):
             "created_at",
             "ready_at",
         ]
+
+
+class KnowledgeBaseQueryInput(InputSerializer):
+    query = serializers.CharField(
+        max_length=2000,
+        trim_whitespace=False,
+        help_text="What to look for: embedded for the vector ranking and matched as full "
+        'text in web-search syntax (all words, "a phrase", or, -excluded).',
+    )
+    top_k = serializers.IntegerField(required=False, default=5, min_value=1, max_value=50)
+    min_score = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=-1,
+        max_value=1,
+        help_text="Drop hits whose cosine similarity to the query is lower.",
+    )
+    filters = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text='Chunk metadata equality: {"key": string, number or boolean}.',
+    )
+
+
+class QueryHitOutput(serializers.Serializer):
+    chunk_id = serializers.IntegerField()
+    document_id = serializers.UUIDField()
+    document = serializers.CharField(help_text="The document's name.")
+    ordinal = serializers.IntegerField(help_text="The chunk's position in its document.")
+    text = serializers.CharField()
+    metadata = serializers.DictField()
+    score = serializers.FloatField(
+        help_text="Reciprocal Rank Fusion (k=60) of the vector and full-text rankings, "
+        "scaled so that 1.0 is first in both (first by vector only: 0.5)."
+    )
+    similarity = serializers.FloatField(help_text="Cosine similarity to the query.")
+    text_rank = serializers.FloatField(
+        allow_null=True,
+        help_text="Full-text rank (higher is better; comparable within one answer), "
+        "null when the chunk did not match the query's words.",
+    )
+
+
+class KnowledgeBaseQueryOutput(serializers.Serializer):
+    results = QueryHitOutput(many=True)
+    knowledge_base = serializers.CharField()
+    embedding_model = serializers.CharField()

@@ -27,4 +27,9 @@ urlpatterns = [
         views.DocumentDetailView.as_view(),
         name="document-detail",
     ),
+    path(
+        "orgs/<slug:org>/knowledge-bases/<slug:name>/query",
+        views.KnowledgeBaseQueryView.as_view(),
+        name="kb-query",
+    ),
 ]

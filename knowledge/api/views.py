@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from inferia.api import OrgAPIView, request_meta
 from inferia.errors import PayloadTooLarge, ValidationError
-from knowledge import documents, policy, selectors, services
+from knowledge import documents, policy, retrieval, selectors, services
 from knowledge.api import serializers as s
 
 
@@ -183,3 +183,29 @@ class DocumentDetailView(OrgAPIView):
             meta=request_meta(request),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class KnowledgeBaseQueryView(OrgAPIView):
+    """Search a collection: its policy (``knowledge.policy``: 404 unless visible, 403
+    without a grant to search), the query embedded as the caller through the gateway
+    (its 403/429 come back as they are), then the hybrid search."""
+
+    input_serializers = {"POST": s.KnowledgeBaseQueryInput}
+    required_permissions = {"POST": "knowledge_base:view"}
+    serializer_class = s.KnowledgeBaseQueryOutput
+
+    def get_scoped_queryset(self):
+        return selectors.kb_list(self.request.access)
+
+    @extend_schema(responses={200: s.KnowledgeBaseQueryOutput})
+    def post(self, request, org, name):
+        data = self.input(request)
+        kb = selectors.kb_get(request.access, name)
+        hits = retrieval.kb_query(access=request.access, kb=kb, meta=request_meta(request), **data)
+        return Response(
+            {
+                "results": [hit.as_dict() for hit in hits],
+                "knowledge_base": kb.name,
+                "embedding_model": kb.embedding_model,
+            }
+        )
