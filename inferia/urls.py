@@ -32,6 +32,7 @@ urlpatterns = [
     path("", include("audit.urls")),
     path("", include("sso.urls")),
     path("", include("deployments.urls")),
+    path("", include("knowledge.urls")),
     path("", include("gateway.urls")),
 ]
 

@@ -17,6 +17,7 @@ use, 429 for a limit, 502 for an upstream failure), as ``EmbeddingRefused``.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import threading
 import time
@@ -156,7 +157,13 @@ def embed_with_credential(
     """Embed ``texts`` with ``model`` as the holder of ``raw`` (from sync code: runs on
     the process's store loop, where the gateway's connection pools live)."""
     body = _body(model, texts)
-    status, headers, payload = sync.run(lambda: _call(raw, org_hint, body), timeout=TIMEOUT_SECONDS)
+    # In an empty context: the coroutine would otherwise inherit this thread's, and under
+    # an ASGI server a Django view's context names its request's thread-sensitive
+    # executor, the very thread now waiting here, which the gateway's ORM calls would
+    # then wait for: a deadlock.
+    status, headers, payload = contextvars.Context().run(
+        sync.run, lambda: _call(raw, org_hint, body), timeout=TIMEOUT_SECONDS
+    )
     return _vectors(status, headers, payload, len(texts))
 
 
