@@ -30,15 +30,12 @@ Recall@10 compares (3) with (4): the share of the exact top 10 the index found,
 counting a hit whose distance ties the 10th exact one as found. For ``search`` the
 agreement of (1) with (2) is reported the same way (the top 10 ids in common).
 
-Ingestion (pages/s with the fake embedder): ``measure_ingestion`` takes an
-``ingest(document)`` callable, for the upload pipeline to be wired in. Until then
-``--ingest-pages`` measures the part this change owns, embedding and chunk writing:
-documents of generated text (a page is 3,000 characters) cut into the collection's
-chunks, embedded in batches (at most 9,000 characters a call: an embedding call is held to the
-org's prompt limit, 10,000 by default) through the gateway application in-process as the bench
-user (``knowledge.embedding.embed_as``: authorization, limits, usage record) against
-the in-repo fake upstream (``python -m gateway.fake_upstream``, its own process), and
-written with ``bulk_create``.
+Ingestion (pages/s with the fake embedder, ``--ingest-pages``): 10-page PDFs of
+generated text (a page is 3,000 characters) go through the product's own pipeline, one
+after another: the upload service (``knowledge.documents.document_upload``: checks,
+storage, audit) and the ingestion task, run eagerly in this process (parse with pypdf,
+chunk, embed through the gateway application in-process as the bench user, against the
+in-repo fake upstream in its own process, write, swap to ready).
 """
 
 from __future__ import annotations
@@ -448,8 +445,7 @@ def measure_ingestion(
 
     ``ingest(document)`` runs one document's whole ingestion (parse, chunk, embed through
     the gateway, write) and returns when it is ready; ``pages(document)`` counts its
-    pages. Not wired yet: the upload pipeline (``knowledge.documents`` /
-    ``knowledge.tasks``) is built in another change, which passes its own callable."""
+    pages (``measure_pipeline`` passes the product's upload and ingestion)."""
     started = time.perf_counter()
     total_pages = 0
     for document in documents:
@@ -465,95 +461,60 @@ def measure_ingestion(
 
 
 PAGE_CHARACTERS = 3000
-EMBED_BATCH = 64
-EMBED_BATCH_CHARACTERS = 9000  # under the default max_prompt_chars (10,000)
-
-
-def _pieces(text: str, size: int, overlap: int) -> list[str]:
-    """Fixed-size character windows (a stand-in for the upload pipeline's chunker)."""
-    step = max(1, size - overlap)
-    return [text[start : start + size] for start in range(0, max(1, len(text) - overlap), step)]
-
-
-def _batches(pieces: list[str]) -> Iterable[list[str]]:
-    """At most ``EMBED_BATCH`` pieces and ``EMBED_BATCH_CHARACTERS`` characters a call:
-    an embedding call is a prompt, held to the org's ``max_prompt_chars``."""
-    batch: list[str] = []
-    size = 0
-    for piece in pieces:
-        if batch and (len(batch) == EMBED_BATCH or size + len(piece) > EMBED_BATCH_CHARACTERS):
-            yield batch
-            batch, size = [], 0
-        batch.append(piece)
-        size += len(piece)
-    if batch:
-        yield batch
-
-
-def measure_embedding_and_writes(org, user, kb, corpus: Corpus, pages: int) -> dict[str, Any]:
-    """Pages/s of embedding through the gateway plus writing the chunks (no parsing):
-    ``measure_ingestion`` with this stand-in for the upload pipeline's ``ingest``."""
-    from django.db import transaction
-    from django.utils import timezone
-
-    from knowledge import embedding
-    from knowledge.models import Chunk, Document, DocumentStatus
+def measure_pipeline(org, user, kb, corpus: Corpus, pages: int) -> dict[str, Any]:
+    """Pages/s of the whole upload pipeline with the fake embedder: for each 10-page PDF,
+    the upload service (checks, storage, audit), then the ingestion task run eagerly
+    (parse with pypdf, chunk, embed through the gateway as the uploader, write, swap to
+    ready): ``measure_ingestion`` with the product's own ``ingest``."""
+    from knowledge import documents
+    from knowledge.models import Document, DocumentStatus
+    from orgs.access import access_for_user
     from orgs.scoping import org_scope
+    from tests.knowledge.files import pdf
 
     pages_per_document = 10
-    documents = max(1, pages // pages_per_document)
-    texts = []
+    count = max(1, pages // pages_per_document)
+    blobs = []
     index = 10**9  # not the search corpus's chunks
-    for _ in range(documents + 1):  # the first one warms up
-        parts: list[str] = []
-        while sum(len(p) + 1 for p in parts) < pages_per_document * PAGE_CHARACTERS:
-            parts.append(corpus.text(index))
-            index += 1
-        texts.append(" ".join(parts)[: pages_per_document * PAGE_CHARACTERS])
+    for _ in range(count + 1):  # the first one warms up
+        texts = []
+        for _page in range(pages_per_document):
+            parts: list[str] = []
+            while sum(len(p) + 1 for p in parts) < PAGE_CHARACTERS:
+                parts.append(corpus.text(index))
+                index += 1
+            # Lines of about 90 characters, as a PDF page holds them.
+            words = " ".join(parts)[:PAGE_CHARACTERS].split()
+            lines, line = [], ""
+            for word in words:
+                if len(line) + len(word) > 90:
+                    lines.append(line)
+                    line = ""
+                line = f"{line} {word}".strip()
+            texts.append("\n".join([*lines, line]))
+        blobs.append(pdf(*texts, compress=True))
     written = {"chunks": 0}
 
     def ingest(number: int) -> None:
-        pieces = _pieces(texts[number], kb.chunk_size, kb.chunk_overlap)
-        vectors: list[list[float]] = []
-        for batch in _batches(pieces):
-            vectors += embedding.embed_as(org=org, model=kb.embedding_model, texts=batch, user=user)
-        with org_scope(org), transaction.atomic():
-            document = Document.objects.create(
-                org=org,
-                knowledge_base=kb,
-                name=f"ingest-{number:05d}.txt",
-                content_type="text/plain",
-                size_bytes=len(texts[number]),
-                sha256="0" * 64,
-                status=DocumentStatus.READY,
-                pages=pages_per_document,
-                chunks_total=len(pieces),
-                chunks_done=len(pieces),
-                ready_at=timezone.now(),
+        with org_scope(org):
+            document = documents.document_upload(
+                access=access_for_user(org, user),
+                kb=kb,
+                name=f"pipeline-{number:05d}.pdf",
+                data=blobs[number],
+                content_type="application/pdf",
             )
-            Chunk.objects.bulk_create(
-                [
-                    Chunk(
-                        org=org,
-                        knowledge_base=kb,
-                        document=document,
-                        ordinal=ordinal,
-                        text=piece,
-                        dims=len(vector),
-                        embedding=vector,
-                    )
-                    for ordinal, (piece, vector) in enumerate(zip(pieces, vectors, strict=True))
-                ],
-                batch_size=1000,
-            )
-        written["chunks"] += len(pieces)
+            document.refresh_from_db()
+        if document.status != DocumentStatus.READY:
+            raise RuntimeError(f"ingestion ended {document.status}: {document.status_reason}")
+        written["chunks"] += document.chunks_total
 
     with org_scope(org):
         Document.objects.filter(knowledge_base=kb).delete()  # a previous run's
     ingest(0)
     written["chunks"] = 0
     result = measure_ingestion(
-        ingest, list(range(1, documents + 1)), pages=lambda number: pages_per_document
+        ingest, list(range(1, count + 1)), pages=lambda number: pages_per_document
     )
     result["chunks"] = written["chunks"]
     result["chunks_per_second"] = written["chunks"] / result["seconds"]
@@ -683,12 +644,11 @@ def render(
     if ingestion is not None:
         lines += [
             "",
-            "| ingestion stand-in: embed through the gateway + write chunks | pages/s "
-            "| chunks/s | pages | chunks | seconds |",
+            "| ingestion: upload service + ingestion task (pypdf, chunking, embedding "
+            "through the gateway, writes) | pages/s | chunks/s | pages | chunks | seconds |",
             "| --- | ---: | ---: | ---: | ---: | ---: |",
-            f"| fake embedder, up to {EMBED_BATCH_CHARACTERS} characters per call, "
-            f"{ingestion['chunk_size']}-character "
-            f"chunks, a page = {PAGE_CHARACTERS} characters, limits on the {meta['store']} "
+            f"| 10-page PDFs, fake embedder, {ingestion['chunk_size']}-character chunks, "
+            f"a page = {PAGE_CHARACTERS} characters, limits on the {meta['store']} "
             f"| {ingestion['pages_per_second']:.1f} | {ingestion['chunks_per_second']:.1f} "
             f"| {ingestion['pages']} | {ingestion['chunks']} | {ingestion['seconds']:.2f} |",
         ]
@@ -728,6 +688,8 @@ def main() -> None:
         sys.exit("bench/knowledge.py measures PostgreSQL + pgvector: DATABASE_URL=postgres://...")
     _create_database(url)
     _environment(url)
+    # Ingestion tasks run in this process as their upload commits (measure_pipeline).
+    os.environ["INFERIA_CELERY_EAGER"] = "1"
     import django
 
     django.setup()
@@ -764,13 +726,11 @@ def main() -> None:
         results.append({"size": size, "load": timings, "queries": queries})
     ingestion = None
     if args.ingest_pages > 0:
-        log(f"embedding + chunk writes: {args.ingest_pages} pages")
+        log(f"ingestion pipeline: {args.ingest_pages} pages of PDF")
         upstream = FakeUpstream()
         try:
             point_account_at(org, user, upstream.url)
-            ingestion = measure_embedding_and_writes(
-                org, user, ingest_kb, corpus, args.ingest_pages
-            )
+            ingestion = measure_pipeline(org, user, ingest_kb, corpus, args.ingest_pages)
         finally:
             upstream.stop()
     meta["store"] = "redis" if os.environ.get("REDIS_URL") else "database"
