@@ -59,13 +59,21 @@ def get_visible(access: Access, name: str) -> KnowledgeBase:
     return kb
 
 
+def may_search(access: Access, kb: KnowledgeBase) -> bool:
+    return access.can(VIEW) and kb.name in _granted(access)
+
+
+def may_add_data(access: Access, kb: KnowledgeBase) -> bool:
+    return access.can(ADD_DATA) and kb.name in _granted(access)
+
+
 def require_search(access: Access, kb: KnowledgeBase) -> None:
     access.require(VIEW)
-    if kb.name not in _granted(access):
+    if not may_search(access, kb):
         raise PermissionDenied(f"No access rule lets you search knowledge base {kb.name}")
 
 
 def require_add_data(access: Access, kb: KnowledgeBase) -> None:
     access.require(ADD_DATA)
-    if kb.name not in _granted(access):
+    if not may_add_data(access, kb):
         raise PermissionDenied(f"No access rule lets you add data to knowledge base {kb.name}")

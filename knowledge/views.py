@@ -197,12 +197,8 @@ def kb_detail(request: OrgPageRequest, org: Organization, name: str) -> HttpResp
             return redirect(detail_url)
         messages.success(request, f"Knowledge base {kb.name} deleted.")
         return redirect("knowledge:kb-list", org=org.slug)
-    granted = kb.name in policy.searchable(request.access)
-    can_upload = request.access.can(
-        policy.ADD_DATA
-    ) and kb.name in access_rules.allowed_knowledge_bases(
-        access_rules.subject_for_access(request.access)
-    )
+    granted = policy.may_search(request.access, kb)
+    can_upload = policy.may_add_data(request.access, kb)
     return render(
         request,
         "knowledge/kb_detail.html",
