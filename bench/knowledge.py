@@ -461,6 +461,8 @@ def measure_ingestion(
 
 
 PAGE_CHARACTERS = 3000
+
+
 def measure_pipeline(org, user, kb, corpus: Corpus, pages: int) -> dict[str, Any]:
     """Pages/s of the whole upload pipeline with the fake embedder: for each 10-page PDF,
     the upload service (checks, storage, audit), then the ingestion task run eagerly
@@ -655,6 +657,156 @@ def render(
     return "\n".join(lines)
 
 
+# --- the embedded default ---------------------------------------------------------------
+
+
+def load_embedded(org, kb, corpus: Corpus, size: int) -> dict[str, float]:
+    """Empty the collection, then ``size`` chunks through the ORM (SQLite has no COPY)."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from gateway.fake_upstream import fake_embedding
+    from knowledge.models import Chunk, Document, DocumentStatus
+    from orgs.scoping import org_scope
+
+    started = time.perf_counter()
+    with org_scope(org), transaction.atomic():
+        Document.objects.filter(knowledge_base=kb).delete()
+        now = timezone.now()
+        documents = Document.objects.bulk_create(
+            [
+                Document(
+                    org=org,
+                    knowledge_base=kb,
+                    name=f"doc-{number:07d}.md",
+                    content_type="text/markdown",
+                    sha256="0" * 64,
+                    status=DocumentStatus.READY,
+                    chunks_total=CHUNKS_PER_DOCUMENT,
+                    chunks_done=CHUNKS_PER_DOCUMENT,
+                    ready_at=now,
+                )
+                for number in range((size + CHUNKS_PER_DOCUMENT - 1) // CHUNKS_PER_DOCUMENT)
+            ],
+            batch_size=5000,
+        )
+        for start in range(0, size, COPY_BATCH):
+            Chunk.objects.bulk_create(
+                [
+                    Chunk(
+                        org=org,
+                        knowledge_base=kb,
+                        document=documents[index // CHUNKS_PER_DOCUMENT],
+                        ordinal=index % CHUNKS_PER_DOCUMENT,
+                        text=corpus.text(index),
+                        metadata={"section": index % 8},
+                        dims=DIMS,
+                        embedding=fake_embedding(corpus.text(index), DIMS),
+                    )
+                    for index in range(start, min(size, start + COPY_BATCH))
+                ],
+                batch_size=2000,
+            )
+    return {"insert_seconds": time.perf_counter() - started}
+
+
+def measure_queries_embedded(kb, corpus: Corpus, size: int, count: int) -> dict[str, Any]:
+    from django.db import connection
+
+    from gateway.fake_upstream import fake_embedding
+    from knowledge import vectors
+    from knowledge.fields import to_blob
+
+    rng = random.Random(size)  # noqa: S311 - generated queries, not secrets
+    texts = [corpus.query(rng, size) for _ in range(count)]
+    queries = [(text, fake_embedding(text, DIMS)) for text in texts]
+    sql = (
+        "SELECT id, vec_distance_cosine(embedding, %s) AS distance FROM knowledge_chunk "
+        "WHERE knowledge_base_id = %s AND dims = %s ORDER BY distance LIMIT %s"
+    )
+
+    def search(query):
+        text, vector = query
+        return [hit.chunk_id for hit in vectors.search(kb, vector, text, top_k=TOP_K)]
+
+    def raw(query):
+        _text, vector = query
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [to_blob(vector), kb.pk.hex, DIMS, TOP_K])
+            return cursor.fetchall()
+
+    out: dict[str, Any] = {"queries": count}
+    for name, function in (("search_exact", search), ("raw_exact", raw)):
+        log(f"{size:,} chunks: {name} (SQLite)")
+        times, _results = _timed(function, queries)
+        out[name] = {
+            "p50_ms": statistics.median(times),
+            "p99_ms": _percentile(times, 99),
+            "mean_ms": statistics.fmean(times),
+        }
+    return out
+
+
+def main_embedded(args, sizes: list[int]) -> str:
+    """The same measurements on the embedded default (SQLite + sqlite-vec)."""
+    os.environ.pop("DATABASE_URL", None)
+    os.environ.pop("REDIS_URL", None)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "inferia.settings"
+    os.environ["INFERIA_PRINT_CONFIG"] = "0"
+    os.environ["INFERIA_VAR_DIR"] = tempfile.mkdtemp(prefix="bench-knowledge-embedded-")
+    os.environ["INFERIA_CELERY_EAGER"] = "1"
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", verbosity=0)
+    org, user, kb, ingest_kb = setup()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sqlite_version(), vec_version()")
+        sqlite_version, vec_version = cursor.fetchone()
+    corpus = Corpus()
+    lines = [
+        f"## Knowledge-base search, embedded default (SQLite {sqlite_version}, sqlite-vec "
+        f"{vec_version}, {os.cpu_count()} CPUs, {DIMS}-dim fake_embedding vectors, top {TOP_K})",
+        "",
+        "| chunks | insert | query path | p50 ms | p99 ms | mean ms |",
+        "| ---: | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for size in sizes:
+        log(f"{size:,} chunks: inserting (SQLite)")
+        timings = load_embedded(org, kb, corpus, size)
+        queries = measure_queries_embedded(kb, corpus, size, args.queries)
+        for key, label in (
+            ("search_exact", "`vectors.search` (hybrid, as the API): exact scan"),
+            ("raw_exact", "raw SQL vector-only (`vec_distance_cosine`): exact scan"),
+        ):
+            line = queries[key]
+            lines.append(
+                f"| {size:,} | {timings['insert_seconds']:.1f} s | {label} "
+                f"| {line['p50_ms']:.2f} | {line['p99_ms']:.2f} | {line['mean_ms']:.2f} |"
+            )
+    if args.ingest_pages > 0:
+        log(f"ingestion pipeline: {args.ingest_pages} pages of PDF (SQLite)")
+        upstream = FakeUpstream()
+        try:
+            point_account_at(org, user, upstream.url)
+            ingestion = measure_pipeline(org, user, ingest_kb, corpus, args.ingest_pages)
+        finally:
+            upstream.stop()
+        lines += [
+            "",
+            "| ingestion (upload service + ingestion task), 10-page PDFs, fake embedder "
+            "| pages/s | chunks/s | pages | chunks | seconds |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            f"| SQLite, limits on the database | {ingestion['pages_per_second']:.1f} "
+            f"| {ingestion['chunks_per_second']:.1f} | {ingestion['pages']} "
+            f"| {ingestion['chunks']} | {ingestion['seconds']:.2f} |",
+        ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,1000000", help="chunk counts, comma-separated")
@@ -675,6 +827,12 @@ def main() -> None:
         default=200,
         help="pages for the embedding + chunk-write measurement (0: skip it)",
     )
+    parser.add_argument(
+        "--embedded",
+        action="store_true",
+        help="the embedded default instead: SQLite + sqlite-vec in a temporary directory "
+        "(an exact scan is its only path; no HNSW)",
+    )
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args()
@@ -683,6 +841,12 @@ def main() -> None:
     if args.queries < 1 or not sizes or min(sizes) < 100:
         parser.error("--queries >= 1 and sizes of at least 100 chunks")
 
+    if args.embedded:
+        table = main_embedded(args, sizes)
+        print(table)
+        if args.markdown:
+            args.markdown.write_text(table + "\n")
+        return
     url = os.environ.get("DATABASE_URL") or DEFAULT_URL
     if not url.startswith("postgres"):
         sys.exit("bench/knowledge.py measures PostgreSQL + pgvector: DATABASE_URL=postgres://...")
