@@ -7,7 +7,7 @@ from typing import Any
 
 from django import forms
 
-from orgs.forms import slug_field
+from orgs.forms import set_choices, slug_field
 
 
 class KnowledgeBaseForm(forms.Form):
@@ -25,7 +25,7 @@ class KnowledgeBaseForm(forms.Form):
 
     def __init__(self, *args: Any, models: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["embedding_model"].choices = [(m, m) for m in models]
+        set_choices(self, "embedding_model", [(m, m) for m in models])
 
 
 class UploadForm(forms.Form):

@@ -8,6 +8,8 @@ ask ``knowledge.policy`` (the page answers 403 first for a missing permission).
 
 from __future__ import annotations
 
+import uuid
+
 from django.contrib import messages
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -159,9 +161,11 @@ def kb_detail(request: OrgPageRequest, org: Organization, name: str) -> HttpResp
         else:
             status = 400
     elif op == "delete-document":
-        document = Document.objects.filter(
-            knowledge_base=kb, pk=request.POST.get("document") or None
-        ).first()
+        try:
+            document_id = uuid.UUID(request.POST.get("document", ""))
+        except ValueError:
+            return error_page(request, 404)
+        document = Document.objects.filter(knowledge_base=kb, pk=document_id).first()
         if document is None:
             return error_page(request, 404)
         if ask := confirmation_page(

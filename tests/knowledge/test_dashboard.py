@@ -120,6 +120,10 @@ def test_delete_a_document_and_the_collection(kb_world, alice):
         HTTP_ACCEPT="application/json",
     )
     document_id = upload.json()["id"]
+    bogus = alice.post(
+        DETAIL, {"op": "delete-document", "document": "not-a-uuid", "confirm": "yes"}
+    )
+    assert bogus.status_code == 404
     gone = alice.post(DETAIL, {"op": "delete-document", "document": document_id, "confirm": "yes"})
     assert gone.status_code == 302
     with org_scope(kb_world.cast.acme):
