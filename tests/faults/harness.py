@@ -311,6 +311,17 @@ def redis_topologies() -> list[str]:
 
 
 def postgres_bin() -> Path | None:
+    """PostgreSQL's programs for an own cluster. Knowledge bases need pgvector in it, so
+    ``INFERIA_PG_BIN`` first, then the PostgreSQL with pgvector that ``.ci/pgvector``
+    installs into ``.tools/pgserver``, then ``pg_ctl`` on the PATH or Debian's newest."""
+    if os.environ.get("INFERIA_PG_BIN"):
+        return Path(os.environ["INFERIA_PG_BIN"])
+    root = Path(__file__).resolve().parents[2]
+    bundled = sorted(
+        root.glob(".tools/pgserver/lib/python3*/site-packages/pgserver/pginstall/bin/pg_ctl")
+    )
+    if bundled:
+        return bundled[-1].parent
     found = shutil.which("pg_ctl")
     if found:
         return Path(found).parent
