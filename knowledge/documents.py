@@ -116,6 +116,27 @@ def _storage_used(org: Organization) -> int:
     return int(used or 0)
 
 
+def _record(
+    access: Access, document: Document, meta: RequestMeta | None, *, op: str, **data: Any
+) -> None:
+    audit.record(
+        action=policy.ADD_DATA,
+        outcome="success",
+        org=access.org,
+        actor=access.user,
+        actor_label=access.actor_label,
+        target=document,
+        meta=meta,
+        data={
+            "op": op,
+            "knowledge_base": document.knowledge_base.name,
+            "name": document.name,
+            "version": document.version,
+            **data,
+        },
+    )
+
+
 def document_upload(
     *,
     access: Access,
@@ -176,23 +197,14 @@ def document_upload(
                 uploaded_by_key=access.api_key,
             )
             DocumentSource.objects.create(org=access.org, document=document, data=data)
-            audit.record(
-                action=policy.ADD_DATA,
-                outcome="success",
-                org=access.org,
-                actor=access.user,
-                actor_label=access.actor_label,
-                target=document,
-                meta=meta,
-                data={
-                    "op": "upload",
-                    "knowledge_base": kb.name,
-                    "name": document.name,
-                    "version": document.version,
-                    "content_type": content_type,
-                    "size_bytes": size,
-                    "sha256": document.sha256,
-                },
+            _record(
+                access,
+                document,
+                meta,
+                op="upload",
+                content_type=content_type,
+                size_bytes=size,
+                sha256=document.sha256,
             )
             transaction.on_commit(lambda: _enqueue(document))
     except IntegrityError as exc:
@@ -226,21 +238,12 @@ def document_delete(*, access: Access, document: Document, meta: RequestMeta | N
     kb = document.knowledge_base
     policy.require_add_data(access, kb)
     with transaction.atomic():
-        audit.record(
-            action=policy.ADD_DATA,
-            outcome="success",
-            org=access.org,
-            actor=access.user,
-            actor_label=access.actor_label,
-            target=document,
-            meta=meta,
-            data={
-                "op": "delete",
-                "knowledge_base": kb.name,
-                "name": document.name,
-                "version": document.version,
-                "status": document.status,
-                "chunks": document.chunks_done,
-            },
+        _record(
+            access,
+            document,
+            meta,
+            op="delete",
+            status=document.status,
+            chunks=document.chunks_done,
         )
         document.delete()

@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -356,7 +357,7 @@ def search(
     return hits[: params.top_k]
 
 
-class _Engine:
+class _Engine(ABC):
     """One search on one database: the two rankings and the rows of the fused hits."""
 
     def __init__(self, kb: KnowledgeBase, vector: list[float], params: Params) -> None:
@@ -367,14 +368,14 @@ class _Engine:
         self.params = params
         self.candidates = _candidates(params.top_k)
 
-    def vector_ids(self) -> list[int]:
-        raise NotImplementedError
+    @abstractmethod
+    def vector_ids(self) -> list[int]: ...
 
-    def text_ranks(self) -> list[tuple[int, float]]:
-        raise NotImplementedError
+    @abstractmethod
+    def text_ranks(self) -> list[tuple[int, float]]: ...
 
-    def rows(self, ids: list[int]) -> list[tuple]:
-        raise NotImplementedError
+    @abstractmethod
+    def rows(self, ids: list[int]) -> list[tuple]: ...
 
 
 class _Postgres(_Engine):
