@@ -228,25 +228,16 @@ def _rows(org, kb, documents: list, corpus: Corpus, size: int) -> Iterable[bytes
         yield "".join(batch).encode()
 
 
-def load(org, kb, corpus: Corpus, size: int) -> dict[str, float]:
-    """Empty the collection, then ``size`` chunks by COPY and every index rebuilt."""
-    from django.db import connection
+def _documents(org, kb, size: int) -> list:
+    """The ready documents ``size`` chunks belong to (``CHUNKS_PER_DOCUMENT`` each)."""
     from django.utils import timezone
 
-    from knowledge import vectors
     from knowledge.models import Document, DocumentStatus
     from orgs.scoping import org_scope
 
-    timings: dict[str, float] = {}
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE knowledge_chunk, knowledge_documentsource, knowledge_document")
-        cursor.execute(f"DROP INDEX IF EXISTS {vectors.index_name(DIMS)}")
-        indexes = _secondary_indexes(cursor)
-        for name, _definition in indexes:
-            cursor.execute(f'DROP INDEX "{name}"')
     now = timezone.now()
     with org_scope(org):
-        documents = Document.objects.bulk_create(
+        return Document.objects.bulk_create(
             [
                 Document(
                     org=org,
@@ -263,6 +254,22 @@ def load(org, kb, corpus: Corpus, size: int) -> dict[str, float]:
             ],
             batch_size=5000,
         )
+
+
+def load(org, kb, corpus: Corpus, size: int) -> dict[str, float]:
+    """Empty the collection, then ``size`` chunks by COPY and every index rebuilt."""
+    from django.db import connection
+
+    from knowledge import vectors
+
+    timings: dict[str, float] = {}
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE knowledge_chunk, knowledge_documentsource, knowledge_document")
+        cursor.execute(f"DROP INDEX IF EXISTS {vectors.index_name(DIMS)}")
+        indexes = _secondary_indexes(cursor)
+        for name, _definition in indexes:
+            cursor.execute(f'DROP INDEX "{name}"')
+    documents = _documents(org, kb, size)
     started = time.perf_counter()
     with connection.cursor() as cursor:
         # Foreign-key triggers off for the load (superuser): the rows reference the
@@ -663,33 +670,15 @@ def render(
 def load_embedded(org, kb, corpus: Corpus, size: int) -> dict[str, float]:
     """Empty the collection, then ``size`` chunks through the ORM (SQLite has no COPY)."""
     from django.db import transaction
-    from django.utils import timezone
 
     from gateway.fake_upstream import fake_embedding
-    from knowledge.models import Chunk, Document, DocumentStatus
+    from knowledge.models import Chunk, Document
     from orgs.scoping import org_scope
 
     started = time.perf_counter()
     with org_scope(org), transaction.atomic():
         Document.objects.filter(knowledge_base=kb).delete()
-        now = timezone.now()
-        documents = Document.objects.bulk_create(
-            [
-                Document(
-                    org=org,
-                    knowledge_base=kb,
-                    name=f"doc-{number:07d}.md",
-                    content_type="text/markdown",
-                    sha256="0" * 64,
-                    status=DocumentStatus.READY,
-                    chunks_total=CHUNKS_PER_DOCUMENT,
-                    chunks_done=CHUNKS_PER_DOCUMENT,
-                    ready_at=now,
-                )
-                for number in range((size + CHUNKS_PER_DOCUMENT - 1) // CHUNKS_PER_DOCUMENT)
-            ],
-            batch_size=5000,
-        )
+        documents = _documents(org, kb, size)
         for start in range(0, size, COPY_BATCH):
             Chunk.objects.bulk_create(
                 [
