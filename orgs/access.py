@@ -59,6 +59,8 @@ PERMISSIONS: tuple[str, ...] = (
     "inference:run",
     "inference:stream",
     "usage:view",
+    "metrics:read",
+    "cache:manage",
     "audit_log:view",
 )
 PERMISSION_SET: frozenset[str] = frozenset(PERMISSIONS)
@@ -99,6 +101,8 @@ PERMISSION_DESCRIPTIONS: dict[str, str] = {
     "inference:run": "Call models through the gateway.",
     "inference:stream": "Stream answers (stream: true) through the gateway.",
     "usage:view": "See usage, costs and the request log.",
+    "metrics:read": "Scrape the organization's Prometheus metrics (/metrics).",
+    "cache:manage": "Turn the gateway's response cache on or off, set its TTL and size, purge it.",
     "audit_log:view": "Read and export the audit log.",
 }
 RESOURCE_LABELS: dict[str, str] = {
@@ -116,6 +120,8 @@ RESOURCE_LABELS: dict[str, str] = {
     "knowledge_base": "Knowledge bases",
     "inference": "Inference",
     "usage": "Usage",
+    "metrics": "Metrics",
+    "cache": "Response cache",
     "audit_log": "Audit log",
 }
 
@@ -134,14 +140,16 @@ def permission_groups(names: Iterable[str]) -> list[tuple[str, list[tuple[str, s
     return list(groups.items())
 
 
-# Names used by older API-key clients.
-ALIASES: dict[str, str] = {
+# Names used by older API-key clients. ``read_metrics`` grants both what it always
+# granted (the usage view) and the metrics scrape it is named after.
+ALIASES: dict[str, str | tuple[str, ...]] = {
     "read_models": "model:read",
     "write_models": "model:write",
     "delete_models": "model:delete",
     "run_inference": "inference:run",
     "use_streaming": "inference:stream",
-    "read_metrics": "usage:view",
+    "read_metrics": ("usage:view", "metrics:read"),
+    "manage_cache": "cache:manage",
     "view_audit_logs": "audit_log:view",
     "manage_users": "member:update",
 }
@@ -168,8 +176,9 @@ def normalize_permissions(
     unknown: list[str] = []
     for name in names:
         canonical = ALIASES.get(name, name)
-        if canonical in PERMISSION_SET:
-            result.add(canonical)
+        expanded = (canonical,) if isinstance(canonical, str) else canonical
+        if all(isinstance(c, str) and c in PERMISSION_SET for c in expanded):
+            result.update(expanded)
         else:
             unknown.append(str(name))
     if unknown:

@@ -141,6 +141,7 @@ def test_every_alias_maps_to_its_permission(cast, alice_client):
         "read_metrics",
         "view_audit_logs",
         "manage_users",
+        "manage_cache",
     ]
     response = alice_client.post(
         "/api/v1/orgs/acme/roles",
@@ -156,8 +157,10 @@ def test_every_alias_maps_to_its_permission(cast, alice_client):
             "inference:run",
             "inference:stream",
             "usage:view",
+            "metrics:read",
             "audit_log:view",
             "member:update",
+            "cache:manage",
         ]
     )
 
