@@ -182,6 +182,8 @@ class UsageRecord(models.Model):
     status_code = models.PositiveSmallIntegerField()
     error_code = models.CharField(max_length=32, blank=True)
     streamed = models.BooleanField(default=False)
+    # Answered from the org's response cache: no upstream call, zero tokens and cost.
+    cache_hit = models.BooleanField(default=False)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     cost = models.FloatField(default=0.0)

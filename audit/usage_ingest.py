@@ -13,7 +13,9 @@ facts, once each (docs/gateway.md, "Audit and usage"):
   status, the client IP, the request id, the ``degraded`` and ``usage_estimated``
   flags, ``usage_id``, the link to the usage record, and for a call to a deployment
   the target that answered (``deployment``, ``target``, ``target_fqn``, ``attempts``),
-  and for a chat completion with retrieval the ``knowledge_bases`` searched.
+  and for a chat completion with retrieval the ``knowledge_bases`` searched, and for
+  an answer from the response cache ``cache: "hit"`` with the cached answer's token
+  counts (its usage record has ``cache_hit`` and zero tokens and cost).
   Readers that show an audit record's numbers read them through that link
   (``selectors.with_usage``).
 
@@ -178,8 +180,23 @@ def _audit_for(entry: dict[str, Any]) -> AuditRecord:
             **({"usage_estimated": True} if entry.get("usage_estimated") else {}),
             **_deployment_facts(entry),
             **_knowledge_facts(entry),
+            **_cache_facts(entry),
         },
     )
+
+
+def _cache_facts(entry: dict[str, Any]) -> dict[str, Any]:
+    """An answer from the org's response cache: no upstream call, no tokens charged;
+    the stored answer's original token counts, for reporting."""
+    if not entry.get("cache_hit"):
+        return {}
+    cached = entry.get("cached_usage")
+    cached = cached if isinstance(cached, dict) else {}
+    return {
+        "cache": "hit",
+        "cached_prompt_tokens": int(cached.get("prompt_tokens") or 0),
+        "cached_completion_tokens": int(cached.get("completion_tokens") or 0),
+    }
 
 
 def _knowledge_facts(entry: dict[str, Any]) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from audit.services import record as audit_record
 from deployments import health as deployment_health
 from deployments import routing
 from gateway import (
+    cache,
     cors,
     degraded,
     http,
@@ -206,6 +207,10 @@ class Call:
         self.client_body: dict[str, Any] = {}  # the request as a dialect's client sent it
         # A chat completion naming knowledge bases (``knowledge.retrieval``).
         self.retrieval: retrieval.Retrieval | None = None
+        # The response cache (``gateway.cache``): this call's lookup, and on a hit the
+        # stored answer's original token counts (the call itself uses none).
+        self.cache: cache.Lookup | None = None
+        self.cached_usage: dict[str, int] | None = None
 
     @property
     def upstream_endpoint(self) -> str:
@@ -270,6 +275,9 @@ class Call:
             entry["usage_estimated"] = True
         if self.retrieval is not None:
             entry["knowledge_bases"] = self.retrieval.names
+        if self.cached_usage is not None:
+            entry["cache_hit"] = True
+            entry["cached_usage"] = self.cached_usage
         if p.policy.payload_logging and self.body:
             # Prompt and answer, encrypted, only for orgs that turned payload logging on.
             from inferia import crypto
@@ -327,7 +335,7 @@ def _header_list(
 async def _send_json(
     send, call: Call, status: int, payload: Any, extra: dict[str, str] | None = None
 ) -> None:
-    body = orjson.dumps(payload)
+    body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     headers = _header_list(call, b"application/json", extra)
     headers.append((b"content-length", str(len(body)).encode()))
     call.status = status
@@ -766,10 +774,57 @@ async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
     call.reserved = decision.reserved
     if call.retrieval is not None:
         await _retrieve(call, raw, hint)
+    if call.caller.policy.cache_enabled and await _from_cache(call, send):
+        return
     if call.deployment_route is not None:
         await _complete_deployment(call, send, receive, decision)
         return
     await _attempt(call, send, receive, call.chosen_route)
+
+
+async def _from_cache(call: Call, send) -> bool:
+    """Answer from the org's response cache (``gateway.cache``): True when it did.
+
+    Runs after authorization, the limits and retrieval: a hit has passed the same
+    checks as any call and counted one request; it uses no tokens (its reservation
+    is released) and its usage and audit records say it was a cache hit."""
+    p = call.caller
+    lookup = cache.plan(
+        policy=p.policy,
+        org_id=p.org_id,
+        endpoint=call.endpoint,
+        model=call.model,
+        streamed=call.streamed,
+        body=call.body,
+        client_body=call.client_body if call.dialect else None,
+        cache_control=call.request.headers.get("cache-control", ""),
+    )
+    if lookup is None:
+        return False
+    call.cache = lookup
+    if not lookup.read:
+        call.headers[cache.HEADER] = "bypass"
+        return False
+    hit = await cache.get(lookup)
+    if hit is None:
+        call.headers[cache.HEADER] = "miss"
+        return False
+    call.headers[cache.HEADER] = "hit"
+    call.cached_usage = hit.usage
+    if hit.kind == cache.SSE:
+        headers = _header_list(
+            call, b"text/event-stream", {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
+        call.status = 200
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await _record_then(
+            call, 200, "", None, lambda: send({"type": "http.response.body", "body": hit.body})
+        )
+        return True
+    if p.policy.payload_logging:
+        call.response_body = orjson.loads(hit.body)
+    await _record_then(call, 200, "", None, lambda: _send_json(send, call, 200, hit.body))
+    return True
 
 
 async def _retrieve(call: Call, raw: str, hint: str) -> None:
@@ -875,6 +930,8 @@ async def _attempt(
         out = call.dialect.from_chat(call.client_body, out)
     call.response_body = out
     await _record_then(call, 200, "", usage_data, lambda: _send_json(send, call, 200, out))
+    if call.cache is not None and call.cache.write:
+        await cache.put(call.cache, cache.JSON, orjson.dumps(out), usage_data)
     return 200, first_byte
 
 
@@ -1017,6 +1074,8 @@ async def _stream(
 
     watcher: asyncio.Future | None = None
     batch: list[bytes] = []
+    lookup = call.cache
+    recorder = cache.Recorder(lookup.max_entry_bytes) if lookup and lookup.write else None
     if call.retrieval is not None:
         # The citations lead the stream, in a chunk without choices (SDKs skip it).
         batch.append(
@@ -1048,6 +1107,8 @@ async def _stream(
                 if not upstream.buffered_lines and not upstream.ready:
                     body = batch[0] if len(batch) == 1 else b"".join(batch)
                     batch.clear()
+                    if recorder is not None:
+                        recorder.add(body)
                     await send({"type": "http.response.body", "body": body, "more_body": True})
         except (_ClientGone, OSError):  # OSError: the server reports the hang-up on send
             status, error_code = 499, "CLIENT_CLOSED"
@@ -1082,6 +1143,12 @@ async def _stream(
             usage_data,
             (lambda: send({"type": "http.response.body", "body": last})) if status != 499 else None,
         )
+    if recorder is not None and lookup is not None and status == 200:
+        # Only a stream that completed is replayed (never a broken or abandoned one).
+        recorder.add(last)
+        relayed = recorder.body()
+        if relayed is not None:
+            await cache.put(lookup, cache.SSE, relayed, usage_data)
     return status
 
 

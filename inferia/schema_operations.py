@@ -100,7 +100,31 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str]] = {
         "Change an organization's settings",
         "Change the name, `require_2fa` or any key of `settings` (for example "
         "`allowed_private_hosts` for a self-hosted model server). Needs `org:update`; "
-        "unknown settings are 400.",
+        "unknown settings are 400. The `cache_*` settings need `cache:manage` too.",
+    ),
+    ("GET", "/api/v1/orgs/{org}/cache"): (
+        "Show the response cache",
+        "The gateway's response cache of the organization: whether it is on, its TTL, "
+        "its size cap and entry limit, and what it holds now (entries, bytes, hits and "
+        "misses). `available` is false when the server runs without Redis. Needs `org:view`.",
+    ),
+    ("PATCH", "/api/v1/orgs/{org}/cache"): (
+        "Change the response cache's settings",
+        "Turn the cache on or off (`enabled`) and set `ttl_seconds` (1 to 604800), "
+        "`max_bytes` (the org's cap, 1 KiB to 1 GiB; the entries that expire first are "
+        "evicted) and `max_entry_bytes`; omitted fields stay. Needs `cache:manage` "
+        "(`org:update` is not enough); turning it on without Redis is 400. Audited.",
+    ),
+    ("PUT", "/api/v1/orgs/{org}/cache"): (
+        "Replace the response cache's settings",
+        "As PATCH, but an omitted field goes back to its default (off, 3600 s, 64 MiB, "
+        "1 MiB). Needs `cache:manage`. Audited.",
+    ),
+    ("DELETE", "/api/v1/orgs/{org}/cache"): (
+        "Purge the response cache",
+        "Drop every cached answer of the organization, or with `?model=<account/model>` "
+        "(or a deployment's FQN) only that model's; answers how many. Other "
+        "organizations' entries are never touched. Needs `cache:manage`. Audited.",
     ),
     ("DELETE", "/api/v1/orgs/{org}"): (
         "Delete an organization",

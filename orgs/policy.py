@@ -5,7 +5,9 @@
 knobs: a test holds the two lists together). Everything that reads a knob — the
 API, the dashboard, the gateway, the jobs — reads ``org.policy.<knob>`` (or
 ``access.policy``, ``principal.policy``), never ``org.settings.get(...)``, so a
-knob has its type and its default in one place.
+knob has its type and its default in one place. The ``cache_*`` knobs are in that
+list too, but only ``cache:manage`` changes them (``orgs.services.cache``): the
+generic settings PATCH refuses them to a caller holding ``org:update`` alone.
 
 ``None`` for a limit means "no org-level value": unlimited, or the operator's
 default where the gateway has one (``INFERIA_GATEWAY_DEFAULT_*``).
@@ -18,6 +20,11 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 ALLOW, DENY = "allow", "deny"
+
+# Bounds of the response cache's knobs (validated by the API; docs/response-cache.md).
+CACHE_TTL_MIN, CACHE_TTL_MAX = 1, 7 * 24 * 3600
+CACHE_BYTES_MIN, CACHE_BYTES_MAX = 1024, 1024**3
+CACHE_ENTRY_MIN, CACHE_ENTRY_MAX = 256, 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,12 @@ class OrgPolicy:
     # Prompts and answers are stored (encrypted) only when this is on.
     payload_logging: bool = False
     payload_retention_days: int = 7
+    # The gateway's response cache (docs/response-cache.md): off unless turned on, and
+    # changed only by holders of ``cache:manage`` (``orgs.services.cache``).
+    cache_enabled: bool = False
+    cache_ttl_seconds: int = 3600
+    cache_max_bytes: int = 64 * 1024 * 1024
+    cache_max_entry_bytes: int = 1024 * 1024
     # Audit retention and alerts.
     audit_retention_days: int = 365
     alert_failed_logins: int = 20  # failed logins of the org's members in 15 minutes

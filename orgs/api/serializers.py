@@ -18,6 +18,14 @@ from orgs.models import (
     slug_from_name,
     slug_validator,
 )
+from orgs.policy import (
+    CACHE_BYTES_MAX,
+    CACHE_BYTES_MIN,
+    CACHE_ENTRY_MAX,
+    CACHE_ENTRY_MIN,
+    CACHE_TTL_MAX,
+    CACHE_TTL_MIN,
+)
 
 # --- auth -----------------------------------------------------------------------
 
@@ -175,6 +183,17 @@ class OrgSettingsInput(InputSerializer):
     # Prompts and answers are stored (encrypted) only when this is on.
     payload_logging = serializers.BooleanField(required=False)
     payload_retention_days = serializers.IntegerField(min_value=1, max_value=365, required=False)
+    # The response cache: needs cache:manage too (``orgs.services.cache.settings_check``).
+    cache_enabled = serializers.BooleanField(required=False)
+    cache_ttl_seconds = serializers.IntegerField(
+        min_value=CACHE_TTL_MIN, max_value=CACHE_TTL_MAX, required=False
+    )
+    cache_max_bytes = serializers.IntegerField(
+        min_value=CACHE_BYTES_MIN, max_value=CACHE_BYTES_MAX, required=False
+    )
+    cache_max_entry_bytes = serializers.IntegerField(
+        min_value=CACHE_ENTRY_MIN, max_value=CACHE_ENTRY_MAX, required=False
+    )
     # Background jobs and alerts.
     unused_key_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
     alert_failed_logins = serializers.IntegerField(min_value=1, required=False)
@@ -203,6 +222,40 @@ class OrganizationUpdateInput(InputSerializer):
     name = serializers.CharField(max_length=200, required=False)
     require_2fa = serializers.BooleanField(required=False)
     settings = OrgSettingsInput(required=False)
+
+
+class CacheSettingsInput(InputSerializer):
+    """The response cache's settings (``/orgs/{org}/cache``); PUT resets omitted ones."""
+
+    enabled = serializers.BooleanField(required=False)
+    ttl_seconds = serializers.IntegerField(
+        min_value=CACHE_TTL_MIN, max_value=CACHE_TTL_MAX, required=False
+    )
+    max_bytes = serializers.IntegerField(
+        min_value=CACHE_BYTES_MIN, max_value=CACHE_BYTES_MAX, required=False
+    )
+    max_entry_bytes = serializers.IntegerField(
+        min_value=CACHE_ENTRY_MIN, max_value=CACHE_ENTRY_MAX, required=False
+    )
+
+
+class CacheOutput(serializers.Serializer):
+    enabled = serializers.BooleanField()
+    ttl_seconds = serializers.IntegerField()
+    max_bytes = serializers.IntegerField(help_text="The org's cap on stored answers, in bytes.")
+    max_entry_bytes = serializers.IntegerField(help_text="Larger answers are not stored.")
+    available = serializers.BooleanField(
+        help_text="False when the server runs without Redis: the cache cannot be turned on."
+    )
+    entries = serializers.IntegerField(help_text="Answers stored and not expired.")
+    bytes = serializers.IntegerField(help_text="Bytes the org's entries hold now.")
+    hits = serializers.IntegerField()
+    misses = serializers.IntegerField()
+
+
+class CachePurgeOutput(serializers.Serializer):
+    model = serializers.CharField(allow_null=True, help_text="The model purged; null: all.")
+    purged = serializers.IntegerField(help_text="Entries dropped.")
 
 
 class SensitiveActionInput(InputSerializer):

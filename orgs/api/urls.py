@@ -25,6 +25,7 @@ urlpatterns = [
     ),
     path("orgs", views.OrgListView.as_view(), name="org-list"),
     path("orgs/<slug:org>", views.OrgDetailView.as_view(), name="org-detail"),
+    path("orgs/<slug:org>/cache", views.OrgCacheView.as_view(), name="org-cache"),
     path(
         "orgs/<slug:org>/transfer-ownership",
         views.OrgTransferOwnershipView.as_view(),

@@ -15,13 +15,14 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from inferia.api import ANY_MEMBER, RAW_BODY, OrgAPIView, UserAPIView, request_meta
-from inferia.errors import NotFound
+from inferia.errors import NotFound, ValidationError
 from inferia.request_types import SignedInAPIRequest
 from orgs import selectors
 from orgs.access import membership_permissions
 from orgs.api import serializers as s
 from orgs.models import Organization, User
-from orgs.services import auth, device, tenancy, two_factor
+from orgs.policy import OrgPolicy
+from orgs.services import auth, cache, device, tenancy, two_factor
 
 
 def _pair_response(pair: auth.TokenPair, status_code: int = 200) -> Response:
@@ -336,6 +337,59 @@ class OrgDetailView(OrgAPIView):
             meta=request_meta(request),
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class OrgCacheView(OrgAPIView):
+    """The gateway's response cache of the org: settings, what it holds, purges."""
+
+    input_serializers = {"PATCH": s.CacheSettingsInput, "PUT": s.CacheSettingsInput}
+    required_permissions = {
+        "GET": "org:view",
+        "PATCH": "cache:manage",
+        "PUT": "cache:manage",
+        "DELETE": "cache:manage",
+    }
+    serializer_class = s.CacheOutput
+
+    def get_scoped_queryset(self):
+        return Organization.objects.none()  # one org, the one in the path
+
+    @extend_schema(responses={200: s.CacheOutput})
+    def get(self, request, org):
+        return Response(s.CacheOutput(cache.cache_state(request.access)).data)
+
+    def _update(self, request, data: Mapping) -> Response:
+        cache.cache_settings_update(
+            access=request.access,
+            changes={cache.FIELDS[name]: value for name, value in data.items()},
+            meta=request_meta(request),
+        )
+        return Response(s.CacheOutput(cache.cache_state(request.access)).data)
+
+    @extend_schema(responses={200: s.CacheOutput})
+    def patch(self, request, org):
+        return self._update(request, self.input(request))
+
+    @extend_schema(responses={200: s.CacheOutput})
+    def put(self, request, org):
+        defaults = OrgPolicy()
+        data = {name: getattr(defaults, knob) for name, knob in cache.FIELDS.items()}
+        return self._update(request, {**data, **self.input(request)})
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "model", str, description="Purge this model FQN's entries only (default: all)"
+            )
+        ],
+        responses={200: s.CachePurgeOutput},
+    )
+    def delete(self, request, org):
+        model = request.query_params.get("model") or None
+        if model is not None and len(model) > 260:
+            raise ValidationError("Model name too long", details={"model": ["At most 260."]})
+        purged = cache.cache_purge(access=request.access, model=model, meta=request_meta(request))
+        return Response(s.CachePurgeOutput({"model": model, "purged": purged}).data)
 
 
 class OrgTransferOwnershipView(OrgAPIView):

@@ -38,7 +38,7 @@ from orgs.models import (
     token_digest,
 )
 from orgs.scoping import org_scope
-from orgs.services import two_factor
+from orgs.services import cache, two_factor
 from orgs.signals import member_removed
 
 # --- organizations -------------------------------------------------------------------
@@ -158,11 +158,13 @@ def organization_update(
     turning it on needs the acting user's own confirmed TOTP first
     (VALIDATION_ERROR on ``require_2fa``), so nobody locks themself out.
 
-    Raises as ``audit_retention_change_check`` does (retention: Owner only, floor).
+    Raises as ``audit_retention_change_check`` does (retention: Owner only, floor)
+    and as ``cache.settings_check`` does (the ``cache_*`` knobs need ``cache:manage``).
     """
     org = access.org
     audit_retention_change_check(access, changes.get("settings") or {})
     enforce_sso_change_check(access, changes.get("settings") or {})
+    cache.settings_check(access, changes.get("settings") or {})
     private_hosts_check((changes.get("settings") or {}).get("allowed_private_hosts"))
     if "require_2fa" in changes and bool(changes["require_2fa"]) != org.require_2fa:
         user, _membership = access.require_human()
