@@ -38,6 +38,7 @@ TAGS = [
         "Identity providers' SCIM tokens (the SCIM 2.0 API itself is /scim/v2, see docs/scim.md).",
     ),
     ("usage", "Requests, tokens, cost and latency over time."),
+    ("cache", "The gateway's response cache of an organization: settings, contents, purges."),
     ("gateway", "The OpenAI-compatible gateway under /api/llm/v1 (a plain ASGI app)."),
 ]
 

@@ -12,6 +12,7 @@ from inferia.schema_operations import OPERATIONS
 METHODS = {"get", "post", "put", "patch", "delete"}
 TAGS = {
     "orgs",
+    "cache",
     "members",
     "roles",
     "teams",
@@ -97,6 +98,7 @@ def test_operations_are_tagged_by_resource(document):
     assert by_path[("put", "/api/v1/orgs/{org}/access-rules.yaml")] == "access-rules"
     assert by_path[("get", "/api/v1/orgs/{org}/audit-logs")] == "audit"
     assert by_path[("get", "/api/v1/orgs/{org}/usage")] == "usage"
+    assert by_path[("delete", "/api/v1/orgs/{org}/cache")] == "cache"
     assert by_path[("post", "/api/llm/v1/chat/completions")] == "gateway"
     assert set(by_path.values()) == TAGS  # every tag names at least one operation
 
