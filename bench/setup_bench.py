@@ -2,6 +2,7 @@
 
     python bench/setup_bench.py setup --upstream http://127.0.0.1:9000   # prints JSON
     python bench/setup_bench.py fill --keys 100000 --rules 10000          # grow the org
+    python bench/setup_bench.py cache --enabled 1                         # its response cache
     python bench/setup_bench.py reset                                     # drop the bench org
 
 ``setup`` (re)creates the user ``bench`` and the org ``bench`` with provider
@@ -41,6 +42,7 @@ from keys.models import AccessRule, ApiKey  # noqa: E402
 from orgs.access import access_for_user  # noqa: E402
 from orgs.models import Organization, User  # noqa: E402
 from orgs.scoping import org_scope  # noqa: E402
+from orgs.services import cache as cache_settings  # noqa: E402
 from orgs.services import tenancy  # noqa: E402
 
 SLUG = "bench"
@@ -254,6 +256,20 @@ def fill(*, keys: int, rules: int) -> dict:
     return counts
 
 
+def cache(*, enabled: bool) -> dict:
+    """Turn the bench org's response cache on or off (as its Owner, through the service:
+    the org's epoch moves, so the gateway sees it on the next request), with a cap no
+    run fills."""
+    org = Organization.objects.get(slug=SLUG)
+    user = User.objects.get(username=SLUG)
+    with org_scope(org):
+        cache_settings.cache_settings_update(
+            access=access_for_user(org, user),
+            changes={"cache_enabled": enabled, "cache_max_bytes": 1024**3},
+        )
+    return {"cache_enabled": enabled}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -267,12 +283,16 @@ def main() -> None:
     p_deployments = sub.add_parser("deployments")
     p_deployments.add_argument("--dead", required=True, help="host:port that never accepts")
     p_deployments.add_argument("--cooldown", type=int, default=5)
+    p_cache = sub.add_parser("cache")
+    p_cache.add_argument("--enabled", type=int, choices=(0, 1), required=True)
     sub.add_parser("reset")
     args = parser.parse_args()
     if args.command == "setup":
         result = setup(args.upstream)
     elif args.command == "deployments":
         result = deployments(args.dead, args.cooldown)
+    elif args.command == "cache":
+        result = cache(enabled=bool(args.enabled))
     elif args.command == "fill":
         result = fill(keys=args.keys, rules=args.rules)
     else:
