@@ -276,3 +276,38 @@ def test_hits_and_misses_are_counted(cached):
     state = cached.admin.get("/api/v1/orgs/acme/cache").json()
     assert (state["hits"], state["misses"], state["entries"]) == (2, 1, 1)
     assert state["bytes"] > 0 and state["available"] is True
+
+
+def test_a_deployment_is_cached_under_its_own_name_and_a_hit_tries_no_target(
+    cached, upstream_requests
+):
+    cached.grant(
+        "authz_rules:\n  - models: ['openai-main/*', 'deployment/*']\n    users: [bob, alice]\n"
+    )
+    created = cached.admin.post(
+        "/api/v1/orgs/acme/deployments",
+        {
+            "name": "chat",
+            "targets": [{"name": "primary", "account": "openai-main", "model": "gpt-4o"}],
+        },
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    key = cached.key()
+    first = ask(cached, key, model="deployment/chat")
+    assert first.status_code == 200, first.text
+    assert (first.headers["X-Inferia-Cache"], first.headers["X-Inferia-Target"]) == (
+        "miss",
+        "primary",
+    )
+    second = ask(cached, key, model="deployment/chat")
+    assert second.headers["X-Inferia-Cache"] == "hit"
+    assert "X-Inferia-Target" not in second.headers
+    assert second.content == first.content
+    # The target's own model is another entry.
+    assert ask(cached, key).headers["X-Inferia-Cache"] == "miss"
+    assert chat_calls(upstream_requests) == 2
+    purged = cached.admin.delete("/api/v1/orgs/acme/cache?model=deployment/chat")
+    assert purged.json() == {"model": "deployment/chat", "purged": 1}
+    (row,) = usage_rows(1, cache_hit=True)
+    assert (row.model, row.provider_account, row.prompt_tokens) == ("deployment/chat", "", 0)
