@@ -929,9 +929,14 @@ async def _attempt(
     if call.dialect:
         out = call.dialect.from_chat(call.client_body, out)
     call.response_body = out
-    await _record_then(call, 200, "", usage_data, lambda: _send_json(send, call, 200, out))
+    storing = None
     if call.cache is not None and call.cache.write:
-        await cache.put(call.cache, cache.JSON, orjson.dumps(out), usage_data)
+        storing = cache.put_started(call.cache, cache.JSON, orjson.dumps(out), usage_data)
+    try:
+        await _record_then(call, 200, "", usage_data, lambda: _send_json(send, call, 200, out))
+    finally:
+        if storing is not None:
+            await storing
     return 200, first_byte
 
 
@@ -1135,20 +1140,27 @@ async def _stream(
             # The upstream worked (and bills) but its usage chunk never came: the
             # client cannot make a call free by hanging up before the end.
             usage_data.update(call.reserved_usage())
-        # The end of the response goes out once the record is on its way.
-        await _record_then(
-            call,
-            status,
-            error_code,
-            usage_data,
-            (lambda: send({"type": "http.response.body", "body": last})) if status != 499 else None,
-        )
-    if recorder is not None and lookup is not None and status == 200:
-        # Only a stream that completed is replayed (never a broken or abandoned one).
-        recorder.add(last)
-        relayed = recorder.body()
-        if relayed is not None:
-            await cache.put(lookup, cache.SSE, relayed, usage_data)
+        storing = None
+        if recorder is not None and lookup is not None and status == 200:
+            # Only a stream that completed is replayed (never a broken or abandoned one).
+            recorder.add(last)
+            relayed = recorder.body()
+            if relayed is not None:
+                storing = cache.put_started(lookup, cache.SSE, relayed, usage_data)
+        # The end of the response goes out once the record (and the entry) is on its way.
+        try:
+            await _record_then(
+                call,
+                status,
+                error_code,
+                usage_data,
+                (lambda: send({"type": "http.response.body", "body": last}))
+                if status != 499
+                else None,
+            )
+        finally:
+            if storing is not None:
+                await storing
     return status
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,9 +132,13 @@ async def get(lookup: Lookup) -> Hit | None:
     return Hit(kind, body, usage)
 
 
-async def put(lookup: Lookup, kind: str, body: bytes, usage: dict[str, Any] | None) -> None:
+def put_started(
+    lookup: Lookup, kind: str, body: bytes, usage: dict[str, Any] | None
+) -> Awaitable[None] | None:
     """Store an answer (a 200 only: the caller's job) unless it is larger than the
-    org's entry limit; a Redis failure is logged and dropped."""
+    org's entry limit (then None). Call it before the answer's last bytes go out and
+    await the result after: the store is on Redis's connection first, so the caller's
+    next request finds it. A Redis failure is logged and dropped, never raised."""
     usage = usage or {}
     header = orjson.dumps(
         {
@@ -147,9 +152,9 @@ async def put(lookup: Lookup, kind: str, body: bytes, usage: dict[str, Any] | No
     )
     value = header + b"\n" + body
     if len(value) > lookup.max_entry_bytes:
-        return
+        return None
     try:
-        await response_cache.store(
+        storing = response_cache.store_started(
             lookup.org_id,
             lookup.member,
             value,
@@ -157,6 +162,15 @@ async def put(lookup: Lookup, kind: str, body: bytes, usage: dict[str, Any] | No
             now_ms=_now_ms(),
             max_bytes=lookup.max_bytes,
         )
+    except store.StoreUnavailable as exc:
+        logger.warning("response cache store failed: %s", type(exc).__name__)
+        return None
+    return _stored(storing)
+
+
+async def _stored(storing: Awaitable[Any]) -> None:
+    try:
+        await storing
     except store.StoreUnavailable as exc:
         logger.warning("response cache store failed: %s", type(exc).__name__)
 

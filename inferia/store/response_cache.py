@@ -20,6 +20,7 @@ using the cache leaves nothing behind. See docs/response-cache.md.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 import hiredis
@@ -151,25 +152,64 @@ async def lookup(org_id: object, member: str, now_ms: int) -> bytes | None:
     return value if isinstance(value, bytes) else None
 
 
+def _store_call(
+    org_id: object, member: str, value: bytes, ttl_ms: int, now_ms: int, max_bytes: int
+) -> tuple[list[str], list[Any]]:
+    base = prefix(org_id)
+    model = member.partition(":")[0]
+    script_keys = [base + "index", base + "sizes", base + "bytes", base + "e:" + member]
+    script_keys.append(base + "m:" + model)
+    return script_keys, [base, member, value, ttl_ms, now_ms, max_bytes, SLACK_MS]
+
+
+def _stored(reply: Any) -> tuple[bool, int, int]:
+    return bool(int(reply[0])), int(reply[1]), int(reply[2])
+
+
 async def store(
     org_id: object, member: str, value: bytes, *, ttl_ms: int, now_ms: int, max_bytes: int
 ) -> tuple[bool, int, int]:
     """Store ``value`` as ``member`` (replacing it), evicting the org's entries that
     expire first until its total fits ``max_bytes``: (stored, the org's bytes,
     entries evicted). Raises StoreUnavailable."""
-    base = prefix(org_id)
-    model = member.partition(":")[0]
-    script_keys = [base + "index", base + "sizes", base + "bytes", base + "e:" + member]
-    script_keys.append(base + "m:" + model)
+    script_keys, args = _store_call(org_id, member, value, ttl_ms, now_ms, max_bytes)
     try:
-        reply = await client().run_script(
-            STORE_SCRIPT,
-            script_keys,
-            [base, member, value, ttl_ms, now_ms, max_bytes, SLACK_MS],
-        )
+        return _stored(await client().run_script(STORE_SCRIPT, script_keys, args))
     except RedisUnavailable as exc:
         raise StoreUnavailable(str(exc)) from exc
-    return bool(int(reply[0])), int(reply[1]), int(reply[2])
+
+
+def store_started(
+    org_id: object, member: str, value: bytes, *, ttl_ms: int, now_ms: int, max_bytes: int
+) -> Awaitable[tuple[bool, int, int]]:
+    """``store``, already written to Redis's connection when this returns when that
+    needs no waiting (an open connection to one server): Redis then runs it before any
+    command this process sends later, such as the lookup of the caller's next request.
+    Else it is sent when awaited. Await the result; raises StoreUnavailable."""
+    script_keys, args = _store_call(org_id, member, value, ttl_ms, now_ms, max_bytes)
+    command = ("EVALSHA", STORE_SCRIPT.sha, len(script_keys), *script_keys, *args)
+    try:
+        replies = client().pipeline_started([command])
+    except RedisUnavailable as exc:
+        raise StoreUnavailable(str(exc)) from exc
+    if replies is None:
+        return store(org_id, member, value, ttl_ms=ttl_ms, now_ms=now_ms, max_bytes=max_bytes)
+    return _stored_when(replies, script_keys, args)
+
+
+async def _stored_when(
+    replies: Awaitable[list[Any]], script_keys: list[str], args: list[Any]
+) -> tuple[bool, int, int]:
+    try:
+        (reply,) = await replies
+        if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+            # Redis does not know the script yet (a restart): once more, with its source.
+            reply = await client().run_script(STORE_SCRIPT, script_keys, args)
+        elif isinstance(reply, hiredis.ReplyError):
+            raise RedisUnavailable(str(reply)[:100])
+    except RedisUnavailable as exc:
+        raise StoreUnavailable(str(exc)) from exc
+    return _stored(reply)
 
 
 async def _purge(org_id: object, model: str | None) -> int:

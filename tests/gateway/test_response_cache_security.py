@@ -179,7 +179,7 @@ def test_no_credential_reaches_the_cache(on_redis, llm, cast):
     assert str(cast.bob.pk).encode() not in blob.split(b":cache:")[1]
 
 
-def test_members_without_cache_manage_cannot_change_or_purge(on_redis, llm, cast):
+def test_members_without_cache_manage_cannot_change_or_purge(cast):
     bob = client_for(cast.bob)
     assert bob.get("/api/v1/orgs/acme/cache").status_code == 200
     assert_error(
@@ -189,22 +189,24 @@ def test_members_without_cache_manage_cannot_change_or_purge(on_redis, llm, cast
     )
     assert_error(bob.put("/api/v1/orgs/acme/cache", {}, format="json"), 403, "PERMISSION_DENIED")
     assert_error(bob.delete("/api/v1/orgs/acme/cache"), 403, "PERMISSION_DENIED")
+    assert Organization.objects.get(slug="acme").policy.cache_enabled is False
     # Admins hold cache:manage.
     dave = client_for(cast.dave)
-    response = dave.patch("/api/v1/orgs/acme/cache", {"enabled": True}, format="json")
+    response = dave.patch("/api/v1/orgs/acme/cache", {"ttl_seconds": 60}, format="json")
     assert response.status_code == 200, response.content
+    assert dave.delete("/api/v1/orgs/acme/cache").status_code == 200
 
 
-def test_an_org_update_only_role_cannot_turn_the_cache_on(on_redis, llm, cast):
-    response = llm.admin.post(
+def test_an_org_update_only_role_cannot_turn_the_cache_on(cast, alice_client):
+    response = alice_client.post(
         "/api/v1/orgs/acme/roles",
         {"slug": "settings", "name": "Settings", "permissions": ["org:view", "org:update"]},
         format="json",
     )
     assert response.status_code == 201, response.content
-    membership = llm.admin.get("/api/v1/orgs/acme/members?page_size=100").json()["results"]
+    membership = alice_client.get("/api/v1/orgs/acme/members?page_size=100").json()["results"]
     vera_id = next(m["id"] for m in membership if m["user"]["username"] == "vera")
-    response = llm.admin.patch(
+    response = alice_client.patch(
         f"/api/v1/orgs/acme/members/{vera_id}", {"role": "settings"}, format="json"
     )
     assert response.status_code == 200, response.content
@@ -231,14 +233,14 @@ def test_an_org_update_only_role_cannot_turn_the_cache_on(on_redis, llm, cast):
     )
     assert response.status_code == 200, response.content
     # With cache:manage the generic PATCH may set them too.
-    response = llm.admin.patch(
-        "/api/v1/orgs/acme", {"settings": {"cache_enabled": True}}, format="json"
+    response = alice_client.patch(
+        "/api/v1/orgs/acme", {"settings": {"cache_ttl_seconds": 5}}, format="json"
     )
     assert response.status_code == 200, response.content
-    assert Organization.objects.get(slug="acme").policy.cache_enabled is True
+    assert Organization.objects.get(slug="acme").policy.cache_ttl_seconds == 5
 
 
-def test_another_orgs_admin_gets_404(on_redis, llm, cast):
+def test_another_orgs_admin_gets_404(cast):
     charlie = client_for(cast.charlie)
     assert_error(charlie.get("/api/v1/orgs/acme/cache"), 404, "NOT_FOUND")
     assert_error(
@@ -250,8 +252,8 @@ def test_another_orgs_admin_gets_404(on_redis, llm, cast):
     assert Organization.objects.get(slug="acme").policy.cache_enabled is False
 
 
-def test_settings_changes_are_validated_and_audited(on_redis, llm, cast):
-    admin = llm.admin
+def test_settings_changes_are_validated_and_audited(cast, alice_client):
+    admin = alice_client
     for bad in (
         {"ttl_seconds": 0},
         {"ttl_seconds": 604_801},
@@ -263,24 +265,24 @@ def test_settings_changes_are_validated_and_audited(on_redis, llm, cast):
             admin.patch("/api/v1/orgs/acme/cache", bad, format="json"), 400, "VALIDATION_ERROR"
         )
     response = admin.patch(
-        "/api/v1/orgs/acme/cache", {"enabled": True, "ttl_seconds": 120}, format="json"
+        "/api/v1/orgs/acme/cache", {"max_bytes": 4096, "ttl_seconds": 120}, format="json"
     )
     assert response.status_code == 200, response.content
     body = response.json()
-    assert (body["enabled"], body["ttl_seconds"], body["max_bytes"]) == (True, 120, 64 * 1024**2)
+    assert (body["enabled"], body["ttl_seconds"], body["max_bytes"]) == (False, 120, 4096)
     # PUT resets what it omits.
-    response = admin.put("/api/v1/orgs/acme/cache", {"enabled": True}, format="json")
-    assert response.json()["ttl_seconds"] == 3600
+    response = admin.put("/api/v1/orgs/acme/cache", {"max_entry_bytes": 2048}, format="json")
+    assert (response.json()["ttl_seconds"], response.json()["max_bytes"]) == (3600, 64 * 1024**2)
     records = AuditRecord.objects.filter(action="cache:update").order_by("created_at")
     assert [r.data["changed"] for r in records] == [
-        ["cache_enabled", "cache_ttl_seconds"],
+        ["cache_max_bytes", "cache_ttl_seconds"],
         ["cache_enabled", "cache_max_bytes", "cache_max_entry_bytes", "cache_ttl_seconds"],
     ]
     assert records[0].actor_user_id == cast.alice.pk and records[0].org_id == cast.acme.pk
     assert records[1].data["before"]["cache_ttl_seconds"] == 120
 
 
-def test_unauthenticated_is_401(on_redis, llm, anon_client):
+def test_unauthenticated_is_401(cast, anon_client):
     assert_error(anon_client.get("/api/v1/orgs/acme/cache"), 401, "AUTHENTICATION_FAILED")
     assert_error(anon_client.delete("/api/v1/orgs/acme/cache"), 401, "AUTHENTICATION_FAILED")
 
@@ -307,3 +309,13 @@ def test_embedded_the_cache_cannot_be_turned_on(settings, cast, alice_client):
     assert response.status_code == 200 and response.json()["ttl_seconds"] == 60
     assert alice_client.delete("/api/v1/orgs/acme/cache").json() == {"model": None, "purged": 0}
     assert Organization.objects.get(slug="acme").policy.cache_enabled is False
+
+
+def test_turning_the_cache_on_is_audited(on_redis, cast, alice_client):
+    response = alice_client.patch("/api/v1/orgs/acme/cache", {"enabled": True}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["enabled"] is True and response.json()["available"] is True
+    record = AuditRecord.objects.get(action="cache:update")
+    assert record.data["changed"] == ["cache_enabled"]
+    assert record.data["before"]["cache_enabled"] is None
+    assert Organization.objects.get(slug="acme").policy.cache_enabled is True
