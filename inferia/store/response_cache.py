@@ -20,6 +20,7 @@ using the cache leaves nothing behind. See docs/response-cache.md.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
@@ -185,7 +186,9 @@ def store_started(
     """``store``, already written to Redis's connection when this returns when that
     needs no waiting (an open connection to one server): Redis then runs it before any
     command this process sends later, such as the lookup of the caller's next request.
-    Else it is sent when awaited. Await the result; raises StoreUnavailable."""
+    Else (a cluster, a connection to open) it starts as a task now, on its way well
+    before that lookup (which follows the limit script's round trip). Await the
+    result; raises StoreUnavailable."""
     script_keys, args = _store_call(org_id, member, value, ttl_ms, now_ms, max_bytes)
     command = ("EVALSHA", STORE_SCRIPT.sha, len(script_keys), *script_keys, *args)
     try:
@@ -193,7 +196,9 @@ def store_started(
     except RedisUnavailable as exc:
         raise StoreUnavailable(str(exc)) from exc
     if replies is None:
-        return store(org_id, member, value, ttl_ms=ttl_ms, now_ms=now_ms, max_bytes=max_bytes)
+        return asyncio.ensure_future(
+            store(org_id, member, value, ttl_ms=ttl_ms, now_ms=now_ms, max_bytes=max_bytes)
+        )
     return _stored_when(replies, script_keys, args)
 
 
