@@ -1,0 +1,430 @@
+"""Prometheus metrics: every series Inferia exports and the helpers that record them.
+
+docs/metrics.md documents each series (name, labels, meaning). Recording goes through
+the functions here (``gateway_call``, ``usage_recorded``, the Celery signal handlers),
+the scrape through ``exposition``; nothing else touches ``prometheus_client``.
+
+Processes: with ``PROMETHEUS_MULTIPROC_DIR`` set (``manage.py serve`` sets it for its
+uvicorn workers, Celery worker and beat) every process writes its samples to files
+there and a scrape sums them (``prometheus_client.multiprocess``); without it the
+process's own registry is scraped (tests, a lone process). Only counters and
+histograms are recorded; the gauges are read when scraped (``_ScrapeTimeCollector``),
+so no gauge needs a multiprocess mode.
+
+Labels are bounded by construction: an org's slug, a fixed endpoint name, the FQN of
+a route or deployment the request was authorized to use (a model name a caller made
+up, or one refused, is ""), the provider account of that route, a status class or
+error code from the contract's list, a Celery task's registered name. Never a key,
+user, request id, client address or anything copied from a request body.
+
+``INFERIA_METRICS_ENABLED`` off: nothing is recorded and ``/metrics`` answers 404.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
+
+from django.conf import settings
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+logger = logging.getLogger(__name__)
+
+# ``*_created`` series would double every counter's series for a timestamp no
+# dashboard reads (multiprocess mode never exports them): the same page either way.
+disable_created_metrics()
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+NONE = ""  # a label with no value: no model authorized, no provider account, no org
+
+# Whole requests and upstream calls: milliseconds (a refusal) to minutes (a long stream).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+# The gateway's own time: a warm request spends well under a millisecond.
+OVERHEAD_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+TASK_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0)
+
+REQUEST_LABELS = ("org", "endpoint", "model", "provider_account", "status_class")
+USAGE_LABELS = ("org", "model", "provider_account")
+
+GATEWAY_REQUESTS = Counter(
+    "inferia_gateway_requests",
+    "Gateway requests answered, by org, endpoint, model FQN, provider account, status class.",
+    REQUEST_LABELS,
+)
+GATEWAY_REQUEST_SECONDS = Histogram(
+    "inferia_gateway_request_duration_seconds",
+    "Gateway requests from arrival to the last byte (upstream included).",
+    REQUEST_LABELS,
+    buckets=LATENCY_BUCKETS,
+)
+GATEWAY_ERRORS = Counter(
+    "inferia_gateway_errors",
+    "Gateway requests that ended in an error, by error code (the contract's list).",
+    ("org", "endpoint", "model", "provider_account", "code"),
+)
+GATEWAY_DENIALS = Counter(
+    "inferia_gateway_denials",
+    "Gateway requests refused with 401, 403 or 404, by reason (error code); "
+    "org is empty when the caller was not identified.",
+    ("org", "endpoint", "status", "reason"),
+)
+GATEWAY_OVERHEAD_SECONDS = Histogram(
+    "inferia_gateway_overhead_seconds",
+    "Time spent in the gateway for a request, the upstream excluded.",
+    ("org", "endpoint"),
+    buckets=OVERHEAD_BUCKETS,
+)
+GATEWAY_UPSTREAM_SECONDS = Histogram(
+    "inferia_gateway_upstream_duration_seconds",
+    "Time spent waiting for the upstream (all attempts of a request).",
+    USAGE_LABELS,
+    buckets=LATENCY_BUCKETS,
+)
+GATEWAY_PROMPT_TOKENS = Counter(
+    "inferia_gateway_prompt_tokens", "Prompt tokens charged (as metered).", USAGE_LABELS
+)
+GATEWAY_COMPLETION_TOKENS = Counter(
+    "inferia_gateway_completion_tokens", "Completion tokens charged (as metered).", USAGE_LABELS
+)
+GATEWAY_COST = Counter(
+    "inferia_gateway_cost",
+    "Cost charged, in the currency of the models' prices.",
+    USAGE_LABELS,
+)
+GATEWAY_LIMIT_REFUSALS = Counter(
+    "inferia_gateway_limit_refusals",
+    "Requests refused by a rate limit or quota: scope key, principal, org or ip; "
+    "kind requests, tokens, quota_tokens or quota_cost.",
+    ("org", "scope", "kind"),
+)
+GATEWAY_DEGRADED = Counter(
+    "inferia_gateway_degraded_decisions",
+    "Requests decided by the org's *_on_backend_error settings while the limit store "
+    "was unreachable: decision allowed or denied.",
+    ("org", "decision"),
+)
+USAGE_RECORDS = Counter(
+    "inferia_usage_records",
+    "Usage entries written to the database (by the ingest worker, or directly).",
+)
+USAGE_DEAD_LETTERS = Counter(
+    "inferia_usage_dead_letters",
+    "Usage entries that could not be recorded and became dead letters.",
+)
+CELERY_TASKS = Counter(
+    "inferia_celery_tasks",
+    "Celery task runs by task name and outcome (success, failure, retry).",
+    ("task", "outcome"),
+)
+CELERY_TASK_SECONDS = Histogram(
+    "inferia_celery_task_duration_seconds",
+    "Celery task run time, by task name.",
+    ("task",),
+    buckets=TASK_BUCKETS,
+)
+
+# The series read when scraped (gauges): name -> help.
+SCRAPE_TIME_SERIES = {
+    "inferia_usage_stream_length": "Usage entries in the Redis stream, not yet recorded.",
+    "inferia_usage_stream_pending": "Usage entries read by an ingest worker, not yet acknowledged.",
+    "inferia_usage_stream_lag_seconds": "Age of the oldest usage entry not yet recorded.",
+    "inferia_usage_dead_letters_stored": "Dead usage entries kept for an operator.",
+}
+
+
+def enabled() -> bool:
+    return bool(settings.INFERIA_METRICS_ENABLED)
+
+
+def multiprocess_dir() -> str:
+    return settings.PROMETHEUS_MULTIPROC_DIR
+
+
+# --- the gateway --------------------------------------------------------------------------
+
+
+class _Principal(Protocol):
+    org_slug: str
+
+
+class _Route(Protocol):
+    fqn: str
+    account_name: str
+
+    def cost_micros(self, prompt_tokens: int, completion_tokens: int) -> int: ...
+
+
+class GatewayCall(Protocol):
+    """What ``gateway_call`` reads of ``gateway.app.Call`` (it never imports the gateway)."""
+
+    started: float
+    endpoint: str
+    status: int
+    error_code: str
+    upstream_seconds: float
+    principal: _Principal | None
+    route: _Route | None
+    deployment_route: Any
+    prompt_tokens: int
+    completion_tokens: int
+    refusal: tuple[str, str] | None
+    degraded: str
+
+
+def status_class(status: int) -> str:
+    """2xx, 3xx, 4xx or 5xx; a request that never got an answer (0) counts as 5xx."""
+    if 200 <= status < 600:
+        return f"{status // 100}xx"
+    return "5xx"
+
+
+class _GatewaySeries:
+    """The label children one kind of request records into, made once per label tuple:
+    a request pays one dict lookup, not a ``labels()`` call (a lock and a tuple) per series."""
+
+    __slots__ = (
+        "completion",
+        "cost",
+        "denial",
+        "duration",
+        "error",
+        "overhead",
+        "prompt",
+        "requests",
+        "upstream",
+    )
+
+    def __init__(
+        self, org: str, endpoint: str, model: str, account: str, status: int, code: str
+    ) -> None:
+        klass = status_class(status)
+        self.requests = GATEWAY_REQUESTS.labels(org, endpoint, model, account, klass)
+        self.duration = GATEWAY_REQUEST_SECONDS.labels(org, endpoint, model, account, klass)
+        self.overhead = GATEWAY_OVERHEAD_SECONDS.labels(org, endpoint)
+        self.upstream = GATEWAY_UPSTREAM_SECONDS.labels(org, model, account)
+        self.prompt = GATEWAY_PROMPT_TOKENS.labels(org, model, account)
+        self.completion = GATEWAY_COMPLETION_TOKENS.labels(org, model, account)
+        self.cost = GATEWAY_COST.labels(org, model, account)
+        self.error = GATEWAY_ERRORS.labels(org, endpoint, model, account, code) if code else None
+        self.denial = (
+            GATEWAY_DENIALS.labels(org, endpoint, str(status), code)
+            if status in (401, 403, 404)
+            else None
+        )
+
+
+_GATEWAY: dict[tuple[str, str, str, str, int, str], _GatewaySeries] = {}
+
+
+def gateway_call(call: GatewayCall) -> None:
+    """Record one finished gateway request (called once, at its very end).
+
+    The model label is the FQN of the route or deployment the call was authorized to
+    use, never the ``model`` the client sent: a made-up name cannot add a series."""
+    if not settings.INFERIA_METRICS_ENABLED:
+        return
+    elapsed = time.perf_counter() - call.started
+    principal = call.principal
+    org = principal.org_slug if principal is not None else NONE
+    route = call.route
+    deployment = call.deployment_route
+    if deployment is not None:
+        model = deployment.fqn
+    else:
+        model = route.fqn if route is not None else NONE
+    account = route.account_name if route is not None else NONE
+    key = (org, call.endpoint, model, account, call.status, call.error_code)
+    series = _GATEWAY.get(key)
+    if series is None:
+        series = _GATEWAY[key] = _GatewaySeries(*key)
+    series.requests.inc()
+    series.duration.observe(elapsed)
+    upstream = call.upstream_seconds
+    series.overhead.observe(elapsed - upstream if elapsed > upstream else 0.0)
+    if upstream:
+        series.upstream.observe(upstream)
+    prompt, completion = call.prompt_tokens, call.completion_tokens
+    if prompt or completion:
+        series.prompt.inc(prompt)
+        series.completion.inc(completion)
+        if route is not None:
+            series.cost.inc(route.cost_micros(prompt, completion) / 1e6)
+    if series.error is not None:
+        series.error.inc()
+    if series.denial is not None:
+        series.denial.inc()
+    if call.refusal is not None:
+        GATEWAY_LIMIT_REFUSALS.labels(org, *call.refusal).inc()
+    if call.degraded:
+        GATEWAY_DEGRADED.labels(org, call.degraded).inc()
+
+
+# --- usage ingestion and Celery -----------------------------------------------------------
+
+
+def usage_recorded(written: int, dead: int) -> None:
+    """Usage entries written and set aside as dead letters by one ``record_usage``."""
+    if not settings.INFERIA_METRICS_ENABLED:
+        return
+    if written:
+        USAGE_RECORDS.inc(written)
+    if dead:
+        USAGE_DEAD_LETTERS.inc(dead)
+
+
+_task_started: dict[str, float] = {}
+
+
+def _task_name(sender: Any) -> str:
+    # A registered task's name (bounded by the code); anything else is "other".
+    name = getattr(sender, "name", None)
+    return name if isinstance(name, str) and name else "other"
+
+
+def task_prerun(task_id: str | None = None, **kwargs: Any) -> None:
+    if task_id and settings.INFERIA_METRICS_ENABLED:
+        _task_started[task_id] = time.perf_counter()
+
+
+def task_postrun(task_id: str | None = None, sender: Any = None, **kwargs: Any) -> None:
+    started = _task_started.pop(task_id, None) if task_id else None
+    if started is not None and settings.INFERIA_METRICS_ENABLED:
+        CELERY_TASK_SECONDS.labels(_task_name(sender)).observe(time.perf_counter() - started)
+
+
+def task_outcome(outcome: str):
+    """A handler of Celery's task_success / task_failure / task_retry signal."""
+
+    def handler(sender: Any = None, **kwargs: Any) -> None:
+        if settings.INFERIA_METRICS_ENABLED:
+            CELERY_TASKS.labels(_task_name(sender), outcome).inc()
+
+    return handler
+
+
+def connect_celery_signals() -> None:
+    """Count every task's outcome and time in the process that runs it (``inferia.celery``)."""
+    from celery import signals
+
+    signals.task_prerun.connect(task_prerun, weak=False, dispatch_uid="inferia.metrics.prerun")
+    signals.task_postrun.connect(task_postrun, weak=False, dispatch_uid="inferia.metrics.postrun")
+    for outcome, signal in (
+        ("success", signals.task_success),
+        ("failure", signals.task_failure),
+        ("retry", signals.task_retry),
+    ):
+        signal.connect(
+            task_outcome(outcome), weak=False, dispatch_uid=f"inferia.metrics.task_{outcome}"
+        )
+
+
+# --- the scrape ---------------------------------------------------------------------------
+
+
+def _usage_stream_state() -> tuple[int, int, float] | None:
+    """(entries waiting, entries pending, age in seconds of the oldest) of the usage
+    stream; zeros when embedded (entries are written directly); None when Redis is down."""
+    from inferia import clock, store
+
+    if not store.redis_enabled():
+        return 0, 0, 0.0
+    from inferia.store import redis_store
+
+    try:
+        length, pending, oldest_ms = redis_store.usage_stream_state()
+    except store.StoreUnavailable:
+        logger.warning("metrics: the usage stream cannot be read")
+        return None
+    lag = max(0.0, clock.time() - oldest_ms / 1000) if oldest_ms is not None else 0.0
+    return length, pending, lag
+
+
+def _dead_letters_stored() -> int | None:
+    from django.db import DatabaseError
+
+    from audit.models import UsageDeadLetter
+
+    try:
+        return UsageDeadLetter.objects.count()
+    except DatabaseError:
+        logger.warning("metrics: the dead letters cannot be counted")
+        return None
+
+
+class _ScrapeTimeCollector:
+    """The gauges read when scraped (global: no org label)."""
+
+    def collect(self) -> Iterator[Metric]:
+        state = _usage_stream_state()
+        if state is not None:
+            values = dict(
+                zip(
+                    (
+                        "inferia_usage_stream_length",
+                        "inferia_usage_stream_pending",
+                        "inferia_usage_stream_lag_seconds",
+                    ),
+                    state,
+                    strict=True,
+                )
+            )
+            for name, value in values.items():
+                yield GaugeMetricFamily(name, SCRAPE_TIME_SERIES[name], value=value)
+        dead = _dead_letters_stored()
+        if dead is not None:
+            name = "inferia_usage_dead_letters_stored"
+            yield GaugeMetricFamily(name, SCRAPE_TIME_SERIES[name], value=dead)
+
+
+class _Collectors:
+    def __init__(self, *collectors: Any) -> None:
+        self.collectors = collectors
+
+    def collect(self) -> Iterator[Metric]:
+        for collector in self.collectors:
+            yield from collector.collect()
+
+
+class _OrgView:
+    """Only the samples whose ``org`` label is this org: a series without an org label
+    (process, stream, Celery) or of another org never reaches an org's scrape."""
+
+    def __init__(self, source: Any, org_slug: str) -> None:
+        self.source, self.org_slug = source, org_slug
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self.source.collect():
+            samples = [s for s in family.samples if s.labels.get("org") == self.org_slug]
+            if not samples:
+                continue
+            kept = Metric(family.name, family.documentation, family.type, family.unit)
+            kept.samples = samples
+            yield kept
+
+
+def _source() -> Any:
+    if multiprocess_dir():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return _Collectors(registry, _ScrapeTimeCollector())
+    return _Collectors(REGISTRY, _ScrapeTimeCollector())
+
+
+def exposition(org_slug: str | None = None) -> bytes:
+    """The text exposition of every series (``org_slug`` None: the operator's scrape),
+    or of one org's series only."""
+    source = _source()
+    if org_slug is not None:
+        return generate_latest(_OrgView(source, org_slug))  # type: ignore[arg-type]
+    return generate_latest(source)  # type: ignore[arg-type]
