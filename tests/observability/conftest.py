@@ -19,6 +19,7 @@ from tests.gateway.conftest import (  # noqa: F401
     gateway_server,
     llm,
     on_redis,
+    redis_outage,
 )
 
 SCRAPE_TOKEN = "scrape-token-" + "S" * 32

@@ -15,6 +15,7 @@ import pytest
 from audit import usage_ingest
 from gateway import principals
 from inferia.celery import app
+from tests.conftest import to_step_start
 from tests.gateway.conftest import assert_gateway_error, flush_usage
 
 CHAT = [{"role": "user", "content": "Say hello to the metrics"}]
@@ -27,7 +28,7 @@ def documented_series() -> dict[str, tuple[str, tuple[str, ...]]]:
     """docs/metrics.md's table: series name -> (type, label names)."""
     found = {}
     for line in DOCS.read_text().splitlines():
-        match = re.match(r"^\| `(inferia_[a-z_]+)` \| ([a-z]+)[^|]* \| ([^|]*) \|", line)
+        match = re.match(r"^\| `(inferia_[a-z_]+)` \| ([a-z]+)[^|]*\|([^|]*)\|", line)
         if match:
             labels = tuple(x.strip() for x in match.group(3).split(",") if x.strip())
             found[match.group(1)] = (match.group(2), labels)
@@ -195,13 +196,18 @@ def test_a_made_up_model_name_never_becomes_a_label(llm, scrape):
     )
 
 
-def test_limit_refusals_by_scope_and_kind(llm, scrape):
+def _key_limited_to_one_request(llm) -> str:
     key = llm.key()
     row = llm.key_row(key)
     row.requests_per_minute = 1
     row.save(update_fields=["requests_per_minute"])
     principals.clear()
-    client = llm.sdk(key)
+    to_step_start(60)  # both calls in one window
+    return key
+
+
+def test_limit_refusals_by_scope_and_kind(llm, scrape, clock_shift):
+    client = llm.sdk(_key_limited_to_one_request(llm))
     before = scrape.page()
     client.chat.completions.create(model=GPT4O, messages=CHAT)
     with pytest.raises(openai.RateLimitError):
@@ -222,17 +228,26 @@ def test_limit_refusals_by_scope_and_kind(llm, scrape):
 
 
 def test_degraded_decisions_allowed_and_denied(on_redis, llm, redis_outage, scrape, settings):
+    """Rate limits say allow; a second key under a monthly quota that says deny."""
     llm.org_settings(rate_limit_on_backend_error="allow")
-    client = llm.sdk(llm.key())
-    client.chat.completions.create(model=GPT4O, messages=CHAT)
-    token = settings.INFERIA_METRICS_TOKEN
-    before = scrape.page(token)
+    allowed = llm.sdk(llm.key())
+    denied_key = llm.key()
+    row = llm.key_row(denied_key)
+    row.monthly_token_quota = 1_000_000
+    row.save(update_fields=["monthly_token_quota"])
+    principals.clear()
+    denied = llm.sdk(denied_key)
+    for client in (allowed, denied):
+        client.chat.completions.create(model=GPT4O, messages=CHAT)  # warm principals
+    before = scrape.page()
+    redis_url = settings.REDIS_URL
     redis_outage()
-    client.chat.completions.create(model=GPT4O, messages=CHAT)
-    llm.org_settings(rate_limit_on_backend_error="deny")
-    with pytest.raises(openai.APIStatusError):
-        client.chat.completions.create(model=GPT4O, messages=CHAT)
-    after = scrape.page(token)
+    allowed.chat.completions.create(model=GPT4O, messages=CHAT)
+    with pytest.raises(openai.APIStatusError) as caught:
+        denied.chat.completions.create(model=GPT4O, messages=CHAT)
+    assert caught.value.status_code == 503
+    settings.REDIS_URL = redis_url
+    after = scrape.page()
     name = "inferia_gateway_degraded_decisions_total"
     for decision in ("allowed", "denied"):
         assert (
@@ -289,27 +304,24 @@ def test_celery_task_outcomes(db, scrape):
 
 
 def test_every_documented_series_is_exposed_with_its_labels(
-    on_redis, llm, redis_outage, scrape, settings
+    on_redis, llm, redis_outage, scrape, settings, clock_shift
 ):
     """After a tour of everything that records (a call, a refusal by each kind, a
     limit, an outage, a dead letter, a task), the operator's scrape holds every series
     of docs/metrics.md, with exactly its documented labels."""
-    key = llm.key()
-    client = llm.sdk(key)
+    llm.org_settings(rate_limit_on_backend_error="allow")
+    client = llm.sdk(_key_limited_to_one_request(llm))
     client.chat.completions.create(model=GPT4O, messages=CHAT)
     llm.post("/chat/completions", "ifr_x", {"model": GPT4O, "messages": CHAT})
-    llm.org_settings(requests_per_minute=1)
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model=GPT4O, messages=CHAT)
-    llm.org_settings(requests_per_minute=None, rate_limit_on_backend_error="allow")
     usage_ingest.record_usage([("", b"{not json")])
     assert explode.apply(throw=False).failed()
-    token = settings.INFERIA_METRICS_TOKEN
     redis_url = settings.REDIS_URL
     redis_outage()
-    client.chat.completions.create(model=GPT4O, messages=CHAT)
+    client.chat.completions.create(model=GPT4O, messages=CHAT)  # degraded: allowed
     settings.REDIS_URL = redis_url
-    page = scrape.page(token)
+    page = scrape.page()
     documented = documented_series()
     assert len(documented) >= 19
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
