@@ -21,8 +21,10 @@ from __future__ import annotations
 import hmac
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from audit.services import record as audit_record
@@ -40,9 +42,9 @@ from inferia.errors import (
 from inferia.request_meta import RequestMeta
 from keys import delegation, resolver
 from orgs.access import Access
+from orgs.models import slug_validator
 
 PERMISSION = "metrics:read"
-ORG_SLUG_MAX = 50  # the longest slug an org can have (orgs.api.serializers)
 
 
 def _page(body: bytes) -> HttpResponse:
@@ -55,8 +57,12 @@ def _org_access(raw: str, org_hint: str) -> Access:
     if delegation.looks_delegated(raw):
         # A delegated credential serves the gateway's embedding calls only.
         raise AuthenticationFailed(f"Not a credential for /metrics. {CREDENTIAL_HELP}")
-    if len(org_hint) > ORG_SLUG_MAX:
-        raise NotFound("Organization not found")
+    if org_hint:
+        # Anything that cannot be a slug names no org (and never reaches the database).
+        try:
+            slug_validator(org_hint)
+        except DjangoValidationError:
+            raise NotFound("Organization not found") from None
     org_id = resolver.gateway_org_id(raw, org_hint)
     access = resolver.resolve_for_org_id(raw, org_id)
     if org_hint and access.org.slug != org_hint:
@@ -65,6 +71,9 @@ def _org_access(raw: str, org_hint: str) -> Access:
     return access
 
 
+# Bearer credentials only, never a session cookie: nothing for CSRF to protect, and a
+# POST gets the contract's 405 rather than a CSRF page.
+@csrf_exempt
 @never_cache
 @require_GET
 def metrics_page(request: HttpRequest) -> HttpResponse:
