@@ -4,6 +4,10 @@ docs/metrics.md documents each series (name, labels, meaning). Recording goes th
 the functions here (``gateway_call``, ``usage_recorded``, the Celery signal handlers),
 the scrape through ``exposition``; nothing else touches ``prometheus_client``.
 
+A gateway request adds to plain numbers of its process (``_GatewaySeries``); they
+reach prometheus_client once a second, before a scrape of that process, and at
+shutdown (``flush``): a scrape of another process may miss the last second.
+
 Processes: with ``PROMETHEUS_MULTIPROC_DIR`` set (``manage.py serve`` sets it for its
 uvicorn workers, Celery worker and beat) every process writes its samples to files
 there and a scrape sums them (``prometheus_client.multiprocess``); without it the
@@ -22,8 +26,11 @@ user, request id, client address or anything copied from a request body.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
@@ -189,19 +196,62 @@ def status_class(status: int) -> str:
     return "5xx"
 
 
+class _Histogram:
+    """Observations of one histogram child not yet written to it: their sum and a count
+    per bucket (prometheus_client's own layout: one value per bucket, +Inf last)."""
+
+    __slots__ = ("bounds", "child", "counts", "total")
+
+    def __init__(self, child: Any, bounds: tuple[float, ...]) -> None:
+        # The client's storage is what a batch is written into (no bulk observe exists);
+        # checked here, when a series is first made, not on a request.
+        if len(child._buckets) != len(bounds) + 1:
+            raise RuntimeError("prometheus_client's histogram layout changed")
+        self.child, self.bounds = child, bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def take(self) -> tuple[list[int], float]:
+        counts, total = self.counts, self.total
+        self.counts, self.total = [0] * len(counts), 0.0
+        return counts, total
+
+    def write(self, counts: list[int], total: float) -> None:
+        if not any(counts):
+            return
+        self.child._sum.inc(total)
+        for value, count in zip(self.child._buckets, counts, strict=True):
+            if count:
+                value.inc(count)
+
+
 class _GatewaySeries:
-    """The label children one kind of request records into, made once per label tuple:
-    a request pays one dict lookup, not a ``labels()`` call (a lock and a tuple) per series."""
+    """One kind of gateway request (its label values): the label children it records
+    into, made once, and what it recorded since the last ``flush``.
+
+    A request adds to plain numbers here under one uncontended lock; ``flush`` (once
+    a second on the event loop, and before every scrape) writes the sums into
+    prometheus_client, whose every write takes a lock and, in multiprocess mode, an
+    mmap write: ten of them per request were most of the cost of recording."""
 
     __slots__ = (
         "completion",
+        "completion_tokens",
         "cost",
+        "cost_units",
         "denial",
         "duration",
         "error",
         "overhead",
+        "pending",
         "prompt",
+        "prompt_tokens",
         "requests",
+        "requests_seen",
         "upstream",
     )
 
@@ -210,9 +260,15 @@ class _GatewaySeries:
     ) -> None:
         klass = status_class(status)
         self.requests = GATEWAY_REQUESTS.labels(org, endpoint, model, account, klass)
-        self.duration = GATEWAY_REQUEST_SECONDS.labels(org, endpoint, model, account, klass)
-        self.overhead = GATEWAY_OVERHEAD_SECONDS.labels(org, endpoint)
-        self.upstream = GATEWAY_UPSTREAM_SECONDS.labels(org, model, account)
+        self.duration = _Histogram(
+            GATEWAY_REQUEST_SECONDS.labels(org, endpoint, model, account, klass), LATENCY_BUCKETS
+        )
+        self.overhead = _Histogram(
+            GATEWAY_OVERHEAD_SECONDS.labels(org, endpoint), OVERHEAD_BUCKETS
+        )
+        self.upstream = _Histogram(
+            GATEWAY_UPSTREAM_SECONDS.labels(org, model, account), LATENCY_BUCKETS
+        )
         self.prompt = GATEWAY_PROMPT_TOKENS.labels(org, model, account)
         self.completion = GATEWAY_COMPLETION_TOKENS.labels(org, model, account)
         self.cost = GATEWAY_COST.labels(org, model, account)
@@ -222,9 +278,49 @@ class _GatewaySeries:
             if status in (401, 403, 404)
             else None
         )
+        self.pending = False
+        self.requests_seen = self.prompt_tokens = self.completion_tokens = 0
+        self.cost_units = 0.0
+
+    def take(self) -> tuple:
+        taken = (
+            self.requests_seen,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.cost_units,
+            self.duration.take(),
+            self.overhead.take(),
+            self.upstream.take(),
+        )
+        self.requests_seen = self.prompt_tokens = self.completion_tokens = 0
+        self.cost_units = 0.0
+        self.pending = False
+        return taken
+
+    def write(self, taken: tuple) -> None:
+        requests, prompt, completion, cost, duration, overhead, upstream = taken
+        if requests:
+            self.requests.inc(requests)
+            if self.error is not None:
+                self.error.inc(requests)
+            if self.denial is not None:
+                self.denial.inc(requests)
+        if prompt or completion:
+            self.prompt.inc(prompt)
+            self.completion.inc(completion)
+            self.cost.inc(cost)
+        self.duration.write(*duration)
+        self.overhead.write(*overhead)
+        self.upstream.write(*upstream)
 
 
+FLUSH_SECONDS = 1.0
 _GATEWAY: dict[tuple[str, str, str, str, int, str], _GatewaySeries] = {}
+_PENDING: list[_GatewaySeries] = []
+# Requests run on the event loop; a scrape flushes from a Django thread of the same
+# process: the one lock both take (never held while prometheus_client writes).
+_LOCK = threading.Lock()
+_flush_due = 0.0  # when the scheduled flush runs (perf_counter); 0: none scheduled
 
 
 def gateway_call(call: GatewayCall) -> None:
@@ -234,7 +330,8 @@ def gateway_call(call: GatewayCall) -> None:
     use, never the ``model`` the client sent: a made-up name cannot add a series."""
     if not settings.INFERIA_METRICS_ENABLED:
         return
-    elapsed = time.perf_counter() - call.started
+    now = time.perf_counter()
+    elapsed = now - call.started
     principal = call.principal
     org = principal.org_slug if principal is not None else NONE
     route = call.route
@@ -247,27 +344,61 @@ def gateway_call(call: GatewayCall) -> None:
     key = (org, call.endpoint, model, account, call.status, call.error_code)
     series = _GATEWAY.get(key)
     if series is None:
-        series = _GATEWAY[key] = _GatewaySeries(*key)
-    series.requests.inc()
-    series.duration.observe(elapsed)
+        series = _GATEWAY.setdefault(key, _GatewaySeries(*key))
     upstream = call.upstream_seconds
-    series.overhead.observe(elapsed - upstream if elapsed > upstream else 0.0)
-    if upstream:
-        series.upstream.observe(upstream)
     prompt, completion = call.prompt_tokens, call.completion_tokens
-    if prompt or completion:
-        series.prompt.inc(prompt)
-        series.completion.inc(completion)
-        if route is not None:
-            series.cost.inc(route.cost_micros(prompt, completion) / 1e6)
-    if series.error is not None:
-        series.error.inc()
-    if series.denial is not None:
-        series.denial.inc()
+    with _LOCK:
+        series.requests_seen += 1
+        series.duration.observe(elapsed)
+        series.overhead.observe(elapsed - upstream if elapsed > upstream else 0.0)
+        if upstream:
+            series.upstream.observe(upstream)
+        if prompt or completion:
+            series.prompt_tokens += prompt
+            series.completion_tokens += completion
+            if route is not None:
+                series.cost_units += route.cost_micros(prompt, completion) / 1e6
+        if not series.pending:
+            series.pending = True
+            _PENDING.append(series)
     if call.refusal is not None:
         GATEWAY_LIMIT_REFUSALS.labels(org, *call.refusal).inc()
     if call.degraded:
         GATEWAY_DEGRADED.labels(org, call.degraded).inc()
+    if now > _flush_due:
+        _schedule_flush(now)
+
+
+def _schedule_flush(now: float) -> None:
+    """Flush in a second on the running loop (the requests of that second share it);
+    without a loop, at once. A loop that stopped before its flush ran is replaced
+    after a second more."""
+    global _flush_due
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        flush()
+        return
+    _flush_due = now + FLUSH_SECONDS * 2
+    loop.call_later(FLUSH_SECONDS, _scheduled_flush)
+
+
+def _scheduled_flush() -> None:
+    global _flush_due
+    _flush_due = 0.0
+    flush()
+
+
+def flush() -> None:
+    """Write what this process's gateway requests recorded into prometheus_client
+    (before a scrape, once a second, at shutdown)."""
+    with _LOCK:
+        if not _PENDING:
+            return
+        taken = [(series, series.take()) for series in _PENDING]
+        _PENDING.clear()
+    for series, numbers in taken:
+        series.write(numbers)
 
 
 # --- usage ingestion and Celery -----------------------------------------------------------
@@ -424,6 +555,7 @@ def _source() -> Any:
 def exposition(org_slug: str | None = None) -> bytes:
     """The text exposition of every series (``org_slug`` None: the operator's scrape),
     or of one org's series only."""
+    flush()
     source = _source()
     if org_slug is not None:
         return generate_latest(_OrgView(source, org_slug))  # type: ignore[arg-type]
