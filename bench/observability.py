@@ -143,7 +143,9 @@ def main() -> int:
         fixture = json.loads(
             bench.manage(
                 "bench/setup_bench.py", "setup", "--upstream", f"http://127.0.0.1:{upstream_port}"
-            ).strip().splitlines()[-1]
+            )
+            .strip()
+            .splitlines()[-1]
         )
         servers, targets = {}, {}
         for mode in modes:
@@ -154,7 +156,11 @@ def main() -> int:
                 env["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
             port = free_port()
             servers[mode] = bench.start(
-                f"gateway-{mode}", SERVER_CORE, gateway_command(port), port, env=env,
+                f"gateway-{mode}",
+                SERVER_CORE,
+                gateway_command(port),
+                port,
+                env=env,
                 ready_path="/healthz",
             )
             targets[mode] = Target(

@@ -23,9 +23,9 @@ logging.logMultiprocessing = False
 django_application = get_asgi_application()
 
 from gateway import http  # noqa: E402  (after Django is set up)
-from inferia import metrics  # noqa: E402
 from gateway.app import PREFIX  # noqa: E402
 from gateway.app import application as gateway_application  # noqa: E402
+from inferia import metrics  # noqa: E402
 
 
 async def _lifespan(receive, send) -> None:

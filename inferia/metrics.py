@@ -162,12 +162,16 @@ def multiprocess_dir() -> str:
 
 
 class _Principal(Protocol):
-    org_slug: str
+    @property
+    def org_slug(self) -> str: ...
 
 
 class _Route(Protocol):
-    fqn: str
-    account_name: str
+    @property
+    def fqn(self) -> str: ...
+
+    @property
+    def account_name(self) -> str: ...
 
     def cost_micros(self, prompt_tokens: int, completion_tokens: int) -> int: ...
 
@@ -180,13 +184,17 @@ class GatewayCall(Protocol):
     status: int
     error_code: str
     upstream_seconds: float
-    principal: _Principal | None
-    route: _Route | None
     deployment_route: Any
     prompt_tokens: int
     completion_tokens: int
     refusal: tuple[str, str] | None
     degraded: str
+
+    @property
+    def principal(self) -> _Principal | None: ...
+
+    @property
+    def route(self) -> _Route | None: ...
 
 
 def status_class(status: int) -> str:
@@ -263,9 +271,7 @@ class _GatewaySeries:
         self.duration = _Histogram(
             GATEWAY_REQUEST_SECONDS.labels(org, endpoint, model, account, klass), LATENCY_BUCKETS
         )
-        self.overhead = _Histogram(
-            GATEWAY_OVERHEAD_SECONDS.labels(org, endpoint), OVERHEAD_BUCKETS
-        )
+        self.overhead = _Histogram(GATEWAY_OVERHEAD_SECONDS.labels(org, endpoint), OVERHEAD_BUCKETS)
         self.upstream = _Histogram(
             GATEWAY_UPSTREAM_SECONDS.labels(org, model, account), LATENCY_BUCKETS
         )
@@ -558,5 +564,5 @@ def exposition(org_slug: str | None = None) -> bytes:
     flush()
     source = _source()
     if org_slug is not None:
-        return generate_latest(_OrgView(source, org_slug))  # type: ignore[arg-type]
-    return generate_latest(source)  # type: ignore[arg-type]
+        return generate_latest(_OrgView(source, org_slug))
+    return generate_latest(source)

@@ -63,12 +63,14 @@ def metrics_token(settings) -> str:
 
 
 @pytest.fixture
-def scrape(gateway_server, metrics_token):
+def scrape(gateway_server, metrics_token):  # noqa: F811 - the imported fixture
     """GET /metrics of the served app over HTTP; with the operator's token by default."""
 
     def get(credential: str | None = metrics_token, **params: str) -> httpx.Response:
         headers = {"Authorization": f"Bearer {credential}"} if credential else {}
-        return httpx.get(f"{gateway_server.url}/metrics", headers=headers, params=params, timeout=30)
+        return httpx.get(
+            f"{gateway_server.url}/metrics", headers=headers, params=params, timeout=30
+        )
 
     def page(credential: str | None = metrics_token, **params: str) -> Page:
         response = get(credential, **params)

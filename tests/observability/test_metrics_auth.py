@@ -32,11 +32,14 @@ def two_orgs_called(llm, cast):
     own provider account on the fake upstream."""
     port = llm.upstream.url.rsplit(":", 1)[1]
     charlie = client_for(cast.charlie)
-    assert charlie.patch(
-        "/api/v1/orgs/globex",
-        {"settings": {"allowed_private_hosts": [f"127.0.0.1:{port}"]}},
-        format="json",
-    ).status_code == 200
+    assert (
+        charlie.patch(
+            "/api/v1/orgs/globex",
+            {"settings": {"allowed_private_hosts": [f"127.0.0.1:{port}"]}},
+            format="json",
+        ).status_code
+        == 200
+    )
     created = charlie.post(
         "/api/v1/orgs/globex/provider-accounts",
         {

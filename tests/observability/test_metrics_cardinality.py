@@ -43,7 +43,9 @@ def test_ten_thousand_keys_do_not_grow_the_series(llm, cast, scrape):
     sample = random.Random(16).sample(keys, 60)
 
     def call(key: str) -> None:
-        answer = llm.post("/chat/completions", key, {"model": "openai-main/gpt-4o", "messages": CHAT})
+        answer = llm.post(
+            "/chat/completions", key, {"model": "openai-main/gpt-4o", "messages": CHAT}
+        )
         assert answer.status_code == 200, answer.text
 
     for key in sample[:10]:
@@ -57,9 +59,11 @@ def test_ten_thousand_keys_do_not_grow_the_series(llm, cast, scrape):
         return {(name, tuple(sorted(labels.items()))) for name, labels, _ in page.samples}
 
     assert series(second) == series(first)
-    assert second.value("inferia_gateway_requests_total", org="acme") - first.value(
-        "inferia_gateway_requests_total", org="acme"
-    ) == len(sample) - 10
+    assert (
+        second.value("inferia_gateway_requests_total", org="acme")
+        - first.value("inferia_gateway_requests_total", org="acme")
+        == len(sample) - 10
+    )
     # No key (secret, public id), user or request id anywhere in the page.
     for key in sample:
         assert key.split("_")[1] not in second.text

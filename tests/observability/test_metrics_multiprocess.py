@@ -121,7 +121,9 @@ def test_serve_counts_every_web_worker_and_the_celery_worker(tmp_path, fake_upst
         for method, path, body in steps:
             answer = api.request(method, path, json=body)
             assert answer.is_success, answer.text
-        minted = api.post("/orgs/demo/api-keys", json={"name": "m", "permissions": ["inference:run"]})
+        minted = api.post(
+            "/orgs/demo/api-keys", json={"name": "m", "permissions": ["inference:run"]}
+        )
         assert minted.status_code == 201, minted.text
         key = minted.json()["key"]
 
@@ -165,9 +167,7 @@ def test_serve_counts_every_web_worker_and_the_celery_worker(tmp_path, fake_upst
         # Both web workers served some of them, each in its own file.
         scratch = tmp_path / "scratch"
         scratch.mkdir()
-        per_process = [
-            _requests_in(path, scratch) for path in sorted(stale.glob("counter_*.db"))
-        ]
+        per_process = [_requests_in(path, scratch) for path in sorted(stale.glob("counter_*.db"))]
         served = [n for n in per_process if n]
         assert len(served) >= 2 and sum(served) == CALLS, per_process
         assert page.value("inferia_usage_records_total") == CALLS

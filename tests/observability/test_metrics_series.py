@@ -271,15 +271,19 @@ def test_usage_stream_lag_and_dead_letters(on_redis, llm, scrape):
     assert after.value("inferia_usage_stream_length") == 0
     assert after.value("inferia_usage_stream_lag_seconds") == 0
     assert after.value("inferia_usage_stream_pending") == 0
-    assert after.value("inferia_usage_records_total") - before.value(
-        "inferia_usage_records_total"
-    ) == 3
-    assert after.value("inferia_usage_dead_letters_total") - before.value(
-        "inferia_usage_dead_letters_total"
-    ) == 1
-    assert after.value("inferia_usage_dead_letters_stored") == before.value(
-        "inferia_usage_dead_letters_stored"
-    ) + 1
+    assert (
+        after.value("inferia_usage_records_total") - before.value("inferia_usage_records_total")
+        == 3
+    )
+    assert (
+        after.value("inferia_usage_dead_letters_total")
+        - before.value("inferia_usage_dead_letters_total")
+        == 1
+    )
+    assert (
+        after.value("inferia_usage_dead_letters_stored")
+        == before.value("inferia_usage_dead_letters_stored") + 1
+    )
 
 
 def test_celery_task_outcomes(db, scrape):
