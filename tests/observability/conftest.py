@@ -20,6 +20,7 @@ from tests.gateway.conftest import (  # noqa: F401
     llm,
     on_redis,
     redis_outage,
+    wait_for,
 )
 
 SCRAPE_TOKEN = "scrape-token-" + "S" * 32
@@ -64,9 +65,17 @@ def metrics_token(settings) -> str:
 
 @pytest.fixture
 def scrape(gateway_server, metrics_token):  # noqa: F811 - the imported fixture
-    """GET /metrics of the served app over HTTP; with the operator's token by default."""
+    """GET /metrics of the served app over HTTP; with the operator's token by default.
+
+    Each scrape first waits until the server has no request in flight: a gateway call
+    is recorded at its very end, just after the client got the last byte."""
+
+    def settled() -> None:
+        tasks = gateway_server.server.server_state.tasks
+        wait_for(lambda: not tasks, what="the gateway's requests to end")
 
     def get(credential: str | None = metrics_token, **params: str) -> httpx.Response:
+        settled()
         headers = {"Authorization": f"Bearer {credential}"} if credential else {}
         return httpx.get(
             f"{gateway_server.url}/metrics", headers=headers, params=params, timeout=30
@@ -79,4 +88,5 @@ def scrape(gateway_server, metrics_token):  # noqa: F811 - the imported fixture
         return parse(response.text)
 
     get.page = page  # type: ignore[attr-defined]
+    get.settled = settled  # type: ignore[attr-defined]
     return get

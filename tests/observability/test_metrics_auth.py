@@ -164,6 +164,7 @@ def test_metrics_off_records_nothing(scrape, settings, llm):
     settings.INFERIA_METRICS_ENABLED = False
     answer = llm.post("/chat/completions", key, {"model": "openai-main/gpt-4o", "messages": CHAT})
     assert answer.status_code == 200
+    scrape.settled()  # the call's end, where it would be recorded, is behind it
     settings.INFERIA_METRICS_ENABLED = True
     assert scrape.page(SCRAPE_TOKEN).value("inferia_gateway_requests_total") == before
 
