@@ -42,6 +42,7 @@ from django.db import DataError, IntegrityError, transaction
 
 from audit import chain
 from audit.models import AuditRecord, Payload, UsageDeadLetter, UsageRecord
+from inferia import metrics
 from orgs.models import Organization, User
 
 logger = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ def record_usage(raw_entries: Iterable[tuple[str, Any]]) -> UsageResult:
     ]
     if letters:
         _store_dead_letters(letters)
+    metrics.usage_recorded(written, len(letters))
     return UsageResult(written, letters)
 
 

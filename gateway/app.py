@@ -54,7 +54,7 @@ from gateway import (
 )
 from gateway.orm import orm
 from gateway.upstream import ADAPTERS
-from inferia import clock
+from inferia import clock, metrics
 from inferia.authentication import CREDENTIAL_HELP, credential_from
 from inferia.errors import (
     AuthenticationFailed,
@@ -211,6 +211,10 @@ class Call:
         # stored answer's original token counts (the call itself uses none).
         self.cache: cache.Lookup | None = None
         self.cached_usage: dict[str, int] | None = None
+        # For the metrics (inferia.metrics.gateway_call): what the answer and record said.
+        self.error_code = ""
+        self.prompt_tokens = self.completion_tokens = 0
+        self.refusal: tuple[str, str] | None = None  # (scope, kind) of a limit that refused
 
     @property
     def upstream_endpoint(self) -> str:
@@ -240,6 +244,7 @@ class Call:
         usage_data = usage_data or {}
         prompt = int(usage_data.get("prompt_tokens") or 0)
         completion = int(usage_data.get("completion_tokens") or 0)
+        self.prompt_tokens, self.completion_tokens, self.error_code = prompt, completion, error_code
         p = self.caller
         entry: dict[str, Any] = {
             "id": self.request.id,
@@ -344,6 +349,7 @@ async def _send_json(
 
 
 async def _send_error(send, call: Call, error: InferiaError) -> None:
+    call.error_code = str(error.code)
     body = error_body(error.code, error.message, error.details)
     body["error"]["type"] = OPENAI_TYPES.get(error.code, "api_error")
     if call.dialect is not None and hasattr(call.dialect, "error_body"):
@@ -764,6 +770,7 @@ async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
         if denied is None:
             raise GatewayError(ErrorCode.INTERNAL_ERROR, 500, "A refusal without its limit")
         quota = denied.kind in (ratelimit.QUOTA_TOKENS, ratelimit.QUOTA_COST)
+        call.refusal = (denied.scope, denied.kind)
         raise GatewayError(
             ErrorCode.QUOTA_EXCEEDED if quota else ErrorCode.RATE_LIMITED,
             429,
@@ -1217,6 +1224,7 @@ async def _anonymous_limit(call: Call) -> None:
         return  # the refusal stands; its headers cannot be known
     call.headers.update(decision.headers)
     if not decision.allowed:
+        call.refusal = ("ip", ratelimit.REQUESTS)
         raise GatewayError(
             ErrorCode.RATE_LIMITED,
             429,
@@ -1305,6 +1313,7 @@ async def application(scope, receive, send) -> None:
                 await _send_error(send, call, failure)
         del error
     finally:
+        metrics.gateway_call(call)
         p = call.principal
         logger.info(
             "%s %s %s",

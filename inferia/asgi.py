@@ -25,6 +25,7 @@ django_application = get_asgi_application()
 from gateway import http  # noqa: E402  (after Django is set up)
 from gateway.app import PREFIX  # noqa: E402
 from gateway.app import application as gateway_application  # noqa: E402
+from inferia import metrics  # noqa: E402
 
 
 async def _lifespan(receive, send) -> None:
@@ -45,6 +46,7 @@ async def _lifespan(receive, send) -> None:
             # Usage records are durable before each response is sent; only the
             # upstream connections are left to close.
             await http.close_all()
+            metrics.flush()  # the last second's gateway samples
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -7,10 +7,14 @@ import os
 from celery import Celery, Task
 from celery.schedules import crontab
 
+from inferia import metrics
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inferia.settings")
 
 app = Celery("inferia")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+# Every task's outcome and run time, counted in the process that runs it (docs/metrics.md).
+metrics.connect_celery_signals()
 app.autodiscover_tasks(
     ["orgs", "keys", "gateway", "audit", "inferia", "sso", "deployments", "knowledge"]
 )

@@ -442,6 +442,21 @@ INFERIA_GATEWAY_ANONYMOUS_RPM = env.int("INFERIA_GATEWAY_ANONYMOUS_RPM", default
 INFERIA_GATEWAY_REDIS_TIMEOUT = env.float("INFERIA_GATEWAY_REDIS_TIMEOUT", default=1.0)
 INFERIA_GATEWAY_SECRET_CACHE_SECONDS = env.int("INFERIA_GATEWAY_SECRET_CACHE_SECONDS", default=300)
 
+# --- Metrics (docs/metrics.md) -----------------------------------------------------
+# Prometheus series recorded by every process; off: nothing is recorded, /metrics is 404.
+INFERIA_METRICS_ENABLED = env.bool("INFERIA_METRICS_ENABLED", default=True)
+# The operator's scrape token (`Authorization: Bearer <token>` on /metrics: every
+# series); unset, only org-scoped scrapes with an API key or access token work.
+INFERIA_METRICS_TOKEN = _env_secret("INFERIA_METRICS_TOKEN") or ""
+if INFERIA_METRICS_TOKEN and len(INFERIA_METRICS_TOKEN) < 24:
+    raise ImproperlyConfigured("INFERIA_METRICS_TOKEN must have at least 24 characters")
+# prometheus_client's multiprocess mode: each process (uvicorn workers, Celery) writes
+# its series there and /metrics sums them. `manage.py serve` sets it for its children
+# (INFERIA_METRICS_DIR, emptied at start) when the operator did not; without it a
+# process keeps its series in memory (tests, a single process).
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+INFERIA_METRICS_DIR = Path(env.str("INFERIA_METRICS_DIR", default=str(VAR_DIR / "prometheus")))
+
 # --- Deployments: launchers (docs/deployments-launchers.md) -------------------------
 # The launcher kinds a deployment's `launcher` spec may name. "local" starts a process
 # on this server per deployment (the repository's fake upstream: demos and tests), so

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from inferia import health
+from inferia import health, metrics_endpoint
 from inferia.docs import DocsView
 
 # admin.site is an OTPAdminSite when INFERIA_ADMIN_REQUIRES_OTP (inferia.admin_config).
@@ -14,6 +14,8 @@ admin.site.site_title = "Inferia admin"
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    # Prometheus (docs/metrics.md): the operator's scrape token, or an org's metrics:read.
+    path("metrics", metrics_endpoint.metrics_page, name="metrics"),
     path("api/v1/", include("orgs.api.urls")),
     path("api/v1/", include("keys.api.urls")),
     path("api/v1/", include("audit.api.urls")),

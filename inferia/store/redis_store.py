@@ -268,6 +268,29 @@ def usage_done(ids: list[str]) -> None:
     call(done)
 
 
+def usage_stream_state() -> tuple[int, int, int | None]:
+    """(entries in the usage stream, entries read but not acknowledged, the oldest
+    entry's time in epoch milliseconds or None) in one round trip, for the metrics.
+    Handled entries are deleted, so what the stream holds is what is not recorded yet."""
+
+    async def read(c: Client) -> list[Any]:
+        return await c.pipeline(
+            [
+                ("XLEN", keys.USAGE_STREAM),
+                ("XRANGE", keys.USAGE_STREAM, "-", "+", "COUNT", 1),
+                ("XPENDING", keys.USAGE_STREAM, keys.USAGE_GROUP),
+            ]
+        )
+
+    length, oldest, pending = call(read)
+    if isinstance(length, hiredis.ReplyError) or isinstance(oldest, hiredis.ReplyError):
+        raise StoreUnavailable(f"Redis error: {str(length)[:100]}")
+    # No consumer group yet (nothing ingested so far): nothing pending.
+    waiting = 0 if isinstance(pending, hiredis.ReplyError) or not pending else int(pending[0])
+    oldest_ms = int(oldest[0][0].split(b"-")[0]) if oldest else None
+    return int(length), waiting, oldest_ms
+
+
 def push_dead_letters(payloads: list[bytes]) -> None:
     call(lambda c: c.execute("RPUSH", keys.DEAD_LETTERS, *payloads))
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -15,13 +17,14 @@ from inferia.server import uvicorn_command
 
 
 def process_commands(
-    *, host: str, port: int, schedule: str, worker: bool = True
+    *, host: str, port: int, schedule: str, worker: bool = True, web_workers: int = 1
 ) -> dict[str, list[str]]:
     """The command lines of the web process, the Celery worker and Celery beat: what
     ``serve`` runs, and what the fault-injection suite (tests/faults) starts and kills."""
     python = sys.executable
+    extra = ("--workers", str(web_workers)) if web_workers > 1 else ()
     commands = {
-        "web": uvicorn_command(python, host, port),
+        "web": uvicorn_command(python, host, port, *extra),
     }
     if worker:
         commands["worker"] = [
@@ -53,6 +56,20 @@ def process_commands(
     return commands
 
 
+def metrics_directory() -> str:
+    """Where every child writes its metrics (prometheus_client's multiprocess mode):
+    the operator's ``PROMETHEUS_MULTIPROC_DIR`` as is, else ``INFERIA_METRICS_DIR``
+    emptied first (files of a previous run would be summed into this one's counters)."""
+    if settings.PROMETHEUS_MULTIPROC_DIR:
+        Path(settings.PROMETHEUS_MULTIPROC_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
+        return settings.PROMETHEUS_MULTIPROC_DIR
+    folder = Path(settings.INFERIA_METRICS_DIR)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(mode=0o700, parents=True)
+    return str(folder)
+
+
 class Command(BaseCommand):
     help = "Serve on 127.0.0.1:$PORT with uvicorn, plus a Celery worker and beat."
 
@@ -60,6 +77,9 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--no-worker", action="store_true", help="Serve only the web app.")
+        parser.add_argument(
+            "--workers", type=int, default=1, help="uvicorn worker processes (default 1)."
+        )
 
     def handle(self, *args, **options) -> None:
         commands = process_commands(
@@ -67,9 +87,11 @@ class Command(BaseCommand):
             port=options["port"],
             schedule=settings.CELERY_BEAT_SCHEDULE_FILENAME,
             worker=not options["no_worker"],
+            web_workers=max(1, options["workers"]),
         )
         # PORT: jobs (worker, beat) build links in mails to the port served here.
         env = {**os.environ, "INFERIA_PRINT_CONFIG": "0", "PORT": str(options["port"])}
+        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_directory()
         children = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}  # noqa: S603
         self.stdout.write(
             f"{settings.CONFIG_SUMMARY}\nserving on http://{options['host']}:{options['port']} "

@@ -1,0 +1,237 @@
+"""What observability costs the gateway: CPU seconds per request with it off and on.
+
+    .venv/bin/python bench/observability.py                      # embedded (SQLite, no Redis)
+    .venv/bin/python bench/observability.py --modes off,metrics --requests 3000 --rounds 5
+    DATABASE_URL=postgres://... REDIS_URL=redis://.../8 .venv/bin/python bench/observability.py
+
+One run starts one gateway server per mode side by side (uvicorn as ``manage.py
+serve`` starts it, one worker each, on core 0) on one database, with the Python fake
+upstream and the load generator on core 1. Each round drives the same fixed number of
+non-streamed chat completions through every server in turn (bench/loadgen.py, one
+connection, after a warm-up) and reads each server's user+system CPU seconds from
+/proc/<pid>/stat before and after; the order of the servers alternates between
+rounds. The result is the median CPU per request of each mode and its ratio to
+``off``, checked against the budget (5%). The ``metrics`` server runs in
+prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``), as
+``manage.py serve`` runs it; its scrape is checked to have counted every request.
+
+A mode is a name and the environment its server gets (``MODES``); a ``tracing`` mode
+(an OTLP endpoint on a local sink) is one more entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from run import LOAD_CORE, PY, ROOT, SERVER_CORE, Bench, Target, free_port, gateway_command
+
+BUDGET = 0.05
+SCRAPE_TOKEN = "bench-observability-scrape-token-0123456789"  # noqa: S105 - a local bench's
+# Each mode: the environment of its gateway server (on top of the run's).
+MODES: dict[str, dict[str, str]] = {
+    "off": {"INFERIA_METRICS_ENABLED": "false"},
+    "metrics": {"INFERIA_METRICS_ENABLED": "true", "INFERIA_METRICS_TOKEN": SCRAPE_TOKEN},
+}
+
+
+def log(message: str) -> None:
+    print(f"[observability {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _scraped_requests(port: int) -> float:
+    page = httpx.get(
+        f"http://127.0.0.1:{port}/metrics",
+        headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"},
+        timeout=30,
+    )
+    page.raise_for_status()
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(page.text)
+        for sample in family.samples
+        if sample.name == "inferia_gateway_requests_total"
+    )
+
+
+def recording_cost(calls: int = 50_000) -> float:
+    """CPU seconds one ``inferia.metrics.gateway_call`` costs, in multiprocess mode on
+    an event loop as the gateway runs it (its flushes included): the recording alone,
+    free of the noise a whole request's CPU has on a shared machine. Runs in a child
+    process (``--recording-cost``): prometheus_client reads ``PROMETHEUS_MULTIPROC_DIR``
+    when first imported."""
+    import asyncio
+    import os
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inferia.settings")
+    import django
+
+    django.setup()
+    from inferia import metrics
+
+    route = SimpleNamespace(
+        fqn="bench-upstream/gpt-4o-mini",
+        account_name="bench-upstream",
+        cost_micros=lambda prompt, completion: int(prompt * 0.15 + completion * 0.6),
+    )
+    call = SimpleNamespace(
+        started=0.0,
+        endpoint="chat",
+        status=200,
+        error_code="",
+        upstream_seconds=0.0004,
+        principal=SimpleNamespace(org_slug="bench"),
+        route=route,
+        deployment_route=None,
+        prompt_tokens=14,
+        completion_tokens=6,
+        refusal=None,
+        degraded="",
+    )
+
+    async def run() -> float:
+        for _ in range(1000):  # the series exist before the clock starts, as when warm
+            metrics.gateway_call(call)
+        started = time.process_time()
+        for done in range(calls):
+            call.started = time.perf_counter() - 0.0008
+            metrics.gateway_call(call)
+            if done % 2000 == 0:
+                await asyncio.sleep(0)  # let the loop run the scheduled flushes
+        metrics.flush()
+        return (time.process_time() - started) / calls
+
+    return asyncio.run(run())
+
+
+def main() -> int:
+    if sys.argv[1:] == ["--recording-cost"]:
+        print(json.dumps({"seconds": recording_cost()}))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modes", default="off,metrics", help=f"of {', '.join(MODES)}")
+    parser.add_argument("--requests", type=int, default=2000, help="per mode and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=200)
+    args = parser.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or "off" not in modes:
+        parser.error(f"--modes: known {', '.join(MODES)}; 'off' is the baseline")
+    # Bench's environment, load generator and server handling (bench/run.py).
+    bench = Bench(argparse.Namespace(requests=args.requests, connections=1))
+    try:
+        log(f"work folder {bench.work}; {bench.mode()}")
+        bench.manage("manage.py", "migrate", "--noinput")
+        upstream_port = free_port()
+        bench.start(
+            "upstream",
+            LOAD_CORE,
+            [PY, "-m", "gateway.fake_upstream", "--port", str(upstream_port), "--no-record"],
+            upstream_port,
+        )
+        fixture = json.loads(
+            bench.manage(
+                "bench/setup_bench.py", "setup", "--upstream", f"http://127.0.0.1:{upstream_port}"
+            )
+            .strip()
+            .splitlines()[-1]
+        )
+        servers, targets = {}, {}
+        for mode in modes:
+            env = {**bench.env, **MODES[mode]}
+            if env.get("INFERIA_METRICS_ENABLED") == "true":
+                folder = bench.work / f"prometheus-{mode}"
+                folder.mkdir()
+                env["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+            port = free_port()
+            servers[mode] = bench.start(
+                f"gateway-{mode}",
+                SERVER_CORE,
+                gateway_command(port),
+                port,
+                env=env,
+                ready_path="/healthz",
+            )
+            targets[mode] = Target(
+                mode, port, "/api/llm/v1/chat/completions", fixture["model"], fixture["key"]
+            )
+        per_request: dict[str, list[float]] = {mode: [] for mode in modes}
+        sent = {mode: 0 for mode in modes}
+        for round_number in range(args.rounds):
+            order = modes if round_number % 2 == 0 else list(reversed(modes))
+            for mode in order:
+                server = servers[mode]
+                bench.latency(targets[mode], n=args.warmup, warmup=0)
+                before = server.cpu_seconds()
+                bench.latency(targets[mode], n=args.requests, warmup=0)
+                used = server.cpu_seconds() - before
+                sent[mode] += args.warmup + args.requests
+                per_request[mode].append(used / args.requests)
+                log(
+                    f"round {round_number + 1} {mode}: {used:.2f} CPU s, "
+                    f"{used / args.requests * 1e6:.0f} us/request"
+                )
+        for mode in modes:
+            if MODES[mode].get("INFERIA_METRICS_ENABLED") == "true":
+                counted = _scraped_requests(targets[mode].port)
+                if counted != sent[mode]:
+                    raise RuntimeError(f"{mode}: /metrics counted {counted} of {sent[mode]}")
+                log(f"{mode}: /metrics counted all {sent[mode]:.0f} requests")
+        base = statistics.median(per_request["off"])
+        print(f"\n{bench.mode()}; {args.rounds} rounds x {args.requests} requests per mode\n")
+        print(
+            "| mode | CPU per request (median) | rounds (us) | vs off (medians) "
+            "| vs off (median of paired rounds) |"
+        )
+        print("| --- | --- | --- | --- | --- |")
+        for mode in modes:
+            median = statistics.median(per_request[mode])
+            paired = statistics.median(
+                m / o - 1 for m, o in zip(per_request[mode], per_request["off"], strict=True)
+            )
+            rounds = ", ".join(f"{v * 1e6:.0f}" for v in per_request[mode])
+            print(
+                f"| {mode} | {median * 1e6:.0f} us | {rounds} | "
+                f"{'-' if mode == 'off' else f'{median / base - 1:+.1%}'} | "
+                f"{'-' if mode == 'off' else f'{paired:+.1%}'} |"
+            )
+        over = False
+        if "metrics" in modes:
+            folder = bench.work / "prometheus-recording"
+            folder.mkdir()
+            done = subprocess.run(
+                [PY, str(Path(__file__).resolve()), "--recording-cost"],
+                env={**bench.env, **MODES["metrics"], "PROMETHEUS_MULTIPROC_DIR": str(folder)},
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=True,
+            )
+            cost = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+            share = cost / base
+            over = share > BUDGET
+            print(
+                f"\nRecording alone (inferia.metrics.gateway_call, multiprocess mode): "
+                f"{cost * 1e6:.1f} us per request = {share:.2%} of the off mode's "
+                f"{base * 1e6:.0f} us; budget {BUDGET:.0%}: {'OVER' if over else 'within'}"
+            )
+        return 1 if over else 0
+    finally:
+        for server in reversed(bench.servers):
+            server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
