@@ -49,11 +49,12 @@ from gateway import (
     responses,
     singleflight,
     sizing,
+    spans,
     usage,
 )
 from gateway.orm import orm
 from gateway.upstream import ADAPTERS
-from inferia import clock
+from inferia import clock, tracing
 from inferia.authentication import CREDENTIAL_HELP, credential_from
 from inferia.errors import (
     AuthenticationFailed,
@@ -206,6 +207,7 @@ class Call:
         self.client_body: dict[str, Any] = {}  # the request as a dialect's client sent it
         # A chat completion naming knowledge bases (``knowledge.retrieval``).
         self.retrieval: retrieval.Retrieval | None = None
+        self.trace: spans.Trace | None = None  # only while tracing is on (docs/tracing.md)
 
     @property
     def upstream_endpoint(self) -> str:
@@ -428,7 +430,7 @@ def _limits(p: principals.Principal) -> list[ratelimit.Limit]:
 async def _limits_check(call: Call, *, count: bool, reserve_tokens: int = 0, reserve_cost: int = 0):
     """Epoch and limits in one step; raises StaleEpoch or BackendUnavailable."""
     p = call.caller
-    return await ratelimit.check(
+    checking = ratelimit.check(
         org_id=p.org_id,
         expected_epoch=p.epoch,
         limits=_limits(p),
@@ -436,6 +438,9 @@ async def _limits_check(call: Call, *, count: bool, reserve_tokens: int = 0, res
         reserve_cost=reserve_cost,
         count=count,
     )
+    if call.trace is None:
+        return await checking
+    return await call.trace.limits(checking, counted=count)
 
 
 # --- validation and authorization ----------------------------------------------------------
@@ -589,6 +594,8 @@ async def _rebuild(call: Call, raw: str, hint: str, attempt: int, epoch: int) ->
     if attempt:
         raise ServiceUnavailable("Access changed during the request; retry")
     principals.forget(raw, hint)
+    if call.trace is not None:
+        call.trace.authorize()
     call.principal = await _load_principal(raw, hint, seen_epoch=epoch)
 
 
@@ -603,7 +610,9 @@ async def _admitted(call: Call, raw: str, hint: str, raw_body: bytes) -> ratelim
         try:
             try:
                 reserve_tokens, reserve_cost = _prepare(call, raw_body)
-            except InferiaError:
+            except InferiaError as refusal:
+                if call.trace is not None:
+                    call.trace.refused(refusal.code)
                 try:
                     call.headers.update((await _limits_check(call, count=False)).headers)
                 except ratelimit.BackendUnavailable:
@@ -734,15 +743,22 @@ async def _record(
     if call.principal is None:
         # Refused before a principal was known (no or bad credential): the
         # authentication decision is still audited, without any credential.
-        await orm(audit_record)(
+        auditing = orm(audit_record)(
             action="auth:gateway",
             outcome="denied",
             status_code=status,
             meta=call.request.meta,
             data={"endpoint": call.endpoint, "error_code": error_code},
         )
+        if call.trace is None:
+            await auditing
+        else:
+            entry = {"status_code": status, "error_code": error_code}
+            await call.trace.recording(auditing, entry, "audit")
         return
-    await usage.write(call.entry(status, error_code, usage_data), call.adjustments(usage_data))
+    entry = call.entry(status, error_code, usage_data)
+    writing = usage.write(entry, call.adjustments(usage_data))
+    await (writing if call.trace is None else call.trace.recording(writing, entry, "usage"))
 
 
 async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
@@ -827,6 +843,9 @@ async def _attempt(
             secret_plaintext = await _secret_for(call, route)
     adapter = ADAPTERS[route.provider_type]
     upstream_call = adapter.prepare(route, call.upstream_endpoint, call.body, secret_plaintext)
+    trace = call.trace
+    if trace is not None:
+        trace.upstream_begin(call, route, upstream_call)  # adds the traceparent header
     allowed = call.caller.policy.allowed_private_hosts
     if private_hosts:
         allowed = (*allowed, *private_hosts)
@@ -842,6 +861,8 @@ async def _attempt(
         upstream = await (posting if deadline is None else _within(deadline, posting))
     except (http.UpstreamTimeout, http.UpstreamUnreachable, TimeoutError) as exc:
         call.upstream_seconds += time.perf_counter() - started
+        if trace is not None:
+            trace.upstream_end(0, type(exc).__name__)
         raise _fault(exc) from exc
     first_byte = time.perf_counter() - started
     if upstream.status == 200 and call.streamed:
@@ -852,13 +873,19 @@ async def _attempt(
         reading = upstream.read()
         content = await (reading if deadline is None else _within(deadline, reading))
     except (http.UpstreamTimeout, TimeoutError) as exc:
+        if trace is not None:
+            trace.upstream_end(upstream.status, type(exc).__name__)
         raise _fault(exc) from exc
     except http.UpstreamUnreachable as exc:
+        if trace is not None:
+            trace.upstream_end(upstream.status, type(exc).__name__)
         raise GatewayError(
             ErrorCode.UPSTREAM_ERROR, 502, "Upstream sent an unreadable answer", fallback="connect"
         ) from exc
     finally:
         call.upstream_seconds += time.perf_counter() - started
+        if trace is not None:
+            trace.upstream_end(upstream.status)
     if upstream.status != 200:
         raise _upstream_error(upstream.status, content, secret_plaintext, upstream.headers)
     try:
@@ -972,6 +999,9 @@ async def _record_then(
     entry leaves for Redis before the answer leaves for the client, and Redis's reply is
     awaited after the answer is out (``usage.write_started``); else in that order."""
     entry, adjustments = call.entry(status, error_code, usage_data), call.adjustments(usage_data)
+    trace = call.trace
+    if trace is not None:
+        trace.record_begin(entry)
     recording = usage.write_started(entry, adjustments)
     if recording is None:
         await usage.write(entry, adjustments)
@@ -981,6 +1011,8 @@ async def _record_then(
     finally:
         if recording is not None:
             await recording
+        if trace is not None:
+            trace.record_end()
 
 
 class _ClientGone(Exception):
@@ -1069,6 +1101,8 @@ async def _stream(
         if watcher is not None:
             watcher.cancel()
         upstream.close()
+        if call.trace is not None:
+            call.trace.upstream_end(upstream.status, error_code)
         call.status = status
         if not usage_data:
             # The upstream worked (and bills) but its usage chunk never came: the
@@ -1164,6 +1198,8 @@ async def _serve(call: Call, send, receive, method: str) -> None:
     if raw is None:
         raise AuthenticationFailed(CREDENTIAL_HELP)
     hint = request.headers.get("openai-organization", "").strip()
+    if call.trace is not None:
+        call.trace.authorize()
     call.principal = await _load_principal(raw, hint)
     if call.endpoint == "models":
         await _models(call, send, raw, hint)
@@ -1193,6 +1229,8 @@ async def application(scope, receive, send) -> None:
     request = Request(scope)
     endpoint, method, deployment = route_for(request.path, request.raw_path)
     call = Call(request, endpoint, deployment)
+    if tracing.ENABLED:
+        call.trace = spans.Trace(call)
     try:
         try:
             if settings.SECURE_SSL_REDIRECT and not request.secure:
@@ -1226,6 +1264,8 @@ async def application(scope, receive, send) -> None:
                 await _send_error(send, call, failure)
         del error
     finally:
+        if call.trace is not None:
+            call.trace.finish(call)
         p = call.principal
         logger.info(
             "%s %s %s",
