@@ -34,7 +34,8 @@ BODY = {"model": "openai-main/gpt-4o", "messages": [{"role": "user", "content": 
 CHILDREN = {"gateway.authorize", "gateway.limits", "gateway.upstream", "gateway.usage_write"}
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
-TRACEPARENT_RE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$")
+# Version 00; the flags say sampled (01), and for a trace id the SDK made, random (02).
+TRACEPARENT_RE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-0[13]$")
 
 
 def _trace(receiver: Receiver, request_id: str, count: int | None = None) -> list[ExportedSpan]:
@@ -148,16 +149,12 @@ def test_the_callers_traceparent_is_the_roots_parent(traced, llm, upstream_reque
     [
         "00-zzzz2f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         f"00-{'0' * 32}-{CALLER_SPAN}-01",  # an all-zero trace id is invalid
-        f"00-{CALLER_TRACE}-{CALLER_SPAN}-01\r\nx-evil: 1",
+        f"00-{CALLER_TRACE}-{CALLER_SPAN}-01-and-more",  # version 00 ends at the flags
         "garbage",
     ],
 )
 def test_a_malformed_traceparent_is_ignored(traced, llm, upstream_requests, traceparent):
-    key = llm.key()
-    try:
-        response = llm.post("/chat/completions", key, BODY, traceparent=traceparent)
-    except (httpx.LocalProtocolError, ValueError):
-        pytest.skip("the client itself refuses to send this header")
+    response = llm.post("/chat/completions", llm.key(), BODY, traceparent=traceparent)
     assert response.status_code == 200, response.text
     spans = _trace(traced, response.headers["X-Request-ID"], count=5)
     root = _root(spans)
@@ -165,8 +162,8 @@ def test_a_malformed_traceparent_is_ignored(traced, llm, upstream_requests, trac
     assert root.trace_id not in (CALLER_TRACE, "0" * 32)
     (upstream,) = _named(spans, "gateway.upstream")
     received = upstream_requests[-1]["headers"]
-    assert received["traceparent"] == f"00-{root.trace_id}-{upstream.span_id}-01"
-    assert "x-evil" not in received
+    traceparent = TRACEPARENT_RE.match(received["traceparent"])
+    assert traceparent and traceparent.groups() == (root.trace_id, upstream.span_id)
 
 
 def test_a_streamed_call_keeps_its_upstream_span_open_until_the_stream_ends(
