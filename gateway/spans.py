@@ -83,7 +83,7 @@ def _failed(span: Span, error_type: str) -> None:
 class Trace:
     """The root span of one gateway request and its open children."""
 
-    __slots__ = ("root", "_context", "_phase", "_upstream", "_recorded")
+    __slots__ = ("root", "_context", "_recording", "_phase", "_upstream", "_recorded")
 
     def __init__(self, call: Call) -> None:
         request = call.request
@@ -110,11 +110,15 @@ class Trace:
             attributes=attributes,
         )
         self._context = otel.set_span_in_context(self.root)
+        # A request the sampler left out records nothing: its steps cost no span.
+        self._recording = self.root.is_recording()
         self._phase: Span | None = None
         self._upstream: Span | None = None
         self._recorded: dict[str, Any] | None = None
 
     def _child(self, name: str, attributes: dict[str, Any] | None = None, kind=SpanKind.INTERNAL):
+        if not self._recording:
+            return otel.INVALID_SPAN  # ends, takes attributes and records nothing
         return tracing.tracer().start_span(
             name, context=self._context, kind=kind, attributes=attributes
         )
@@ -167,6 +171,9 @@ class Trace:
         """A ``gateway.upstream`` CLIENT span for this attempt; its ``traceparent`` (and
         the caller's ``tracestate``) go into the upstream request's headers."""
         self.upstream_end(0, "abandoned")  # an earlier attempt's, if one was left open
+        if not self._recording:
+            tracing.propagator().inject(upstream_call.headers, context=self._context)
+            return
         host, port = _server(upstream_call.url)
         endpoint = call.upstream_endpoint
         attributes: dict[str, Any] = {
@@ -227,6 +234,9 @@ class Trace:
 
     def finish(self, call: Call) -> None:
         """End every open span, then the root with what the request came to."""
+        if not self._recording:
+            self.root.end()
+            return
         recorded = self._recorded or {}
         error_code = str(recorded.get("error_code") or "")
         status = call.status

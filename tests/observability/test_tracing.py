@@ -144,6 +144,23 @@ def test_the_callers_traceparent_is_the_roots_parent(traced, llm, upstream_reque
     assert received["tracestate"] == "acme=blue,other=7"
 
 
+def test_a_caller_that_did_not_sample_gets_nothing_recorded_but_the_context_goes_on(
+    traced, llm, upstream_requests
+):
+    response = llm.post(
+        "/chat/completions", llm.key(), BODY, traceparent=f"00-{CALLER_TRACE}-{CALLER_SPAN}-00"
+    )
+    assert response.status_code == 200, response.text
+    sent = upstream_requests[-1]["headers"]["traceparent"]
+    assert re.match(rf"^00-{CALLER_TRACE}-[0-9a-f]{{16}}-00$", sent), sent
+    assert sent.split("-")[2] not in (CALLER_SPAN, "0" * 16)
+    # A sampled call after it is exported: the unsampled one would have been by then.
+    second = llm.post("/chat/completions", llm.key(), BODY)
+    _trace(traced, second.headers["X-Request-ID"], count=5)
+    tracing.force_flush()
+    assert not [s for s in traced.spans if s.trace_id == CALLER_TRACE]
+
+
 @pytest.mark.parametrize(
     "traceparent",
     [
@@ -355,9 +372,12 @@ def test_every_attempt_of_a_deployment_is_its_own_upstream_span(traced, llm, cas
     assert root.attributes["inferia.deployment.target"] == "backup"
 
 
-def test_with_tracing_off_the_gateway_does_no_tracing_work(otlp, llm, monkeypatch):
-    """No endpoint configured (this suite's default): no provider, no span object, no
-    traceparent sent upstream, nothing exported."""
+def test_with_tracing_off_the_gateway_does_no_tracing_work(otlp, llm, monkeypatch, settings):
+    """No endpoint configured: no provider, no span object, no traceparent sent
+    upstream, nothing exported."""
+    settings.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = ""  # as when no OTEL_* variable is set
+    tracing.reset()  # in case this run's environment configured it
+    assert not tracing.configure_from_settings()
     made = []
     original = spans.Trace.__init__
 
@@ -378,7 +398,6 @@ def test_with_tracing_off_the_gateway_does_no_tracing_work(otlp, llm, monkeypatc
     assert "traceparent" not in RECORDED[-1]["headers"]  # the caller's is not forwarded either
     time.sleep(0.3)  # what a batch processor would have sent by now (there is none)
     assert otlp.spans == []
-    assert not tracing.configure_from_settings()  # the suite sets no OTEL_* endpoint
 
 
 def test_the_hook_turns_tracing_on_and_off(otlp, llm):
