@@ -83,27 +83,42 @@ def _failed(span: Span, error_type: str) -> None:
 class Trace:
     """The root span of one gateway request and its open children."""
 
-    __slots__ = ("root", "_context", "_recording", "_phase", "_upstream", "_recorded")
+    __slots__ = (
+        "root",
+        "_tracer",
+        "_propagator",
+        "_context",
+        "_recording",
+        "_phase",
+        "_upstream",
+        "_recorded",
+    )
 
     def __init__(self, call: Call) -> None:
         request = call.request
+        # Kept for the request's life: a reconfiguration (tests) never breaks one in flight.
+        self._tracer = tracing.tracer()
+        self._propagator = tracing.propagator()
         parent = None
         if "traceparent" in request.headers:
             # The caller's W3C trace context; a malformed one gives an empty context
             # (a new trace), never an error.
-            parent = tracing.propagator().extract(request.headers)
+            parent = self._propagator.extract(request.headers)
         route = _route(call)
         method = request.method if request.method in METHODS else "_OTHER"
         attributes: dict[str, Any] = {
             "http.request.method": method,
-            "url.path": request.path[:NAME_LIMIT],
             "url.scheme": "https" if request.secure else "http",
             "inferia.request_id": request.request_id,
             "inferia.endpoint": call.endpoint,
         }
         if route:
             attributes["http.route"] = route
-        self.root: Span = tracing.tracer().start_span(
+        if route == request.path:
+            # Only a path that names nothing: a model or deployment in the path (an
+            # unknown one too) and an unknown path stay out, as the body's model does.
+            attributes["url.path"] = route
+        self.root: Span = self._tracer.start_span(
             f"{method} {route}" if route else method,
             context=parent,
             kind=SpanKind.SERVER,
@@ -119,7 +134,7 @@ class Trace:
     def _child(self, name: str, attributes: dict[str, Any] | None = None, kind=SpanKind.INTERNAL):
         if not self._recording:
             return otel.INVALID_SPAN  # ends, takes attributes and records nothing
-        return tracing.tracer().start_span(
+        return self._tracer.start_span(
             name, context=self._context, kind=kind, attributes=attributes
         )
 
@@ -172,7 +187,7 @@ class Trace:
         the caller's ``tracestate``) go into the upstream request's headers."""
         self.upstream_end(0, "abandoned")  # an earlier attempt's, if one was left open
         if not self._recording:
-            tracing.propagator().inject(upstream_call.headers, context=self._context)
+            self._propagator.inject(upstream_call.headers, context=self._context)
             return
         host, port = _server(upstream_call.url)
         endpoint = call.upstream_endpoint
@@ -189,7 +204,7 @@ class Trace:
             attributes["inferia.deployment.target"] = call.target.name[:NAME_LIMIT]
         span = self._child("gateway.upstream", attributes, SpanKind.CLIENT)
         self._upstream = span
-        tracing.propagator().inject(upstream_call.headers, context=otel.set_span_in_context(span))
+        self._propagator.inject(upstream_call.headers, context=otel.set_span_in_context(span))
 
     def upstream_end(self, status: int, error_type: str = "") -> None:
         """The attempt ended: the upstream's status (0: none came) and, when it failed,

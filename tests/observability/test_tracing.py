@@ -254,6 +254,32 @@ def test_an_unknown_model_is_never_named_in_the_trace(traced, llm):
     assert not any("made-this-up" in text for span in spans for text in span.strings())
 
 
+def test_names_in_the_path_stay_out_of_the_trace(traced, llm):
+    key = llm.key()
+    found = httpx.get(
+        f"{llm.base_url}/models/openai-main/gpt-4o",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert found.status_code == 200, found.text
+    missing = httpx.get(
+        f"{llm.base_url}/models/nobody/made-this-up",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert missing.status_code == 404
+    unknown = llm.post("/no-such-endpoint-made-this-up", key, BODY)
+    assert unknown.status_code == 404
+    roots = [
+        _root(_trace(traced, response.headers["X-Request-ID"]))
+        for response in (found, missing, unknown)
+    ]
+    assert [r.name for r in roots] == ["GET /api/llm/v1/models/{model}"] * 2 + ["POST"]
+    assert roots[0].attributes["gen_ai.request.model"] == "openai-main/gpt-4o"
+    assert [r.attributes["http.response.status_code"] for r in roots] == [200, 404, 404]
+    assert not any("made-this-up" in text for root in roots[1:] for text in root.strings())
+
+
 def test_a_rate_limited_call_marks_its_limits_step(traced, llm):
     key = llm.key()
     row = llm.key_row(key)
