@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
@@ -72,8 +73,11 @@ def configure_from_settings() -> bool:
     if not endpoint:
         return False
     configure(endpoint=endpoint, service_name=settings.OTEL_SERVICE_NAME)
-    # The endpoint only: a collector URL may carry credentials in its query.
-    logger.info("traces export over OTLP/HTTP to %s", endpoint.partition("?")[0])
+    # Scheme, host, port and path only: a collector URL may carry credentials (user
+    # information, a token in the query); the export headers are never logged.
+    parts = urlsplit(endpoint)
+    shown = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
+    logger.info("traces export over OTLP/HTTP to %s%s", shown, parts.path)
     return True
 
 

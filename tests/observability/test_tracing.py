@@ -560,3 +560,19 @@ def test_a_server_process_exports_to_the_configured_endpoint(otlp, llm):
     assert root.resource["service.name"] == "inferia-live"
     assert otlp.requests[0]["content-type"] == "application/x-protobuf"
     assert "Traceback" not in output, output
+
+
+def test_the_start_up_line_names_the_collector_without_its_credentials(settings, caplog):
+    settings.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = (
+        "https://svc:collector-password@otel.example.com:4318/v1/traces?token=query-token"
+    )
+    try:
+        with caplog.at_level("INFO", logger="inferia.tracing"):
+            assert tracing.configure_from_settings()
+        assert tracing.ENABLED
+    finally:
+        tracing.reset()
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert "https://otel.example.com:4318/v1/traces" in logged
+    assert "collector-password" not in logged and "query-token" not in logged
+    assert tracing.ENABLED is False and tracing._provider is None
