@@ -50,11 +50,12 @@ from gateway import (
     responses,
     singleflight,
     sizing,
+    spans,
     usage,
 )
 from gateway.orm import orm
 from gateway.upstream import ADAPTERS
-from inferia import clock, metrics
+from inferia import clock, metrics, tracing
 from inferia.authentication import CREDENTIAL_HELP, credential_from
 from inferia.errors import (
     AuthenticationFailed,
@@ -215,6 +216,7 @@ class Call:
         self.error_code = ""
         self.prompt_tokens = self.completion_tokens = 0
         self.refusal: tuple[str, str] | None = None  # (scope, kind) of a limit that refused
+        self.trace: spans.Trace | None = None  # only while tracing is on (docs/tracing.md)
 
     @property
     def upstream_endpoint(self) -> str:
@@ -442,7 +444,7 @@ def _limits(p: principals.Principal) -> list[ratelimit.Limit]:
 async def _limits_check(call: Call, *, count: bool, reserve_tokens: int = 0, reserve_cost: int = 0):
     """Epoch and limits in one step; raises StaleEpoch or BackendUnavailable."""
     p = call.caller
-    return await ratelimit.check(
+    checking = ratelimit.check(
         org_id=p.org_id,
         expected_epoch=p.epoch,
         limits=_limits(p),
@@ -450,6 +452,9 @@ async def _limits_check(call: Call, *, count: bool, reserve_tokens: int = 0, res
         reserve_cost=reserve_cost,
         count=count,
     )
+    if call.trace is None:
+        return await checking
+    return await call.trace.limits(checking, counted=count)
 
 
 # --- validation and authorization ----------------------------------------------------------
@@ -603,6 +608,8 @@ async def _rebuild(call: Call, raw: str, hint: str, attempt: int, epoch: int) ->
     if attempt:
         raise ServiceUnavailable("Access changed during the request; retry")
     principals.forget(raw, hint)
+    if call.trace is not None:
+        call.trace.authorize()
     call.principal = await _load_principal(raw, hint, seen_epoch=epoch)
 
 
@@ -617,7 +624,9 @@ async def _admitted(call: Call, raw: str, hint: str, raw_body: bytes) -> ratelim
         try:
             try:
                 reserve_tokens, reserve_cost = _prepare(call, raw_body)
-            except InferiaError:
+            except InferiaError as refusal:
+                if call.trace is not None:
+                    call.trace.refused(refusal.code)
                 try:
                     call.headers.update((await _limits_check(call, count=False)).headers)
                 except ratelimit.BackendUnavailable:
@@ -748,15 +757,22 @@ async def _record(
     if call.principal is None:
         # Refused before a principal was known (no or bad credential): the
         # authentication decision is still audited, without any credential.
-        await orm(audit_record)(
+        auditing = orm(audit_record)(
             action="auth:gateway",
             outcome="denied",
             status_code=status,
             meta=call.request.meta,
             data={"endpoint": call.endpoint, "error_code": error_code},
         )
+        if call.trace is None:
+            await auditing
+        else:
+            entry = {"status_code": status, "error_code": error_code}
+            await call.trace.recording(auditing, entry, "audit")
         return
-    await usage.write(call.entry(status, error_code, usage_data), call.adjustments(usage_data))
+    entry = call.entry(status, error_code, usage_data)
+    writing = usage.write(entry, call.adjustments(usage_data))
+    await (writing if call.trace is None else call.trace.recording(writing, entry, "usage"))
 
 
 async def _complete(call: Call, send, receive, raw: str, hint: str) -> None:
@@ -889,6 +905,9 @@ async def _attempt(
             secret_plaintext = await _secret_for(call, route)
     adapter = ADAPTERS[route.provider_type]
     upstream_call = adapter.prepare(route, call.upstream_endpoint, call.body, secret_plaintext)
+    trace = call.trace
+    if trace is not None:
+        trace.upstream_begin(call, route, upstream_call)  # adds the traceparent header
     allowed = call.caller.policy.allowed_private_hosts
     if private_hosts:
         allowed = (*allowed, *private_hosts)
@@ -904,6 +923,8 @@ async def _attempt(
         upstream = await (posting if deadline is None else _within(deadline, posting))
     except (http.UpstreamTimeout, http.UpstreamUnreachable, TimeoutError) as exc:
         call.upstream_seconds += time.perf_counter() - started
+        if trace is not None:
+            trace.upstream_end(0, type(exc).__name__)
         raise _fault(exc) from exc
     first_byte = time.perf_counter() - started
     if upstream.status == 200 and call.streamed:
@@ -914,13 +935,19 @@ async def _attempt(
         reading = upstream.read()
         content = await (reading if deadline is None else _within(deadline, reading))
     except (http.UpstreamTimeout, TimeoutError) as exc:
+        if trace is not None:
+            trace.upstream_end(upstream.status, type(exc).__name__)
         raise _fault(exc) from exc
     except http.UpstreamUnreachable as exc:
+        if trace is not None:
+            trace.upstream_end(upstream.status, type(exc).__name__)
         raise GatewayError(
             ErrorCode.UPSTREAM_ERROR, 502, "Upstream sent an unreadable answer", fallback="connect"
         ) from exc
     finally:
         call.upstream_seconds += time.perf_counter() - started
+        if trace is not None:
+            trace.upstream_end(upstream.status)
     if upstream.status != 200:
         raise _upstream_error(upstream.status, content, secret_plaintext, upstream.headers)
     try:
@@ -1041,6 +1068,9 @@ async def _record_then(
     entry leaves for Redis before the answer leaves for the client, and Redis's reply is
     awaited after the answer is out (``usage.write_started``); else in that order."""
     entry, adjustments = call.entry(status, error_code, usage_data), call.adjustments(usage_data)
+    trace = call.trace
+    if trace is not None:
+        trace.record_begin(entry)
     recording = usage.write_started(entry, adjustments)
     if recording is None:
         await usage.write(entry, adjustments)
@@ -1050,6 +1080,8 @@ async def _record_then(
     finally:
         if recording is not None:
             await recording
+        if trace is not None:
+            trace.record_end()
 
 
 class _ClientGone(Exception):
@@ -1142,6 +1174,8 @@ async def _stream(
         if watcher is not None:
             watcher.cancel()
         upstream.close()
+        if call.trace is not None:
+            call.trace.upstream_end(upstream.status, error_code)
         call.status = status
         if not usage_data:
             # The upstream worked (and bills) but its usage chunk never came: the
@@ -1251,6 +1285,8 @@ async def _serve(call: Call, send, receive, method: str) -> None:
     if raw is None:
         raise AuthenticationFailed(CREDENTIAL_HELP)
     hint = request.headers.get("openai-organization", "").strip()
+    if call.trace is not None:
+        call.trace.authorize()
     call.principal = await _load_principal(raw, hint)
     if call.endpoint == "models":
         await _models(call, send, raw, hint)
@@ -1280,6 +1316,8 @@ async def application(scope, receive, send) -> None:
     request = Request(scope)
     endpoint, method, deployment = route_for(request.path, request.raw_path)
     call = Call(request, endpoint, deployment)
+    if tracing.ENABLED:
+        call.trace = spans.Trace(call)
     try:
         try:
             if settings.SECURE_SSL_REDIRECT and not request.secure:
@@ -1313,6 +1351,8 @@ async def application(scope, receive, send) -> None:
                 await _send_error(send, call, failure)
         del error
     finally:
+        if call.trace is not None:
+            call.trace.finish(call)
         metrics.gateway_call(call)
         p = call.principal
         logger.info(

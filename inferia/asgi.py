@@ -6,6 +6,7 @@ WSGI entry point serves the API, dashboard and admin only.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -25,7 +26,10 @@ django_application = get_asgi_application()
 from gateway import http  # noqa: E402  (after Django is set up)
 from gateway.app import PREFIX  # noqa: E402
 from gateway.app import application as gateway_application  # noqa: E402
-from inferia import metrics  # noqa: E402
+from inferia import metrics, tracing  # noqa: E402
+
+# Traces of the gateway's requests, when an OTLP endpoint is set (docs/tracing.md).
+tracing.configure_from_settings()
 
 
 async def _lifespan(receive, send) -> None:
@@ -47,6 +51,8 @@ async def _lifespan(receive, send) -> None:
             # upstream connections are left to close.
             await http.close_all()
             metrics.flush()  # the last second's gateway samples
+            # The spans still queued leave for the collector (blocking: off the loop).
+            await asyncio.to_thread(tracing.shutdown)
             await send({"type": "lifespan.shutdown.complete"})
             return
 

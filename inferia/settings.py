@@ -457,6 +457,28 @@ if INFERIA_METRICS_TOKEN and len(INFERIA_METRICS_TOKEN) < 24:
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 INFERIA_METRICS_DIR = Path(env.str("INFERIA_METRICS_DIR", default=str(VAR_DIR / "prometheus")))
 
+# --- Traces: OpenTelemetry over OTLP/HTTP (inferia/tracing.py, docs/tracing.md) -----
+# The standard OTel variables: on when an endpoint is set (the traces one as is, else
+# the general one plus /v1/traces). The SDK reads the rest itself (headers, sampler,
+# batch sizes, resource attributes).
+OTEL_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="") or "inferia"
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default="")
+if not OTEL_EXPORTER_OTLP_TRACES_ENDPOINT and env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default=""):
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = (
+        env.str("OTEL_EXPORTER_OTLP_ENDPOINT").rstrip("/") + "/v1/traces"
+    )
+_OTEL_TRACES_EXPORTER = env.str("OTEL_TRACES_EXPORTER", default="").strip().lower() or "otlp"
+if env.bool("OTEL_SDK_DISABLED", default=False) or _OTEL_TRACES_EXPORTER == "none":
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = ""
+if OTEL_EXPORTER_OTLP_TRACES_ENDPOINT:
+    if not OTEL_EXPORTER_OTLP_TRACES_ENDPOINT.startswith(("http://", "https://")):
+        raise ImproperlyConfigured("OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT must be an http(s) URL")
+    if _OTEL_TRACES_EXPORTER != "otlp":
+        raise ImproperlyConfigured("OTEL_TRACES_EXPORTER: only 'otlp' (or 'none') is supported")
+    for _name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        if env.str(_name, default="").strip() not in ("", "http/protobuf"):
+            raise ImproperlyConfigured(f"{_name}: only 'http/protobuf' is supported")
+
 # --- Deployments: launchers (docs/deployments-launchers.md) -------------------------
 # The launcher kinds a deployment's `launcher` spec may name. "local" starts a process
 # on this server per deployment (the repository's fake upstream: demos and tests), so

@@ -1,7 +1,8 @@
-"""Fixtures of the metrics tests: the gateway's (``tests/gateway/conftest.py``: Acme's
-``openai-main`` account on the fake upstream, the ASGI app served over real HTTP in a
-thread of this process, whose in-process registry ``/metrics`` exposes) plus scraping
-helpers that read the page with Prometheus's own text parser."""
+"""Fixtures of the observability tests: the gateway's (``tests/gateway/conftest.py``:
+Acme's ``openai-main`` account on the fake upstream, the ASGI app served over real HTTP
+in a thread of this process, whose in-process registry ``/metrics`` exposes), scraping
+helpers that read the page with Prometheus's own text parser, and an in-process OTLP
+receiver for the traces."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from inferia import tracing
+from tests.deployments.routing_fixtures import _fresh_routing_state  # noqa: F401
 from tests.gateway.conftest import (  # noqa: F401
     _fresh_gateway_state,
     _usage_stream_per_worker,
@@ -20,8 +23,10 @@ from tests.gateway.conftest import (  # noqa: F401
     llm,
     on_redis,
     redis_outage,
+    upstream_requests,
     wait_for,
 )
+from tests.observability.otlp_receiver import Receiver, ReceiverServer
 
 SCRAPE_TOKEN = "scrape-token-" + "S" * 32
 
@@ -90,3 +95,27 @@ def scrape(gateway_server, metrics_token):  # noqa: F811 - the imported fixture
     get.page = page  # type: ignore[attr-defined]
     get.settled = settled  # type: ignore[attr-defined]
     return get
+
+
+@pytest.fixture(scope="session")
+def otlp_server():
+    server = ReceiverServer()
+    server.start()
+    yield server.receiver
+    server.stop()
+
+
+@pytest.fixture
+def otlp(otlp_server) -> Receiver:
+    """The receiver, emptied for this test."""
+    otlp_server.clear()
+    return otlp_server
+
+
+@pytest.fixture
+def traced(otlp):
+    """This process traces to the receiver (the gateway's server thread included) for
+    the test, through ``inferia.tracing``'s test hook; off again afterwards."""
+    tracing.configure(endpoint=otlp.endpoint, service_name="inferia-test", schedule_delay_millis=50)
+    yield otlp
+    tracing.reset()
