@@ -15,8 +15,11 @@ rounds. The result is the median CPU per request of each mode and its ratio to
 prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``), as
 ``manage.py serve`` runs it; its scrape is checked to have counted every request.
 
-A mode is a name and the environment its server gets (``MODES``); a ``tracing`` mode
-(an OTLP endpoint on a local sink) is one more entry.
+A mode is a name and the environment its server gets (``MODES``). The tracing modes
+export every span (or a sampled tenth) over OTLP/HTTP to a local sink that accepts
+and drops them (``--sink``, a process on the load core), as a collector would.
+
+    .venv/bin/python bench/observability.py --modes off,metrics,tracing,tracing-10pct,all
 """
 
 from __future__ import annotations
@@ -38,7 +41,43 @@ SCRAPE_TOKEN = "bench-observability-scrape-token-0123456789"  # noqa: S105 - a l
 MODES: dict[str, dict[str, str]] = {
     "off": {"INFERIA_METRICS_ENABLED": "false"},
     "metrics": {"INFERIA_METRICS_ENABLED": "true", "INFERIA_METRICS_TOKEN": SCRAPE_TOKEN},
+    # {sink}: the local OTLP sink's URL, known once it runs.
+    "tracing": {"INFERIA_METRICS_ENABLED": "false", "OTEL_EXPORTER_OTLP_ENDPOINT": "{sink}"},
+    "tracing-10pct": {
+        "INFERIA_METRICS_ENABLED": "false",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "{sink}",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+    },
+    "all": {
+        "INFERIA_METRICS_ENABLED": "true",
+        "INFERIA_METRICS_TOKEN": SCRAPE_TOKEN,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "{sink}",
+    },
 }
+
+
+def sink(port: int) -> None:
+    """An OTLP/HTTP endpoint that accepts every export and keeps nothing."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def do_GET(self) -> None:  # noqa: N802 - the bench's readiness check
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 
 def log(message: str) -> None:
@@ -118,6 +157,9 @@ def main() -> int:
     if sys.argv[1:] == ["--recording-cost"]:
         print(json.dumps({"seconds": recording_cost()}))
         return 0
+    if sys.argv[1:2] == ["--sink"]:
+        sink(int(sys.argv[2]))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", default="off,metrics", help=f"of {', '.join(MODES)}")
     parser.add_argument("--requests", type=int, default=2000, help="per mode and round")
@@ -147,9 +189,20 @@ def main() -> int:
             .strip()
             .splitlines()[-1]
         )
+        sink_port = free_port()
+        bench.start(
+            "otlp-sink",
+            LOAD_CORE,
+            [PY, str(Path(__file__).resolve()), "--sink", str(sink_port)],
+            sink_port,
+        )
+        sink_url = f"http://127.0.0.1:{sink_port}"
         servers, targets = {}, {}
         for mode in modes:
-            env = {**bench.env, **MODES[mode]}
+            env = {
+                **bench.env,
+                **{k: v.replace("{sink}", sink_url) for k, v in MODES[mode].items()},
+            }
             if env.get("INFERIA_METRICS_ENABLED") == "true":
                 folder = bench.work / f"prometheus-{mode}"
                 folder.mkdir()
