@@ -49,6 +49,12 @@ MODES: dict[str, dict[str, str]] = {
         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
         "OTEL_TRACES_SAMPLER_ARG": "0.1",
     },
+    "tracing-1pct": {
+        "INFERIA_METRICS_ENABLED": "false",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "{sink}",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.01",
+    },
     "all": {
         "INFERIA_METRICS_ENABLED": "true",
         "INFERIA_METRICS_TOKEN": SCRAPE_TOKEN,
@@ -62,6 +68,8 @@ def sink(port: int) -> None:
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # kept-alive, as the exporter's session expects
+
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             self.rfile.read(int(self.headers.get("content-length") or 0))
             self.send_response(200)
