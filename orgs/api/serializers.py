@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from rest_framework import serializers
 
@@ -224,19 +226,18 @@ class OrganizationUpdateInput(InputSerializer):
     settings = OrgSettingsInput(required=False)
 
 
+def _cache_knob(knob: str) -> serializers.Field:
+    """A fresh copy of ``OrgSettingsInput``'s field for ``knob``: one set of bounds."""
+    return copy.deepcopy(OrgSettingsInput._declared_fields[knob])
+
+
 class CacheSettingsInput(InputSerializer):
     """The response cache's settings (``/orgs/{org}/cache``); PUT resets omitted ones."""
 
-    enabled = serializers.BooleanField(required=False)
-    ttl_seconds = serializers.IntegerField(
-        min_value=CACHE_TTL_MIN, max_value=CACHE_TTL_MAX, required=False
-    )
-    max_bytes = serializers.IntegerField(
-        min_value=CACHE_BYTES_MIN, max_value=CACHE_BYTES_MAX, required=False
-    )
-    max_entry_bytes = serializers.IntegerField(
-        min_value=CACHE_ENTRY_MIN, max_value=CACHE_ENTRY_MAX, required=False
-    )
+    enabled = _cache_knob("cache_enabled")
+    ttl_seconds = _cache_knob("cache_ttl_seconds")
+    max_bytes = _cache_knob("cache_max_bytes")
+    max_entry_bytes = _cache_knob("cache_max_entry_bytes")
 
 
 class CacheOutput(serializers.Serializer):
