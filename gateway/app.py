@@ -215,6 +215,7 @@ class Call:
         # For the metrics (inferia.metrics.gateway_call): what the answer and record said.
         self.error_code = ""
         self.prompt_tokens = self.completion_tokens = 0
+        self.cost = 0.0  # what the usage record charged
         self.refusal: tuple[str, str] | None = None  # (scope, kind) of a limit that refused
         self.trace: spans.Trace | None = None  # only while tracing is on (docs/tracing.md)
 
@@ -247,6 +248,7 @@ class Call:
         prompt = int(usage_data.get("prompt_tokens") or 0)
         completion = int(usage_data.get("completion_tokens") or 0)
         self.prompt_tokens, self.completion_tokens, self.error_code = prompt, completion, error_code
+        self.cost = (self.route.cost_micros(prompt, completion) / 1e6) if self.route else 0.0
         p = self.caller
         entry: dict[str, Any] = {
             "id": self.request.id,
@@ -265,7 +267,7 @@ class Call:
             "streamed": self.streamed,
             "prompt_tokens": prompt,
             "completion_tokens": completion,
-            "cost": (self.route.cost_micros(prompt, completion) / 1e6) if self.route else 0.0,
+            "cost": self.cost,
             "latency_ms": round((time.perf_counter() - self.started) * 1000, 3),
             "upstream_latency_ms": round(self.upstream_seconds * 1000, 3),
             "client_ip": self.request.client_ip,

@@ -187,6 +187,7 @@ class GatewayCall(Protocol):
     deployment_route: Any
     prompt_tokens: int
     completion_tokens: int
+    cost: float
     refusal: tuple[str, str] | None
     degraded: str
 
@@ -362,8 +363,7 @@ def gateway_call(call: GatewayCall) -> None:
         if prompt or completion:
             series.prompt_tokens += prompt
             series.completion_tokens += completion
-            if route is not None:
-                series.cost_units += route.cost_micros(prompt, completion) / 1e6
+            series.cost_units += call.cost
         if not series.pending:
             series.pending = True
             _PENDING.append(series)
