@@ -64,23 +64,50 @@ MODES: dict[str, dict[str, str]] = {
 
 
 def sink(port: int) -> None:
-    """An OTLP/HTTP endpoint that accepts every export and keeps nothing."""
+    """An OTLP/HTTP endpoint that accepts every export, decodes it and counts the spans
+    of each ``service.name`` (``GET /count``: a JSON object); it keeps nothing else."""
+    import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    counts: dict[str, int] = {}
+    lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # kept-alive, as the exporter's session expects
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            self.rfile.read(int(self.headers.get("content-length") or 0))
+            request = ExportTraceServiceRequest.FromString(
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+            )
+            for resource_spans in request.resource_spans:
+                service = next(
+                    (
+                        a.value.string_value
+                        for a in resource_spans.resource.attributes
+                        if a.key == "service.name"
+                    ),
+                    "",
+                )
+                spans = sum(len(scope.spans) for scope in resource_spans.scope_spans)
+                with lock:
+                    counts[service] = counts.get(service, 0) + spans
             self.send_response(200)
             self.send_header("content-type", "application/x-protobuf")
             self.send_header("content-length", "0")
             self.end_headers()
 
-        def do_GET(self) -> None:  # noqa: N802 - the bench's readiness check
+        def do_GET(self) -> None:  # noqa: N802 - readiness, and the counts
+            with lock:
+                body = json.dumps(counts).encode()
             self.send_response(200)
-            self.send_header("content-length", "0")
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
             self.end_headers()
+            self.wfile.write(body)
 
         def log_message(self, *args) -> None:
             pass
@@ -107,6 +134,35 @@ def _scraped_requests(port: int) -> float:
         for sample in family.samples
         if sample.name == "inferia_gateway_requests_total"
     )
+
+
+SPANS_PER_CALL = 5  # the root, authorize, limits, upstream, usage_write (docs/tracing.md)
+
+
+def _check_spans(sink_url: str, modes: list[str], sent: dict[str, int]) -> None:
+    """Every traced mode's spans reached the sink (sampled ones: about their share):
+    a tracing path that dropped its spans would look cheap."""
+    expected: dict[str, tuple[float, float]] = {}
+    for mode in modes:
+        if "OTEL_EXPORTER_OTLP_ENDPOINT" not in MODES[mode]:
+            continue
+        ratio = float(MODES[mode].get("OTEL_TRACES_SAMPLER_ARG", "1"))
+        spans = sent[mode] * SPANS_PER_CALL * ratio
+        # A ratio samples by trace id: within a few standard deviations of its share.
+        slack = 0 if ratio == 1 else 5 * (sent[mode] * ratio * (1 - ratio)) ** 0.5 * SPANS_PER_CALL
+        expected[f"bench-{mode}"] = (spans - slack, spans + slack)
+    if not expected:
+        return
+    deadline = time.monotonic() + 30  # the exporters post every 5 s (OTEL_BSP_SCHEDULE_DELAY)
+    while True:
+        counts = httpx.get(f"{sink_url}/count", timeout=10).json()
+        if all(low <= counts.get(s, 0) <= high for s, (low, high) in expected.items()):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"spans received {counts}, expected {expected}")
+        time.sleep(1)
+    for service in expected:
+        log(f"{service}: the sink received {counts[service]} spans")
 
 
 def recording_cost(calls: int = 50_000) -> float:
@@ -211,6 +267,7 @@ def main() -> int:
                 **bench.env,
                 **{k: v.replace("{sink}", sink_url) for k, v in MODES[mode].items()},
             }
+            env["OTEL_SERVICE_NAME"] = f"bench-{mode}"  # the sink counts each mode's spans
             if env.get("INFERIA_METRICS_ENABLED") == "true":
                 folder = bench.work / f"prometheus-{mode}"
                 folder.mkdir()
@@ -249,6 +306,7 @@ def main() -> int:
                 if counted != sent[mode]:
                     raise RuntimeError(f"{mode}: /metrics counted {counted} of {sent[mode]}")
                 log(f"{mode}: /metrics counted all {sent[mode]:.0f} requests")
+        _check_spans(sink_url, modes, sent)
         base = statistics.median(per_request["off"])
         print(f"\n{bench.mode()}; {args.rounds} rounds x {args.requests} requests per mode\n")
         print(

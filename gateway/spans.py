@@ -28,14 +28,10 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from opentelemetry import trace as otel
-from opentelemetry.trace import SpanKind, Status, StatusCode
-
 from inferia import tracing
+from inferia.tracing import CLIENT, INTERNAL, RANDOM, SAMPLED, SERVER, Span
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span
-
     from gateway.app import Call
     from gateway.principals import Route
     from gateway.ratelimit import Decision
@@ -75,20 +71,19 @@ def _server(url: str) -> tuple[str, int]:
     return parts.hostname or "", port
 
 
-def _failed(span: Span, error_type: str) -> None:
-    span.set_attribute("error.type", error_type)
-    span.set_status(Status(StatusCode.ERROR, error_type))
-
-
 class Trace:
-    """The root span of one gateway request and its open children."""
+    """The root span of one gateway request and its open children.
+
+    A request the sampler left out records no span (its steps are no-ops), but its
+    context still goes upstream, unsampled, under a span id of its own."""
 
     __slots__ = (
         "root",
-        "_tracer",
-        "_propagator",
-        "_context",
-        "_recording",
+        "trace_id",
+        "_state",
+        "_flags",
+        "_remote_parent",
+        "_spans",
         "_phase",
         "_upstream",
         "_recorded",
@@ -96,14 +91,21 @@ class Trace:
 
     def __init__(self, call: Call) -> None:
         request = call.request
-        # Kept for the request's life: a reconfiguration (tests) never breaks one in flight.
-        self._tracer = tracing.tracer()
-        self._propagator = tracing.propagator()
+        sampler = tracing.sampler()  # kept: a reconfiguration (tests) never breaks a call
         parent = None
         if "traceparent" in request.headers:
-            # The caller's W3C trace context; a malformed one gives an empty context
-            # (a new trace), never an error.
-            parent = self._propagator.extract(request.headers)
+            # The caller's W3C trace context; a malformed one is a new trace, never an error.
+            parent = tracing.extract(request.headers)
+        if parent is None:
+            trace_id = tracing.new_trace_id()
+            self._remote_parent, self._state = 0, ""
+            flags = RANDOM | (SAMPLED if sampler.sample(trace_id, None) else 0)
+        else:
+            trace_id, self._remote_parent, caller_flags, self._state = parent
+            sampled = sampler.sample(trace_id, caller_flags)
+            flags = (caller_flags & RANDOM) | (SAMPLED if sampled else 0)
+        self.trace_id = trace_id
+        self._flags = flags
         route = _route(call)
         method = request.method if request.method in METHODS else "_OTHER"
         attributes: dict[str, Any] = {
@@ -118,30 +120,29 @@ class Trace:
             # Only a path that names nothing: a model or deployment in the path (an
             # unknown one too) and an unknown path stay out, as the body's model does.
             attributes["url.path"] = route
-        self.root: Span = self._tracer.start_span(
-            f"{method} {route}" if route else method,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=attributes,
+        self.root = Span(
+            f"{method} {route}" if route else method, SERVER, self._remote_parent, attributes
         )
-        self._context = otel.set_span_in_context(self.root)
         # A request the sampler left out records nothing: its steps cost no span.
-        self._recording = self.root.is_recording()
+        self._spans: list[Span] | None = [self.root] if flags & SAMPLED else None
         self._phase: Span | None = None
         self._upstream: Span | None = None
         self._recorded: dict[str, Any] | None = None
 
-    def _child(self, name: str, attributes: dict[str, Any] | None = None, kind=SpanKind.INTERNAL):
-        if not self._recording:
-            return otel.INVALID_SPAN  # ends, takes attributes and records nothing
-        return self._tracer.start_span(
-            name, context=self._context, kind=kind, attributes=attributes
-        )
+    def _child(
+        self, name: str, attributes: dict[str, Any] | None = None, kind: int = INTERNAL
+    ) -> Span | None:
+        spans = self._spans
+        if spans is None:
+            return None
+        span = Span(name, kind, self.root.span_id, attributes)
+        spans.append(span)
+        return span
 
     def _end_phase(self) -> None:
         phase, self._phase = self._phase, None
         if phase is not None:
-            phase.end()
+            phase.finish()
 
     # --- authorization -------------------------------------------------------------
 
@@ -154,7 +155,7 @@ class Trace:
     def refused(self, code: object) -> None:
         """The open step refused the request (its error code, never its message)."""
         if self._phase is not None:
-            _failed(self._phase, str(code))
+            self._phase.fail(str(code))
             self._end_phase()
 
     # --- limits --------------------------------------------------------------------
@@ -163,21 +164,23 @@ class Trace:
         """``await checking`` (``ratelimit.check``) in a ``gateway.limits`` span."""
         self._end_phase()
         span = self._child("gateway.limits", {"inferia.limits.counted": counted})
+        if span is None:
+            return await checking
         try:
             decision = await checking
         except BaseException as exc:
-            _failed(span, type(exc).__name__)  # StaleEpoch, BackendUnavailable
-            span.end()
+            span.fail(type(exc).__name__)  # StaleEpoch, BackendUnavailable
+            span.finish()
             raise
-        attributes: dict[str, Any] = {"inferia.limits.allowed": decision.allowed}
+        attributes = span.attributes
+        attributes["inferia.limits.allowed"] = decision.allowed
         denied = decision.denied
         if denied is not None:
             attributes["inferia.limits.denied_scope"] = denied.scope
             attributes["inferia.limits.denied_kind"] = denied.kind
-        span.set_attributes(attributes)
         if not decision.allowed:
-            _failed(span, "limit_reached")
-        span.end()
+            span.fail("limit_reached")
+        span.finish()
         return decision
 
     # --- the upstream --------------------------------------------------------------
@@ -186,8 +189,13 @@ class Trace:
         """A ``gateway.upstream`` CLIENT span for this attempt; its ``traceparent`` (and
         the caller's ``tracestate``) go into the upstream request's headers."""
         self.upstream_end(0, "abandoned")  # an earlier attempt's, if one was left open
-        if not self._recording:
-            self._propagator.inject(upstream_call.headers, context=self._context)
+        headers = upstream_call.headers
+        if self._state:
+            headers["tracestate"] = self._state
+        if self._spans is None:
+            headers["traceparent"] = tracing.traceparent(
+                self.trace_id, self.root.span_id, self._flags
+            )
             return
         host, port = _server(upstream_call.url)
         endpoint = call.upstream_endpoint
@@ -202,9 +210,10 @@ class Trace:
         }
         if call.target is not None:
             attributes["inferia.deployment.target"] = call.target.name[:NAME_LIMIT]
-        span = self._child("gateway.upstream", attributes, SpanKind.CLIENT)
+        span = Span("gateway.upstream", CLIENT, self.root.span_id, attributes)
+        self._spans.append(span)
         self._upstream = span
-        self._propagator.inject(upstream_call.headers, context=otel.set_span_in_context(span))
+        headers["traceparent"] = tracing.traceparent(self.trace_id, span.span_id, self._flags)
 
     def upstream_end(self, status: int, error_type: str = "") -> None:
         """The attempt ended: the upstream's status (0: none came) and, when it failed,
@@ -213,10 +222,10 @@ class Trace:
         if span is None:
             return
         if status:
-            span.set_attribute("http.response.status_code", status)
+            span.attributes["http.response.status_code"] = status
         if error_type or status >= 400:
-            _failed(span, error_type or str(status))
-        span.end()
+            span.fail(error_type or str(status))
+        span.finish()
 
     # --- the record ----------------------------------------------------------------
 
@@ -240,7 +249,7 @@ class Trace:
             return await writing
         except BaseException as exc:
             if self._phase is not None:
-                _failed(self._phase, type(exc).__name__)
+                self._phase.fail(type(exc).__name__)
             raise
         finally:
             self.record_end()
@@ -248,21 +257,24 @@ class Trace:
     # --- the end -------------------------------------------------------------------
 
     def finish(self, call: Call) -> None:
-        """End every open span, then the root with what the request came to."""
-        if not self._recording:
-            self.root.end()
+        """End every open span, then the root with what the request came to, and queue
+        the trace for export."""
+        spans = self._spans
+        if spans is None:
             return
+        self._spans = None  # a second finish exports nothing twice
         recorded = self._recorded or {}
         error_code = str(recorded.get("error_code") or "")
         status = call.status
         if error_code or status >= 400:
             error_type = error_code or str(status)
             if self._phase is not None:
-                _failed(self._phase, error_type)
+                self._phase.fail(error_type)
             self.upstream_end(0, error_type)
         self._end_phase()
         self.upstream_end(0)
-        attributes: dict[str, Any] = {}
+        root = self.root
+        attributes = root.attributes
         if status:
             attributes["http.response.status_code"] = status
         principal = call.principal
@@ -287,8 +299,7 @@ class Trace:
             attributes["gen_ai.usage.output_tokens"] = int(recorded["completion_tokens"])
             if recorded.get("usage_estimated"):
                 attributes["inferia.usage.estimated"] = True
-        root = self.root
-        root.set_attributes(attributes)
         if error_code or status >= 400:
-            _failed(root, error_code or str(status))
-        root.end()
+            root.fail(error_code or str(status))
+        root.finish()
+        tracing.export(self.trace_id, self._state, self._flags, self._remote_parent, spans)

@@ -172,6 +172,10 @@ def test_serve_counts_every_web_worker_and_the_celery_worker(tmp_path, fake_upst
         served = [n for n in per_process if n]
         assert len(served) >= 2 and sum(served) == CALLS, per_process
         assert page.value("inferia_usage_records_total") == CALLS
+    except BaseException:
+        # What the server, its workers and the Celery processes said (pytest prints it).
+        print(log_path.read_text(errors="replace")[-8000:])
+        raise
     finally:
         if server.poll() is None:
             server.send_signal(signal.SIGINT)

@@ -418,7 +418,7 @@ def test_with_tracing_off_the_gateway_does_no_tracing_work(otlp, llm, monkeypatc
     )
     assert response.status_code == 200
     assert made == []
-    assert tracing._provider is None and tracing._tracer is None
+    assert tracing._exporter is None and tracing._sampler is None
     from gateway.fake_upstream import RECORDED
 
     assert "traceparent" not in RECORDED[-1]["headers"]  # the caller's is not forwarded either
@@ -575,4 +575,4 @@ def test_the_start_up_line_names_the_collector_without_its_credentials(settings,
     logged = " ".join(record.getMessage() for record in caplog.records)
     assert "https://otel.example.com:4318/v1/traces" in logged
     assert "collector-password" not in logged and "query-token" not in logged
-    assert tracing.ENABLED is False and tracing._provider is None
+    assert tracing.ENABLED is False and tracing._exporter is None
