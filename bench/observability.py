@@ -198,6 +198,7 @@ def recording_cost(calls: int = 50_000) -> float:
         deployment_route=None,
         prompt_tokens=14,
         completion_tokens=6,
+        cost=(14 * 0.15 + 6 * 0.6) / 1e6,
         refusal=None,
         degraded="",
     )
@@ -217,9 +218,133 @@ def recording_cost(calls: int = 50_000) -> float:
     return asyncio.run(run())
 
 
+def tracing_cost(endpoint: str, calls: int = 20_000) -> float:
+    """CPU seconds one sampled request's tracing costs, in a process traced to the sink
+    at ``endpoint``: ``gateway.spans.Trace`` through a call's steps as the gateway
+    drives them (five spans, the upstream ``traceparent``), the encoding, and the
+    batch thread's posts to the sink (process time counts every thread). Like
+    ``recording_cost``, free of the noise of a whole request's CPU. The queue is made
+    large enough that nothing is dropped (this loop makes spans far faster than a
+    gateway serves requests); every span is checked to have been exported."""
+    import asyncio
+    import os
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "inferia.settings")
+    import django
+
+    django.setup()
+    from gateway import spans
+    from gateway.ratelimit import Decision
+    from inferia import tracing
+
+    tracing.configure(endpoint=endpoint, service_name="bench-tracing-cost")
+    route = SimpleNamespace(
+        fqn="bench-upstream/gpt-4o-mini",
+        account_name="bench-upstream",
+        provider_type="openai_compatible",
+        upstream_model="gpt-4o-mini",
+    )
+    request = SimpleNamespace(
+        headers={"content-type": "application/json", "authorization": "Bearer x"},
+        method="POST",
+        secure=False,
+        path="/api/llm/v1/chat/completions",
+        request_id="",
+    )
+    call = SimpleNamespace(
+        request=request,
+        endpoint="chat",
+        upstream_endpoint="chat",
+        deployment=None,
+        target=None,
+        status=200,
+        principal=SimpleNamespace(org_slug="bench"),
+        route=route,
+        deployment_route=None,
+        streamed=False,
+        degraded="",
+    )
+    allowed = Decision(allowed=True)
+    entry = {"prompt_tokens": 14, "completion_tokens": 6}
+
+    async def decided() -> Decision:
+        return allowed
+
+    async def written() -> None:
+        return None
+
+    async def one(n: int) -> None:
+        request.request_id = f"req_{n:026d}"
+        trace = spans.Trace(call)  # type: ignore[arg-type]
+        trace.authorize()
+        trace.limits_begin(True)  # as gateway.app._limits_check
+        trace.limits_end(await decided())
+        upstream_call = SimpleNamespace(url="http://127.0.0.1:9/v1/chat/completions", headers={})
+        trace.upstream_begin(call, route, upstream_call)  # type: ignore[arg-type]
+        trace.upstream_end(200)
+        await trace.recording(written(), entry, "usage")
+        trace.finish(call)  # type: ignore[arg-type]
+
+    async def untraced(n: int) -> None:
+        """The same steps without their trace: what ``one`` costs beyond tracing."""
+        request.request_id = f"req_{n:026d}"
+        await decided()
+        SimpleNamespace(url="http://127.0.0.1:9/v1/chat/completions", headers={})
+        await written()
+
+    async def timed(step) -> float:
+        started = time.process_time()
+        for n in range(calls):
+            await step(n)
+            if n % 500 == 0:
+                await asyncio.sleep(0)
+        tracing.force_flush()
+        return (time.process_time() - started) / calls
+
+    async def run() -> float:
+        for n in range(1000):
+            await one(n)
+        tracing.force_flush()
+        # Alternated, the medians: the difference is what tracing adds.
+        traced, plain = [], []
+        for _ in range(3):
+            traced.append(await timed(one))
+            plain.append(await timed(untraced))
+        exporter = tracing._exporter
+        expected = (1000 + 3 * calls) * SPANS_PER_CALL
+        if exporter is None or exporter.dropped or exporter.exported != expected:
+            raise RuntimeError(f"spans not all exported: {exporter and exporter.exported}")
+        return statistics.median(traced) - statistics.median(plain)
+
+    try:
+        return asyncio.run(run())
+    finally:
+        tracing.reset()
+
+
+def _alone(*args: str, env: dict[str, str]) -> float:
+    """Run this script with ``args`` in a child process: the CPU seconds it reports."""
+    done = subprocess.run(
+        [PY, str(Path(__file__).resolve()), *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode:
+        raise RuntimeError(f"{args[0]} failed:\n{done.stderr[-3000:]}")
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
+
+
 def main() -> int:
     if sys.argv[1:] == ["--recording-cost"]:
         print(json.dumps({"seconds": recording_cost()}))
+        return 0
+    if sys.argv[1:2] == ["--tracing-cost"]:
+        print(json.dumps({"seconds": tracing_cost(sys.argv[2])}))
         return 0
     if sys.argv[1:2] == ["--sink"]:
         sink(int(sys.argv[2]))
@@ -329,22 +454,30 @@ def main() -> int:
         if "metrics" in modes:
             folder = bench.work / "prometheus-recording"
             folder.mkdir()
-            done = subprocess.run(
-                [PY, str(Path(__file__).resolve()), "--recording-cost"],
+            cost = _alone(
+                "--recording-cost",
                 env={**bench.env, **MODES["metrics"], "PROMETHEUS_MULTIPROC_DIR": str(folder)},
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=True,
             )
-            cost = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
             share = cost / base
             over = share > BUDGET
             print(
                 f"\nRecording alone (inferia.metrics.gateway_call, multiprocess mode): "
                 f"{cost * 1e6:.1f} us per request = {share:.2%} of the off mode's "
                 f"{base * 1e6:.0f} us; budget {BUDGET:.0%}: {'OVER' if over else 'within'}"
+            )
+        if any("OTEL_EXPORTER_OTLP_ENDPOINT" in MODES[mode] for mode in modes):
+            cost = _alone(
+                "--tracing-cost",
+                sink_url,
+                env={**bench.env, **MODES["off"], "OTEL_BSP_MAX_QUEUE_SIZE": "10000000"},
+            )
+            share = cost / base
+            over = over or share > BUDGET
+            print(
+                f"Tracing alone (gateway.spans.Trace, every request sampled, exported to the "
+                f"sink): {cost * 1e6:.1f} us per request = {share:.2%} of the off mode's "
+                f"{base * 1e6:.0f} us; budget {BUDGET:.0%}: "
+                f"{'OVER' if share > BUDGET else 'within'}"
             )
         return 1 if over else 0
     finally:

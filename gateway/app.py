@@ -454,9 +454,17 @@ async def _limits_check(call: Call, *, count: bool, reserve_tokens: int = 0, res
         reserve_cost=reserve_cost,
         count=count,
     )
-    if call.trace is None:
+    trace = call.trace
+    if trace is None:
         return await checking
-    return await call.trace.limits(checking, counted=count)
+    trace.limits_begin(count)
+    try:
+        decision = await checking
+    except BaseException as exc:
+        trace.limits_end(None, type(exc).__name__)
+        raise
+    trace.limits_end(decision)
+    return decision
 
 
 # --- validation and authorization ----------------------------------------------------------

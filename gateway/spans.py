@@ -29,7 +29,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from inferia import tracing
-from inferia.tracing import CLIENT, INTERNAL, RANDOM, SAMPLED, SERVER, Span
+from inferia.tracing import (
+    CLIENT,
+    INTERNAL,
+    RANDOM,
+    SAMPLED,
+    SERVER,
+    attribute,
+    attributes,
+    encode_attribute,
+    new_span_id,
+    span_head,
+    time_ns,
+)
 
 if TYPE_CHECKING:
     from gateway.app import Call
@@ -71,19 +83,91 @@ def _server(url: str) -> tuple[str, int]:
     return parts.hostname or "", port
 
 
-class Trace:
-    """The root span of one gateway request and its open children.
+# Each span's name and kind, and the attribute groups that repeat from one request to
+# the next (per endpoint, per route, per org and model), encoded once: a sampled
+# request encodes only what is its own (ids, times, request id, token counts).
+AUTHORIZE = span_head("gateway.authorize", INTERNAL)
+LIMITS = span_head("gateway.limits", INTERNAL)
+UPSTREAM = span_head("gateway.upstream", CLIENT)
+USAGE_WRITE = span_head("gateway.usage_write", INTERNAL)
 
-    A request the sampler left out records no span (its steps are no-ops), but its
-    context still goes upstream, unsampled, under a span id of its own."""
+
+@functools.lru_cache(maxsize=64)
+def _root_head(
+    method: str, route: str, scheme: str, endpoint: str, path_named: bool
+) -> tuple[bytes, bytes]:
+    """The root's name and kind, and its attributes known at the start."""
+    name = f"{method} {route}" if route else method
+    group: dict[str, Any] = {
+        "http.request.method": method,
+        "url.scheme": scheme,
+        "inferia.endpoint": endpoint,
+    }
+    if route:
+        group["http.route"] = route
+    if path_named:
+        # Only a path that names nothing: a model or deployment in the path (an
+        # unknown one too) and an unknown path stay out, as the body's model does.
+        group["url.path"] = route
+    return span_head(name, SERVER), attributes(group)
+
+
+@functools.lru_cache(maxsize=1024)
+def _upstream_attributes(
+    url: str, endpoint: str, provider: str, model: str, account: str, target: str
+) -> bytes:
+    host, port = _server(url)
+    group: dict[str, Any] = {
+        "http.request.method": "POST",
+        "server.address": host,
+        "server.port": port,
+        "gen_ai.operation.name": OPERATIONS.get(endpoint, endpoint),
+        "gen_ai.provider.name": provider,
+        "gen_ai.request.model": model[:NAME_LIMIT],
+        "inferia.provider_account": account[:NAME_LIMIT],
+    }
+    if target:
+        group["inferia.deployment.target"] = target[:NAME_LIMIT]
+    return attributes(group)
+
+
+@functools.lru_cache(maxsize=1024)
+def _outcome_attributes(org: str, model: str, target: str, account: str) -> bytes:
+    """What the root says of who called and what answered (org, model, account)."""
+    group: dict[str, Any] = {}
+    if org:
+        group["inferia.org"] = org
+    if model:
+        group["gen_ai.request.model"] = model[:NAME_LIMIT]
+    if target:
+        group["inferia.deployment.target"] = target[:NAME_LIMIT]
+    if account:
+        group["inferia.provider_account"] = account[:NAME_LIMIT]
+    return attributes(group)
+
+
+ERROR_TYPE = "error.type"
+
+
+class Trace:
+    """The spans of one gateway request, as plain tuples until they are encoded.
+
+    A step is open from its start to the next step's (or its own end); an ended step
+    is ``(span id, parent id, head, start, end, attributes, error)``, its span id 0
+    when nothing outside names it (one is drawn when the trace is encoded). A request
+    the sampler left out records nothing (its steps are no-ops), but its context still
+    goes upstream, unsampled, under a span id of its own."""
 
     __slots__ = (
-        "root",
         "trace_id",
+        "root_id",
         "_state",
         "_flags",
         "_remote_parent",
-        "_spans",
+        "_start",
+        "_head",
+        "_attributes",
+        "_ended",
         "_phase",
         "_upstream",
         "_recorded",
@@ -106,82 +190,81 @@ class Trace:
             flags = (caller_flags & RANDOM) | (SAMPLED if sampled else 0)
         self.trace_id = trace_id
         self._flags = flags
+        self.root_id = new_span_id()
+        self._start = time_ns()
+        # [head, start, attributes, error] of the open step; the upstream attempt's,
+        # with its span id first (its traceparent named it).
+        self._phase: list | None = None
+        self._upstream: list | None = None
+        self._recorded: dict[str, Any] | None = None
+        if not flags & SAMPLED:
+            # Nothing recorded: the root exists for its span id (the upstream's parent).
+            self._ended: list[tuple] | None = None
+            self._head = self._attributes = b""
+            return
+        self._ended = []
         route = _route(call)
         method = request.method if request.method in METHODS else "_OTHER"
-        attributes: dict[str, Any] = {
-            "http.request.method": method,
-            "url.scheme": "https" if request.secure else "http",
-            "inferia.request_id": request.request_id,
-            "inferia.endpoint": call.endpoint,
-        }
-        if route:
-            attributes["http.route"] = route
-        if route == request.path:
-            # Only a path that names nothing: a model or deployment in the path (an
-            # unknown one too) and an unknown path stay out, as the body's model does.
-            attributes["url.path"] = route
-        self.root = Span(
-            f"{method} {route}" if route else method, SERVER, self._remote_parent, attributes
-        )
-        # A request the sampler left out records nothing: its steps cost no span.
-        self._spans: list[Span] | None = [self.root] if flags & SAMPLED else None
-        self._phase: Span | None = None
-        self._upstream: Span | None = None
-        self._recorded: dict[str, Any] | None = None
+        scheme = "https" if request.secure else "http"
+        self._head, group = _root_head(method, route, scheme, call.endpoint, route == request.path)
+        self._attributes = group + encode_attribute("inferia.request_id", request.request_id)
 
-    def _child(
-        self, name: str, attributes: dict[str, Any] | None = None, kind: int = INTERNAL
-    ) -> Span | None:
-        spans = self._spans
-        if spans is None:
-            return None
-        span = Span(name, kind, self.root.span_id, attributes)
-        spans.append(span)
-        return span
+    def _open(self, head: bytes, attributes: bytes = b"") -> None:
+        """End the open step and open the next one (when this trace records)."""
+        phase = self._phase
+        ended = self._ended
+        if ended is None:
+            return
+        now = time_ns()
+        if phase is not None:
+            ended.append((0, self.root_id, phase[0], phase[1], now, phase[2], phase[3]))
+        self._phase = [head, now, attributes, ""] if head else None
 
     def _end_phase(self) -> None:
-        phase, self._phase = self._phase, None
-        if phase is not None:
-            phase.finish()
+        if self._phase is not None:
+            self._open(b"")
+
+    @staticmethod
+    def _fail(step: list, error_type: str) -> None:
+        step[-2] += attribute(ERROR_TYPE, error_type)
+        step[-1] = error_type
 
     # --- authorization -------------------------------------------------------------
 
     def authorize(self) -> None:
         """The caller's principal is loaded, its body validated and its model access
         decided from now until the limits are read."""
-        self._end_phase()
-        self._phase = self._child("gateway.authorize")
+        self._open(AUTHORIZE)
 
     def refused(self, code: object) -> None:
         """The open step refused the request (its error code, never its message)."""
         if self._phase is not None:
-            self._phase.fail(str(code))
+            self._fail(self._phase, str(code))
             self._end_phase()
 
     # --- limits --------------------------------------------------------------------
 
-    async def limits(self, checking: Awaitable[Decision], *, counted: bool) -> Decision:
-        """``await checking`` (``ratelimit.check``) in a ``gateway.limits`` span."""
+    def limits_begin(self, counted: bool) -> None:
+        """The limits round trip (``ratelimit.check``) starts."""
+        self._open(LIMITS, attribute("inferia.limits.counted", counted))
+
+    def limits_end(self, decision: Decision | None, error_type: str = "") -> None:
+        """It answered ``decision``, or raised (``error_type``: StaleEpoch,
+        BackendUnavailable)."""
+        phase = self._phase
+        if phase is None:
+            return
+        if decision is not None:
+            phase[2] += attribute("inferia.limits.allowed", decision.allowed)
+            denied = decision.denied
+            if denied is not None:
+                phase[2] += attribute("inferia.limits.denied_scope", denied.scope)
+                phase[2] += attribute("inferia.limits.denied_kind", denied.kind)
+            if not decision.allowed:
+                error_type = "limit_reached"
+        if error_type:
+            self._fail(phase, error_type)
         self._end_phase()
-        span = self._child("gateway.limits", {"inferia.limits.counted": counted})
-        if span is None:
-            return await checking
-        try:
-            decision = await checking
-        except BaseException as exc:
-            span.fail(type(exc).__name__)  # StaleEpoch, BackendUnavailable
-            span.finish()
-            raise
-        attributes = span.attributes
-        attributes["inferia.limits.allowed"] = decision.allowed
-        denied = decision.denied
-        if denied is not None:
-            attributes["inferia.limits.denied_scope"] = denied.scope
-            attributes["inferia.limits.denied_kind"] = denied.kind
-        if not decision.allowed:
-            span.fail("limit_reached")
-        span.finish()
-        return decision
 
     # --- the upstream --------------------------------------------------------------
 
@@ -192,40 +275,40 @@ class Trace:
         headers = upstream_call.headers
         if self._state:
             headers["tracestate"] = self._state
-        if self._spans is None:
-            headers["traceparent"] = tracing.traceparent(
-                self.trace_id, self.root.span_id, self._flags
-            )
+        if self._ended is None:
+            headers["traceparent"] = tracing.traceparent(self.trace_id, self.root_id, self._flags)
             return
-        host, port = _server(upstream_call.url)
-        endpoint = call.upstream_endpoint
-        attributes: dict[str, Any] = {
-            "http.request.method": "POST",
-            "server.address": host,
-            "server.port": port,
-            "gen_ai.operation.name": OPERATIONS.get(endpoint, endpoint),
-            "gen_ai.provider.name": route.provider_type,
-            "gen_ai.request.model": route.upstream_model[:NAME_LIMIT],
-            "inferia.provider_account": route.account_name[:NAME_LIMIT],
-        }
-        if call.target is not None:
-            attributes["inferia.deployment.target"] = call.target.name[:NAME_LIMIT]
-        span = Span("gateway.upstream", CLIENT, self.root.span_id, attributes)
-        self._spans.append(span)
-        self._upstream = span
-        headers["traceparent"] = tracing.traceparent(self.trace_id, span.span_id, self._flags)
+        target = call.target
+        span_id = new_span_id()
+        self._upstream = [
+            span_id,
+            time_ns(),
+            _upstream_attributes(
+                upstream_call.url,
+                call.upstream_endpoint,
+                route.provider_type,
+                route.upstream_model,
+                route.account_name,
+                target.name if target is not None else "",
+            ),
+            "",
+        ]
+        headers["traceparent"] = tracing.traceparent(self.trace_id, span_id, self._flags)
 
     def upstream_end(self, status: int, error_type: str = "") -> None:
         """The attempt ended: the upstream's status (0: none came) and, when it failed,
         the failure's class or code. A second call is a no-op."""
-        span, self._upstream = self._upstream, None
+        span = self._upstream
         if span is None:
             return
+        self._upstream = None
         if status:
-            span.attributes["http.response.status_code"] = status
+            span[2] += attribute("http.response.status_code", status)
         if error_type or status >= 400:
-            span.fail(error_type or str(status))
-        span.finish()
+            self._fail(span, error_type or str(status))
+        self._ended.append(  # type: ignore[union-attr]
+            (span[0], self.root_id, UPSTREAM, span[1], time_ns(), span[2], span[3])
+        )
 
     # --- the record ----------------------------------------------------------------
 
@@ -235,71 +318,91 @@ class Trace:
         error_code = entry.get("error_code") or ""
         if error_code:
             self.refused(error_code)  # the step still open is the one that refused
-        self._end_phase()
         self._recorded = entry
-        self._phase = self._child("gateway.usage_write", {"inferia.record": kind})
+        self._open(USAGE_WRITE, attribute("inferia.record", kind))
 
-    def record_end(self) -> None:
+    def record_end(self, error_type: str = "") -> None:
+        """The write ended (``error_type``: the class of what it raised)."""
+        if error_type and self._phase is not None:
+            self._fail(self._phase, error_type)
         self._end_phase()
 
     async def recording(self, writing: Awaitable[T], entry: dict[str, Any], kind: str) -> T:
         """``await writing`` (the record's write) in a ``gateway.usage_write`` span."""
         self.record_begin(entry, kind)
         try:
-            return await writing
+            result = await writing
         except BaseException as exc:
-            if self._phase is not None:
-                self._phase.fail(type(exc).__name__)
+            self.record_end(type(exc).__name__)
             raise
-        finally:
-            self.record_end()
+        self.record_end()
+        return result
 
     # --- the end -------------------------------------------------------------------
 
     def finish(self, call: Call) -> None:
         """End every open span, then the root with what the request came to, and queue
         the trace for export."""
-        spans = self._spans
-        if spans is None:
+        ended = self._ended
+        if ended is None:
             return
-        self._spans = None  # a second finish exports nothing twice
         recorded = self._recorded or {}
         error_code = str(recorded.get("error_code") or "")
         status = call.status
-        if error_code or status >= 400:
+        failed = error_code or status >= 400
+        if failed:
             error_type = error_code or str(status)
             if self._phase is not None:
-                self._phase.fail(error_type)
+                self._fail(self._phase, error_type)
             self.upstream_end(0, error_type)
         self._end_phase()
         self.upstream_end(0)
-        root = self.root
-        attributes = root.attributes
+        self._ended = None  # a second finish exports nothing twice
+        parts = [self._attributes]
         if status:
-            attributes["http.response.status_code"] = status
+            parts.append(attribute("http.response.status_code", status))
         principal = call.principal
-        if principal is not None:
-            attributes["inferia.org"] = principal.org_slug
         # The model only once it named something the caller may use: an FQN, never a
         # string nobody configured.
+        model = target = ""
         if call.deployment_route is not None:
-            attributes["gen_ai.request.model"] = call.deployment_route.fqn[:NAME_LIMIT]
+            model = call.deployment_route.fqn
             if call.target is not None:
-                attributes["inferia.deployment.target"] = call.target.name[:NAME_LIMIT]
+                target = call.target.name
         elif call.route is not None:
-            attributes["gen_ai.request.model"] = call.route.fqn[:NAME_LIMIT]
-        if call.route is not None and call.route.account_name:
-            attributes["inferia.provider_account"] = call.route.account_name[:NAME_LIMIT]
+            model = call.route.fqn
+        parts.append(
+            _outcome_attributes(
+                principal.org_slug if principal is not None else "",
+                model,
+                target,
+                call.route.account_name if call.route is not None else "",
+            )
+        )
         if call.streamed:
-            attributes["inferia.streamed"] = True
+            parts.append(attribute("inferia.streamed", True))
         if call.degraded:
-            attributes["inferia.degraded"] = call.degraded
+            parts.append(attribute("inferia.degraded", call.degraded))
         if "prompt_tokens" in recorded:
-            attributes["gen_ai.usage.input_tokens"] = int(recorded["prompt_tokens"])
-            attributes["gen_ai.usage.output_tokens"] = int(recorded["completion_tokens"])
+            parts.append(attribute("gen_ai.usage.input_tokens", int(recorded["prompt_tokens"])))
+            parts.append(
+                attribute("gen_ai.usage.output_tokens", int(recorded["completion_tokens"]))
+            )
             if recorded.get("usage_estimated"):
-                attributes["inferia.usage.estimated"] = True
-        if error_code or status >= 400:
-            root.fail(error_code or str(status))
-        root.finish()
-        tracing.export(self.trace_id, self._state, self._flags, self._remote_parent, spans)
+                parts.append(attribute("inferia.usage.estimated", True))
+        error = ""
+        if failed:
+            error = error_code or str(status)
+            parts.append(attribute(ERROR_TYPE, error))
+        ended.append(
+            (
+                self.root_id,
+                self._remote_parent,
+                self._head,
+                self._start,
+                time_ns(),
+                b"".join(parts),
+                error,
+            )
+        )
+        tracing.export(self.trace_id, self._state, self._flags, self._remote_parent, ended)

@@ -151,36 +151,7 @@ class Sampler:
 # --- spans and their wire format --------------------------------------------------
 
 
-class Span:
-    """One span being recorded: ``attributes`` may be added to until it is encoded."""
-
-    __slots__ = ("name", "kind", "span_id", "parent_id", "start", "end", "attributes", "error")
-
-    def __init__(
-        self, name: str, kind: int, parent_id: int, attributes: dict[str, Any] | None = None
-    ) -> None:
-        self.name = name
-        self.kind = kind
-        self.span_id = new_span_id()
-        self.parent_id = parent_id
-        self.start = time_ns()
-        self.end = 0
-        self.attributes = attributes if attributes is not None else {}
-        self.error = ""  # an error type: status ERROR with it as the message
-
-    def finish(self) -> None:
-        """The span ends now (a second call keeps the first end)."""
-        if not self.end:
-            self.end = time_ns()
-
-    def fail(self, error_type: str) -> None:
-        self.attributes["error.type"] = error_type
-        self.error = error_type
-
-
-def _varint(value: int) -> bytes:
-    if value < 0x80:
-        return _SMALL[value]
+def _varint_slow(value: int) -> bytes:
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -189,15 +160,27 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-_SMALL = [bytes((n,)) for n in range(0x80)]
-_pack_q = struct.Struct("<Q").pack
+# Varints of the lengths a span's parts have (and small ints), looked up, not computed.
+_VARINTS = [_varint_slow(n) for n in range(1 << 14)]
+
+
+def _varint(value: int) -> bytes:
+    return _VARINTS[value] if value < 16384 else _varint_slow(value)
+
+
 _pack_d = struct.Struct("<d").pack
 _pack_i = struct.Struct("<I").pack
+# Field 1 (trace_id) is the trace's; 2 (span_id), 4 (parent_span_id), 7 and 8 (start
+# and end, fixed64) are packed in one call each.
+_pack_ids = struct.Struct(">2sQ2sQ").pack
+_pack_id = struct.Struct(">2sQ").pack
+_pack_times = struct.Struct("<BQBQ").pack
 
 
 def _field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field (``tag``: its key byte(s))."""
-    return tag + _varint(len(payload)) + payload
+    length = len(payload)
+    return tag + (_VARINTS[length] if length < 16384 else _varint_slow(length)) + payload
 
 
 def _any_value(value: Any) -> bytes:
@@ -216,83 +199,102 @@ def _any_value(value: Any) -> bytes:
 
 
 _KEYS: dict[str, bytes] = {}
-# Encoded pairs seen before (method, route, org slug, model, status...), keyed with the
-# value's type (True == 1). A value never repeated (the request id) would only churn
-# it; bounded all the same.
-_PAIRS: dict[tuple[str, type, Any], bytes] = {}
-_PAIRS_LIMIT = 4096
-_CACHED_TYPES = frozenset((str, int, bool, float))
-_UNIQUE_KEYS = frozenset(("inferia.request_id",))
 
 
-def _encode_key_value(key: str, value: Any) -> bytes:
-    """Span field 9 (attributes): a ``KeyValue`` with its tag."""
+def encode_attribute(key: str, value: Any) -> bytes:
+    """Span field 9 (attributes): one ``KeyValue``, tag included."""
     encoded_key = _KEYS.get(key)
     if encoded_key is None:
         encoded_key = _KEYS[key] = _field(b"\x0a", key.encode())
     return _field(b"\x4a", encoded_key + _field(b"\x12", _any_value(value)))
 
 
-def _key_values(attributes: Mapping[str, Any]) -> bytes:
-    out = []
-    for key, value in attributes.items():
-        kind = type(value)
-        if kind in _CACHED_TYPES and key not in _UNIQUE_KEYS:
-            pair = (key, kind, value)
-            encoded = _PAIRS.get(pair)
-            if encoded is None:
-                if len(_PAIRS) >= _PAIRS_LIMIT:
-                    _PAIRS.clear()
-                encoded = _PAIRS[pair] = _encode_key_value(key, value)
-            out.append(encoded)
-        else:
-            out.append(_encode_key_value(key, value))
-    return b"".join(out)
+# Encoded pairs seen before (org slug, model, status, token counts...), keyed with the
+# value's type (True == 1). Bounded: cleared when full.
+_PAIRS: dict[tuple[str, type, Any], bytes] = {}
+_PAIRS_LIMIT = 4096
 
 
-_NAMES: dict[str, bytes] = {}
-_KINDS = {kind: b"\x30" + _varint(kind) for kind in (INTERNAL, SERVER, CLIENT)}
+def attribute(key: str, value: Any) -> bytes:
+    """``encode_attribute``, from a bounded cache for a string, bool or int value (use
+    ``encode_attribute`` for a value never repeated, such as a request id)."""
+    kind = type(value)
+    if kind is not str and kind is not bool and kind is not int:
+        return encode_attribute(key, value)
+    pair = (key, kind, value)
+    encoded = _PAIRS.get(pair)
+    if encoded is None:
+        if len(_PAIRS) >= _PAIRS_LIMIT:
+            _PAIRS.clear()
+        encoded = _PAIRS[pair] = encode_attribute(key, value)
+    return encoded
+
+
+def attributes(pairs: Mapping[str, Any]) -> bytes:
+    """Several attributes, encoded (for groups a caller caches itself)."""
+    return b"".join(encode_attribute(key, value) for key, value in pairs.items())
+
+
+_HEADS: dict[tuple[str, int], bytes] = {}
+
+
+def span_head(name: str, kind: int) -> bytes:
+    """A span's name and kind fields (5, 6), encoded once per name."""
+    head = _HEADS.get((name, kind))
+    if head is None:
+        if len(_HEADS) >= _PAIRS_LIMIT:
+            _HEADS.clear()
+        head = _HEADS[(name, kind)] = (
+            _field(b"\x2a", name.encode("utf-8", "replace")) + b"\x30" + _varint(kind)
+        )
+    return head
+
+
+# An ended span: (span id (0: draw one now), parent span id (0: none), head (its name
+# and kind, ``span_head``), start and end (ns since the epoch), attributes (encoded),
+# error type ("": status unset; else status ERROR with it as the message)).
+SpanTuple = tuple[int, int, bytes, int, int, bytes, str]
 
 
 def encode_spans(
-    trace_id: int, trace_state: str, flags: int, remote_parent: int, spans: Iterable[Span]
+    trace_id: int,
+    trace_state: str,
+    flags: int,
+    remote_parent: int,
+    spans: Iterable[SpanTuple],
 ) -> bytes:
     """The spans of one trace, each as a ``ScopeSpans.spans`` field (tag 2): the part of
     an export request this trace adds. ``remote_parent``: the caller's span id (0: none),
-    the parent of the span whose ``parent_id`` it is."""
-    head = b"\x0a\x10" + trace_id.to_bytes(16, "big")
+    the parent of the span whose parent id it is."""
+    trace = b"\x0a\x10" + trace_id.to_bytes(16, "big")
     if trace_state:
-        head += _field(b"\x1a", trace_state.encode("ascii", "replace"))
-    span_flags = flags & 0xFF | _HAS_IS_REMOTE
-    out = []
-    for span in spans:
-        name = _NAMES.get(span.name)
-        if name is None:
-            name = _NAMES[span.name] = _field(b"\x2a", span.name.encode("utf-8", "replace"))
-        parts = [head, b"\x12\x08", span.span_id.to_bytes(8, "big")]
-        if span.parent_id:
-            parts.append(b"\x22\x08")
-            parts.append(span.parent_id.to_bytes(8, "big"))
-        parts.append(name)
-        parts.append(_KINDS[span.kind])
-        parts.append(b"\x39")
-        parts.append(_pack_q(span.start))
-        parts.append(b"\x41")
-        parts.append(_pack_q(span.end or time_ns()))
-        if span.attributes:
-            parts.append(_key_values(span.attributes))
-        if span.error:
-            # Status: message 2, code 3 (ERROR = 2).
-            parts.append(
-                _field(
-                    b"\x7a", _field(b"\x12", span.error.encode("utf-8", "replace")) + b"\x18\x02"
-                )
+        trace += _field(b"\x1a", trace_state.encode("ascii", "replace"))
+    # Field 16 (flags, fixed32): the trace flags, "whether the parent is remote is known",
+    # and for the span whose parent is the caller's, "it is".
+    local = b"\x85\x01" + _pack_i(flags & 0xFF | _HAS_IS_REMOTE)
+    remote = b"\x85\x01" + _pack_i(flags & 0xFF | _HAS_IS_REMOTE | _IS_REMOTE)
+    out: list[bytes] = []
+    append = out.append
+    for span_id, parent, head, start, end, encoded_attributes, error in spans:
+        body = b"".join(
+            (
+                trace,
+                _pack_ids(b"\x12\x08", span_id or new_span_id(), b"\x22\x08", parent)
+                if parent
+                else _pack_id(b"\x12\x08", span_id or new_span_id()),
+                head,
+                _pack_times(0x39, start, 0x41, end),
+                encoded_attributes,
+                # Status: message 2, code 3 (ERROR = 2).
+                _field(b"\x7a", _field(b"\x12", error.encode("utf-8", "replace")) + b"\x18\x02")
+                if error
+                else b"",
+                remote if parent and parent == remote_parent else local,
             )
-        remote = _IS_REMOTE if span.parent_id and span.parent_id == remote_parent else 0
-        parts.append(b"\x85\x01")  # field 16 (flags), fixed32
-        parts.append(_pack_i(span_flags | remote))
-        body = b"".join(parts)
-        out.append(b"\x12" + _varint(len(body)) + body)
+        )
+        length = len(body)
+        append(b"\x12" + (_VARINTS[length] if length < 16384 else _varint_slow(length)))
+        append(body)
     return b"".join(out)
 
 
@@ -362,9 +364,9 @@ class Exporter:
                 self.dropped += count
                 return
             self._queue.append((encoded, count))
-            self._waiting += count
-            full = self._waiting >= self._max_batch
-        if full:
+            waiting = self._waiting = self._waiting + count
+        # Wake the thread once, when a batch fills (not again for every trace after).
+        if waiting >= self._max_batch > waiting - count:
             self._wake.set()
 
     def _run(self) -> None:
@@ -403,6 +405,34 @@ class Exporter:
         self._close()
 
 
+def _first(*names: str) -> str | None:
+    return next((os.environ[name] for name in names if os.environ.get(name)), None)
+
+
+def _transport() -> Any:
+    """The exporter package's urllib3 transport, with the TLS settings of the standard
+    variables (``OTEL_EXPORTER_OTLP_(TRACES_)CERTIFICATE``, ``_CLIENT_KEY``,
+    ``_CLIENT_CERTIFICATE``), as its default requests transport would read them: it
+    posts a batch for about half the CPU. None (the default transport) when a credential
+    provider (a requests session) is configured."""
+    if _first(
+        "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER",
+        "OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER",
+    ):
+        return None
+    from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
+
+    key = _first("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY")
+    certificate = _first(
+        "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"
+    )
+    return Urllib3HTTPTransport(
+        verify=_first("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE")
+        or True,
+        cert=(certificate, key) if certificate and key else certificate,
+    )
+
+
 def configure(
     *,
     endpoint: str,
@@ -419,7 +449,7 @@ def configure(
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     reset()
-    otlp = OTLPSpanExporter(endpoint=endpoint)
+    otlp = OTLPSpanExporter(endpoint=endpoint, _transport=_transport())
     # The exporter's HTTP client takes serialized requests (its export() would encode
     # SDK spans first). The package is pinned; a change of this internal fails here.
     send = getattr(getattr(otlp, "_client", None), "export", None)
@@ -471,7 +501,7 @@ def sampler() -> Sampler:
 
 
 def export(
-    trace_id: int, trace_state: str, flags: int, remote_parent: int, spans: list[Span]
+    trace_id: int, trace_state: str, flags: int, remote_parent: int, spans: list[SpanTuple]
 ) -> None:
     """Queue a finished trace's spans for export (a no-op when tracing is off)."""
     exporter = _exporter

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -17,7 +18,14 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
 from inferia import tracing
-from inferia.tracing import CLIENT, INTERNAL, SERVER, Sampler, Span
+from inferia.tracing import CLIENT, INTERNAL, SERVER, Sampler
+
+
+def _span(name, kind, parent, attributes=b"", error="", span_id=None):
+    """An ended span as ``encode_spans`` takes it (started a millisecond ago)."""
+    end = time.time_ns()
+    span_id = tracing.new_span_id() if span_id is None else span_id
+    return (span_id, parent, tracing.span_head(name, kind), end - 1_000_000, end, attributes, error)
 
 
 def _decode(resource: dict, *traces: bytes) -> ExportTraceServiceRequest:
@@ -34,32 +42,37 @@ def _value(any_value):
 def test_spans_read_back_field_for_field():
     trace_id = tracing.new_trace_id()
     caller_span = tracing.new_span_id()
-    root = Span(
+    root_attributes = {
+        "http.request.method": "POST",
+        "inferia.request_id": "req_1",
+        "http.response.status_code": 502,
+        "inferia.streamed": True,
+        "inferia.degraded": "allowed",
+        "a.negative": -7,
+        "a.large": 2**62 + 5,
+        "a.float": 0.25,
+        "a.false": False,
+        "a.one": 1,  # an int equal to True, encoded as an int
+        "a.list": ["x", "y"],
+        "a.unicode": "Zürich 東京",
+    }
+    root_attributes["error.type"] = "UPSTREAM_ERROR"
+    root = _span(
         "POST /api/llm/v1/chat/completions",
         SERVER,
         caller_span,
-        {
-            "http.request.method": "POST",
-            "inferia.request_id": "req_1",
-            "http.response.status_code": 502,
-            "inferia.streamed": True,
-            "inferia.degraded": "allowed",
-            "a.negative": -7,
-            "a.large": 2**62 + 5,
-            "a.float": 0.25,
-            "a.false": False,
-            "a.one": 1,  # an int equal to True, encoded as an int
-            "a.list": ["x", "y"],
-            "a.unicode": "Zürich 東京",
-        },
+        tracing.attributes(root_attributes),
+        "UPSTREAM_ERROR",
     )
-    child = Span("gateway.upstream", CLIENT, root.span_id, {"server.port": 8000})
-    child.fail("UpstreamTimeout")
-    child.finish()
-    quiet = Span("gateway.authorize", INTERNAL, root.span_id)
-    quiet.finish()
-    root.fail("UPSTREAM_ERROR")
-    root.finish()
+    root_id = root[0]
+    child = _span(
+        "gateway.upstream",
+        CLIENT,
+        root_id,
+        tracing.attribute("server.port", 8000) + tracing.attribute("error.type", "UpstreamTimeout"),
+        "UpstreamTimeout",
+    )
+    quiet = _span("gateway.authorize", INTERNAL, root_id, span_id=0)  # drawn when encoded
     encoded = tracing.encode_spans(trace_id, "acme=blue", 0x03, caller_span, [root, child, quiet])
     request = _decode({"service.name": "inferia-x", "n": 3}, encoded)
 
@@ -71,15 +84,15 @@ def test_spans_read_back_field_for_field():
     got_root, got_child, got_quiet = scope_spans.spans
 
     assert got_root.trace_id == trace_id.to_bytes(16, "big")
-    assert got_root.span_id == root.span_id.to_bytes(8, "big")
+    assert got_root.span_id == root_id.to_bytes(8, "big")
     assert got_root.parent_span_id == caller_span.to_bytes(8, "big")
     assert got_root.trace_state == "acme=blue"
     assert got_root.name == "POST /api/llm/v1/chat/completions"
     assert got_root.kind == PbSpan.SPAN_KIND_SERVER
-    assert (got_root.start_time_unix_nano, got_root.end_time_unix_nano) == (root.start, root.end)
+    assert (got_root.start_time_unix_nano, got_root.end_time_unix_nano) == root[3:5]
     assert got_root.end_time_unix_nano >= got_root.start_time_unix_nano > 0
     attributes = {a.key: _value(a.value) for a in got_root.attributes}
-    assert attributes == {**root.attributes}
+    assert attributes == root_attributes
     assert got_root.attributes[3].value.WhichOneof("value") == "bool_value"
     assert next(a for a in got_root.attributes if a.key == "a.one").value.int_value == 1
     assert got_root.status.code == Status.STATUS_CODE_ERROR
@@ -87,7 +100,7 @@ def test_spans_read_back_field_for_field():
     # The trace flags, "remote parent known", and for the root "it is remote".
     assert got_root.flags == 0x03 | 0x100 | 0x200
 
-    assert got_child.parent_span_id == root.span_id.to_bytes(8, "big")
+    assert got_child.parent_span_id == root_id.to_bytes(8, "big")
     assert got_child.kind == PbSpan.SPAN_KIND_CLIENT
     assert got_child.flags == 0x03 | 0x100
     assert {a.key: _value(a.value) for a in got_child.attributes} == {
@@ -97,6 +110,7 @@ def test_spans_read_back_field_for_field():
     assert got_child.status.code == Status.STATUS_CODE_ERROR
 
     assert got_quiet.kind == PbSpan.SPAN_KIND_INTERNAL
+    assert len(got_quiet.span_id) == 8 and got_quiet.span_id != bytes(8)
     assert list(got_quiet.attributes) == []
     assert got_quiet.status.code == Status.STATUS_CODE_UNSET
     assert got_quiet.trace_state == "acme=blue"
@@ -105,23 +119,30 @@ def test_spans_read_back_field_for_field():
 def test_the_pair_cache_never_confuses_values_or_grows_without_bound(monkeypatch):
     monkeypatch.setattr(tracing, "_PAIRS_LIMIT", 8)
     tracing._PAIRS.clear()
-    spans = []
+    spans, expected = [], []
     for n in range(40):
-        span = Span("s", INTERNAL, 0, {"k": n, "b": bool(n % 2), "s": f"v{n % 3}"})
-        span.finish()
-        spans.append(span)
+        # "1" and True, "0" and False: equal-looking values of other types.
+        values = {"k": n, "b": bool(n % 2), "s": f"v{n % 3}", "t": str(n % 2)}
+        encoded = b"".join(tracing.attribute(key, value) for key, value in values.items())
+        spans.append(_span("s", INTERNAL, 0, encoded))
+        expected.append(values)
         assert len(tracing._PAIRS) <= 8
     request = _decode({}, tracing.encode_spans(1, "", 1, 0, spans))
-    for span, got in zip(spans, request.resource_spans[0].scope_spans[0].spans, strict=True):
-        assert {a.key: _value(a.value) for a in got.attributes} == span.attributes
+    for values, got in zip(expected, request.resource_spans[0].scope_spans[0].spans, strict=True):
+        assert {a.key: _value(a.value) for a in got.attributes} == values
         kinds = {a.key: a.value.WhichOneof("value") for a in got.attributes}
-        assert kinds == {"k": "int_value", "b": "bool_value", "s": "string_value"}
+        assert kinds == {
+            "k": "int_value",
+            "b": "bool_value",
+            "s": "string_value",
+            "t": "string_value",
+        }
     tracing._PAIRS.clear()
 
 
 def test_two_traces_in_one_request_keep_their_own_ids():
-    first = Span("a", SERVER, 0)
-    second = Span("b", SERVER, 0)
+    first = _span("a", SERVER, 0)
+    second = _span("b", SERVER, 0)
     request = _decode(
         {},
         tracing.encode_spans(11, "", 1, 0, [first]),
@@ -216,7 +237,7 @@ class Collector:
 
 
 def _trace(count: int) -> tuple[bytes, int]:
-    spans = [Span(f"s{n}", INTERNAL, 0) for n in range(count)]
+    spans = [_span(f"s{n}", INTERNAL, 0) for n in range(count)]
     return tracing.encode_spans(tracing.new_trace_id(), "", 1, 0, spans), count
 
 
