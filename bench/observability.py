@@ -353,7 +353,10 @@ def main() -> int:
     parser.add_argument("--modes", default="off,metrics", help=f"of {', '.join(MODES)}")
     parser.add_argument("--requests", type=int, default=2000, help="per mode and round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=200, help="per mode, before each round")
+    parser.add_argument(
+        "--prewarm", type=int, default=2000, help="per mode, once before the first round"
+    )
     args = parser.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
@@ -411,6 +414,10 @@ def main() -> int:
             )
         per_request: dict[str, list[float]] = {mode: [] for mode in modes}
         sent = {mode: 0 for mode in modes}
+        # Every server in its steady state before any round counts (caches, pools).
+        for mode in modes:
+            bench.latency(targets[mode], n=args.prewarm, warmup=0)
+            sent[mode] += args.prewarm
         for round_number in range(args.rounds):
             order = modes if round_number % 2 == 0 else list(reversed(modes))
             for mode in order:

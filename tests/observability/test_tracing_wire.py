@@ -55,6 +55,7 @@ def test_spans_read_back_field_for_field():
         "a.one": 1,  # an int equal to True, encoded as an int
         "a.list": ["x", "y"],
         "a.unicode": "Zürich 東京",
+        "a.long": "x" * 300,  # lengths of two bytes
     }
     root_attributes["error.type"] = "UPSTREAM_ERROR"
     root = _span(
