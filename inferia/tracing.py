@@ -29,6 +29,7 @@ they never hold, is ``gateway/spans.py``'s business (docs/tracing.md).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import random
@@ -48,6 +49,7 @@ ENABLED = False
 _exporter: Exporter | None = None
 _sampler: Sampler | None = None
 _propagator: Any = None  # the W3C TraceContextTextMapPropagator, while ENABLED
+_exit_hooked = False
 
 # SpanKind and StatusCode of trace.proto.
 INTERNAL, SERVER, CLIENT = 1, 2, 3
@@ -470,7 +472,7 @@ def configure(
 
     Replaces (and flushes) an exporter configured before: tests point one process at
     their own receiver and ``reset()`` it afterwards."""
-    global ENABLED, _exporter, _sampler, _propagator
+    global ENABLED, _exporter, _sampler, _propagator, _exit_hooked
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -504,6 +506,10 @@ def configure(
         close=otlp.shutdown,
     )
     ENABLED = True
+    if not _exit_hooked:
+        # A process that exits without the ASGI lifespan's shutdown still flushes.
+        atexit.register(reset)
+        _exit_hooked = True
 
 
 def configure_from_settings() -> bool:

@@ -3,7 +3,10 @@ protobuf classes), the sampler (against the SDK's), and the batching exporter.""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 import threading
 import time
 
@@ -19,6 +22,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_s
 
 from inferia import tracing
 from inferia.tracing import CLIENT, INTERNAL, SERVER, Sampler
+from tests.gateway.processes import ROOT
 
 
 def _span(name, kind, parent, attributes=b"", error="", span_id=None):
@@ -320,3 +324,26 @@ def test_the_batch_variables_are_read(monkeypatch, settings):
     finally:
         tracing.reset()
     assert tracing._exporter is None
+
+
+def test_a_process_that_exits_without_shutdown_still_sends_its_spans(otlp):
+    """No ASGI lifespan, no reset(): the exit hook flushes what is queued (the batch
+    would otherwise have left in a minute)."""
+    script = (
+        "import django; django.setup()\n"
+        "from inferia import tracing\n"
+        f"tracing.configure(endpoint={otlp.endpoint!r}, service_name='exit-hook',"
+        " schedule_delay_millis=60000)\n"
+        "span = (0, 0, tracing.span_head('at-exit', tracing.SERVER), 1, 2, b'', '')\n"
+        "tracing.export(tracing.new_trace_id(), '', 1, 0, [span])\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "inferia.test_settings"},
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    spans = otlp.wait_for(lambda spans: any(s.name == "at-exit" for s in spans))
+    assert next(s for s in spans if s.name == "at-exit").resource["service.name"] == "exit-hook"
