@@ -10,13 +10,14 @@ the gateway's hot path pays one attribute read.
 Why spans are not the SDK's ``Span`` objects: measured with ``bench/observability.py``,
 the SDK's span objects (about 95 us for a request's five spans) and its protobuf
 encoder (about 80 us more, in the batch thread of the same process) cost three
-quarters of a gateway request's CPU. Here a span is a small slots object, and a
-request's spans are written straight to the OTLP wire format (protobuf, field numbers
-of ``opentelemetry/proto/trace/v1/trace.proto``) from fragments encoded once. The
-OpenTelemetry packages still do what is not on the hot path:
+quarters of a gateway request's CPU. Here an ended span is a tuple (``SpanTuple``),
+and a request's spans are written straight to the OTLP wire format (protobuf, field
+numbers of ``opentelemetry/proto/trace/v1/trace.proto``) from fragments encoded once.
+The OpenTelemetry packages still do what is not on the hot path:
 
 - ``opentelemetry-exporter-otlp-proto-http`` sends each batch (the standard variables
-  for headers, compression, certificates and timeout; its retries and back-off);
+  for headers, compression, certificates and timeout; its retries and back-off), over
+  its urllib3 transport;
 - ``opentelemetry-sdk``'s ``Resource`` builds the resource (``OTEL_SERVICE_NAME``,
   ``OTEL_RESOURCE_ATTRIBUTES``, ``telemetry.sdk.*``);
 - ``opentelemetry-api``'s W3C propagator parses a caller's ``traceparent`` and
