@@ -141,11 +141,15 @@ def test_a_revoked_key_is_refused_though_an_entry_exists(on_redis, llm):
 
 def _everything_in_redis(only: bytes = b"") -> bytes:
     """Every key (holding ``only``) and every value of this run's Redis database, as one
-    blob."""
+    blob: on a cluster, every master's keys (KEYS answers for one node only)."""
 
     async def dump(c) -> bytes:
         out: list[bytes] = []
-        for key in await c.execute("KEYS", "*"):
+        names: list[bytes] = []
+        for master in await c.masters():
+            (reply,) = await master.pipeline([("KEYS", "*")])
+            names += reply
+        for key in names:
             if only not in key:
                 continue
             out.append(key)
