@@ -104,26 +104,23 @@ def metrics_page(request: HttpRequest) -> HttpResponse:
                 data={"error_code": str(error.code)},
             )
         else:
-            audit_record(
-                action=PERMISSION,
-                outcome="denied",
-                org=access.org,
-                actor=access.user,
-                actor_label=access.actor_label,
-                status_code=error.status,
-                meta=meta,
-            )
+            _audit_scrape(access, "denied", error.status, meta)
         response = response_for_error(error)
         if error.status == 401:
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
+    _audit_scrape(access, "allowed", 200, meta)
+    return _page(metrics.exposition(access.org.slug))
+
+
+def _audit_scrape(access: Access, outcome: str, status: int, meta: RequestMeta | None) -> None:
+    """The audit record of an org-scoped scrape's decision."""
     audit_record(
         action=PERMISSION,
-        outcome="allowed",
+        outcome=outcome,
         org=access.org,
         actor=access.user,
         actor_label=access.actor_label,
-        status_code=200,
+        status_code=status,
         meta=meta,
     )
-    return _page(metrics.exposition(access.org.slug))

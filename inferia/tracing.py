@@ -545,8 +545,9 @@ def export(
         )
 
 
-def force_flush(timeout_millis: int = 10_000) -> bool:
-    """Export every finished trace now (tests, and before a process stops)."""
+def force_flush() -> bool:
+    """Export every finished trace now (tests, and before a process stops); the
+    exporter's own timeout bounds each post."""
     if _exporter is not None:
         _exporter.flush()
     return True
