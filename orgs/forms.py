@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 from django.core.validators import RegexValidator
 
+from orgs import policy
 from orgs.access import PERMISSIONS, permission_groups
 
 slug_field = RegexValidator(
@@ -137,6 +138,38 @@ class RoleForm(forms.Form):
     )
     # Shown grouped by resource, each with its one-line description.
     scope_groups = permission_groups(PERMISSIONS)
+
+
+class CacheSettingsForm(forms.Form):
+    """The response cache's knobs (``orgs.services.cache``), with the API's bounds."""
+
+    enabled = forms.BooleanField(required=False, label="Cache answers for this organization")
+    ttl_seconds = forms.IntegerField(
+        min_value=policy.CACHE_TTL_MIN,
+        max_value=policy.CACHE_TTL_MAX,
+        label="Time to live (seconds)",
+        help_text="How long a stored answer is served. At most 7 days.",
+    )
+    max_bytes = forms.IntegerField(
+        min_value=policy.CACHE_BYTES_MIN,
+        max_value=policy.CACHE_BYTES_MAX,
+        label="Size cap (bytes)",
+        help_text="Past it, the entries that expire first make room.",
+    )
+    max_entry_bytes = forms.IntegerField(
+        min_value=policy.CACHE_ENTRY_MIN,
+        max_value=policy.CACHE_ENTRY_MAX,
+        label="Largest answer stored (bytes)",
+    )
+
+
+class CachePurgeForm(forms.Form):
+    model = forms.CharField(
+        required=False,
+        max_length=policy.MODEL_FQN_MAX,
+        label="Model",
+        help_text="A model FQN such as openai-main/gpt-4o-mini. Empty: every model.",
+    )
 
 
 class SettingsForm(forms.Form):

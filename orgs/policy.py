@@ -25,6 +25,8 @@ ALLOW, DENY = "allow", "deny"
 CACHE_TTL_MIN, CACHE_TTL_MAX = 1, 7 * 24 * 3600
 CACHE_BYTES_MIN, CACHE_BYTES_MAX = 1024, 1024**3
 CACHE_ENTRY_MIN, CACHE_ENTRY_MAX = 256, 16 * 1024 * 1024
+# The longest model FQN a purge accepts.
+MODEL_FQN_MAX = 260
 
 
 @dataclass(frozen=True)

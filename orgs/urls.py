@@ -17,6 +17,8 @@ urlpatterns = [
     # The token is the secret: the request log records the route, never this path.
     path("invitations/<str:token>", views.invitation_accept_page, name="invitation-accept"),
     path("orgs/<slug:org>/settings", views.org_settings, name="settings-update"),
+    path("orgs/<slug:org>/cache", views.cache_page, name="cache"),
+    path("orgs/<slug:org>/cache/purge", views.cache_purge_page, name="cache-purge"),
     path("orgs/<slug:org>/members", views.member_list, name="member-list"),
     path("orgs/<slug:org>/members/<uuid:member_id>", views.member_update, name="member-update"),
     path(

@@ -24,9 +24,17 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from audit import services as audit
-from inferia.errors import InferiaError, OtpRequired, TwoFactorRequired, ValidationError
+from inferia import store
+from inferia.errors import (
+    InferiaError,
+    OtpRequired,
+    ServiceUnavailable,
+    TwoFactorRequired,
+    ValidationError,
+)
 from inferia.request_meta import RequestMeta
 from inferia.request_types import OrgPageRequest
+from inferia.store.windows import StoreUnavailable
 from orgs import forms, selectors
 from orgs import policy as policy_defaults
 from orgs.access import MEMBER
@@ -43,7 +51,7 @@ from orgs.pages import (
     post_refused,
     two_factor_setup_redirect,
 )
-from orgs.services import auth, device, tenancy, two_factor
+from orgs.services import auth, cache, device, tenancy, two_factor
 
 __all__ = ["org_page"]
 
@@ -383,6 +391,92 @@ def org_settings(request: OrgPageRequest, org: Organization) -> HttpResponse:
         template="orgs/settings.html",
         context=lambda: page_context(request, form=form),
     )
+
+
+# --- response cache --------------------------------------------------------------------------
+
+CACHE_UNREADABLE = "Redis did not answer: what the cache holds cannot be shown right now."
+
+
+@org_page("org:view")
+def cache_page(request: OrgPageRequest, org: Organization) -> HttpResponse:
+    """The org's response cache: what it holds, its settings (``cache:manage`` changes
+    them) and purges. The same service as ``/api/v1/orgs/{org}/cache``."""
+    if refused := post_refused(request, "cache:manage"):
+        return refused
+    policy = org.policy
+    form = forms.CacheSettingsForm(
+        request.POST or None,
+        initial={field: getattr(policy, knob) for field, knob in cache.FIELDS.items()},
+    )
+
+    def context() -> dict:
+        try:
+            state, unreadable = cache.cache_state(request.access), ""
+        except StoreUnavailable:
+            state, unreadable = None, CACHE_UNREADABLE
+        lookups = (state or {}).get("hits", 0) + (state or {}).get("misses", 0)
+        return page_context(
+            request,
+            form=form,
+            purge_form=forms.CachePurgeForm(),
+            state=state,
+            unreadable=unreadable,
+            available=store.redis_enabled(),
+            hit_percent=round(100 * state["hits"] / lookups) if state and lookups else None,
+            needs_redis=cache.NEEDS_REDIS,
+        )
+
+    return form_page(
+        request,
+        form,
+        save=lambda: cache.cache_settings_update(
+            access=request.access,
+            changes={cache.FIELDS[name]: value for name, value in form.cleaned_data.items()},
+            meta=RequestMeta.from_http(request),
+        ),
+        success="Cache settings saved.",
+        redirect_to=reverse("orgs:cache", kwargs={"org": org.slug}),
+        template="orgs/cache.html",
+        context=context,
+    )
+
+
+@require_POST
+@org_page("org:view")
+def cache_purge_page(request: OrgPageRequest, org: Organization) -> HttpResponse:
+    """Purge the org's cached answers, of one model or all; asks first."""
+    if refused := post_refused(request, "cache:manage"):
+        return refused
+    back = reverse("orgs:cache", kwargs={"org": org.slug})
+    form = forms.CachePurgeForm(request.POST)
+    if not form.is_valid():
+        for problems in form.errors.values():
+            for problem in problems:
+                messages.error(request, str(problem))
+        return redirect(back)
+    model = form.cleaned_data["model"] or None
+    if ask := confirmation_page(
+        request,
+        title=f"Purge the cached answers of {model}?" if model else "Purge every cached answer?",
+        consequence="The next identical requests go to the provider again, and use tokens.",
+        button="Yes, purge",
+        cancel_url=back,
+        permission="cache:manage",
+    ):
+        return ask
+
+    def purge() -> str:
+        try:
+            purged = cache.cache_purge(
+                access=request.access, model=model, meta=RequestMeta.from_http(request)
+            )
+        except StoreUnavailable:
+            raise ServiceUnavailable("Redis did not answer: nothing was purged.") from None
+        noun = "answer" if purged == 1 else "answers"
+        return f"{purged} cached {noun} purged" + (f" ({model})." if model else ".")
+
+    return post_action(request, purge, redirect_to=back)
 
 
 # --- members and invitations ---------------------------------------------------------------

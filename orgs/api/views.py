@@ -15,7 +15,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from inferia.api import ANY_MEMBER, RAW_BODY, OrgAPIView, UserAPIView, request_meta
-from inferia.errors import NotFound, ValidationError
+from inferia.errors import NotFound
 from inferia.request_types import SignedInAPIRequest
 from orgs import selectors
 from orgs.access import membership_permissions
@@ -386,8 +386,6 @@ class OrgCacheView(OrgAPIView):
     )
     def delete(self, request, org):
         model = request.query_params.get("model") or None
-        if model is not None and len(model) > 260:
-            raise ValidationError("Model name too long", details={"model": ["At most 260."]})
         purged = cache.cache_purge(access=request.access, model=model, meta=request_meta(request))
         return Response(s.CachePurgeOutput({"model": model, "purged": purged}).data)
 

@@ -22,6 +22,7 @@ from inferia.request_meta import RequestMeta
 from inferia.store import response_cache
 from orgs.access import Access
 from orgs.models import Organization
+from orgs.policy import MODEL_FQN_MAX
 
 # API field -> policy knob (``/orgs/{org}/cache`` names them without the prefix).
 FIELDS: dict[str, str] = {
@@ -92,9 +93,14 @@ def cache_purge(*, access: Access, model: str | None, meta: RequestMeta | None =
     """Drop the org's cached answers (of the model FQN ``model`` only, when given);
     returns how many. Needs ``cache:manage``; audited as ``cache:purge``.
 
-    Raises StoreUnavailable (503) when Redis cannot answer.
+    Raises VALIDATION_ERROR for a model name over ``MODEL_FQN_MAX``, StoreUnavailable
+    (503) when Redis cannot answer.
     """
     access.require("cache:manage")
+    if model is not None and len(model) > MODEL_FQN_MAX:
+        raise ValidationError(
+            "Model name too long", details={"model": [f"At most {MODEL_FQN_MAX} characters."]}
+        )
     org = access.org
     purged = response_cache.purge(org.pk, model) if store.redis_enabled() else 0
     audit.record(

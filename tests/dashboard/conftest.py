@@ -3,7 +3,15 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from tests.gateway.conftest import _fresh_gateway_state, fake_upstream, gateway_server  # noqa: F401
+from tests.gateway.conftest import (  # noqa: F401
+    _fresh_gateway_state,
+    fake_upstream,
+    gateway_server,
+    llm,
+    on_redis,
+    redis_outage,
+    upstream_requests,
+)
 
 
 def page_client(user) -> Client:

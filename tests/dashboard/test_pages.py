@@ -24,6 +24,7 @@ PAGES = {
     "access_rules": "/orgs/acme/access-rules",
     "audit": "/orgs/acme/audit-log",
     "settings": "/orgs/acme/settings",
+    "cache": "/orgs/acme/cache",
 }
 # Which built-in role may open which page (the role's permissions decide, CONTRACT §4).
 ALLOWED = {
@@ -38,6 +39,7 @@ ALLOWED = {
         "api_keys",
         "access_rules",
         "audit",
+        "cache",
     },
     "viewer": {
         "overview",
@@ -47,6 +49,7 @@ ALLOWED = {
         "service_accounts",
         "access_rules",
         "audit",
+        "cache",
     },
 }
 
