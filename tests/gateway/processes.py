@@ -24,16 +24,29 @@ ROOT = Path(__file__).resolve().parents[2]
 class GatewayProcess:
     """``uvicorn inferia.asgi:application`` in its own process, on the test database."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        env: dict[str, str] | None = None,
+        without: tuple[str, ...] = (),
+        lifespan: bool = False,
+    ) -> None:
+        """``env`` adds variables; ``without`` keeps the test run's variables of those
+        prefixes from the process; ``lifespan`` runs the ASGI lifespan (start-up and
+        shutdown hooks), off by default."""
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {
-            k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DJANGO_SETTINGS_MODULE")
+        process_env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("REDIS_URL", "DJANGO_SETTINGS_MODULE") and not k.startswith(without)
         }
-        env.update(
+        process_env.update(
             DJANGO_SETTINGS_MODULE="tests.gateway.proc_settings",
             INFERIA_TEST_DB_NAME=str(connection.settings_dict["NAME"]),
             REDIS_URL=redis_url,
+            **(env or {}),
         )
         self.process = subprocess.Popen(
             [
@@ -49,10 +62,10 @@ class GatewayProcess:
                 "warning",
                 "--no-access-log",
                 "--lifespan",
-                "off",
+                "on" if lifespan else "off",
             ],
             cwd=ROOT,
-            env=env,
+            env=process_env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -70,15 +83,18 @@ class GatewayProcess:
             time.sleep(0.1)
         raise AssertionError(f"gateway process on {self.url} did not start")
 
-    def stop(self) -> None:
+    def stop(self) -> str:
+        """SIGTERM (a graceful shutdown, the lifespan's too), then what it printed."""
+        if self.process.stdout.closed:
+            return ""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        self.process.stdout.close()
+        try:
+            output, _ = self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            output, _ = self.process.communicate(timeout=5)
+        return output
 
     def sdk(self, key: str) -> openai.OpenAI:
         """The official client on this process, without retries (they would hide 429s)."""
@@ -86,12 +102,12 @@ class GatewayProcess:
             base_url=f"{self.url}/api/llm/v1", api_key=key, max_retries=0, timeout=30
         )
 
-    def chat(self, key: str, body: dict) -> httpx.Response:
+    def chat(self, key: str, body: dict, headers: dict[str, str] | None = None) -> httpx.Response:
         """One chat completion on this process, as raw HTTP."""
         return httpx.post(
             f"{self.url}/api/llm/v1/chat/completions",
             json=body,
-            headers={"Authorization": f"Bearer {key}"},
+            headers={"Authorization": f"Bearer {key}", **(headers or {})},
             timeout=30,
         )
 

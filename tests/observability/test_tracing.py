@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 
 import httpx
 import pytest
-from django.db import connection
 
 from deployments import config
 from deployments.models import Deployment
@@ -25,8 +23,8 @@ from inferia import store, tracing
 from orgs.scoping import org_scope
 from orgs.services import auth
 from tests.deployments.routing_fixtures import target
-from tests.gateway.conftest import UPSTREAM_SECRET, _free_port
-from tests.gateway.processes import ROOT
+from tests.gateway.conftest import UPSTREAM_SECRET
+from tests.gateway.processes import ROOT, GatewayProcess
 from tests.observability.otlp_receiver import ExportedSpan, Receiver
 
 PROMPT = "the launch code is swordfish-7731, keep it between us"
@@ -487,72 +485,26 @@ def test_a_server_process_exports_to_the_configured_endpoint(otlp, llm):
     """``uvicorn inferia.asgi:application`` with OTEL_EXPORTER_OTLP_ENDPOINT set: the
     spans of its calls reach the receiver. The batch delay is an hour, so they can only
     arrive through the flush at the lifespan's shutdown."""
-    port = _free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DJANGO_SETTINGS_MODULE",) and not k.startswith("OTEL_")
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="tests.gateway.proc_settings",
-        INFERIA_TEST_DB_NAME=str(connection.settings_dict["NAME"]),
-        OTEL_EXPORTER_OTLP_ENDPOINT=otlp.url,
-        OTEL_SERVICE_NAME="inferia-live",
-        OTEL_BSP_SCHEDULE_DELAY="3600000",
+    server = GatewayProcess(
+        os.environ.get("REDIS_URL", ""),
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url,
+            "OTEL_SERVICE_NAME": "inferia-live",
+            "OTEL_BSP_SCHEDULE_DELAY": "3600000",
+        },
+        without=("OTEL_",),
+        lifespan=True,
     )
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "inferia.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--lifespan",
-            "on",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.stdout.read()
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
-        response = httpx.post(
-            f"{url}/api/llm/v1/chat/completions",
-            json=BODY,
-            headers={
-                "Authorization": f"Bearer {llm.key()}",
-                "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01",
-            },
-            timeout=30,
+        server.wait_ready()
+        response = server.chat(
+            llm.key(), BODY, headers={"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
         )
         assert response.status_code == 200, response.text
         time.sleep(0.3)
         assert otlp.spans == []  # still queued in the process
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            output, _ = process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate(timeout=5)
+        output = server.stop()
     spans = _trace(otlp, response.headers["X-Request-ID"], count=5)
     root = _root(spans)
     assert root.trace_id == CALLER_TRACE and root.parent_span_id == CALLER_SPAN
